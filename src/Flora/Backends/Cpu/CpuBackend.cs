@@ -1,0 +1,416 @@
+using System.Diagnostics;
+using System.Numerics;
+using System.Numerics.Tensors;
+using Tensor = Flora.Tensors.Tensor;
+using Flora.Tensors;
+
+namespace Flora.Backends.Cpu;
+
+/// <summary>
+/// The kernel surface on the host: matrix products through OpenBLAS, element-wise work and
+/// reductions through <see cref="TensorPrimitives"/>, split across cores where the work is large
+/// enough to pay for it. This is the only place in Flora where C# loops over tensor elements.
+/// </summary>
+public sealed unsafe partial class CpuBackend : IBackend
+{
+    /// <summary>Element count below which an op runs on the calling thread.</summary>
+    private const int ParallelThreshold = 1 << 16;
+
+    public CpuBackend(MemoryLedger? ledger = null)
+    {
+        Ledger = ledger ?? new MemoryLedger();
+        OpenBlas.EnsureLoaded();
+    }
+
+    public string Name => "cpu";
+    public MemoryLedger Ledger { get; }
+    public OpProfiler? Profiler { get; set; }
+
+    /// <summary>The OpenBLAS library in use and its thread count, for reports.</summary>
+    public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads)";
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    public Tensor Allocate(Shape shape, MemoryTag tag, DType dtype = DType.Float32)
+    {
+        var storage = new HostStorage(Ledger, tag, (long)shape.Count * dtype.Size());
+        return new Tensor(this, storage, shape, dtype, 0, ownsStorage: true);
+    }
+
+    public void Upload(ReadOnlySpan<float> source, Tensor destination)
+    {
+        CheckCount(source.Length, destination, nameof(Upload));
+        source.CopyTo(F(destination));
+    }
+
+    public void Upload(ReadOnlySpan<int> source, Tensor destination)
+    {
+        CheckCount(source.Length, destination, nameof(Upload));
+        source.CopyTo(I(destination));
+    }
+
+    public void Download(Tensor source, Span<float> destination)
+    {
+        CheckCount(destination.Length, source, nameof(Download));
+        F(source).CopyTo(destination);
+    }
+
+    public void Download(Tensor source, Span<int> destination)
+    {
+        CheckCount(destination.Length, source, nameof(Download));
+        I(source).CopyTo(destination);
+    }
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        CheckSameCount(source, destination, nameof(Copy));
+        if (source.DType != destination.DType) throw new ArgumentException($"Copy: {source.DType} source into {destination.DType} destination");
+        new Span<byte>((void*)source.Pointer, (int)source.Bytes).CopyTo(new Span<byte>((void*)destination.Pointer, (int)destination.Bytes));
+    }
+
+    public void Fill(Tensor tensor, float value)
+    {
+        using var _ = Time(nameof(Fill));
+        F(tensor).Fill(value);
+    }
+
+    // ---- matrix products -----------------------------------------------------------------------
+
+    public void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
+    {
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns;
+        int kb = transposeB ? b.Columns : b.Rows, n = transposeB ? b.Rows : b.Columns;
+        if (k != kb || c.Rows != m || c.Columns != n)
+            throw new ArgumentException(
+                $"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
+        CheckFloat(a, nameof(MatMul)); CheckFloat(b, nameof(MatMul)); CheckFloat(c, nameof(MatMul));
+        if (m == 0 || n == 0) return;
+        using var _ = Time(nameof(MatMul));
+        if (k == 0) { if (beta == 0) F(c).Clear(); else TensorPrimitives.Multiply(F(c), beta, F(c)); return; }
+        OpenBlas.Sgemm(transposeA, transposeB, m, n, k, alpha,
+            (float*)a.Pointer, a.Columns, (float*)b.Pointer, b.Columns, beta, (float*)c.Pointer, c.Columns);
+    }
+
+    // ---- element-wise ---------------------------------------------------------------------------
+
+    public void Add(Tensor a, Tensor b, Tensor result)
+    {
+        CheckSameCount(a, b, nameof(Add)); CheckSameCount(a, result, nameof(Add));
+        using var _ = Time(nameof(Add));
+        Chunked(a.Count, (s, n) => TensorPrimitives.Add(F(a).Slice(s, n), F(b).Slice(s, n), F(result).Slice(s, n)));
+    }
+
+    public void Axpy(float alpha, Tensor x, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Axpy));
+        using var _ = Time(nameof(Axpy));
+        Chunked(x.Count, (s, n) => TensorPrimitives.MultiplyAdd(F(x).Slice(s, n), alpha, F(y).Slice(s, n), F(y).Slice(s, n)));
+    }
+
+    public void Scale(Tensor x, float alpha)
+    {
+        using var _ = Time(nameof(Scale));
+        Chunked(x.Count, (s, n) => TensorPrimitives.Multiply(F(x).Slice(s, n), alpha, F(x).Slice(s, n)));
+    }
+
+    public void AddBias(Tensor y, Tensor bias)
+    {
+        if (bias.Count != y.Columns) throw new ArgumentException($"AddBias: bias {bias.Shape} does not match the {y.Columns} columns of {y.Shape}");
+        using var _ = Time(nameof(AddBias));
+        int cols = y.Columns;
+        ChunkedRows(y.Rows, cols, (r0, rn) =>
+        {
+            Span<float> rows = F(y).Slice(r0 * cols, rn * cols);
+            ReadOnlySpan<float> b = F(bias);
+            for (int r = 0; r < rn; r++) TensorPrimitives.Add(rows.Slice(r * cols, cols), b, rows.Slice(r * cols, cols));
+        });
+    }
+
+    public void SumRows(Tensor x, Tensor result, float beta)
+    {
+        if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
+        using var _ = Time(nameof(SumRows));
+        int rows = x.Rows, cols = x.Columns;
+        // Each worker owns a range of columns and walks all rows, so no two workers write the same element.
+        int columnChunk = (long)rows * cols < ParallelThreshold ? cols : Math.Max(64, cols / Environment.ProcessorCount);
+        int chunks = (cols + columnChunk - 1) / columnChunk;
+        Parallel.For(0, chunks, chunk =>
+        {
+            int c0 = chunk * columnChunk, cn = Math.Min(columnChunk, cols - c0);
+            Span<float> acc = F(result).Slice(c0, cn);
+            ReadOnlySpan<float> src = F(x);
+            if (beta == 0) acc.Clear(); else if (beta != 1) TensorPrimitives.Multiply(acc, beta, acc);
+            for (int r = 0; r < rows; r++) TensorPrimitives.Add(acc, src.Slice(r * cols + c0, cn), acc);
+        });
+    }
+
+    public void Relu(Tensor x, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Relu));
+        using var _ = Time(nameof(Relu));
+        Chunked(x.Count, (s, n) => TensorPrimitives.Max(F(x).Slice(s, n), 0f, F(y).Slice(s, n)));
+    }
+
+    public void ReluBackward(Tensor y, Tensor dy, Tensor dx)
+    {
+        CheckSameCount(y, dy, nameof(ReluBackward)); CheckSameCount(y, dx, nameof(ReluBackward));
+        using var _ = Time(nameof(ReluBackward));
+        Chunked(y.Count, (s, n) => ReluMask(F(y).Slice(s, n), F(dy).Slice(s, n), F(dx).Slice(s, n)));
+    }
+
+    /// <summary>dx = y &gt; 0 ? dy : 0. TensorPrimitives has no select, so this one loop is written with Vector&lt;T&gt;.</summary>
+    private static void ReluMask(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int w = Vector<float>.Count;
+            for (; i <= y.Length - w; i += w)
+            {
+                var mask = Vector.GreaterThan(new Vector<float>(y.Slice(i, w)), Vector<float>.Zero);
+                Vector.ConditionalSelect(mask, new Vector<float>(dy.Slice(i, w)), Vector<float>.Zero).CopyTo(dx.Slice(i, w));
+            }
+        }
+        for (; i < y.Length; i++) dx[i] = y[i] > 0 ? dy[i] : 0f;
+    }
+
+    private const float GeluC = 0.7978845608f; // sqrt(2 / pi)
+    private const float GeluA = 0.044715f;
+    private const int GeluBlock = 2048;        // elements per stack-allocated temporary
+
+    public void Gelu(Tensor x, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Gelu));
+        using var _ = Time(nameof(Gelu));
+        Chunked(x.Count, (s, n) =>
+        {
+            Span<float> t = stackalloc float[GeluBlock];
+            for (int o = 0; o < n; o += GeluBlock)
+            {
+                int len = Math.Min(GeluBlock, n - o);
+                ReadOnlySpan<float> xs = F(x).Slice(s + o, len);
+                Span<float> ys = F(y).Slice(s + o, len), ts = t[..len];
+                GeluTanh(xs, ts);                          // t = tanh(c (x + a x^3))
+                TensorPrimitives.Add(ts, 1f, ts);          // 1 + t
+                TensorPrimitives.Multiply(ts, xs, ts);     // x (1 + t)
+                TensorPrimitives.Multiply(ts, 0.5f, ys);   // y = 0.5 x (1 + t)
+            }
+        });
+    }
+
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
+    {
+        CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
+        using var _ = Time(nameof(GeluBackward));
+        Chunked(x.Count, (s, n) =>
+        {
+            Span<float> t = stackalloc float[GeluBlock], u = stackalloc float[GeluBlock];
+            for (int o = 0; o < n; o += GeluBlock)
+            {
+                int len = Math.Min(GeluBlock, n - o);
+                ReadOnlySpan<float> xs = F(x).Slice(s + o, len), dys = F(dy).Slice(s + o, len);
+                Span<float> dxs = F(dx).Slice(s + o, len), ts = t[..len], us = u[..len];
+                // GELU'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2),  t = tanh(c (x + a x^3))
+                GeluTanh(xs, ts);
+                TensorPrimitives.Multiply(xs, xs, us);                        // x^2
+                TensorPrimitives.Multiply(us, 3f * GeluA * GeluC, us);
+                TensorPrimitives.Add(us, GeluC, us);                          // c (1 + 3 a x^2)
+                TensorPrimitives.Multiply(us, xs, us);                        // x c (1 + 3 a x^2)
+                TensorPrimitives.Multiply(us, 0.5f, us);
+                TensorPrimitives.Multiply(ts, ts, dxs);                       // t^2 (dx as scratch)
+                TensorPrimitives.Subtract(1f, dxs, dxs);                      // 1 - t^2
+                TensorPrimitives.Multiply(us, dxs, us);                       // 0.5 x (1 - t^2) c (1 + 3 a x^2)
+                TensorPrimitives.MultiplyAdd(ts, 0.5f, us, us);               // + 0.5 t
+                TensorPrimitives.Add(us, 0.5f, us);                           // + 0.5
+                TensorPrimitives.Multiply(us, dys, dxs);
+            }
+        });
+    }
+
+    /// <summary>t = tanh(c (x + a x^3)).</summary>
+    private static void GeluTanh(ReadOnlySpan<float> x, Span<float> t)
+    {
+        TensorPrimitives.Multiply(x, x, t);                 // x^2
+        TensorPrimitives.Multiply(t, GeluA, t);
+        TensorPrimitives.Add(t, 1f, t);                     // 1 + a x^2
+        TensorPrimitives.Multiply(t, x, t);                 // x + a x^3
+        TensorPrimitives.Multiply(t, GeluC, t);
+        TensorPrimitives.Tanh(t, t);
+    }
+
+    // ---- losses and metrics -------------------------------------------------------------------
+
+    public float SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities)
+    {
+        CheckTargets(logits, targets, nameof(SoftmaxCrossEntropy));
+        CheckSameCount(logits, probabilities, nameof(SoftmaxCrossEntropy));
+        using var _ = Time(nameof(SoftmaxCrossEntropy));
+        int rows = logits.Rows, cols = logits.Columns;
+        var losses = new double[rows];
+        ChunkedRows(rows, cols, (r0, rn) =>
+        {
+            for (int r = r0; r < r0 + rn; r++)
+            {
+                ReadOnlySpan<float> x = F(logits).Slice(r * cols, cols);
+                Span<float> p = F(probabilities).Slice(r * cols, cols);
+                float max = TensorPrimitives.Max(x);
+                TensorPrimitives.Subtract(x, max, p);
+                TensorPrimitives.Exp(p, p);
+                float sum = TensorPrimitives.Sum(p);
+                TensorPrimitives.Divide(p, sum, p);
+                // -log softmax(x)[t] = log(sum exp(x - max)) + max - x[t], exact even where p[t] underflows
+                losses[r] = Math.Log(sum) + max - x[I(targets)[r]];
+            }
+        });
+        return (float)(losses.Sum() / Math.Max(rows, 1));
+    }
+
+    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale)
+    {
+        CheckTargets(probabilities, targets, nameof(SoftmaxCrossEntropyBackward));
+        CheckSameCount(probabilities, dLogits, nameof(SoftmaxCrossEntropyBackward));
+        using var _ = Time(nameof(SoftmaxCrossEntropyBackward));
+        int rows = probabilities.Rows, cols = probabilities.Columns;
+        TensorPrimitives.Multiply(F(probabilities), scale, F(dLogits));
+        ReadOnlySpan<int> t = I(targets);
+        Span<float> d = F(dLogits);
+        for (int r = 0; r < rows; r++) d[r * cols + t[r]] -= scale;
+    }
+
+    public int CountCorrect(Tensor logits, Tensor targets)
+    {
+        CheckTargets(logits, targets, nameof(CountCorrect));
+        using var _ = Time(nameof(CountCorrect));
+        int rows = logits.Rows, cols = logits.Columns, correct = 0;
+        ReadOnlySpan<float> x = F(logits);
+        ReadOnlySpan<int> t = I(targets);
+        for (int r = 0; r < rows; r++)
+            if (TensorPrimitives.IndexOfMax(x.Slice(r * cols, cols)) == t[r]) correct++;
+        return correct;
+    }
+
+    // ---- reductions -----------------------------------------------------------------------------
+
+    private const int ReductionBlock = 4096; // float partial sums stay accurate over blocks this short
+
+    public double Sum(Tensor x)
+    {
+        using var _ = Time(nameof(Sum));
+        double total = 0;
+        ReadOnlySpan<float> s = F(x);
+        for (int o = 0; o < s.Length; o += ReductionBlock) total += TensorPrimitives.Sum(s.Slice(o, Math.Min(ReductionBlock, s.Length - o)));
+        return total;
+    }
+
+    public double SumOfSquares(Tensor x)
+    {
+        using var _ = Time(nameof(SumOfSquares));
+        double total = 0;
+        ReadOnlySpan<float> s = F(x);
+        for (int o = 0; o < s.Length; o += ReductionBlock) total += TensorPrimitives.SumOfSquares(s.Slice(o, Math.Min(ReductionBlock, s.Length - o)));
+        return total;
+    }
+
+    // ---- random -----------------------------------------------------------------------------------
+
+    public void FillGaussian(Tensor tensor, ulong seed, float std)
+    {
+        CheckFloat(tensor, nameof(FillGaussian));
+        using var _ = Time(nameof(FillGaussian));
+        int count = tensor.Count;
+        int blocks = (count + 3) / 4;
+        float* dst = (float*)tensor.Pointer;
+        const int blocksPerChunk = 4096;
+        Parallel.For(0, (blocks + blocksPerChunk - 1) / blocksPerChunk, chunk =>
+        {
+            Span<float> four = stackalloc float[4];
+            int b0 = chunk * blocksPerChunk, b1 = Math.Min(blocks, b0 + blocksPerChunk);
+            for (int b = b0; b < b1; b++)
+            {
+                Philox.GaussianBlock(seed, (ulong)b, four);
+                int i = b * 4;
+                for (int j = 0; j < 4 && i + j < count; j++) dst[i + j] = std * four[j];
+            }
+        });
+    }
+
+    public void Dispose() { }
+
+    // ---- helpers ----------------------------------------------------------------------------------
+
+    private static Span<float> F(Tensor t)
+    {
+        if (t.DType != DType.Float32) throw new ArgumentException($"expected a Float32 tensor, got {t}");
+        if (!t.Storage.IsHost) throw new ArgumentException($"the CPU backend got a tensor that is not in host memory: {t}");
+        return new Span<float>((void*)t.Pointer, t.Count);
+    }
+
+    private static Span<int> I(Tensor t)
+    {
+        if (t.DType != DType.Int32) throw new ArgumentException($"expected an Int32 tensor, got {t}");
+        if (!t.Storage.IsHost) throw new ArgumentException($"the CPU backend got a tensor that is not in host memory: {t}");
+        return new Span<int>((void*)t.Pointer, t.Count);
+    }
+
+    private static void CheckFloat(Tensor t, string op)
+    {
+        if (t.DType != DType.Float32) throw new ArgumentException($"{op}: expected a Float32 tensor, got {t}");
+    }
+
+    private static void CheckCount(int length, Tensor t, string op)
+    {
+        if (length != t.Count) throw new ArgumentException($"{op}: {length} host elements for a tensor of shape {t.Shape} ({t.Count} elements)");
+    }
+
+    private static void CheckSameCount(Tensor a, Tensor b, string op)
+    {
+        if (a.Count != b.Count) throw new ArgumentException($"{op}: shapes {a.Shape} and {b.Shape} have different element counts");
+    }
+
+    private static void CheckTargets(Tensor logits, Tensor targets, string op)
+    {
+        if (targets.Count != logits.Rows)
+            throw new ArgumentException($"{op}: {targets.Count} targets for {logits.Rows} rows of logits {logits.Shape}");
+        int classes = logits.Columns;
+        ReadOnlySpan<int> t = I(targets);
+        for (int r = 0; r < t.Length; r++)
+            if ((uint)t[r] >= (uint)classes) throw new ArgumentException($"{op}: target {t[r]} at row {r} is outside [0, {classes})");
+    }
+
+    /// <summary>Runs body(start, length) over [0, count), split across cores when count is large.</summary>
+    private static void Chunked(int count, Action<int, int> body)
+    {
+        if (count < ParallelThreshold) { body(0, count); return; }
+        int workers = Environment.ProcessorCount;
+        int chunk = (count + workers - 1) / workers;
+        chunk = (chunk + 15) & ~15;
+        Parallel.For(0, (count + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, count - i * chunk)));
+    }
+
+    /// <summary>Runs body(firstRow, rowCount) over the rows of a (rows, cols) matrix, split across cores when large.</summary>
+    private static void ChunkedRows(int rows, int cols, Action<int, int> body)
+    {
+        if ((long)rows * cols < ParallelThreshold || rows < 2) { body(0, rows); return; }
+        int workers = Math.Min(Environment.ProcessorCount, rows);
+        int chunk = (rows + workers - 1) / workers;
+        Parallel.For(0, (rows + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, rows - i * chunk)));
+    }
+
+    private ProfileScope Time(string op) => new(Profiler, op);
+
+    private readonly struct ProfileScope : IDisposable
+    {
+        private readonly OpProfiler? _profiler;
+        private readonly string _op;
+        private readonly long _start;
+
+        public ProfileScope(OpProfiler? profiler, string op)
+        {
+            _profiler = profiler;
+            _op = op;
+            _start = profiler is null ? 0 : Stopwatch.GetTimestamp();
+        }
+
+        public void Dispose() => _profiler?.Record(_op, Stopwatch.GetTimestamp() - _start);
+    }
+}

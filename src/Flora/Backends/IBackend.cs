@@ -1,0 +1,105 @@
+using Flora.Tensors;
+
+namespace Flora.Backends;
+
+/// <summary>
+/// The kernel surface: every operation that touches tensor elements. Models, optimizers and the
+/// gradient pipeline call only this interface, so the CPU and CUDA backends are interchangeable.
+/// Matrices are row-major; a tensor of more than two dimensions is read as a matrix of
+/// (<see cref="Tensor.Rows"/>, <see cref="Tensor.Columns"/>). Every method validates shapes and throws
+/// <see cref="ArgumentException"/> naming the mismatch before any kernel runs.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>Short device name, e.g. "cpu".</summary>
+    string Name { get; }
+
+    /// <summary>The ledger every allocation of this backend reports to.</summary>
+    MemoryLedger Ledger { get; }
+
+    /// <summary>When set, every op adds its wall time to it (for benchmarks).</summary>
+    OpProfiler? Profiler { get; set; }
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    /// <summary>A new zero-filled tensor, tagged in the ledger.</summary>
+    Tensor Allocate(Shape shape, MemoryTag tag, DType dtype = DType.Float32);
+
+    void Upload(ReadOnlySpan<float> source, Tensor destination);
+    void Upload(ReadOnlySpan<int> source, Tensor destination);
+    void Download(Tensor source, Span<float> destination);
+    void Download(Tensor source, Span<int> destination);
+
+    /// <summary>destination = source (same element count; shapes may differ).</summary>
+    void Copy(Tensor source, Tensor destination);
+
+    /// <summary>Every element of <paramref name="tensor"/> = <paramref name="value"/>.</summary>
+    void Fill(Tensor tensor, float value);
+
+    // ---- matrix products -----------------------------------------------------------------------
+
+    /// <summary>
+    /// C = alpha op(A) op(B) + beta C, where op(X) is X or its transpose. A, B and C are read as matrices.
+    /// With beta = 1 the product accumulates into C (how parameter gradients accumulate).
+    /// </summary>
+    void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
+
+    // ---- element-wise ---------------------------------------------------------------------------
+
+    /// <summary>result = a + b.</summary>
+    void Add(Tensor a, Tensor b, Tensor result);
+
+    /// <summary>y = y + alpha x.</summary>
+    void Axpy(float alpha, Tensor x, Tensor y);
+
+    /// <summary>x = alpha x.</summary>
+    void Scale(Tensor x, float alpha);
+
+    /// <summary>y[n, :] += bias for every row n of y (N, C); bias (C).</summary>
+    void AddBias(Tensor y, Tensor bias);
+
+    /// <summary>result = beta result + sum over rows of x; x (N, C), result (C).</summary>
+    void SumRows(Tensor x, Tensor result, float beta);
+
+    /// <summary>y = max(x, 0).</summary>
+    void Relu(Tensor x, Tensor y);
+
+    /// <summary>dx = dy where y &gt; 0, else 0 (y is the forward output).</summary>
+    void ReluBackward(Tensor y, Tensor dy, Tensor dx);
+
+    /// <summary>y = GELU(x), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
+    void Gelu(Tensor x, Tensor y);
+
+    /// <summary>dx = dy GELU'(x) (x is the forward input).</summary>
+    void GeluBackward(Tensor x, Tensor dy, Tensor dx);
+
+    // ---- losses and metrics -------------------------------------------------------------------
+
+    /// <summary>
+    /// Row-wise softmax of logits (N, C) into probabilities (N, C); returns the mean over rows of
+    /// -log p[n, target[n]]. targets is Int32 (N), each in [0, C).
+    /// </summary>
+    float SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities);
+
+    /// <summary>dLogits = scale (probabilities - onehot(targets)).</summary>
+    void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale);
+
+    /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n].</summary>
+    int CountCorrect(Tensor logits, Tensor targets);
+
+    // ---- reductions -----------------------------------------------------------------------------
+
+    /// <summary>Sum of all elements, accumulated in double.</summary>
+    double Sum(Tensor x);
+
+    /// <summary>Sum of squares of all elements, accumulated in double.</summary>
+    double SumOfSquares(Tensor x);
+
+    // ---- random -----------------------------------------------------------------------------------
+
+    /// <summary>
+    /// tensor[i] = std * z(seed, i) where z is the Philox4x32-10 Gaussian of <see cref="Philox"/>:
+    /// a pure function of (seed, i), the same on every backend and for any thread count.
+    /// </summary>
+    void FillGaussian(Tensor tensor, ulong seed, float std);
+}

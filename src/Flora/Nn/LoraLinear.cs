@@ -1,0 +1,97 @@
+using Flora.Backends;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn;
+
+/// <summary>
+/// LoRA (Hu et al. 2022) around a frozen <see cref="Linear"/>: y = x W^T + b + s (x A^T) B^T with
+/// A (r, in) ~ N(0, 1/r), B (out, r) = 0 and scale s = alpha / r. W and b are frozen; A and B are
+/// ordinary parameters with their own optimizer state. In LoRA(B) mode A is frozen too, which is
+/// the random projection of the paper's Section 2.2: the update of W + s B A is then -eta s^2 G A^T A.
+/// </summary>
+public sealed class LoraLinear : Module
+{
+    private readonly TensorSlot _hidden, _gradHidden;
+    private Tensor? _input, _h;
+
+    public LoraLinear(Linear baseLayer, int rank, float alpha, ulong seed, bool trainA = true)
+        : base(baseLayer.Backend, baseLayer.Name)
+    {
+        int maxRank = Math.Min(baseLayer.InFeatures, baseLayer.OutFeatures);
+        if (rank <= 0 || rank > maxRank)
+            throw new ArgumentException($"LoRA rank {rank} is invalid for '{baseLayer.Name}' ({baseLayer.OutFeatures}x{baseLayer.InFeatures}): it must be in [1, {maxRank}]");
+        if (!(alpha > 0) || !float.IsFinite(alpha)) throw new ArgumentException($"LoRA alpha must be positive and finite, got {alpha}");
+        Base = baseLayer;
+        Rank = rank;
+        Scale = alpha / rank;
+        foreach (var p in baseLayer.Parameters()) p.RequiresGrad = false;
+        A = new Parameter(Join(Name, "lora_A"), Backend.Allocate(new Shape(rank, baseLayer.InFeatures), MemoryTag.Parameters), trainA);
+        Backend.FillGaussian(A.Value, seed, 1f / MathF.Sqrt(rank));
+        B = new Parameter(Join(Name, "lora_B"), Backend.Allocate(new Shape(baseLayer.OutFeatures, rank), MemoryTag.Parameters));
+        _hidden = new TensorSlot(Backend, MemoryTag.Activations);
+        _gradHidden = new TensorSlot(Backend, MemoryTag.Activations);
+    }
+
+    public Linear Base { get; }
+    public int Rank { get; }
+    public float Scale { get; }
+    public Parameter A { get; }
+    public Parameter B { get; }
+
+    public override bool ComputesInputGradient
+    {
+        get => Base.ComputesInputGradient;
+        set => Base.ComputesInputGradient = value;
+    }
+
+    public override Tensor Forward(Tensor input)
+    {
+        _input = input;
+        Tensor y = Base.Forward(input);                                  // (N, out) = x W^T + b
+        _h = _hidden.Get(WithLastDimension(input.Shape, Rank));           // (N, r)
+        Backend.MatMul(input, false, A.Value, true, _h);                  // h = x A^T
+        Backend.MatMul(_h, false, B.Value, true, y, Scale, 1f);           // y += s h B^T
+        return y;
+    }
+
+    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
+    {
+        Tensor x = Saved(_input), h = Saved(_h);
+        Tensor dh = _gradHidden.Get(h.Shape);
+        Backend.MatMul(gradOutput, false, B.Value, false, dh, Scale);      // dh = s dy B       (N, r)
+        Tensor? dx = Base.Backward(gradOutput, gradients);                // dx = dy W (W frozen: no dW)
+        if (dx is not null) Backend.MatMul(dh, false, A.Value, false, dx, 1f, 1f); // dx += dh A
+        if (B.RequiresGrad)
+        {
+            var g = gradients.Target(B);                                  // (out, r)
+            Backend.MatMul(gradOutput, true, h, false, g.Tensor, Scale, g.Beta); // dB (+)= s dy^T h
+            gradients.OnGradient(B, g.Tensor);
+        }
+        if (A.RequiresGrad)
+        {
+            var g = gradients.Target(A);                                  // (r, in)
+            Backend.MatMul(dh, true, x, false, g.Tensor, 1f, g.Beta);     // dA (+)= dh^T x
+            gradients.OnGradient(A, g.Tensor);
+        }
+        return dx;
+    }
+
+    /// <summary>W += s B A: folds the adapter into the base weight (B is then reset to zero so the output is unchanged).</summary>
+    public void Merge()
+    {
+        Backend.MatMul(B.Value, false, A.Value, false, Base.Weight.Value, Scale, 1f);
+        Backend.Fill(B.Value, 0f);
+    }
+
+    public override IEnumerable<Parameter> Parameters() => Base.Parameters().Append(A).Append(B);
+
+    public override void Dispose()
+    {
+        A.Dispose();
+        B.Dispose();
+        Base.Dispose();
+        _hidden.Dispose();
+        _gradHidden.Dispose();
+    }
+}

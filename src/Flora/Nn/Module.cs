@@ -1,0 +1,64 @@
+using Flora.Backends;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn;
+
+/// <summary>
+/// A layer with an explicit forward and backward (the Torch7 nn split, llm.c's function pairs).
+/// <list type="bullet">
+/// <item>Forward caches exactly what backward needs and returns an output the module owns and
+/// reuses every step (valid until the next Forward).</item>
+/// <item>Backward writes the input gradient (owned by the module) and hands each parameter gradient
+/// to the sink as soon as it is computed. Parameter gradients accumulate (+=) or overwrite as the
+/// sink's <see cref="GradientTarget"/> says.</item>
+/// <item>Backward computes the input gradient before handing any parameter gradient to the sink,
+/// because an immediate-update sink (LOMO) changes the weights inside <see cref="IGradientSink.OnGradient"/>.</item>
+/// </list>
+/// </summary>
+public abstract class Module : IDisposable
+{
+    protected Module(IBackend backend, string name)
+    {
+        Backend = backend;
+        Name = name;
+    }
+
+    public IBackend Backend { get; }
+
+    /// <summary>Path of the module in its model; parameter names are prefixed with it.</summary>
+    public string Name { get; }
+
+    /// <summary>When false, <see cref="Backward"/> skips the input gradient and returns null (a first layer fed with data).</summary>
+    public virtual bool ComputesInputGradient { get; set; } = true;
+
+    /// <summary>Runs the layer on <paramref name="input"/> and caches what backward needs.</summary>
+    public abstract Tensor Forward(Tensor input);
+
+    /// <summary>Given dLoss/dOutput, hands parameter gradients to <paramref name="gradients"/> and returns dLoss/dInput.</summary>
+    public abstract Tensor? Backward(Tensor gradOutput, IGradientSink gradients);
+
+    /// <summary>This module's parameters, children's included, in a fixed order.</summary>
+    public virtual IEnumerable<Parameter> Parameters() => [];
+
+    public virtual void Dispose()
+    {
+        foreach (var p in Parameters()) p.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Joins a module path and a child name with a dot, skipping an empty prefix.</summary>
+    protected static string Join(string prefix, string name) => prefix.Length == 0 ? name : $"{prefix}.{name}";
+
+    /// <summary>The shape of <paramref name="input"/> with its last dimension replaced by <paramref name="last"/>.</summary>
+    protected static Shape WithLastDimension(Shape input, int last)
+    {
+        int[] dims = input.ToArray();
+        dims[^1] = last;
+        return new Shape(dims);
+    }
+
+    /// <summary>Throws a clear error when Backward runs before Forward.</summary>
+    protected T Saved<T>(T? value) where T : class =>
+        value ?? throw new InvalidOperationException($"{GetType().Name} '{Name}': Backward called before Forward");
+}

@@ -1,0 +1,37 @@
+using Flora.Tensors;
+
+namespace Flora.Nn;
+
+/// <summary>
+/// A trainable tensor with a name (its path in the model, e.g. "h.0.attn.c_attn.weight").
+/// <see cref="Grad"/> exists only when a gradient sink keeps a full-size gradient for it
+/// (plain accumulation); FLORA's sinks and immediate updates never create it.
+/// </summary>
+public sealed class Parameter : IDisposable
+{
+    public Parameter(string name, Tensor value, bool requiresGrad = true)
+    {
+        Name = name;
+        Value = value;
+        RequiresGrad = requiresGrad;
+    }
+
+    public string Name { get; }
+    public Tensor Value { get; }
+    public Shape Shape => Value.Shape;
+
+    /// <summary>False for frozen weights (LoRA's base matrix): modules then skip their gradient entirely.</summary>
+    public bool RequiresGrad { get; set; }
+
+    /// <summary>Full-size gradient buffer, owned by the parameter once a sink creates it.</summary>
+    public Tensor? Grad { get; set; }
+
+    public void Dispose()
+    {
+        Value.Dispose();
+        Grad?.Dispose();
+        Grad = null;
+    }
+
+    public override string ToString() => $"{Name} {Shape}{(RequiresGrad ? "" : " frozen")}";
+}

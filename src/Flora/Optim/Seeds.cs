@@ -1,0 +1,40 @@
+using System.Text;
+
+namespace Flora.Optim;
+
+/// <summary>
+/// How Flora derives every random seed, so that projections can be regenerated instead of stored:
+/// <code>
+/// Mix(x)                = SplitMix64 finaliser of x + 0x9E3779B97F4A7C15
+/// Derive(parent, index) = Mix(parent XOR Mix(index))
+/// ForName(root, name)   = Derive(root, FNV-1a-64(UTF-8 bytes of name))
+/// projection seed of parameter p in resampling period k = Derive(ForName(root, p.Name), k)
+/// </code>
+/// The result depends only on the run's root seed, the parameter's name and the period number,
+/// never on the order parameters are visited in or on the device.
+/// </summary>
+public static class Seeds
+{
+    public static ulong Mix(ulong x)
+    {
+        ulong z = x + 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    public static ulong Derive(ulong parent, ulong index) => Mix(parent ^ Mix(index));
+
+    public static ulong ForName(ulong root, string name) => Derive(root, Fnv1a64(name));
+
+    public static ulong Fnv1a64(string text)
+    {
+        ulong hash = 0xCBF29CE484222325UL;
+        foreach (byte b in Encoding.UTF8.GetBytes(text))
+        {
+            hash ^= b;
+            hash *= 0x100000001B3UL;
+        }
+        return hash;
+    }
+}

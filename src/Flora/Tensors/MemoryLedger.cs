@@ -1,0 +1,95 @@
+namespace Flora.Tensors;
+
+/// <summary>
+/// Counts the bytes held by every tensor allocation, by <see cref="MemoryTag"/>: current, peak per tag,
+/// and the overall peak with its breakdown. Every <see cref="Storage"/> reports here when it is
+/// allocated and freed, so the numbers are measured, not estimated. Thread-safe.
+/// </summary>
+public sealed class MemoryLedger
+{
+    private static readonly MemoryTag[] Tags = Enum.GetValues<MemoryTag>();
+    private readonly object _gate = new();
+    private readonly long[] _current = new long[Tags.Length];
+    private readonly long[] _peak = new long[Tags.Length];
+    private readonly long[] _atPeak = new long[Tags.Length];
+    private long _currentTotal;
+    private long _peakTotal;
+    private long _allocations;
+    private long _frees;
+
+    /// <summary>Number of allocations made so far. Unchanged across a training step means the step reuses its buffers.</summary>
+    public long Allocations { get { lock (_gate) return _allocations; } }
+
+    /// <summary>Number of allocations released so far.</summary>
+    public long Frees { get { lock (_gate) return _frees; } }
+
+    /// <summary>Bytes held now under <paramref name="tag"/>.</summary>
+    public long Current(MemoryTag tag) { lock (_gate) return _current[(int)tag]; }
+
+    /// <summary>Most bytes ever held at once under <paramref name="tag"/> (since the last <see cref="ResetPeaks"/>).</summary>
+    public long Peak(MemoryTag tag) { lock (_gate) return _peak[(int)tag]; }
+
+    /// <summary>Bytes held now, all tags together.</summary>
+    public long CurrentTotal { get { lock (_gate) return _currentTotal; } }
+
+    /// <summary>Most bytes ever held at once, all tags together.</summary>
+    public long PeakTotal { get { lock (_gate) return _peakTotal; } }
+
+    internal void OnAllocated(MemoryTag tag, long bytes)
+    {
+        lock (_gate)
+        {
+            _allocations++;
+            int t = (int)tag;
+            _current[t] += bytes;
+            if (_current[t] > _peak[t]) _peak[t] = _current[t];
+            _currentTotal += bytes;
+            if (_currentTotal > _peakTotal)
+            {
+                _peakTotal = _currentTotal;
+                Array.Copy(_current, _atPeak, _current.Length);
+            }
+        }
+    }
+
+    internal void OnFreed(MemoryTag tag, long bytes)
+    {
+        lock (_gate)
+        {
+            _frees++;
+            _current[(int)tag] -= bytes;
+            _currentTotal -= bytes;
+        }
+    }
+
+    /// <summary>Sets every peak to the current value, to measure the peak of a later phase alone.</summary>
+    public void ResetPeaks()
+    {
+        lock (_gate)
+        {
+            Array.Copy(_current, _peak, _current.Length);
+            Array.Copy(_current, _atPeak, _current.Length);
+            _peakTotal = _currentTotal;
+        }
+    }
+
+    /// <summary>A consistent copy of all counters.</summary>
+    public MemorySnapshot Snapshot()
+    {
+        lock (_gate)
+        {
+            var rows = Tags.Select(t => new MemoryTagUsage(t, _current[(int)t], _peak[(int)t], _atPeak[(int)t])).ToArray();
+            return new MemorySnapshot(rows, _currentTotal, _peakTotal, _allocations, _frees);
+        }
+    }
+}
+
+/// <summary>Bytes of one tag: now, at its own peak, and at the moment of the overall peak.</summary>
+public sealed record MemoryTagUsage(MemoryTag Tag, long CurrentBytes, long PeakBytes, long BytesAtTotalPeak);
+
+/// <summary>A copy of the ledger's counters at one moment.</summary>
+public sealed record MemorySnapshot(
+    IReadOnlyList<MemoryTagUsage> Tags, long CurrentTotalBytes, long PeakTotalBytes, long Allocations, long Frees)
+{
+    public MemoryTagUsage this[MemoryTag tag] => Tags[(int)tag];
+}

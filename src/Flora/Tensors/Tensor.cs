@@ -1,0 +1,80 @@
+using Flora.Backends;
+
+namespace Flora.Tensors;
+
+/// <summary>
+/// A dense, row-major tensor over a <see cref="Tensors.Storage"/>. An owning tensor frees its storage
+/// when disposed; a view (<see cref="View(Shape)"/>) shares the storage of its parent and frees nothing.
+/// Tensors never run element loops: all arithmetic goes through their <see cref="Backend"/>.
+/// </summary>
+public sealed class Tensor : IDisposable
+{
+    private readonly bool _ownsStorage;
+
+    internal Tensor(IBackend backend, Storage storage, Shape shape, DType dtype, long offset, bool ownsStorage)
+    {
+        long needed = (offset + shape.Count) * dtype.Size();
+        if (offset < 0 || needed > storage.Bytes)
+            throw new ArgumentException($"a tensor of shape {shape} at element offset {offset} does not fit in a storage of {storage.Bytes} bytes");
+        Backend = backend;
+        Storage = storage;
+        Shape = shape;
+        DType = dtype;
+        Offset = offset;
+        _ownsStorage = ownsStorage;
+    }
+
+    /// <summary>The backend that allocated the storage; ops on this tensor must go to it.</summary>
+    public IBackend Backend { get; }
+    public Storage Storage { get; }
+    public Shape Shape { get; }
+    public DType DType { get; }
+
+    /// <summary>Offset of the first element inside <see cref="Storage"/>, in elements.</summary>
+    public long Offset { get; }
+
+    /// <summary>Number of elements.</summary>
+    public int Count => Shape.Count;
+
+    /// <summary>Size of the last dimension (columns when the tensor is read as a matrix).</summary>
+    public int Columns => Shape.Rank == 0 ? 1 : Shape[-1];
+
+    /// <summary>Number of rows when the tensor is read as a matrix of <see cref="Columns"/> columns.</summary>
+    public int Rows => Columns == 0 ? 0 : Count / Columns;
+
+    /// <summary>Address of the first element (host or device).</summary>
+    public IntPtr Pointer => Storage.Pointer + (nint)(Offset * DType.Size());
+
+    public long Bytes => (long)Count * DType.Size();
+
+    /// <summary>A tensor of another shape over the same elements (no copy). The view must not outlive this tensor.</summary>
+    public Tensor View(Shape shape) => View(shape, 0);
+
+    /// <summary>A tensor of <paramref name="shape"/> starting <paramref name="elementOffset"/> elements into this one.</summary>
+    public Tensor View(Shape shape, long elementOffset)
+    {
+        if (elementOffset < 0 || elementOffset + shape.Count > Count + CapacityBeyondShape)
+            throw new ArgumentException($"a view of shape {shape} at offset {elementOffset} does not fit in a tensor of shape {Shape}");
+        return new Tensor(Backend, Storage, shape, DType, Offset + elementOffset, ownsStorage: false);
+    }
+
+    /// <summary>Rows [start, start + count) of this tensor read as a matrix.</summary>
+    public Tensor RowSlice(int start, int count)
+    {
+        if (start < 0 || count < 0 || start + count > Rows)
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) are outside a tensor of {Rows} rows");
+        return new Tensor(Backend, Storage, new Shape(count, Columns), DType, Offset + (long)start * Columns, ownsStorage: false);
+    }
+
+    /// <summary>Elements the storage holds beyond this tensor's shape (views of a grown buffer may use them).</summary>
+    private long CapacityBeyondShape => Storage.Bytes / DType.Size() - Offset - Count;
+
+    public bool IsDisposed => Storage.IsDisposed;
+
+    public void Dispose()
+    {
+        if (_ownsStorage) Storage.Dispose();
+    }
+
+    public override string ToString() => $"Tensor{Shape} {DType} {Storage.Tag}";
+}

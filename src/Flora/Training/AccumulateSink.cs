@@ -1,0 +1,56 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Optim;
+using Flora.Tensors;
+
+namespace Flora.Training;
+
+/// <summary>
+/// Plain gradient accumulation: each parameter keeps a full-size gradient buffer (O(nm) memory),
+/// products accumulate straight into it, and after <see cref="AccumulationSteps"/> micro-batches the
+/// optimizer is applied to the mean. The first gradient of a cycle overwrites the buffer (beta = 0),
+/// so no zeroing pass is needed.
+/// </summary>
+public sealed class AccumulateSink : IGradientSink
+{
+    private readonly IBackend _backend;
+    private readonly Optimizer _optimizer;
+    private readonly List<Parameter> _pending = new();
+    private readonly HashSet<Parameter> _seen = new();
+    private int _microBatches;
+
+    public AccumulateSink(IBackend backend, Optimizer optimizer, int accumulationSteps = 1)
+    {
+        if (accumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {accumulationSteps}", nameof(accumulationSteps));
+        _backend = backend;
+        _optimizer = optimizer;
+        AccumulationSteps = accumulationSteps;
+    }
+
+    public int AccumulationSteps { get; }
+
+    public GradientTarget Target(Parameter parameter)
+    {
+        parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
+        return new GradientTarget(parameter.Grad, Accumulate: _seen.Contains(parameter));
+    }
+
+    public void OnGradient(Parameter parameter, Tensor gradient)
+    {
+        if (_seen.Add(parameter)) _pending.Add(parameter);
+    }
+
+    public void EndMicroBatch()
+    {
+        if (++_microBatches < AccumulationSteps) return;
+        foreach (var p in _pending)
+        {
+            Tensor g = p.Grad!;
+            if (AccumulationSteps > 1) _backend.Scale(g, 1f / AccumulationSteps);   // sum -> mean
+            _optimizer.Update(p, g);
+        }
+        _pending.Clear();
+        _seen.Clear();
+        _microBatches = 0;
+    }
+}

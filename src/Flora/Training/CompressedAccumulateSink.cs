@@ -1,0 +1,106 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Optim;
+using Flora.Tensors;
+
+namespace Flora.Training;
+
+/// <summary>
+/// FLORA's compressed gradient accumulation (Algorithm 1). Per matrix W (n, m) it keeps only
+/// C (n, r) or (r, m) and a seed; each micro-batch gradient lives in the shared scratch just long
+/// enough to be compressed:
+/// <code>
+/// for i in 1..tau:  C += compress_s(G_i)            # G A^T, A ~ N_s(0, 1/r)       (line 9)
+/// G~ = decompress_s(C) / tau                          # C A / tau                    (line 14)
+/// optimizer.Update(W, G~); s = new seed               # next cycle, new projection
+/// </code>
+/// With tau = 1 this is the pilot study's RRP (resampled random projection, Figure 1); with
+/// <c>resample: false</c> the seed never changes, which is RP.
+/// </summary>
+public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
+{
+    private readonly IBackend _backend;
+    private readonly TensorSlot _scratch;
+    private readonly Optimizer _optimizer;
+    private readonly RandomProjection _projection;
+    private readonly ulong _rootSeed;
+    private readonly bool _resample;
+    private readonly Dictionary<Parameter, State> _states = new();
+    private readonly List<State> _pending = new();
+    private int _microBatches;
+
+    /// <summary>Per-parameter state: the compressed accumulator and where its projection comes from.</summary>
+    private sealed class State(Parameter parameter, Tensor accumulator, CompressedAxis axis, ulong parameterSeed)
+    {
+        public Parameter Parameter { get; } = parameter;
+        public Tensor Accumulator { get; } = accumulator;
+        public CompressedAxis Axis { get; } = axis;
+        public ulong ParameterSeed { get; } = parameterSeed;
+        public ulong Cycle { get; set; }
+        public bool Started { get; set; }
+        public ulong Seed => Seeds.Derive(ParameterSeed, Cycle);
+    }
+
+    public CompressedAccumulateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer, int rank,
+        int accumulationSteps = 1, ulong seed = 0, bool resample = true)
+    {
+        if (accumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {accumulationSteps}", nameof(accumulationSteps));
+        _backend = backend;
+        _scratch = scratch;
+        _optimizer = optimizer;
+        _projection = new RandomProjection(backend, rank);
+        _rootSeed = seed;
+        _resample = resample;
+        AccumulationSteps = accumulationSteps;
+    }
+
+    public int AccumulationSteps { get; }
+    public int Rank => _projection.Rank;
+
+    /// <summary>Seed of the projection <paramref name="parameter"/> uses in the current cycle.</summary>
+    public ulong CurrentSeed(Parameter parameter) => StateOf(parameter).Seed;
+
+    public GradientTarget Target(Parameter parameter) => new(_scratch.Get(parameter.Shape), Accumulate: false);
+
+    public void OnGradient(Parameter parameter, Tensor gradient)
+    {
+        State s = StateOf(parameter);
+        Tensor a = _projection.Generate(s.Seed, parameter.Shape, s.Axis);
+        _projection.Compress(gradient, a, s.Accumulator, s.Axis, beta: s.Started ? 1f : 0f);   // C += G A^T
+        if (!s.Started) { s.Started = true; _pending.Add(s); }
+    }
+
+    public void EndMicroBatch()
+    {
+        if (++_microBatches < AccumulationSteps) return;
+        foreach (State s in _pending)
+        {
+            Tensor a = _projection.Generate(s.Seed, s.Parameter.Shape, s.Axis);
+            Tensor g = _scratch.Get(s.Parameter.Shape);
+            _projection.Decompress(s.Accumulator, a, g, s.Axis, 1f / AccumulationSteps);      // G~ = C A / tau
+            _optimizer.Update(s.Parameter, g);
+            s.Started = false;
+            if (_resample) s.Cycle++;
+        }
+        _pending.Clear();
+        _microBatches = 0;
+    }
+
+    private State StateOf(Parameter parameter)
+    {
+        if (_states.TryGetValue(parameter, out State? s)) return s;
+        CompressedAxis axis = RandomProjection.AxisFor(parameter.Shape);
+        _projection.CheckRank(parameter.Shape, axis, parameter.Name);
+        Tensor c = _backend.Allocate(_projection.CompressedShape(parameter.Shape, axis), MemoryTag.Accumulator);
+        s = new State(parameter, c, axis, Seeds.ForName(_rootSeed, parameter.Name));
+        _states.Add(parameter, s);
+        return s;
+    }
+
+    public void Dispose()
+    {
+        foreach (State s in _states.Values) s.Accumulator.Dispose();
+        _states.Clear();
+        _projection.Dispose();
+    }
+}
