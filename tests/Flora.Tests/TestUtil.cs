@@ -1,0 +1,66 @@
+using Flora.Backends;
+using Flora.Backends.Cpu;
+using Flora.Tensors;
+
+namespace Flora.Tests;
+
+/// <summary>Helpers shared by the tests: a backend, random tensors from a fixed seed, host copies.</summary>
+internal static class TestUtil
+{
+    public static CpuBackend Cpu() => new(new MemoryLedger());
+
+    /// <summary>A tensor of the given shape filled with N(0, std^2) from <paramref name="seed"/>.</summary>
+    public static Tensor Random(IBackend backend, ulong seed, float std, params int[] shape)
+    {
+        var t = backend.Allocate(new Shape(shape), MemoryTag.Activations);
+        backend.FillGaussian(t, seed, std);
+        return t;
+    }
+
+    public static Tensor FromArray(IBackend backend, float[] values, params int[] shape)
+    {
+        var t = backend.Allocate(new Shape(shape), MemoryTag.Activations);
+        backend.Upload(values, t);
+        return t;
+    }
+
+    public static Tensor Labels(IBackend backend, params int[] labels)
+    {
+        var t = backend.Allocate(new Shape(labels.Length), MemoryTag.Activations, DType.Int32);
+        backend.Upload(labels, t);
+        return t;
+    }
+
+    public static float[] ToArray(Tensor t)
+    {
+        var a = new float[t.Count];
+        t.Backend.Download(t, a);
+        return a;
+    }
+
+    public static double Dot(float[] a, float[] b)
+    {
+        double s = 0;
+        for (int i = 0; i < a.Length; i++) s += (double)a[i] * b[i];
+        return s;
+    }
+
+    /// <summary>Row-major (m, k) x (k, n) in double, for reference results.</summary>
+    public static double[] MatMulReference(float[] a, float[] b, int m, int k, int n, bool ta, bool tb)
+    {
+        var c = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double x = ta ? a[p * m + i] : a[i * k + p];
+                    double y = tb ? b[j * k + p] : b[p * n + j];
+                    s += x * y;
+                }
+                c[i * n + j] = s;
+            }
+        return c;
+    }
+}
