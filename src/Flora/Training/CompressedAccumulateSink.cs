@@ -89,6 +89,8 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
     private State StateOf(Parameter parameter)
     {
         if (_states.TryGetValue(parameter, out State? s)) return s;
+        if (parameter.Shape.Rank != 2)
+            throw new ArgumentException($"'{parameter.Name}' {parameter.Shape} is not a matrix: route it to an uncompressed sink");
         CompressedAxis axis = RandomProjection.AxisFor(parameter.Shape);
         _projection.CheckRank(parameter.Shape, axis, parameter.Name);
         Tensor c = _backend.Allocate(_projection.CompressedShape(parameter.Shape, axis), MemoryTag.Accumulator);
