@@ -1,2 +1,3 @@
-// Placeholder entry point so the skeleton builds; the real command line replaces this file.
-return 0;
+using Flora.Cli;
+
+return FloraCli.Run(args);

@@ -58,8 +58,8 @@ public interface IBackend : IDisposable
     /// <summary>y[n, :] += bias for every row n of y (N, C); bias (C).</summary>
     void AddBias(Tensor y, Tensor bias);
 
-    /// <summary>result = beta result + sum over rows of x; x (N, C), result (C).</summary>
-    void SumRows(Tensor x, Tensor result, float beta);
+    /// <summary>result = beta result + alpha (sum over rows of x); x (N, C), result (C).</summary>
+    void SumRows(Tensor x, Tensor result, float alpha, float beta);
 
     /// <summary>y = max(x, 0).</summary>
     void Relu(Tensor x, Tensor y);

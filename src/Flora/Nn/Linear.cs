@@ -55,13 +55,13 @@ public sealed class Linear : Module
         if (Weight.RequiresGrad)
         {
             var g = gradients.Target(Weight);                                   // (out, in)
-            Backend.MatMul(gradOutput, true, x, false, g.Tensor, 1f, g.Beta);  // dW (+)= dy^T x
+            Backend.MatMul(gradOutput, true, x, false, g.Tensor, g.Scale, g.Beta); // dW (+)= dy^T x
             gradients.OnGradient(Weight, g.Tensor);
         }
         if (Bias is { RequiresGrad: true })
         {
             var g = gradients.Target(Bias);                                     // (out)
-            Backend.SumRows(gradOutput, g.Tensor, g.Beta);                      // db (+)= sum_n dy[n, :]
+            Backend.SumRows(gradOutput, g.Tensor, g.Scale, g.Beta);             // db (+)= sum_n dy[n, :]
             gradients.OnGradient(Bias, g.Tensor);
         }
         return gradInput;

@@ -65,13 +65,13 @@ public sealed class LoraLinear : Module
         if (B.RequiresGrad)
         {
             var g = gradients.Target(B);                                  // (out, r)
-            Backend.MatMul(gradOutput, true, h, false, g.Tensor, Scale, g.Beta); // dB (+)= s dy^T h
+            Backend.MatMul(gradOutput, true, h, false, g.Tensor, Scale * g.Scale, g.Beta); // dB (+)= s dy^T h
             gradients.OnGradient(B, g.Tensor);
         }
         if (A.RequiresGrad)
         {
             var g = gradients.Target(A);                                  // (r, in)
-            Backend.MatMul(dh, true, x, false, g.Tensor, 1f, g.Beta);     // dA (+)= dh^T x
+            Backend.MatMul(dh, true, x, false, g.Tensor, g.Scale, g.Beta); // dA (+)= dh^T x
             gradients.OnGradient(A, g.Tensor);
         }
         return dx;

@@ -1,5 +1,6 @@
 using Flora.Nn;
 using Flora.Tensors;
+using Flora.Training;
 
 namespace Flora.Optim;
 
@@ -11,6 +12,12 @@ public abstract class Optimizer : IDisposable
 {
     /// <summary>Applies one step to <paramref name="parameter"/> given its (possibly decompressed or averaged) gradient.</summary>
     public abstract void Update(Parameter parameter, Tensor gradient);
+
+    /// <summary>
+    /// When the whole update is W = W + c G for a constant c, the target that makes the gradient's own
+    /// product apply it (<see cref="GradientTarget.AddTo"/>(W, c)); null otherwise (the default).
+    /// </summary>
+    public virtual GradientTarget? FusedTarget(Parameter parameter) => null;
 
     public virtual void Dispose() => GC.SuppressFinalize(this);
 

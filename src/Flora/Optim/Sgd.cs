@@ -1,6 +1,7 @@
 using Flora.Backends;
 using Flora.Nn;
 using Flora.Tensors;
+using Flora.Training;
 
 namespace Flora.Optim;
 
@@ -19,4 +20,7 @@ public sealed class Sgd : Optimizer
 
     public override void Update(Parameter parameter, Tensor gradient) =>
         _backend.Axpy(-LearningRate, gradient, parameter.Value);
+
+    /// <summary>W = W - lr G is one product with alpha = -lr, beta = 1 into W.</summary>
+    public override GradientTarget? FusedTarget(Parameter parameter) => GradientTarget.AddTo(parameter.Value, -LearningRate);
 }

@@ -32,7 +32,7 @@ public sealed class AccumulateSink : IGradientSink
     public GradientTarget Target(Parameter parameter)
     {
         parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
-        return new GradientTarget(parameter.Grad, Accumulate: _seen.Contains(parameter));
+        return _seen.Contains(parameter) ? GradientTarget.AddTo(parameter.Grad) : GradientTarget.Overwrite(parameter.Grad);
     }
 
     public void OnGradient(Parameter parameter, Tensor gradient)

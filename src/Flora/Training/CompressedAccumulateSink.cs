@@ -60,7 +60,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
     /// <summary>Seed of the projection <paramref name="parameter"/> uses in the current cycle.</summary>
     public ulong CurrentSeed(Parameter parameter) => StateOf(parameter).Seed;
 
-    public GradientTarget Target(Parameter parameter) => new(_scratch.Get(parameter.Shape), Accumulate: false);
+    public GradientTarget Target(Parameter parameter) => GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
 
     public void OnGradient(Parameter parameter, Tensor gradient)
     {

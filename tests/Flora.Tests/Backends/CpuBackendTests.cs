@@ -98,12 +98,12 @@ public class CpuBackendTests
 
             using var sums = TestUtil.Random(cpu, 3, 1, cols);
             float[] s0 = TestUtil.ToArray(sums);
-            cpu.SumRows(y, sums, beta: 0.5f);
+            cpu.SumRows(y, sums, alpha: -2f, beta: 0.5f);
             float[] s1 = TestUtil.ToArray(sums);
             for (int c = 0; c < cols; c++)
             {
                 double expected = 0.5 * s0[c];
-                for (int r = 0; r < rows; r++) expected += y1[r * cols + c];
+                for (int r = 0; r < rows; r++) expected += -2.0 * y1[r * cols + c];
                 Assert.InRange(s1[c] - expected, -1e-3, 1e-3);
             }
         }

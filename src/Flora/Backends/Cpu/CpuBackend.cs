@@ -13,8 +13,12 @@ namespace Flora.Backends.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {
-    /// <summary>Element count below which an op runs on the calling thread.</summary>
-    private const int ParallelThreshold = 1 << 16;
+    /// <summary>
+    /// Element count below which an op runs on the calling thread. Element-wise ops are memory-bound
+    /// and OpenBLAS's threads spin for a while after each product, so splitting small ops across
+    /// cores costs more than it saves.
+    /// </summary>
+    private const int ParallelThreshold = 1 << 20;
 
     public CpuBackend(MemoryLedger? ledger = null)
     {
@@ -126,21 +130,22 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
-    public void SumRows(Tensor x, Tensor result, float beta)
+    public void SumRows(Tensor x, Tensor result, float alpha, float beta)
     {
         if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
         using var _ = Time(nameof(SumRows));
         int rows = x.Rows, cols = x.Columns;
         // Each worker owns a range of columns and walks all rows, so no two workers write the same element.
-        int columnChunk = (long)rows * cols < ParallelThreshold ? cols : Math.Max(64, cols / Environment.ProcessorCount);
-        int chunks = (cols + columnChunk - 1) / columnChunk;
-        Parallel.For(0, chunks, chunk =>
+        ChunkedColumns(rows, cols, (c0, cn) =>
         {
-            int c0 = chunk * columnChunk, cn = Math.Min(columnChunk, cols - c0);
             Span<float> acc = F(result).Slice(c0, cn);
             ReadOnlySpan<float> src = F(x);
             if (beta == 0) acc.Clear(); else if (beta != 1) TensorPrimitives.Multiply(acc, beta, acc);
-            for (int r = 0; r < rows; r++) TensorPrimitives.Add(acc, src.Slice(r * cols + c0, cn), acc);
+            for (int r = 0; r < rows; r++)
+            {
+                if (alpha == 1) TensorPrimitives.Add(acc, src.Slice(r * cols + c0, cn), acc);
+                else TensorPrimitives.MultiplyAdd(src.Slice(r * cols + c0, cn), alpha, acc, acc);
+            }
         });
     }
 
@@ -320,12 +325,11 @@ public sealed unsafe partial class CpuBackend : IBackend
         int count = tensor.Count;
         int blocks = (count + 3) / 4;
         float* dst = (float*)tensor.Pointer;
-        const int blocksPerChunk = 4096;
-        Parallel.For(0, (blocks + blocksPerChunk - 1) / blocksPerChunk, chunk =>
+        // Philox is compute-bound (about 16 times the cost of a memory pass per element): weight the work so.
+        Split(blocks, 16L * count, 1024, (b0, bn) =>
         {
             Span<float> four = stackalloc float[4];
-            int b0 = chunk * blocksPerChunk, b1 = Math.Min(blocks, b0 + blocksPerChunk);
-            for (int b = b0; b < b1; b++)
+            for (int b = b0; b < b0 + bn; b++)
             {
                 Philox.GaussianBlock(seed, (ulong)b, four);
                 int i = b * 4;
@@ -378,22 +382,22 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary>Runs body(start, length) over [0, count), split across cores when count is large.</summary>
-    private static void Chunked(int count, Action<int, int> body)
-    {
-        if (count < ParallelThreshold) { body(0, count); return; }
-        int workers = Environment.ProcessorCount;
-        int chunk = (count + workers - 1) / workers;
-        chunk = (chunk + 15) & ~15;
-        Parallel.For(0, (count + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, count - i * chunk)));
-    }
+    private static void Chunked(int count, Action<int, int> body) => Split(count, count, 16, body);
 
     /// <summary>Runs body(firstRow, rowCount) over the rows of a (rows, cols) matrix, split across cores when large.</summary>
-    private static void ChunkedRows(int rows, int cols, Action<int, int> body)
+    private static void ChunkedRows(int rows, int cols, Action<int, int> body) => Split(rows, (long)rows * cols, 1, body);
+
+    /// <summary>Runs body(firstColumn, columnCount) over the columns of a (rows, cols) matrix, split across cores when large.</summary>
+    private static void ChunkedColumns(int rows, int cols, Action<int, int> body) => Split(cols, (long)rows * cols, 64, body);
+
+    /// <summary>Splits [0, items) into one range per core (multiples of <paramref name="granule"/>) when the work is large.</summary>
+    private static void Split(int items, long work, int granule, Action<int, int> body)
     {
-        if ((long)rows * cols < ParallelThreshold || rows < 2) { body(0, rows); return; }
-        int workers = Math.Min(Environment.ProcessorCount, rows);
-        int chunk = (rows + workers - 1) / workers;
-        Parallel.For(0, (rows + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, rows - i * chunk)));
+        int workers = Math.Min(Environment.ProcessorCount, items / granule);
+        if (work < ParallelThreshold || workers < 2) { body(0, items); return; }
+        int chunk = (items + workers - 1) / workers;
+        chunk = (chunk + granule - 1) / granule * granule;
+        Parallel.For(0, (items + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, items - i * chunk)));
     }
 
     private ProfileScope Time(string op) => new(Profiler, op);

@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Flora.Experiments;
+using Spectre.Console;
+
+namespace Flora.Cli.Commands;
+
+/// <summary><c>flora bench ...</c>: speed benchmarks, each reported against a reference measured in the same run.</summary>
+internal static class BenchCommand
+{
+    public static Command Create(IAnsiConsole console, TextWriter error)
+    {
+        var batch = Options.PositiveInt("--batch", "mini-batch size", 128);
+        var steps = Options.PositiveInt("--steps", "timed steps per variant", 50);
+        var warmup = Options.PositiveInt("--warmup", "untimed steps before timing", 5);
+        var pilot = new Command("pilot", "Examples per second of one training step of the pilot network, and the share of the step spent in GEMM.")
+        {
+            batch, steps, warmup,
+        };
+        pilot.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            var result = PilotBenchmark.Run(parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup));
+            Print(console, result);
+            return 0;
+        }));
+        return new Command("bench", "Benchmarks.") { pilot };
+    }
+
+    private static void Print(IAnsiConsole console, PilotBenchmarkResult r)
+    {
+        console.MarkupLine($"[bold]flora bench pilot[/]: batch {r.BatchSize}, {r.Steps} timed steps after {r.Warmup} warm-up steps, {Markup.Escape(r.Blas)}, {Environment.ProcessorCount} cores");
+        console.MarkupLine($"reference in this run: sgemm {r.ReferenceSize}^3 at {r.ReferenceGflops:F1} GFLOP/s");
+        var table = new Table().AddColumns("variant", "ms/step", "examples/s", "GEMM share", "GEMM GFLOP/s", "GEMM vs reference", "non-GEMM / GEMM", "target");
+        foreach (var v in r.Variants)
+        {
+            bool met = v.GemmShare >= 0.8;
+            table.AddRow(PilotStudy.DisplayName(v.Variant), $"{v.MillisecondsPerStep:F2}", $"{v.ExamplesPerSecond:N0}", $"{v.GemmShare:P1}",
+                $"{v.GemmGflops:F1}", $"{v.GemmGflops / r.ReferenceGflops:P0}", $"{(1 - v.GemmShare) / v.GemmShare:P1}", met ? "[green]met[/]" : "[red]missed[/]");
+        }
+        console.Write(table);
+        console.MarkupLine("target: GEMM at least 80% of the step (everything else together under a quarter of the GEMM time)");
+        var ops = new Table().Title("time per op, SGD variant").AddColumns("op", "calls/step", "ms/step", "share of step");
+        foreach (var (op, calls, ms, share) in r.SgdOps)
+            ops.AddRow(Markup.Escape(op), $"{calls:F0}", $"{ms:F3}", $"{share:P1}");
+        console.Write(ops);
+    }
+}

@@ -1,0 +1,74 @@
+using System.CommandLine;
+using Flora.Cli.Commands;
+using Spectre.Console;
+
+namespace Flora.Cli;
+
+/// <summary>
+/// The <c>flora</c> command line. Every command runs inside <see cref="Guard"/>: a user error
+/// (<see cref="FloraException"/>, a bad argument, an unwritable file) ends with one line on stderr
+/// and exit code 1; a parse error with exit code 2; anything else is an internal error (exit 70),
+/// with the stack trace only when FLORA_DEBUG is set.
+/// </summary>
+public static class FloraCli
+{
+    public const int UserError = 1, UsageError = 2, InternalError = 70;
+
+    public static int Run(string[] args, IAnsiConsole? console = null, TextWriter? error = null)
+    {
+        console ??= DefaultConsole();
+        error ??= Console.Error;
+        var root = new RootCommand("Flora: train neural networks with FLORA, low-rank gradient compression (Hao, Cao, Mou, ICML 2024).");
+        root.Subcommands.Add(PilotCommand.Create(console, error));
+        root.Subcommands.Add(BenchCommand.Create(console, error));
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) error.WriteLine($"error: {e.Message}");
+            error.WriteLine("run 'flora --help' for usage");
+            return UsageError;
+        }
+        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error });
+    }
+
+    /// <summary>
+    /// The terminal when there is one; when output is redirected (a CI log, a file), plain text
+    /// without colour codes, 140 columns wide so that tables keep their headers.
+    /// </summary>
+    private static IAnsiConsole DefaultConsole()
+    {
+        if (!Console.IsOutputRedirected) return AnsiConsole.Console;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(Console.Out),
+        });
+        console.Profile.Width = 140;
+        return console;
+    }
+
+    /// <summary>Runs a command body and turns exceptions into one-line errors and exit codes.</summary>
+    public static int Guard(TextWriter error, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is FloraException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            error.WriteLine($"error: {OneLine(e.Message)}");
+            if (Environment.GetEnvironmentVariable("FLORA_DEBUG") is not null) error.WriteLine(e);
+            return UserError;
+        }
+        catch (Exception e)
+        {
+            error.WriteLine($"internal error: {e.GetType().Name}: {OneLine(e.Message)} (set FLORA_DEBUG=1 for the stack trace)");
+            if (Environment.GetEnvironmentVariable("FLORA_DEBUG") is not null) error.WriteLine(e);
+            return InternalError;
+        }
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}
