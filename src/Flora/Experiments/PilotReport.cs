@@ -31,10 +31,12 @@ public static class PilotReport
         foreach (var variant in options.Variants)
         {
             var steps = log.Where(s => s.Variant == variant).ToList();
+            // RP and RRP are dashed: they lie on LoRA(B) and SGD respectively, which would hide them.
+            bool dashed = variant is PilotVariant.Rp or PilotVariant.Rrp;
             loss.AddSeries(PilotStudy.DisplayName(variant), MovingAverage(steps.Where(s => s.TrainLoss is not null)
-                .Select(s => (X: (double)s.Step, Y: s.TrainLoss!.Value)).ToList(), window));
+                .Select(s => (X: (double)s.Step, Y: s.TrainLoss!.Value)).ToList(), window), dashed);
             accuracy.AddSeries(PilotStudy.DisplayName(variant), steps.Where(s => s.TestAccuracy is not null)
-                .Select(s => ((double)s.Step, s.TestAccuracy!.Value)).ToList());
+                .Select(s => ((double)s.Step, s.TestAccuracy!.Value)).ToList(), dashed);
         }
         output.WriteChart(FigureFile, loss);
         output.WriteChart(AccuracyFile, accuracy);

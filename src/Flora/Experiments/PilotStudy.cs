@@ -24,7 +24,11 @@ public enum PilotVariant
     Rrp,
 }
 
-/// <summary>How the layers around the square layer are trained; the same for all five variants.</summary>
+/// <summary>
+/// How the layers around the square layer are treated; the same for all five variants. The default,
+/// frozen, isolates the layer under study as the paper's figure does: with the input and output layers
+/// trained, they make up for whatever the square layer cannot learn and the five curves end close together.
+/// </summary>
 public enum PilotRest
 {
     /// <summary>The input and output layers are trained by plain SGD with the same learning rate.</summary>
@@ -42,7 +46,7 @@ public sealed record PilotOptions
     public int Hidden { get; init; } = 768;
     public int EvalEvery { get; init; } = 100;
     public ulong Seed { get; init; } = 0;
-    public PilotRest Rest { get; init; } = PilotRest.Trained;
+    public PilotRest Rest { get; init; } = PilotRest.Frozen;
     public IReadOnlyList<PilotVariant> Variants { get; init; } = Enum.GetValues<PilotVariant>();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>

@@ -41,7 +41,7 @@ public sealed class SvgLineChart
     private const double StrokeWidth = 1.8;
     private const double LegendRow = 18, LegendSample = 24, LegendPad = 10;
 
-    private readonly List<(string Name, (double X, double Y)[] Points)> _series = new();
+    private readonly List<(string Name, (double X, double Y)[] Points, bool Dashed)> _series = new();
 
     /// <summary>Starts an empty chart.</summary>
     public SvgLineChart(string title, string xLabel, string yLabel)
@@ -79,12 +79,13 @@ public sealed class SvgLineChart
     /// <summary>
     /// Adds a line. The points are copied and drawn in the order given; NaN or infinite points are
     /// skipped and break the line. An empty series still gets a legend entry, marked "(no data)".
+    /// A <paramref name="dashed"/> series is drawn dashed, so that a line lying on top of another stays visible.
     /// </summary>
-    public void AddSeries(string name, IReadOnlyList<(double X, double Y)> points)
+    public void AddSeries(string name, IReadOnlyList<(double X, double Y)> points, bool dashed = false)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(points);
-        _series.Add((name, points.ToArray()));
+        _series.Add((name, points.ToArray(), dashed));
     }
 
     /// <summary>Writes the chart to <paramref name="path"/> atomically (temporary file, then move).</summary>
@@ -268,7 +269,7 @@ public sealed class SvgLineChart
         svg.Append($"<g class=\"series\" clip-path=\"url(#plot-area)\" fill=\"none\" stroke-width=\"{N(StrokeWidth)}\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n");
         for (int s = 0; s < _series.Count; s++)
         {
-            (string colour, string? dash) = Style(s);
+            (string colour, string? dash) = StyleOf(s);
             string dashAttribute = dash is null ? "" : $" stroke-dasharray=\"{dash}\"";
             foreach (List<(double X, double Y)> segment in segments[s])
             {
@@ -336,9 +337,16 @@ public sealed class SvgLineChart
     internal static (string Colour, string? Dash) Style(int index) =>
         (Palette[index % Palette.Length], DashPatterns[index / Palette.Length % DashPatterns.Length]);
 
-    private static void LegendEntry(StringBuilder svg, int index, string label, double x, double centreY)
+    /// <summary>Style of series <paramref name="index"/> of this chart: its palette style, dashed if asked for.</summary>
+    private (string Colour, string? Dash) StyleOf(int index)
     {
-        (string colour, string? dash) = Style(index);
+        var (colour, dash) = Style(index);
+        return (colour, _series[index].Dashed ? dash ?? DashPatterns[1] : dash);
+    }
+
+    private void LegendEntry(StringBuilder svg, int index, string label, double x, double centreY)
+    {
+        (string colour, string? dash) = StyleOf(index);
         string dashAttribute = dash is null ? "" : $" stroke-dasharray=\"{dash}\"";
         svg.Append($"<line x1=\"{N(x)}\" x2=\"{N(x + LegendSample)}\" y1=\"{N(centreY)}\" y2=\"{N(centreY)}\" stroke=\"{colour}\" stroke-width=\"{N(StrokeWidth + 0.7)}\"{dashAttribute}/>\n");
         svg.Append($"<text x=\"{N(x + LegendSample + 6)}\" y=\"{N(centreY + LegendSize * 0.35)}\">{Escape(label)}</text>\n");
