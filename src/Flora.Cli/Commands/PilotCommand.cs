@@ -68,9 +68,8 @@ internal static class PilotCommand
                 string text = double.IsNaN(p.Loss) ? "" : $"loss {p.Loss:F4}";
                 if (p.TestAccuracy is double acc) text += $"  test acc {acc:P1}";
                 report(PilotStudy.DisplayName(p.Variant), p.Step, text, p.TestAccuracy is not null);
-            })));
+            }), (done, soFar) => PilotReport.Write(run, options, done, soFar, directory, commandLine)));
 
-        PilotReport.Write(run, options, results, log, directory, commandLine);
         var table = new Table().Title("Pilot study results").AddColumns("variant", "final train loss", "test accuracy", "test loss", "trainable params", "train s", "allocs after step 1");
         foreach (var r in results)
             table.AddRow(PilotStudy.DisplayName(r.Variant), $"{r.FinalTrainLoss:F4}", $"{r.TestAccuracy:P2}", $"{r.TestLoss:F4}",

@@ -2,7 +2,10 @@ using Flora.Reporting;
 
 namespace Flora.Experiments;
 
-/// <summary>Writes a pilot study's outputs: metrics.csv, figure1.svg, accuracy.svg and summary.json.</summary>
+/// <summary>
+/// Writes a pilot study's outputs: metrics.csv, figure1.svg, accuracy.svg and summary.json, for the
+/// variants finished so far (it is called after each one, so an interrupted run keeps what it did).
+/// </summary>
 public static class PilotReport
 {
     public const string MetricsFile = "metrics.csv";
@@ -28,7 +31,7 @@ public static class PilotReport
         {
             Subtitle = $"Fashion-MNIST test set, evaluated every {options.EvalEvery} steps",
         };
-        foreach (var variant in options.Variants)
+        foreach (var variant in results.Select(r => r.Variant))
         {
             var steps = log.Where(s => s.Variant == variant).ToList();
             // RP and RRP are dashed: they lie on LoRA(B) and SGD respectively, which would hide them.

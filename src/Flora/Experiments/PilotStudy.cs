@@ -99,14 +99,22 @@ public static class PilotStudy
             ? "the input and output layers (weights and biases) are trained by plain SGD at the same learning rate in every variant"
             : "the input and output layers are frozen at the shared random initialisation in every variant");
 
+    /// <summary>
+    /// Runs every selected variant in turn. <paramref name="variantDone"/>, when given, sees the results
+    /// and log so far after each variant, so that a caller can save them before the next one starts.
+    /// </summary>
     public static (IReadOnlyList<PilotVariantResult> Results, IReadOnlyList<PilotStep> Log) Run(
-        ImageDataset train, ImageDataset test, PilotOptions options, IProgress<PilotProgress>? progress = null)
+        ImageDataset train, ImageDataset test, PilotOptions options, IProgress<PilotProgress>? progress = null,
+        Action<IReadOnlyList<PilotVariantResult>, IReadOnlyList<PilotStep>>? variantDone = null)
     {
         options.Validate();
         var results = new List<PilotVariantResult>();
         var log = new List<PilotStep>();
         foreach (var variant in options.Variants)
+        {
             results.Add(RunVariant(variant, train, test, options, log, progress));
+            variantDone?.Invoke(results, log);
+        }
         return (results, log);
     }
 

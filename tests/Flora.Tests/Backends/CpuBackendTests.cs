@@ -164,3 +164,15 @@ public class CpuBackendTests
         Assert.True(profiler.Seconds("MatMul") > 0);
     }
 }
+
+public class OpenBlasLoaderTests
+{
+    [Fact]
+    public void Missing_library_names_what_was_tried_and_the_debian_package()
+    {
+        var e = Assert.Throws<FloraException>(() => Flora.Backends.Cpu.OpenBlas.Probe(["libdoes-not-exist.so.7", "/nowhere/libopenblas.so.0"]));
+        Assert.Contains("libdoes-not-exist.so.7", e.Message);
+        Assert.Contains("/nowhere/libopenblas.so.0", e.Message);
+        Assert.Contains("apt-get install libopenblas0-pthread", e.Message);
+    }
+}

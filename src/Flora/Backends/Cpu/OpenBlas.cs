@@ -24,7 +24,7 @@ internal static unsafe class OpenBlas
     // CBLAS enums.
     private const int RowMajor = 101, NoTrans = 111, Trans = 112;
 
-    private static readonly Lazy<Api> Loaded = new(Load, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<Api> Loaded = new(() => Load(Candidates), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private sealed class Api
     {
@@ -40,9 +40,12 @@ internal static unsafe class OpenBlas
     /// <summary>Threads OpenBLAS uses for one call.</summary>
     public static int Threads => Loaded.Value.GetNumThreads is null ? 1 : Loaded.Value.GetNumThreads();
 
-    private static Api Load()
+    /// <summary>Loads the first of <paramref name="candidates"/> that exports cblas_sgemm, or throws naming all of them and the package.</summary>
+    internal static void Probe(IReadOnlyList<string> candidates) => Load(candidates);
+
+    private static Api Load(IReadOnlyList<string> candidates)
     {
-        foreach (string name in Candidates)
+        foreach (string name in candidates)
         {
             if (!NativeLibrary.TryLoad(name, out IntPtr handle)) continue;
             if (!NativeLibrary.TryGetExport(handle, "cblas_sgemm", out IntPtr sgemm)) continue;
@@ -56,7 +59,7 @@ internal static unsafe class OpenBlas
             };
         }
         throw new FloraException(
-            $"OpenBLAS not found (tried {string.Join(", ", Candidates)}): install it with 'sudo apt-get install {DebianPackage}'");
+            $"OpenBLAS not found (tried {string.Join(", ", candidates)}): install it with 'sudo apt-get install {DebianPackage}'");
     }
 
     /// <summary>Throws the clear "not found" error now rather than inside the first matrix product.</summary>
