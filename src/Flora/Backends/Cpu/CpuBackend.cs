@@ -69,7 +69,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         CheckSameCount(source, destination, nameof(Copy));
         if (source.DType != destination.DType) throw new ArgumentException($"Copy: {source.DType} source into {destination.DType} destination");
-        new Span<byte>((void*)source.Pointer, (int)source.Bytes).CopyTo(new Span<byte>((void*)destination.Pointer, (int)destination.Bytes));
+        using var _ = Time(nameof(Copy));
+        Buffer.MemoryCopy((void*)source.Pointer, (void*)destination.Pointer, destination.Bytes, source.Bytes);
     }
 
     public void Fill(Tensor tensor, float value)
