@@ -55,6 +55,9 @@ public interface IBackend : IDisposable
     /// <summary>x = alpha x.</summary>
     void Scale(Tensor x, float alpha);
 
+    /// <summary>y = alpha x + beta y.</summary>
+    void Axpby(float alpha, Tensor x, float beta, Tensor y);
+
     /// <summary>y[n, :] += bias for every row n of y (N, C); bias (C).</summary>
     void AddBias(Tensor y, Tensor bias);
 
@@ -87,6 +90,28 @@ public interface IBackend : IDisposable
     /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n].</summary>
     int CountCorrect(Tensor logits, Tensor targets);
 
+    // ---- optimizer kernels ------------------------------------------------------------------------
+
+    /// <summary>
+    /// Adafactor's factored second moment of g (n, m), in place on rows (n) and columns (m):
+    /// rows = decay rows + (1 - decay) mean_j(g^2 + eps), columns = decay columns + (1 - decay) mean_i(g^2 + eps).
+    /// </summary>
+    void AdafactorFactoredMoments(Tensor g, Tensor rows, Tensor columns, float decay, float eps);
+
+    /// <summary>Adafactor's preconditioned update u = g / sqrt(rows_i / mean(rows) * columns_j); u may be g.</summary>
+    void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u);
+
+    /// <summary>v = decay v + (1 - decay)(g^2 + eps): the unfactored second moment (Adafactor with eps = eps1, Adam with eps = 0).</summary>
+    void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps);
+
+    /// <summary>u = g / sqrt(v); u may be g.</summary>
+    void DivideBySqrt(Tensor g, Tensor v, Tensor u);
+
+    /// <summary>
+    /// The AdamW step: p = p (1 - lr weightDecay) - lr (m / biasCorrection1) / (sqrt(v / biasCorrection2) + eps).
+    /// </summary>
+    void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2);
+
     // ---- reductions -----------------------------------------------------------------------------
 
     /// <summary>Sum of all elements, accumulated in double.</summary>
@@ -94,6 +119,12 @@ public interface IBackend : IDisposable
 
     /// <summary>Sum of squares of all elements, accumulated in double.</summary>
     double SumOfSquares(Tensor x);
+
+    /// <summary>Sum of absolute values of all elements, accumulated in double.</summary>
+    double SumOfMagnitudes(Tensor x);
+
+    /// <summary>Largest absolute value (0 for an empty tensor).</summary>
+    float MaxMagnitude(Tensor x);
 
     // ---- random -----------------------------------------------------------------------------------
 

@@ -196,7 +196,7 @@ public static class PilotStudy
     /// </summary>
     public static GradientPipeline BuildPipeline(IBackend backend, PilotVariant variant, Sequential model, PilotOptions o)
     {
-        var sgd = new Sgd(backend, o.LearningRate);
+        var sgd = new Sgd(backend, model.Parameters().Where(p => p.RequiresGrad), o.LearningRate);
         var pipeline = new GradientPipeline(backend);
         pipeline.UseByDefault(new ImmediateUpdateSink(pipeline.Scratch, sgd));
         if (variant is PilotVariant.Rp or PilotVariant.Rrp)

@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Nn;
 using Flora.Tensors;
 using Flora.Training;
@@ -7,10 +8,48 @@ namespace Flora.Optim;
 /// <summary>
 /// Updates one parameter at a time from its gradient, so an update can run inside backward
 /// (immediate update, LOMO) or after it, at the end of an accumulation cycle.
+/// <para>
+/// Contract of <see cref="Update"/>: the gradient tensor is consumed; the optimizer may overwrite it
+/// and use it as working memory (it is a scratch buffer or a gradient buffer that the next cycle
+/// overwrites). This is what lets an optimizer run without a full-size buffer of its own.
+/// </para>
+/// Parameters are organised in <see cref="ParameterGroup"/>s with their own learning rate and weight
+/// decay. State is created on first use (or all at once by <see cref="States"/>) and can be saved
+/// and loaded with <see cref="OptimizerCheckpoint"/>.
 /// </summary>
 public abstract class Optimizer : IDisposable
 {
-    /// <summary>Applies one step to <paramref name="parameter"/> given its (possibly decompressed or averaged) gradient.</summary>
+    private readonly Dictionary<Parameter, (ParameterGroup Group, ParameterState? State)> _parameters = new();
+
+    protected Optimizer(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float weightDecay)
+    {
+        Backend = backend;
+        Groups = groups.ToArray();
+        if (Groups.Count == 0) throw new ArgumentException("an optimizer needs at least one parameter group");
+        LearningRate = learningRate;
+        WeightDecay = NonNegative(weightDecay, "weight decay");
+        foreach (var group in Groups)
+            foreach (var p in group.Parameters)
+                if (!_parameters.TryAdd(p, (group, null)))
+                    throw new ArgumentException($"parameter '{p.Name}' appears in more than one group");
+    }
+
+    public IBackend Backend { get; }
+    public IReadOnlyList<ParameterGroup> Groups { get; }
+
+    /// <summary>Default learning rate of groups that set none.</summary>
+    public float LearningRate { get; }
+
+    /// <summary>Default decoupled weight decay of groups that set none.</summary>
+    public float WeightDecay { get; }
+
+    /// <summary>Multiplies every group's learning rate; a schedule sets it before each step.</summary>
+    public float LearningRateScale { get; set; } = 1f;
+
+    /// <summary>The optimizer's settings that shape its state, written into checkpoints and compared on load.</summary>
+    public abstract string Configuration { get; }
+
+    /// <summary>Applies one step to <paramref name="parameter"/> given its (possibly averaged or decompressed) gradient.</summary>
     public abstract void Update(Parameter parameter, Tensor gradient);
 
     /// <summary>
@@ -19,9 +58,61 @@ public abstract class Optimizer : IDisposable
     /// </summary>
     public virtual GradientTarget? FusedTarget(Parameter parameter) => null;
 
-    public virtual void Dispose() => GC.SuppressFinalize(this);
+    /// <summary>Every parameter's state, in group order, created now where missing.</summary>
+    public IReadOnlyList<ParameterState> States =>
+        Groups.SelectMany(g => g.Parameters).Select(StateOf).ToArray();
+
+    /// <summary>Bytes of all optimizer state.</summary>
+    public long StateBytes => States.Sum(s => s.Bytes);
+
+    /// <summary>The state of <paramref name="parameter"/>, created on first use.</summary>
+    public ParameterState StateOf(Parameter parameter)
+    {
+        if (!_parameters.TryGetValue(parameter, out var entry))
+            throw new ArgumentException($"parameter '{parameter.Name}' is not managed by this optimizer");
+        if (entry.State is null)
+        {
+            entry.State = CreateState(parameter, entry.Group);
+            _parameters[parameter] = entry;
+        }
+        return entry.State;
+    }
+
+    /// <summary>Whether <paramref name="parameter"/> is managed by this optimizer.</summary>
+    public bool Manages(Parameter parameter) => _parameters.ContainsKey(parameter);
+
+    protected ParameterGroup GroupOf(Parameter parameter) =>
+        _parameters.TryGetValue(parameter, out var entry) ? entry.Group
+        : throw new ArgumentException($"parameter '{parameter.Name}' is not managed by this optimizer");
+
+    /// <summary>The group's learning rate (or the default) times <see cref="LearningRateScale"/>.</summary>
+    protected float LearningRateOf(ParameterGroup group) => (group.LearningRate ?? LearningRate) * LearningRateScale;
+
+    protected float WeightDecayOf(ParameterGroup group) => group.WeightDecay ?? WeightDecay;
+
+    /// <summary>Allocates the state of one parameter (zeros; step 0).</summary>
+    protected abstract ParameterState CreateState(Parameter parameter, ParameterGroup group);
+
+    public virtual void Dispose()
+    {
+        foreach (var (_, state) in _parameters.Values) state?.Dispose();
+        _parameters.Clear();
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the hyper-parameter unless it is positive and finite.</summary>
     protected static float Positive(float value, string name) =>
         value > 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be positive and finite, got {value}", name);
+
+    protected static float NonNegative(float value, string name) =>
+        value >= 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be non-negative and finite, got {value}", name);
+
+    /// <summary>A decay rate in [0, 1).</summary>
+    protected static float Beta(float value, string name) =>
+        value >= 0 && value < 1 ? value : throw new ArgumentException($"{name} must be in [0, 1), got {value}", name);
+
+    protected static IEnumerable<ParameterGroup> OneGroup(IEnumerable<Parameter> parameters) => [new ParameterGroup(parameters)];
+
+    /// <summary>Root mean square of a tensor's elements.</summary>
+    protected float Rms(Tensor t) => (float)Math.Sqrt(Backend.SumOfSquares(t) / Math.Max(1, t.Count));
 }

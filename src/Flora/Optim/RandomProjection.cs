@@ -14,20 +14,21 @@ public enum CompressedAxis
 
 /// <summary>
 /// FLORA's random projection A (r, d) with entries N(0, 1/r), so that E[A^T A] = I (Theorem 2.4).
-/// A is a pure function of (seed, r, d) through the Philox Gaussian fill: it is regenerated into one
-/// scratch buffer whenever it is needed and never kept.
+/// A is a pure function of (seed, r, d) through the Philox Gaussian fill: it is regenerated into a
+/// scratch buffer whenever it is needed and never kept. Two scratch slots let a transfer hold the
+/// old and the new projection at once.
 /// </summary>
 public sealed class RandomProjection : IDisposable
 {
     private readonly IBackend _backend;
-    private readonly TensorSlot _matrix;
+    private readonly TensorSlot[] _matrices;
 
     public RandomProjection(IBackend backend, int rank)
     {
         if (rank <= 0) throw new ArgumentException($"rank must be positive, got {rank}", nameof(rank));
         _backend = backend;
         Rank = rank;
-        _matrix = new TensorSlot(backend, MemoryTag.Scratch);
+        _matrices = [new TensorSlot(backend, MemoryTag.Scratch), new TensorSlot(backend, MemoryTag.Scratch)];
     }
 
     public int Rank { get; }
@@ -47,32 +48,35 @@ public sealed class RandomProjection : IDisposable
         if (Rank > d) throw new ArgumentException($"rank {Rank} is larger than the compressed dimension {d} of '{name}' {weight}");
     }
 
-    /// <summary>Regenerates A (r, d) for <paramref name="seed"/> into the scratch buffer and returns it.</summary>
-    public Tensor Generate(ulong seed, int dimension)
+    /// <summary>Regenerates A (r, d) for <paramref name="seed"/> into scratch slot <paramref name="slot"/> (0 or 1) and returns it.</summary>
+    public Tensor Generate(ulong seed, int dimension, int slot = 0)
     {
-        Tensor a = _matrix.Get(new Shape(Rank, dimension));
+        Tensor a = _matrices[slot].Get(new Shape(Rank, dimension));
         _backend.FillGaussian(a, seed, 1f / MathF.Sqrt(Rank));
         return a;
     }
 
     /// <summary>The projection for <paramref name="weight"/> compressed along <paramref name="axis"/>.</summary>
-    public Tensor Generate(ulong seed, Shape weight, CompressedAxis axis) => Generate(seed, Dimension(weight, axis));
+    public Tensor Generate(ulong seed, Shape weight, CompressedAxis axis, int slot = 0) => Generate(seed, Dimension(weight, axis), slot);
 
-    /// <summary>c = beta c + compress(g): G A^T (columns) or A G (rows).</summary>
-    public void Compress(Tensor g, Tensor a, Tensor c, CompressedAxis axis, float beta = 0f)
+    /// <summary>c = alpha compress(g) + beta c, where compress(g) is G A^T (columns) or A G (rows).</summary>
+    public void Compress(Tensor g, Tensor a, Tensor c, CompressedAxis axis, float alpha = 1f, float beta = 0f)
     {
-        if (axis == CompressedAxis.Columns) _backend.MatMul(g, false, a, true, c, 1f, beta);   // (n, m)(m, r)
-        else _backend.MatMul(a, false, g, false, c, 1f, beta);                                // (r, n)(n, m)
+        if (axis == CompressedAxis.Columns) _backend.MatMul(g, false, a, true, c, alpha, beta);   // (n, m)(m, r)
+        else _backend.MatMul(a, false, g, false, c, alpha, beta);                                // (r, n)(n, m)
     }
 
-    /// <summary>g = alpha decompress(c): C A (columns) or A^T C (rows).</summary>
-    public void Decompress(Tensor c, Tensor a, Tensor g, CompressedAxis axis, float alpha = 1f)
+    /// <summary>g = alpha decompress(c) + beta g, where decompress(c) is C A (columns) or A^T C (rows).</summary>
+    public void Decompress(Tensor c, Tensor a, Tensor g, CompressedAxis axis, float alpha = 1f, float beta = 0f)
     {
-        if (axis == CompressedAxis.Columns) _backend.MatMul(c, false, a, false, g, alpha);    // (n, r)(r, m)
-        else _backend.MatMul(a, true, c, false, g, alpha);                                    // (n, r)(r, m)
+        if (axis == CompressedAxis.Columns) _backend.MatMul(c, false, a, false, g, alpha, beta);  // (n, r)(r, m)
+        else _backend.MatMul(a, true, c, false, g, alpha, beta);                                 // (n, r)(r, m)
     }
 
     private static int Dimension(Shape weight, CompressedAxis axis) => axis == CompressedAxis.Columns ? weight[1] : weight[0];
 
-    public void Dispose() => _matrix.Dispose();
+    public void Dispose()
+    {
+        foreach (var m in _matrices) m.Dispose();
+    }
 }

@@ -5,22 +5,63 @@ using Flora.Training;
 
 namespace Flora.Optim;
 
-/// <summary>Plain stochastic gradient descent: W = W - lr G. No state.</summary>
+/// <summary>
+/// Stochastic gradient descent with the semantics of torch.optim.SGD (dampening 0):
+/// <code>
+/// g = g + weightDecay W                                   (coupled L2, if set)
+/// b = g on the first step, else momentum b + g            (if momentum &gt; 0)
+/// g = g + momentum b (Nesterov) or g = b
+/// W = W - lr g
+/// </code>
+/// Without momentum and weight decay the step is fused into the gradient's own product.
+/// </summary>
 public sealed class Sgd : Optimizer
 {
-    private readonly IBackend _backend;
+    public Sgd(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
+        : this(backend, OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
 
-    public Sgd(IBackend backend, float learningRate)
+    public Sgd(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
+        : base(backend, groups, Positive(learningRate, nameof(learningRate)), weightDecay)
     {
-        _backend = backend;
-        LearningRate = Positive(learningRate, nameof(learningRate));
+        Momentum = Beta(momentum, nameof(momentum));
+        if (nesterov && momentum == 0) throw new ArgumentException("Nesterov momentum needs momentum > 0", nameof(nesterov));
+        Nesterov = nesterov;
     }
 
-    public float LearningRate { get; }
+    public float Momentum { get; }
+    public bool Nesterov { get; }
 
-    public override void Update(Parameter parameter, Tensor gradient) =>
-        _backend.Axpy(-LearningRate, gradient, parameter.Value);
+    public override string Configuration => $"momentum={Momentum} nesterov={Nesterov}";
+
+    protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
+    {
+        var state = new ParameterState(parameter);
+        if (Momentum > 0) state.Add("momentum_buffer", parameter.Shape, "full size");
+        return state;
+    }
+
+    public override void Update(Parameter parameter, Tensor gradient)
+    {
+        var group = GroupOf(parameter);
+        var state = StateOf(parameter);
+        float lr = LearningRateOf(group), wd = WeightDecayOf(group);
+        if (wd != 0) Backend.Axpy(wd, parameter.Value, gradient);                  // g += wd W
+        if (Momentum > 0)
+        {
+            Tensor buffer = state.Tensors[0].Tensor;
+            if (state.Step == 0) Backend.Copy(gradient, buffer);                   // b = g
+            else Backend.Axpby(1f, gradient, Momentum, buffer);                    // b = momentum b + g
+            if (Nesterov) Backend.Axpy(Momentum, buffer, gradient);                // g = g + momentum b
+            else gradient = buffer;
+        }
+        Backend.Axpy(-lr, gradient, parameter.Value);                              // W -= lr g
+        state.Step++;
+    }
 
     /// <summary>W = W - lr G is one product with alpha = -lr, beta = 1 into W.</summary>
-    public override GradientTarget? FusedTarget(Parameter parameter) => GradientTarget.AddTo(parameter.Value, -LearningRate);
+    public override GradientTarget? FusedTarget(Parameter parameter)
+    {
+        if (Momentum > 0 || WeightDecayOf(GroupOf(parameter)) != 0) return null;
+        return GradientTarget.AddTo(parameter.Value, -LearningRateOf(GroupOf(parameter)));
+    }
 }

@@ -9,21 +9,24 @@ namespace Flora.Training;
 /// Plain gradient accumulation: each parameter keeps a full-size gradient buffer (O(nm) memory),
 /// products accumulate straight into it, and after <see cref="AccumulationSteps"/> micro-batches the
 /// optimizer is applied to the mean. The first gradient of a cycle overwrites the buffer (beta = 0),
-/// so no zeroing pass is needed.
+/// so no zeroing pass is needed. With <c>immediate</c> (LOMO) each parameter is updated inside the
+/// last backward pass of the cycle, as soon as its gradient is complete.
 /// </summary>
 public sealed class AccumulateSink : IGradientSink
 {
     private readonly IBackend _backend;
     private readonly Optimizer _optimizer;
+    private readonly bool _immediate;
     private readonly List<Parameter> _pending = new();
     private readonly HashSet<Parameter> _seen = new();
     private int _microBatches;
 
-    public AccumulateSink(IBackend backend, Optimizer optimizer, int accumulationSteps = 1)
+    public AccumulateSink(IBackend backend, Optimizer optimizer, int accumulationSteps = 1, bool immediate = false)
     {
         if (accumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {accumulationSteps}", nameof(accumulationSteps));
         _backend = backend;
         _optimizer = optimizer;
+        _immediate = immediate;
         AccumulationSteps = accumulationSteps;
     }
 
@@ -38,19 +41,26 @@ public sealed class AccumulateSink : IGradientSink
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         if (_seen.Add(parameter)) _pending.Add(parameter);
+        if (_immediate && _microBatches == AccumulationSteps - 1)
+        {
+            Apply(parameter);
+            _pending.Remove(parameter);
+        }
     }
 
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
-        foreach (var p in _pending)
-        {
-            Tensor g = p.Grad!;
-            if (AccumulationSteps > 1) _backend.Scale(g, 1f / AccumulationSteps);   // sum -> mean
-            _optimizer.Update(p, g);
-        }
+        foreach (var p in _pending) Apply(p);
         _pending.Clear();
         _seen.Clear();
         _microBatches = 0;
+    }
+
+    private void Apply(Parameter p)
+    {
+        Tensor g = p.Grad!;
+        if (AccumulationSteps > 1) _backend.Scale(g, 1f / AccumulationSteps);   // sum -> mean
+        _optimizer.Update(p, g);
     }
 }

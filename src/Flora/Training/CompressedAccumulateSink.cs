@@ -14,8 +14,12 @@ namespace Flora.Training;
 /// G~ = decompress_s(C) / tau                          # C A / tau                    (line 14)
 /// optimizer.Update(W, G~); s = new seed               # next cycle, new projection
 /// </code>
-/// With tau = 1 this is the pilot study's RRP (resampled random projection, Figure 1); with
-/// <c>resample: false</c> the seed never changes, which is RP.
+/// The seed of cycle k is Derive(ForName(root, name), k). With <c>immediate</c> (LOMO) the update of
+/// each matrix happens inside the last backward pass of the cycle, the moment its last gradient is
+/// compressed; otherwise after that pass, in <see cref="EndMicroBatch"/>. Either way no full-size
+/// buffer exists per parameter: decompression reuses the shared scratch.
+/// With tau = 1 this is the pilot study's RRP; with <c>resample: false</c> the seed never changes (RP).
+/// Only matrices are accepted; route vectors and ineligible matrices to an <see cref="AccumulateSink"/>.
 /// </summary>
 public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
 {
@@ -25,6 +29,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
     private readonly RandomProjection _projection;
     private readonly ulong _rootSeed;
     private readonly bool _resample;
+    private readonly bool _immediate;
     private readonly Dictionary<Parameter, State> _states = new();
     private readonly List<State> _pending = new();
     private int _microBatches;
@@ -42,7 +47,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
     }
 
     public CompressedAccumulateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer, int rank,
-        int accumulationSteps = 1, ulong seed = 0, bool resample = true)
+        int accumulationSteps = 1, ulong seed = 0, bool resample = true, bool immediate = false)
     {
         if (accumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {accumulationSteps}", nameof(accumulationSteps));
         _backend = backend;
@@ -51,6 +56,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
         _projection = new RandomProjection(backend, rank);
         _rootSeed = seed;
         _resample = resample;
+        _immediate = immediate;
         AccumulationSteps = accumulationSteps;
     }
 
@@ -60,6 +66,11 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
     /// <summary>Seed of the projection <paramref name="parameter"/> uses in the current cycle.</summary>
     public ulong CurrentSeed(Parameter parameter) => StateOf(parameter).Seed;
 
+    /// <summary>Bytes of all compressed accumulators.</summary>
+    public long AccumulatorBytes => _states.Values.Sum(s => s.Accumulator.Bytes);
+
+    private bool LastMicroBatch => _microBatches == AccumulationSteps - 1;
+
     public GradientTarget Target(Parameter parameter) => GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
 
     public void OnGradient(Parameter parameter, Tensor gradient)
@@ -68,22 +79,25 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
         Tensor a = _projection.Generate(s.Seed, parameter.Shape, s.Axis);
         _projection.Compress(gradient, a, s.Accumulator, s.Axis, beta: s.Started ? 1f : 0f);   // C += G A^T
         if (!s.Started) { s.Started = true; _pending.Add(s); }
+        if (_immediate && LastMicroBatch) Flush(s, a, gradient);
     }
 
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
         foreach (State s in _pending)
-        {
-            Tensor a = _projection.Generate(s.Seed, s.Parameter.Shape, s.Axis);
-            Tensor g = _scratch.Get(s.Parameter.Shape);
-            _projection.Decompress(s.Accumulator, a, g, s.Axis, 1f / AccumulationSteps);      // G~ = C A / tau
-            _optimizer.Update(s.Parameter, g);
-            s.Started = false;
-            if (_resample) s.Cycle++;
-        }
+            if (s.Started) Flush(s, _projection.Generate(s.Seed, s.Parameter.Shape, s.Axis), _scratch.Get(s.Parameter.Shape));
         _pending.Clear();
         _microBatches = 0;
+    }
+
+    /// <summary>G~ = C A / tau into <paramref name="buffer"/>, update, next cycle.</summary>
+    private void Flush(State s, Tensor a, Tensor buffer)
+    {
+        _projection.Decompress(s.Accumulator, a, buffer, s.Axis, 1f / AccumulationSteps);         // G~ = C A / tau
+        _optimizer.Update(s.Parameter, buffer);
+        s.Started = false;
+        if (_resample) s.Cycle++;
     }
 
     private State StateOf(Parameter parameter)

@@ -19,7 +19,7 @@ internal static class GradientCheck
     public static void Run(IBackend backend, Module module, Tensor input, float eps = 1e-2f, double tol = 1e-2, int maxChecksPerTensor = 60)
     {
         using var loss = new LinearLoss(backend, module, input);
-        var grads = new AccumulateSink(backend, new Sgd(backend, 1f));
+        var grads = new AccumulateSink(backend, new Sgd(backend, module.Parameters(), 1f));
         Tensor y = module.Forward(input);
         Tensor? dx = module.Backward(loss.R, grads);
 

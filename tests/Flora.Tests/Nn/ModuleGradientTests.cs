@@ -98,7 +98,7 @@ public class ModuleGradientTests
         using var layer = new Linear(cpu, "fc", 4, 3, seed: 1);
         using var x = TestUtil.Random(cpu, 2, 1, 5, 4);
         using var dy = TestUtil.Random(cpu, 3, 1, 5, 3);
-        var sink = new AccumulateSink(cpu, new Sgd(cpu, 1f));
+        var sink = new AccumulateSink(cpu, new Sgd(cpu, layer.Parameters(), 1f));
         layer.Forward(x);
         layer.Backward(dy, sink);
         float[] once = TestUtil.ToArray(layer.Weight.Grad!);

@@ -9,9 +9,12 @@ namespace Flora.Tests.Training;
 public class GradientPipelineTests
 {
     /// <summary>Records the gradients it is given (host copies) and applies nothing.</summary>
-    private sealed class RecordingOptimizer : Optimizer
+    private sealed class RecordingOptimizer(IBackend backend, IEnumerable<Parameter> parameters)
+        : Optimizer(backend, [new ParameterGroup(parameters)], 1f, 0f)
     {
         public List<(string Name, float[] Gradient)> Updates { get; } = new();
+        public override string Configuration => "recording";
+        protected override ParameterState CreateState(Parameter parameter, ParameterGroup group) => new(parameter);
         public override void Update(Parameter parameter, Tensor gradient) => Updates.Add((parameter.Name, TestUtil.ToArray(gradient)));
     }
 
@@ -35,7 +38,7 @@ public class GradientPipelineTests
     {
         using var cpu = TestUtil.Cpu();
         var (layer, xs, dys) = Setup(cpu, 3);
-        var opt = new RecordingOptimizer();
+        var opt = new RecordingOptimizer(cpu, layer.Parameters());
         using var pipeline = new GradientPipeline(cpu).UseByDefault(new AccumulateSink(cpu, opt, accumulationSteps: 3));
         for (int i = 0; i < 3; i++)
         {
@@ -64,7 +67,7 @@ public class GradientPipelineTests
         using var cpu = TestUtil.Cpu();
         const int tau = 3, rank = 4;
         var (layer, xs, dys) = Setup(cpu, tau);
-        var opt = new RecordingOptimizer();
+        var opt = new RecordingOptimizer(cpu, layer.Parameters());
         using var pipeline = new GradientPipeline(cpu);
         var sink = new CompressedAccumulateSink(cpu, pipeline.Scratch, opt, rank, tau, seed: 77);
         pipeline.UseByDefault(new AccumulateSink(cpu, opt, tau)).Use(layer.Weight, sink);
@@ -102,14 +105,14 @@ public class GradientPipelineTests
         using var cpu = TestUtil.Cpu();
         var (layer, xs, dys) = Setup(cpu, 1);
         using var pipeline = new GradientPipeline(cpu);
-        var sink = new CompressedAccumulateSink(cpu, pipeline.Scratch, new Sgd(cpu, 0.1f), rank: 4, seed: 1, resample: false);
-        pipeline.UseByDefault(new AccumulateSink(cpu, new Sgd(cpu, 0.1f))).Use(layer.Weight, sink);
+        var sink = new CompressedAccumulateSink(cpu, pipeline.Scratch, new Sgd(cpu, layer.Parameters(), 0.1f), rank: 4, seed: 1, resample: false);
+        pipeline.UseByDefault(new AccumulateSink(cpu, new Sgd(cpu, layer.Parameters(), 0.1f))).Use(layer.Weight, sink);
         layer.Forward(xs[0]); layer.Backward(dys[0], pipeline);
         ulong seed = sink.CurrentSeed(layer.Weight);
         pipeline.EndMicroBatch();
         Assert.Equal(seed, sink.CurrentSeed(layer.Weight));
 
-        var tooBig = new CompressedAccumulateSink(cpu, pipeline.Scratch, new Sgd(cpu, 0.1f), rank: 11);
+        var tooBig = new CompressedAccumulateSink(cpu, pipeline.Scratch, new Sgd(cpu, layer.Parameters(), 0.1f), rank: 11);
         var e = Assert.Throws<ArgumentException>(() => tooBig.OnGradient(layer.Weight, pipeline.Scratch.Get(layer.Weight.Shape)));
         Assert.Contains("rank 11", e.Message);
         var vector = Assert.Throws<ArgumentException>(() => tooBig.OnGradient(layer.Bias!, pipeline.Scratch.Get(layer.Bias!.Shape)));
@@ -125,7 +128,7 @@ public class GradientPipelineTests
             using var net = new Sequential(cpu, "net", new Linear(cpu, "a", 5, 6, seed: 1), new Relu(cpu), new Linear(cpu, "b", 6, 3, seed: 2));
             net.ComputesInputGradient = false;
             using var pipeline = new GradientPipeline(cpu);
-            var sgd = new Sgd(cpu, 0.1f);
+            var sgd = new Sgd(cpu, net.Parameters(), 0.1f);
             pipeline.UseByDefault(immediate ? new ImmediateUpdateSink(pipeline.Scratch, sgd) : new AccumulateSink(cpu, sgd));
             using var x = TestUtil.Random(cpu, 3, 1, 4, 5);
             using var dy = TestUtil.Random(cpu, 4, 1, 4, 3);

@@ -118,6 +118,18 @@ public sealed unsafe partial class CpuBackend : IBackend
         Chunked(x.Count, (s, n) => TensorPrimitives.Multiply(F(x).Slice(s, n), alpha, F(x).Slice(s, n)));
     }
 
+    public void Axpby(float alpha, Tensor x, float beta, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Axpby));
+        using var _ = Time(nameof(Axpby));
+        Chunked(x.Count, (s, n) =>
+        {
+            Span<float> ys = F(y).Slice(s, n);
+            if (beta != 1) TensorPrimitives.Multiply(ys, beta, ys);
+            TensorPrimitives.MultiplyAdd(F(x).Slice(s, n), alpha, ys, ys);
+        });
+    }
+
     public void AddBias(Tensor y, Tensor bias)
     {
         if (bias.Count != y.Columns) throw new ArgumentException($"AddBias: bias {bias.Shape} does not match the {y.Columns} columns of {y.Shape}");
@@ -182,18 +194,17 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     private const float GeluC = 0.7978845608f; // sqrt(2 / pi)
     private const float GeluA = 0.044715f;
-    private const int GeluBlock = 2048;        // elements per stack-allocated temporary
-
+    
     public void Gelu(Tensor x, Tensor y)
     {
         CheckSameCount(x, y, nameof(Gelu));
         using var _ = Time(nameof(Gelu));
         Chunked(x.Count, (s, n) =>
         {
-            Span<float> t = stackalloc float[GeluBlock];
-            for (int o = 0; o < n; o += GeluBlock)
+            Span<float> t = stackalloc float[Block];
+            for (int o = 0; o < n; o += Block)
             {
-                int len = Math.Min(GeluBlock, n - o);
+                int len = Math.Min(Block, n - o);
                 ReadOnlySpan<float> xs = F(x).Slice(s + o, len);
                 Span<float> ys = F(y).Slice(s + o, len), ts = t[..len];
                 GeluTanh(xs, ts);                          // t = tanh(c (x + a x^3))
@@ -210,10 +221,10 @@ public sealed unsafe partial class CpuBackend : IBackend
         using var _ = Time(nameof(GeluBackward));
         Chunked(x.Count, (s, n) =>
         {
-            Span<float> t = stackalloc float[GeluBlock], u = stackalloc float[GeluBlock];
-            for (int o = 0; o < n; o += GeluBlock)
+            Span<float> t = stackalloc float[Block], u = stackalloc float[Block];
+            for (int o = 0; o < n; o += Block)
             {
-                int len = Math.Min(GeluBlock, n - o);
+                int len = Math.Min(Block, n - o);
                 ReadOnlySpan<float> xs = F(x).Slice(s + o, len), dys = F(dy).Slice(s + o, len);
                 Span<float> dxs = F(dx).Slice(s + o, len), ts = t[..len], us = u[..len];
                 // GELU'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2),  t = tanh(c (x + a x^3))
@@ -295,6 +306,129 @@ public sealed unsafe partial class CpuBackend : IBackend
         return correct;
     }
 
+    // ---- optimizer kernels ------------------------------------------------------------------------
+
+    public void AdafactorFactoredMoments(Tensor g, Tensor rows, Tensor columns, float decay, float eps)
+    {
+        CheckFactored(g, rows, columns, nameof(AdafactorFactoredMoments));
+        using var _ = Time(nameof(AdafactorFactoredMoments));
+        int n = g.Rows, m = g.Columns;
+        // rows_i: each row's mean square, independent across rows.
+        ChunkedRows(n, m, (r0, rn) =>
+        {
+            Span<float> gs = F(g), rs = F(rows);
+            for (int i = r0; i < r0 + rn; i++)
+                rs[i] = decay * rs[i] + (1 - decay) * (TensorPrimitives.SumOfSquares(gs.Slice(i * m, m)) / m + eps);
+        });
+        // columns_j: a column range per worker, walking all rows.
+        ChunkedColumns(n, m, (c0, cn) =>
+        {
+            float[] sums = new float[cn];
+            ReadOnlySpan<float> gs = F(g);
+            for (int i = 0; i < n; i++)
+            {
+                ReadOnlySpan<float> row = gs.Slice(i * m + c0, cn);
+                TensorPrimitives.MultiplyAdd(row, row, sums, sums);
+            }
+            Span<float> cs = F(columns).Slice(c0, cn);
+            TensorPrimitives.Multiply(sums, (1 - decay) / n, sums);                 // (1 - decay) mean_i g^2
+            TensorPrimitives.MultiplyAdd(cs, decay, sums, cs);                       // + decay columns
+            TensorPrimitives.Add(cs, (1 - decay) * eps, cs);                         // + (1 - decay) eps
+        });
+    }
+
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u)
+    {
+        CheckFactored(g, rows, columns, nameof(AdafactorFactoredPrecondition));
+        CheckSameCount(g, u, nameof(AdafactorFactoredPrecondition));
+        using var _ = Time(nameof(AdafactorFactoredPrecondition));
+        int n = g.Rows, m = g.Columns;
+        float meanRows = TensorPrimitives.Sum(F(rows)) / n;
+        float[] columnFactor = new float[m];
+        TensorPrimitives.ReciprocalSqrt(F(columns), columnFactor);                  // 1 / sqrt(columns_j)
+        ChunkedRows(n, m, (r0, rn) =>
+        {
+            Span<float> gs = F(g), us = F(u);
+            ReadOnlySpan<float> rs = F(rows);
+            for (int i = r0; i < r0 + rn; i++)
+            {
+                float rowFactor = 1f / MathF.Sqrt(rs[i] / meanRows);                // 1 / sqrt(rows_i / mean(rows))
+                Span<float> ui = us.Slice(i * m, m);
+                TensorPrimitives.Multiply(gs.Slice(i * m, m), columnFactor, ui);
+                TensorPrimitives.Multiply(ui, rowFactor, ui);
+            }
+        });
+    }
+
+    public void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps)
+    {
+        CheckSameCount(g, v, nameof(SquaredMovingAverage));
+        using var _ = Time(nameof(SquaredMovingAverage));
+        Chunked(g.Count, (s, n) =>
+        {
+            Span<float> t = stackalloc float[Block];
+            for (int o = 0; o < n; o += Block)
+            {
+                int len = Math.Min(Block, n - o);
+                ReadOnlySpan<float> gs = F(g).Slice(s + o, len);
+                Span<float> vs = F(v).Slice(s + o, len), ts = t[..len];
+                TensorPrimitives.Multiply(gs, gs, ts);                               // g^2
+                TensorPrimitives.Add(ts, eps, ts);                                   // g^2 + eps
+                TensorPrimitives.Multiply(ts, 1 - decay, ts);
+                TensorPrimitives.MultiplyAdd(vs, decay, ts, vs);                     // decay v + (1 - decay)(g^2 + eps)
+            }
+        });
+    }
+
+    public void DivideBySqrt(Tensor g, Tensor v, Tensor u)
+    {
+        CheckSameCount(g, v, nameof(DivideBySqrt)); CheckSameCount(g, u, nameof(DivideBySqrt));
+        using var _ = Time(nameof(DivideBySqrt));
+        Chunked(g.Count, (s, n) =>
+        {
+            Span<float> t = stackalloc float[Block];
+            for (int o = 0; o < n; o += Block)
+            {
+                int len = Math.Min(Block, n - o);
+                Span<float> ts = t[..len];
+                TensorPrimitives.ReciprocalSqrt(F(v).Slice(s + o, len), ts);
+                TensorPrimitives.Multiply(F(g).Slice(s + o, len), ts, F(u).Slice(s + o, len));
+            }
+        });
+    }
+
+    public void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
+    {
+        CheckSameCount(p, m, nameof(AdamApply)); CheckSameCount(p, v, nameof(AdamApply));
+        using var _ = Time(nameof(AdamApply));
+        float stepSize = lr / biasCorrection1, sqrtBc2 = MathF.Sqrt(biasCorrection2), decay = 1 - lr * weightDecay;
+        Chunked(p.Count, (s, n) =>
+        {
+            Span<float> t = stackalloc float[Block];
+            for (int o = 0; o < n; o += Block)
+            {
+                int len = Math.Min(Block, n - o);
+                Span<float> ts = t[..len], ps = F(p).Slice(s + o, len);
+                // sqrt(v / bc2) + eps = sqrt(v) / sqrt(bc2) + eps, as PyTorch computes it
+                TensorPrimitives.Sqrt(F(v).Slice(s + o, len), ts);
+                TensorPrimitives.Divide(ts, sqrtBc2, ts);
+                TensorPrimitives.Add(ts, eps, ts);
+                TensorPrimitives.Divide(F(m).Slice(s + o, len), ts, ts);             // m / (sqrt(v / bc2) + eps)
+                if (decay != 1) TensorPrimitives.Multiply(ps, decay, ps);           // decoupled weight decay
+                TensorPrimitives.MultiplyAdd(ts, -stepSize, ps, ps);                 // p -= lr / bc1 * ...
+            }
+        });
+    }
+
+    /// <summary>Elements per stack-allocated temporary of the chunked element-wise kernels.</summary>
+    private const int Block = 2048;
+
+    private static void CheckFactored(Tensor g, Tensor rows, Tensor columns, string op)
+    {
+        if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns)
+            throw new ArgumentException($"{op}: rows {rows.Shape} and columns {columns.Shape} do not match the matrix {g.Shape}");
+    }
+
     // ---- reductions -----------------------------------------------------------------------------
 
     private const int ReductionBlock = 4096; // float partial sums stay accurate over blocks this short
@@ -315,6 +449,21 @@ public sealed unsafe partial class CpuBackend : IBackend
         ReadOnlySpan<float> s = F(x);
         for (int o = 0; o < s.Length; o += ReductionBlock) total += TensorPrimitives.SumOfSquares(s.Slice(o, Math.Min(ReductionBlock, s.Length - o)));
         return total;
+    }
+
+    public double SumOfMagnitudes(Tensor x)
+    {
+        using var _ = Time(nameof(SumOfMagnitudes));
+        double total = 0;
+        ReadOnlySpan<float> s = F(x);
+        for (int o = 0; o < s.Length; o += ReductionBlock) total += TensorPrimitives.SumOfMagnitudes(s.Slice(o, Math.Min(ReductionBlock, s.Length - o)));
+        return total;
+    }
+
+    public float MaxMagnitude(Tensor x)
+    {
+        using var _ = Time(nameof(MaxMagnitude));
+        return x.Count == 0 ? 0f : MathF.Abs(TensorPrimitives.MaxMagnitude(F(x)));
     }
 
     // ---- random -----------------------------------------------------------------------------------

@@ -1,0 +1,178 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Tensors;
+
+namespace Flora.Optim;
+
+/// <summary>
+/// Adafactor settings, with the semantics of the official Adafactor/FLORA code (Shazeer and Stern 2018;
+/// Hugging Face; flora-opt): eps = (1e-30, 1e-3), clip threshold 1, decay rate -0.8
+/// (beta2_t = 1 - t^-0.8), scale_parameter, relative_step, warmup_init, decoupled weight decay,
+/// factored second moment for matrices (Factored = false is the linear-memory variant of Table 4).
+/// </summary>
+public sealed record AdafactorOptions
+{
+    /// <summary>External learning rate; null requires <see cref="RelativeStep"/>.</summary>
+    public float? LearningRate { get; init; }
+    public float Eps1 { get; init; } = 1e-30f;
+    public float Eps2 { get; init; } = 1e-3f;
+    public float ClipThreshold { get; init; } = 1f;
+    public float DecayRate { get; init; } = -0.8f;
+    public float WeightDecay { get; init; }
+    public bool ScaleParameter { get; init; } = true;
+    public bool RelativeStep { get; init; }
+    public bool WarmupInit { get; init; }
+    /// <summary>Factored (row and column) second moment for matrices; false keeps a full-size one.</summary>
+    public bool Factored { get; init; } = true;
+    public MomentumOptions Momentum { get; init; } = MomentumOptions.None;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        if (LearningRate is null && !RelativeStep) throw new ArgumentException("Adafactor needs a learning rate unless relative_step is on");
+        if (LearningRate is float lr && RelativeStep) throw new ArgumentException($"cannot combine a manual learning rate ({lr}) with relative_step");
+        if (LearningRate is float l && !(l > 0 && float.IsFinite(l))) throw new ArgumentException($"learning rate must be positive and finite, got {l}");
+        if (WarmupInit && !RelativeStep) throw new ArgumentException("warmup_init requires relative_step");
+        if (!(Eps1 >= 0 && float.IsFinite(Eps1))) throw new ArgumentException($"eps1 must be non-negative and finite, got {Eps1}");
+        if (!(Eps2 >= 0 && float.IsFinite(Eps2))) throw new ArgumentException($"eps2 must be non-negative and finite, got {Eps2}");
+        if (!(ClipThreshold > 0)) throw new ArgumentException($"clip threshold must be positive, got {ClipThreshold}");
+        if (!(DecayRate < 0 && DecayRate >= -1)) throw new ArgumentException($"decay rate must be in [-1, 0), got {DecayRate}");
+        if (!(WeightDecay >= 0 && float.IsFinite(WeightDecay))) throw new ArgumentException($"weight decay must be non-negative and finite, got {WeightDecay}");
+        Momentum.Validate();
+    }
+}
+
+/// <summary>
+/// Adafactor, the paper's base optimizer, as composable steps per parameter (Update):
+/// <code>
+/// beta2_t = 1 - t^decay;  lr_t = (relative ? min(1e-2 or 1e-6 t, 1/sqrt t) : lr) * (scale ? max(eps2, RMS(W)) : 1)
+/// second moment: factored rows/columns of G^2 + eps1, or full v    -> u = G / sqrt(v^)
+/// first moment:  none | naive EMA of u | FLORA compressed EMA of u  (before clipping, as the official code)
+/// clip:          u = u / max(1, RMS(u) / d)
+/// apply:         W = W (1 - weightDecay lr_t) - lr_t u
+/// </code>
+/// The gradient passed to Update is used as the working buffer for u.
+/// </summary>
+public class Adafactor : Optimizer
+{
+    private readonly MomentumScratch _scratch;
+
+    public Adafactor(IBackend backend, IEnumerable<Parameter> parameters, AdafactorOptions options)
+        : this(backend, OneGroup(parameters), options) { }
+
+    public Adafactor(IBackend backend, IEnumerable<ParameterGroup> groups, AdafactorOptions options)
+        : base(backend, groups, Validated(options).LearningRate ?? 1f, options.WeightDecay)
+    {
+        Options = options;
+        _scratch = new MomentumScratch(backend, options.Momentum.Rank);
+        if (options.Momentum is { Kind: MomentumKind.Compressed, ForceCompression: true })
+            foreach (var p in Groups.SelectMany(g => g.Parameters))
+                FloraRules.CheckForced(p.Name, p.Shape, options.Momentum.Rank);
+    }
+
+    public AdafactorOptions Options { get; }
+
+    public override string Configuration =>
+        $"factored={Options.Factored} momentum=({Options.Momentum})";
+
+    private static AdafactorOptions Validated(AdafactorOptions options)
+    {
+        options.Validate();
+        return options;
+    }
+
+    private sealed class State(Parameter parameter) : ParameterState(parameter)
+    {
+        public Tensor? Rows, Columns, V;
+        public Momentum? Momentum;
+        public bool Factored => Rows is not null;
+    }
+
+    protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
+    {
+        var state = new State(parameter);
+        if (Options.Factored && parameter.Shape.Rank == 2)
+        {
+            state.Rows = state.Add("exp_avg_sq_row", new Shape(parameter.Shape[0]), "row means");
+            state.Columns = state.Add("exp_avg_sq_col", new Shape(parameter.Shape[1]), "column means");
+        }
+        else
+        {
+            state.V = state.Add("exp_avg_sq", parameter.Shape, "full size");
+        }
+        state.Momentum = Momentum.Create(Backend, Options.Momentum, parameter, state, _scratch);
+        return state;
+    }
+
+    public override void Update(Parameter parameter, Tensor gradient)
+    {
+        var state = (State)StateOf(parameter);
+        var group = GroupOf(parameter);
+        long t = state.Step++;                                   // 0-based step of Algorithm 2
+        long step = t + 1;                                       // 1-based step of Adafactor
+        float lr = StepSize(group, step, parameter.Value);
+        float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
+
+        Tensor u = gradient;                                     // (n, m), overwritten in place
+        if (state.Factored)
+        {
+            Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
+            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u);
+        }
+        else
+        {
+            Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
+            Backend.DivideBySqrt(gradient, state.V!, u);
+        }
+        if (state.Momentum is not null) u = state.Momentum.Apply(u, t);
+
+        float clip = Math.Max(1f, Rms(u) / Options.ClipThreshold);
+        Backend.Axpby(-lr / clip, u, 1f - WeightDecayOf(group) * lr, parameter.Value);
+    }
+
+    /// <summary>lr_t of the official code: relative or external step size, times the parameter scale.</summary>
+    private float StepSize(ParameterGroup group, long step, Tensor weight)
+    {
+        float relative = Options.RelativeStep
+            ? Math.Min(Options.WarmupInit ? 1e-6f * step : 1e-2f, 1f / MathF.Sqrt(step)) * LearningRateScale
+            : LearningRateOf(group);
+        float scale = Options.ScaleParameter ? Math.Max(Options.Eps2, Rms(weight)) : 1f;
+        return relative * scale;
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _scratch.Dispose();
+    }
+}
+
+/// <summary>
+/// FLORA (Hao, Cao, Mou 2024): Adafactor whose first moment is compressed by Algorithm 2, with
+/// rank r, resampling interval kappa and per-parameter seeds. Eligible matrices keep
+/// r x max(n, m) momentum floats instead of n x m; everything else keeps naive momentum.
+/// Works with the factored and the unfactored second moment.
+/// </summary>
+public sealed class Flora : Adafactor
+{
+    public Flora(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, int rank,
+        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, bool factored = true,
+        float weightDecay = 0, ulong seed = 0)
+        : base(backend, parameters, FloraOptions(learningRate, rank, beta, kappa, variant, factored, weightDecay, seed)) { }
+
+    public Flora(IBackend backend, IEnumerable<Parameter> parameters, AdafactorOptions options)
+        : base(backend, parameters, RequireCompressed(options)) { }
+
+    private static AdafactorOptions FloraOptions(float lr, int rank, float beta, int kappa, FloraVariant variant, bool factored, float wd, ulong seed) =>
+        new()
+        {
+            LearningRate = lr,
+            Factored = factored,
+            WeightDecay = wd,
+            Momentum = MomentumOptions.Flora(rank, beta, kappa, variant, seed),
+        };
+
+    private static AdafactorOptions RequireCompressed(AdafactorOptions options) =>
+        options.Momentum.Kind == MomentumKind.Compressed ? options
+        : throw new ArgumentException($"Flora needs compressed momentum, got {options.Momentum}");
+}

@@ -1,0 +1,78 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Tensors;
+
+namespace Flora.Optim;
+
+/// <summary>
+/// AdamW (Loshchilov and Hutter 2019) with the semantics of torch.optim.AdamW:
+/// <code>
+/// v = beta2 v + (1 - beta2) g^2
+/// m = beta1 m + (1 - beta1) g          (naive, or FLORA-compressed: m = decompress(M), Algorithm 2)
+/// W = W (1 - lr weightDecay) - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+/// </code>
+/// With <see cref="MomentumKind.Compressed"/> momentum this is FLORA with an Adam-style second moment,
+/// which the official code does not offer. The gradient passed to Update is consumed.
+/// </summary>
+public sealed class AdamW : Optimizer
+{
+    private readonly MomentumScratch _scratch;
+
+    public AdamW(IBackend backend, IEnumerable<Parameter> parameters, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+        float eps = 1e-8f, float weightDecay = 0.01f, MomentumOptions? momentum = null)
+        : this(backend, OneGroup(parameters), learningRate, beta1, beta2, eps, weightDecay, momentum) { }
+
+    public AdamW(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+        float eps = 1e-8f, float weightDecay = 0.01f, MomentumOptions? momentum = null)
+        : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
+    {
+        Beta2 = Beta(beta2, nameof(beta2));
+        Eps = NonNegative(eps, nameof(eps));
+        Momentum = momentum ?? MomentumOptions.Naive(Beta(beta1, nameof(beta1)));
+        if (Momentum.Kind == MomentumKind.None) throw new ArgumentException("AdamW needs a first moment (naive or compressed)");
+        Momentum.Validate();
+        _scratch = new MomentumScratch(backend, Momentum.Rank);
+        if (Momentum is { Kind: MomentumKind.Compressed, ForceCompression: true })
+            foreach (var p in Groups.SelectMany(g => g.Parameters))
+                FloraRules.CheckForced(p.Name, p.Shape, Momentum.Rank);
+    }
+
+    public float Beta1 => Momentum.Beta;
+    public float Beta2 { get; }
+    public float Eps { get; }
+    public MomentumOptions Momentum { get; }
+
+    public override string Configuration => $"beta2={Beta2} momentum=({Momentum})";
+
+    private sealed class State(Parameter parameter) : ParameterState(parameter)
+    {
+        public Tensor V = null!;
+        public Momentum M = null!;
+    }
+
+    protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
+    {
+        var state = new State(parameter);
+        state.M = Optim.Momentum.Create(Backend, Momentum, parameter, state, _scratch)!;
+        state.V = state.Add("exp_avg_sq", parameter.Shape, "full size");
+        return state;
+    }
+
+    public override void Update(Parameter parameter, Tensor gradient)
+    {
+        var state = (State)StateOf(parameter);
+        var group = GroupOf(parameter);
+        long t = state.Step++;
+        long step = t + 1;
+        Backend.SquaredMovingAverage(gradient, state.V, Beta2, 0f);                 // v = b2 v + (1 - b2) g^2
+        Tensor m = state.M.Apply(gradient, t);                                      // m = b1 m + (1 - b1) g
+        float bc1 = 1f - MathF.Pow(Beta1, step), bc2 = 1f - MathF.Pow(Beta2, step);
+        Backend.AdamApply(parameter.Value, m, state.V, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _scratch.Dispose();
+    }
+}

@@ -1,0 +1,219 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Tensors;
+
+namespace Flora.Optim;
+
+/// <summary>How an optimizer keeps its first moment (momentum).</summary>
+public enum MomentumKind
+{
+    /// <summary>No first moment.</summary>
+    None,
+    /// <summary>A full-size exponential moving average: O(nm) per matrix.</summary>
+    Naive,
+    /// <summary>FLORA's compressed moving average (Algorithm 2): O(r max(n, m)) per eligible matrix.</summary>
+    Compressed,
+}
+
+/// <summary>Which form of FLORA's compressed momentum to use.</summary>
+public enum FloraVariant
+{
+    /// <summary>Algorithm 2 as printed: M = beta M' + (1 - beta) compress(u); yield decompress(M).</summary>
+    Paper,
+    /// <summary>The official PyTorch code: yield (1 - beta) u + beta decompress(M_old); only the history is compressed.</summary>
+    Official,
+}
+
+/// <summary>First-moment settings. <see cref="Seed"/> roots the per-parameter projection seeds (see <see cref="Seeds"/>).</summary>
+public sealed record MomentumOptions
+{
+    public MomentumKind Kind { get; init; }
+    public float Beta { get; init; } = 0.9f;
+    public int Rank { get; init; }
+    public int Kappa { get; init; } = 1000;
+    public FloraVariant Variant { get; init; } = FloraVariant.Paper;
+    public bool ForceCompression { get; init; }
+    public ulong Seed { get; init; }
+
+    public static MomentumOptions None { get; } = new() { Kind = MomentumKind.None };
+    public static MomentumOptions Naive(float beta = 0.9f) => new() { Kind = MomentumKind.Naive, Beta = beta };
+    public static MomentumOptions Flora(int rank, float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, ulong seed = 0) =>
+        new() { Kind = MomentumKind.Compressed, Beta = beta, Rank = rank, Kappa = kappa, Variant = variant, Seed = seed };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        if (Kind == MomentumKind.None) return;
+        if (!(Beta >= 0 && Beta < 1)) throw new ArgumentException($"momentum beta must be in [0, 1), got {Beta}");
+        if (Kind != MomentumKind.Compressed) return;
+        if (Rank <= 0) throw new ArgumentException($"FLORA rank must be positive, got {Rank}");
+        if (Kappa <= 0) throw new ArgumentException($"FLORA resampling interval kappa must be positive, got {Kappa}");
+    }
+
+    public override string ToString() => Kind switch
+    {
+        MomentumKind.None => "none",
+        MomentumKind.Naive => $"naive beta={Beta}",
+        _ => $"flora beta={Beta} r={Rank} kappa={Kappa} variant={Variant.ToString().ToLowerInvariant()}{(ForceCompression ? " forced" : "")} seed={Seed}",
+    };
+}
+
+/// <summary>The first moment of one parameter. <see cref="Apply"/> folds an update into it.</summary>
+public abstract class Momentum
+{
+    /// <summary>
+    /// Folds <paramref name="u"/> into the moment at step <paramref name="t"/> (0 for the first update) and
+    /// returns the tensor that holds the averaged update: the state itself or <paramref name="u"/>, overwritten.
+    /// </summary>
+    public abstract Tensor Apply(Tensor u, long t);
+
+    /// <summary>The state for <paramref name="parameter"/> as <paramref name="options"/> ask, its tensors added to <paramref name="state"/>.</summary>
+    public static Momentum? Create(IBackend backend, MomentumOptions options, Parameter parameter, ParameterState state, MomentumScratch scratch)
+    {
+        switch (options.Kind)
+        {
+            case MomentumKind.None:
+                return null;
+            case MomentumKind.Naive:
+                return new NaiveMomentum(backend, options.Beta, state.Add("exp_avg", parameter.Shape, "full size"));
+            default:
+                if (options.ForceCompression) FloraRules.CheckForced(parameter.Name, parameter.Shape, options.Rank);
+                if (!FloraRules.IsEligible(parameter.Shape, options.Rank, options.ForceCompression))
+                    return new NaiveMomentum(backend, options.Beta, state.Add("exp_avg", parameter.Shape, "full size (not eligible for compression)"));
+                var axis = RandomProjection.AxisFor(parameter.Shape);
+                var m = state.Add("exp_avg", scratch.Projection.CompressedShape(parameter.Shape, axis),
+                    axis == CompressedAxis.Columns ? "compressed n x r" : "compressed r x m");
+                return new CompressedMomentum(backend, options, parameter, m, axis, scratch);
+        }
+    }
+}
+
+/// <summary>M = beta M + (1 - beta) u; the averaged update is M.</summary>
+public sealed class NaiveMomentum(IBackend backend, float beta, Tensor m) : Momentum
+{
+    public override Tensor Apply(Tensor u, long t)
+    {
+        backend.Axpby(1 - beta, u, beta, m);
+        return m;
+    }
+}
+
+/// <summary>
+/// Buffers shared by every compressed momentum of one optimizer: the projection matrices (regenerated,
+/// never kept) and one compressed-size temporary. Only one parameter is updated at a time.
+/// </summary>
+public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
+{
+    public RandomProjection Projection { get; } = new(backend, Math.Max(rank, 1));
+    /// <summary>A compressed update (official variant).</summary>
+    public TensorSlot Compressed { get; } = new(backend, MemoryTag.Scratch);
+    /// <summary>The r x r product A_old A_new^T of a transfer.</summary>
+    public TensorSlot Product { get; } = new(backend, MemoryTag.Scratch);
+    /// <summary>The transferred M before it is copied back.</summary>
+    public TensorSlot Moved { get; } = new(backend, MemoryTag.Scratch);
+
+    public void Dispose()
+    {
+        Projection.Dispose();
+        Compressed.Dispose();
+        Product.Dispose();
+        Moved.Dispose();
+    }
+}
+
+/// <summary>
+/// FLORA's compressed momentum (Algorithm 2). M is (n, r) or (r, m); the projection of period
+/// k = t / kappa has seed Derive(ForName(root, name), k) and is regenerated when needed. At the
+/// start of each period (t = k kappa, k &gt; 0) M moves to the new projection:
+/// M = compress_new(decompress_old(M)), computed without a full-size temporary as
+/// M (A_old A_new^T) for compressed columns or (A_new A_old^T) M for compressed rows.
+/// </summary>
+public sealed class CompressedMomentum : Momentum
+{
+    private readonly IBackend _backend;
+    private readonly float _beta;
+    private readonly int _kappa;
+    private readonly FloraVariant _variant;
+    private readonly Shape _shape;
+    private readonly Tensor _m;
+    private readonly CompressedAxis _axis;
+    private readonly ulong _parameterSeed;
+    private readonly MomentumScratch _scratch;
+
+    internal CompressedMomentum(IBackend backend, MomentumOptions options, Parameter parameter, Tensor m, CompressedAxis axis, MomentumScratch scratch)
+    {
+        _backend = backend;
+        _beta = options.Beta;
+        _kappa = options.Kappa;
+        _variant = options.Variant;
+        _shape = parameter.Shape;
+        _m = m;
+        _axis = axis;
+        _parameterSeed = Seeds.ForName(options.Seed, parameter.Name);
+        _scratch = scratch;
+    }
+
+    public CompressedAxis Axis => _axis;
+
+    /// <summary>Seed of the projection of resampling period <paramref name="period"/>.</summary>
+    public ulong SeedOfPeriod(long period) => Seeds.Derive(_parameterSeed, (ulong)period);
+
+    private RandomProjection P => _scratch.Projection;
+
+    public override Tensor Apply(Tensor u, long t)
+    {
+        return _variant == FloraVariant.Paper ? ApplyPaper(u, t) : ApplyOfficial(u, t);
+    }
+
+    // Algorithm 2 (lines 9-20): transfer at a period start, M = beta M + (1 - beta) u A^T, yield M A.
+    private Tensor ApplyPaper(Tensor u, long t)
+    {
+        long period = t / _kappa;
+        if (t > 0 && t % _kappa == 0) TransferTo(period - 1, period);               // lines 10-13
+        Tensor a = P.Generate(SeedOfPeriod(period), _shape, _axis);
+        P.Compress(u, a, _m, _axis, alpha: 1 - _beta, beta: _beta);                 // line 19
+        P.Decompress(_m, a, u, _axis);                                              // line 20: yield M A
+        return u;
+    }
+
+    // Official PyTorch: yield (1 - beta) u + beta decompress_old(M); then transfer if the period ends;
+    // then M = beta M + (1 - beta) compress_new(u).
+    private Tensor ApplyOfficial(Tensor u, long t)
+    {
+        long oldPeriod = t / _kappa, newPeriod = (t + 1) / _kappa;
+        Tensor compressed = _scratch.Compressed.Get(_m.Shape);
+        Tensor aNew = P.Generate(SeedOfPeriod(newPeriod), _shape, _axis);
+        P.Compress(u, aNew, compressed, _axis);                                     // c = compress_new(u), raw update
+        Tensor aOld = P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
+        P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old
+        if (newPeriod != oldPeriod) Transfer(aOld, aNew);
+        _backend.Axpby(1 - _beta, compressed, _beta, _m);                           // M = beta M + (1 - beta) c
+        return u;
+    }
+
+    /// <summary>Moves M from the projection of period <paramref name="from"/> to that of <paramref name="to"/>.</summary>
+    public void TransferTo(long from, long to)
+    {
+        Tensor aOld = P.Generate(SeedOfPeriod(from), _shape, _axis, slot: 1);
+        Tensor aNew = P.Generate(SeedOfPeriod(to), _shape, _axis);
+        Transfer(aOld, aNew);
+    }
+
+    private void Transfer(Tensor aOld, Tensor aNew)
+    {
+        int r = P.Rank;
+        Tensor t = _scratch.Product.Get(new Shape(r, r));
+        Tensor moved = _scratch.Moved.Get(_m.Shape);
+        if (_axis == CompressedAxis.Columns)
+        {
+            _backend.MatMul(aOld, false, aNew, true, t);                            // T = A_old A_new^T   (r, r)
+            _backend.MatMul(_m, false, t, false, moved);                             // M T                 (n, r)
+        }
+        else
+        {
+            _backend.MatMul(aNew, false, aOld, true, t);                            // T = A_new A_old^T   (r, r)
+            _backend.MatMul(t, false, _m, false, moved);                             // T M                 (r, m)
+        }
+        _backend.Copy(moved, _m);
+    }
+}
