@@ -21,7 +21,7 @@ public sealed class Sgd : Optimizer
         : this(backend, OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
 
     public Sgd(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
-        : base(backend, groups, Positive(learningRate, nameof(learningRate)), weightDecay)
+        : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
     {
         Momentum = Beta(momentum, nameof(momentum));
         if (nesterov && momentum == 0) throw new ArgumentException("Nesterov momentum needs momentum > 0", nameof(nesterov));
