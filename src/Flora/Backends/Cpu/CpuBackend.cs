@@ -479,7 +479,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         Split(blocks, 16L * count, 1024, (b0, bn) =>
         {
             Span<float> four = stackalloc float[4];
-            for (int b = b0; b < b0 + bn; b++)
+            int b = b0;
+            if (PhiloxAvx2.IsSupported)
+            {
+                int whole = Math.Min(bn, (count / 4 - b0)) & ~3;   // full blocks only, four at a time
+                if (whole > 0) PhiloxAvx2.Fill(seed, b0, whole, std, dst);
+                b += Math.Max(whole, 0);
+            }
+            for (; b < b0 + bn; b++)
             {
                 Philox.GaussianBlock(seed, (ulong)b, four);
                 int i = b * 4;
