@@ -10,7 +10,6 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class Linear : Module
 {
-    private readonly TensorSlot _output, _gradInput;
     private Tensor? _input;
 
     public Linear(IBackend backend, string name, int inFeatures, int outFeatures, bool bias = true, ulong seed = 0)
@@ -23,8 +22,6 @@ public sealed class Linear : Module
         Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(outFeatures, inFeatures), MemoryTag.Parameters));
         backend.FillGaussian(Weight.Value, seed, 1f / MathF.Sqrt(inFeatures));
         if (bias) Bias = new Parameter(Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
-        _output = new TensorSlot(backend, MemoryTag.Activations);
-        _gradInput = new TensorSlot(backend, MemoryTag.Activations);
     }
 
     public int InFeatures { get; }
@@ -37,7 +34,7 @@ public sealed class Linear : Module
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
-        Tensor y = _output.Get(WithLastDimension(input.Shape, OutFeatures));   // (N, out)
+        Tensor y = Slot("out").Get(WithLastDimension(input.Shape, OutFeatures));   // (N, out)
         Backend.MatMul(input, false, Weight.Value, true, y);                    // y = x W^T
         if (Bias is not null) Backend.AddBias(y, Bias.Value);                   // y += b
         return y;
@@ -49,7 +46,7 @@ public sealed class Linear : Module
         Tensor? gradInput = null;
         if (ComputesInputGradient)
         {
-            gradInput = _gradInput.Get(x.Shape);                                 // (N, in)
+            gradInput = Slot("dx").Get(x.Shape);                                 // (N, in)
             Backend.MatMul(gradOutput, false, Weight.Value, false, gradInput);  // dx = dy W
         }
         if (Weight.RequiresGrad)
@@ -67,16 +64,5 @@ public sealed class Linear : Module
         return gradInput;
     }
 
-    public override IEnumerable<Parameter> Parameters()
-    {
-        yield return Weight;
-        if (Bias is not null) yield return Bias;
-    }
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        _output.Dispose();
-        _gradInput.Dispose();
-    }
+    protected override IEnumerable<Parameter> OwnParameters => Bias is null ? [Weight] : [Weight, Bias];
 }

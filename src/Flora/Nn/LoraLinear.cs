@@ -12,7 +12,6 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class LoraLinear : Module
 {
-    private readonly TensorSlot _hidden, _gradHidden;
     private Tensor? _input, _h;
 
     public LoraLinear(Linear baseLayer, int rank, float alpha, ulong seed, bool trainA = true)
@@ -29,8 +28,6 @@ public sealed class LoraLinear : Module
         A = new Parameter(Join(Name, "lora_A"), Backend.Allocate(new Shape(rank, baseLayer.InFeatures), MemoryTag.Parameters), trainA);
         Backend.FillGaussian(A.Value, seed, 1f / MathF.Sqrt(rank));
         B = new Parameter(Join(Name, "lora_B"), Backend.Allocate(new Shape(baseLayer.OutFeatures, rank), MemoryTag.Parameters));
-        _hidden = new TensorSlot(Backend, MemoryTag.Activations);
-        _gradHidden = new TensorSlot(Backend, MemoryTag.Activations);
     }
 
     public Linear Base { get; }
@@ -49,7 +46,7 @@ public sealed class LoraLinear : Module
     {
         _input = input;
         Tensor y = Base.Forward(input);                                  // (N, out) = x W^T + b
-        _h = _hidden.Get(WithLastDimension(input.Shape, Rank));           // (N, r)
+        _h = Slot("h").Get(WithLastDimension(input.Shape, Rank));           // (N, r)
         Backend.MatMul(input, false, A.Value, true, _h);                  // h = x A^T
         Backend.MatMul(_h, false, B.Value, true, y, Scale, 1f);           // y += s h B^T
         return y;
@@ -58,7 +55,7 @@ public sealed class LoraLinear : Module
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input), h = Saved(_h);
-        Tensor dh = _gradHidden.Get(h.Shape);
+        Tensor dh = Slot("dh").Get(h.Shape);
         Backend.MatMul(gradOutput, false, B.Value, false, dh, Scale);      // dh = s dy B       (N, r)
         Tensor? dx = Base.Backward(gradOutput, gradients);                // dx = dy W (W frozen: no dW)
         if (dx is not null) Backend.MatMul(dh, false, A.Value, false, dx, 1f, 1f); // dx += dh A
@@ -84,14 +81,7 @@ public sealed class LoraLinear : Module
         Backend.Fill(B.Value, 0f);
     }
 
-    public override IEnumerable<Parameter> Parameters() => Base.Parameters().Append(A).Append(B);
+    public override IEnumerable<Module> Children => [Base];
 
-    public override void Dispose()
-    {
-        A.Dispose();
-        B.Dispose();
-        Base.Dispose();
-        _hidden.Dispose();
-        _gradHidden.Dispose();
-    }
+    protected override IEnumerable<Parameter> OwnParameters => [A, B];
 }

@@ -14,10 +14,16 @@ namespace Flora.Nn;
 /// sink's <see cref="GradientTarget"/> says.</item>
 /// <item>Backward computes the input gradient before handing any parameter gradient to the sink,
 /// because an immediate-update sink (LOMO) changes the weights inside <see cref="IGradientSink.OnGradient"/>.</item>
+/// <item>Buffers come from <see cref="Slot"/>: a private <see cref="ActivationScope"/>, or one shared by
+/// checkpointed blocks (<see cref="ShareActivations"/>).</item>
 /// </list>
 /// </summary>
 public abstract class Module : IDisposable
 {
+    private ActivationScope? _scope;
+    private bool _ownsScope;
+    private string _scopePrefix = "";
+
     protected Module(IBackend backend, string name)
     {
         Backend = backend;
@@ -38,12 +44,62 @@ public abstract class Module : IDisposable
     /// <summary>Given dLoss/dOutput, hands parameter gradients to <paramref name="gradients"/> and returns dLoss/dInput.</summary>
     public abstract Tensor? Backward(Tensor gradOutput, IGradientSink gradients);
 
+    /// <summary>Direct sub-modules, in order.</summary>
+    public virtual IEnumerable<Module> Children => [];
+
+    /// <summary>Parameters this module holds itself (not its children's).</summary>
+    protected virtual IEnumerable<Parameter> OwnParameters => [];
+
     /// <summary>This module's parameters, children's included, in a fixed order.</summary>
-    public virtual IEnumerable<Parameter> Parameters() => [];
+    public IEnumerable<Parameter> Parameters() => OwnParameters.Concat(Children.SelectMany(c => c.Parameters()));
+
+    /// <summary>
+    /// Makes this module and its descendants take their buffers from <paramref name="scope"/>, keyed by
+    /// <paramref name="prefix"/> plus their path below this module.
+    /// </summary>
+    public void ShareActivations(ActivationScope scope, string prefix)
+    {
+        if (_ownsScope) _scope?.Dispose();
+        _scope = scope;
+        _ownsScope = false;
+        _scopePrefix = prefix;
+        int i = 0;
+        foreach (var child in Children) child.ShareActivations(scope, $"{prefix}{i++}.");
+    }
+
+    /// <summary>The reusable buffer for <paramref name="role"/> (e.g. "out", "dx") of this module.</summary>
+    protected TensorSlot Slot(string role, DType dtype = DType.Float32)
+    {
+        if (_scope is null) { _scope = new ActivationScope(Backend); _ownsScope = true; }
+        return _scope.Slot(_scopePrefix + role, dtype);
+    }
+
+    /// <summary>
+    /// Computes a small parameter gradient (a vector) with <paramref name="compute"/>, which overwrites
+    /// its argument, and delivers it as the sink's target asks (directly, or through a scratch and an Axpby).
+    /// </summary>
+    protected void DeliverGradient(IGradientSink sink, Parameter parameter, Action<Tensor> compute)
+    {
+        var target = sink.Target(parameter);
+        if (target is { Accumulate: false, Scale: 1f })
+        {
+            compute(target.Tensor);
+        }
+        else
+        {
+            Tensor scratch = Slot("grad." + parameter.Name).Get(parameter.Shape);
+            compute(scratch);
+            Backend.Axpby(target.Scale, scratch, target.Beta, target.Tensor);
+        }
+        sink.OnGradient(parameter, target.Tensor);
+    }
 
     public virtual void Dispose()
     {
-        foreach (var p in Parameters()) p.Dispose();
+        foreach (var p in OwnParameters) p.Dispose();
+        foreach (var c in Children) c.Dispose();
+        if (_ownsScope) _scope?.Dispose();
+        _scope = null;
         GC.SuppressFinalize(this);
     }
 

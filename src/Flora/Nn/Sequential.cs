@@ -19,8 +19,6 @@ public sealed class Sequential : Module
         _children = children;
     }
 
-    public IReadOnlyList<Module> Children => _children;
-
     public override bool ComputesInputGradient
     {
         get => _children[0].ComputesInputGradient;
@@ -58,10 +56,5 @@ public sealed class Sequential : Module
         }
     }
 
-    public override IEnumerable<Parameter> Parameters() => _children.SelectMany(c => c.Parameters());
-
-    public override void Dispose()
-    {
-        foreach (var c in _children) c.Dispose();
-    }
+    public override IEnumerable<Module> Children => _children;
 }
