@@ -76,18 +76,71 @@ public interface IBackend : IDisposable
     /// <summary>dx = dy GELU'(x) (x is the forward input).</summary>
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
 
+    // ---- transformer layers ---------------------------------------------------------------------
+
+    /// <summary>output[n, :] = table[ids[n], :]; table (V, C), ids Int32 (N), output (N, C).</summary>
+    void EmbeddingForward(Tensor table, Tensor ids, Tensor output);
+
+    /// <summary>gradTable[ids[n], :] += alpha gradOutput[n, :] (rows of repeated ids add up).</summary>
+    void EmbeddingBackward(Tensor gradOutput, Tensor ids, Tensor gradTable, float alpha);
+
+    /// <summary>
+    /// y = (x - mean) rstd gamma + beta per row of x (N, C); saves mean (N) and rstd (N) = 1 / sqrt(var + eps),
+    /// the variance being the biased one (divide by C).
+    /// </summary>
+    void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps);
+
+    /// <summary>dx (overwritten), dGamma = sum_n dy xhat and dBeta = sum_n dy (overwritten).</summary>
+    void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta);
+
+    /// <summary>y = x rstd weight per row, rstd = 1 / sqrt(mean(x^2) + eps) saved (N).</summary>
+    void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps);
+
+    /// <summary>dx (overwritten) and dWeight = sum_n dy x rstd (overwritten).</summary>
+    void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight);
+
+    /// <summary>
+    /// Multi-head scaled dot-product attention: per batch and head, O = softmax(scale Q K^T [causal]) V.
+    /// Saves only the log-sum-exp of every score row (B, H, Tq); backward recomputes the scores.
+    /// </summary>
+    void AttentionForward(AttentionShape shape, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp);
+
+    /// <summary>dq, dk, dv (overwritten) from dOutput, the forward inputs, output and log-sum-exp.</summary>
+    void AttentionBackward(AttentionShape shape, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
+        ColumnBlock dq, ColumnBlock dk, ColumnBlock dv);
+
+    /// <summary>
+    /// Rotary position embedding in place on columns [offset, offset + heads headDim) of x (B*T, ...), rotate-half
+    /// convention: for i &lt; headDim/2 the pair (x_i, x_{i + headDim/2}) of position t turns by angle
+    /// t theta^(-2i/headDim); inverse turns back (the backward pass). Position t = row % sequenceLength.
+    /// </summary>
+    void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse);
+
+    /// <summary>y = silu(a) b for x = [a | b] (N, 2F), y (N, F); silu(a) = a sigmoid(a).</summary>
+    void SwiGlu(Tensor x, Tensor y);
+
+    /// <summary>dx = [dy b silu'(a) | dy silu(a)] (overwritten).</summary>
+    void SwiGluBackward(Tensor x, Tensor dy, Tensor dx);
+
+    /// <summary>
+    /// Inverted dropout: y = x / (1 - p) where the Philox uniform of (seed, i) is at least p, else 0.
+    /// The mask is regenerated from the seed in backward, never stored.
+    /// </summary>
+    void Dropout(Tensor x, Tensor y, float p, ulong seed);
+
     // ---- losses and metrics -------------------------------------------------------------------
 
     /// <summary>
-    /// Row-wise softmax of logits (N, C) into probabilities (N, C); returns the mean over rows of
-    /// -log p[n, target[n]]. targets is Int32 (N), each in [0, C).
+    /// Row-wise softmax of logits (N, C) into probabilities (N, C); returns the sum over rows of
+    /// -log p[n, target[n]] and the number of rows counted. targets is Int32 (N), each in [0, C) or
+    /// negative to ignore the row (padding, or tokens that carry no loss).
     /// </summary>
-    float SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities);
+    (double Sum, int Count) SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities);
 
-    /// <summary>dLogits = scale (probabilities - onehot(targets)).</summary>
+    /// <summary>dLogits = scale (probabilities - onehot(targets)) for counted rows, 0 for ignored rows.</summary>
     void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale);
 
-    /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n].</summary>
+    /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n] (rows with a negative target are skipped).</summary>
     int CountCorrect(Tensor logits, Tensor targets);
 
     // ---- optimizer kernels ------------------------------------------------------------------------

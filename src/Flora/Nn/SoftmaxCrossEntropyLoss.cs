@@ -4,14 +4,16 @@ using Flora.Tensors;
 namespace Flora.Nn;
 
 /// <summary>
-/// Mean over rows of -log softmax(logits)[target]. Forward saves the probabilities; backward returns
-/// dLoss/dLogits = (softmax - onehot(target)) / N.
+/// Mean over counted rows of -log softmax(logits)[target]; rows whose target is negative are ignored
+/// (padding, prompt tokens). Forward saves the probabilities; backward returns
+/// dLoss/dLogits = (softmax - onehot(target)) / N_counted, and 0 on ignored rows.
 /// </summary>
 public sealed class SoftmaxCrossEntropyLoss : IDisposable
 {
     private readonly IBackend _backend;
     private readonly TensorSlot _probabilities, _gradLogits;
     private Tensor? _p, _targets;
+    private int _counted;
 
     public SoftmaxCrossEntropyLoss(IBackend backend)
     {
@@ -20,12 +22,17 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
         _gradLogits = new TensorSlot(backend, MemoryTag.Activations);
     }
 
-    /// <summary>logits (N, C), targets Int32 (N); returns the mean loss.</summary>
+    /// <summary>Rows that carried a loss in the last Forward.</summary>
+    public int CountedRows => _counted;
+
+    /// <summary>logits (N, C), targets Int32 (N); returns the mean loss over counted rows (0 if none).</summary>
     public float Forward(Tensor logits, Tensor targets)
     {
         _p = _probabilities.Get(logits.Shape);
         _targets = targets;
-        return _backend.SoftmaxCrossEntropy(logits, targets, _p);
+        var (sum, count) = _backend.SoftmaxCrossEntropy(logits, targets, _p);
+        _counted = count;
+        return count == 0 ? 0f : (float)(sum / count);
     }
 
     /// <summary>dLoss/dLogits for the last Forward, (N, C).</summary>
@@ -33,7 +40,7 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
     {
         Tensor p = _p ?? throw new InvalidOperationException("SoftmaxCrossEntropyLoss: Backward called before Forward");
         Tensor d = _gradLogits.Get(p.Shape);
-        _backend.SoftmaxCrossEntropyBackward(p, _targets!, d, 1f / p.Rows);
+        _backend.SoftmaxCrossEntropyBackward(p, _targets!, d, 1f / Math.Max(1, _counted));
         return d;
     }
 

@@ -117,11 +117,12 @@ public class CpuBackendTests
         using var x = TestUtil.FromArray(cpu, logits, 3, 3);
         using var t = TestUtil.Labels(cpu, 2, 1, 0);
         using var p = cpu.Allocate(new Shape(3, 3), MemoryTag.Scratch);
-        float loss = cpu.SoftmaxCrossEntropy(x, t, p);
+        var (sum, count) = cpu.SoftmaxCrossEntropy(x, t, p);
         double row0 = Math.Log(Math.Exp(1) + Math.Exp(2) + Math.Exp(3)) - 3;
         double row1 = 1000;                // log-sum-exp is 1000, target logit 0: no overflow, no log(0)
         double row2 = Math.Log(3);
-        Assert.Equal((row0 + row1 + row2) / 3, loss, 1e-4);
+        Assert.Equal(3, count);
+        Assert.Equal(row0 + row1 + row2, sum, 1e-3);
         float[] probs = TestUtil.ToArray(p);
         Assert.Equal(Math.Exp(3) / (Math.Exp(1) + Math.Exp(2) + Math.Exp(3)), probs[2], 1e-6);
         Assert.Equal(1f / 3, probs[7], 1e-6);
@@ -134,6 +135,25 @@ public class CpuBackendTests
 
         // Row 0: argmax 2 = target. Row 1: argmax 0, target 1. Row 2: a tie, the first index (0) wins = target.
         Assert.Equal(2, cpu.CountCorrect(x, t));
+    }
+
+    [Fact]
+    public void Negative_targets_are_ignored_by_loss_gradient_and_accuracy()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var x = TestUtil.FromArray(cpu, [1f, 2f, 3f, 4f, 0f, 0f], 2, 3);
+        using var t = TestUtil.Labels(cpu, -1, 0);
+        using var p = cpu.Allocate(new Shape(2, 3), MemoryTag.Scratch);
+        var (sum, count) = cpu.SoftmaxCrossEntropy(x, t, p);
+        Assert.Equal(1, count);
+        Assert.Equal(Math.Log(Math.Exp(4) + 2) - 4, sum, 1e-5);
+        using var d = cpu.Allocate(new Shape(2, 3), MemoryTag.Scratch);
+        cpu.Fill(d, 7f);
+        cpu.SoftmaxCrossEntropyBackward(p, t, d, 1f);
+        float[] grad = TestUtil.ToArray(d);
+        Assert.Equal(new[] { 0f, 0f, 0f }, grad[..3]);
+        Assert.True(grad[3] < 0 && grad[4] > 0);
+        Assert.Equal(1, cpu.CountCorrect(x, t));
     }
 
     [Fact]

@@ -257,7 +257,7 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     // ---- losses and metrics -------------------------------------------------------------------
 
-    public float SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities)
+    public (double Sum, int Count) SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities)
     {
         CheckTargets(logits, targets, nameof(SoftmaxCrossEntropy));
         CheckSameCount(logits, probabilities, nameof(SoftmaxCrossEntropy));
@@ -276,10 +276,13 @@ public sealed unsafe partial class CpuBackend : IBackend
                 float sum = TensorPrimitives.Sum(p);
                 TensorPrimitives.Divide(p, sum, p);
                 // -log softmax(x)[t] = log(sum exp(x - max)) + max - x[t], exact even where p[t] underflows
-                losses[r] = Math.Log(sum) + max - x[I(targets)[r]];
+                int t = I(targets)[r];
+                losses[r] = t < 0 ? 0 : Math.Log(sum) + max - x[t];
             }
         });
-        return (float)(losses.Sum() / Math.Max(rows, 1));
+        int counted = 0;
+        foreach (int t in I(targets)) if (t >= 0) counted++;
+        return (losses.Sum(), counted);
     }
 
     public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale)
@@ -288,10 +291,17 @@ public sealed unsafe partial class CpuBackend : IBackend
         CheckSameCount(probabilities, dLogits, nameof(SoftmaxCrossEntropyBackward));
         using var _ = Time(nameof(SoftmaxCrossEntropyBackward));
         int rows = probabilities.Rows, cols = probabilities.Columns;
-        TensorPrimitives.Multiply(F(probabilities), scale, F(dLogits));
-        ReadOnlySpan<int> t = I(targets);
-        Span<float> d = F(dLogits);
-        for (int r = 0; r < rows; r++) d[r * cols + t[r]] -= scale;
+        ChunkedRows(rows, cols, (r0, rn) =>
+        {
+            ReadOnlySpan<int> t = I(targets);
+            for (int r = r0; r < r0 + rn; r++)
+            {
+                Span<float> d = F(dLogits).Slice(r * cols, cols);
+                if (t[r] < 0) { d.Clear(); continue; }
+                TensorPrimitives.Multiply(F(probabilities).Slice(r * cols, cols), scale, d);
+                d[t[r]] -= scale;
+            }
+        });
     }
 
     public int CountCorrect(Tensor logits, Tensor targets)
@@ -302,7 +312,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         ReadOnlySpan<float> x = F(logits);
         ReadOnlySpan<int> t = I(targets);
         for (int r = 0; r < rows; r++)
-            if (TensorPrimitives.IndexOfMax(x.Slice(r * cols, cols)) == t[r]) correct++;
+            if (t[r] >= 0 && TensorPrimitives.IndexOfMax(x.Slice(r * cols, cols)) == t[r]) correct++;
         return correct;
     }
 
@@ -535,7 +545,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         int classes = logits.Columns;
         ReadOnlySpan<int> t = I(targets);
         for (int r = 0; r < t.Length; r++)
-            if ((uint)t[r] >= (uint)classes) throw new ArgumentException($"{op}: target {t[r]} at row {r} is outside [0, {classes})");
+            if (t[r] >= classes) throw new ArgumentException($"{op}: target {t[r]} at row {r} is outside [0, {classes}) (negative targets are ignored)");
     }
 
     /// <summary>Runs body(start, length) over [0, count), split across cores when count is large.</summary>
