@@ -14,7 +14,7 @@ namespace Flora.Reporting;
 /// Series colours come from a fixed colour-blind-friendly palette of eight colours (after
 /// Okabe &amp; Ito); the ninth series reuses the first colour with a dashed line, and so on.
 /// Points whose X or Y is NaN or infinite are skipped and break the line; with
-/// <see cref="LogY"/> so are points with Y ≤ 0, and the chart says how many were left out.
+/// <see cref="LogY"/> so are points with Y ≤ 0 (with <see cref="LogX"/>, X ≤ 0), and the chart says how many were left out.
 /// All numbers are written with the invariant culture and all text is XML-escaped.
 /// Every point is written out: for very long series consider plotting every n-th point.
 /// </remarks>
@@ -41,7 +41,7 @@ public sealed class SvgLineChart
     private const double StrokeWidth = 1.8;
     private const double LegendRow = 18, LegendSample = 24, LegendPad = 10;
 
-    private readonly List<(string Name, (double X, double Y)[] Points, bool Dashed)> _series = new();
+    private readonly List<(string Name, (double X, double Y)[] Points, bool Dashed, int? Colour)> _series = new();
 
     /// <summary>Starts an empty chart.</summary>
     public SvgLineChart(string title, string xLabel, string yLabel)
@@ -60,6 +60,9 @@ public sealed class SvgLineChart
 
     /// <summary>Use a log10 Y axis. Points with Y ≤ 0 cannot be shown and are skipped.</summary>
     public bool LogY { get; set; }
+
+    /// <summary>Use a log10 X axis. Points with X ≤ 0 cannot be shown and are skipped.</summary>
+    public bool LogX { get; set; }
 
     /// <summary>Fixed lower end of the Y axis; null follows the data. Ignored when ≤ 0 with <see cref="LogY"/>.</summary>
     public double? YMin { get; set; }
@@ -80,12 +83,15 @@ public sealed class SvgLineChart
     /// Adds a line. The points are copied and drawn in the order given; NaN or infinite points are
     /// skipped and break the line. An empty series still gets a legend entry, marked "(no data)".
     /// A <paramref name="dashed"/> series is drawn dashed, so that a line lying on top of another stays visible.
+    /// <paramref name="colour"/>, when given, is the palette index to take the style from instead of the
+    /// series' own number, so that related lines (a measurement and its prediction) can share a colour.
     /// </summary>
-    public void AddSeries(string name, IReadOnlyList<(double X, double Y)> points, bool dashed = false)
+    public void AddSeries(string name, IReadOnlyList<(double X, double Y)> points, bool dashed = false, int? colour = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(points);
-        _series.Add((name, points.ToArray(), dashed));
+        if (colour < 0) throw new ArgumentOutOfRangeException(nameof(colour), colour, "A palette index cannot be negative.");
+        _series.Add((name, points.ToArray(), dashed, colour));
     }
 
     /// <summary>Writes the chart to <paramref name="path"/> atomically (temporary file, then move).</summary>
@@ -114,7 +120,7 @@ public sealed class SvgLineChart
             foreach ((double x, double y) in _series[s].Points)
             {
                 bool usable = double.IsFinite(x) && double.IsFinite(y);
-                if (usable && LogY && y <= 0)
+                if (usable && ((LogY && y <= 0) || (LogX && x <= 0)))
                 {
                     usable = false;
                     nonPositive++;
@@ -194,11 +200,13 @@ public sealed class SvgLineChart
         ChartAxis xAxis = null!;
         for (int target = Math.Max(2, (int)((plotRight - plotLeft) / 80)); target >= 1; target--)
         {
-            xAxis = ChartAxis.Linear(xLo, xHi, XMin, XMax, target);
+            xAxis = LogX
+                ? ChartAxis.Log(xLo, xHi, XMin, XMax, target)
+                : ChartAxis.Linear(xLo, xHi, XMin, XMax, target);
             double widest = xAxis.Labels.Length == 0 ? 0 : xAxis.Labels.Max(l => TextWidth(l, TickSize));
             double spacing = xAxis.Ticks.Length < 2
                 ? double.PositiveInfinity
-                : (plotRight - plotLeft) * (xAxis.Ticks[1] - xAxis.Ticks[0]) / (xAxis.Max - xAxis.Min);
+                : (plotRight - plotLeft) * (xAxis.Fraction(xAxis.Ticks[1]) - xAxis.Fraction(xAxis.Ticks[0]));
             if (!legendRight && xAxis.Labels.Length > 0)
             {
                 // Leave room for half of the last label to the right of the plot.
@@ -236,6 +244,8 @@ public sealed class SvgLineChart
         svg.Append("<g class=\"grid\" fill=\"none\" shape-rendering=\"crispEdges\">\n");
         foreach (double v in yAxis.MinorTicks)
             svg.Append($"<line x1=\"{N(plotLeft)}\" x2=\"{N(plotRight)}\" y1=\"{N(Py(v))}\" y2=\"{N(Py(v))}\" stroke=\"#f0f0f0\"/>\n");
+        foreach (double v in xAxis.MinorTicks)
+            svg.Append($"<line x1=\"{N(Px(v))}\" x2=\"{N(Px(v))}\" y1=\"{N(plotTop)}\" y2=\"{N(plotBottom)}\" stroke=\"#f0f0f0\"/>\n");
         foreach (double v in xAxis.Ticks)
             svg.Append($"<line x1=\"{N(Px(v))}\" x2=\"{N(Px(v))}\" y1=\"{N(plotTop)}\" y2=\"{N(plotBottom)}\" stroke=\"{(v == 0 ? "#c8c8c8" : "#e4e4e4")}\"/>\n");
         foreach (double v in yAxis.Ticks)
@@ -340,7 +350,7 @@ public sealed class SvgLineChart
     /// <summary>Style of series <paramref name="index"/> of this chart: its palette style, dashed if asked for.</summary>
     private (string Colour, string? Dash) StyleOf(int index)
     {
-        var (colour, dash) = Style(index);
+        var (colour, dash) = Style(_series[index].Colour ?? index);
         return (colour, _series[index].Dashed ? dash ?? DashPatterns[1] : dash);
     }
 

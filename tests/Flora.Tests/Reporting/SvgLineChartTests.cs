@@ -225,6 +225,52 @@ public class SvgLineChartTests
     }
 
     [Fact]
+    public void LogXPointsAreEvenlySpacedPerDecadeWithDecadeLabelsAndMinorGrid()
+    {
+        var chart = new SvgLineChart("t", "x", "y") { LogX = true };
+        chart.AddSeries("s", new List<(double X, double Y)> { (1, 0), (10, 1), (100, 2), (1000, 3) });
+        XDocument doc = Parse(chart);
+        var points = PointsOf(doc.Descendants(Svg + "polyline").Single());
+        double d1 = points[1].X - points[0].X, d2 = points[2].X - points[1].X, d3 = points[3].X - points[2].X;
+        Assert.True(d1 > 10);
+        Assert.Equal(d1, d2, 0.02);
+        Assert.Equal(d2, d3, 0.02);
+        string[] xTicks = ByClass(doc, "g", "x-ticks").Single().Elements(Svg + "text").Select(t => t.Value).ToArray();
+        Assert.Equal(new[] { "1", "10", "100", "1000" }, xTicks);
+        // Minor grid lines at 2..9 x 10^k are vertical: 8 per decade, 3 decades.
+        int verticalMinor = ByClass(doc, "g", "grid").Single().Elements(Svg + "line")
+            .Count(l => (string)l.Attribute("stroke")! == "#f0f0f0" && (string)l.Attribute("x1")! == (string)l.Attribute("x2")!);
+        Assert.Equal(24, verticalMinor);
+    }
+
+    [Fact]
+    public void LogXSkipsNonPositiveValuesAndSaysSo()
+    {
+        var chart = new SvgLineChart("t", "x", "y") { LogX = true };
+        chart.AddSeries("s", new List<(double X, double Y)> { (-1, 1), (0, 2), (1, 3), (10, 4) });
+        XDocument doc = Parse(chart);
+        Assert.Equal(new[] { 2 }, doc.Descendants(Svg + "polyline").Select(l => PointsOf(l).Length));
+        Assert.Contains("2 non-positive values", ByClass(doc, "text", "note").Single().Value);
+    }
+
+    [Fact]
+    public void SeriesCanShareAPaletteColour()
+    {
+        var chart = new SvgLineChart("t", "x", "y");
+        chart.AddSeries("a", Line(3, i => i));
+        chart.AddSeries("b", Line(3, i => 2 * i));
+        chart.AddSeries("a, predicted", Line(3, i => i + 0.5), dashed: true, colour: 0);
+        chart.AddSeries("b, predicted", Line(3, i => 2 * i + 0.5), dashed: true, colour: 1);
+        XElement[] lines = Parse(chart).Descendants(Svg + "polyline").ToArray();
+        string Stroke(int i) => (string)lines[i].Attribute("stroke")!;
+        Assert.Equal(Stroke(0), Stroke(2));
+        Assert.Equal(Stroke(1), Stroke(3));
+        Assert.NotEqual(Stroke(0), Stroke(1));
+        Assert.NotNull(lines[2].Attribute("stroke-dasharray"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => chart.AddSeries("c", Line(2, i => i), colour: -1));
+    }
+
+    [Fact]
     public void NoSeriesStillGivesAValidChartWithANote()
     {
         var chart = new SvgLineChart("Empty", "x", "y");
