@@ -4,39 +4,56 @@ using Flora.Training;
 
 namespace Flora.Nn;
 
+/// <summary>How a <see cref="Linear"/> stores its weight.</summary>
+public enum WeightLayout
+{
+    /// <summary>W (out, in), y = x W^T + b: torch.nn.Linear.</summary>
+    OutIn,
+    /// <summary>W (in, out), y = x W + b: the Conv1D of Hugging Face's GPT-2.</summary>
+    InOut,
+}
+
 /// <summary>
-/// y = x W^T + b. Shapes: x (N, in), W (out, in), b (out), y (N, out); leading dimensions of x beyond
-/// the last are flattened into N. Weights start N(0, 1/in) from a Philox seed, biases at zero.
+/// y = x W^T + b (or x W + b for <see cref="WeightLayout.InOut"/>). Shapes: x (N, in), y (N, out),
+/// b (out); leading dimensions of x beyond the last are flattened into N. Weights start
+/// N(0, initStd^2) from a Philox seed (default initStd 1/sqrt(in)), biases at zero.
 /// </summary>
 public sealed class Linear : Module
 {
     private Tensor? _input;
 
-    public Linear(IBackend backend, string name, int inFeatures, int outFeatures, bool bias = true, ulong seed = 0)
+    public Linear(IBackend backend, string name, int inFeatures, int outFeatures, bool bias = true, ulong seed = 0,
+        WeightLayout layout = WeightLayout.OutIn, float? initStd = null)
         : base(backend, name)
     {
         if (inFeatures <= 0 || outFeatures <= 0)
             throw new ArgumentException($"Linear '{name}': features must be positive, got in={inFeatures}, out={outFeatures}");
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(outFeatures, inFeatures), MemoryTag.Parameters));
-        backend.FillGaussian(Weight.Value, seed, 1f / MathF.Sqrt(inFeatures));
+        Layout = layout;
+        var shape = layout == WeightLayout.OutIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures);
+        Weight = new Parameter(Join(name, "weight"), backend.Allocate(shape, MemoryTag.Parameters));
+        backend.FillGaussian(Weight.Value, seed, initStd ?? 1f / MathF.Sqrt(inFeatures));
         if (bias) Bias = new Parameter(Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
     }
 
     public int InFeatures { get; }
     public int OutFeatures { get; }
+    public WeightLayout Layout { get; }
     public Parameter Weight { get; }
     public Parameter? Bias { get; }
+
+    /// <summary>True when W is stored (out, in), so that x W^T needs the transpose flag.</summary>
+    private bool Transposed => Layout == WeightLayout.OutIn;
 
     public override Tensor Forward(Tensor input)
     {
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
-        Tensor y = Slot("out").Get(WithLastDimension(input.Shape, OutFeatures));   // (N, out)
-        Backend.MatMul(input, false, Weight.Value, true, y);                    // y = x W^T
-        if (Bias is not null) Backend.AddBias(y, Bias.Value);                   // y += b
+        Tensor y = Slot("out").Get(WithLastDimension(input.Shape, OutFeatures));     // (N, out)
+        Backend.MatMul(input, false, Weight.Value, Transposed, y);                    // y = x W^T  (or x W)
+        if (Bias is not null) Backend.AddBias(y, Bias.Value);                         // y += b
         return y;
     }
 
@@ -46,19 +63,20 @@ public sealed class Linear : Module
         Tensor? gradInput = null;
         if (ComputesInputGradient)
         {
-            gradInput = Slot("dx").Get(x.Shape);                                 // (N, in)
-            Backend.MatMul(gradOutput, false, Weight.Value, false, gradInput);  // dx = dy W
+            gradInput = Slot("dx").Get(x.Shape);                                       // (N, in)
+            Backend.MatMul(gradOutput, false, Weight.Value, !Transposed, gradInput);  // dx = dy W  (or dy W^T)
         }
         if (Weight.RequiresGrad)
         {
-            var g = gradients.Target(Weight);                                   // (out, in)
-            Backend.MatMul(gradOutput, true, x, false, g.Tensor, g.Scale, g.Beta); // dW (+)= dy^T x
+            var g = gradients.Target(Weight);
+            if (Transposed) Backend.MatMul(gradOutput, true, x, false, g.Tensor, g.Scale, g.Beta); // dW (+)= dy^T x   (out, in)
+            else Backend.MatMul(x, true, gradOutput, false, g.Tensor, g.Scale, g.Beta);          // dW (+)= x^T dy   (in, out)
             gradients.OnGradient(Weight, g.Tensor);
         }
         if (Bias is { RequiresGrad: true })
         {
-            var g = gradients.Target(Bias);                                     // (out)
-            Backend.SumRows(gradOutput, g.Tensor, g.Scale, g.Beta);             // db (+)= sum_n dy[n, :]
+            var g = gradients.Target(Bias);                                           // (out)
+            Backend.SumRows(gradOutput, g.Tensor, g.Scale, g.Beta);                   // db (+)= sum_n dy[n, :]
             gradients.OnGradient(Bias, g.Tensor);
         }
         return gradInput;

@@ -75,22 +75,16 @@ public abstract class Module : IDisposable
     }
 
     /// <summary>
-    /// Computes a small parameter gradient (a vector) with <paramref name="compute"/>, which overwrites
-    /// its argument, and delivers it as the sink's target asks (directly, or through a scratch and an Axpby).
+    /// Hands a parameter gradient that this module computed into its own buffer to the sink, as the
+    /// sink's target asks (copy, or scaled add). For small parameters (norm weights) whose kernel
+    /// computes several gradients at once; skipped for frozen parameters.
     /// </summary>
-    protected void DeliverGradient(IGradientSink sink, Parameter parameter, Action<Tensor> compute)
+    protected void Deliver(IGradientSink sink, Parameter parameter, Tensor gradient)
     {
+        if (!parameter.RequiresGrad) return;
         var target = sink.Target(parameter);
-        if (target is { Accumulate: false, Scale: 1f })
-        {
-            compute(target.Tensor);
-        }
-        else
-        {
-            Tensor scratch = Slot("grad." + parameter.Name).Get(parameter.Shape);
-            compute(scratch);
-            Backend.Axpby(target.Scale, scratch, target.Beta, target.Tensor);
-        }
+        if (target is { Accumulate: false, Scale: 1f }) Backend.Copy(gradient, target.Tensor);
+        else Backend.Axpby(target.Scale, gradient, target.Beta, target.Tensor);
         sink.OnGradient(parameter, target.Tensor);
     }
 

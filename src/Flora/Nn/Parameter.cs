@@ -23,6 +23,12 @@ public sealed class Parameter : IDisposable
     /// <summary>False for frozen weights (LoRA's base matrix): modules then skip their gradient entirely.</summary>
     public bool RequiresGrad { get; set; }
 
+    /// <summary>
+    /// How many gradients the parameter receives per backward pass: 2 for an embedding tied to the
+    /// output projection. Immediate-update sinks wait for the last one before updating.
+    /// </summary>
+    public int UsesPerStep { get; set; } = 1;
+
     /// <summary>Full-size gradient buffer, owned by the parameter once a sink creates it.</summary>
     public Tensor? Grad { get; set; }
 

@@ -1,0 +1,134 @@
+using Flora.Backends;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn;
+
+/// <summary>
+/// Multi-head self-attention with a fused QKV projection (C -&gt; 3C), optional rotary positions on q and
+/// k, causal or not, and an output projection (C -&gt; C). Shapes: x (B, T, C), qkv (B*T, 3C) with q, k,
+/// v at column offsets 0, C, 2C, y (B, T, C). Names follow Hugging Face GPT-2: c_attn, c_proj.
+/// </summary>
+public sealed class SelfAttention : Module
+{
+    private Tensor? _qkv, _attended;
+    private AttentionShape _shape;
+
+    public SelfAttention(IBackend backend, string name, int dimension, int heads, bool causal, Linear qkv, Linear output,
+        float? rotaryTheta = null)
+        : base(backend, name)
+    {
+        if (dimension % heads != 0) throw new ArgumentException($"attention '{name}': {dimension} channels do not split into {heads} heads");
+        if (rotaryTheta is not null && (dimension / heads) % 2 != 0) throw new ArgumentException($"attention '{name}': rotary positions need an even head dimension, got {dimension / heads}");
+        Dimension = dimension;
+        Heads = heads;
+        Causal = causal;
+        Qkv = qkv;
+        Output = output;
+        RotaryTheta = rotaryTheta;
+    }
+
+    public int Dimension { get; }
+    public int Heads { get; }
+    public bool Causal { get; }
+    public Linear Qkv { get; }
+    public Linear Output { get; }
+    public float? RotaryTheta { get; }
+    private int HeadDim => Dimension / Heads;
+
+    public override IEnumerable<Module> Children => [Qkv, Output];
+
+    public override Tensor Forward(Tensor x)
+    {
+        if (x.Shape.Rank != 3) throw new ArgumentException($"attention '{Name}': input {x.Shape} should be (B, T, C)");
+        int b = x.Shape[0], t = x.Shape[1], c = Dimension;
+        Tensor qkv = Qkv.Forward(x).View(new Shape(b * t, 3 * c));                         // (B*T, 3C)
+        if (RotaryTheta is float theta) Backend.Rotary(qkv, 0, 2 * Heads, HeadDim, t, theta, inverse: false); // rotate q and k
+        _shape = new AttentionShape(b, Heads, t, t, HeadDim, Causal, 1f / MathF.Sqrt(HeadDim));
+        Tensor attended = Slot("att").Get(new Shape(b * t, c));                              // (B*T, C)
+        Backend.AttentionForward(_shape, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
+            attended, Slot("lse").Get(new Shape(b, Heads, t)));
+        _qkv = qkv;
+        _attended = attended;
+        return Output.Forward(attended.View(new Shape(b, t, c)));                           // (B, T, C)
+    }
+
+    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
+    {
+        Tensor qkv = Saved(_qkv), attended = Saved(_attended);
+        int c = Dimension, t = _shape.QueryLength;
+        Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);   // (B*T, C)
+        Tensor dQkv = Slot("dqkv").Get(qkv.Shape);                                          // (B*T, 3C)
+        Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
+            attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
+            new ColumnBlock(dQkv, 0), new ColumnBlock(dQkv, c), new ColumnBlock(dQkv, 2 * c));
+        if (RotaryTheta is float theta) Backend.Rotary(dQkv, 0, 2 * Heads, HeadDim, t, theta, inverse: true); // R^T on dq, dk
+        Qkv.ComputesInputGradient = ComputesInputGradient;
+        return Qkv.Backward(dQkv.View(new Shape(_shape.Batch, t, 3 * c)), gradients);
+    }
+}
+
+/// <summary>
+/// Multi-head cross-attention (the T5 decoder's): queries from x (B, Tq, C), keys and values from a
+/// memory (B, Tk, C) set with <see cref="SetMemory"/> before Forward. Backward adds the memory's
+/// gradient into <see cref="MemoryGradient"/> (callers zero it once per step).
+/// </summary>
+public sealed class CrossAttention : Module
+{
+    private Tensor? _memory, _q, _kv, _attended;
+    private AttentionShape _shape;
+
+    public CrossAttention(IBackend backend, string name, int dimension, int heads, Linear query, Linear keyValue, Linear output)
+        : base(backend, name)
+    {
+        if (dimension % heads != 0) throw new ArgumentException($"attention '{name}': {dimension} channels do not split into {heads} heads");
+        Dimension = dimension;
+        Heads = heads;
+        Query = query;
+        KeyValue = keyValue;
+        Output = output;
+    }
+
+    public int Dimension { get; }
+    public int Heads { get; }
+    public Linear Query { get; }
+    public Linear KeyValue { get; }
+    public Linear Output { get; }
+
+    public override IEnumerable<Module> Children => [Query, KeyValue, Output];
+
+    /// <summary>The encoder output the queries attend to, (B, Tk, C).</summary>
+    public void SetMemory(Tensor memory) => _memory = memory;
+
+    /// <summary>Where backward adds dLoss/dMemory, (B, Tk, C); set by the model.</summary>
+    public Tensor? MemoryGradient { get; set; }
+
+    public override Tensor Forward(Tensor x)
+    {
+        Tensor memory = _memory ?? throw new InvalidOperationException($"cross-attention '{Name}': SetMemory before Forward");
+        int b = x.Shape[0], tq = x.Shape[1], tk = memory.Shape[1], c = Dimension;
+        Tensor q = Query.Forward(x).View(new Shape(b * tq, c));                              // (B*Tq, C)
+        Tensor kv = KeyValue.Forward(memory).View(new Shape(b * tk, 2 * c));                 // (B*Tk, 2C)
+        _shape = new AttentionShape(b, Heads, tq, tk, c / Heads, false, 1f / MathF.Sqrt(c / Heads));
+        Tensor attended = Slot("att").Get(new Shape(b * tq, c));
+        Backend.AttentionForward(_shape, new ColumnBlock(q, 0), new ColumnBlock(kv, 0), new ColumnBlock(kv, c),
+            attended, Slot("lse").Get(new Shape(b, Heads, tq)));
+        (_q, _kv, _attended) = (q, kv, attended);
+        return Output.Forward(attended.View(new Shape(b, tq, c)));
+    }
+
+    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
+    {
+        Tensor q = Saved(_q), kv = Saved(_kv), attended = Saved(_attended), memory = Saved(_memory);
+        int c = Dimension;
+        Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);
+        Tensor dq = Slot("dq").Get(q.Shape), dkv = Slot("dkv").Get(kv.Shape);
+        Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(q, 0), new ColumnBlock(kv, 0), new ColumnBlock(kv, c),
+            attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, _shape.QueryLength)),
+            new ColumnBlock(dq, 0), new ColumnBlock(dkv, 0), new ColumnBlock(dkv, c));
+        Tensor? dMemory = KeyValue.Backward(dkv.View(new Shape(_shape.Batch, _shape.KeyLength, 2 * c)), gradients);
+        if (dMemory is not null && MemoryGradient is not null) Backend.Axpy(1f, dMemory, MemoryGradient);   // dMemory accumulates over layers
+        Query.ComputesInputGradient = ComputesInputGradient;
+        return Query.Backward(dq.View(new Shape(_shape.Batch, _shape.QueryLength, c)), gradients);
+    }
+}
