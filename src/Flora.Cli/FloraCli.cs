@@ -22,6 +22,7 @@ public static class FloraCli
         root.Subcommands.Add(PilotCommand.Create(console, error));
         root.Subcommands.Add(BenchCommand.Create(console, error));
         root.Subcommands.Add(TheoryCommand.Create(console, error));
+        root.Subcommands.Add(MemoryCommand.Create(console, error));
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
