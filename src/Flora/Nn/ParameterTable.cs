@@ -4,15 +4,6 @@ using Flora.Tensors;
 
 namespace Flora.Nn;
 
-/// <summary>How a weight matrix stores its two dimensions, which decides the shapes of its LoRA adapters.</summary>
-public enum WeightLayout
-{
-    /// <summary>(out, in), as <see cref="Linear"/> and torch.nn.Linear.</summary>
-    OutIn,
-    /// <summary>(in, out), as Hugging Face's Conv1D (GPT-2) and embedding tables (rows are looked up).</summary>
-    InOut,
-}
-
 /// <summary>One parameter of a <see cref="ParameterTable"/>: its name in the model, its shape and, for matrices, its layout.</summary>
 public sealed record ParameterSpec(string Name, Shape Shape, WeightLayout Layout = WeightLayout.OutIn)
 {
