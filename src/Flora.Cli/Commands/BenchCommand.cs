@@ -22,7 +22,32 @@ internal static class BenchCommand
             Print(console, result);
             return 0;
         }));
-        return new Command("bench", "Benchmarks.") { pilot };
+        var model = new Option<string>("--model") { Description = "parameter table: pilot, gpt2-124m or gpt2-350m", DefaultValueFactory = _ => "gpt2-124m" };
+        var ranks = new Option<int[]>("--ranks") { Description = "FLORA ranks to time", DefaultValueFactory = _ => [32, 256], AllowMultipleArgumentsPerToken = true };
+        var optimSteps = Options.PositiveInt("--steps", "timed steps per optimizer", 5);
+        var optimWarmup = Options.PositiveInt("--warmup", "untimed steps before timing", 2);
+        var optim = new Command("optim", "Time of one optimizer step over a model's parameter table: Adafactor, naive momentum, FLORA, AdamW.")
+        {
+            model, ranks, optimSteps, optimWarmup,
+        };
+        optim.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            var table = Flora.Nn.ParameterTable.Parse(parse.GetValue(model)!);
+            var result = OptimizerBenchmark.Run(table, parse.GetValue(ranks)!, parse.GetValue(optimSteps), parse.GetValue(optimWarmup),
+                new Progress<string>(name => console.MarkupLine($"  timing {Markup.Escape(name)} ...")));
+            Print(console, result);
+            return 0;
+        }));
+        return new Command("bench", "Benchmarks.") { pilot, optim };
+    }
+
+    private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)
+    {
+        console.MarkupLine($"[bold]flora bench optim[/]: {Markup.Escape(r.Model)} ({r.Parameters:N0} parameters), median of {r.Steps} steps after {r.Warmup} warm-up, {Markup.Escape(r.Blas)}, {Environment.ProcessorCount} cores");
+        var table = new Table().AddColumns("optimizer", "ms/step", $"ratio to {OptimizerBenchmark.Reference}", "state MiB");
+        foreach (var row in r.Rows)
+            table.AddRow(Markup.Escape(row.Method), $"{row.MillisecondsPerStep:F1}", $"{row.RatioToAdafactor:F2}x", $"{row.StateBytes / 1048576.0:F1}");
+        console.Write(table);
     }
 
     private static void Print(IAnsiConsole console, PilotBenchmarkResult r)

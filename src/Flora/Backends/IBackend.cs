@@ -173,6 +173,9 @@ public interface IBackend : IDisposable
     /// <summary>Sum of squares of all elements, accumulated in double.</summary>
     double SumOfSquares(Tensor x);
 
+    /// <summary>Sum of a[i] b[i] over all elements, accumulated in double.</summary>
+    double Dot(Tensor a, Tensor b);
+
     /// <summary>Sum of absolute values of all elements, accumulated in double.</summary>
     double SumOfMagnitudes(Tensor x);
 

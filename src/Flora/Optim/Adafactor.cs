@@ -124,10 +124,20 @@ public class Adafactor : Optimizer
             Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
             Backend.DivideBySqrt(gradient, state.V!, u);
         }
+        float keep = 1f - WeightDecayOf(group) * lr;                  // decoupled weight decay
+        if (state.Momentum is CompressedMomentum { YieldsLowRank: true } flora)
+        {
+            // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it
+            // to W in one product, W = keep W - (lr / clip) M A, never forming the n x m update.
+            Tensor a = flora.UpdateCompressed(u, t);
+            float rms = (float)Math.Sqrt(flora.DecompressedSquaredNorm(a) / u.Count);
+            flora.AddDecompressed(a, parameter.Value, -lr / Math.Max(1f, rms / Options.ClipThreshold), keep);
+            return;
+        }
         if (state.Momentum is not null) u = state.Momentum.Apply(u, t);
 
         float clip = Math.Max(1f, Rms(u) / Options.ClipThreshold);
-        Backend.Axpby(-lr / clip, u, 1f - WeightDecayOf(group) * lr, parameter.Value);
+        Backend.Axpby(-lr / clip, u, keep, parameter.Value);
     }
 
     /// <summary>lr_t of the official code: relative or external step size, times the parameter scale.</summary>

@@ -111,6 +111,8 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
     public TensorSlot Product { get; } = new(backend, MemoryTag.Scratch);
     /// <summary>The transferred M before it is copied back.</summary>
     public TensorSlot Moved { get; } = new(backend, MemoryTag.Scratch);
+    /// <summary>The r x r Gram matrix of M, for the norm of a decompressed update.</summary>
+    public TensorSlot Gram { get; } = new(backend, MemoryTag.Scratch);
 
     public void Dispose()
     {
@@ -118,6 +120,7 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
         Compressed.Dispose();
         Product.Dispose();
         Moved.Dispose();
+        Gram.Dispose();
     }
 }
 
@@ -155,6 +158,9 @@ public sealed class CompressedMomentum : Momentum
 
     public CompressedAxis Axis => _axis;
 
+    /// <summary>True for Algorithm 2 as printed, whose yield decompress(M) is a rank-r product that need not be materialised.</summary>
+    public bool YieldsLowRank => _variant == FloraVariant.Paper;
+
     /// <summary>Seed of the projection of resampling period <paramref name="period"/>.</summary>
     public ulong SeedOfPeriod(long period) => Seeds.Derive(_parameterSeed, (ulong)period);
 
@@ -168,13 +174,41 @@ public sealed class CompressedMomentum : Momentum
     // Algorithm 2 (lines 9-20): transfer at a period start, M = beta M + (1 - beta) u A^T, yield M A.
     private Tensor ApplyPaper(Tensor u, long t)
     {
+        Tensor a = UpdateCompressed(u, t);
+        P.Decompress(_m, a, u, _axis);                                              // line 20: yield M A
+        return u;
+    }
+
+    /// <summary>
+    /// Lines 9-19 of Algorithm 2 (paper variant): folds u into M and returns this step's projection A,
+    /// leaving the yield decompress(M) to <see cref="AddDecompressed"/>, which applies it to W in one product.
+    /// </summary>
+    public Tensor UpdateCompressed(Tensor u, long t)
+    {
+        if (!YieldsLowRank) throw new InvalidOperationException("the official variant's yield is not low-rank");
         long period = t / _kappa;
         if (t > 0 && t % _kappa == 0) TransferTo(period - 1, period);               // lines 10-13
         Tensor a = P.Generate(SeedOfPeriod(period), _shape, _axis);
         P.Compress(u, a, _m, _axis, alpha: 1 - _beta, beta: _beta);                 // line 19
-        P.Decompress(_m, a, u, _axis);                                              // line 20: yield M A
-        return u;
+        return a;
     }
+
+    /// <summary>
+    /// ||decompress(M)||_F^2 without forming it: ||M A||^2 = sum((M^T M) o (A A^T)) for compressed columns,
+    /// ||A^T M||^2 = sum((M M^T) o (A A^T)) for rows; two r x r products instead of an n x m one.
+    /// </summary>
+    public double DecompressedSquaredNorm(Tensor a)
+    {
+        int r = P.Rank;
+        Tensor k = _scratch.Product.Get(new Shape(r, r)), l = _scratch.Gram.Get(new Shape(r, r));
+        _backend.MatMul(a, false, a, true, k);                                      // A A^T
+        if (_axis == CompressedAxis.Columns) _backend.MatMul(_m, true, _m, false, l); // M^T M
+        else _backend.MatMul(_m, false, _m, true, l);                               // M M^T
+        return _backend.Dot(k, l);
+    }
+
+    /// <summary>w = alpha decompress(M) + beta w: the update applied by one matrix product.</summary>
+    public void AddDecompressed(Tensor a, Tensor w, float alpha, float beta) => P.Decompress(_m, a, w, _axis, alpha, beta);
 
     // Official PyTorch: yield (1 - beta) u + beta decompress_old(M); then transfer if the period ends;
     // then M = beta M + (1 - beta) compress_new(u).

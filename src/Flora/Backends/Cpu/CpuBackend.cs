@@ -461,6 +461,20 @@ public sealed unsafe partial class CpuBackend : IBackend
         return total;
     }
 
+    public double Dot(Tensor a, Tensor b)
+    {
+        CheckSameCount(a, b, nameof(Dot));
+        using var _ = Time(nameof(Dot));
+        double total = 0;
+        ReadOnlySpan<float> x = F(a), y = F(b);
+        for (int o = 0; o < x.Length; o += ReductionBlock)
+        {
+            int n = Math.Min(ReductionBlock, x.Length - o);
+            total += TensorPrimitives.Dot(x.Slice(o, n), y.Slice(o, n));
+        }
+        return total;
+    }
+
     public double SumOfMagnitudes(Tensor x)
     {
         using var _ = Time(nameof(SumOfMagnitudes));
