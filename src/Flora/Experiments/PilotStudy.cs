@@ -198,7 +198,7 @@ public static class PilotStudy
     {
         var sgd = new Sgd(backend, model.Parameters().Where(p => p.RequiresGrad), o.LearningRate);
         var pipeline = new GradientPipeline(backend);
-        pipeline.UseByDefault(new ImmediateUpdateSink(pipeline.Scratch, sgd));
+        pipeline.UseByDefault(new ImmediateUpdateSink(backend, pipeline.Scratch, sgd));
         if (variant is PilotVariant.Rp or PilotVariant.Rrp)
         {
             var weight = model.Parameters().Single(p => p.Name == SquareLayer + ".weight");

@@ -10,7 +10,8 @@ namespace Flora.Training;
 /// products accumulate straight into it, and after <see cref="AccumulationSteps"/> micro-batches the
 /// optimizer is applied to the mean. The first gradient of a cycle overwrites the buffer (beta = 0),
 /// so no zeroing pass is needed. With <c>immediate</c> (LOMO) each parameter is updated inside the
-/// last backward pass of the cycle, as soon as its gradient is complete.
+/// last backward pass of the cycle, as soon as its gradient is complete (for a parameter used several
+/// times per step, <see cref="Parameter.UsesPerStep"/>, at its last gradient).
 /// </summary>
 public sealed class AccumulateSink : IGradientSink
 {
@@ -19,6 +20,7 @@ public sealed class AccumulateSink : IGradientSink
     private readonly bool _immediate;
     private readonly List<Parameter> _pending = new();
     private readonly HashSet<Parameter> _seen = new();
+    private readonly Dictionary<Parameter, int> _arrivals = new();
     private int _microBatches;
 
     public AccumulateSink(IBackend backend, Optimizer optimizer, int accumulationSteps = 1, bool immediate = false)
@@ -43,6 +45,9 @@ public sealed class AccumulateSink : IGradientSink
         if (_seen.Add(parameter)) _pending.Add(parameter);
         if (_immediate && _microBatches == AccumulationSteps - 1)
         {
+            int arrived = _arrivals.GetValueOrDefault(parameter) + 1;
+            if (arrived < parameter.UsesPerStep) { _arrivals[parameter] = arrived; return; }
+            _arrivals[parameter] = 0;
             Apply(parameter);
             _pending.Remove(parameter);
         }

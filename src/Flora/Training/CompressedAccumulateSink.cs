@@ -105,6 +105,8 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
         if (_states.TryGetValue(parameter, out State? s)) return s;
         if (parameter.Shape.Rank != 2)
             throw new ArgumentException($"'{parameter.Name}' {parameter.Shape} is not a matrix: route it to an uncompressed sink");
+        if (_immediate && parameter.UsesPerStep > 1)
+            throw new ArgumentException($"'{parameter.Name}' receives {parameter.UsesPerStep} gradients per step: route it to an uncompressed sink under LOMO");
         CompressedAxis axis = RandomProjection.AxisFor(parameter.Shape);
         _projection.CheckRank(parameter.Shape, axis, parameter.Name);
         Tensor c = _backend.Allocate(_projection.CompressedShape(parameter.Shape, axis), MemoryTag.Accumulator);

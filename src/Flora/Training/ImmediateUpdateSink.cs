@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Nn;
 using Flora.Optim;
 using Flora.Tensors;
@@ -9,25 +10,41 @@ namespace Flora.Training;
 /// gradient is computed, in the shared scratch buffer, so no gradient outlives its layer. When the
 /// optimizer can fold its whole update into the gradient's own product (plain SGD:
 /// W = W - lr G, see <see cref="Optimizer.FusedTarget"/>), the gradient is never materialised at all.
-/// Not compatible with accumulation across micro-batches or with a parameter used twice in one
-/// forward pass (its first partial gradient would be applied alone).
+/// A parameter that receives several gradients per step (<see cref="Parameter.UsesPerStep"/>, a tied
+/// embedding) collects them in a gradient buffer and is updated at the last one.
 /// </summary>
 public sealed class ImmediateUpdateSink : IGradientSink
 {
+    private readonly IBackend _backend;
     private readonly TensorSlot _scratch;
     private readonly Optimizer _optimizer;
+    private readonly Dictionary<Parameter, int> _arrivals = new();
 
-    public ImmediateUpdateSink(TensorSlot scratch, Optimizer optimizer)
+    public ImmediateUpdateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer)
     {
+        _backend = backend;
         _scratch = scratch;
         _optimizer = optimizer;
     }
 
-    public GradientTarget Target(Parameter parameter) =>
-        _optimizer.FusedTarget(parameter) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
+    public GradientTarget Target(Parameter parameter)
+    {
+        if (parameter.UsesPerStep > 1)
+        {
+            parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
+            return _arrivals.GetValueOrDefault(parameter) > 0 ? GradientTarget.AddTo(parameter.Grad) : GradientTarget.Overwrite(parameter.Grad);
+        }
+        return _optimizer.FusedTarget(parameter) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
+    }
 
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
+        if (parameter.UsesPerStep > 1)
+        {
+            int arrived = _arrivals.GetValueOrDefault(parameter) + 1;
+            if (arrived < parameter.UsesPerStep) { _arrivals[parameter] = arrived; return; }
+            _arrivals[parameter] = 0;
+        }
         if (gradient != parameter.Value) _optimizer.Update(parameter, gradient); // else already applied by the product
     }
 

@@ -48,7 +48,7 @@ public sealed record PipelineOptions
         var pipeline = new GradientPipeline(backend);
         int tau = AccumulationSteps;
         pipeline.UseByDefault(Mode == AccumulationMode.None && Lomo
-            ? new ImmediateUpdateSink(pipeline.Scratch, optimizer)
+            ? new ImmediateUpdateSink(backend, pipeline.Scratch, optimizer)
             : new AccumulateSink(backend, optimizer, tau, Lomo));
         if (Mode == AccumulationMode.Compressed)
         {
@@ -56,7 +56,7 @@ public sealed record PipelineOptions
             foreach (var p in parameters.Where(p => p.RequiresGrad))
             {
                 if (ForceCompression) FloraRules.CheckForced(p.Name, p.Shape, Rank);
-                if (FloraRules.IsEligible(p.Shape, Rank, ForceCompression)) pipeline.Use(p, compressed);
+                if (FloraRules.IsEligible(p.Shape, Rank, ForceCompression) && !(Lomo && p.UsesPerStep > 1)) pipeline.Use(p, compressed);
             }
         }
         return pipeline;

@@ -129,7 +129,7 @@ public class GradientPipelineTests
             net.ComputesInputGradient = false;
             using var pipeline = new GradientPipeline(cpu);
             var sgd = new Sgd(cpu, net.Parameters(), 0.1f);
-            pipeline.UseByDefault(immediate ? new ImmediateUpdateSink(pipeline.Scratch, sgd) : new AccumulateSink(cpu, sgd));
+            pipeline.UseByDefault(immediate ? new ImmediateUpdateSink(cpu, pipeline.Scratch, sgd) : new AccumulateSink(cpu, sgd));
             using var x = TestUtil.Random(cpu, 3, 1, 4, 5);
             using var dy = TestUtil.Random(cpu, 4, 1, 4, 3);
             for (int step = 0; step < 3; step++)

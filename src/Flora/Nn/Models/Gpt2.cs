@@ -1,0 +1,102 @@
+using Flora.Backends;
+using Flora.Optim;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn.Models;
+
+/// <summary>GPT-2 sizes. Presets: gpt2-124m, gpt2-350m, and small ones that train on two CPU cores.</summary>
+public sealed record Gpt2Config(int Layers, int Heads, int Embed, int Vocabulary, int Context, float Dropout = 0f)
+{
+    public static Gpt2Config Gpt2_124M(int vocabulary = 50257) => new(12, 12, 768, vocabulary, 1024);
+    public static Gpt2Config Gpt2_350M(int vocabulary = 50257) => new(24, 16, 1024, vocabulary, 1024);
+    /// <summary>About 3.4M parameters at a 4096 vocabulary: trains on two CPU cores in minutes.</summary>
+    public static Gpt2Config Small(int vocabulary) => new(4, 4, 256, vocabulary, 256);
+    public static Gpt2Config Tiny(int vocabulary) => new(2, 2, 64, vocabulary, 64);
+
+    public void Validate()
+    {
+        if (Layers <= 0 || Heads <= 0 || Embed <= 0 || Vocabulary <= 0 || Context <= 0)
+            throw new ArgumentException($"GPT-2 sizes must be positive: {this}");
+        if (Embed % Heads != 0) throw new ArgumentException($"GPT-2: {Embed} channels do not split into {Heads} heads");
+    }
+}
+
+/// <summary>
+/// GPT-2 (Radford et al. 2019) with Hugging Face's parameter names and layout: wte, wpe, h.{i}.ln_1,
+/// h.{i}.attn.c_attn (C x 3C, Conv1D), h.{i}.attn.c_proj, h.{i}.ln_2, h.{i}.mlp.c_fc, h.{i}.mlp.c_proj,
+/// ln_f; pre-LN blocks, GELU (tanh), the output projection tied to wte. Initialisation as GPT-2:
+/// N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 L)), LayerNorms at (1, 0).
+/// </summary>
+public sealed class Gpt2 : LanguageModel
+{
+    private readonly Embedding _wte;
+    private readonly PositionEmbedding _wpe;
+    private readonly Dropout _drop;
+    private readonly TransformerBlock[] _blocks;
+    private readonly LayerNorm _lnF;
+    private readonly TiedOutput _head;
+
+    public Gpt2(IBackend backend, Gpt2Config config, ulong seed = 0) : base(backend, "", new ModelContext { Seed = seed })
+    {
+        config.Validate();
+        Config = config;
+        int c = config.Embed;
+        float std = 0.02f, residualStd = 0.02f / MathF.Sqrt(2 * config.Layers);
+        ulong Seed(string name) => Seeds.ForName(seed, name);
+        _wte = new Embedding(backend, "wte", config.Vocabulary, c, Seed("wte"), std);
+        _wpe = new PositionEmbedding(backend, "wpe", config.Context, c, Seed("wpe"), std);
+        _drop = new Dropout(backend, "drop", config.Dropout, Context);
+        _blocks = new TransformerBlock[config.Layers];
+        for (int i = 0; i < config.Layers; i++)
+        {
+            string h = $"h.{i}";
+            var attention = new SelfAttention(backend, $"{h}.attn", c, config.Heads, causal: true,
+                new Linear(backend, $"{h}.attn.c_attn", c, 3 * c, true, Seed($"{h}.attn.c_attn"), WeightLayout.InOut, std),
+                new Linear(backend, $"{h}.attn.c_proj", c, c, true, Seed($"{h}.attn.c_proj"), WeightLayout.InOut, residualStd));
+            var mlp = new Mlp(backend, $"{h}.mlp",
+                new Linear(backend, $"{h}.mlp.c_fc", c, 4 * c, true, Seed($"{h}.mlp.c_fc"), WeightLayout.InOut, std),
+                new Linear(backend, $"{h}.mlp.c_proj", 4 * c, c, true, Seed($"{h}.mlp.c_proj"), WeightLayout.InOut, residualStd));
+            _blocks[i] = new TransformerBlock(backend, h, new LayerNorm(backend, $"{h}.ln_1", c), attention,
+                new LayerNorm(backend, $"{h}.ln_2", c), mlp, config.Dropout, Context);
+        }
+        _lnF = new LayerNorm(backend, "ln_f", c);
+        _head = new TiedOutput(backend, "lm_head", _wte.Weight);
+    }
+
+    public Gpt2Config Config { get; }
+    public override int Vocabulary => Config.Vocabulary;
+    public override int MaxSequenceLength => Config.Context;
+    public IReadOnlyList<TransformerBlock> Blocks => _blocks;
+
+    public override IEnumerable<Module> Children => [_wte, _wpe, _drop, .. _blocks, _lnF, _head];
+
+    public override string Describe() =>
+        $"GPT-2 {Config.Layers} layers, {Config.Heads} heads, {Config.Embed} channels, vocabulary {Config.Vocabulary}, context {Config.Context}, {ParameterCount:N0} parameters";
+
+    public override void EnableCheckpointing()
+    {
+        var shared = new ActivationScope(Backend);
+        foreach (var block in _blocks) block.EnableCheckpointing(shared);
+    }
+
+    /// <summary>ids (B, T) -&gt; logits (B*T, V).</summary>
+    public override Tensor Forward(Tensor ids)
+    {
+        CheckIds(ids, Config.Context, "GPT-2");
+        Tensor x = _drop.Forward(_wpe.Forward(_wte.Forward(ids)));            // (B, T, C)
+        foreach (var block in _blocks) x = block.Forward(x);
+        x = _lnF.Forward(x);
+        return _head.Forward(x.View(new Shape(x.Rows, Config.Embed)));        // (B*T, V)
+    }
+
+    public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    {
+        Tensor dx = _head.Backward(gradLogits, gradients)!;                   // the tied weight's first gradient
+        Tensor d = _lnF.Backward(dx, gradients)!;
+        for (int i = _blocks.Length - 1; i >= 0; i--) d = _blocks[i].Backward(d, gradients)!;
+        d = _wpe.Backward(_drop.Backward(d, gradients)!, gradients)!;
+        _wte.Backward(d, gradients);                                           // the tied weight's second gradient
+        return null;
+    }
+}

@@ -1,0 +1,45 @@
+using Flora.Backends;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn.Models;
+
+/// <summary>
+/// A model that maps token ids (B, T) to next-token logits (B*T, V). Encoder-decoder models take
+/// their source through <see cref="SetSource"/> first. <see cref="Context"/> switches dropout and
+/// sets the step that dropout seeds come from.
+/// </summary>
+public abstract class LanguageModel : Module
+{
+    protected LanguageModel(IBackend backend, string name, ModelContext context) : base(backend, name) => Context = context;
+
+    public ModelContext Context { get; }
+
+    /// <summary>Vocabulary size V (logit width).</summary>
+    public abstract int Vocabulary { get; }
+
+    /// <summary>Longest sequence the model accepts (its position table), or int.MaxValue.</summary>
+    public abstract int MaxSequenceLength { get; }
+
+    /// <summary>A one-line description for logs: architecture, sizes, parameter count.</summary>
+    public abstract string Describe();
+
+    /// <summary>For encoder-decoder models, the source ids (B, Ts) the next Forward attends to.</summary>
+    public virtual void SetSource(Tensor sourceIds) =>
+        throw new InvalidOperationException($"{GetType().Name} is decoder-only: it takes no source");
+
+    public virtual bool IsEncoderDecoder => false;
+
+    /// <summary>Turns on activation checkpointing for every block (one shared scope for their internals).</summary>
+    public abstract void EnableCheckpointing();
+
+    public long ParameterCount => Parameters().Sum(p => (long)p.Value.Count);
+
+    protected static void CheckIds(Tensor ids, int maxLength, string model)
+    {
+        if (ids.DType != DType.Int32 || ids.Shape.Rank != 2)
+            throw new ArgumentException($"{model}: token ids must be an Int32 (B, T) tensor, got {ids}");
+        if (ids.Shape[1] > maxLength)
+            throw new ArgumentException($"{model}: sequence length {ids.Shape[1]} exceeds the model's context of {maxLength}");
+    }
+}

@@ -1,0 +1,140 @@
+using Flora.Backends;
+using Flora.Optim;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn.Models;
+
+/// <summary>Sizes of the T5-style encoder-decoder.</summary>
+public sealed record T5Config(int EncoderLayers, int DecoderLayers, int Heads, int Embed, int FeedForward, int Vocabulary, int Context, float Dropout = 0f)
+{
+    public static T5Config Small(int vocabulary) => new(3, 3, 4, 256, 1024, vocabulary, 256);
+    public static T5Config Tiny(int vocabulary) => new(1, 1, 2, 64, 128, vocabulary, 64);
+    /// <summary>T5-small's sizes (6 + 6 layers, 8 heads, 512 channels, 2048 feed-forward).</summary>
+    public static T5Config T5SmallSize(int vocabulary = 32128) => new(6, 6, 8, 512, 2048, vocabulary, 512);
+
+    public void Validate()
+    {
+        if (EncoderLayers <= 0 || DecoderLayers <= 0 || Heads <= 0 || Embed <= 0 || FeedForward <= 0 || Vocabulary <= 0 || Context <= 0)
+            throw new ArgumentException($"T5 sizes must be positive: {this}");
+        if (Embed % Heads != 0) throw new ArgumentException($"T5: {Embed} channels do not split into {Heads} heads");
+    }
+}
+
+/// <summary>
+/// A T5-style encoder-decoder: pre-norm RMSNorm blocks, no biases, a shared token embedding tied to
+/// the output projection, a GELU feed-forward. Positions: learned absolute position tables for the
+/// encoder and the decoder (not T5's relative position bias), a documented simplification that keeps
+/// every attention on the one fused kernel of the backend. The decoder's blocks add cross-attention
+/// over the encoder output.
+/// </summary>
+public sealed class T5 : LanguageModel
+{
+    private readonly Embedding _shared;
+    private readonly PositionEmbedding _encoderPositions, _decoderPositions;
+    private readonly TransformerBlock[] _encoder, _decoder;
+    private readonly RmsNorm _encoderNorm, _decoderNorm;
+    private readonly TiedOutput _head;
+    private Tensor? _source, _memory;
+
+    public T5(IBackend backend, T5Config config, ulong seed = 0) : base(backend, "", new ModelContext { Seed = seed })
+    {
+        config.Validate();
+        Config = config;
+        int c = config.Embed;
+        const float std = 0.02f;
+        ulong Seed(string name) => Seeds.ForName(seed, name);
+        Linear Proj(string name, int i, int o) => new(backend, name, i, o, false, Seed(name), WeightLayout.OutIn, std);
+        Mlp FeedForward(string name) => new(backend, name, Proj($"{name}.wi", c, config.FeedForward), Proj($"{name}.wo", config.FeedForward, c));
+
+        _shared = new Embedding(backend, "shared", config.Vocabulary, c, Seed("shared"), 1f);
+        _encoderPositions = new PositionEmbedding(backend, "encoder.embed_positions", config.Context, c, Seed("encoder.pos"), std);
+        _decoderPositions = new PositionEmbedding(backend, "decoder.embed_positions", config.Context, c, Seed("decoder.pos"), std);
+        _encoder = new TransformerBlock[config.EncoderLayers];
+        for (int i = 0; i < _encoder.Length; i++)
+        {
+            string b = $"encoder.block.{i}";
+            var attention = new SelfAttention(backend, $"{b}.self_attn", c, config.Heads, causal: false,
+                Proj($"{b}.self_attn.qkv", c, 3 * c), Proj($"{b}.self_attn.o", c, c));
+            _encoder[i] = new TransformerBlock(backend, b, new RmsNorm(backend, $"{b}.norm_attn", c), attention,
+                new RmsNorm(backend, $"{b}.norm_ff", c), FeedForward($"{b}.ff"), config.Dropout, Context);
+        }
+        _decoder = new TransformerBlock[config.DecoderLayers];
+        for (int i = 0; i < _decoder.Length; i++)
+        {
+            string b = $"decoder.block.{i}";
+            var attention = new SelfAttention(backend, $"{b}.self_attn", c, config.Heads, causal: true,
+                Proj($"{b}.self_attn.qkv", c, 3 * c), Proj($"{b}.self_attn.o", c, c));
+            var cross = new CrossAttention(backend, $"{b}.cross_attn", c, config.Heads,
+                Proj($"{b}.cross_attn.q", c, c), Proj($"{b}.cross_attn.kv", c, 2 * c), Proj($"{b}.cross_attn.o", c, c));
+            _decoder[i] = new TransformerBlock(backend, b, new RmsNorm(backend, $"{b}.norm_attn", c), attention,
+                new RmsNorm(backend, $"{b}.norm_ff", c), FeedForward($"{b}.ff"), config.Dropout, Context,
+                new RmsNorm(backend, $"{b}.norm_cross", c), cross);
+        }
+        _encoderNorm = new RmsNorm(backend, "encoder.final_norm", c);
+        _decoderNorm = new RmsNorm(backend, "decoder.final_norm", c);
+        _head = new TiedOutput(backend, "lm_head", _shared.Weight);
+        _shared.Weight.UsesPerStep = 3;                                        // output projection, decoder and encoder tokens
+    }
+
+    public T5Config Config { get; }
+    public override int Vocabulary => Config.Vocabulary;
+    public override int MaxSequenceLength => Config.Context;
+    public override bool IsEncoderDecoder => true;
+
+    public override IEnumerable<Module> Children =>
+        [_shared, _encoderPositions, _decoderPositions, .. _encoder, _encoderNorm, .. _decoder, _decoderNorm, _head];
+
+    public override string Describe() =>
+        $"T5-style {Config.EncoderLayers}+{Config.DecoderLayers} layers, {Config.Heads} heads, {Config.Embed} channels, feed-forward {Config.FeedForward}, vocabulary {Config.Vocabulary}, {ParameterCount:N0} parameters";
+
+    public override void EnableCheckpointing()
+    {
+        var shared = new ActivationScope(Backend);
+        foreach (var block in _encoder.Concat(_decoder)) block.EnableCheckpointing(shared);
+    }
+
+    public override void SetSource(Tensor sourceIds)
+    {
+        CheckIds(sourceIds, Config.Context, "T5 source");
+        _source = sourceIds;
+    }
+
+    /// <summary>Decoder input ids (B, T) -&gt; logits (B*T, V), attending to the source set with <see cref="SetSource"/>.</summary>
+    public override Tensor Forward(Tensor ids)
+    {
+        CheckIds(ids, Config.Context, "T5");
+        Tensor source = _source ?? throw new InvalidOperationException("T5: SetSource before Forward");
+        if (source.Shape[0] != ids.Shape[0]) throw new ArgumentException($"T5: {source.Shape[0]} sources for {ids.Shape[0]} targets");
+        // The embedding is shared: the encoder's lookup goes to its own buffer so the decoder's does not overwrite it.
+        Tensor e = Slot("source_embed").Get(new Shape(source.Shape[0], source.Shape[1], Config.Embed));
+        Backend.Copy(_shared.Forward(source), e);
+        Tensor m = _encoderPositions.Forward(e);
+        foreach (var block in _encoder) m = block.Forward(m);
+        _memory = _encoderNorm.Forward(m);                                     // (B, Ts, C)
+        foreach (var block in _decoder) block.Cross!.SetMemory(_memory);
+        Tensor x = _decoderPositions.Forward(_shared.Forward(ids));
+        foreach (var block in _decoder) x = block.Forward(x);
+        x = _decoderNorm.Forward(x);
+        return _head.Forward(x.View(new Shape(x.Rows, Config.Embed)));
+    }
+
+    public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    {
+        Tensor memory = Saved(_memory), source = Saved(_source);
+        Tensor dMemory = Slot("dmemory").Get(memory.Shape);
+        Backend.Fill(dMemory, 0f);
+        foreach (var block in _decoder) block.Cross!.MemoryGradient = dMemory;
+
+        Tensor d = _decoderNorm.Backward(_head.Backward(gradLogits, gradients)!, gradients)!;
+        for (int i = _decoder.Length - 1; i >= 0; i--) d = _decoder[i].Backward(d, gradients)!;
+        _shared.Backward(_decoderPositions.Backward(d, gradients)!, gradients);      // decoder tokens
+
+        Tensor dm = _encoderNorm.Backward(dMemory, gradients)!;
+        for (int i = _encoder.Length - 1; i >= 0; i--) dm = _encoder[i].Backward(dm, gradients)!;
+        dm = _encoderPositions.Backward(dm, gradients)!;
+        _shared.Forward(source);                                               // the lookup Backward reads the ids of
+        _shared.Backward(dm, gradients);                                       // source tokens: the shared weight's third gradient
+        return null;
+    }
+}

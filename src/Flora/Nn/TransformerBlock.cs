@@ -1,0 +1,104 @@
+using Flora.Backends;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Nn;
+
+/// <summary>
+/// A pre-norm residual block:
+/// <code>
+/// h = x + drop(attention(norm1(x)))
+/// y = h + drop(mlp(norm2(h)))
+/// </code>
+/// With an optional cross-attention between the two (the T5 decoder):
+/// h2 = h + drop(cross(normCross(h))), and the MLP then reads h2.
+/// With activation checkpointing the block keeps only its input: its internals live in a scope
+/// shared by all checkpointed blocks, and backward recomputes them (same dropout masks) first.
+/// </summary>
+public sealed class TransformerBlock : Module
+{
+    private readonly Module _norm1, _norm2;
+    private readonly SelfAttention _attention;
+    private readonly Mlp _mlp;
+    private readonly Module? _normCross;
+    private readonly CrossAttention? _cross;
+    private readonly Dropout _dropAttention, _dropMlp, _dropCross;
+    private ActivationScope? _shared;
+    private Tensor? _input;
+
+    public TransformerBlock(IBackend backend, string name, Module norm1, SelfAttention attention, Module norm2, Mlp mlp,
+        float dropout, ModelContext context, Module? normCross = null, CrossAttention? cross = null)
+        : base(backend, name)
+    {
+        _norm1 = norm1;
+        _attention = attention;
+        _norm2 = norm2;
+        _mlp = mlp;
+        _normCross = normCross;
+        _cross = cross;
+        _dropAttention = new Dropout(backend, Join(name, "drop_attn"), dropout, context);
+        _dropMlp = new Dropout(backend, Join(name, "drop_mlp"), dropout, context);
+        _dropCross = new Dropout(backend, Join(name, "drop_cross"), dropout, context);
+    }
+
+    public SelfAttention Attention => _attention;
+    public CrossAttention? Cross => _cross;
+    public Mlp Mlp => _mlp;
+    public bool Checkpointed => _shared is not null;
+
+    public override IEnumerable<Module> Children =>
+        _cross is null
+            ? [_norm1, _attention, _dropAttention, _norm2, _mlp, _dropMlp]
+            : [_norm1, _attention, _dropAttention, _normCross!, _cross, _dropCross, _norm2, _mlp, _dropMlp];
+
+    /// <summary>Internals go to <paramref name="shared"/>, shared with the other checkpointed blocks; backward recomputes them.</summary>
+    public void EnableCheckpointing(ActivationScope shared)
+    {
+        _shared = shared;
+        int i = 0;
+        foreach (var child in Children) child.ShareActivations(shared, $"block.{i++}.");
+    }
+
+    /// <summary>Internal buffers: in the shared scope when checkpointed.</summary>
+    private TensorSlot Internal(string role) => _shared?.Slot("block." + role) ?? Slot(role);
+
+    public override Tensor Forward(Tensor x)
+    {
+        _input = x;
+        Tensor a = _dropAttention.Forward(_attention.Forward(_norm1.Forward(x)));
+        Tensor h = Internal("h").Get(x.Shape);
+        Backend.Add(x, a, h);                                                   // h = x + attn
+        if (_cross is not null)
+        {
+            Tensor c = _dropCross.Forward(_cross.Forward(_normCross!.Forward(h)));
+            Tensor h2 = Internal("h2").Get(x.Shape);
+            Backend.Add(h, c, h2);                                              // h2 = h + cross
+            h = h2;
+        }
+        Tensor m = _dropMlp.Forward(_mlp.Forward(_norm2.Forward(h)));
+        Tensor y = Slot("y").Get(x.Shape);                                      // private: the next block's saved input
+        Backend.Add(h, m, y);                                                   // y = h + mlp
+        return y;
+    }
+
+    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
+    {
+        Tensor x = Saved(_input);
+        if (Checkpointed) Forward(x);                                           // recompute the internals
+        // y = h + mlp(norm2(h)):  dh = dy + norm2'(mlp'(dy))
+        Tensor dh = Internal("dh").Get(x.Shape);
+        Backend.Add(gradOutput, _norm2.Backward(_mlp.Backward(_dropMlp.Backward(gradOutput, gradients)!, gradients)!, gradients)!, dh);
+        if (_cross is not null)
+        {
+            // h2 = h + cross(normCross(h)):  dh = dh2 + normCross'(cross'(dh2))
+            Tensor dh1 = Internal("dh1").Get(x.Shape);
+            Backend.Add(dh, _normCross!.Backward(_cross.Backward(_dropCross.Backward(dh, gradients)!, gradients)!, gradients)!, dh1);
+            dh = dh1;
+        }
+        // h = x + attn(norm1(x)):  dx = dh + norm1'(attn'(dh))
+        Tensor branch = _norm1.Backward(_attention.Backward(_dropAttention.Backward(dh, gradients)!, gradients)!, gradients)!;
+        Tensor dx = Slot("dx").Get(x.Shape);
+        Backend.Add(dh, branch, dx);
+        return dx;
+    }
+}
