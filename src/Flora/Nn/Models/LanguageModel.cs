@@ -15,6 +15,9 @@ public abstract class LanguageModel : Module
 
     public ModelContext Context { get; }
 
+    /// <summary>Token ids have no gradient: a language model's Backward returns null.</summary>
+    public override bool ComputesInputGradient { get => false; set { } }
+
     /// <summary>Vocabulary size V (logit width).</summary>
     public abstract int Vocabulary { get; }
 

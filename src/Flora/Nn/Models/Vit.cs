@@ -73,6 +73,9 @@ public sealed class Vit : Module
     public VitConfig Config { get; }
     public ModelContext Context { get; }
 
+    /// <summary>Images are data: Backward returns null.</summary>
+    public override bool ComputesInputGradient { get => false; set { } }
+
     public override IEnumerable<Module> Children => [_patchEmbed, _positions, .. _blocks, _norm, _head];
     protected override IEnumerable<Parameter> OwnParameters => [_classToken];
 
