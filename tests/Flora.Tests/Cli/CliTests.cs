@@ -134,5 +134,44 @@ public class CliTests : IDisposable
         foreach (string v in new[] { "SGD", "LoRA", "LoRA(B)", "RP", "RRP" }) Assert.Contains($" {v} ", stdout);
     }
 
+    [Fact]
+    public void Inspect_prints_metadata_and_a_table_of_tensors()
+    {
+        string path = Path.Combine(_temp, "model.safetensors");
+        new Flora.Checkpoints.SafeTensorsWriter()
+            .Add("encoder.weight", new float[512 * 1024], new Flora.Tensors.Shape(512, 1024))
+            .Add("labels", new[] { 1, 2, 3 })
+            .AddMetadata("format", "flora")
+            .AddMetadata("step", "[42]")
+            .Write(path);
+        var (code, stdout, error) = Run("inspect", path);
+        Assert.True(code == 0, error);
+        Assert.Contains("2 tensors, 524,291 elements", stdout);
+        Assert.Contains("format: flora", stdout);
+        Assert.Contains("step: [42]", stdout);                                 // markup characters are printed as they are
+        string[] lines = stdout.Split('\n');
+        Assert.Contains(lines, l => l.Contains("encoder.weight") && l.Contains("F32") && l.Contains("(512, 1024)") && l.Contains("2.000"));
+        Assert.Contains(lines, l => l.Contains("labels") && l.Contains("I32") && l.Contains("(3)") && l.Contains("0.000"));
+    }
+
+    [Fact]
+    public void Inspect_of_a_corrupt_file_is_one_line_naming_the_file_and_the_problem()
+    {
+        string path = Path.Combine(_temp, "corrupt.safetensors");
+        File.WriteAllBytes(path, [14, 0, 0, 0, 0, 0, 0, 0, .. "{\"a\":{\"dtype\":"u8]);       // the JSON stops after 14 bytes
+        var (code, _, error) = Run("inspect", path);
+        Assert.Equal(FloraCli.UserError, code);
+        AssertOneLineError(error, $"{path}: the header is not valid JSON");
+    }
+
+    [Fact]
+    public void Inspect_of_a_missing_file_is_one_line_naming_it()
+    {
+        string path = Path.Combine(_temp, "nowhere.safetensors");
+        var (code, _, error) = Run("inspect", path);
+        Assert.Equal(FloraCli.UserError, code);
+        AssertOneLineError(error, path);
+    }
+
     public void Dispose() => Directory.Delete(_temp, recursive: true);
 }
