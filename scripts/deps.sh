@@ -7,6 +7,9 @@ set -euo pipefail
 packages=(
   libopenblas0-pthread     # OpenBLAS: CPU matrix products
   dataset-fashion-mnist    # Fashion-MNIST IDX files for the pilot study and the loader tests
+  diatheke                 # SWORD Bible reader: regenerates the embedded corpus, corpus tests
+  sword-text-web           # World English Bible (engWEB2015eb): source of the embedded English corpus
+  sword-text-sparv         # Reina-Valera 1909 (spaRV1909eb): the Spanish text
 )
 
 if ! command -v dotnet >/dev/null 2>&1; then

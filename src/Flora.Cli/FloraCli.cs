@@ -24,6 +24,7 @@ public static class FloraCli
         root.Subcommands.Add(TheoryCommand.Create(console, error));
         root.Subcommands.Add(MemoryCommand.Create(console, error));
         root.Subcommands.Add(InspectCommand.Create(console, error));
+        root.Subcommands.Add(DataCommand.Create(console, error));
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
