@@ -53,14 +53,19 @@ public sealed unsafe partial class CpuBackend : IBackend
         source.CopyTo(I(destination));
     }
 
+    /// <summary>Called before every download: lets tests simulate a device lost in the middle of a save.</summary>
+    internal Action? BeforeDownload { get; set; }
+
     public void Download(Tensor source, Span<float> destination)
     {
+        BeforeDownload?.Invoke();
         CheckCount(destination.Length, source, nameof(Download));
         F(source).CopyTo(destination);
     }
 
     public void Download(Tensor source, Span<int> destination)
     {
+        BeforeDownload?.Invoke();
         CheckCount(destination.Length, source, nameof(Download));
         I(source).CopyTo(destination);
     }
