@@ -14,7 +14,7 @@ public sealed class SelfAttention : Module
     private Tensor? _qkv, _attended;
     private AttentionShape _shape;
 
-    public SelfAttention(IBackend backend, string name, int dimension, int heads, bool causal, Linear qkv, Linear output,
+    public SelfAttention(IBackend backend, string name, int dimension, int heads, bool causal, Module qkv, Module output,
         float? rotaryTheta = null)
         : base(backend, name)
     {
@@ -31,8 +31,9 @@ public sealed class SelfAttention : Module
     public int Dimension { get; }
     public int Heads { get; }
     public bool Causal { get; }
-    public Linear Qkv { get; }
-    public Linear Output { get; }
+    /// <summary>The fused q, k, v projection (C -&gt; 3C): a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
+    public Module Qkv { get; }
+    public Module Output { get; }
     public float? RotaryTheta { get; }
     private int HeadDim => Dimension / Heads;
 
@@ -78,7 +79,7 @@ public sealed class CrossAttention : Module
     private Tensor? _memory, _q, _kv, _attended;
     private AttentionShape _shape;
 
-    public CrossAttention(IBackend backend, string name, int dimension, int heads, Linear query, Linear keyValue, Linear output)
+    public CrossAttention(IBackend backend, string name, int dimension, int heads, Module query, Module keyValue, Module output)
         : base(backend, name)
     {
         if (dimension % heads != 0) throw new ArgumentException($"attention '{name}': {dimension} channels do not split into {heads} heads");
@@ -91,9 +92,9 @@ public sealed class CrossAttention : Module
 
     public int Dimension { get; }
     public int Heads { get; }
-    public Linear Query { get; }
-    public Linear KeyValue { get; }
-    public Linear Output { get; }
+    public Module Query { get; }
+    public Module KeyValue { get; }
+    public Module Output { get; }
 
     public override IEnumerable<Module> Children => [Query, KeyValue, Output];
 

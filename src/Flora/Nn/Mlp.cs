@@ -12,7 +12,7 @@ public sealed class Mlp : Module
     private readonly bool _swiGlu;
 
     /// <summary>GELU MLP: up (C -&gt; F), GELU, down (F -&gt; C).</summary>
-    public Mlp(IBackend backend, string name, Linear up, Linear down) : base(backend, name)
+    public Mlp(IBackend backend, string name, Module up, Module down) : base(backend, name)
     {
         Up = up;
         Down = down;
@@ -20,18 +20,18 @@ public sealed class Mlp : Module
     }
 
     /// <summary>SwiGLU MLP: gateUp (C -&gt; 2F) holding [gate | up], silu(gate) up, down (F -&gt; C).</summary>
-    public Mlp(IBackend backend, string name, Linear gateUp, Linear down, bool swiGlu) : base(backend, name)
+    public Mlp(IBackend backend, string name, Module gateUp, Module down, bool swiGlu) : base(backend, name)
     {
         if (!swiGlu) throw new ArgumentException("use the three-argument constructor for a GELU MLP");
-        if (gateUp.OutFeatures != 2 * down.InFeatures) throw new ArgumentException($"SwiGLU '{name}': gate/up gives {gateUp.OutFeatures} features, down expects 2 x {down.InFeatures}");
         Up = gateUp;
         Down = down;
         _swiGlu = true;
         _activation = null!;
     }
 
-    public Linear Up { get; }
-    public Linear Down { get; }
+    /// <summary>The up (or fused gate/up) projection: a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
+    public Module Up { get; }
+    public Module Down { get; }
 
     public override IEnumerable<Module> Children => _swiGlu ? [Up, Down] : [Up, _activation, Down];
 

@@ -81,7 +81,7 @@ public sealed unsafe partial class CpuBackend
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
         int c = x.Columns;
-        var partials = new List<(float[] G, float[] B)>();
+        var partials = new SortedList<int, (float[] G, float[] B)>();                // by first row: a fixed summation order
         ChunkedRows(x.Rows, c, (r0, rn) =>
         {
             float[] dg = new float[c], db = new float[c], xhat = new float[c], dxhat = new float[c];
@@ -102,10 +102,10 @@ public sealed unsafe partial class CpuBackend
                 TensorPrimitives.Subtract(d, meanD, d);
                 TensorPrimitives.Multiply(d, r, d);
             }
-            lock (partials) partials.Add((dg, db));
+            lock (partials) partials.Add(r0, (dg, db));
         });
-        SumPartials(partials.Select(p => p.G), F(dGamma));
-        SumPartials(partials.Select(p => p.B), F(dBeta));
+        SumPartials(partials.Values.Select(p => p.G), F(dGamma));
+        SumPartials(partials.Values.Select(p => p.B), F(dBeta));
     }
 
     public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
@@ -132,7 +132,7 @@ public sealed unsafe partial class CpuBackend
         CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
         using var _ = Time(nameof(RmsNormBackward));
         int c = x.Columns;
-        var partials = new List<float[]>();
+        var partials = new SortedList<int, float[]>();                              // by first row: a fixed summation order
         ChunkedRows(x.Rows, c, (r0, rn) =>
         {
             float[] dw = new float[c], xhat = new float[c], dxhat = new float[c];
@@ -148,9 +148,9 @@ public sealed unsafe partial class CpuBackend
                 TensorPrimitives.MultiplyAdd(xhat, -meanDX, dxhat, d);        // dx = rstd (dxhat - xhat mean(dxhat xhat))
                 TensorPrimitives.Multiply(d, r, d);
             }
-            lock (partials) partials.Add(dw);
+            lock (partials) partials.Add(r0, dw);
         });
-        SumPartials(partials, F(dWeight));
+        SumPartials(partials.Values, F(dWeight));
     }
 
     private static void SumPartials(IEnumerable<float[]> partials, Span<float> result)

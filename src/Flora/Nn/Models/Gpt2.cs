@@ -37,13 +37,14 @@ public sealed class Gpt2 : LanguageModel
     private readonly LayerNorm _lnF;
     private readonly TiedOutput _head;
 
-    public Gpt2(IBackend backend, Gpt2Config config, ulong seed = 0) : base(backend, "", new ModelContext { Seed = seed })
+    public Gpt2(IBackend backend, Gpt2Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
         Config = config;
         int c = config.Embed;
         float std = 0.02f, residualStd = 0.02f / MathF.Sqrt(2 * config.Layers);
         ulong Seed(string name) => Seeds.ForName(seed, name);
+        Module A(Linear l) => adapt?.Invoke(l) ?? l;                          // LoRA hook for attention and MLP projections
         _wte = new Embedding(backend, "wte", config.Vocabulary, c, Seed("wte"), std);
         _wpe = new PositionEmbedding(backend, "wpe", config.Context, c, Seed("wpe"), std);
         _drop = new Dropout(backend, "drop", config.Dropout, Context);
@@ -52,11 +53,11 @@ public sealed class Gpt2 : LanguageModel
         {
             string h = $"h.{i}";
             var attention = new SelfAttention(backend, $"{h}.attn", c, config.Heads, causal: true,
-                new Linear(backend, $"{h}.attn.c_attn", c, 3 * c, true, Seed($"{h}.attn.c_attn"), WeightLayout.InOut, std),
-                new Linear(backend, $"{h}.attn.c_proj", c, c, true, Seed($"{h}.attn.c_proj"), WeightLayout.InOut, residualStd));
+                A(new Linear(backend, $"{h}.attn.c_attn", c, 3 * c, true, Seed($"{h}.attn.c_attn"), WeightLayout.InOut, std)),
+                A(new Linear(backend, $"{h}.attn.c_proj", c, c, true, Seed($"{h}.attn.c_proj"), WeightLayout.InOut, residualStd)));
             var mlp = new Mlp(backend, $"{h}.mlp",
-                new Linear(backend, $"{h}.mlp.c_fc", c, 4 * c, true, Seed($"{h}.mlp.c_fc"), WeightLayout.InOut, std),
-                new Linear(backend, $"{h}.mlp.c_proj", 4 * c, c, true, Seed($"{h}.mlp.c_proj"), WeightLayout.InOut, residualStd));
+                A(new Linear(backend, $"{h}.mlp.c_fc", c, 4 * c, true, Seed($"{h}.mlp.c_fc"), WeightLayout.InOut, std)),
+                A(new Linear(backend, $"{h}.mlp.c_proj", 4 * c, c, true, Seed($"{h}.mlp.c_proj"), WeightLayout.InOut, residualStd)));
             _blocks[i] = new TransformerBlock(backend, h, new LayerNorm(backend, $"{h}.ln_1", c), attention,
                 new LayerNorm(backend, $"{h}.ln_2", c), mlp, config.Dropout, Context);
         }

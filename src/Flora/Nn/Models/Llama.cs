@@ -36,25 +36,26 @@ public sealed class Llama : LanguageModel
     private readonly RmsNorm _norm;
     private readonly Linear _head;
 
-    public Llama(IBackend backend, LlamaConfig config, ulong seed = 0) : base(backend, "", new ModelContext { Seed = seed })
+    public Llama(IBackend backend, LlamaConfig config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
         Config = config;
         int c = config.Embed, f = config.Intermediate;
         const float std = 0.02f;
         ulong Seed(string name) => Seeds.ForName(seed, name);
+        Module A(Linear l) => adapt?.Invoke(l) ?? l;                          // LoRA hook for attention and MLP projections
         _embed = new Embedding(backend, "model.embed_tokens", config.Vocabulary, c, Seed("embed"), std);
         _blocks = new TransformerBlock[config.Layers];
         for (int i = 0; i < config.Layers; i++)
         {
             string l = $"model.layers.{i}";
             var attention = new SelfAttention(backend, $"{l}.self_attn", c, config.Heads, causal: true,
-                new Linear(backend, $"{l}.self_attn.qkv_proj", c, 3 * c, false, Seed($"{l}.qkv"), WeightLayout.OutIn, std),
-                new Linear(backend, $"{l}.self_attn.o_proj", c, c, false, Seed($"{l}.o"), WeightLayout.OutIn, std),
+                A(new Linear(backend, $"{l}.self_attn.qkv_proj", c, 3 * c, false, Seed($"{l}.qkv"), WeightLayout.OutIn, std)),
+                A(new Linear(backend, $"{l}.self_attn.o_proj", c, c, false, Seed($"{l}.o"), WeightLayout.OutIn, std)),
                 rotaryTheta: config.RopeTheta);
             var mlp = new Mlp(backend, $"{l}.mlp",
-                new Linear(backend, $"{l}.mlp.gate_up_proj", c, 2 * f, false, Seed($"{l}.gate_up"), WeightLayout.OutIn, std),
-                new Linear(backend, $"{l}.mlp.down_proj", f, c, false, Seed($"{l}.down"), WeightLayout.OutIn, std), swiGlu: true);
+                A(new Linear(backend, $"{l}.mlp.gate_up_proj", c, 2 * f, false, Seed($"{l}.gate_up"), WeightLayout.OutIn, std)),
+                A(new Linear(backend, $"{l}.mlp.down_proj", f, c, false, Seed($"{l}.down"), WeightLayout.OutIn, std)), swiGlu: true);
             _blocks[i] = new TransformerBlock(backend, l, new RmsNorm(backend, $"{l}.input_layernorm", c), attention,
                 new RmsNorm(backend, $"{l}.post_attention_layernorm", c), mlp, 0f, Context);
         }

@@ -37,14 +37,18 @@ public sealed class T5 : LanguageModel
     private readonly TiedOutput _head;
     private Tensor? _source, _memory;
 
-    public T5(IBackend backend, T5Config config, ulong seed = 0) : base(backend, "", new ModelContext { Seed = seed })
+    public T5(IBackend backend, T5Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
         Config = config;
         int c = config.Embed;
         const float std = 0.02f;
         ulong Seed(string name) => Seeds.ForName(seed, name);
-        Linear Proj(string name, int i, int o) => new(backend, name, i, o, false, Seed(name), WeightLayout.OutIn, std);
+        Module Proj(string name, int i, int o)                                 // LoRA hook for every projection
+        {
+            var linear = new Linear(backend, name, i, o, false, Seed(name), WeightLayout.OutIn, std);
+            return adapt?.Invoke(linear) ?? linear;
+        }
         Mlp FeedForward(string name) => new(backend, name, Proj($"{name}.wi", c, config.FeedForward), Proj($"{name}.wo", config.FeedForward, c));
 
         _shared = new Embedding(backend, "shared", config.Vocabulary, c, Seed("shared"), 1f);

@@ -40,7 +40,7 @@ public sealed class Vit : Module
     private readonly Linear _head;
     private int _batch;
 
-    public Vit(IBackend backend, VitConfig config, ulong seed = 0) : base(backend, "")
+    public Vit(IBackend backend, VitConfig config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "")
     {
         config.Validate();
         Config = config;
@@ -48,6 +48,7 @@ public sealed class Vit : Module
         int c = config.Embed;
         const float std = 0.02f;
         ulong Seed(string name) => Seeds.ForName(seed, name);
+        Module A(Linear l) => adapt?.Invoke(l) ?? l;                          // LoRA hook for attention and MLP projections
         _patchEmbed = new Linear(backend, "patch_embed", config.PatchDimension, c, true, Seed("patch_embed"));
         _classToken = new Parameter("cls_token", backend.Allocate(new Shape(c), MemoryTag.Parameters));
         backend.FillGaussian(_classToken.Value, Seed("cls_token"), std);
@@ -57,11 +58,11 @@ public sealed class Vit : Module
         {
             string b = $"blocks.{i}";
             var attention = new SelfAttention(backend, $"{b}.attn", c, config.Heads, causal: false,
-                new Linear(backend, $"{b}.attn.qkv", c, 3 * c, true, Seed($"{b}.qkv"), WeightLayout.OutIn, std),
-                new Linear(backend, $"{b}.attn.proj", c, c, true, Seed($"{b}.proj"), WeightLayout.OutIn, std));
+                A(new Linear(backend, $"{b}.attn.qkv", c, 3 * c, true, Seed($"{b}.qkv"), WeightLayout.OutIn, std)),
+                A(new Linear(backend, $"{b}.attn.proj", c, c, true, Seed($"{b}.proj"), WeightLayout.OutIn, std)));
             var mlp = new Mlp(backend, $"{b}.mlp",
-                new Linear(backend, $"{b}.mlp.fc1", c, 4 * c, true, Seed($"{b}.fc1"), WeightLayout.OutIn, std),
-                new Linear(backend, $"{b}.mlp.fc2", 4 * c, c, true, Seed($"{b}.fc2"), WeightLayout.OutIn, std));
+                A(new Linear(backend, $"{b}.mlp.fc1", c, 4 * c, true, Seed($"{b}.fc1"), WeightLayout.OutIn, std)),
+                A(new Linear(backend, $"{b}.mlp.fc2", 4 * c, c, true, Seed($"{b}.fc2"), WeightLayout.OutIn, std)));
             _blocks[i] = new TransformerBlock(backend, b, new LayerNorm(backend, $"{b}.norm1", c, 1e-6f), attention,
                 new LayerNorm(backend, $"{b}.norm2", c, 1e-6f), mlp, config.Dropout, Context);
         }
