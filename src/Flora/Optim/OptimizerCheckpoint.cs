@@ -1,88 +1,82 @@
-using Flora.Tensors;
+using System.Text.Json;
+using Flora.Checkpoints;
 
 namespace Flora.Optim;
 
 /// <summary>
-/// Saves and loads the whole state of an optimizer:
-/// <code>
-/// header "flora.optimizer" version 1
-/// optimizer type name, configuration string, parameter count
-/// per parameter: name, step, tensor count, tensors (name, shape, data)
-/// </code>
-/// Loading refuses, with <see cref="InvalidDataException"/>, a different optimizer type, a different
-/// configuration (rank, momentum kind, ...), an unknown parameter or a tensor of another shape.
-/// FLORA's projections are not saved: they are regenerated from the seeds and steps, so a resumed
-/// run continues bit for bit.
+/// Saves and loads the whole state of an optimizer in the safetensors format shared with training
+/// checkpoints: tensors "{prefix}{parameter}/{state}" (e.g. "optimizer/h.0.attn.c_attn.weight/exp_avg",
+/// FLORA's compressed momentum among them) and metadata "{prefix}type", "{prefix}configuration" and
+/// "{prefix}steps" (a JSON map of parameter to update count). Loading refuses, with
+/// <see cref="InvalidDataException"/>, another optimizer type, another configuration (rank, momentum
+/// kind, ...), another set of parameters or a tensor of another shape. Projections are not saved:
+/// they are regenerated from the seeds and steps, so a resumed run continues bit for bit.
 /// </summary>
 public static class OptimizerCheckpoint
 {
     public const string Kind = "flora.optimizer";
-    public const int Version = 1;
+    public const string DefaultPrefix = "optimizer/";
 
-    public static void Save(Optimizer optimizer, BinaryWriter writer)
+    public static void AddTo(Optimizer optimizer, SafeTensorsWriter writer, string prefix = DefaultPrefix)
     {
-        TensorIO.WriteHeader(writer, Kind, Version);
-        writer.Write(optimizer.GetType().Name);
-        writer.Write(optimizer.Configuration);
         var states = optimizer.States;
-        writer.Write(states.Count);
+        writer.AddMetadata(prefix + "type", optimizer.GetType().Name);
+        writer.AddMetadata(prefix + "configuration", optimizer.Configuration);
+        writer.AddMetadata(prefix + "steps", JsonSerializer.Serialize(states.ToDictionary(s => s.Parameter.Name, s => s.Step)));
+        foreach (var state in states)
+            foreach (var t in state.Tensors)
+                writer.Add($"{prefix}{state.Parameter.Name}/{t.Name}", t.Tensor);
+    }
+
+    public static void LoadFrom(Optimizer optimizer, SafeTensorsFile file, string prefix = DefaultPrefix)
+    {
+        string type = Required(file, prefix + "type");
+        if (type != optimizer.GetType().Name)
+            throw new InvalidDataException($"{file.Path}: the checkpoint holds {type} state; this optimizer is {optimizer.GetType().Name}");
+        string configuration = Required(file, prefix + "configuration");
+        if (configuration != optimizer.Configuration)
+            throw new InvalidDataException($"{file.Path}: the checkpoint's {type} was configured '{configuration}'; this one is '{optimizer.Configuration}'");
+        Dictionary<string, long> steps;
+        try { steps = JsonSerializer.Deserialize<Dictionary<string, long>>(Required(file, prefix + "steps")) ?? []; }
+        catch (JsonException e) { throw new InvalidDataException($"{file.Path}: corrupt optimizer steps: {e.Message}"); }
+        var states = optimizer.States;
+        if (steps.Count != states.Count)
+            throw new InvalidDataException($"{file.Path}: the checkpoint has optimizer state for {steps.Count} parameters; this optimizer has {states.Count}");
+        int expectedTensors = 0;
         foreach (var state in states)
         {
-            writer.Write(state.Parameter.Name);
-            writer.Write(state.Step);
-            writer.Write(state.Tensors.Count);
-            foreach (var t in state.Tensors) TensorIO.Write(writer, t.Name, t.Tensor);
+            if (!steps.TryGetValue(state.Parameter.Name, out long step))
+                throw new InvalidDataException($"{file.Path}: the checkpoint has no optimizer state for '{state.Parameter.Name}'");
+            state.Step = step;
+            foreach (var t in state.Tensors)
+            {
+                string name = $"{prefix}{state.Parameter.Name}/{t.Name}";
+                if (!file.Contains(name)) throw new InvalidDataException($"{file.Path}: optimizer tensor '{name}' is missing");
+                file.ReadInto(name, t.Tensor);
+                expectedTensors++;
+            }
         }
+        int found = file.Tensors.Count(t => t.Name.StartsWith(prefix, StringComparison.Ordinal));
+        if (found != expectedTensors)
+            throw new InvalidDataException($"{file.Path}: {found} optimizer tensors in the checkpoint, {expectedTensors} expected here");
     }
 
-    public static void Load(Optimizer optimizer, BinaryReader reader)
-    {
-        TensorIO.ReadHeader(reader, Kind, Version);
-        string type = reader.ReadString();
-        if (type != optimizer.GetType().Name)
-            throw new InvalidDataException($"the checkpoint holds {type} state; this optimizer is {optimizer.GetType().Name}");
-        string configuration = reader.ReadString();
-        if (configuration != optimizer.Configuration)
-            throw new InvalidDataException($"the checkpoint's {type} was configured '{configuration}'; this one is '{optimizer.Configuration}'");
-        var byName = optimizer.States.ToDictionary(s => s.Parameter.Name);
-        int count = reader.ReadInt32();
-        if (count != byName.Count)
-            throw new InvalidDataException($"the checkpoint has optimizer state for {count} parameters; this optimizer has {byName.Count}");
-        for (int i = 0; i < count; i++)
-        {
-            string name = reader.ReadString();
-            if (!byName.TryGetValue(name, out var state))
-                throw new InvalidDataException($"the checkpoint has optimizer state for '{name}', which this optimizer does not manage");
-            state.Step = reader.ReadInt64();
-            int tensors = reader.ReadInt32();
-            if (tensors != state.Tensors.Count)
-                throw new InvalidDataException($"'{name}': {tensors} state tensors in the checkpoint, {state.Tensors.Count} here");
-            foreach (var t in state.Tensors) TensorIO.ReadInto(reader, t.Name, t.Tensor);
-        }
-    }
-
+    /// <summary>The optimizer state alone, as a safetensors file (written atomically).</summary>
     public static void Save(Optimizer optimizer, string path)
     {
-        string temp = path + ".tmp";
-        using (var writer = new BinaryWriter(File.Create(temp)))
-            Save(optimizer, writer);
-        File.Move(temp, path, overwrite: true);
+        var writer = new SafeTensorsWriter().AddMetadata("kind", Kind);
+        AddTo(optimizer, writer);
+        writer.Write(path);
     }
 
     public static void Load(Optimizer optimizer, string path)
     {
-        using var reader = new BinaryReader(File.OpenRead(path));
-        try
-        {
-            Load(optimizer, reader);
-        }
-        catch (EndOfStreamException)
-        {
-            throw new InvalidDataException($"{path}: the optimizer state is truncated");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new InvalidDataException($"{path}: {e.Message}", e);
-        }
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Metadata.TryGetValue("kind", out var kind) || kind != Kind)
+            throw new InvalidDataException($"{path}: not a {Kind} file");
+        LoadFrom(optimizer, file);
     }
+
+    private static string Required(SafeTensorsFile file, string key) =>
+        file.Metadata.TryGetValue(key, out var value) ? value : throw new InvalidDataException($"{file.Path}: metadata '{key}' is missing");
 }

@@ -1,4 +1,6 @@
+using System.Text.Json;
 using Flora.Backends;
+using Flora.Checkpoints;
 using Flora.Nn;
 using Flora.Optim;
 using Flora.Tensors;
@@ -13,7 +15,7 @@ namespace Flora.Training;
 /// last backward pass of the cycle, as soon as its gradient is complete (for a parameter used several
 /// times per step, <see cref="Parameter.UsesPerStep"/>, at its last gradient).
 /// </summary>
-public sealed class AccumulateSink : IGradientSink
+public sealed class AccumulateSink : IGradientSink, IStatefulSink
 {
     private readonly IBackend _backend;
     private readonly Optimizer _optimizer;
@@ -56,11 +58,76 @@ public sealed class AccumulateSink : IGradientSink
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
+        if (!_immediate && _pending.Count > 0 && _clipNorm is not null) Clip();
         foreach (var p in _pending) Apply(p);
         _pending.Clear();
         _seen.Clear();
         _microBatches = 0;
     }
+
+    /// <summary>
+    /// When set, the mean gradients of a cycle are scaled so that their global L2 norm is at most this,
+    /// before any update (torch.nn.utils.clip_grad_norm_). Needs every gradient of the cycle at once,
+    /// so it is refused with immediate updates.
+    /// </summary>
+    public float? ClipNorm
+    {
+        get => _clipNorm;
+        set
+        {
+            if (value is float c && !(c > 0)) throw new ArgumentException($"gradient clipping norm must be positive, got {c}");
+            if (value is not null && _immediate) throw new ArgumentException("gradient clipping needs every gradient before the first update; it is not available with LOMO");
+            _clipNorm = value;
+        }
+    }
+
+    private float? _clipNorm;
+
+    /// <summary>Global L2 norm of the last cycle's mean gradients, before clipping (NaN before the first cycle).</summary>
+    public double LastGradientNorm { get; private set; } = double.NaN;
+
+    private void Clip()
+    {
+        double sumSquares = _pending.Sum(p => _backend.SumOfSquares(p.Grad!)) / ((double)AccumulationSteps * AccumulationSteps);
+        LastGradientNorm = Math.Sqrt(sumSquares);
+        if (_clipNorm is float max && LastGradientNorm > max)
+            foreach (var p in _pending) _backend.Scale(p.Grad!, (float)(max / LastGradientNorm));
+    }
+
+    public void SaveState(SafeTensorsWriter writer, string prefix)
+    {
+        writer.AddMetadata(prefix + "micro_batches", _microBatches.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        writer.AddMetadata(prefix + "pending", JsonSerializer.Serialize(_pending.Select(p => p.Name)));
+        if (_microBatches > 0) foreach (var p in _pending) writer.Add(prefix + p.Name, p.Grad!);
+    }
+
+    public void LoadState(SafeTensorsFile file, string prefix)
+    {
+        _microBatches = int.Parse(Meta(file, prefix + "micro_batches"), System.Globalization.CultureInfo.InvariantCulture);
+        if (_microBatches < 0 || _microBatches >= AccumulationSteps)
+            throw new InvalidDataException($"{file.Path}: {_microBatches} micro-batches accumulated, but a cycle has {AccumulationSteps}");
+        _pending.Clear();
+        _seen.Clear();
+        var names = JsonSerializer.Deserialize<string[]>(Meta(file, prefix + "pending")) ?? [];
+        if (_microBatches == 0) return;
+        var byName = _parametersByName ?? throw new InvalidOperationException("AccumulateSink: call Register with the trainable parameters before loading a mid-cycle state");
+        foreach (string name in names)
+        {
+            if (!byName.TryGetValue(name, out var p)) throw new InvalidDataException($"{file.Path}: accumulated gradient of unknown parameter '{name}'");
+            p.Grad ??= _backend.Allocate(p.Shape, MemoryTag.Gradients);
+            file.ReadInto(prefix + name, p.Grad);
+            _seen.Add(p);
+            _pending.Add(p);
+        }
+    }
+
+    private Dictionary<string, Parameter>? _parametersByName;
+
+    /// <summary>The parameters this sink may see, so that a mid-cycle state can be matched by name on load.</summary>
+    public void Register(IEnumerable<Parameter> parameters) => _parametersByName = parameters.ToDictionary(p => p.Name);
+
+    internal static string Meta(SafeTensorsFile file, string key) =>
+        file.Metadata.TryGetValue(key, out var value) ? value : throw new InvalidDataException($"{file.Path}: metadata '{key}' is missing");
 
     private void Apply(Parameter p)
     {

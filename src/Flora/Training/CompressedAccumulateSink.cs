@@ -1,4 +1,6 @@
+using System.Text.Json;
 using Flora.Backends;
+using Flora.Checkpoints;
 using Flora.Nn;
 using Flora.Optim;
 using Flora.Tensors;
@@ -21,7 +23,7 @@ namespace Flora.Training;
 /// With tau = 1 this is the pilot study's RRP; with <c>resample: false</c> the seed never changes (RP).
 /// Only matrices are accepted; route vectors and ineligible matrices to an <see cref="AccumulateSink"/>.
 /// </summary>
-public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
+public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDisposable
 {
     private readonly IBackend _backend;
     private readonly TensorSlot _scratch;
@@ -99,6 +101,41 @@ public sealed class CompressedAccumulateSink : IGradientSink, IDisposable
         s.Started = false;
         if (_resample) s.Cycle++;
     }
+
+    private sealed record SavedState(ulong Cycle, bool Started);
+
+    /// <summary>Cycle numbers (which fix the seeds) of every matrix, and the accumulators of a cycle in progress.</summary>
+    public void SaveState(SafeTensorsWriter writer, string prefix)
+    {
+        writer.AddMetadata(prefix + "micro_batches", _microBatches.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        writer.AddMetadata(prefix + "cycles", JsonSerializer.Serialize(_states.Values.ToDictionary(s => s.Parameter.Name, s => new SavedState(s.Cycle, s.Started))));
+        foreach (var s in _states.Values.Where(s => s.Started)) writer.Add(prefix + s.Parameter.Name, s.Accumulator);
+    }
+
+    public void LoadState(SafeTensorsFile file, string prefix)
+    {
+        _microBatches = int.Parse(AccumulateSink.Meta(file, prefix + "micro_batches"), System.Globalization.CultureInfo.InvariantCulture);
+        if (_microBatches < 0 || _microBatches >= AccumulationSteps)
+            throw new InvalidDataException($"{file.Path}: {_microBatches} micro-batches accumulated, but a cycle has {AccumulationSteps}");
+        var saved = JsonSerializer.Deserialize<Dictionary<string, SavedState>>(AccumulateSink.Meta(file, prefix + "cycles")) ?? [];
+        var byName = _parametersByName ?? throw new InvalidOperationException("CompressedAccumulateSink: call Register before loading a state");
+        _pending.Clear();
+        foreach (var (name, state) in saved)
+        {
+            if (!byName.TryGetValue(name, out var p)) throw new InvalidDataException($"{file.Path}: compressed accumulator of unknown parameter '{name}'");
+            State s = StateOf(p);
+            s.Cycle = state.Cycle;
+            s.Started = state.Started;
+            if (!s.Started) continue;
+            file.ReadInto(prefix + name, s.Accumulator);
+            _pending.Add(s);
+        }
+    }
+
+    private Dictionary<string, Parameter>? _parametersByName;
+
+    /// <summary>The parameters this sink may see, so that a saved state can be matched by name on load.</summary>
+    public void Register(IEnumerable<Parameter> parameters) => _parametersByName = parameters.ToDictionary(p => p.Name);
 
     private State StateOf(Parameter parameter)
     {

@@ -1,4 +1,5 @@
 using Flora.Backends;
+using Flora.Checkpoints;
 using Flora.Nn;
 using Flora.Tensors;
 
@@ -11,14 +12,25 @@ namespace Flora.Training;
 /// </summary>
 public sealed class GradientPipeline : IGradientSink, IDisposable
 {
+    private readonly IBackend _backend;
     private readonly Dictionary<Parameter, IGradientSink> _routes = new();
     private readonly List<IGradientSink> _sinks = new();
     private IGradientSink? _default;
 
     public GradientPipeline(IBackend backend)
     {
+        _backend = backend;
         Scratch = new TensorSlot(backend, MemoryTag.Scratch);
     }
+
+    /// <summary>When set, every gradient is checked for NaN or infinity as it arrives (one reduction each).</summary>
+    public bool CheckFinite { get; set; }
+
+    /// <summary>The training step, for error messages.</summary>
+    public long Step { get; set; }
+
+    /// <summary>The sinks, in the order they were first used.</summary>
+    public IReadOnlyList<IGradientSink> Sinks => _sinks;
 
     /// <summary>The shared full-size scratch: holds one parameter's gradient at a time.</summary>
     public TensorSlot Scratch { get; }
@@ -41,7 +53,25 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
 
     public GradientTarget Target(Parameter parameter) => SinkFor(parameter).Target(parameter);
 
-    public void OnGradient(Parameter parameter, Tensor gradient) => SinkFor(parameter).OnGradient(parameter, gradient);
+    public void OnGradient(Parameter parameter, Tensor gradient)
+    {
+        if (CheckFinite && !double.IsFinite(_backend.SumOfSquares(gradient)))
+            throw new NonFiniteException(Step, gradient == parameter.Value
+                ? $"parameter '{parameter.Name}' became NaN or infinite in its update"
+                : $"the gradient of '{parameter.Name}' is NaN or infinite");
+        SinkFor(parameter).OnGradient(parameter, gradient);
+    }
+
+    /// <summary>Saves every stateful sink's state under "{prefix}{index}/".</summary>
+    public void SaveState(SafeTensorsWriter writer, string prefix)
+    {
+        for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.SaveState(writer, $"{prefix}{i}/");
+    }
+
+    public void LoadState(SafeTensorsFile file, string prefix)
+    {
+        for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.LoadState(file, $"{prefix}{i}/");
+    }
 
     public void EndMicroBatch()
     {
@@ -62,4 +92,13 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         foreach (var sink in _sinks) (sink as IDisposable)?.Dispose();
         Scratch.Dispose();
     }
+}
+
+/// <summary>Training produced a NaN or an infinity: the message names the step and where it appeared.</summary>
+public sealed class NonFiniteException : FloraException
+{
+    public NonFiniteException(long step, string what)
+        : base($"step {step}: {what}; training stopped (lower the learning rate, or enable gradient clipping); the last checkpoint is kept") => Step = step;
+
+    public long Step { get; }
 }

@@ -28,12 +28,18 @@ public sealed record PipelineOptions
     public ulong Seed { get; init; }
     public bool ForceCompression { get; init; }
 
+    /// <summary>Global gradient-norm clipping; only where every full gradient exists before the update.</summary>
+    public float? ClipNorm { get; init; }
+
     public void Validate()
     {
         if (AccumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {AccumulationSteps}");
         if (Mode == AccumulationMode.None && AccumulationSteps != 1)
             throw new ArgumentException($"{AccumulationSteps} accumulation steps need an accumulation mode (naive or compressed)");
         if (Mode == AccumulationMode.Compressed && Rank <= 0) throw new ArgumentException($"compressed accumulation needs a positive rank, got {Rank}");
+        if (ClipNorm is not null && (Lomo || Mode == AccumulationMode.Compressed))
+            throw new ArgumentException("gradient clipping needs every full gradient before the first update: it is not available with LOMO or compressed accumulation");
+        if (ClipNorm is float c && !(c > 0)) throw new ArgumentException($"gradient clipping norm must be positive, got {c}");
     }
 
     /// <summary>
@@ -47,12 +53,20 @@ public sealed record PipelineOptions
         Validate();
         var pipeline = new GradientPipeline(backend);
         int tau = AccumulationSteps;
-        pipeline.UseByDefault(Mode == AccumulationMode.None && Lomo
-            ? new ImmediateUpdateSink(backend, pipeline.Scratch, optimizer)
-            : new AccumulateSink(backend, optimizer, tau, Lomo));
+        parameters = parameters.ToArray();
+        IGradientSink fallback;
+        if (Mode == AccumulationMode.None && Lomo) fallback = new ImmediateUpdateSink(backend, pipeline.Scratch, optimizer);
+        else
+        {
+            var accumulate = new AccumulateSink(backend, optimizer, tau, Lomo) { ClipNorm = ClipNorm };
+            accumulate.Register(parameters);
+            fallback = accumulate;
+        }
+        pipeline.UseByDefault(fallback);
         if (Mode == AccumulationMode.Compressed)
         {
             var compressed = new CompressedAccumulateSink(backend, pipeline.Scratch, optimizer, Rank, tau, Seed, resample: true, immediate: Lomo);
+            compressed.Register(parameters);
             foreach (var p in parameters.Where(p => p.RequiresGrad))
             {
                 if (ForceCompression) FloraRules.CheckForced(p.Name, p.Shape, Rank);

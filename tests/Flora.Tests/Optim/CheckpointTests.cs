@@ -1,4 +1,5 @@
 using Flora.Backends;
+using Flora.Checkpoints;
 using Flora.Nn;
 using Flora.Optim;
 using Flora.Tensors;
@@ -58,20 +59,21 @@ public class CheckpointTests
             using (var opt = Make(kind, cpu, ps))
             {
                 for (int k = 0; k < 5; k++) Step(cpu, opt, ps, k);
-                OptimizerCheckpoint.Save(opt, Path.Combine(dir, "opt.bin"));
-                using (var w = new BinaryWriter(File.Create(Path.Combine(dir, "params.bin"))))
-                    foreach (var p in ps) TensorIO.Write(w, p.Name, p.Value);
+                OptimizerCheckpoint.Save(opt, Path.Combine(dir, "opt.safetensors"));
+                var w = new SafeTensorsWriter();
+                foreach (var p in ps) w.Add(p.Name, p.Value);
+                w.Write(Path.Combine(dir, "params.safetensors"));
                 for (int k = 5; k < 15; k++) Step(cpu, opt, ps, k);
             }
             float[][] uninterrupted = ps.Select(p => TestUtil.ToArray(p.Value)).ToArray();
 
             // Resumed: fresh parameters and optimizer, load both, the same 10 steps.
             var resumed = NewParameters(cpu);
-            using (var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "params.bin"))))
-                foreach (var p in resumed) TensorIO.ReadInto(r, p.Name, p.Value);
+            using (var r = SafeTensorsFile.Open(Path.Combine(dir, "params.safetensors")))
+                foreach (var p in resumed) r.ReadInto(p.Name, p.Value);
             using (var opt = Make(kind, cpu, resumed))
             {
-                OptimizerCheckpoint.Load(opt, Path.Combine(dir, "opt.bin"));
+                OptimizerCheckpoint.Load(opt, Path.Combine(dir, "opt.safetensors"));
                 Assert.All(opt.States, s => Assert.Equal(5, s.Step));
                 for (int k = 5; k < 15; k++) Step(cpu, opt, resumed, k);
             }
@@ -92,7 +94,7 @@ public class CheckpointTests
         try
         {
             var ps = NewParameters(cpu);
-            string path = Path.Combine(dir, "opt.bin");
+            string path = Path.Combine(dir, "opt.safetensors");
             using (var flora = new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4)) OptimizerCheckpoint.Save(flora, path);
 
             using var adamw = new AdamW(cpu, ps);
@@ -108,9 +110,13 @@ public class CheckpointTests
             File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
             using var same = new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4);
             e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(same, path));
-            Assert.Contains("truncated", e.Message);
+            Assert.Contains(path, e.Message);
 
             File.WriteAllText(path, "hello");
+            e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(same, path));
+            Assert.Contains(path, e.Message);
+
+            new SafeTensorsWriter().Add("x", new float[2]).Write(path);
             e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(same, path));
             Assert.Contains("not a flora.optimizer file", e.Message);
         }

@@ -1,0 +1,155 @@
+using System.CommandLine;
+using Flora.Optim;
+using Flora.Nn.Models;
+using Flora.Tensors;
+using Flora.Training;
+using Spectre.Console;
+
+namespace Flora.Cli.Commands;
+
+/// <summary><c>flora train</c>: the main job. Trains a language model with FLORA on the embedded English corpus by default.</summary>
+internal static class TrainCommand
+{
+    public static Command Create(IAnsiConsole console, TextWriter error)
+    {
+        var d = new TrainOptions();
+        var model = new Option<string>("--model") { Description = $"model preset: {string.Join(", ", ModelFactory.Presets)}", DefaultValueFactory = _ => d.Model };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "bpe:N (train N tokens on the corpus), gpt2, or a directory with encoder.json and vocab.bpe", DefaultValueFactory = _ => d.Tokenizer };
+        var corpus = new Option<string?>("--corpus") { Description = "a UTF-8 text file to train on (default: the embedded World English Bible selection)" };
+        var optimizer = new Option<string>("--optimizer") { Description = $"optimizer: {string.Join(", ", OptimizerSpec.Names)}", DefaultValueFactory = _ => d.Optimizer.Name };
+        var lr = Options.PositiveFloat("--lr", "peak learning rate (default: 0.03 for Adafactor and Flora, which scale it by each weight's RMS; 0.001 for AdamW; 0.1 for SGD)", d.Optimizer.LearningRate);
+        var rank = Options.PositiveInt("--rank", "FLORA rank r (momentum and compressed accumulation)", d.Optimizer.Rank);
+        var kappa = Options.PositiveInt("--kappa", "FLORA resampling interval (steps)", d.Optimizer.Kappa);
+        var beta1 = new Option<float>("--beta1") { Description = "momentum decay", DefaultValueFactory = _ => d.Optimizer.Beta1 };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "decoupled weight decay", DefaultValueFactory = _ => 0f };
+        var variant = new Option<FloraVariant>("--variant") { Description = "FLORA momentum: paper (Algorithm 2) or official (PyTorch code)", DefaultValueFactory = _ => FloraVariant.Paper };
+        var unfactored = new Option<bool>("--unfactored") { Description = "Adafactor's unfactored (linear-memory) second moment" };
+        var accumulate = new Option<AccumulationMode>("--accumulate") { Description = "gradient accumulation: none, naive or compressed (FLORA, Algorithm 1)", DefaultValueFactory = _ => d.Accumulation };
+        var tau = Options.PositiveInt("--tau", "micro-batches per update when accumulating", 1);
+        var lomo = new Option<bool>("--lomo") { Description = "update each parameter inside backward (no gradient buffers)" };
+        var checkpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
+        var lora = new Option<int>("--lora") { Description = "train LoRA adapters of this rank instead of the model (0 = off)", DefaultValueFactory = _ => 0 };
+        var steps = Options.PositiveInt("--steps", "optimizer steps", d.Steps);
+        var batch = Options.PositiveInt("--batch", "sequences per micro-batch", d.BatchSize);
+        var seqLen = Options.PositiveInt("--seq-len", "tokens per sequence", d.SequenceLength);
+        var schedule = new Option<ScheduleKind>("--schedule") { Description = "learning-rate schedule: constant or cosine (with linear warm-up)", DefaultValueFactory = _ => d.Schedule };
+        var warmup = new Option<int>("--warmup") { Description = "warm-up steps of the cosine schedule", DefaultValueFactory = _ => d.WarmupSteps };
+        var clip = new Option<float?>("--clip") { Description = "clip the global gradient norm (needs full gradients: not with --lomo or compressed accumulation)" };
+        var dropout = new Option<float>("--dropout") { Description = "dropout on embeddings and residual branches", DefaultValueFactory = _ => 0f };
+        var evalEvery = Options.PositiveInt("--eval-every", "evaluate every N steps", d.EvalEvery);
+        var checkpointEvery = Options.PositiveInt("--checkpoint-every", "write a checkpoint every N steps", d.CheckpointEvery);
+        var seed = new Option<ulong>("--seed") { Description = "seed of initialisation, data order, dropout and projections", DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var output = new Option<string>("--out") { Description = "run directory (metrics, charts, checkpoints)", DefaultValueFactory = _ => d.OutputDirectory };
+        var resume = new Option<string?>("--resume") { Description = "continue the run in this directory (or checkpoint); its own settings are used, --steps may extend it" };
+        var quick = new Option<bool>("--quick") { Description = "a short run for CI: gpt-tiny, bpe:512, 40 steps" };
+
+        var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
+        {
+            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
+            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, output, resume, quick,
+        };
+        command.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            bool isQuick = parse.GetValue(quick);
+            bool Given(Option o) => parse.GetResult(o) is { Implicit: false };
+            var options = new TrainOptions
+            {
+                Model = isQuick && !Given(model) ? "gpt-tiny" : parse.GetValue(model)!,
+                Tokenizer = isQuick && !Given(tokenizer) ? "bpe:512" : parse.GetValue(tokenizer)!,
+                Corpus = parse.GetValue(corpus),
+                Optimizer = new OptimizerSpec
+                {
+                    Name = parse.GetValue(optimizer)!, Rank = parse.GetValue(rank), Kappa = parse.GetValue(kappa),
+                    LearningRate = Given(lr) ? parse.GetValue(lr) : OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
+                    Beta1 = parse.GetValue(beta1), WeightDecay = parse.GetValue(weightDecay), Variant = parse.GetValue(variant),
+                    Factored = !parse.GetValue(unfactored), Seed = parse.GetValue(seed),
+                },
+                Accumulation = parse.GetValue(accumulate),
+                AccumulationSteps = parse.GetValue(tau),
+                Lomo = parse.GetValue(lomo),
+                ActivationCheckpointing = parse.GetValue(checkpointing),
+                LoraRank = parse.GetValue(lora),
+                Steps = isQuick && !Given(steps) ? 40 : parse.GetValue(steps),
+                BatchSize = parse.GetValue(batch),
+                SequenceLength = isQuick && !Given(seqLen) ? 64 : parse.GetValue(seqLen),
+                Schedule = parse.GetValue(schedule),
+                WarmupSteps = isQuick && !Given(warmup) ? 5 : parse.GetValue(warmup),
+                ClipNorm = parse.GetValue(clip),
+                Dropout = parse.GetValue(dropout),
+                EvalEvery = isQuick && !Given(evalEvery) ? 20 : parse.GetValue(evalEvery),
+                CheckpointEvery = isQuick && !Given(checkpointEvery) ? 20 : parse.GetValue(checkpointEvery),
+                Seed = parse.GetValue(seed),
+                Device = parse.GetValue(device)!,
+                OutputDirectory = parse.GetValue(output)!,
+            };
+            string? resumeFrom = parse.GetValue(resume);
+            if (resumeFrom is not null) options = options with { OutputDirectory = ResumeDirectory(resumeFrom) };
+            return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
+        }));
+        return command;
+    }
+
+    /// <summary>The run directory a --resume path belongs to (a run directory, or a checkpoint inside one).</summary>
+    private static string ResumeDirectory(string path)
+    {
+        string checkpoint = TrainingCheckpoint.Resolve(path);
+        return Path.GetFullPath(Path.Combine(checkpoint, "..", ".."));
+    }
+
+    private static int Execute(IAnsiConsole console, TrainOptions options, string? resumeFrom, int extendSteps)
+    {
+        var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+            console.MarkupLine("[yellow]stopping after this step; writing a checkpoint[/]");
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, corpus, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
+            using var trainer = new Trainer(extendSteps > 0 ? options with { Steps = extendSteps } : options, resumeFrom);
+            var o = trainer.Options;
+            console.MarkupLine(Markup.Escape(trainer.Describe()));
+            console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
+                $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
+            var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new Progress(p =>
+            {
+                string text = $"step {p.Step}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s";
+                if (p.ValidationLoss is double v) text += $"  val {v:F4} (ppl {Math.Exp(v):F1})";
+                report("train", p.Step, text, p.ValidationLoss is not null || p.Step % 10 == 0);
+            }), cancel.Token));
+            PrintSummary(console, result, o);
+            return cancel.IsCancellationRequested ? 130 : 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static void PrintSummary(IAnsiConsole console, TrainResult r, TrainOptions o)
+    {
+        var table = new Table().Title("training summary").AddColumns("", "");
+        table.AddRow("steps", $"{r.FirstStep}..{r.LastStep}");
+        table.AddRow("final train loss (last 20 steps)", $"{r.FinalTrainLoss:F4}");
+        if (r.FinalValidationLoss is double v) table.AddRow("validation loss / perplexity", $"{v:F4} / {Math.Exp(v):F2}");
+        table.AddRow("throughput", $"{r.TokensPerSecond:N0} tokens/s ({r.TokensSeen:N0} tokens in {r.Seconds:F1} s)");
+        table.AddRow("optimizer state", $"{r.OptimizerStateBytes / 1048576.0:F2} MiB");
+        table.AddRow("last checkpoint", Markup.Escape(r.LastCheckpoint ?? "none"));
+        console.Write(table);
+        var memory = new Table().Title("memory ledger (peak bytes by category)").AddColumns("category", "peak MiB", "at overall peak MiB");
+        foreach (var t in r.Memory.Tags)
+            memory.AddRow(t.Tag.ToString(), $"{t.PeakBytes / 1048576.0:F2}", $"{t.BytesAtTotalPeak / 1048576.0:F2}");
+        memory.AddRow("total", $"{r.Memory.PeakTotalBytes / 1048576.0:F2}", "");
+        console.Write(memory);
+        console.MarkupLine($"wrote {Markup.Escape(Path.Combine(o.OutputDirectory, MetricsLog.CsvFile))}, {MetricsLog.JsonFile}, loss.svg and checkpoints/");
+    }
+
+    private sealed class Progress(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+}

@@ -1,0 +1,99 @@
+using Flora.Backends;
+using Flora.Optim;
+using Flora.Tensors;
+
+namespace Flora.Data;
+
+/// <summary>Where a <see cref="TokenWindows"/> stands: the pass over the data and the next window of that pass.</summary>
+public readonly record struct DataPosition(long Epoch, long Index);
+
+/// <summary>
+/// Language-modelling batches from a token stream: the stream is cut into windows of T + 1 tokens
+/// (stride T, so every token is a target once per pass), each pass visits the windows in a fresh
+/// permutation drawn from (seed, pass), and a batch is B windows: inputs (B, T) = window[0, T),
+/// targets (B, T) = window[1, T + 1). The position (pass, index) is all a checkpoint needs to resume
+/// the same sequence of batches. Device tensors are allocated once and refilled.
+/// </summary>
+public sealed class TokenWindows : IDisposable
+{
+    private readonly IBackend _backend;
+    private readonly int[] _tokens;
+    private readonly ulong _seed;
+    private readonly int[] _hostInputs, _hostTargets;
+    private int[] _order = [];
+    private long _orderEpoch = -1;
+
+    public TokenWindows(IBackend backend, int[] tokens, int batchSize, int sequenceLength, ulong seed, string name = "training")
+    {
+        if (batchSize <= 0 || sequenceLength <= 0) throw new ArgumentException($"batch size ({batchSize}) and sequence length ({sequenceLength}) must be positive");
+        _backend = backend;
+        _tokens = tokens;
+        _seed = seed;
+        BatchSize = batchSize;
+        SequenceLength = sequenceLength;
+        WindowCount = tokens.Length > sequenceLength ? (tokens.Length - 1) / sequenceLength : 0;
+        if (WindowCount < batchSize)
+            throw new FloraException($"the {name} text has {tokens.Length:N0} tokens: {WindowCount} windows of {sequenceLength + 1}, fewer than one batch of {batchSize}; use a smaller --batch or --seq-len, or more text");
+        _hostInputs = new int[batchSize * sequenceLength];
+        _hostTargets = new int[batchSize * sequenceLength];
+        Inputs = backend.Allocate(new Shape(batchSize, sequenceLength), MemoryTag.Activations, DType.Int32);
+        Targets = backend.Allocate(new Shape(batchSize, sequenceLength), MemoryTag.Activations, DType.Int32);
+    }
+
+    public int BatchSize { get; }
+    public int SequenceLength { get; }
+    public long WindowCount { get; }
+    public Tensor Inputs { get; }
+    public Tensor Targets { get; }
+    public DataPosition Position { get; set; }
+
+    /// <summary>Fills <see cref="Inputs"/> and <see cref="Targets"/> with the next batch (drops an epoch's last partial batch).</summary>
+    public void Next()
+    {
+        if (Position.Index + BatchSize > WindowCount) Position = new DataPosition(Position.Epoch + 1, 0);
+        int[] order = OrderOf(Position.Epoch);
+        for (int b = 0; b < BatchSize; b++)
+        {
+            int start = order[Position.Index + b] * SequenceLength;
+            _tokens.AsSpan(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
+            _tokens.AsSpan(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
+        }
+        Position = Position with { Index = Position.Index + BatchSize };
+        _backend.Upload(_hostInputs, Inputs);
+        _backend.Upload(_hostTargets, Targets);
+    }
+
+    /// <summary>The window order of a pass: a permutation from (seed, pass).</summary>
+    private int[] OrderOf(long epoch)
+    {
+        if (_orderEpoch == epoch) return _order;
+        var order = new int[WindowCount];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        new Random((int)(Seeds.Derive(_seed, (ulong)epoch) & 0x7FFFFFFF)).Shuffle(order);
+        (_order, _orderEpoch) = (order, epoch);
+        return order;
+    }
+
+    /// <summary>The windows in order, for evaluation: batch after batch until <paramref name="maxBatches"/> or the end.</summary>
+    public IEnumerable<(Tensor Inputs, Tensor Targets)> Sequential(int maxBatches)
+    {
+        for (int batch = 0; batch < maxBatches && (batch + 1) * BatchSize <= WindowCount; batch++)
+        {
+            for (int b = 0; b < BatchSize; b++)
+            {
+                int start = (batch * BatchSize + b) * SequenceLength;
+                _tokens.AsSpan(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
+                _tokens.AsSpan(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
+            }
+            _backend.Upload(_hostInputs, Inputs);
+            _backend.Upload(_hostTargets, Targets);
+            yield return (Inputs, Targets);
+        }
+    }
+
+    public void Dispose()
+    {
+        Inputs.Dispose();
+        Targets.Dispose();
+    }
+}

@@ -1,0 +1,60 @@
+using Flora.Backends;
+using Flora.Nn;
+
+namespace Flora.Optim;
+
+/// <summary>Optimizer settings of the command line and of experiments.</summary>
+public sealed record OptimizerSpec
+{
+    public static readonly IReadOnlyList<string> Names = ["flora", "adafactor", "adafactor-momentum", "adamw", "adamw-flora", "sgd", "sgd-momentum"];
+
+    /// <summary>One of <see cref="Names"/>.</summary>
+    public string Name { get; init; } = "flora";
+    public float LearningRate { get; init; } = 1e-3f;
+    public float WeightDecay { get; init; }
+    public float Beta1 { get; init; } = 0.9f;
+    public int Rank { get; init; } = 32;
+    public int Kappa { get; init; } = 1000;
+    public FloraVariant Variant { get; init; } = FloraVariant.Paper;
+    /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
+    public bool Factored { get; init; } = true;
+    public ulong Seed { get; init; }
+
+    /// <summary>
+    /// A learning rate that works for each optimizer on the small models: Adafactor-based ones scale it by
+    /// each weight's RMS (scale_parameter), so their rate is relative and larger than Adam's.
+    /// </summary>
+    public static float DefaultLearningRate(string name) => name switch
+    {
+        "flora" or "adafactor" or "adafactor-momentum" => 3e-2f,
+        "adamw" or "adamw-flora" => 1e-3f,
+        _ => 0.1f,
+    };
+
+    public override string ToString() => Name switch
+    {
+        "flora" => $"Flora (Adafactor, compressed momentum beta {Beta1}, r = {Rank}, kappa = {Kappa}, {Variant.ToString().ToLowerInvariant()}{(Factored ? "" : ", unfactored")}), lr {LearningRate}",
+        "adamw-flora" => $"AdamW with FLORA momentum (r = {Rank}, kappa = {Kappa}), lr {LearningRate}, weight decay {WeightDecay}",
+        "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}, lr {LearningRate}",
+        "adafactor" => $"Adafactor{(Factored ? "" : " (unfactored)")}, lr {LearningRate}",
+        "adamw" => $"AdamW, lr {LearningRate}, weight decay {WeightDecay}",
+        _ => $"{Name}, lr {LearningRate}",
+    };
+
+    public Optimizer Create(IBackend backend, IEnumerable<Parameter> parameters)
+    {
+        var p = parameters.ToArray();
+        AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m };
+        return Name switch
+        {
+            "flora" => new Flora(backend, p, Adafactor(MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed))),
+            "adafactor" => new Adafactor(backend, p, Adafactor(MomentumOptions.None)),
+            "adafactor-momentum" => new Adafactor(backend, p, Adafactor(MomentumOptions.Naive(Beta1))),
+            "adamw" => new AdamW(backend, p, LearningRate, Beta1, weightDecay: WeightDecay),
+            "adamw-flora" => new AdamW(backend, p, LearningRate, Beta1, weightDecay: WeightDecay, momentum: MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed)),
+            "sgd" => new Sgd(backend, p, LearningRate, weightDecay: WeightDecay),
+            "sgd-momentum" => new Sgd(backend, p, LearningRate, Beta1, weightDecay: WeightDecay),
+            _ => throw new ArgumentException($"unknown optimizer '{Name}': choose one of {string.Join(", ", Names)}"),
+        };
+    }
+}

@@ -1,0 +1,69 @@
+using Flora.Optim;
+
+namespace Flora.Training;
+
+/// <summary>
+/// Everything that defines a training run. A checkpoint stores it, and a resumed run takes it from the
+/// checkpoint, so that the continued run is the same run.
+/// </summary>
+public sealed record TrainOptions
+{
+    public string Model { get; init; } = "gpt-small";
+    /// <summary>"bpe:N" (train a byte-level BPE of N tokens on the training text), "gpt2", or a directory with encoder.json and vocab.bpe.</summary>
+    public string Tokenizer { get; init; } = "bpe:4096";
+    /// <summary>A UTF-8 text file to train on; null for the embedded English corpus.</summary>
+    public string? Corpus { get; init; }
+    public int SequenceLength { get; init; } = 128;
+    public int BatchSize { get; init; } = 8;
+    public int Steps { get; init; } = 600;
+    public OptimizerSpec Optimizer { get; init; } = new() { Name = "flora", LearningRate = 3e-2f, Rank = 32 };
+    public AccumulationMode Accumulation { get; init; } = AccumulationMode.None;
+    public int AccumulationSteps { get; init; } = 1;
+    /// <summary>Rank of compressed accumulation; 0 uses the optimizer's rank.</summary>
+    public int AccumulationRank { get; init; }
+    public bool Lomo { get; init; }
+    public bool ActivationCheckpointing { get; init; }
+    /// <summary>LoRA rank: wrap every attention and MLP projection and train only the adapters; 0 = off.</summary>
+    public int LoraRank { get; init; }
+    public float LoraAlpha { get; init; } = 16f;
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Cosine;
+    public int WarmupSteps { get; init; } = 50;
+    public float? ClipNorm { get; init; }
+    public float Dropout { get; init; }
+    public int EvalEvery { get; init; } = 100;
+    public int EvalBatches { get; init; } = 20;
+    public int CheckpointEvery { get; init; } = 100;
+    public int KeepCheckpoints { get; init; } = 2;
+    public ulong Seed { get; init; }
+    public string Device { get; init; } = "cpu";
+    public string OutputDirectory { get; init; } = "runs/train";
+    public bool CheckFinite { get; init; } = true;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        if (SequenceLength <= 0) throw new ArgumentException($"sequence length must be positive, got {SequenceLength}");
+        if (BatchSize <= 0) throw new ArgumentException($"batch size must be positive, got {BatchSize}");
+        if (Steps <= 0) throw new ArgumentException($"steps must be positive, got {Steps}");
+        if (!(Optimizer.LearningRate > 0) || !float.IsFinite(Optimizer.LearningRate)) throw new ArgumentException($"learning rate must be positive, got {Optimizer.LearningRate}");
+        if (EvalEvery <= 0 || EvalBatches <= 0) throw new ArgumentException($"evaluation interval ({EvalEvery}) and batches ({EvalBatches}) must be positive");
+        if (CheckpointEvery <= 0) throw new ArgumentException($"checkpoint interval must be positive, got {CheckpointEvery}");
+        if (KeepCheckpoints <= 0) throw new ArgumentException($"checkpoints to keep must be positive, got {KeepCheckpoints}");
+        if (LoraRank < 0) throw new ArgumentException($"LoRA rank must be non-negative, got {LoraRank}");
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
+        if (Device != "cpu" && Device != "cuda") throw new ArgumentException($"device must be cpu or cuda, got '{Device}'");
+        Pipeline.Validate();
+        new LearningRateSchedule(Schedule, WarmupSteps, Steps).Validate();
+    }
+
+    /// <summary>The gradient path these options ask for.</summary>
+    public PipelineOptions Pipeline => new()
+    {
+        Mode = Accumulation,
+        AccumulationSteps = AccumulationSteps,
+        Rank = AccumulationRank > 0 ? AccumulationRank : Optimizer.Rank,
+        Lomo = Lomo,
+        Seed = Seeds.Derive(Seed, 7),
+        ClipNorm = ClipNorm,
+    };
+}

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Flora.Backends;
+using Flora.Data;
+using Flora.Data.Corpora;
+using Flora.Data.Tokenizers;
+using Flora.Nn;
+using Flora.Nn.Models;
+using Flora.Optim;
+using Flora.Reporting;
+using Flora.Tensors;
+
+namespace Flora.Training;
+
+/// <summary>Progress of a training run, for a progress bar.</summary>
+public readonly record struct TrainProgress(long Step, long Steps, double Loss, double TokensPerSecond, double? ValidationLoss);
+
+/// <summary>The outcome of a run.</summary>
+public sealed record TrainResult(
+    long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
+    double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
+    string? LastCheckpoint);
+
+/// <summary>
+/// The training loop:
+/// <code>
+/// for step: lr = schedule(step)
+///   for each of tau micro-batches: logits = model(x); loss = CE(logits, y); model.backward(dCE, pipeline); pipeline.EndMicroBatch()
+///   log; evaluate every N steps; checkpoint every M steps
+/// </code>
+/// The gradient pipeline (issue 3) decides where gradients go (buffers, FLORA accumulators, immediate
+/// updates). A NaN or infinite loss or gradient stops the run with the step and the parameter named;
+/// cancellation (Ctrl+C) finishes the step, writes a checkpoint and stops.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly TrainOptions _options;
+    private readonly IBackend _backend;
+    private readonly LanguageModel _model;
+    private readonly Optimizer _optimizer;
+    private readonly GradientPipeline _pipeline;
+    private readonly ITrainingTask _task;
+    private readonly SoftmaxCrossEntropyLoss _loss;
+    private readonly string _tokenizerIdentity;
+    private readonly long _startStep;
+
+    /// <summary>A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to.</summary>
+    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null)
+    {
+        CheckpointInfo? resume = null;
+        if (resumeFrom is not null)
+        {
+            resume = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(resumeFrom));
+            options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps) };
+        }
+        options.Validate();
+        _options = options;
+        Directory.CreateDirectory(options.OutputDirectory);
+        Tokenizer = null!;
+        _backend = BackendFactory.Create(options.Device);
+        try
+        {
+            TextCorpus corpus = options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
+            (Tokenizer, _tokenizerIdentity) = resume is null
+                ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory, () => corpus.Train)
+                : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
+            if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
+                throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
+
+            Func<Linear, Module>? adapt = options.LoraRank > 0
+                ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
+                : null;
+            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
+            if (_model.IsEncoderDecoder) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*)");
+            if (options.LoraRank > 0)
+                foreach (var p in _model.Parameters()) p.RequiresGrad = p.Name.EndsWith(".lora_A", StringComparison.Ordinal) || p.Name.EndsWith(".lora_B", StringComparison.Ordinal);
+            if (options.ActivationCheckpointing) _model.EnableCheckpointing();
+            var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
+            _optimizer = options.Optimizer.Create(_backend, trainable);
+            _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
+            _pipeline.CheckFinite = options.CheckFinite;
+            _task = task ?? new LanguageModelingTask(_backend, corpus, Tokenizer, options.BatchSize, options.SequenceLength, Seeds.Derive(options.Seed, 3));
+            _loss = new SoftmaxCrossEntropyLoss(_backend);
+            if (resume is not null)
+            {
+                TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline);
+                _task.Position = resume.Position;
+                _startStep = resume.Step;
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public TrainOptions Options => _options;
+    public ByteLevelBpe Tokenizer { get; }
+    public LanguageModel Model => _model;
+    public long StartStep => _startStep;
+    public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}";
+
+    /// <summary>Trains from the start (or the resumed) step to <see cref="TrainOptions.Steps"/>.</summary>
+    public TrainResult Run(IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var o = _options;
+        var schedule = new LearningRateSchedule(o.Schedule, o.WarmupSteps, o.Steps);
+        using var log = new MetricsLog(o.OutputDirectory, _startStep);
+        var output = RunOutput.Create(o.OutputDirectory);
+        var clock = Stopwatch.StartNew();
+        double elapsedBefore = log.Rows.Count > 0 ? log.Rows[^1].ElapsedSeconds : 0;
+        long tokens = 0;
+        string? checkpoint = null;
+        long step = _startStep;
+        double? lastValidation = null;
+        var recent = new Queue<double>();
+        try
+        {
+            while (step < o.Steps && !cancel.IsCancellationRequested)
+            {
+                step++;
+                long stepStart = Stopwatch.GetTimestamp();
+                _optimizer.LearningRateScale = schedule.Factor(step);
+                _pipeline.Step = step;
+                double loss = TrainStep(step);
+                long stepTokens = (long)o.BatchSize * o.SequenceLength * o.AccumulationSteps;
+                tokens += stepTokens;
+                double tokensPerSecond = stepTokens / Stopwatch.GetElapsedTime(stepStart).TotalSeconds;
+                double? validation = null;
+                if (step % o.EvalEvery == 0 || step == o.Steps) lastValidation = validation = Evaluate();
+                log.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
+                    elapsedBefore + clock.Elapsed.TotalSeconds));
+                recent.Enqueue(loss);
+                if (recent.Count > 20) recent.Dequeue();
+                if (validation is not null) output.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
+                if (step % o.CheckpointEvery == 0 || step == o.Steps) checkpoint = SaveCheckpoint(step);
+                progress?.Report(new TrainProgress(step, o.Steps, loss, tokensPerSecond, validation));
+            }
+            if (cancel.IsCancellationRequested && step > _startStep && step % o.CheckpointEvery != 0) checkpoint = SaveCheckpoint(step);
+        }
+        finally
+        {
+            if (log.Rows.Count > 0) output.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
+            tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
+            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint);
+    }
+
+    /// <summary>One optimizer step: tau micro-batches through forward, loss and backward into the pipeline.</summary>
+    private double TrainStep(long step)
+    {
+        _model.Context.Training = true;
+        _model.Context.Step = step;
+        double sum = 0;
+        for (int micro = 0; micro < _options.AccumulationSteps; micro++)
+        {
+            Batch batch = _task.Next();
+            if (batch.Source is Tensor source) _model.SetSource(source);
+            double loss = _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+            if (!double.IsFinite(loss)) throw new NonFiniteException(step, $"the training loss is {loss}; {FirstNonFiniteParameter()}");
+            _model.Backward(_loss.Backward(), _pipeline);
+            _pipeline.EndMicroBatch();
+            sum += loss;
+        }
+        return sum / _options.AccumulationSteps;
+    }
+
+    /// <summary>Names the first parameter holding a NaN or an infinity, for the message of a diverged run.</summary>
+    private string FirstNonFiniteParameter()
+    {
+        foreach (var p in _model.Parameters())
+            if (!double.IsFinite(_backend.SumOfSquares(p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
+        return "every parameter is finite: the overflow is in the activations";
+    }
+
+    /// <summary>Mean next-token loss over the validation batches (dropout off).</summary>
+    public double Evaluate()
+    {
+        _model.Context.Training = false;
+        double sum = 0;
+        long count = 0;
+        foreach (var batch in _task.Validation(_options.EvalBatches))
+        {
+            if (batch.Source is Tensor source) _model.SetSource(source);
+            double loss = _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+            sum += loss * _loss.CountedRows;
+            count += _loss.CountedRows;
+        }
+        _model.Context.Training = true;
+        return count == 0 ? double.NaN : sum / count;
+    }
+
+    private string SaveCheckpoint(long step) =>
+        TrainingCheckpoint.Save(_options.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, _options, _tokenizerIdentity, _options.KeepCheckpoints);
+
+    public void Dispose()
+    {
+        _loss?.Dispose();
+        _task?.Dispose();
+        _pipeline?.Dispose();
+        _optimizer?.Dispose();
+        _model?.Dispose();
+        _backend?.Dispose();
+    }
+}

@@ -1,0 +1,155 @@
+using System.Globalization;
+using System.Text.Json;
+using Flora.Checkpoints;
+using Flora.Data;
+using Flora.Nn.Models;
+using Flora.Optim;
+
+namespace Flora.Training;
+
+/// <summary>What a checkpoint's state file says about the run, besides the tensors.</summary>
+public sealed record CheckpointInfo(string Directory, long Step, DataPosition Position, TrainOptions Options, string Model, string TokenizerHash);
+
+/// <summary>
+/// Training checkpoints. A checkpoint is a directory checkpoints/step-NNNNNNNN holding
+/// <list type="bullet">
+/// <item>model.safetensors: the weights under the model's own names (for GPT-2, Hugging Face's, so
+/// GPT2LMHeadModel.from_pretrained(dir) loads it together with config.json);</item>
+/// <item>state.safetensors: the optimizer state (FLORA's compressed momentum among it), the gradient
+/// pipeline's state (accumulators mid-cycle, resampling cycles), and metadata: step, data position,
+/// seed, options, model description, tokenizer hash;</item>
+/// <item>config.json: a Hugging Face configuration, for GPT-2 models.</item>
+/// </list>
+/// It is written into step-NNNNNNNN.tmp, each file flushed to disk, then the directory is renamed and
+/// the pointer file checkpoints/latest replaced atomically: a crash at any moment leaves the previous
+/// checkpoint intact and pointed to. Only the newest <c>keep</c> checkpoints are kept.
+/// </summary>
+public static class TrainingCheckpoint
+{
+    public const string Kind = "flora.training-state";
+    public const int Version = 1;
+    public const string ModelFile = "model.safetensors", StateFile = "state.safetensors", ConfigFile = "config.json", Latest = "latest";
+
+    public static string Save(string runDirectory, long step, LanguageModel model, Optimizer optimizer, GradientPipeline pipeline,
+        DataPosition position, TrainOptions options, string tokenizerHash, int keep)
+    {
+        string root = Path.Combine(runDirectory, "checkpoints");
+        Directory.CreateDirectory(root);
+        string name = $"step-{step:D8}", final = Path.Combine(root, name), temp = final + ".tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+
+        var weights = new SafeTensorsWriter().AddMetadata("format", "pt");
+        foreach (var p in model.Parameters()) weights.Add(p.Name, p.Value);
+        weights.Write(Path.Combine(temp, ModelFile));
+
+        var state = new SafeTensorsWriter()
+            .AddMetadata("kind", Kind)
+            .AddMetadata("version", Version.ToString(CultureInfo.InvariantCulture))
+            .AddMetadata("step", step.ToString(CultureInfo.InvariantCulture))
+            .AddMetadata("data_epoch", position.Epoch.ToString(CultureInfo.InvariantCulture))
+            .AddMetadata("data_index", position.Index.ToString(CultureInfo.InvariantCulture))
+            .AddMetadata("options", JsonSerializer.Serialize(options))
+            .AddMetadata("model", model.Describe())
+            .AddMetadata("tokenizer", tokenizerHash);
+        OptimizerCheckpoint.AddTo(optimizer, state);
+        pipeline.SaveState(state, "pipeline/");
+        state.Write(Path.Combine(temp, StateFile));
+
+        if (model is Gpt2 gpt2) WriteDurably(Path.Combine(temp, ConfigFile), HuggingFaceConfig(gpt2.Config));
+
+        if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+        Directory.Move(temp, final);
+        WriteDurably(Path.Combine(root, Latest + ".tmp"), name);
+        File.Move(Path.Combine(root, Latest + ".tmp"), Path.Combine(root, Latest), overwrite: true);
+        Prune(root, keep);
+        return final;
+    }
+
+    /// <summary>The checkpoint directory of <paramref name="path"/>: a checkpoint itself, or a run directory (its latest checkpoint).</summary>
+    public static string Resolve(string path)
+    {
+        if (File.Exists(Path.Combine(path, StateFile))) return path;
+        string latest = Path.Combine(path, "checkpoints", Latest);
+        if (!File.Exists(latest)) throw new FloraException($"{path}: no checkpoint here (neither {StateFile} nor checkpoints/{Latest})");
+        string dir = Path.Combine(path, "checkpoints", File.ReadAllText(latest).Trim());
+        if (!File.Exists(Path.Combine(dir, StateFile))) throw new InvalidDataException($"{latest} points to {dir}, which holds no {StateFile}");
+        return dir;
+    }
+
+    /// <summary>Reads a checkpoint's metadata (no tensors), checking its kind and version.</summary>
+    public static CheckpointInfo ReadInfo(string checkpointDirectory)
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, StateFile));
+        string Meta(string key) => file.Metadata.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"{file.Path}: metadata '{key}' is missing");
+        if (Meta("kind") != Kind) throw new InvalidDataException($"{file.Path}: not a training state file");
+        if (Meta("version") != Version.ToString(CultureInfo.InvariantCulture)) throw new InvalidDataException($"{file.Path}: state version {Meta("version")} is not supported");
+        TrainOptions options;
+        try { options = JsonSerializer.Deserialize<TrainOptions>(Meta("options")) ?? throw new InvalidDataException($"{file.Path}: empty options"); }
+        catch (JsonException e) { throw new InvalidDataException($"{file.Path}: corrupt options: {e.Message}"); }
+        long P(string key) => long.TryParse(Meta(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= 0 ? v
+            : throw new InvalidDataException($"{file.Path}: metadata '{key}' is not a non-negative integer");
+        return new CheckpointInfo(checkpointDirectory, P("step"), new DataPosition(P("data_epoch"), P("data_index")), options, Meta("model"), Meta("tokenizer"));
+    }
+
+    /// <summary>Loads weights, optimizer and pipeline state into objects built from the checkpoint's own options.</summary>
+    public static void Load(string checkpointDirectory, LanguageModel model, Optimizer optimizer, GradientPipeline pipeline)
+    {
+        LoadWeights(checkpointDirectory, model);
+        using var state = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, StateFile));
+        OptimizerCheckpoint.LoadFrom(optimizer, state);
+        pipeline.LoadState(state, "pipeline/");
+    }
+
+    /// <summary>The model weights alone (generation, evaluation); refuses a checkpoint of another model shape.</summary>
+    public static void LoadWeights(string checkpointDirectory, LanguageModel model)
+    {
+        using var weights = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, ModelFile));
+        var parameters = model.Parameters().ToList();
+        foreach (var p in parameters)
+        {
+            if (!weights.Contains(p.Name))
+                throw new InvalidDataException($"{weights.Path}: no tensor '{p.Name}': the checkpoint holds another model ({weights.Tensors.Count} tensors, this model has {parameters.Count})");
+            weights.ReadInto(p.Name, p.Value);
+        }
+        if (weights.Tensors.Count != parameters.Count)
+            throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, but this model has {parameters.Count} parameters: the checkpoint holds another model");
+    }
+
+    private static void Prune(string root, int keep)
+    {
+        var old = Directory.GetDirectories(root, "step-*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal))
+            .OrderByDescending(d => d, StringComparer.Ordinal).Skip(keep);
+        foreach (string dir in old) Directory.Delete(dir, recursive: true);
+    }
+
+    private static void WriteDurably(string path, string text)
+    {
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.Write(text);
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>A Hugging Face GPT2Config for GPT2LMHeadModel.from_pretrained.</summary>
+    public static string HuggingFaceConfig(Gpt2Config c) => JsonSerializer.Serialize(new Dictionary<string, object?>
+    {
+        ["architectures"] = new[] { "GPT2LMHeadModel" },
+        ["model_type"] = "gpt2",
+        ["vocab_size"] = c.Vocabulary,
+        ["n_positions"] = c.Context,
+        ["n_ctx"] = c.Context,
+        ["n_embd"] = c.Embed,
+        ["n_layer"] = c.Layers,
+        ["n_head"] = c.Heads,
+        ["n_inner"] = null,
+        ["activation_function"] = "gelu_new",
+        ["layer_norm_epsilon"] = 1e-5,
+        ["resid_pdrop"] = c.Dropout,
+        ["embd_pdrop"] = c.Dropout,
+        ["attn_pdrop"] = 0.0,
+        ["initializer_range"] = 0.02,
+        ["tie_word_embeddings"] = true,
+        ["bos_token_id"] = c.Vocabulary - 1,
+        ["eos_token_id"] = c.Vocabulary - 1,
+    }, new JsonSerializerOptions { WriteIndented = true });
+}
