@@ -27,7 +27,7 @@ internal static class GenerateCommand
         {
             string dir = TrainingCheckpoint.Resolve(parse.GetValue(checkpoint)!);
             var info = TrainingCheckpoint.ReadInfo(dir);
-            string run = Path.GetFullPath(Path.Combine(dir, "..", ".."));
+            string run = Trainer.RunDirectoryOf(dir);
             var (tokenizer, identity) = TokenizerSetup.ForCheckpoint(info.Options, run);
             if (identity != info.TokenizerHash) throw new InvalidDataException($"{dir}: the tokenizer in {run} is not the one this checkpoint was trained with");
             using var backend = BackendFactory.Create(parse.GetValue(device)!);

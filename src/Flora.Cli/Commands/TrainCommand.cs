@@ -84,17 +84,9 @@ internal static class TrainCommand
                 OutputDirectory = parse.GetValue(output)!,
             };
             string? resumeFrom = parse.GetValue(resume);
-            if (resumeFrom is not null) options = options with { OutputDirectory = ResumeDirectory(resumeFrom) };
             return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
         }));
         return command;
-    }
-
-    /// <summary>The run directory a --resume path belongs to (a run directory, or a checkpoint inside one).</summary>
-    private static string ResumeDirectory(string path)
-    {
-        string checkpoint = TrainingCheckpoint.Resolve(path);
-        return Path.GetFullPath(Path.Combine(checkpoint, "..", ".."));
     }
 
     private static int Execute(IAnsiConsole console, TrainOptions options, string? resumeFrom, int extendSteps)
@@ -110,7 +102,7 @@ internal static class TrainCommand
         try
         {
             console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, corpus, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
-            using var trainer = new Trainer(extendSteps > 0 ? options with { Steps = extendSteps } : options, resumeFrom);
+            using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom);
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +

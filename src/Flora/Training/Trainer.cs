@@ -43,14 +43,18 @@ public sealed class Trainer : IDisposable
     private readonly string _tokenizerIdentity;
     private readonly long _startStep;
 
-    /// <summary>A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to.</summary>
+    /// <summary>
+    /// A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to:
+    /// then every setting comes from the checkpoint, except that <paramref name="options"/>' steps extend the
+    /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on).
+    /// </summary>
     public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null)
     {
         CheckpointInfo? resume = null;
         if (resumeFrom is not null)
         {
             resume = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(resumeFrom));
-            options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps) };
+            options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps), OutputDirectory = RunDirectoryOf(resume.Directory) };
         }
         options.Validate();
         _options = options;
@@ -95,6 +99,9 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainOptions Options => _options;
+
+    /// <summary>The run directory a checkpoint directory (run/checkpoints/step-N) belongs to.</summary>
+    public static string RunDirectoryOf(string checkpointDirectory) => Path.GetFullPath(Path.Combine(checkpointDirectory, "..", ".."));
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model => _model;
     public long StartStep => _startStep;
