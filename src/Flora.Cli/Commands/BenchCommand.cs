@@ -38,7 +38,44 @@ internal static class BenchCommand
             Print(console, result);
             return 0;
         }));
-        return new Command("bench", "Benchmarks.") { pilot, optim };
+        var trainModel = new Option<string>("--model") { Description = "model preset", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Model };
+        var trainSteps = Options.PositiveInt("--steps", "timed steps", 10);
+        var trainWarmup = Options.PositiveInt("--warmup", "untimed steps before timing", 3);
+        var trainDevice = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var trainOptimizer = new Option<string>("--optimizer") { Description = "optimizer", DefaultValueFactory = _ => "flora" };
+        var train = new Command("train", "Tokens per second of training steps of a model, split into forward, backward and optimizer, and the GEMM share.")
+        {
+            trainModel, trainSteps, trainWarmup, trainDevice, trainOptimizer,
+        };
+        train.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            string run = Path.Combine(Path.GetTempPath(), $"flora-bench-{Environment.ProcessId}");
+            try
+            {
+                var options = new Flora.Training.TrainOptions
+                {
+                    Model = parse.GetValue(trainModel)!, Device = parse.GetValue(trainDevice)!, OutputDirectory = run,
+                    Optimizer = new Flora.Optim.OptimizerSpec { Name = parse.GetValue(trainOptimizer)!, LearningRate = Flora.Optim.OptimizerSpec.DefaultLearningRate(parse.GetValue(trainOptimizer)!), Rank = 32 },
+                };
+                using var trainer = new Flora.Training.Trainer(options);
+                var t = trainer.MeasureSteps(parse.GetValue(trainWarmup), parse.GetValue(trainSteps));
+                console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(trainer.Describe())}");
+                console.MarkupLine($"batch {options.BatchSize} x {options.SequenceLength} tokens, median of {parse.GetValue(trainSteps)} steps after {parse.GetValue(trainWarmup)} warm-up, device {options.Device}, {Environment.ProcessorCount} cores");
+                var table = new Table().AddColumns("tokens/s", "ms/step", "forward ms", "backward ms", "optimizer ms", "GEMM share", "target (>= 70%)");
+                table.AddRow($"{t.TokensPerSecond:N0}", $"{t.Step * 1000:F1}", $"{t.Forward * 1000:F1}", $"{t.Backward * 1000:F1}", $"{t.Optimizer * 1000:F1}",
+                    $"{t.GemmShare:P1}", t.GemmShare >= 0.7 ? "[green]met[/]" : "[red]missed[/]");
+                console.Write(table);
+                var ops = new Table().Title("share of step time per op").AddColumns("op", "share");
+                foreach (var (op, share) in t.Ops.Take(15)) ops.AddRow(Markup.Escape(op), $"{share:P1}");
+                console.Write(ops);
+                return 0;
+            }
+            finally
+            {
+                if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+            }
+        }));
+        return new Command("bench", "Benchmarks.") { pilot, optim, train };
     }
 
     private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)

@@ -14,6 +14,10 @@ namespace Flora.Training;
 /// <summary>Progress of a training run, for a progress bar.</summary>
 public readonly record struct TrainProgress(long Step, long Steps, double Loss, double TokensPerSecond, double? ValidationLoss);
 
+/// <summary>Per-step times of <see cref="Trainer.MeasureSteps"/> (seconds, medians), the GEMM share and the share of each op.</summary>
+public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
+    IReadOnlyList<(string Op, double Share)> Ops);
+
 /// <summary>The outcome of a run.</summary>
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
@@ -172,6 +176,54 @@ public sealed class Trainer : IDisposable
             sum += loss;
         }
         return sum / _options.AccumulationSteps;
+    }
+
+    /// <summary>
+    /// Times <paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones, split into
+    /// forward (model and loss), backward (into the pipeline) and optimizer (the pipeline's end of cycle),
+    /// with the backend's op profiler attached. Writes no metrics and no checkpoints. Medians per step.
+    /// </summary>
+    public StepTimings MeasureSteps(int warmup, int steps)
+    {
+        if (steps <= 0 || warmup < 0) throw new ArgumentException($"steps ({steps}) must be positive and warm-up ({warmup}) non-negative");
+        var forward = new List<double>(); var backward = new List<double>(); var optimizer = new List<double>(); var total = new List<double>(); var gemm = new List<double>();
+        var profiler = new Flora.Backends.OpProfiler();
+        var opTotals = new Dictionary<string, double>();
+        for (int i = 0; i < warmup + steps; i++)
+        {
+            bool timed = i >= warmup;
+            _backend.Profiler = timed ? profiler : null;
+            profiler.Reset();
+            _model.Context.Training = true;
+            _model.Context.Step = _startStep + i + 1;
+            double f = 0, b = 0, o = 0;
+            long start = Stopwatch.GetTimestamp();
+            for (int micro = 0; micro < _options.AccumulationSteps; micro++)
+            {
+                Batch batch = _task.Next();
+                long t0 = Stopwatch.GetTimestamp();
+                if (batch.Source is Tensor source) _model.SetSource(source);
+                _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+                long t1 = Stopwatch.GetTimestamp();
+                _model.Backward(_loss.Backward(), _pipeline);
+                long t2 = Stopwatch.GetTimestamp();
+                _pipeline.EndMicroBatch();
+                long t3 = Stopwatch.GetTimestamp();
+                f += (t1 - t0) / (double)Stopwatch.Frequency;
+                b += (t2 - t1) / (double)Stopwatch.Frequency;
+                o += (t3 - t2) / (double)Stopwatch.Frequency;
+            }
+            double all = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            if (!timed) continue;
+            forward.Add(f); backward.Add(b); optimizer.Add(o); total.Add(all); gemm.Add(profiler.Seconds("MatMul"));
+            foreach (var (op, t) in profiler.Ops) opTotals[op] = opTotals.GetValueOrDefault(op) + t.Seconds;
+        }
+        _backend.Profiler = null;
+        static double Median(List<double> v) { var s = v.Order().ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
+        long tokens = (long)_options.BatchSize * _options.SequenceLength * _options.AccumulationSteps;
+        double sumTotal = total.Sum();
+        return new StepTimings(Median(total), Median(forward), Median(backward), Median(optimizer), gemm.Sum() / sumTotal, tokens / Median(total),
+            opTotals.OrderByDescending(kv => kv.Value).Select(kv => (kv.Key, kv.Value / sumTotal)).ToList());
     }
 
     /// <summary>Names the first parameter holding a NaN or an infinity, for the message of a diverged run.</summary>

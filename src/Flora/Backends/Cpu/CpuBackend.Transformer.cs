@@ -172,7 +172,7 @@ public sealed unsafe partial class CpuBackend
     public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         s.Validate(q, k, v, output, logSumExp);
-        using var _ = Time(nameof(AttentionForward));
+        using var _ = TimeWithGemms(nameof(AttentionForward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim;
         float* scores = (float*)Scores(ref _attentionScores, tq * tk).Pointer;
         for (int b = 0; b < s.Batch; b++)
@@ -180,10 +180,10 @@ public sealed unsafe partial class CpuBackend
             {
                 float* qp = HeadBlock(q, b, tq, h, hd), kp = HeadBlock(k, b, tk, h, hd), vp = HeadBlock(v, b, tk, h, hd);
                 float* op = (float*)output.Pointer + ((long)b * tq * output.Columns + h * hd);
-                OpenBlas.Sgemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, scores, tk);   // S = scale Q K^T
+                Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, scores, tk);   // S = scale Q K^T
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
                 SoftmaxRows(scores, tq, tk, s.Causal, lse);                                                    // P, and log-sum-exp
-                OpenBlas.Sgemm(false, false, tq, hd, tk, 1f, scores, tk, vp, v.Stride, 0f, op, output.Columns); // O = P V
+                Gemm(false, false, tq, hd, tk, 1f, scores, tk, vp, v.Stride, 0f, op, output.Columns); // O = P V
             }
     }
 
@@ -193,7 +193,7 @@ public sealed unsafe partial class CpuBackend
         s.Validate(q, k, v, output, logSumExp);
         s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
-        using var _ = Time(nameof(AttentionBackward));
+        using var _ = TimeWithGemms(nameof(AttentionBackward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim;
         float* p = (float*)Scores(ref _attentionScores, tq * tk).Pointer;
         float* dp = (float*)Scores(ref _attentionGrads, tq * tk).Pointer;
@@ -206,10 +206,10 @@ public sealed unsafe partial class CpuBackend
                 long o0 = (long)b * tq * os + h * hd;
                 float* op = (float*)output.Pointer + o0, dop = (float*)dOutput.Pointer + o0;
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
-                OpenBlas.Sgemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, p, tk);      // S = scale Q K^T
+                Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, p, tk);      // S = scale Q K^T
                 RecomputeProbabilities(p, tq, tk, s.Causal, lse);                                              // P = exp(S - lse)
-                OpenBlas.Sgemm(true, false, tk, hd, tq, 1f, p, tk, dop, os, 0f, dvp, dv.Stride);               // dV = P^T dO
-                OpenBlas.Sgemm(false, true, tq, tk, hd, 1f, dop, os, vp, v.Stride, 0f, dp, tk);                // dP = dO V^T
+                Gemm(true, false, tk, hd, tq, 1f, p, tk, dop, os, 0f, dvp, dv.Stride);               // dV = P^T dO
+                Gemm(false, true, tq, tk, hd, 1f, dop, os, vp, v.Stride, 0f, dp, tk);                // dP = dO V^T
                 for (int i = 0; i < tq; i++)                                                                    // dS = P (dP - rowsum(dO O))
                 {
                     var orow = new ReadOnlySpan<float>(op + (long)i * os, hd);
@@ -218,9 +218,20 @@ public sealed unsafe partial class CpuBackend
                     TensorPrimitives.Subtract(dps, d, dps);
                     TensorPrimitives.Multiply(dps, new ReadOnlySpan<float>(p + (long)i * tk, tk), dps);
                 }
-                OpenBlas.Sgemm(false, false, tq, hd, tk, s.Scale, dp, tk, kp, k.Stride, 0f, dqp, dq.Stride);   // dQ = scale dS K
-                OpenBlas.Sgemm(true, false, tk, hd, tq, s.Scale, dp, tk, qp, q.Stride, 0f, dkp, dk.Stride);    // dK = scale dS^T Q
+                Gemm(false, false, tq, hd, tk, s.Scale, dp, tk, kp, k.Stride, 0f, dqp, dq.Stride);   // dQ = scale dS K
+                Gemm(true, false, tk, hd, tq, s.Scale, dp, tk, qp, q.Stride, 0f, dkp, dk.Stride);    // dK = scale dS^T Q
             }
+    }
+
+    /// <summary>A matrix product inside a fused kernel: profiled as "MatMul", and not counted again in the kernel's own time.</summary>
+    private void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (Profiler is null) { OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; }
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - start;
+        Profiler.Record(nameof(MatMul), elapsed);
+        _nestedGemmTicks += elapsed;
     }
 
     /// <summary>Start of head h of batch b in a column block.</summary>

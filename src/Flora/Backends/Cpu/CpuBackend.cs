@@ -586,21 +586,35 @@ public sealed unsafe partial class CpuBackend : IBackend
         Parallel.For(0, (items + chunk - 1) / chunk, i => body(i * chunk, Math.Min(chunk, items - i * chunk)));
     }
 
-    private ProfileScope Time(string op) => new(Profiler, op);
+    private ProfileScope Time(string op) => new(this, op, nested: false);
+
+    /// <summary>Times a fused kernel whose inner matrix products are profiled as MatMul: they are subtracted here.</summary>
+    private ProfileScope TimeWithGemms(string op) => new(this, op, nested: true);
+
+    /// <summary>Ticks of matrix products inside the fused kernel being timed.</summary>
+    private long _nestedGemmTicks;
 
     private readonly struct ProfileScope : IDisposable
     {
-        private readonly OpProfiler? _profiler;
+        private readonly CpuBackend _backend;
         private readonly string _op;
         private readonly long _start;
+        private readonly bool _nested;
 
-        public ProfileScope(OpProfiler? profiler, string op)
+        public ProfileScope(CpuBackend backend, string op, bool nested)
         {
-            _profiler = profiler;
+            _backend = backend;
             _op = op;
-            _start = profiler is null ? 0 : Stopwatch.GetTimestamp();
+            _nested = nested;
+            _start = backend.Profiler is null ? 0 : Stopwatch.GetTimestamp();
+            if (nested) backend._nestedGemmTicks = 0;
         }
 
-        public void Dispose() => _profiler?.Record(_op, Stopwatch.GetTimestamp() - _start);
+        public void Dispose()
+        {
+            if (_backend.Profiler is not OpProfiler profiler) return;
+            long elapsed = Stopwatch.GetTimestamp() - _start;
+            profiler.Record(_op, _nested ? elapsed - _backend._nestedGemmTicks : elapsed);
+        }
     }
 }
