@@ -178,3 +178,88 @@ public class TrainerTests : IDisposable
 
     public void Dispose() => Directory.Delete(_temp, recursive: true);
 }
+
+public class TrainerFeatureTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("flora-features-").FullName;
+
+    [Fact]
+    public void Activation_checkpointing_lowers_the_activation_peak_and_keeps_the_numbers()
+    {
+        (double Loss, long Activations) Run(bool checkpointing)
+        {
+            var options = TrainerTests.Tiny(_temp, Path.Combine(_temp, $"ac-{checkpointing}")) with
+            {
+                Model = "gpt-small", SequenceLength = 64, Steps = 2, ActivationCheckpointing = checkpointing, Dropout = 0.1f,
+            };
+            using var trainer = new Trainer(options);
+            var result = trainer.Run();
+            return (result.FinalTrainLoss, result.Memory[Flora.Tensors.MemoryTag.Activations].PeakBytes);
+        }
+        var (plainLoss, plain) = Run(false);
+        var (checkpointedLoss, checkpointed) = Run(true);
+        Assert.Equal(plainLoss, checkpointedLoss);                                   // same masks, same numbers
+        // gpt-small has 4 blocks: with checkpointing only one block's internals are alive at a time.
+        Assert.True(checkpointed < 0.6 * plain, $"activations {checkpointed:N0} bytes with checkpointing vs {plain:N0} without");
+    }
+
+    [Fact]
+    public void Gradient_clipping_bounds_the_global_norm()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var layer = new Flora.Nn.Linear(cpu, "fc", 8, 6, seed: 1);
+        var sgd = new Sgd(cpu, layer.Parameters(), 1f);
+        var sink = new AccumulateSink(cpu, sgd) { ClipNorm = 0.5f };
+        using var x = TestUtil.Random(cpu, 2, 10, 4, 8);
+        using var dy = TestUtil.Random(cpu, 3, 10, 4, 6);
+        float[] before = layer.Parameters().SelectMany(p => TestUtil.ToArray(p.Value)).ToArray();
+        layer.Forward(x);
+        layer.Backward(dy, sink);
+        sink.EndMicroBatch();
+        float[] after = layer.Parameters().SelectMany(p => TestUtil.ToArray(p.Value)).ToArray();
+        double step = Math.Sqrt(before.Zip(after, (a, b) => (double)(a - b) * (a - b)).Sum());
+        Assert.True(sink.LastGradientNorm > 0.5, $"the test gradient ({sink.LastGradientNorm:F3}) should exceed the clip");
+        Assert.Equal(0.5, step, 1e-4);                                               // lr 1: the step is the clipped gradient
+        Assert.Throws<ArgumentException>(() => new PipelineOptions { Lomo = true, ClipNorm = 1f }.Validate());
+    }
+
+    [Fact]
+    public void Lora_training_changes_only_the_adapters()
+    {
+        string output = Path.Combine(_temp, "lora");
+        var options = TrainerTests.Tiny(_temp, output) with { LoraRank = 4, Steps = 3, Optimizer = new OptimizerSpec { Name = "adamw", LearningRate = 1e-2f } };
+        using var trainer = new Trainer(options);
+        var initial = trainer.Model.Parameters().ToDictionary(p => p.Name, p => TestUtil.ToArray(p.Value));
+        trainer.Run();
+        int changedAdapters = 0;
+        foreach (var p in trainer.Model.Parameters())
+        {
+            bool adapter = p.Name.EndsWith(".lora_A") || p.Name.EndsWith(".lora_B");
+            bool changed = !initial[p.Name].SequenceEqual(TestUtil.ToArray(p.Value));
+            Assert.True(adapter || !changed, $"{p.Name} changed but is not an adapter");
+            if (adapter && changed) changedAdapters++;
+        }
+        Assert.True(changedAdapters >= 8, $"only {changedAdapters} adapters trained");
+    }
+
+    [Fact]
+    public void Generate_continues_a_prompt_from_a_checkpoint()
+    {
+        string output = Path.Combine(_temp, "gen");
+        using (var trainer = new Trainer(TrainerTests.Tiny(_temp, output) with { Steps = 2 })) trainer.Run();
+        var stdout = new StringWriter();
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Ansi = Spectre.Console.AnsiSupport.No, Interactive = Spectre.Console.InteractionSupport.No, Out = new Spectre.Console.AnsiConsoleOutput(stdout),
+        });
+        var error = new StringWriter();
+        int code = Flora.Cli.FloraCli.Run(["generate", "--checkpoint", output, "--prompt", "And God said", "--max-tokens", "12", "--seed", "3"], console, error);
+        Assert.True(code == 0, error.ToString());
+        Assert.Contains("And God said", stdout.ToString());
+        Assert.Contains("step 2", stdout.ToString());
+        code = Flora.Cli.FloraCli.Run(["generate", "--checkpoint", Path.Combine(_temp, "nothing")], console, error);
+        Assert.Equal(Flora.Cli.FloraCli.UserError, code);
+    }
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+}
