@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and runs the pilot study of the FLORA paper
-# (Figure 1) on Fashion-MNIST. Extra arguments go to 'flora pilot' (try --quick or --help).
+# The main job: installs what is missing, builds, and trains a small GPT with FLORA (compressed
+# momentum, rank 32) on the English corpus embedded in the repository. Extra arguments go to
+# 'flora train' (try --quick, --help, or --resume runs/train).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 scripts/deps.sh
-exec ./flora pilot --out runs/pilot "$@"
+exec ./flora train "$@"
