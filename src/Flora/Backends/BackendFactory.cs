@@ -1,4 +1,5 @@
 using Flora.Backends.Cpu;
+using Flora.Backends.Cuda;
 using Flora.Tensors;
 
 namespace Flora.Backends;
@@ -6,14 +7,24 @@ namespace Flora.Backends;
 /// <summary>Creates the backend for a device name of the command line.</summary>
 public static class BackendFactory
 {
-    public static IBackend Create(string device, MemoryLedger? ledger = null) => device switch
+    public static readonly IReadOnlyList<string> Precisions = ["fp32", "tf32", "bf16"];
+
+    /// <summary>
+    /// "cpu", or "cuda" with the matrix-product precision <paramref name="precision"/> (fp32, tf32 or bf16;
+    /// the CPU always computes in fp32). A machine without a CUDA driver gets one clear line.
+    /// </summary>
+    public static IBackend Create(string device, MemoryLedger? ledger = null, string precision = "tf32") => device switch
     {
         "cpu" => new CpuBackend(ledger ?? new MemoryLedger()),
-        "cuda" => CudaFactory?.Invoke(ledger ?? new MemoryLedger())
-            ?? throw new FloraException("the CUDA backend is not available in this build; use --device cpu"),
+        "cuda" => CudaBackend.Create(ledger ?? new MemoryLedger(), ParsePrecision(precision)),
         _ => throw new ArgumentException($"unknown device '{device}': use cpu or cuda"),
     };
 
-    /// <summary>Set by the CUDA backend's assembly initialiser when it is present.</summary>
-    public static Func<MemoryLedger, IBackend>? CudaFactory { get; set; }
+    public static GemmPrecision ParsePrecision(string precision) => precision switch
+    {
+        "fp32" => GemmPrecision.Fp32,
+        "tf32" => GemmPrecision.Tf32,
+        "bf16" => GemmPrecision.Bf16,
+        _ => throw new ArgumentException($"unknown precision '{precision}': use fp32, tf32 or bf16"),
+    };
 }

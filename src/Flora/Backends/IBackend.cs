@@ -17,8 +17,11 @@ public interface IBackend : IDisposable
     /// <summary>The ledger every allocation of this backend reports to.</summary>
     MemoryLedger Ledger { get; }
 
-    /// <summary>When set, every op adds its wall time to it (for benchmarks).</summary>
+    /// <summary>When set, every op adds its wall time to it (for benchmarks; a GPU backend then waits for each op).</summary>
     OpProfiler? Profiler { get; set; }
+
+    /// <summary>Waits until every op issued so far has finished (a no-op on the CPU).</summary>
+    void Synchronize();
 
     // ---- memory ------------------------------------------------------------------------------
 
@@ -131,13 +134,14 @@ public interface IBackend : IDisposable
     // ---- losses and metrics -------------------------------------------------------------------
 
     /// <summary>
-    /// Row-wise softmax of logits (N, C) into probabilities (N, C); returns the sum over rows of
+    /// Row-wise softmax of logits (N, C) into probabilities (N, C), which may be the logits tensor itself
+    /// (in place); returns the sum over rows of
     /// -log p[n, target[n]] and the number of rows counted. targets is Int32 (N), each in [0, C) or
     /// negative to ignore the row (padding, or tokens that carry no loss).
     /// </summary>
     (double Sum, int Count) SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities);
 
-    /// <summary>dLogits = scale (probabilities - onehot(targets)) for counted rows, 0 for ignored rows.</summary>
+    /// <summary>dLogits = scale (probabilities - onehot(targets)) for counted rows, 0 for ignored rows; dLogits may be the probabilities.</summary>
     void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale);
 
     /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n] (rows with a negative target are skipped).</summary>

@@ -22,7 +22,7 @@ public sealed class Relu : Module
     {
         Tensor y = Saved(_y);
         if (!ComputesInputGradient) return null;
-        Tensor dx = Slot("dx").Get(y.Shape);
+        Tensor dx = GradientSlot("dx").Get(y.Shape);
         Backend.ReluBackward(y, gradOutput, dx);
         return dx;
     }
@@ -47,7 +47,7 @@ public sealed class Gelu : Module
     {
         Tensor x = Saved(_x);
         if (!ComputesInputGradient) return null;
-        Tensor dx = Slot("dx").Get(x.Shape);
+        Tensor dx = GradientSlot("dx").Get(x.Shape);
         Backend.GeluBackward(x, gradOutput, dx);
         return dx;
     }

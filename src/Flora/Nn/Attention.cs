@@ -59,7 +59,7 @@ public sealed class SelfAttention : Module
         Tensor qkv = Saved(_qkv), attended = Saved(_attended);
         int c = Dimension, t = _shape.QueryLength;
         Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);   // (B*T, C)
-        Tensor dQkv = Slot("dqkv").Get(qkv.Shape);                                          // (B*T, 3C)
+        Tensor dQkv = GradientSlot("dqkv").Get(qkv.Shape);                                          // (B*T, 3C)
         Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
             attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
             new ColumnBlock(dQkv, 0), new ColumnBlock(dQkv, c), new ColumnBlock(dQkv, 2 * c));
@@ -123,7 +123,7 @@ public sealed class CrossAttention : Module
         Tensor q = Saved(_q), kv = Saved(_kv), attended = Saved(_attended), memory = Saved(_memory);
         int c = Dimension;
         Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);
-        Tensor dq = Slot("dq").Get(q.Shape), dkv = Slot("dkv").Get(kv.Shape);
+        Tensor dq = GradientSlot("dq").Get(q.Shape), dkv = GradientSlot("dkv").Get(kv.Shape);
         Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(q, 0), new ColumnBlock(kv, 0), new ColumnBlock(kv, c),
             attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, _shape.QueryLength)),
             new ColumnBlock(dq, 0), new ColumnBlock(dkv, 0), new ColumnBlock(dkv, c));

@@ -38,7 +38,7 @@ public sealed class Dropout : Module
     {
         if (!ComputesInputGradient) return null;
         if (!_active) return gradOutput;
-        Tensor dx = Slot("dx").Get(gradOutput.Shape);
+        Tensor dx = GradientSlot("dx").Get(gradOutput.Shape);
         Backend.Dropout(gradOutput, dx, Probability, _seed);                 // same mask, same scale
         return dx;
     }

@@ -63,7 +63,7 @@ public sealed class Linear : Module
         Tensor? gradInput = null;
         if (ComputesInputGradient)
         {
-            gradInput = Slot("dx").Get(x.Shape);                                       // (N, in)
+            gradInput = GradientSlot("dx").Get(x.Shape);                                       // (N, in)
             Backend.MatMul(gradOutput, false, Weight.Value, !Transposed, gradInput);  // dx = dy W  (or dy W^T)
         }
         if (Weight.RequiresGrad)

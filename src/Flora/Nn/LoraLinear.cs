@@ -55,7 +55,7 @@ public sealed class LoraLinear : Module
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input), h = Saved(_h);
-        Tensor dh = Slot("dh").Get(h.Shape);
+        Tensor dh = GradientSlot("dh").Get(h.Shape);
         Backend.MatMul(gradOutput, false, B.Value, false, dh, Scale);      // dh = s dy B       (N, r)
         Tensor? dx = Base.Backward(gradOutput, gradients);                // dx = dy W (W frozen: no dW)
         if (dx is not null) Backend.MatMul(dh, false, A.Value, false, dx, 1f, 1f); // dx += dh A

@@ -56,7 +56,7 @@ public sealed class Mlp : Module
         Tensor dh;
         if (_swiGlu)
         {
-            dh = Slot("dh").Get(h.Shape);
+            dh = GradientSlot("dh").Get(h.Shape);
             Backend.SwiGluBackward(h, da, dh);
         }
         else dh = _activation.Backward(da, gradients)!;

@@ -23,6 +23,8 @@ public abstract class Module : IDisposable
     private ActivationScope? _scope;
     private bool _ownsScope;
     private string _scopePrefix = "";
+    private ActivationScope? _gradientScope;
+    private string _gradientPrefix = "";
 
     protected Module(IBackend backend, string name)
     {
@@ -67,7 +69,22 @@ public abstract class Module : IDisposable
         foreach (var child in Children) child.ShareActivations(scope, $"{prefix}{i++}.");
     }
 
-    /// <summary>The reusable buffer for <paramref name="role"/> (e.g. "out", "dx") of this module.</summary>
+    /// <summary>
+    /// Makes the backward buffers (<see cref="GradientSlot"/>) of this module and its descendants come from
+    /// <paramref name="scope"/>: modules whose backward passes never overlap (the blocks of a stack) can share them.
+    /// </summary>
+    public void ShareGradients(ActivationScope scope, string prefix)
+    {
+        _gradientScope = scope;
+        _gradientPrefix = prefix;
+        int i = 0;
+        foreach (var child in Children) child.ShareGradients(scope, $"{prefix}{i++}.");
+    }
+
+    /// <summary>A buffer written in backward only (an input gradient): from the shared gradient scope when there is one.</summary>
+    protected TensorSlot GradientSlot(string role) => _gradientScope?.Slot(_gradientPrefix + role) ?? Slot(role);
+
+    /// <summary>The reusable buffer for <paramref name="role"/> (e.g. "out") of this module.</summary>
     protected TensorSlot Slot(string role, DType dtype = DType.Float32)
     {
         if (_scope is null) { _scope = new ActivationScope(Backend); _ownsScope = true; }

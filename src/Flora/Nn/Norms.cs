@@ -32,9 +32,9 @@ public sealed class LayerNorm : Module
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_x);
-        Tensor dx = Slot("dx").Get(x.Shape);
+        Tensor dx = GradientSlot("dx").Get(x.Shape);
         Tensor mean = Slot("mean").Get(new Shape(x.Rows)), rstd = Slot("rstd").Get(new Shape(x.Rows));
-        Tensor dGamma = Slot("dgamma").Get(Weight.Shape), dBeta = Slot("dbeta").Get(Bias.Shape);
+        Tensor dGamma = GradientSlot("dgamma").Get(Weight.Shape), dBeta = GradientSlot("dbeta").Get(Bias.Shape);
         Backend.LayerNormBackward(gradOutput, x, mean, rstd, Weight.Value, dx, dGamma, dBeta);
         Deliver(gradients, Weight, dGamma);
         Deliver(gradients, Bias, dBeta);
@@ -70,7 +70,7 @@ public sealed class RmsNorm : Module
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_x);
-        Tensor dx = Slot("dx").Get(x.Shape), dWeight = Slot("dweight").Get(Weight.Shape);
+        Tensor dx = GradientSlot("dx").Get(x.Shape), dWeight = GradientSlot("dweight").Get(Weight.Shape);
         Backend.RmsNormBackward(gradOutput, x, Slot("rstd").Get(new Shape(x.Rows)), Weight.Value, dx, dWeight);
         Deliver(gradients, Weight, dWeight);
         return ComputesInputGradient ? dx : null;

@@ -5,21 +5,19 @@ namespace Flora.Nn;
 
 /// <summary>
 /// Mean over counted rows of -log softmax(logits)[target]; rows whose target is negative are ignored
-/// (padding, prompt tokens). Forward saves the probabilities; backward returns
-/// dLoss/dLogits = (softmax - onehot(target)) / N_counted, and 0 on ignored rows.
+/// (padding, prompt tokens). Works in place: Forward turns the logits into probabilities and Backward
+/// turns those into dLoss/dLogits = (softmax - onehot(target)) / N_counted (0 on ignored rows), so a
+/// (tokens, vocabulary) matrix exists once, not three times. The logits are gone after Forward.
 /// </summary>
 public sealed class SoftmaxCrossEntropyLoss : IDisposable
 {
     private readonly IBackend _backend;
-    private readonly TensorSlot _probabilities, _gradLogits;
     private Tensor? _p, _targets;
     private int _counted;
 
     public SoftmaxCrossEntropyLoss(IBackend backend)
     {
         _backend = backend;
-        _probabilities = new TensorSlot(backend, MemoryTag.Activations);
-        _gradLogits = new TensorSlot(backend, MemoryTag.Activations);
     }
 
     /// <summary>Rows that carried a loss in the last Forward.</summary>
@@ -28,7 +26,7 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
     /// <summary>logits (N, C), targets Int32 (N); returns the mean loss over counted rows (0 if none).</summary>
     public float Forward(Tensor logits, Tensor targets)
     {
-        _p = _probabilities.Get(logits.Shape);
+        _p = logits;
         _targets = targets;
         var (sum, count) = _backend.SoftmaxCrossEntropy(logits, targets, _p);
         _counted = count;
@@ -39,14 +37,10 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
     public Tensor Backward()
     {
         Tensor p = _p ?? throw new InvalidOperationException("SoftmaxCrossEntropyLoss: Backward called before Forward");
-        Tensor d = _gradLogits.Get(p.Shape);
-        _backend.SoftmaxCrossEntropyBackward(p, _targets!, d, 1f / Math.Max(1, _counted));
-        return d;
+        _backend.SoftmaxCrossEntropyBackward(p, _targets!, p, 1f / Math.Max(1, _counted));
+        _p = null;
+        return p;
     }
 
-    public void Dispose()
-    {
-        _probabilities.Dispose();
-        _gradLogits.Dispose();
-    }
+    public void Dispose() { }
 }

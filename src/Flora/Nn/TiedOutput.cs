@@ -31,7 +31,7 @@ public sealed class TiedOutput : Module
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);
-        Tensor dx = Slot("dx").Get(x.Shape);
+        Tensor dx = GradientSlot("dx").Get(x.Shape);
         Backend.MatMul(gradOutput, false, Weight.Value, false, dx);               // dx = dlogits W     (N, C)
         if (Weight.RequiresGrad)
         {

@@ -62,6 +62,46 @@ public sealed class TransformerBlock : Module
     /// <summary>Internal buffers: in the shared scope when checkpointed.</summary>
     private TensorSlot Internal(string role) => _shared?.Slot("block." + role) ?? Slot(role);
 
+    /// <summary>Where backward writes the block's input gradient; set by <see cref="ShareGradientBuffers"/>.</summary>
+    private TensorSlot? _outputGradient;
+
+    /// <summary>
+    /// Lets the blocks of a stack share their backward buffers (only one block is in backward at a time):
+    /// one scope for every block's internal gradients, and two buffers for the gradients passed between
+    /// blocks, used alternately so that a block never writes the gradient it is reading. Returns the
+    /// scopes, for the model to dispose.
+    /// </summary>
+    public static IDisposable ShareGradientBuffers(IReadOnlyList<TransformerBlock> blocks, Flora.Backends.IBackend backend)
+    {
+        var internals = new ActivationScope(backend);
+        var passed = new ActivationScope(backend);
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var block = blocks[i];
+            int j = 0;
+            foreach (var child in block.Children) child.ShareGradients(internals, $"{j++}.");
+            block.ShareGradientsOf(internals);
+            block._outputGradient = passed.Slot(i % 2 == 0 ? "even" : "odd");
+        }
+        return new Scopes(internals, passed);
+    }
+
+    private void ShareGradientsOf(ActivationScope internals) => _internalGradients = internals;
+
+    private ActivationScope? _internalGradients;
+
+    /// <summary>Internal backward buffers: shared across blocks when the model asked for it.</summary>
+    private TensorSlot InternalGradient(string role) => _internalGradients?.Slot("block." + role) ?? Internal(role);
+
+    private sealed class Scopes(ActivationScope a, ActivationScope b) : IDisposable
+    {
+        public void Dispose()
+        {
+            a.Dispose();
+            b.Dispose();
+        }
+    }
+
     public override Tensor Forward(Tensor x)
     {
         _input = x;
@@ -86,18 +126,18 @@ public sealed class TransformerBlock : Module
         Tensor x = Saved(_input);
         if (Checkpointed) Forward(x);                                           // recompute the internals
         // y = h + mlp(norm2(h)):  dh = dy + norm2'(mlp'(dy))
-        Tensor dh = Internal("dh").Get(x.Shape);
+        Tensor dh = InternalGradient("dh").Get(x.Shape);
         Backend.Add(gradOutput, _norm2.Backward(_mlp.Backward(_dropMlp.Backward(gradOutput, gradients)!, gradients)!, gradients)!, dh);
         if (_cross is not null)
         {
             // h2 = h + cross(normCross(h)):  dh = dh2 + normCross'(cross'(dh2))
-            Tensor dh1 = Internal("dh1").Get(x.Shape);
+            Tensor dh1 = InternalGradient("dh1").Get(x.Shape);
             Backend.Add(dh, _normCross!.Backward(_cross.Backward(_dropCross.Backward(dh, gradients)!, gradients)!, gradients)!, dh1);
             dh = dh1;
         }
         // h = x + attn(norm1(x)):  dx = dh + norm1'(attn'(dh))
         Tensor branch = _norm1.Backward(_attention.Backward(_dropAttention.Backward(dh, gradients)!, gradients)!, gradients)!;
-        Tensor dx = Slot("dx").Get(x.Shape);
+        Tensor dx = (_outputGradient ?? Slot("dx")).Get(x.Shape);
         Backend.Add(dh, branch, dx);
         return dx;
     }

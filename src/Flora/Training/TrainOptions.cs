@@ -36,6 +36,8 @@ public sealed record TrainOptions
     public int KeepCheckpoints { get; init; } = 2;
     public ulong Seed { get; init; }
     public string Device { get; init; } = "cpu";
+    /// <summary>Matrix-product precision on the GPU: fp32, tf32 or bf16 (storage and optimizer state stay fp32).</summary>
+    public string Precision { get; init; } = "bf16";
     public string OutputDirectory { get; init; } = "runs/train";
     public bool CheckFinite { get; init; } = true;
 
@@ -52,6 +54,7 @@ public sealed record TrainOptions
         if (LoraRank < 0) throw new ArgumentException($"LoRA rank must be non-negative, got {LoraRank}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (Device != "cpu" && Device != "cuda") throw new ArgumentException($"device must be cpu or cuda, got '{Device}'");
+        Backends.BackendFactory.ParsePrecision(Precision);
         Pipeline.Validate();
         new LearningRateSchedule(Schedule, WarmupSteps, Steps).Validate();
     }

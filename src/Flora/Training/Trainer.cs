@@ -64,7 +64,7 @@ public sealed class Trainer : IDisposable
         _options = options;
         Directory.CreateDirectory(options.OutputDirectory);
         Tokenizer = null!;
-        _backend = BackendFactory.Create(options.Device);
+        _backend = BackendFactory.Create(options.Device, precision: options.Precision);
         try
         {
             TextCorpus corpus = options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);

@@ -115,9 +115,9 @@ public class ModuleGradientTests
         using var loss = new SoftmaxCrossEntropyLoss(cpu);
         using var logits = TestUtil.Random(cpu, 1, 2, 6, 5);
         using var targets = TestUtil.Labels(cpu, 0, 4, 2, 2, 1, 3);
+        float[] values = TestUtil.ToArray(logits);                 // the loss works in place: keep the logits
         loss.Forward(logits, targets);
         float[] analytic = TestUtil.ToArray(loss.Backward());
-        float[] values = TestUtil.ToArray(logits);
         const float eps = 1e-2f;
         for (int i = 0; i < values.Length; i++)
         {

@@ -274,15 +274,16 @@ public sealed unsafe partial class CpuBackend : IBackend
             for (int r = r0; r < r0 + rn; r++)
             {
                 ReadOnlySpan<float> x = F(logits).Slice(r * cols, cols);
-                Span<float> p = F(probabilities).Slice(r * cols, cols);
+                Span<float> p = F(probabilities).Slice(r * cols, cols);               // may be the logits themselves
+                int t = I(targets)[r];
+                float target = t < 0 ? 0f : x[t];                                       // read before p overwrites x
                 float max = TensorPrimitives.Max(x);
                 TensorPrimitives.Subtract(x, max, p);
                 TensorPrimitives.Exp(p, p);
                 float sum = TensorPrimitives.Sum(p);
                 TensorPrimitives.Divide(p, sum, p);
                 // -log softmax(x)[t] = log(sum exp(x - max)) + max - x[t], exact even where p[t] underflows
-                int t = I(targets)[r];
-                losses[r] = t < 0 ? 0 : Math.Log(sum) + max - x[t];
+                losses[r] = t < 0 ? 0 : Math.Log(sum) + max - target;
             }
         });
         int counted = 0;
@@ -523,6 +524,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             }
         });
     }
+
+    public void Synchronize() { }
 
     public void Dispose() { }
 

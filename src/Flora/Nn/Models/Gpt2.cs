@@ -63,7 +63,10 @@ public sealed class Gpt2 : LanguageModel
         }
         _lnF = new LayerNorm(backend, "ln_f", c);
         _head = new TiedOutput(backend, "lm_head", _wte.Weight);
+        _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }
+
+    private readonly IDisposable _gradientBuffers;
 
     public Gpt2Config Config { get; }
     public override int Vocabulary => Config.Vocabulary;
@@ -99,5 +102,11 @@ public sealed class Gpt2 : LanguageModel
         d = _wpe.Backward(_drop.Backward(d, gradients)!, gradients)!;
         _wte.Backward(d, gradients);                                           // the tied weight's second gradient
         return null;
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _gradientBuffers.Dispose();
     }
 }

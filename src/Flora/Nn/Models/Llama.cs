@@ -61,7 +61,10 @@ public sealed class Llama : LanguageModel
         }
         _norm = new RmsNorm(backend, "model.norm", c);
         _head = new Linear(backend, "lm_head", c, config.Vocabulary, false, Seed("lm_head"), WeightLayout.OutIn, std);
+        _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }
+
+    private readonly IDisposable _gradientBuffers;
 
     public LlamaConfig Config { get; }
     public override int Vocabulary => Config.Vocabulary;
@@ -93,5 +96,11 @@ public sealed class Llama : LanguageModel
         for (int i = _blocks.Length - 1; i >= 0; i--) d = _blocks[i].Backward(d, gradients)!;
         _embed.Backward(d, gradients);
         return null;
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _gradientBuffers.Dispose();
     }
 }

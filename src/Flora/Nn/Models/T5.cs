@@ -79,7 +79,11 @@ public sealed class T5 : LanguageModel
         _decoderNorm = new RmsNorm(backend, "decoder.final_norm", c);
         _head = new TiedOutput(backend, "lm_head", _shared.Weight);
         _shared.Weight.UsesPerStep = 3;                                        // output projection, decoder and encoder tokens
+        _encoderGradients = TransformerBlock.ShareGradientBuffers(_encoder, backend);
+        _decoderGradients = TransformerBlock.ShareGradientBuffers(_decoder, backend);
     }
+
+    private readonly IDisposable _encoderGradients, _decoderGradients;
 
     public T5Config Config { get; }
     public override int Vocabulary => Config.Vocabulary;
@@ -140,5 +144,12 @@ public sealed class T5 : LanguageModel
         _shared.Forward(source);                                               // the lookup Backward reads the ids of
         _shared.Backward(dm, gradients);                                       // source tokens: the shared weight's third gradient
         return null;
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _encoderGradients.Dispose();
+        _decoderGradients.Dispose();
     }
 }

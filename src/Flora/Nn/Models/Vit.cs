@@ -69,7 +69,10 @@ public sealed class Vit : Module
         _norm = new LayerNorm(backend, "norm", c, 1e-6f);
         _head = new Linear(backend, "head", c, config.Classes, true, Seed("head"), WeightLayout.OutIn, std);
         _patchEmbed.ComputesInputGradient = false;
+        _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }
+
+    private readonly IDisposable _gradientBuffers;
 
     public VitConfig Config { get; }
     public ModelContext Context { get; }
@@ -146,5 +149,11 @@ public sealed class Vit : Module
                         int dst = n * perImage + (py * perSide + px) * dim + y * patchSize;
                         images.Slice(src, patchSize).CopyTo(patches.Slice(dst, patchSize));
                     }
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _gradientBuffers.Dispose();
     }
 }

@@ -1,0 +1,329 @@
+using Flora.Tensors;
+
+namespace Flora.Backends.Cuda;
+
+/// <summary>The transformer, loss, optimizer, reduction and random ops of the CUDA backend.</summary>
+public sealed unsafe partial class CudaBackend
+{
+    // ---- transformer layers ---------------------------------------------------------------------
+
+    public void EmbeddingForward(Tensor table, Tensor ids, Tensor output)
+    {
+        if (output.Rows != ids.Count || output.Columns != table.Columns)
+            throw new ArgumentException($"EmbeddingForward: output {output.Shape} should be ({ids.Count}, {table.Columns})");
+        CheckIds(ids, table.Rows, nameof(EmbeddingForward));
+        using var _ = Time(nameof(EmbeddingForward));
+        Elementwise("embedding_forward", output.Count, P(table), P(ids), P(output), ids.Count, table.Columns);
+    }
+
+    public void EmbeddingBackward(Tensor gradOutput, Tensor ids, Tensor gradTable, float alpha)
+    {
+        if (gradOutput.Rows != ids.Count || gradOutput.Columns != gradTable.Columns)
+            throw new ArgumentException($"EmbeddingBackward: gradient {gradOutput.Shape} should be ({ids.Count}, {gradTable.Columns})");
+        using var _ = Time(nameof(EmbeddingBackward));
+        Elementwise("embedding_backward", gradOutput.Count, P(gradOutput), P(ids), P(gradTable), ids.Count, gradTable.Columns, alpha);
+    }
+
+    /// <summary>Token ids are checked on the host (one copy of the ids) so that a bad id is an error, not a fault.</summary>
+    private static void CheckIds(Tensor ids, int vocabulary, string op)
+    {
+        var host = new int[ids.Count];
+        ids.Backend.Download(ids, host);
+        for (int n = 0; n < host.Length; n++)
+            if ((uint)host[n] >= (uint)vocabulary) throw new ArgumentException($"{op}: token id {host[n]} at position {n} is outside the vocabulary [0, {vocabulary})");
+    }
+
+    public void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps)
+    {
+        CheckNorm(x, gamma, y, rstd, nameof(LayerNormForward));
+        using var _ = Time(nameof(LayerNormForward));
+        WarpPerRow("layernorm_forward", x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
+    }
+
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta)
+    {
+        CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
+        using var _ = Time(nameof(LayerNormBackward));
+        WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), P(dx), x.Rows, x.Columns);
+        NormParameterGradients(dy, x, mean, rstd, dGamma, dBeta);
+    }
+
+    public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
+    {
+        CheckNorm(x, weight, y, rstd, nameof(RmsNormForward));
+        using var _ = Time(nameof(RmsNormForward));
+        WarpPerRow("rmsnorm_forward", x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
+    }
+
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight)
+    {
+        CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
+        using var _ = Time(nameof(RmsNormBackward));
+        WarpPerRow("rmsnorm_backward_dx", x.Rows, P(dy), P(x), P(rstd), P(weight), P(dx), x.Rows, x.Columns);
+        NormParameterGradients(dy, x, null, rstd, dWeight, null);
+    }
+
+    /// <summary>dGamma = sum_n dy xhat (and dBeta = sum_n dy), overwritten; xhat from LayerNorm's or RMSNorm's statistics.</summary>
+    private void NormParameterGradients(Tensor dy, Tensor x, Tensor? mean, Tensor rstd, Tensor dGamma, Tensor? dBeta)
+    {
+        int rows = x.Rows, cols = x.Columns, chunks = Math.Max(1, (rows + RowsPerChunk - 1) / RowsPerChunk);
+        Tensor partial = _partials.Get(new Shape(2 * chunks * cols));
+        Tensor gammaPartial = partial.View(new Shape(chunks * cols)), betaPartial = partial.View(new Shape(chunks * cols), (long)chunks * cols);
+        _device.Launch("layernorm_backward_params", (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0,
+            P(dy), P(x), mean is null ? 0UL : P(mean), P(rstd), P(gammaPartial), dBeta is null ? 0UL : P(betaPartial), rows, cols, RowsPerChunk);
+        Elementwise("column_finish", cols, P(gammaPartial), P(dGamma), chunks, cols, 1f, 0f);
+        if (dBeta is not null) Elementwise("column_finish", cols, P(betaPartial), P(dBeta), chunks, cols, 1f, 0f);
+    }
+
+    private static void CheckNorm(Tensor x, Tensor weight, Tensor y, Tensor rstd, string op)
+    {
+        if (weight.Count != x.Columns || y.Count != x.Count || rstd.Count != x.Rows)
+            throw new ArgumentException($"{op}: x {x.Shape}, weight {weight.Shape}, output {y.Shape} and saved statistics {rstd.Shape} do not agree");
+    }
+
+    public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
+    {
+        s.Validate(q, k, v, output, logSumExp);
+        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        Tensor scores = _scores.Get(new Shape(h * tq * tk));                        // (H, Tq, Tk) for one batch element at a time
+        for (int b = 0; b < s.Batch; b++)
+        {
+            // S_h = scale Q_h K_h^T, all heads of batch b as one strided batch (head stride hd columns).
+            using (Time(nameof(MatMul)))
+                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
+                    HeadBase(k, b, tk), k.Stride, hd, HeadBase(q, b, tq), q.Stride, hd, 0f, P(scores), tk, (long)tq * tk, h, _compute);
+            using (Time(nameof(AttentionForward)))
+                _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
+            // O_h = P_h V_h, written into the head's columns of the output.
+            using (Time(nameof(MatMul)))
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f,
+                    HeadBase(v, b, tk), v.Stride, hd, P(scores), tk, (long)tq * tk, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute);
+        }
+    }
+
+    public void AttentionBackward(AttentionShape s, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
+        ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
+    {
+        s.Validate(q, k, v, output, logSumExp);
+        s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
+        if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
+        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        Tensor p = _scores.Get(new Shape(h * tq * tk)), dp = _scoreGradients.Get(new Shape(h * tq * tk)), d = _rowDots.Get(new Shape(h * tq));
+        long scoreStride = (long)tq * tk;
+        for (int b = 0; b < s.Batch; b++)
+        {
+            ulong dOut = OutputBase(dOutput, b, tq), o = OutputBase(output, b, tq);
+            using (Time(nameof(MatMul)))
+                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
+                    HeadBase(k, b, tk), k.Stride, hd, HeadBase(q, b, tq), q.Stride, hd, 0f, P(p), tk, scoreStride, h, _compute);      // S
+            using (Time(nameof(AttentionBackward)))
+                Elementwise("attention_probabilities", (long)h * tq * tk, P(p), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);  // P
+            using (Time(nameof(MatMul)))
+            {
+                // dV_h = P_h^T dO_h   (Tk, hd)
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, dOut, dOutput.Columns, hd, P(p), tk, scoreStride, 0f,
+                    HeadBase(dv, b, tk), dv.Stride, hd, h, _compute);
+                // dP_h = dO_h V_h^T   (Tq, Tk)
+                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, 1f, HeadBase(v, b, tk), v.Stride, hd, dOut, dOutput.Columns, hd, 0f,
+                    P(dp), tk, scoreStride, h, _compute);
+            }
+            using (Time(nameof(AttentionBackward)))
+            {
+                // d_i = rowsum(dO_i O_i); dS = P (dP - d)
+                _device.Launch("attention_row_dot", (uint)((h * tq + 7) / 8), 1, Threads, 0, dOut, o, P(d), tq, h, hd, output.Columns);
+                Elementwise("attention_softmax_backward", (long)h * tq * tk, P(p), P(dp), P(d), h * tq, tk);
+            }
+            using (Time(nameof(MatMul)))
+            {
+                // dQ_h = scale dS_h K_h   (Tq, hd);  dK_h = scale dS_h^T Q_h   (Tk, hd)
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, HeadBase(k, b, tk), k.Stride, hd, P(dp), tk, scoreStride, 0f,
+                    HeadBase(dq, b, tq), dq.Stride, hd, h, _compute);
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, s.Scale, HeadBase(q, b, tq), q.Stride, hd, P(dp), tk, scoreStride, 0f,
+                    HeadBase(dk, b, tk), dk.Stride, hd, h, _compute);
+            }
+        }
+    }
+
+    /// <summary>Address of head 0 of batch element b in a column block (rows of length <paramref name="length"/>).</summary>
+    private static ulong HeadBase(ColumnBlock c, int b, int length) => P(c.Tensor) + (ulong)(((long)b * length * c.Stride + c.Offset) * 4);
+
+    private static ulong OutputBase(Tensor t, int b, int length) => P(t) + (ulong)((long)b * length * t.Columns * 4);
+
+    private static ulong LseBase(Tensor lse, int b, int heads, int length) => P(lse) + (ulong)((long)b * heads * length * 4);
+
+    public void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse)
+    {
+        if (headDim % 2 != 0) throw new ArgumentException($"Rotary: head dimension {headDim} must be even");
+        if (offset < 0 || offset + heads * headDim > x.Columns || sequenceLength <= 0 || x.Rows % sequenceLength != 0)
+            throw new ArgumentException($"Rotary: columns [{offset}, {offset + heads * headDim}) of {x.Shape} with sequence length {sequenceLength} do not fit");
+        using var _ = Time(nameof(Rotary));
+        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, theta, inverse ? -1f : 1f);
+    }
+
+    public void SwiGlu(Tensor x, Tensor y)
+    {
+        int f = y.Columns;
+        if (x.Columns != 2 * f || x.Rows != y.Rows) throw new ArgumentException($"SwiGlu: input {x.Shape} should be (N, 2F) for output {y.Shape}");
+        using var _ = Time(nameof(SwiGlu));
+        Elementwise("swiglu", y.Count, P(x), P(y), y.Rows, f);
+    }
+
+    public void SwiGluBackward(Tensor x, Tensor dy, Tensor dx)
+    {
+        int f = dy.Columns;
+        if (x.Columns != 2 * f || x.Rows != dy.Rows || dx.Count != x.Count) throw new ArgumentException($"SwiGluBackward: input {x.Shape}, gradient {dy.Shape} and dx {dx.Shape} do not agree");
+        using var _ = Time(nameof(SwiGluBackward));
+        Elementwise("swiglu_backward", dy.Count, P(x), P(dy), P(dx), dy.Rows, f);
+    }
+
+    public void Dropout(Tensor x, Tensor y, float p, ulong seed)
+    {
+        CheckSameCount(x, y, nameof(Dropout));
+        if (!(p >= 0 && p < 1)) throw new ArgumentException($"Dropout: probability must be in [0, 1), got {p}");
+        using var _ = Time(nameof(Dropout));
+        if (p == 0) { if (x.Pointer != y.Pointer) Copy(x, y); return; }
+        Elementwise("dropout", (x.Count + 3) / 4, P(x), P(y), x.Count, p, 1f / (1f - p), (uint)seed, (uint)(seed >> 32));
+    }
+
+    // ---- losses and metrics -------------------------------------------------------------------
+
+    public (double Sum, int Count) SoftmaxCrossEntropy(Tensor logits, Tensor targets, Tensor probabilities)
+    {
+        CheckTargets(logits, targets, nameof(SoftmaxCrossEntropy));
+        CheckSameCount(logits, probabilities, nameof(SoftmaxCrossEntropy));
+        using var _ = Time(nameof(SoftmaxCrossEntropy));
+        int rows = logits.Rows;
+        Tensor losses = _rowDots.Get(new Shape(rows));
+        _device.Launch("softmax_cross_entropy", (uint)rows, 1, 1024, 0, P(logits), P(targets), P(probabilities), P(losses), rows, logits.Columns);
+        var host = new float[rows];
+        Download(losses, host);
+        double sum = 0;
+        int count = 0;
+        foreach (float l in host) if (l >= 0) { sum += l; count++; }
+        return (sum, count);
+    }
+
+    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale)
+    {
+        CheckTargets(probabilities, targets, nameof(SoftmaxCrossEntropyBackward));
+        CheckSameCount(probabilities, dLogits, nameof(SoftmaxCrossEntropyBackward));
+        using var _ = Time(nameof(SoftmaxCrossEntropyBackward));
+        Elementwise("softmax_cross_entropy_backward", probabilities.Count, P(probabilities), P(targets), P(dLogits), probabilities.Rows, probabilities.Columns, scale);
+    }
+
+    public int CountCorrect(Tensor logits, Tensor targets)
+    {
+        CheckTargets(logits, targets, nameof(CountCorrect));
+        using var _ = Time(nameof(CountCorrect));
+        Tensor counter = _counter.Get(new Shape(1));
+        Driver.Check(Driver.Functions.MemsetD32(P(counter), 0, 1), "cuMemsetD32(counter)");
+        _device.Launch("count_correct", (uint)logits.Rows, 1, Threads, 0, P(logits), P(targets), P(counter), logits.Rows, logits.Columns);
+        var host = new int[1];
+        Download(counter, host);
+        return host[0];
+    }
+
+    /// <summary>Targets are checked on the host (one copy) so that an out-of-range target is an error, not a fault.</summary>
+    private static void CheckTargets(Tensor logits, Tensor targets, string op)
+    {
+        if (targets.Count != logits.Rows)
+            throw new ArgumentException($"{op}: {targets.Count} targets for {logits.Rows} rows of logits {logits.Shape}");
+        var host = new int[targets.Count];
+        targets.Backend.Download(targets, host);
+        for (int r = 0; r < host.Length; r++)
+            if (host[r] >= logits.Columns) throw new ArgumentException($"{op}: target {host[r]} at row {r} is outside [0, {logits.Columns}) (negative targets are ignored)");
+    }
+
+    // ---- optimizer kernels ------------------------------------------------------------------------
+
+    public void AdafactorFactoredMoments(Tensor g, Tensor rows, Tensor columns, float decay, float eps)
+    {
+        if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns)
+            throw new ArgumentException($"AdafactorFactoredMoments: rows {rows.Shape} and columns {columns.Shape} do not match the matrix {g.Shape}");
+        using var _ = Time(nameof(AdafactorFactoredMoments));
+        WarpPerRow("adafactor_row_moments", g.Rows, P(g), P(rows), g.Rows, g.Columns, decay, eps);
+        int chunks = Math.Max(1, (g.Rows + RowsPerChunk - 1) / RowsPerChunk);
+        Tensor partial = _partials.Get(new Shape(chunks * g.Columns));
+        _device.Launch("column_partial_squares", (uint)((g.Columns + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(g), P(partial), g.Rows, g.Columns, RowsPerChunk);
+        Elementwise("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
+    }
+
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u)
+    {
+        if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns || u.Count != g.Count)
+            throw new ArgumentException($"AdafactorFactoredPrecondition: rows {rows.Shape}, columns {columns.Shape} and u {u.Shape} do not match the matrix {g.Shape}");
+        using var _ = Time(nameof(AdafactorFactoredPrecondition));
+        Tensor mean = _rowDots.Get(new Shape(1));
+        _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), rows.Count);
+        Elementwise("adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns);
+    }
+
+    public void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps)
+    {
+        CheckSameCount(g, v, nameof(SquaredMovingAverage));
+        using var _ = Time(nameof(SquaredMovingAverage));
+        Elementwise("squared_moving_average", g.Count, P(g), P(v), g.Count, decay, eps);
+    }
+
+    public void DivideBySqrt(Tensor g, Tensor v, Tensor u)
+    {
+        CheckSameCount(g, v, nameof(DivideBySqrt)); CheckSameCount(g, u, nameof(DivideBySqrt));
+        using var _ = Time(nameof(DivideBySqrt));
+        Elementwise("divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count);
+    }
+
+    public void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
+    {
+        CheckSameCount(p, m, nameof(AdamApply)); CheckSameCount(p, v, nameof(AdamApply));
+        using var _ = Time(nameof(AdamApply));
+        Elementwise("adam_apply", p.Count, P(p), P(m), P(v), p.Count, lr / biasCorrection1, MathF.Sqrt(biasCorrection2), eps, 1 - lr * weightDecay);
+    }
+
+    // ---- reductions -----------------------------------------------------------------------------
+
+    public double Sum(Tensor x) => Reduce(x, null, 0, nameof(Sum));
+    public double SumOfSquares(Tensor x) => Reduce(x, null, 1, nameof(SumOfSquares));
+    public double SumOfMagnitudes(Tensor x) => Reduce(x, null, 2, nameof(SumOfMagnitudes));
+
+    public double Dot(Tensor a, Tensor b)
+    {
+        CheckSameCount(a, b, nameof(Dot));
+        return Reduce(a, b, 3, nameof(Dot));
+    }
+
+    private double Reduce(Tensor a, Tensor? b, int kind, string op)
+    {
+        if (a.Count == 0) return 0;
+        using var _ = Time(op);
+        uint blocks = (uint)Math.Min((a.Count + Threads - 1) / Threads, _device.Multiprocessors * 4);
+        Tensor partials = _partials.Get(new Shape((int)blocks * 2));                 // doubles: two floats each
+        _device.Launch("reduce_partials", blocks, 1, Threads, 0, P(a), b is null ? 0UL : P(b), P(partials), a.Count, kind);
+        var host = new float[blocks * 2];
+        Download(partials, host);
+        double total = 0;
+        fixed (float* f = host)
+            for (int i = 0; i < blocks; i++) total += ((double*)f)[i];
+        return total;
+    }
+
+    public float MaxMagnitude(Tensor x)
+    {
+        if (x.Count == 0) return 0;
+        using var _ = Time(nameof(MaxMagnitude));
+        uint blocks = (uint)Math.Min((x.Count + Threads - 1) / Threads, _device.Multiprocessors * 4);
+        Tensor partials = _partials.Get(new Shape((int)blocks));
+        _device.Launch("max_magnitude_partials", blocks, 1, Threads, 0, P(x), P(partials), x.Count);
+        var host = new float[blocks];
+        Download(partials, host);
+        return host.Max();
+    }
+
+    // ---- random -----------------------------------------------------------------------------------
+
+    public void FillGaussian(Tensor tensor, ulong seed, float std)
+    {
+        if (tensor.DType != DType.Float32) throw new ArgumentException($"FillGaussian: expected a Float32 tensor, got {tensor}");
+        using var _ = Time(nameof(FillGaussian));
+        Elementwise("fill_gaussian", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
+    }
+}

@@ -1,0 +1,296 @@
+using System.Diagnostics;
+using Flora.Tensors;
+
+namespace Flora.Backends.Cuda;
+
+/// <summary>How matrix products compute on the GPU; storage stays fp32 in every mode.</summary>
+public enum GemmPrecision
+{
+    /// <summary>Plain fp32 arithmetic (no tensor cores).</summary>
+    Fp32,
+    /// <summary>TF32 tensor cores: inputs rounded to 10-bit mantissas, fp32 accumulation.</summary>
+    Tf32,
+    /// <summary>bf16 tensor cores: inputs rounded to bf16 by cuBLAS, fp32 accumulation and output.</summary>
+    Bf16,
+}
+
+/// <summary>
+/// The kernel surface on an NVIDIA GPU: matrix products through cuBLAS, everything else through the
+/// project's kernels (Backends/Cuda/Kernels/*.cu, compiled with NVRTC), device memory from a caching
+/// allocator tagged in the ledger. All work goes to the default stream in issue order; results that
+/// return a number to the host (reductions, the loss) wait for it.
+/// </summary>
+public sealed unsafe partial class CudaBackend : IBackend
+{
+    private const uint Threads = 256;
+    private readonly CudaDevice _device;
+    private readonly CuBlas _blas;
+    private readonly CudaAllocator _allocator;
+    private readonly int _compute;
+    private readonly TensorSlot _partials, _scores, _scoreGradients, _rowDots;
+    private readonly TensorSlot _counter;
+
+    private CudaBackend(MemoryLedger ledger, GemmPrecision precision, CudaDevice device, string kernels)
+    {
+        Ledger = ledger;
+        Precision = precision;
+        _device = device;
+        _blas = new CuBlas();
+        _allocator = new CudaAllocator(device, ledger);
+        _compute = precision switch
+        {
+            GemmPrecision.Fp32 => CuBlas.Compute32F,
+            GemmPrecision.Tf32 => CuBlas.Compute32FFastTF32,
+            _ => CuBlas.Compute32FFast16BF,
+        };
+        _partials = new TensorSlot(this, MemoryTag.Scratch);
+        _scores = new TensorSlot(this, MemoryTag.Scratch);
+        _scoreGradients = new TensorSlot(this, MemoryTag.Scratch);
+        _rowDots = new TensorSlot(this, MemoryTag.Scratch);
+        _counter = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
+        Description = $"{device.Name} ({device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1073741824.0:F0} GiB), " +
+            $"driver {Driver.Functions.Path}, {Nvrtc.Describe()}, cuBLAS {_blas.Path}, GEMM {precision}; kernels {kernels}";
+    }
+
+    /// <summary>Opens device <paramref name="ordinal"/>, loads the kernels and cuBLAS; a machine without a driver gets one clear line.</summary>
+    public static CudaBackend Create(MemoryLedger? ledger = null, GemmPrecision precision = GemmPrecision.Tf32, int ordinal = 0)
+    {
+        var device = CudaDevice.Open(ordinal);
+        string kernels = device.LoadKernels();
+        return new CudaBackend(ledger ?? new MemoryLedger(), precision, device, kernels);
+    }
+
+    /// <summary>Whether a CUDA driver can be loaded here, and why not.</summary>
+    public static bool IsAvailable(out string? problem) => Driver.TryLoad(out problem);
+
+    public string Name => "cuda";
+    public string Description { get; }
+    public GemmPrecision Precision { get; }
+    public MemoryLedger Ledger { get; }
+    public OpProfiler? Profiler { get; set; }
+
+    /// <summary>Device memory: the ledger's count, the allocator's reservation, and the driver's reading.</summary>
+    public (long Ledger, long Reserved, long DriverUsed) MemoryReadings()
+    {
+        var (free, total) = _device.MemoryInfo();
+        return (Ledger.CurrentTotal, _allocator.Reserved, total - free);
+    }
+
+    public long DriverAllocations => _allocator.DriverAllocations;
+
+    public void Synchronize() => _device.Synchronize();
+
+    // ---- memory ------------------------------------------------------------------------------
+
+    public Tensor Allocate(Shape shape, MemoryTag tag, DType dtype = DType.Float32)
+    {
+        long bytes = (long)shape.Count * dtype.Size();
+        var storage = new DeviceStorage(_allocator, Ledger, tag, bytes);
+        var tensor = new Tensor(this, storage, shape, dtype, 0, ownsStorage: true);
+        if (bytes > 0) Driver.Check(Driver.Functions.MemsetD32(P(tensor), 0, (nuint)((bytes + 3) / 4)), $"cuMemsetD32({bytes} bytes)");
+        return tensor;
+    }
+
+    public void Upload(ReadOnlySpan<float> source, Tensor destination)
+    {
+        CheckCount(source.Length, destination, nameof(Upload));
+        fixed (float* s = source) Driver.Check(Driver.Functions.MemcpyHtoD(P(destination), s, (nuint)(source.Length * 4)), $"cuMemcpyHtoD({source.Length * 4} bytes)");
+    }
+
+    public void Upload(ReadOnlySpan<int> source, Tensor destination)
+    {
+        CheckCount(source.Length, destination, nameof(Upload));
+        fixed (int* s = source) Driver.Check(Driver.Functions.MemcpyHtoD(P(destination), s, (nuint)(source.Length * 4)), $"cuMemcpyHtoD({source.Length * 4} bytes)");
+    }
+
+    public void Download(Tensor source, Span<float> destination)
+    {
+        CheckCount(destination.Length, source, nameof(Download));
+        fixed (float* d = destination) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(destination.Length * 4)), $"cuMemcpyDtoH({destination.Length * 4} bytes)");
+    }
+
+    public void Download(Tensor source, Span<int> destination)
+    {
+        CheckCount(destination.Length, source, nameof(Download));
+        fixed (int* d = destination) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(destination.Length * 4)), $"cuMemcpyDtoH({destination.Length * 4} bytes)");
+    }
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        if (source.Count != destination.Count || source.DType != destination.DType)
+            throw new ArgumentException($"Copy: {source} into {destination}");
+        if (source.Bytes == 0) return;
+        using var _ = Time(nameof(Copy));
+        Driver.Check(Driver.Functions.MemcpyDtoD(P(destination), P(source), (nuint)source.Bytes), $"cuMemcpyDtoD({source.Bytes} bytes)");
+    }
+
+    public void Fill(Tensor tensor, float value)
+    {
+        using var _ = Time(nameof(Fill));
+        Elementwise("fill", tensor.Count, P(tensor), value, tensor.Count);
+    }
+
+    // ---- matrix products -----------------------------------------------------------------------
+
+    public void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
+    {
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns;
+        int kb = transposeB ? b.Columns : b.Rows, n = transposeB ? b.Rows : b.Columns;
+        if (k != kb || c.Rows != m || c.Columns != n)
+            throw new ArgumentException($"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
+        if (m == 0 || n == 0) return;
+        using var _ = Time(nameof(MatMul));
+        if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
+        // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+        _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
+            P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, _compute);
+    }
+
+    // ---- element-wise ---------------------------------------------------------------------------
+
+    public void Add(Tensor a, Tensor b, Tensor result)
+    {
+        CheckSameCount(a, b, nameof(Add)); CheckSameCount(a, result, nameof(Add));
+        using var _ = Time(nameof(Add));
+        Elementwise("add", a.Count, P(a), P(b), P(result), a.Count);
+    }
+
+    public void Axpy(float alpha, Tensor x, Tensor y) => Axpby(alpha, x, 1f, y);
+
+    public void Axpby(float alpha, Tensor x, float beta, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Axpby));
+        using var _ = Time(nameof(Axpby));
+        Elementwise("axpby", x.Count, alpha, P(x), beta, P(y), x.Count);
+    }
+
+    public void Scale(Tensor x, float alpha)
+    {
+        using var _ = Time(nameof(Scale));
+        Elementwise("scale", x.Count, P(x), alpha, x.Count);
+    }
+
+    public void AddBias(Tensor y, Tensor bias)
+    {
+        if (bias.Count != y.Columns) throw new ArgumentException($"AddBias: bias {bias.Shape} does not match the {y.Columns} columns of {y.Shape}");
+        using var _ = Time(nameof(AddBias));
+        Elementwise("add_bias", y.Count, P(y), P(bias), y.Rows, y.Columns);
+    }
+
+    public void SumRows(Tensor x, Tensor result, float alpha, float beta)
+    {
+        if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
+        using var _ = Time(nameof(SumRows));
+        ColumnReduce("column_partial_sums", x, null, result, alpha, beta);
+    }
+
+    public void Relu(Tensor x, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Relu));
+        using var _ = Time(nameof(Relu));
+        Elementwise("relu", x.Count, P(x), P(y), x.Count);
+    }
+
+    public void ReluBackward(Tensor y, Tensor dy, Tensor dx)
+    {
+        CheckSameCount(y, dy, nameof(ReluBackward)); CheckSameCount(y, dx, nameof(ReluBackward));
+        using var _ = Time(nameof(ReluBackward));
+        Elementwise("relu_backward", y.Count, P(y), P(dy), P(dx), y.Count);
+    }
+
+    public void Gelu(Tensor x, Tensor y)
+    {
+        CheckSameCount(x, y, nameof(Gelu));
+        using var _ = Time(nameof(Gelu));
+        Elementwise("gelu", x.Count, P(x), P(y), x.Count);
+    }
+
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
+    {
+        CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
+        using var _ = Time(nameof(GeluBackward));
+        Elementwise("gelu_backward", x.Count, P(x), P(dy), P(dx), x.Count);
+    }
+
+    // ---- helpers ----------------------------------------------------------------------------------
+
+    private static ulong P(Tensor t)
+    {
+        if (t.Storage.IsHost) throw new ArgumentException($"the CUDA backend got a tensor in host memory: {t}");
+        return (ulong)(long)t.Pointer;
+    }
+
+    /// <summary>A grid-stride launch over <paramref name="count"/> elements.</summary>
+    private void Elementwise(string kernel, long count, params object[] args)
+    {
+        if (count == 0) return;
+        uint blocks = (uint)Math.Min((count + Threads - 1) / Threads, (long)_device.Multiprocessors * 32);
+        _device.Launch(kernel, blocks, 1, Threads, 0, args);
+    }
+
+    /// <summary>Launches one warp per row (8 rows per block of 256 threads).</summary>
+    private void WarpPerRow(string kernel, int rows, params object[] args)
+    {
+        if (rows == 0) return;
+        _device.Launch(kernel, (uint)((rows + 7) / 8), 1, Threads, 0, args);
+    }
+
+    private const int RowsPerChunk = 256;
+
+    /// <summary>
+    /// A deterministic column reduction of x (rows, cols): the partial kernel writes one row of sums per
+    /// chunk of rows, then result = beta result + alpha (sum of the partial rows).
+    /// </summary>
+    private void ColumnReduce(string partialKernel, Tensor x, Tensor? unused, Tensor result, float alpha, float beta)
+    {
+        int rows = x.Rows, cols = x.Columns, chunks = Math.Max(1, (rows + RowsPerChunk - 1) / RowsPerChunk);
+        Tensor partial = _partials.Get(new Shape(chunks * cols));
+        _device.Launch(partialKernel, (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, RowsPerChunk);
+        Elementwise("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
+    }
+
+    private static void CheckCount(int length, Tensor t, string op)
+    {
+        if (length != t.Count) throw new ArgumentException($"{op}: {length} host elements for a tensor of shape {t.Shape} ({t.Count} elements)");
+    }
+
+    private static void CheckSameCount(Tensor a, Tensor b, string op)
+    {
+        if (a.Count != b.Count) throw new ArgumentException($"{op}: shapes {a.Shape} and {b.Shape} have different element counts");
+    }
+
+    private ProfileScope Time(string op) => new(this, op);
+
+    /// <summary>With a profiler attached, waits for the op to finish so that its wall time is its GPU time.</summary>
+    private readonly struct ProfileScope : IDisposable
+    {
+        private readonly CudaBackend _backend;
+        private readonly string _op;
+        private readonly long _start;
+
+        public ProfileScope(CudaBackend backend, string op)
+        {
+            _backend = backend;
+            _op = op;
+            _start = backend.Profiler is null ? 0 : Stopwatch.GetTimestamp();
+        }
+
+        public void Dispose()
+        {
+            if (_backend.Profiler is not OpProfiler profiler) return;
+            _backend.Synchronize();
+            profiler.Record(_op, Stopwatch.GetTimestamp() - _start);
+        }
+    }
+
+    public void Dispose()
+    {
+        _partials.Dispose();
+        _scores.Dispose();
+        _scoreGradients.Dispose();
+        _rowDots.Dispose();
+        _counter.Dispose();
+        _allocator.Dispose();
+        _blas.Dispose();
+    }
+}

@@ -1,0 +1,84 @@
+// Element-wise kernels: one thread per element in a grid-stride loop.
+
+FLORA_KERNEL void fill(float* x, float value, int n) { GRID_STRIDE(i, n) x[i] = value; }
+
+FLORA_KERNEL void add(const float* a, const float* b, float* r, int n) { GRID_STRIDE(i, n) r[i] = a[i] + b[i]; }
+
+// y = alpha x + beta y  (beta = 1: axpy)
+FLORA_KERNEL void axpby(float alpha, const float* x, float beta, float* y, int n) {
+    GRID_STRIDE(i, n) y[i] = beta == 1.0f ? fmaf(alpha, x[i], y[i]) : beta == 0.0f ? alpha * x[i] : fmaf(alpha, x[i], beta * y[i]);
+}
+
+FLORA_KERNEL void scale(float* x, float alpha, int n) { GRID_STRIDE(i, n) x[i] *= alpha; }
+
+// y[r, c] += bias[c]
+FLORA_KERNEL void add_bias(float* y, const float* bias, int rows, int cols) {
+    GRID_STRIDE(i, (long long)rows * cols) y[i] += bias[i % cols];
+}
+
+FLORA_KERNEL void relu(const float* x, float* y, int n) { GRID_STRIDE(i, n) y[i] = fmaxf(x[i], 0.0f); }
+
+FLORA_KERNEL void relu_backward(const float* y, const float* dy, float* dx, int n) { GRID_STRIDE(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+
+#define GELU_C 0.7978845608f
+#define GELU_A 0.044715f
+
+// y = 0.5 x (1 + tanh(c (x + a x^3)))
+FLORA_KERNEL void gelu(const float* x, float* y, int n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+        y[i] = 0.5f * v * (1.0f + t);
+    }
+}
+
+// dx = dy (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2))
+FLORA_KERNEL void gelu_backward(const float* x, const float* dy, float* dx, int n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+// x = [a | b] (rows, 2f) -> y = silu(a) b (rows, f)
+FLORA_KERNEL void swiglu(const float* x, float* y, int rows, int f) {
+    GRID_STRIDE(i, (long long)rows * f) {
+        long long r = i / f, c = i % f;
+        float a = x[r * 2 * f + c], b = x[r * 2 * f + f + c];
+        float s = 1.0f / (1.0f + expf(-a));
+        y[i] = a * s * b;
+    }
+}
+
+FLORA_KERNEL void swiglu_backward(const float* x, const float* dy, float* dx, int rows, int f) {
+    GRID_STRIDE(i, (long long)rows * f) {
+        long long r = i / f, c = i % f;
+        float a = x[r * 2 * f + c], b = x[r * 2 * f + f + c];
+        float s = 1.0f / (1.0f + expf(-a));
+        float g = dy[i];
+        dx[r * 2 * f + c] = g * b * s * (1.0f + a * (1.0f - s));    // silu'(a) = s (1 + a (1 - s))
+        dx[r * 2 * f + f + c] = g * a * s;
+    }
+}
+
+// Column sums in two passes, deterministic: partial[chunk, c] = sum of rows [chunk * rowsPerChunk, ...) of x[:, c].
+FLORA_KERNEL void column_partial_sums(const float* x, float* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int r = r0; r < r1; r++) s += x[(long long)r * cols + c];
+        partial[(long long)chunk * cols + c] = s;
+    }
+}
+
+// result[c] = beta result[c] + alpha sum over chunks of partial[:, c]
+FLORA_KERNEL void column_finish(const float* partial, float* result, int chunks, int cols, float alpha, float beta) {
+    GRID_STRIDE(c, cols) {
+        float s = 0.0f;
+        for (int k = 0; k < chunks; k++) s += partial[(long long)k * cols + c];
+        result[c] = beta == 0.0f ? alpha * s : fmaf(alpha, s, beta * result[c]);
+    }
+}

@@ -1,0 +1,65 @@
+// Optimizer kernels: Adafactor's factored and unfactored second moments, the AdamW step.
+
+// rows[i] = decay rows[i] + (1 - decay) (mean_j g[i, j]^2 + eps); one warp per row.
+FLORA_KERNEL void adafactor_row_moments(const float* g, float* rowMoments, int rows, int cols, float decay, float eps) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float* gr = g + (long long)row * cols;
+    float s = 0.0f;
+    for (int c = lane; c < cols; c += 32) s += gr[c] * gr[c];
+    s = warp_sum(s);
+    if (lane == 0) rowMoments[row] = decay * rowMoments[row] + (1.0f - decay) * (s / cols + eps);
+}
+
+// partial[chunk, c] = sum over the chunk's rows of g[:, c]^2
+FLORA_KERNEL void column_partial_squares(const float* g, float* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int r = r0; r < r1; r++) { float v = g[(long long)r * cols + c]; s += v * v; }
+        partial[(long long)chunk * cols + c] = s;
+    }
+}
+
+// columns[c] = decay columns[c] + (1 - decay) (sum_chunks partial / rows + eps)
+FLORA_KERNEL void adafactor_column_finish(const float* partial, float* columns, int chunks, int rows, int cols, float decay, float eps) {
+    GRID_STRIDE(c, cols) {
+        float s = 0.0f;
+        for (int k = 0; k < chunks; k++) s += partial[(long long)k * cols + c];
+        columns[c] = decay * columns[c] + (1.0f - decay) * (s / rows + eps);
+    }
+}
+
+// mean of the row moments into *meanOut (one block).
+FLORA_KERNEL void mean_of(const float* x, float* meanOut, int n) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *meanOut = s / n;
+}
+
+// u = g / sqrt(rows_i / mean(rows) * columns_j), as rsqrt(rows_i / mean) * rsqrt(columns_j)
+FLORA_KERNEL void adafactor_precondition(const float* g, const float* rowMoments, const float* columns, const float* meanRows, float* u, int rows, int cols) {
+    float mean = *meanRows;
+    GRID_STRIDE(i, (long long)rows * cols) {
+        long long r = i / cols;
+        int c = (int)(i % cols);
+        u[i] = g[i] * rsqrtf(rowMoments[r] / mean) * rsqrtf(columns[c]);
+    }
+}
+
+// v = decay v + (1 - decay)(g^2 + eps)
+FLORA_KERNEL void squared_moving_average(const float* g, float* v, int n, float decay, float eps) {
+    GRID_STRIDE(i, n) { float x = g[i]; v[i] = decay * v[i] + (1.0f - decay) * (x * x + eps); }
+}
+
+FLORA_KERNEL void divide_by_sqrt(const float* g, const float* v, float* u, int n) { GRID_STRIDE(i, n) u[i] = g[i] * rsqrtf(v[i]); }
+
+// p = p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
+FLORA_KERNEL void adam_apply(float* p, const float* m, const float* v, int n, float stepSize, float sqrtBc2, float eps, float decay) {
+    GRID_STRIDE(i, n) {
+        float denominator = sqrtf(v[i]) / sqrtBc2 + eps;
+        p[i] = p[i] * decay - stepSize * (m[i] / denominator);
+    }
+}

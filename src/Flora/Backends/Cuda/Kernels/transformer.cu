@@ -1,0 +1,89 @@
+// Embeddings, rotary positions and the softmax steps of attention (the products go to cuBLAS).
+
+FLORA_KERNEL void embedding_forward(const float* table, const int* ids, float* out, int n, int cols) {
+    GRID_STRIDE(i, (long long)n * cols) out[i] = table[(long long)ids[i / cols] * cols + i % cols];
+}
+
+// dtable[ids[r]] += alpha dout[r]  (atomics: repeated ids add up in any order)
+FLORA_KERNEL void embedding_backward(const float* dout, const int* ids, float* dtable, int n, int cols, float alpha) {
+    GRID_STRIDE(i, (long long)n * cols) atomicAdd(&dtable[(long long)ids[i / cols] * cols + i % cols], alpha * dout[i]);
+}
+
+// Rotate-half rotary positions in place: pair (x_i, x_{i+half}) of position t turns by t theta^(-2i/hd).
+// One thread per (row, head, i); angles in double, as the CPU backend computes them.
+FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, int headDim, int sequence, float theta, float sign) {
+    int half = headDim / 2;
+    GRID_STRIDE(k, (long long)rows * heads * half) {
+        long long row = k / (heads * half);
+        int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
+        int t = (int)(row % sequence);
+        double angle = t * pow((double)theta, -2.0 * i / headDim);
+        float c = (float)cos(angle), s = sign * (float)sin(angle);
+        float* p = x + row * stride + offset + h * headDim;
+        float a = p[i], b = p[i + half];
+        p[i] = a * c - b * s;
+        p[i + half] = a * s + b * c;
+    }
+}
+
+// Softmax of each row of scores (batchRows rows of cols) in place; causal rows keep j <= i (i = row % cols
+// when queries and keys have the same length); lse[row] = max + log(sum).
+FLORA_KERNEL void attention_softmax(float* scores, float* lse, int batchRows, int queries, int cols, int causal) {
+    int row = blockIdx.x;
+    if (row >= batchRows) return;
+    float* s = scores + (long long)row * cols;
+    int valid = causal ? (row % queries) + 1 : cols;
+    float m = -FLORA_INF;
+    for (int c = threadIdx.x; c < valid; c += blockDim.x) m = fmaxf(m, s[c]);
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < valid; c += blockDim.x) { float e = expf(s[c] - m); s[c] = e; sum += e; }
+    sum = block_sum(sum);
+    float inv = 1.0f / sum;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) s[c] = c < valid ? s[c] * inv : 0.0f;
+    if (threadIdx.x == 0) lse[row] = m + logf(sum);
+}
+
+// P = exp(S - lse) per row (0 above the diagonal when causal).
+FLORA_KERNEL void attention_probabilities(float* scores, const float* lse, int batchRows, int queries, int cols, int causal) {
+    GRID_STRIDE(k, (long long)batchRows * cols) {
+        long long row = k / cols;
+        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        scores[k] = c < valid ? expf(scores[k] - lse[row]) : 0.0f;
+    }
+}
+
+// d[row] = sum over the head's hd columns of dO * O, for rows (t) of head h of batch b; heads batched.
+// O and dO are (B*T, width) with head h at column h*hd; out is (H, T) for this batch b.
+FLORA_KERNEL void attention_row_dot(const float* dO, const float* O, float* d, int queries, int heads, int headDim, int stride) {
+    int warpId = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (warpId >= heads * queries) return;
+    int h = warpId / queries, t = warpId % queries;
+    const float *a = dO + (long long)t * stride + h * headDim, *b = O + (long long)t * stride + h * headDim;
+    float s = 0.0f;
+    for (int c = lane; c < headDim; c += 32) s += a[c] * b[c];
+    s = warp_sum(s);
+    if (lane == 0) d[warpId] = s;
+}
+
+// dS = P (dP - d[row]) in place in dP.
+FLORA_KERNEL void attention_softmax_backward(const float* p, float* dp, const float* d, int batchRows, int cols) {
+    GRID_STRIDE(k, (long long)batchRows * cols) dp[k] = p[k] * (dp[k] - d[k / cols]);
+}
+
+// Inverted dropout with the Philox mask of the CPU backend: element i keeps its value (times scale)
+// when the uniform of word i % 4 of block i / 4 is at least p (philox_round10 comes from philox.cu).
+
+FLORA_KERNEL void dropout(const float* x, float* y, int n, float p, float scale, unsigned int k0, unsigned int k1) {
+    GRID_STRIDE(block, ((long long)n + 3) / 4) {
+        unsigned int c0 = (unsigned int)block, c1 = (unsigned int)(block >> 32), c2 = 0, c3 = 0;
+        philox_round10(c0, c1, c2, c3, k0, k1);
+        unsigned int words[4] = {c0, c1, c2, c3};
+        for (int j = 0; j < 4; j++) {
+            long long i = block * 4 + j;
+            if (i >= n) break;
+            float u = (float)((words[j] >> 9) * 2u + 1u) * (1.0f / 16777216.0f);
+            y[i] = u >= p ? x[i] * scale : 0.0f;
+        }
+    }
+}

@@ -1,0 +1,302 @@
+using Flora.Backends;
+using Flora.Backends.Cpu;
+using Flora.Backends.Cuda;
+using Flora.Optim;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Experiments;
+
+/// <summary>One op compared between the CPU and the device: its error, the tolerance it must meet, and the verdict.</summary>
+public sealed record ConformanceRow(string Op, double Error, double Tolerance, string Metric)
+{
+    public bool Passed => Error <= Tolerance;
+}
+
+/// <summary>
+/// The conformance suite of a device backend: every op of the kernel surface on random inputs (odd
+/// sizes, to reach the edges of tiles and grids), run on the CPU and on the device and compared.
+/// Error = max |device - reference| / max |reference| over each output (normwise relative); matrix
+/// products against a float64 reference on the host; the Philox fill bit for bit. Then a few training
+/// steps of a tiny GPT on both, with fp32 products, compared step by step.
+/// </summary>
+public static class ConformanceCheck
+{
+    public static IReadOnlyList<ConformanceRow> Run(GemmPrecision precision, IProgress<string>? progress = null)
+    {
+        var rows = new List<ConformanceRow>();
+        using var cpu = new CpuBackend(new MemoryLedger());
+        using var gpu = CudaBackend.Create(new MemoryLedger(), precision);
+        var random = new Random(20261122);
+        float[] Rand(int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+        int[] Ints(int n, int max, bool ignoreSome = false) => Enumerable.Range(0, n).Select(i => ignoreSome && i % 7 == 3 ? -1 : random.Next(max)).ToArray();
+
+        void Add(string op, double error, double tolerance, string metric = "relative")
+        {
+            rows.Add(new ConformanceRow(op, error, tolerance, metric));
+            progress?.Report(op);
+        }
+
+        // Runs body on both backends with the same host inputs; returns the outputs named by the body.
+        (float[][] Cpu, float[][] Gpu) Both(Func<IBackend, float[][]> body) => (body(cpu), body(gpu));
+
+        void Compare(string op, Func<IBackend, float[][]> body, double tolerance)
+        {
+            var (c, g) = Both(body);
+            Add(op, c.Zip(g, (a, b) => RelativeError(a, b)).Max(), tolerance);
+        }
+
+        double gemmTolerance = precision switch { GemmPrecision.Fp32 => 1e-5, GemmPrecision.Tf32 => 4e-3, _ => 3e-2 };
+        const double Exact = 0, Ew = 2e-6, Norm = 2e-5, Attn = 1e-4;
+
+        // ---- random: bit for bit
+        {
+            var (c, g) = Both(b => { using var t = b.Allocate(new Shape(1_000_003), MemoryTag.Scratch); b.FillGaussian(t, 0xF10A_2024UL, 0.37f); return [Host(t)]; });
+            int differing = c[0].Zip(g[0]).Count(p => BitConverter.SingleToInt32Bits(p.First) != BitConverter.SingleToInt32Bits(p.Second));
+            Add("FillGaussian (Philox4x32-10, 1,000,003 values)", differing, Exact, "values differing in any bit");
+        }
+
+        // ---- matrix products against float64
+        foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+        {
+            const int m = 131, k = 257, n = 93;
+            float[] a = Rand(m * k), bm = Rand(k * n), c0 = Rand(m * n);
+            double[] reference = Gemm64(a, bm, c0, m, k, n, ta, tb, 0.75f, 0.5f);
+            var g = Run(gpu, be =>
+            {
+                using var at = Up(be, a, ta ? [k, m] : [m, k]); using var bt = Up(be, bm, tb ? [n, k] : [k, n]); using var ct = Up(be, c0, [m, n]);
+                be.MatMul(at, ta, bt, tb, ct, 0.75f, 0.5f);
+                return [Host(ct)];
+            });
+            Add($"MatMul{(ta ? " A^T" : "")}{(tb ? " B^T" : "")} ({precision}) vs float64", RelativeError(reference.Select(x => (float)x).ToArray(), g[0]), gemmTolerance);
+        }
+
+        // ---- element-wise
+        const int N = 70_001;
+        float[] x = Rand(N, 3), y0 = Rand(N, 3);
+        Compare("Add", b => { using var p = Up(b, x, [N]); using var q = Up(b, y0, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); b.Add(p, q, r); return [Host(r)]; }, Ew);
+        foreach (float beta in new[] { 0f, 1f, 0.5f })
+            Compare($"Axpby (beta {beta})", b => { using var p = Up(b, x, [N]); using var q = Up(b, y0, [N]); b.Axpby(-0.3f, p, beta, q); return [Host(q)]; }, Ew);
+        Compare("Scale", b => { using var p = Up(b, x, [N]); b.Scale(p, 1.7f); return [Host(p)]; }, Ew);
+        Compare("Fill", b => { using var p = Up(b, x, [N]); b.Fill(p, 4.25f); return [Host(p)]; }, Exact);
+        Compare("AddBias", b => { using var p = Up(b, x[..(301 * 233)], [301, 233]); using var q = Up(b, y0[..233], [233]); b.AddBias(p, q); return [Host(p)]; }, Ew);
+        Compare("SumRows", b => { using var p = Up(b, x[..(601 * 117)], [601, 117]); using var q = Up(b, y0[..117], [117]); b.SumRows(p, q, 0.5f, 2f); return [Host(q)]; }, Norm);
+        Compare("Relu, ReluBackward", b =>
+        {
+            using var p = Up(b, x, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); using var d = Up(b, y0, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
+            b.Relu(p, r); b.ReluBackward(r, d, dx); return [Host(r), Host(dx)];
+        }, Ew);
+        Compare("Gelu, GeluBackward", b =>
+        {
+            using var p = Up(b, x, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); using var d = Up(b, y0, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
+            b.Gelu(p, r); b.GeluBackward(p, d, dx); return [Host(r), Host(dx)];
+        }, 2e-5);
+        Compare("SwiGlu, SwiGluBackward", b =>
+        {
+            using var p = Up(b, x[..(53 * 2 * 97)], [53, 2 * 97]); using var r = b.Allocate(new Shape(53, 97), MemoryTag.Scratch);
+            using var d = Up(b, y0[..(53 * 97)], [53, 97]); using var dx = b.Allocate(new Shape(53, 2 * 97), MemoryTag.Scratch);
+            b.SwiGlu(p, r); b.SwiGluBackward(p, d, dx); return [Host(r), Host(dx)];
+        }, 2e-5);
+        Compare("Dropout (p = 0.3, Philox mask)", b => { using var p = Up(b, x, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); b.Dropout(p, r, 0.3f, 77); return [Host(r)]; }, Ew);
+        Compare("Rotary, inverse", b =>
+        {
+            using var p = Up(b, x[..(4 * 9 * 40)], [4 * 9, 40]);
+            b.Rotary(p, 4, 2, 16, 9, 10000f, false); float[] rotated = Host(p);
+            b.Rotary(p, 4, 2, 16, 9, 10000f, true); return [rotated, Host(p)];
+        }, 1e-5);
+
+        // ---- embeddings, norms
+        int[] ids = Ints(513, 97);
+        float[] table = Rand(97 * 65), dEmbedding = Rand(513 * 65);
+        Compare("EmbeddingForward", b => { using var t = Up(b, table, [97, 65]); using var i = UpInts(b, ids); using var o = b.Allocate(new Shape(513, 65), MemoryTag.Scratch); b.EmbeddingForward(t, i, o); return [Host(o)]; }, Exact);
+        Compare("EmbeddingBackward", b =>
+        {
+            using var d = Up(b, dEmbedding, [513, 65]); using var i = UpInts(b, ids); using var t = Up(b, table, [97, 65]);
+            b.EmbeddingBackward(d, i, t, 0.5f); return [Host(t)];
+        }, Norm);
+        float[] nx = Rand(257 * 771, 2), gamma = Rand(771), betaV = Rand(771), ndy = Rand(257 * 771);
+        Compare("LayerNormForward (y, mean, rstd)", b =>
+        {
+            using var xt = Up(b, nx, [257, 771]); using var g = Up(b, gamma, [771]); using var be = Up(b, betaV, [771]);
+            using var yt = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var mu = b.Allocate(new Shape(257), MemoryTag.Scratch); using var rs = b.Allocate(new Shape(257), MemoryTag.Scratch);
+            b.LayerNormForward(xt, g, be, yt, mu, rs, 1e-5f); return [Host(yt), Host(mu), Host(rs)];
+        }, Norm);
+        Compare("LayerNormBackward (dx, dgamma, dbeta)", b =>
+        {
+            using var xt = Up(b, nx, [257, 771]); using var g = Up(b, gamma, [771]); using var be = Up(b, betaV, [771]); using var d = Up(b, ndy, [257, 771]);
+            using var yt = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var mu = b.Allocate(new Shape(257), MemoryTag.Scratch); using var rs = b.Allocate(new Shape(257), MemoryTag.Scratch);
+            using var dx = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var dg = b.Allocate(new Shape(771), MemoryTag.Scratch); using var db = b.Allocate(new Shape(771), MemoryTag.Scratch);
+            b.LayerNormForward(xt, g, be, yt, mu, rs, 1e-5f); b.LayerNormBackward(d, xt, mu, rs, g, dx, dg, db); return [Host(dx), Host(dg), Host(db)];
+        }, 5e-5);
+        Compare("RmsNormForward, RmsNormBackward", b =>
+        {
+            using var xt = Up(b, nx, [257, 771]); using var g = Up(b, gamma, [771]); using var d = Up(b, ndy, [257, 771]);
+            using var yt = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var rs = b.Allocate(new Shape(257), MemoryTag.Scratch);
+            using var dx = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var dg = b.Allocate(new Shape(771), MemoryTag.Scratch);
+            b.RmsNormForward(xt, g, yt, rs, 1e-6f); b.RmsNormBackward(d, xt, rs, g, dx, dg); return [Host(yt), Host(rs), Host(dx), Host(dg)];
+        }, 5e-5);
+
+        // ---- attention: self (causal and not) from a fused qkv, and cross (Tq != Tk)
+        foreach (bool causal in new[] { true, false })
+        {
+            const int B = 2, H = 3, T = 37, hd = 16, C = H * hd;
+            float[] qkv = Rand(B * T * 3 * C), dOut = Rand(B * T * C);
+            var shape = new AttentionShape(B, H, T, T, hd, causal, 1f / MathF.Sqrt(hd));
+            Compare($"Attention {(causal ? "causal" : "full")} forward and backward (out, lse, dq, dk, dv)", b =>
+            {
+                using var t = Up(b, qkv, [B * T, 3 * C]); using var o = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch); using var lse = b.Allocate(new Shape(B, H, T), MemoryTag.Scratch);
+                using var d = Up(b, dOut, [B * T, C]); using var dt = b.Allocate(new Shape(B * T, 3 * C), MemoryTag.Scratch);
+                b.AttentionForward(shape, new(t, 0), new(t, C), new(t, 2 * C), o, lse);
+                b.AttentionBackward(shape, d, new(t, 0), new(t, C), new(t, 2 * C), o, lse, new(dt, 0), new(dt, C), new(dt, 2 * C));
+                return [Host(o), Host(lse), Host(dt)];
+            }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
+        }
+        {
+            const int B = 2, H = 2, Tq = 13, Tk = 29, hd = 8, C = H * hd;
+            float[] q = Rand(B * Tq * C), kv = Rand(B * Tk * 2 * C), dOut = Rand(B * Tq * C);
+            var shape = new AttentionShape(B, H, Tq, Tk, hd, false, 1f / MathF.Sqrt(hd));
+            Compare("Attention cross forward and backward", b =>
+            {
+                using var qt = Up(b, q, [B * Tq, C]); using var kt = Up(b, kv, [B * Tk, 2 * C]); using var o = b.Allocate(new Shape(B * Tq, C), MemoryTag.Scratch);
+                using var lse = b.Allocate(new Shape(B, H, Tq), MemoryTag.Scratch); using var d = Up(b, dOut, [B * Tq, C]);
+                using var dq = b.Allocate(new Shape(B * Tq, C), MemoryTag.Scratch); using var dkv = b.Allocate(new Shape(B * Tk, 2 * C), MemoryTag.Scratch);
+                b.AttentionForward(shape, new(qt, 0), new(kt, 0), new(kt, C), o, lse);
+                b.AttentionBackward(shape, d, new(qt, 0), new(kt, 0), new(kt, C), o, lse, new(dq, 0), new(dkv, 0), new(dkv, C));
+                return [Host(o), Host(lse), Host(dq), Host(dkv)];
+            }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
+        }
+
+        // ---- loss and metrics
+        {
+            const int R = 301, V = 1031;
+            float[] logits = Rand(R * V, 4);
+            int[] targets = Ints(R, V, ignoreSome: true);
+            var (c, g) = Both(b =>
+            {
+                using var l = Up(b, logits, [R, V]); using var t = UpInts(b, targets); using var p = b.Allocate(new Shape(R, V), MemoryTag.Scratch);
+                using var d = b.Allocate(new Shape(R, V), MemoryTag.Scratch);
+                var (sum, count) = b.SoftmaxCrossEntropy(l, t, p);
+                b.SoftmaxCrossEntropyBackward(p, t, d, 1f / count);
+                return [[(float)sum, count, b.CountCorrect(l, t)], Host(p), Host(d)];
+            });
+            Add("SoftmaxCrossEntropy (loss sum, count) and CountCorrect", RelativeError(c[0], g[0]), 1e-6);
+            Add("SoftmaxCrossEntropy probabilities and backward", Math.Max(RelativeError(c[1], g[1]), RelativeError(c[2], g[2])), Norm);
+        }
+
+        // ---- optimizer kernels
+        {
+            const int R = 129, Cc = 263;
+            float[] g = Rand(R * Cc, 0.1f), rows0 = Rand(R).Select(Math.Abs).ToArray(), cols0 = Rand(Cc).Select(Math.Abs).ToArray();
+            Compare("AdafactorFactoredMoments and Precondition", b =>
+            {
+                using var gt = Up(b, g, [R, Cc]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, cols0, [Cc]); using var u = b.Allocate(new Shape(R, Cc), MemoryTag.Scratch);
+                b.AdafactorFactoredMoments(gt, rt, ct, 0.8f, 1e-30f); b.AdafactorFactoredPrecondition(gt, rt, ct, u); return [Host(rt), Host(ct), Host(u)];
+            }, Norm);
+            Compare("SquaredMovingAverage, DivideBySqrt", b =>
+            {
+                using var gt = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(Math.Abs).ToArray(), [R * Cc]); using var u = b.Allocate(new Shape(R * Cc), MemoryTag.Scratch);
+                b.SquaredMovingAverage(gt, v, 0.9f, 1e-30f); b.DivideBySqrt(gt, v, u); return [Host(v), Host(u)];
+            }, Norm);
+            Compare("AdamApply", b =>
+            {
+                using var p = Up(b, x[..(R * Cc)], [R * Cc]); using var m = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(z => z * z).ToArray(), [R * Cc]);
+                b.AdamApply(p, m, v, 1e-3f, 0.1f, 1e-8f, 0.19f, 0.002f); return [Host(p)];
+            }, Norm);
+        }
+
+        // ---- reductions
+        {
+            var (c, g) = Both(b =>
+            {
+                using var p = Up(b, x, [N]); using var q = Up(b, y0, [N]);
+                return [[(float)b.Sum(p), (float)b.SumOfSquares(p), (float)b.SumOfMagnitudes(p), (float)b.Dot(p, q), b.MaxMagnitude(p)]];
+            });
+            Add("Sum, SumOfSquares, SumOfMagnitudes, Dot, MaxMagnitude", c[0].Zip(g[0], (a, z) => Math.Abs(a - z) / Math.Max(Math.Abs(a), 1e-30)).Max(), 1e-6);
+        }
+
+        // ---- end to end: a few training steps of a tiny GPT with FLORA on both backends (fp32 products)
+        progress?.Report("training steps on both backends");
+        var e2e = EndToEnd();
+        Add("gpt-tiny, Flora r=8, 4 steps: training losses (fp32 products)", e2e, 2e-4);
+        return rows;
+    }
+
+    /// <summary>Max relative difference of the per-step losses of the same 4 steps on the CPU and on the GPU.</summary>
+    private static double EndToEnd()
+    {
+        string root = Path.Combine(Path.GetTempPath(), $"flora-check-{Environment.ProcessId}");
+        try
+        {
+            double[] Losses(string device)
+            {
+                var options = new TrainOptions
+                {
+                    Model = "gpt-tiny", Tokenizer = "bpe:300", SequenceLength = 32, BatchSize = 4, Steps = 4, WarmupSteps = 1,
+                    EvalEvery = 100, CheckpointEvery = 100, Device = device, Precision = "fp32", Dropout = 0.1f,
+                    Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.03f, Rank = 8, Kappa = 2 },
+                    Accumulation = AccumulationMode.Compressed, AccumulationSteps = 2,
+                    OutputDirectory = Path.Combine(root, device),
+                };
+                using var trainer = new Trainer(options);
+                trainer.Run();
+                return MetricsLog.ReadCsv(Path.Combine(options.OutputDirectory, MetricsLog.CsvFile)).Select(r => r.TrainLoss).ToArray();
+            }
+            double[] cpu = Losses("cpu"), gpu = Losses("cuda");
+            return cpu.Zip(gpu, (a, b) => Math.Abs(a - b) / Math.Abs(a)).Max();
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static float[][] Run(IBackend backend, Func<IBackend, float[][]> body) => body(backend);
+
+    private static Tensor Up(IBackend b, float[] data, int[] shape)
+    {
+        var t = b.Allocate(new Shape(shape), MemoryTag.Scratch);
+        b.Upload(data, t);
+        return t;
+    }
+
+    private static Tensor UpInts(IBackend b, int[] data)
+    {
+        var t = b.Allocate(new Shape(data.Length), MemoryTag.Scratch, DType.Int32);
+        b.Upload(data, t);
+        return t;
+    }
+
+    private static float[] Host(Tensor t)
+    {
+        var a = new float[t.Count];
+        t.Backend.Download(t, a);
+        return a;
+    }
+
+    /// <summary>max |b - a| / max |a| (NaN anywhere counts as an infinite error).</summary>
+    public static double RelativeError(float[] reference, float[] value)
+    {
+        if (reference.Length != value.Length) return double.PositiveInfinity;
+        double maxDiff = 0, maxRef = 0;
+        for (int i = 0; i < reference.Length; i++)
+        {
+            if (float.IsNaN(value[i]) != float.IsNaN(reference[i])) return double.PositiveInfinity;
+            maxDiff = Math.Max(maxDiff, Math.Abs((double)value[i] - reference[i]));
+            maxRef = Math.Max(maxRef, Math.Abs((double)reference[i]));
+        }
+        return maxRef == 0 ? maxDiff : maxDiff / maxRef;
+    }
+
+    private static double[] Gemm64(float[] a, float[] b, float[] c, int m, int k, int n, bool ta, bool tb, float alpha, float beta)
+    {
+        var result = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++) s += (double)(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+                result[i * n + j] = alpha * s + beta * c[i * n + j];
+            }
+        return result;
+    }
+}
