@@ -38,44 +38,81 @@ internal static class BenchCommand
             Print(console, result);
             return 0;
         }));
-        var trainModel = new Option<string>("--model") { Description = "model preset", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Model };
+        var trainModels = new Option<string>("--model") { Description = "model preset(s), comma-separated", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Model };
+        var trainOptimizers = new Option<string>("--optimizer") { Description = "optimizer(s), comma-separated; flora:R sets the rank (e.g. adamw,adafactor,adafactor-momentum,flora:32,flora:256)", DefaultValueFactory = _ => "flora:32" };
+        var trainLomo = new Option<string>("--lomo") { Description = "off, on or both", DefaultValueFactory = _ => "off" };
         var trainSteps = Options.PositiveInt("--steps", "timed steps", 10);
         var trainWarmup = Options.PositiveInt("--warmup", "untimed steps before timing", 3);
+        var trainBatch = Options.PositiveInt("--batch", "sequences per step", 8);
+        var trainSeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 128);
         var trainDevice = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-        var trainOptimizer = new Option<string>("--optimizer") { Description = "optimizer", DefaultValueFactory = _ => "flora" };
-        var train = new Command("train", "Tokens per second of training steps of a model, split into forward, backward and optimizer, and the GEMM share.")
+        var trainPrecision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
+        var trainTokenizer = new Option<string>("--tokenizer") { Description = "bpe:N or gpt2", DefaultValueFactory = _ => "bpe:4096" };
+        var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
+        var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModel, trainSteps, trainWarmup, trainDevice, trainOptimizer,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson,
         };
         train.SetAction(parse => FloraCli.Guard(error, () =>
         {
-            string run = Path.Combine(Path.GetTempPath(), $"flora-bench-{Environment.ProcessId}");
-            try
-            {
-                var options = new Flora.Training.TrainOptions
-                {
-                    Model = parse.GetValue(trainModel)!, Device = parse.GetValue(trainDevice)!, OutputDirectory = run,
-                    Optimizer = new Flora.Optim.OptimizerSpec { Name = parse.GetValue(trainOptimizer)!, LearningRate = Flora.Optim.OptimizerSpec.DefaultLearningRate(parse.GetValue(trainOptimizer)!), Rank = 32 },
-                };
-                using var trainer = new Flora.Training.Trainer(options);
-                var t = trainer.MeasureSteps(parse.GetValue(trainWarmup), parse.GetValue(trainSteps));
-                console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(trainer.Describe())}");
-                console.MarkupLine($"batch {options.BatchSize} x {options.SequenceLength} tokens, median of {parse.GetValue(trainSteps)} steps after {parse.GetValue(trainWarmup)} warm-up, device {options.Device}, {Environment.ProcessorCount} cores");
-                var table = new Table().AddColumns("tokens/s", "ms/step", "forward ms", "backward ms", "optimizer ms", "GEMM share", "target (>= 70%)");
-                table.AddRow($"{t.TokensPerSecond:N0}", $"{t.Step * 1000:F1}", $"{t.Forward * 1000:F1}", $"{t.Backward * 1000:F1}", $"{t.Optimizer * 1000:F1}",
-                    $"{t.GemmShare:P1}", t.GemmShare >= 0.7 ? "[green]met[/]" : "[red]missed[/]");
-                console.Write(table);
-                var ops = new Table().Title("share of step time per op").AddColumns("op", "share");
-                foreach (var (op, share) in t.Ops.Take(15)) ops.AddRow(Markup.Escape(op), $"{share:P1}");
-                console.Write(ops);
-                return 0;
-            }
-            finally
-            {
-                if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
-            }
+            string device = parse.GetValue(trainDevice)!, precision = parse.GetValue(trainPrecision)!;
+            string deviceName = device == "cuda" ? DescribeDevice(precision) : $"CPU, {Environment.ProcessorCount} cores";
+            double peak = TrainBenchmark.PeakTflops(device, precision, deviceName);
+            bool[] lomos = parse.GetValue(trainLomo) switch { "off" => [false], "on" => [true], "both" => [false, true], var v => throw new ArgumentException($"--lomo must be off, on or both, got '{v}'") };
+            var rows = new List<TrainBenchRow>();
+            foreach (string model in parse.GetValue(trainModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                foreach (string optimizer in parse.GetValue(trainOptimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    foreach (bool lomo in lomos)
+                    {
+                        var options = new Flora.Training.TrainOptions
+                        {
+                            Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
+                            BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
+                            Optimizer = TrainBenchmark.ParseOptimizer(optimizer),
+                        };
+                        console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")} ...");
+                        rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak));
+                    }
+            var report = new TrainBenchReport(deviceName, device == "cuda" ? precision : "fp32", DateTime.UtcNow.ToString("yyyy-MM-dd"), peak, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), rows);
+            if (parse.GetValue(trainJson) is string json) TrainBenchmark.WriteJson(report, json);
+            Print(console, report);
+            return 0;
         }));
-        return new Command("bench", "Benchmarks.") { pilot, optim, train };
+
+        var ours = new Option<string>("--ours") { Description = "JSON written by flora bench train --json", Required = true };
+        var torch = new Option<string?>("--torch") { Description = "JSON written by bench/torch_gpt2.py" };
+        var reportOut = new Option<string?>("--out") { Description = "write the side-by-side table as markdown to this file" };
+        var compare = new Command("compare", "Side-by-side table of a Flora benchmark and the PyTorch reference measured in the same run.") { ours, torch, reportOut };
+        compare.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            string markdown = BenchmarkComparison.Markdown(TrainBenchmark.ReadJson(parse.GetValue(ours)!),
+                parse.GetValue(torch) is string t ? BenchmarkComparison.ReadTorch(t) : null);
+            if (parse.GetValue(reportOut) is string path) File.WriteAllText(path, markdown);
+            console.WriteLine(markdown);
+            return 0;
+        }));
+
+        return new Command("bench", "Benchmarks.") { pilot, optim, train, compare };
+    }
+
+    private static string DescribeDevice(string precision)
+    {
+        using var backend = Flora.Backends.Cuda.CudaBackend.Create(precision: Flora.Backends.BackendFactory.ParsePrecision(precision));
+        return backend.Description;
+    }
+
+    private static void Print(IAnsiConsole console, TrainBenchReport r)
+    {
+        console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(r.Device)}; median of {r.Steps} steps after {r.Warmup} warm-up; precision {r.Precision}");
+        var table = new Table().AddColumns("model", "optimizer", "LOMO", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
+        foreach (var row in r.Rows)
+            table.AddRow(Markup.Escape(row.Model), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
+                double.IsNaN(row.ModelFlopsUtilization) ? "-" : $"{row.ModelFlopsUtilization:P1}", $"{row.ForwardMilliseconds:F1}", $"{row.BackwardMilliseconds:F1}",
+                $"{row.OptimizerMilliseconds:F1}", $"{row.GemmShare:P1}", $"{row.PeakLedgerBytes / 1048576.0:N0}", row.DriverUsedBytes == 0 ? "-" : $"{row.DriverUsedBytes / 1048576.0:N0}",
+                $"{row.OptimizerStateBytes / 1048576.0:N1}");
+        console.Write(table);
+        if (r.Rows.Count == 1 && r.Rows[0].GemmShare is var share)
+            console.MarkupLine($"GEMM share {share:P1} (target on the CPU: at least 70 %: {(share >= 0.7 ? "[green]met[/]" : "[red]missed[/]")})");
     }
 
     private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)

@@ -19,9 +19,10 @@ internal static class GenerateCommand
         var greedy = new Option<bool>("--greedy") { Description = "always take the most likely token" };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var printIds = new Option<bool>("--print-ids") { Description = "also print the prompt's and the generated token ids" };
         var command = new Command("generate", "Generate text from a checkpoint (greedy, temperature, top-k).")
         {
-            checkpoint, prompt, maxTokens, temperature, topK, greedy, seed, device,
+            checkpoint, prompt, maxTokens, temperature, topK, greedy, seed, device, printIds,
         };
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {
@@ -37,9 +38,11 @@ internal static class GenerateCommand
             TrainingCheckpoint.LoadWeights(dir, model);
             string text = parse.GetValue(prompt)!;
             var sampling = new SamplingOptions(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(greedy), parse.GetValue(seed));
-            string completion = Generator.Complete(model, tokenizer, text, parse.GetValue(maxTokens), sampling);
+            int[] promptIds = tokenizer.Encode(text);
+            int[] generated = Generator.Sample(model, promptIds, parse.GetValue(maxTokens), sampling, tokenizer.EndOfText).ToArray();
             console.MarkupLine($"[grey]{Markup.Escape(info.Model)}, step {info.Step}[/]");
-            console.MarkupLine($"[bold]{Markup.Escape(text)}[/]{Markup.Escape(completion)}");
+            console.MarkupLine($"[bold]{Markup.Escape(text)}[/]{Markup.Escape(tokenizer.Decode(generated))}");
+            if (parse.GetValue(printIds)) console.WriteLine($"ids: {string.Join(',', promptIds.Concat(generated))}");
             return 0;
         }));
         return command;

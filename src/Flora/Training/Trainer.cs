@@ -180,23 +180,22 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// Times <paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones, split into
-    /// forward (model and loss), backward (into the pipeline) and optimizer (the pipeline's end of cycle),
-    /// with the backend's op profiler attached. Writes no metrics and no checkpoints. Medians per step.
+    /// forward (model and loss), backward (into the pipeline) and optimizer (the pipeline's end of cycle);
+    /// the backend is synchronised at each boundary, so on a GPU the phases are device time. Then one more
+    /// step runs with the op profiler attached (which waits for every op) for the share of each op.
+    /// Writes no metrics and no checkpoints. Medians per step.
     /// </summary>
     public StepTimings MeasureSteps(int warmup, int steps)
     {
         if (steps <= 0 || warmup < 0) throw new ArgumentException($"steps ({steps}) must be positive and warm-up ({warmup}) non-negative");
-        var forward = new List<double>(); var backward = new List<double>(); var optimizer = new List<double>(); var total = new List<double>(); var gemm = new List<double>();
-        var profiler = new Flora.Backends.OpProfiler();
-        var opTotals = new Dictionary<string, double>();
-        for (int i = 0; i < warmup + steps; i++)
+        var forward = new List<double>(); var backward = new List<double>(); var optimizer = new List<double>(); var total = new List<double>();
+        long step = _startStep;
+        (double F, double B, double O, double All) OneStep()
         {
-            bool timed = i >= warmup;
-            _backend.Profiler = timed ? profiler : null;
-            profiler.Reset();
             _model.Context.Training = true;
-            _model.Context.Step = _startStep + i + 1;
+            _model.Context.Step = ++step;
             double f = 0, b = 0, o = 0;
+            _backend.Synchronize();
             long start = Stopwatch.GetTimestamp();
             for (int micro = 0; micro < _options.AccumulationSteps; micro++)
             {
@@ -204,27 +203,41 @@ public sealed class Trainer : IDisposable
                 long t0 = Stopwatch.GetTimestamp();
                 if (batch.Source is Tensor source) _model.SetSource(source);
                 _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+                _backend.Synchronize();
                 long t1 = Stopwatch.GetTimestamp();
                 _model.Backward(_loss.Backward(), _pipeline);
+                _backend.Synchronize();
                 long t2 = Stopwatch.GetTimestamp();
                 _pipeline.EndMicroBatch();
+                _backend.Synchronize();
                 long t3 = Stopwatch.GetTimestamp();
                 f += (t1 - t0) / (double)Stopwatch.Frequency;
                 b += (t2 - t1) / (double)Stopwatch.Frequency;
                 o += (t3 - t2) / (double)Stopwatch.Frequency;
             }
-            double all = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            if (!timed) continue;
-            forward.Add(f); backward.Add(b); optimizer.Add(o); total.Add(all); gemm.Add(profiler.Seconds("MatMul"));
-            foreach (var (op, t) in profiler.Ops) opTotals[op] = opTotals.GetValueOrDefault(op) + t.Seconds;
+            return (f, b, o, Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
+        for (int i = 0; i < warmup + steps; i++)
+        {
+            var (f, b, o, all) = OneStep();
+            if (i < warmup) continue;
+            forward.Add(f); backward.Add(b); optimizer.Add(o); total.Add(all);
+        }
+        var profiler = new Flora.Backends.OpProfiler();
+        _backend.Profiler = profiler;
+        double profiled = OneStep().All;
         _backend.Profiler = null;
         static double Median(List<double> v) { var s = v.Order().ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
         long tokens = (long)_options.BatchSize * _options.SequenceLength * _options.AccumulationSteps;
-        double sumTotal = total.Sum();
-        return new StepTimings(Median(total), Median(forward), Median(backward), Median(optimizer), gemm.Sum() / sumTotal, tokens / Median(total),
-            opTotals.OrderByDescending(kv => kv.Value).Select(kv => (kv.Key, kv.Value / sumTotal)).ToList());
+        return new StepTimings(Median(total), Median(forward), Median(backward), Median(optimizer), profiler.Seconds("MatMul") / profiled, tokens / Median(total),
+            profiler.Ops.OrderByDescending(kv => kv.Value.Ticks).Select(kv => (kv.Key, kv.Value.Seconds / profiled)).ToList());
     }
+
+    /// <summary>The backend this run trains on (benchmarks read its memory).</summary>
+    public IBackend Backend => _backend;
+
+    /// <summary>Bytes of optimizer state.</summary>
+    public long OptimizerStateBytes => _optimizer.StateBytes;
 
     /// <summary>Names the first parameter holding a NaN or an infinity, for the message of a diverged run.</summary>
     private string FirstNonFiniteParameter()

@@ -27,10 +27,26 @@ public class CudaTests
     }
 
     [Fact]
-    public void Without_a_device_the_cuda_backend_fails_with_one_clear_line()
+    public void Without_a_device_the_cuda_backend_fails_with_one_clear_line_or_works()
     {
-        var e = Assert.ThrowsAny<FloraException>(() => BackendFactory.Create("cuda"));
-        Assert.Matches("no CUDA driver found: tried libcuda.so.1|cuInit\\(0\\) failed|CUDA_ERROR", e.Message);
-        Assert.DoesNotContain("\n", e.Message);
+        IBackend? backend = null;
+        try
+        {
+            backend = BackendFactory.Create("cuda");
+        }
+        catch (FloraException e)
+        {
+            Assert.Matches("no CUDA driver found: tried libcuda.so.1|cuInit\\(0\\) failed|CUDA_ERROR", e.Message);
+            Assert.DoesNotContain("\n", e.Message);
+            return;
+        }
+        using (backend)
+        {
+            // A GPU is here: a round trip through device memory must give the values back.
+            using var t = backend.Allocate(new Flora.Tensors.Shape(1000), Flora.Tensors.MemoryTag.Scratch);
+            float[] values = Enumerable.Range(0, 1000).Select(i => i * 0.5f).ToArray();
+            backend.Upload(values, t);
+            Assert.Equal(values, TestUtil.ToArray(t));
+        }
     }
 }

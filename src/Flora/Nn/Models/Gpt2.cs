@@ -75,6 +75,9 @@ public sealed class Gpt2 : LanguageModel
 
     public override IEnumerable<Module> Children => [_wte, _wpe, _drop, .. _blocks, _lnF, _head];
 
+    public override double TrainingFlopsPerToken(int sequenceLength) =>
+        6.0 * ParameterCount + 12.0 * Config.Layers * Config.Embed * sequenceLength;
+
     public override string Describe() =>
         $"GPT-2 {Config.Layers} layers, {Config.Heads} heads, {Config.Embed} channels, vocabulary {Config.Vocabulary}, context {Config.Context}, {ParameterCount:N0} parameters";
 

@@ -38,6 +38,12 @@ public abstract class LanguageModel : Module
 
     public long ParameterCount => Parameters().Sum(p => (long)p.Value.Count);
 
+    /// <summary>
+    /// Training floating-point operations per token at <paramref name="sequenceLength"/> (PaLM's count):
+    /// 6 N for the weights (forward and backward) plus 12 L C T for the attention scores and values.
+    /// </summary>
+    public virtual double TrainingFlopsPerToken(int sequenceLength) => 6.0 * ParameterCount;
+
     protected static void CheckIds(Tensor ids, int maxLength, string model)
     {
         if (ids.DType != DType.Int32 || ids.Shape.Rank != 2)

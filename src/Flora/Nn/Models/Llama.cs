@@ -72,6 +72,9 @@ public sealed class Llama : LanguageModel
 
     public override IEnumerable<Module> Children => [_embed, .. _blocks, _norm, _head];
 
+    public override double TrainingFlopsPerToken(int sequenceLength) =>
+        6.0 * ParameterCount + 12.0 * Config.Layers * Config.Embed * sequenceLength;
+
     public override string Describe() =>
         $"Llama-style {Config.Layers} layers, {Config.Heads} heads, {Config.Embed} channels, SwiGLU {Config.Intermediate}, vocabulary {Config.Vocabulary}, {ParameterCount:N0} parameters";
 

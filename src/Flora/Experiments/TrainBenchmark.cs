@@ -1,0 +1,71 @@
+using System.Text.Json;
+using Flora.Backends.Cuda;
+using Flora.Optim;
+using Flora.Training;
+
+namespace Flora.Experiments;
+
+/// <summary>One configuration of the training benchmark and what it measured.</summary>
+public sealed record TrainBenchRow(
+    string Model, string Optimizer, bool Lomo, long Parameters, int BatchSize, int SequenceLength,
+    double MillisecondsPerStep, double TokensPerSecond, double ModelFlopsUtilization,
+    double ForwardMilliseconds, double BackwardMilliseconds, double OptimizerMilliseconds, double GemmShare,
+    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes);
+
+public sealed record TrainBenchReport(string Device, string Precision, string Date, double PeakTflops, int Warmup, int Steps, IReadOnlyList<TrainBenchRow> Rows);
+
+/// <summary>
+/// Training steps of a model on a device, per optimizer configuration: median step time, tokens/s,
+/// model FLOP utilisation (PaLM's 6N + 12 L C T flops per token over the device's dense peak for the
+/// precision), the phases, the GEMM share, peak memory from the ledger and from the driver, and the
+/// optimizer-state bytes. Data: the embedded corpus (timing does not depend on it).
+/// </summary>
+public static class TrainBenchmark
+{
+    /// <summary>"flora:256" -> Flora with rank 256; "adafactor-momentum", "adamw", ...</summary>
+    public static OptimizerSpec ParseOptimizer(string spec)
+    {
+        string[] parts = spec.Split(':');
+        int rank = parts.Length > 1 && int.TryParse(parts[1], out int r) && r > 0 ? r
+            : parts.Length > 1 ? throw new ArgumentException($"optimizer '{spec}': the rank after ':' must be a positive integer") : 32;
+        if (!OptimizerSpec.Names.Contains(parts[0])) throw new ArgumentException($"unknown optimizer '{parts[0]}': choose one of {string.Join(", ", OptimizerSpec.Names)}");
+        return new OptimizerSpec { Name = parts[0], Rank = rank, LearningRate = OptimizerSpec.DefaultLearningRate(parts[0]) };
+    }
+
+    /// <summary>Dense peak TFLOP/s of the device for the precision (H100/H200 SXM figures), for MFU.</summary>
+    public static double PeakTflops(string device, string precision, string deviceName) =>
+        device != "cuda" ? double.NaN
+        : deviceName.Contains("H100") || deviceName.Contains("H200") ? precision switch { "bf16" => 989, "tf32" => 495, _ => 67 }
+        : double.NaN;
+
+    public static TrainBenchRow RunOne(TrainOptions options, int warmup, int steps, double peakTflops)
+    {
+        string run = Path.Combine(Path.GetTempPath(), $"flora-bench-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        try
+        {
+            using var trainer = new Trainer(options with { OutputDirectory = run, CheckFinite = false });
+            var t = trainer.MeasureSteps(warmup, steps);
+            long driverUsed = trainer.Backend is CudaBackend cuda ? cuda.MemoryReadings().DriverUsed : 0;
+            double flops = trainer.Model.TrainingFlopsPerToken(options.SequenceLength) * t.TokensPerSecond;
+            string optimizer = options.Optimizer.Name + (options.Optimizer.Name.Contains("flora") ? $" r={options.Optimizer.Rank}" : "");
+            return new TrainBenchRow(options.Model, optimizer, options.Lomo, trainer.Model.ParameterCount, options.BatchSize, options.SequenceLength,
+                t.Step * 1000, t.TokensPerSecond, flops / (peakTflops * 1e12), t.Forward * 1000, t.Backward * 1000, t.Optimizer * 1000, t.GemmShare,
+                trainer.Backend.Ledger.PeakTotal, driverUsed, trainer.OptimizerStateBytes);
+        }
+        finally
+        {
+            if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+        }
+    }
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public static void WriteJson(TrainBenchReport report, string path) => File.WriteAllText(path, JsonSerializer.Serialize(report, Json));
+
+    public static TrainBenchReport ReadJson(string path) =>
+        JsonSerializer.Deserialize<TrainBenchReport>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty benchmark report");
+}
