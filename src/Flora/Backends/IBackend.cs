@@ -165,6 +165,20 @@ public interface IBackend : IDisposable
     void DivideBySqrt(Tensor g, Tensor v, Tensor u);
 
     /// <summary>
+    /// Adafactor's final step, with its scalars computed where the data is (no round trip to the host on a GPU):
+    /// s = lr (scaleParameter ? max(eps2, RMS(p)) : 1), clip = max(1, RMS(u) / clipThreshold),
+    /// p = p (1 - weightDecay s) - (s / clip) u. RMS(p) is taken before the update.
+    /// </summary>
+    void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
+
+    /// <summary>
+    /// The same step for an update given as the rank-r product decompress(M) (FLORA's momentum): for compressed
+    /// columns u = M A (M (n, r), A (r, m)), for rows u = A^T M (A (r, n), M (r, m)). RMS(u) comes from
+    /// sum((M^T M) o (A A^T)) (or M M^T), and W = (1 - weightDecay s) W - (s / clip) u is one matrix product.
+    /// </summary>
+    void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
+
+    /// <summary>
     /// The AdamW step: p = p (1 - lr weightDecay) - lr (m / biasCorrection1) / (sqrt(v / biasCorrection2) + eps).
     /// </summary>
     void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2);

@@ -72,7 +72,7 @@ public static class ConformanceCheck
         }
 
         // ---- element-wise
-        const int N = 70_001;
+        const int N = 80_021;
         float[] x = Rand(N, 3), y0 = Rand(N, 3);
         Compare("Add", b => { using var p = Up(b, x, [N]); using var q = Up(b, y0, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); b.Add(p, q, r); return [Host(r)]; }, Ew);
         foreach (float beta in new[] { 0f, 1f, 0.5f })
@@ -197,6 +197,21 @@ public static class ConformanceCheck
                 using var gt = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(Math.Abs).ToArray(), [R * Cc]); using var u = b.Allocate(new Shape(R * Cc), MemoryTag.Scratch);
                 b.SquaredMovingAverage(gt, v, 0.9f, 1e-30f); b.DivideBySqrt(gt, v, u); return [Host(v), Host(u)];
             }, Norm);
+            Compare("AdafactorUpdate (scalars on the device)", b =>
+            {
+                using var p = Up(b, x[..(R * Cc)], [R, Cc]); using var u = Up(b, g, [R, Cc]);
+                b.AdafactorUpdate(p, u, 0.03f, 1e-3f, 0.5f, 0.1f, true); return [Host(p)];
+            }, Norm);
+            foreach (bool columns in new[] { true, false })
+            {
+                const int r = 8;
+                float[] mm = Rand(columns ? R * r : r * Cc), aa = Rand(r * (columns ? Cc : R));
+                Compare($"AdafactorLowRankUpdate ({(columns ? "columns" : "rows")} compressed)", b =>
+                {
+                    using var p = Up(b, x[..(R * Cc)], [R, Cc]); using var m = Up(b, mm, columns ? [R, r] : [r, Cc]); using var a = Up(b, aa, columns ? [r, Cc] : [r, R]);
+                    b.AdafactorLowRankUpdate(p, m, a, columns, 0.03f, 1e-3f, 0.5f, 0.1f, true); return [Host(p)];
+                }, Math.Max(Norm, gemmTolerance));
+            }
             Compare("AdamApply", b =>
             {
                 using var p = Up(b, x[..(R * Cc)], [R * Cc]); using var m = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(z => z * z).ToArray(), [R * Cc]);

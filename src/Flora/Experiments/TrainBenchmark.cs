@@ -10,7 +10,7 @@ public sealed record TrainBenchRow(
     string Model, string Optimizer, bool Lomo, long Parameters, int BatchSize, int SequenceLength,
     double MillisecondsPerStep, double TokensPerSecond, double ModelFlopsUtilization,
     double ForwardMilliseconds, double BackwardMilliseconds, double OptimizerMilliseconds, double GemmShare,
-    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes);
+    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null);
 
 public sealed record TrainBenchReport(string Device, string Precision, string Date, double PeakTflops, int Warmup, int Steps, IReadOnlyList<TrainBenchRow> Rows);
 
@@ -50,7 +50,8 @@ public static class TrainBenchmark
             string optimizer = options.Optimizer.Name + (options.Optimizer.Name.Contains("flora") ? $" r={options.Optimizer.Rank}" : "");
             return new TrainBenchRow(options.Model, optimizer, options.Lomo, trainer.Model.ParameterCount, options.BatchSize, options.SequenceLength,
                 t.Step * 1000, t.TokensPerSecond, flops / (peakTflops * 1e12), t.Forward * 1000, t.Backward * 1000, t.Optimizer * 1000, t.GemmShare,
-                trainer.Backend.Ledger.PeakTotal, driverUsed, trainer.OptimizerStateBytes);
+                trainer.Backend.Ledger.PeakTotal, driverUsed, trainer.OptimizerStateBytes,
+                t.Ops.Take(16).ToDictionary(o => o.Op, o => Math.Round(o.Share, 4)));
         }
         finally
         {

@@ -110,7 +110,6 @@ public class Adafactor : Optimizer
         var group = GroupOf(parameter);
         long t = state.Step++;                                   // 0-based step of Algorithm 2
         long step = t + 1;                                       // 1-based step of Adafactor
-        float lr = StepSize(group, step, parameter.Value);
         float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
 
         Tensor u = gradient;                                     // (n, m), overwritten in place
@@ -124,31 +123,25 @@ public class Adafactor : Optimizer
             Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
             Backend.DivideBySqrt(gradient, state.V!, u);
         }
-        float keep = 1f - WeightDecayOf(group) * lr;                  // decoupled weight decay
+        float lr = RelativeStepSize(group, step), wd = WeightDecayOf(group);
         if (state.Momentum is CompressedMomentum { YieldsLowRank: true } flora)
         {
-            // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it
-            // to W in one product, W = keep W - (lr / clip) M A, never forming the n x m update.
+            // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it to W
+            // in one product, W = keep W - (lr / clip) M A, never forming the n x m update.
             Tensor a = flora.UpdateCompressed(u, t);
-            float rms = (float)Math.Sqrt(flora.DecompressedSquaredNorm(a) / u.Count);
-            flora.AddDecompressed(a, parameter.Value, -lr / Math.Max(1f, rms / Options.ClipThreshold), keep);
+            Backend.AdafactorLowRankUpdate(parameter.Value, flora.Moment, a, flora.Axis == CompressedAxis.Columns,
+                lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
         if (state.Momentum is not null) u = state.Momentum.Apply(u, t);
-
-        float clip = Math.Max(1f, Rms(u) / Options.ClipThreshold);
-        Backend.Axpby(-lr / clip, u, keep, parameter.Value);
+        Backend.AdafactorUpdate(parameter.Value, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 
-    /// <summary>lr_t of the official code: relative or external step size, times the parameter scale.</summary>
-    private float StepSize(ParameterGroup group, long step, Tensor weight)
-    {
-        float relative = Options.RelativeStep
+    /// <summary>The relative or external step size of the official code, before the parameter scale (applied by the backend).</summary>
+    private float RelativeStepSize(ParameterGroup group, long step) =>
+        Options.RelativeStep
             ? Math.Min(Options.WarmupInit ? 1e-6f * step : 1e-2f, 1f / MathF.Sqrt(step)) * LearningRateScale
             : LearningRateOf(group);
-        float scale = Options.ScaleParameter ? Math.Max(Options.Eps2, Rms(weight)) : 1f;
-        return relative * scale;
-    }
 
     public override void Dispose()
     {

@@ -111,8 +111,6 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
     public TensorSlot Product { get; } = new(backend, MemoryTag.Scratch);
     /// <summary>The transferred M before it is copied back.</summary>
     public TensorSlot Moved { get; } = new(backend, MemoryTag.Scratch);
-    /// <summary>The r x r Gram matrix of M, for the norm of a decompressed update.</summary>
-    public TensorSlot Gram { get; } = new(backend, MemoryTag.Scratch);
 
     public void Dispose()
     {
@@ -120,7 +118,6 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
         Compressed.Dispose();
         Product.Dispose();
         Moved.Dispose();
-        Gram.Dispose();
     }
 }
 
@@ -181,7 +178,8 @@ public sealed class CompressedMomentum : Momentum
 
     /// <summary>
     /// Lines 9-19 of Algorithm 2 (paper variant): folds u into M and returns this step's projection A,
-    /// leaving the yield decompress(M) to <see cref="AddDecompressed"/>, which applies it to W in one product.
+    /// leaving the yield decompress(M) to the caller, which applies it to W in one product
+    /// (<see cref="Backends.IBackend.AdafactorLowRankUpdate"/>).
     /// </summary>
     public Tensor UpdateCompressed(Tensor u, long t)
     {
@@ -193,22 +191,8 @@ public sealed class CompressedMomentum : Momentum
         return a;
     }
 
-    /// <summary>
-    /// ||decompress(M)||_F^2 without forming it: ||M A||^2 = sum((M^T M) o (A A^T)) for compressed columns,
-    /// ||A^T M||^2 = sum((M M^T) o (A A^T)) for rows; two r x r products instead of an n x m one.
-    /// </summary>
-    public double DecompressedSquaredNorm(Tensor a)
-    {
-        int r = P.Rank;
-        Tensor k = _scratch.Product.Get(new Shape(r, r)), l = _scratch.Gram.Get(new Shape(r, r));
-        _backend.MatMul(a, false, a, true, k);                                      // A A^T
-        if (_axis == CompressedAxis.Columns) _backend.MatMul(_m, true, _m, false, l); // M^T M
-        else _backend.MatMul(_m, false, _m, true, l);                               // M M^T
-        return _backend.Dot(k, l);
-    }
-
-    /// <summary>w = alpha decompress(M) + beta w: the update applied by one matrix product.</summary>
-    public void AddDecompressed(Tensor a, Tensor w, float alpha, float beta) => P.Decompress(_m, a, w, _axis, alpha, beta);
+    /// <summary>The compressed moment M itself, (n, r) or (r, m).</summary>
+    public Tensor Moment => _m;
 
     // Official PyTorch: yield (1 - beta) u + beta decompress_old(M); then transfer if the period ends;
     // then M = beta M + (1 - beta) compress_new(u).

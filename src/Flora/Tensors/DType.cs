@@ -5,6 +5,8 @@ public enum DType
 {
     Float32,
     Int32,
+    /// <summary>bfloat16: 8 exponent and 7 mantissa bits. Used by the GPU backend for tensor-core operands.</summary>
+    BFloat16,
 }
 
 public static class DTypeExtensions
@@ -14,6 +16,7 @@ public static class DTypeExtensions
     {
         DType.Float32 => 4,
         DType.Int32 => 4,
+        DType.BFloat16 => 2,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 }

@@ -413,6 +413,38 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
+    public void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        CheckSameCount(p, u, nameof(AdafactorUpdate));
+        var (keep, step) = AdafactorCoefficients(SumOfSquares(p), p.Count, SumOfSquares(u), u.Count, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+        Axpby(step, u, keep, p);
+    }
+
+    private TensorSlot? _gram, _gramM;
+
+    public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        int r = a.Rows;
+        _gram ??= new TensorSlot(this, MemoryTag.Scratch);
+        _gramM ??= new TensorSlot(this, MemoryTag.Scratch);
+        Tensor k = _gram.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
+        MatMul(a, false, a, true, k);                                              // A A^T
+        if (compressedColumns) MatMul(m, true, m, false, l);                       // M^T M
+        else MatMul(m, false, m, true, l);                                         // M M^T
+        var (keep, step) = AdafactorCoefficients(SumOfSquares(p), p.Count, Dot(k, l), p.Count, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+        if (compressedColumns) MatMul(m, false, a, false, p, step, keep);         // W = keep W + step M A
+        else MatMul(a, true, m, false, p, step, keep);                             // W = keep W + step A^T M
+    }
+
+    /// <summary>(1 - wd s, -s / clip) of Adafactor's step from the squared norms of p and u.</summary>
+    internal static (float Keep, float Step) AdafactorCoefficients(double pSquares, long pCount, double uSquares, long uCount,
+        float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        float s = lr * (scaleParameter ? Math.Max(eps2, (float)Math.Sqrt(pSquares / Math.Max(1, pCount))) : 1f);
+        float clip = Math.Max(1f, (float)Math.Sqrt(uSquares / Math.Max(1, uCount)) / clipThreshold);
+        return (1f - weightDecay * s, -s / clip);
+    }
+
     public void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
     {
         CheckSameCount(p, m, nameof(AdamApply)); CheckSameCount(p, v, nameof(AdamApply));

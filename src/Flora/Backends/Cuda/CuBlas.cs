@@ -8,7 +8,7 @@ namespace Flora.Backends.Cuda;
 internal sealed unsafe class CuBlas : IDisposable
 {
     public const int OpN = 0, OpT = 1;
-    public const int R32F = 0;
+    public const int R32F = 0, R16BF = 14;
     public const int Compute32F = 68, Compute32FFast16BF = 75, Compute32FFastTF32 = 77;
     private const int GemmDefault = -1;
 
@@ -16,6 +16,7 @@ internal sealed unsafe class CuBlas : IDisposable
     private readonly delegate* unmanaged<IntPtr, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int> _gemmEx;
     private readonly delegate* unmanaged<IntPtr, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int> _gemmStridedBatchedEx;
     private readonly delegate* unmanaged<IntPtr, int> _destroy;
+    private readonly delegate* unmanaged<IntPtr, int, int> _setPointerMode;
     private readonly delegate* unmanaged<int, byte*> _statusString;
 
     public CuBlas()
@@ -28,6 +29,7 @@ internal sealed unsafe class CuBlas : IDisposable
         _gemmEx = (delegate* unmanaged<IntPtr, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int>)lib.Export("cublasGemmEx");
         _gemmStridedBatchedEx = (delegate* unmanaged<IntPtr, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int>)lib.Export("cublasGemmStridedBatchedEx");
         _statusString = (delegate* unmanaged<int, byte*>)lib.TryExport("cublasGetStatusString");
+        _setPointerMode = (delegate* unmanaged<IntPtr, int, int>)lib.Export("cublasSetPointerMode_v2");
         IntPtr handle;
         Check(create(&handle), "cublasCreate_v2()");
         _handle = handle;
@@ -35,18 +37,36 @@ internal sealed unsafe class CuBlas : IDisposable
 
     public string Path { get; }
 
-    /// <summary>Column-major C (m, n) = alpha op(A) op(B) + beta C, all fp32 in device memory.</summary>
-    public void Gemm(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, int compute)
+    /// <summary>
+    /// Column-major C (m, n) = alpha op(A) op(B) + beta C in device memory; A and B of type <paramref name="inputType"/>
+    /// (fp32 or bf16), C fp32.
+    /// </summary>
+    public void Gemm(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, int compute, int inputType = R32F)
     {
-        int status = _gemmEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, R32F, lda, (void*)b, R32F, ldb, &beta, (void*)c, R32F, ldc, compute, GemmDefault);
+        int status = _gemmEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, inputType, lda, (void*)b, inputType, ldb, &beta, (void*)c, R32F, ldc, compute, GemmDefault);
         if (status != 0) Check(status, $"cublasGemmEx(transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, ldb={ldb}, ldc={ldc}, compute={compute})");
+    }
+
+    /// <summary>As <see cref="Gemm"/> with alpha and beta read from device memory (so that they can come from a kernel).</summary>
+    public void GemmDeviceScalars(int transA, int transB, int m, int n, int k, ulong alpha, ulong a, int lda, ulong b, int ldb, ulong beta, ulong c, int ldc, int compute, int inputType)
+    {
+        Check(_setPointerMode(_handle, 1), "cublasSetPointerMode(DEVICE)");
+        try
+        {
+            int status = _gemmEx(_handle, transA, transB, m, n, k, (void*)alpha, (void*)a, inputType, lda, (void*)b, inputType, ldb, (void*)beta, (void*)c, R32F, ldc, compute, GemmDefault);
+            if (status != 0) Check(status, $"cublasGemmEx(device scalars, transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, ldb={ldb}, ldc={ldc})");
+        }
+        finally
+        {
+            _setPointerMode(_handle, 0);
+        }
     }
 
     /// <summary>As <see cref="Gemm"/> for <paramref name="batch"/> matrices at fixed element strides.</summary>
     public void GemmStridedBatched(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA,
-        ulong b, int ldb, long strideB, float beta, ulong c, int ldc, long strideC, int batch, int compute)
+        ulong b, int ldb, long strideB, float beta, ulong c, int ldc, long strideC, int batch, int compute, int inputType = R32F)
     {
-        int status = _gemmStridedBatchedEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, R32F, lda, strideA, (void*)b, R32F, ldb, strideB,
+        int status = _gemmStridedBatchedEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, inputType, lda, strideA, (void*)b, inputType, ldb, strideB,
             &beta, (void*)c, R32F, ldc, strideC, batch, compute, GemmDefault);
         if (status != 0)
             Check(status, $"cublasGemmStridedBatchedEx(transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, strideA={strideA}, ldb={ldb}, strideB={strideB}, ldc={ldc}, strideC={strideC}, batch={batch})");

@@ -85,19 +85,37 @@ public sealed unsafe partial class CudaBackend
     {
         s.Validate(q, k, v, output, logSumExp);
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        long scoreStride = (long)tq * tk;
         Tensor scores = _scores.Get(new Shape(h * tq * tk));                        // (H, Tq, Tk) for one batch element at a time
+        if (Precision == GemmPrecision.Bf16)
+        {
+            var (q16, k16, v16) = Operands16(q, k, v);
+            Tensor p16 = _probabilities16.Get(new Shape(h * tq * tk));
+            for (int b = 0; b < s.Batch; b++)
+            {
+                using (Time(nameof(MatMul)))                                          // S_h = scale Q_h K_h^T
+                    _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, HeadBase(k, k16, 2, b, tk), k.Stride, hd,
+                        HeadBase(q, q16, 2, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, CuBlas.R16BF);
+                using (Time(nameof(AttentionForward)))
+                    _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), P(p16), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
+                using (Time(nameof(MatMul)))                                          // O_h = P_h V_h
+                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f, HeadBase(v, v16, 2, b, tk), v.Stride, hd,
+                        P(p16), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute, CuBlas.R16BF);
+            }
+            return;
+        }
         for (int b = 0; b < s.Batch; b++)
         {
             // S_h = scale Q_h K_h^T, all heads of batch b as one strided batch (head stride hd columns).
             using (Time(nameof(MatMul)))
                 _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
-                    HeadBase(k, b, tk), k.Stride, hd, HeadBase(q, b, tq), q.Stride, hd, 0f, P(scores), tk, (long)tq * tk, h, _compute);
+                    HeadBase(k, P(k.Tensor), 4, b, tk), k.Stride, hd, HeadBase(q, P(q.Tensor), 4, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute);
             using (Time(nameof(AttentionForward)))
                 _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
             // O_h = P_h V_h, written into the head's columns of the output.
             using (Time(nameof(MatMul)))
                 _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f,
-                    HeadBase(v, b, tk), v.Stride, hd, P(scores), tk, (long)tq * tk, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute);
+                    HeadBase(v, P(v.Tensor), 4, b, tk), v.Stride, hd, P(scores), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute);
         }
     }
 
@@ -108,44 +126,72 @@ public sealed unsafe partial class CudaBackend
         s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
-        Tensor p = _scores.Get(new Shape(h * tq * tk)), dp = _scoreGradients.Get(new Shape(h * tq * tk)), d = _rowDots.Get(new Shape(h * tq));
+        Tensor scores = _scores.Get(new Shape(h * tq * tk)), dp = _scoreGradients.Get(new Shape(h * tq * tk)), d = _rowDots.Get(new Shape(h * tq));
         long scoreStride = (long)tq * tk;
+        bool half = Precision == GemmPrecision.Bf16;
+        int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
+        ulong q16 = 0, k16 = 0, v16 = 0, dOut16 = 0, p16 = 0;
+        if (half)
+        {
+            (q16, k16, v16) = Operands16(q, k, v);
+            dOut16 = ToBf16(dOutput, _operandC);
+            p16 = P(_probabilities16.Get(new Shape(h * tq * tk)));
+        }
+        ulong Q(int b) => half ? HeadBase(q, q16, 2, b, tq) : HeadBase(q, P(q.Tensor), 4, b, tq);
+        ulong K(int b) => half ? HeadBase(k, k16, 2, b, tk) : HeadBase(k, P(k.Tensor), 4, b, tk);
+        ulong V(int b) => half ? HeadBase(v, v16, 2, b, tk) : HeadBase(v, P(v.Tensor), 4, b, tk);
+        ulong DOut(int b) => half ? dOut16 + (ulong)((long)b * tq * dOutput.Columns * 2) : OutputBase(dOutput, b, tq);
+        // The products read P and dS as bf16 copies in bf16 mode, as the fp32 scores buffer otherwise.
+        ulong probabilities = half ? p16 : P(scores), scoreGradients = half ? p16 : P(dp);
         for (int b = 0; b < s.Batch; b++)
         {
-            ulong dOut = OutputBase(dOutput, b, tq), o = OutputBase(output, b, tq);
             using (Time(nameof(MatMul)))
-                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
-                    HeadBase(k, b, tk), k.Stride, hd, HeadBase(q, b, tq), q.Stride, hd, 0f, P(p), tk, scoreStride, h, _compute);      // S
+                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, K(b), k.Stride, hd, Q(b), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, input); // S
             using (Time(nameof(AttentionBackward)))
-                Elementwise("attention_probabilities", (long)h * tq * tk, P(p), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);  // P
+                if (half) Elementwise("attention_probabilities_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
+                else Elementwise("attention_probabilities", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
             using (Time(nameof(MatMul)))
             {
                 // dV_h = P_h^T dO_h   (Tk, hd)
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, dOut, dOutput.Columns, hd, P(p), tk, scoreStride, 0f,
-                    HeadBase(dv, b, tk), dv.Stride, hd, h, _compute);
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, DOut(b), dOutput.Columns, hd, probabilities, tk, scoreStride, 0f,
+                    HeadBase(dv, P(dv.Tensor), 4, b, tk), dv.Stride, hd, h, _compute, input);
                 // dP_h = dO_h V_h^T   (Tq, Tk)
-                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, 1f, HeadBase(v, b, tk), v.Stride, hd, dOut, dOutput.Columns, hd, 0f,
-                    P(dp), tk, scoreStride, h, _compute);
+                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, 1f, V(b), v.Stride, hd, DOut(b), dOutput.Columns, hd, 0f,
+                    P(dp), tk, scoreStride, h, _compute, input);
             }
             using (Time(nameof(AttentionBackward)))
             {
                 // d_i = rowsum(dO_i O_i); dS = P (dP - d)
-                _device.Launch("attention_row_dot", (uint)((h * tq + 7) / 8), 1, Threads, 0, dOut, o, P(d), tq, h, hd, output.Columns);
-                Elementwise("attention_softmax_backward", (long)h * tq * tk, P(p), P(dp), P(d), h * tq, tk);
+                _device.Launch("attention_row_dot", (uint)((h * tq + 7) / 8), 1, Threads, 0, OutputBase(dOutput, b, tq), OutputBase(output, b, tq), P(d), tq, h, hd, output.Columns);
+                if (half) Elementwise("attention_softmax_backward_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), P(dp), P(d), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
+                else Elementwise("attention_softmax_backward", (long)h * tq * tk, P(scores), P(dp), P(d), h * tq, tk);
             }
             using (Time(nameof(MatMul)))
             {
                 // dQ_h = scale dS_h K_h   (Tq, hd);  dK_h = scale dS_h^T Q_h   (Tk, hd)
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, HeadBase(k, b, tk), k.Stride, hd, P(dp), tk, scoreStride, 0f,
-                    HeadBase(dq, b, tq), dq.Stride, hd, h, _compute);
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, s.Scale, HeadBase(q, b, tq), q.Stride, hd, P(dp), tk, scoreStride, 0f,
-                    HeadBase(dk, b, tk), dk.Stride, hd, h, _compute);
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, K(b), k.Stride, hd, scoreGradients, tk, scoreStride, 0f,
+                    HeadBase(dq, P(dq.Tensor), 4, b, tq), dq.Stride, hd, h, _compute, input);
+                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, s.Scale, Q(b), q.Stride, hd, scoreGradients, tk, scoreStride, 0f,
+                    HeadBase(dk, P(dk.Tensor), 4, b, tk), dk.Stride, hd, h, _compute, input);
             }
         }
     }
 
-    /// <summary>Address of head 0 of batch element b in a column block (rows of length <paramref name="length"/>).</summary>
-    private static ulong HeadBase(ColumnBlock c, int b, int length) => P(c.Tensor) + (ulong)(((long)b * length * c.Stride + c.Offset) * 4);
+    /// <summary>bf16 copies of the tensors q, k and v live in (converted once each, however many of them are the same tensor).</summary>
+    private (ulong Q, ulong K, ulong V) Operands16(ColumnBlock q, ColumnBlock k, ColumnBlock v)
+    {
+        ulong q16 = ToBf16(q.Tensor, _operandA);
+        ulong k16 = k.Tensor == q.Tensor ? q16 : ToBf16(k.Tensor, _operandB);
+        ulong v16 = v.Tensor == q.Tensor ? q16 : v.Tensor == k.Tensor ? k16 : throw new ArgumentException("attention: v must share its tensor with q or k");
+        return (q16, k16, v16);
+    }
+
+    /// <summary>
+    /// Address of head 0 of batch element b in a column block (rows of <paramref name="length"/>), in the copy at
+    /// <paramref name="baseAddress"/> whose elements have <paramref name="elementSize"/> bytes.
+    /// </summary>
+    private static ulong HeadBase(ColumnBlock c, ulong baseAddress, int elementSize, int b, int length) =>
+        baseAddress + (ulong)(((long)b * length * c.Stride + c.Offset) * elementSize);
 
     private static ulong OutputBase(Tensor t, int b, int length) => P(t) + (ulong)((long)b * length * t.Columns * 4);
 
@@ -271,6 +317,48 @@ public sealed unsafe partial class CudaBackend
         using var _ = Time(nameof(DivideBySqrt));
         Elementwise("divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count);
     }
+
+    public void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        CheckSameCount(p, u, nameof(AdafactorUpdate));
+        using var _ = Time(nameof(AdafactorUpdate));
+        uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
+        Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
+        _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(u), u.Count, P(partials));
+        Tensor coef = _coefficients.Get(new Shape(2));
+        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
+            lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
+        Elementwise("scaled_update", p.Count, P(p), P(u), P(coef), p.Count);
+    }
+
+    public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        int r = a.Rows;
+        Tensor k = _gramA.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
+        MatMul(a, false, a, true, k);                                               // A A^T
+        if (compressedColumns) MatMul(m, true, m, false, l);                        // M^T M
+        else MatMul(m, false, m, true, l);                                          // M M^T
+        using var _ = Time(nameof(AdafactorLowRankUpdate));
+        uint pBlocks = ReductionBlocks(p.Count), uBlocks = ReductionBlocks(k.Count);
+        Tensor partials = _partials.Get(new Shape((int)(pBlocks + uBlocks) * 2));   // doubles: sum p^2, then sum K o L
+        ulong pPartials = P(partials), uPartials = P(partials) + pBlocks * 8UL;
+        _device.Launch("reduce_partials", pBlocks, 1, Threads, 0, P(p), 0UL, pPartials, p.Count, 1);
+        _device.Launch("reduce_partials", uBlocks, 1, Threads, 0, P(k), P(l), uPartials, k.Count, 3);
+        Tensor coef = _coefficients.Get(new Shape(2));
+        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, pPartials, (int)pBlocks, 1, (long)p.Count, uPartials, (int)uBlocks, 1, (long)p.Count,
+            lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
+        // W = coef[0] W + coef[1] decompress(M): columns W (n, m) = M (n, r) A (r, m); rows W = A^T (n, r) M (r, m). Row-major, so swap.
+        bool half = Precision == GemmPrecision.Bf16;
+        int input = half ? CuBlas.R16BF : CuBlas.R32F;
+        ulong mp = half ? ToBf16(m, _operandA) : P(m), ap = half ? ToBf16(a, _operandB) : P(a);
+        int rows = p.Rows, cols = p.Columns;
+        if (compressedColumns)
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, _compute, input);
+        else
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, _compute, input);
+    }
+
+    private uint ReductionBlocks(long count) => (uint)Math.Max(1, Math.Min((count + Threads - 1) / Threads, _device.Multiprocessors * 4));
 
     public void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
     {

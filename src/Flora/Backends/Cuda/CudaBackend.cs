@@ -28,6 +28,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly CudaAllocator _allocator;
     private readonly int _compute;
     private readonly TensorSlot _partials, _scores, _scoreGradients, _rowDots;
+    private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
+    private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
 
     private CudaBackend(MemoryLedger ledger, GemmPrecision precision, CudaDevice device, string kernels)
@@ -37,17 +39,26 @@ public sealed unsafe partial class CudaBackend : IBackend
         _device = device;
         _blas = new CuBlas();
         _allocator = new CudaAllocator(device, ledger);
+        // bf16 mode rounds the operands to bf16 itself (to_bf16) and multiplies natively in bf16 with fp32
+        // accumulation: cuBLAS then picks its bf16 tensor-core kernels.
         _compute = precision switch
         {
             GemmPrecision.Fp32 => CuBlas.Compute32F,
             GemmPrecision.Tf32 => CuBlas.Compute32FFastTF32,
-            _ => CuBlas.Compute32FFast16BF,
+            _ => CuBlas.Compute32F,
         };
         _partials = new TensorSlot(this, MemoryTag.Scratch);
         _scores = new TensorSlot(this, MemoryTag.Scratch);
         _scoreGradients = new TensorSlot(this, MemoryTag.Scratch);
         _rowDots = new TensorSlot(this, MemoryTag.Scratch);
         _counter = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
+        _operandA = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _operandB = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _operandC = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _probabilities16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _coefficients = new TensorSlot(this, MemoryTag.Scratch);
+        _gramA = new TensorSlot(this, MemoryTag.Scratch);
+        _gramM = new TensorSlot(this, MemoryTag.Scratch);
         Description = $"{device.Name} ({device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1073741824.0:F0} GiB), " +
             $"driver {Driver.Functions.Path}, {Nvrtc.Describe()}, cuBLAS {_blas.Path}, GEMM {precision}; kernels {kernels}";
     }
@@ -142,6 +153,13 @@ public sealed unsafe partial class CudaBackend : IBackend
         using var _ = Time(nameof(MatMul));
         if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+        if (Precision == GemmPrecision.Bf16)
+        {
+            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+            _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
+                b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF);
+            return;
+        }
         _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
             P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, _compute);
     }
@@ -213,6 +231,14 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     // ---- helpers ----------------------------------------------------------------------------------
+
+    /// <summary>The bf16 copy of <paramref name="t"/> in <paramref name="slot"/> (round to nearest even); returns its address.</summary>
+    private ulong ToBf16(Tensor t, TensorSlot slot)
+    {
+        Tensor copy = slot.Get(new Shape(t.Count));
+        Elementwise("to_bf16", t.Count, P(t), P(copy), t.Count);
+        return P(copy);
+    }
 
     private static ulong P(Tensor t)
     {
@@ -290,6 +316,13 @@ public sealed unsafe partial class CudaBackend : IBackend
         _scoreGradients.Dispose();
         _rowDots.Dispose();
         _counter.Dispose();
+        _operandA.Dispose();
+        _operandB.Dispose();
+        _operandC.Dispose();
+        _probabilities16.Dispose();
+        _coefficients.Dispose();
+        _gramA.Dispose();
+        _gramM.Dispose();
         _allocator.Dispose();
         _blas.Dispose();
     }

@@ -63,3 +63,39 @@ FLORA_KERNEL void adam_apply(float* p, const float* m, const float* v, int n, fl
         p[i] = p[i] * decay - stepSize * (m[i] / denominator);
     }
 }
+
+// Adafactor's final step with device-side scalars (no round trip to the host).
+// partials[2 block] = sum of a^2 over the block's share of a, partials[2 block + 1] = sum of b^2 over b.
+FLORA_KERNEL void sum_squares_pair(const float* a, int na, const float* b, int nb, double* partials) {
+    double sa = 0.0, sb = 0.0;
+    GRID_STRIDE(i, na) { double x = a[i]; sa += x * x; }
+    GRID_STRIDE(i, nb) { double x = b[i]; sb += x * x; }
+    sa = block_sum_d(sa);
+    sb = block_sum_d(sb);
+    if (threadIdx.x == 0) { partials[2 * blockIdx.x] = sa; partials[2 * blockIdx.x + 1] = sb; }
+}
+
+// coef[0] = 1 - wd s (the weight's factor), coef[1] = -s / clip (the update's), with
+// s = lr (scale ? max(eps2, RMS(p)) : 1) and clip = max(1, RMS(u) / threshold). One block.
+FLORA_KERNEL void adafactor_coefficients(const double* pPartials, int pBlocks, int pStride, long long pCount,
+                                         const double* uPartials, int uBlocks, int uStride, long long uCount,
+                                         float lr, float eps2, float threshold, float wd, int scale, float* coef) {
+    double sp = 0.0, su = 0.0;
+    for (int i = threadIdx.x; i < pBlocks; i += blockDim.x) sp += pPartials[(long long)i * pStride];
+    for (int i = threadIdx.x; i < uBlocks; i += blockDim.x) su += uPartials[(long long)i * uStride];
+    sp = block_sum_d(sp);
+    su = block_sum_d(su);
+    if (threadIdx.x == 0) {
+        float rmsP = (float)sqrt(sp / (pCount > 0 ? pCount : 1)), rmsU = (float)sqrt(su / (uCount > 0 ? uCount : 1));
+        float s = lr * (scale ? fmaxf(eps2, rmsP) : 1.0f);
+        float clip = fmaxf(1.0f, rmsU / threshold);
+        coef[0] = 1.0f - wd * s;
+        coef[1] = -s / clip;
+    }
+}
+
+// p = coef[0] p + coef[1] u
+FLORA_KERNEL void scaled_update(float* p, const float* u, const float* coef, int n) {
+    float keep = coef[0], step = coef[1];
+    GRID_STRIDE(i, n) p[i] = fmaf(step, u[i], keep * p[i]);
+}

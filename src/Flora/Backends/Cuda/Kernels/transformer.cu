@@ -87,3 +87,44 @@ FLORA_KERNEL void dropout(const float* x, float* y, int n, float p, float scale,
         }
     }
 }
+
+// bf16 variants of the attention steps: the probabilities and the score gradients become bf16 operands of
+// the next products; the scores stay fp32. to_bf16_bits comes from elementwise.cu.
+
+// Softmax of each score row (as attention_softmax) written as bf16 probabilities; lse[row] = max + log(sum).
+FLORA_KERNEL void attention_softmax_bf16(const float* scores, unsigned short* p16, float* lse, int batchRows, int queries, int cols, int causal) {
+    int row = blockIdx.x;
+    if (row >= batchRows) return;
+    const float* s = scores + (long long)row * cols;
+    unsigned short* p = p16 + (long long)row * cols;
+    int valid = causal ? (row % queries) + 1 : cols;
+    float m = -FLORA_INF;
+    for (int c = threadIdx.x; c < valid; c += blockDim.x) m = fmaxf(m, s[c]);
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < valid; c += blockDim.x) sum += expf(s[c] - m);
+    sum = block_sum(sum);
+    float inv = 1.0f / sum;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) p[c] = to_bf16_bits(c < valid ? expf(s[c] - m) * inv : 0.0f);
+    if (threadIdx.x == 0) lse[row] = m + logf(sum);
+}
+
+// P = exp(S - lse) as bf16 (0 above the diagonal when causal); S is kept for the backward step below.
+FLORA_KERNEL void attention_probabilities_bf16(const float* scores, const float* lse, unsigned short* p16, int batchRows, int queries, int cols, int causal) {
+    GRID_STRIDE(k, (long long)batchRows * cols) {
+        long long row = k / cols;
+        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        p16[k] = to_bf16_bits(c < valid ? expf(scores[k] - lse[row]) : 0.0f);
+    }
+}
+
+// dS = P (dP - d[row]) with P = exp(S - lse), as bf16.
+FLORA_KERNEL void attention_softmax_backward_bf16(const float* scores, const float* lse, const float* dp, const float* d, unsigned short* ds16,
+                                                 int batchRows, int queries, int cols, int causal) {
+    GRID_STRIDE(k, (long long)batchRows * cols) {
+        long long row = k / cols;
+        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        float p = c < valid ? expf(scores[k] - lse[row]) : 0.0f;
+        ds16[k] = to_bf16_bits(p * (dp[k] - d[row]));
+    }
+}
