@@ -49,9 +49,10 @@ internal static class BenchCommand
         var trainPrecision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var trainTokenizer = new Option<string>("--tokenizer") { Description = "bpe:N or gpt2", DefaultValueFactory = _ => "bpe:4096" };
         var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
+        var trainProfile = new Option<string?>("--profile") { Description = "append a per-op and per-product profile of one step of each configuration to this markdown file" };
         var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson, trainProfile,
         };
         train.SetAction(parse => FloraCli.Guard(error, () =>
         {
@@ -71,7 +72,7 @@ internal static class BenchCommand
                             Optimizer = TrainBenchmark.ParseOptimizer(optimizer),
                         };
                         console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")} ...");
-                        rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak));
+                        rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)));
                     }
             var report = new TrainBenchReport(deviceName, device == "cuda" ? precision : "fp32", DateTime.UtcNow.ToString("yyyy-MM-dd"), peak, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), rows);
             if (parse.GetValue(trainJson) is string json) TrainBenchmark.WriteJson(report, json);

@@ -38,7 +38,7 @@ public static class TrainBenchmark
         : deviceName.Contains("H100") || deviceName.Contains("H200") ? precision switch { "bf16" => 989, "tf32" => 495, _ => 67 }
         : double.NaN;
 
-    public static TrainBenchRow RunOne(TrainOptions options, int warmup, int steps, double peakTflops)
+    public static TrainBenchRow RunOne(TrainOptions options, int warmup, int steps, double peakTflops, string? profilePath = null)
     {
         string run = Path.Combine(Path.GetTempPath(), $"flora-bench-{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
@@ -48,6 +48,8 @@ public static class TrainBenchmark
             long driverUsed = trainer.Backend is CudaBackend cuda ? cuda.MemoryReadings().DriverUsed : 0;
             double flops = trainer.Model.TrainingFlopsPerToken(options.SequenceLength) * t.TokensPerSecond;
             string optimizer = options.Optimizer.Name + (options.Optimizer.Name.Contains("flora") ? $" r={options.Optimizer.Rank}" : "");
+            if (profilePath is not null && t.Profile is not null)
+                File.AppendAllText(profilePath, ProfileMarkdown($"{options.Model}, {optimizer}{(options.Lomo ? ", LOMO" : "")}", t.Profile, t.ProfiledSeconds));
             return new TrainBenchRow(options.Model, optimizer, options.Lomo, trainer.Model.ParameterCount, options.BatchSize, options.SequenceLength,
                 t.Step * 1000, t.TokensPerSecond, flops / (peakTflops * 1e12), t.Forward * 1000, t.Backward * 1000, t.Optimizer * 1000, t.GemmShare,
                 trainer.Backend.Ledger.PeakTotal, driverUsed, trainer.OptimizerStateBytes,
@@ -57,6 +59,25 @@ public static class TrainBenchmark
         {
             if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
         }
+    }
+
+    /// <summary>One profiled step as markdown: time per op, then the matrix products by shape with their TFLOP/s.</summary>
+    public static string ProfileMarkdown(string title, Flora.Backends.OpProfiler profile, double stepSeconds)
+    {
+        var w = new System.Text.StringBuilder();
+        w.AppendLine($"### {title}: one profiled step, {stepSeconds * 1e3:F1} ms wall").AppendLine();
+        w.AppendLine("| op | calls | ms | share of step |").AppendLine("| --- | ---: | ---: | ---: |");
+        foreach (var (op, t) in profile.Ops.OrderByDescending(kv => kv.Value.Ticks))
+            w.AppendLine($"| {op} | {t.Calls} | {t.Seconds * 1e3:F2} | {t.Seconds / stepSeconds:P1} |");
+        w.AppendLine($"| (all ops) | | {profile.TotalSeconds * 1e3:F2} | {profile.TotalSeconds / stepSeconds:P1} |").AppendLine();
+        if (profile.Products.Count > 0)
+        {
+            w.AppendLine("| product (m x n x k) | calls | ms | TFLOP/s |").AppendLine("| --- | ---: | ---: | ---: |");
+            foreach (var (shape, (t, flops)) in profile.Products.OrderByDescending(kv => kv.Value.Timing.Ticks))
+                w.AppendLine($"| {shape} | {t.Calls} | {t.Seconds * 1e3:F2} | {flops / Math.Max(t.Seconds, 1e-12) / 1e12:F1} |");
+            w.AppendLine();
+        }
+        return w.ToString();
     }
 
     private static readonly JsonSerializerOptions Json = new()

@@ -16,7 +16,7 @@ public readonly record struct TrainProgress(long Step, long Steps, double Loss, 
 
 /// <summary>Per-step times of <see cref="Trainer.MeasureSteps"/> (seconds, medians), the GEMM share and the share of each op.</summary>
 public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
-    IReadOnlyList<(string Op, double Share)> Ops);
+    IReadOnlyList<(string Op, double Share)> Ops, Flora.Backends.OpProfiler? Profile = null, double ProfiledSeconds = 0);
 
 /// <summary>The outcome of a run.</summary>
 public sealed record TrainResult(
@@ -230,7 +230,7 @@ public sealed class Trainer : IDisposable
         static double Median(List<double> v) { var s = v.Order().ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
         long tokens = (long)_options.BatchSize * _options.SequenceLength * _options.AccumulationSteps;
         return new StepTimings(Median(total), Median(forward), Median(backward), Median(optimizer), profiler.Seconds("MatMul") / profiled, tokens / Median(total),
-            profiler.Ops.OrderByDescending(kv => kv.Value.Ticks).Select(kv => (kv.Key, kv.Value.Seconds / profiled)).ToList());
+            profiler.Ops.OrderByDescending(kv => kv.Value.Ticks).Select(kv => (kv.Key, kv.Value.Seconds / profiled)).ToList(), profiler, profiled);
     }
 
     /// <summary>The backend this run trains on (benchmarks read its memory).</summary>

@@ -93,12 +93,12 @@ public sealed unsafe partial class CudaBackend
             Tensor p16 = _probabilities16.Get(new Shape(h * tq * tk));
             for (int b = 0; b < s.Batch; b++)
             {
-                using (Time(nameof(MatMul)))                                          // S_h = scale Q_h K_h^T
+                using (TimeProduct("attention S", tq, tk, hd, h))                   // S_h = scale Q_h K_h^T
                     _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, HeadBase(k, k16, 2, b, tk), k.Stride, hd,
                         HeadBase(q, q16, 2, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, CuBlas.R16BF);
                 using (Time(nameof(AttentionForward)))
                     _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), P(p16), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
-                using (Time(nameof(MatMul)))                                          // O_h = P_h V_h
+                using (TimeProduct("attention PV", tq, hd, tk, h))                  // O_h = P_h V_h
                     _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f, HeadBase(v, v16, 2, b, tk), v.Stride, hd,
                         P(p16), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute, CuBlas.R16BF);
             }
@@ -107,13 +107,13 @@ public sealed unsafe partial class CudaBackend
         for (int b = 0; b < s.Batch; b++)
         {
             // S_h = scale Q_h K_h^T, all heads of batch b as one strided batch (head stride hd columns).
-            using (Time(nameof(MatMul)))
+            using (TimeProduct("attention S", tq, tk, hd, h))
                 _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
                     HeadBase(k, P(k.Tensor), 4, b, tk), k.Stride, hd, HeadBase(q, P(q.Tensor), 4, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute);
             using (Time(nameof(AttentionForward)))
                 _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
             // O_h = P_h V_h, written into the head's columns of the output.
-            using (Time(nameof(MatMul)))
+            using (TimeProduct("attention PV", tq, hd, tk, h))
                 _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f,
                     HeadBase(v, P(v.Tensor), 4, b, tk), v.Stride, hd, P(scores), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute);
         }
@@ -145,12 +145,12 @@ public sealed unsafe partial class CudaBackend
         ulong probabilities = half ? p16 : P(scores), scoreGradients = half ? p16 : P(dp);
         for (int b = 0; b < s.Batch; b++)
         {
-            using (Time(nameof(MatMul)))
+            using (TimeProduct("attention backward S", tq, tk, hd, h))
                 _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, K(b), k.Stride, hd, Q(b), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, input); // S
             using (Time(nameof(AttentionBackward)))
                 if (half) Elementwise("attention_probabilities_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
                 else Elementwise("attention_probabilities", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
-            using (Time(nameof(MatMul)))
+            using (TimeProduct("attention dV, dP", tq, tk, hd, 2 * h))
             {
                 // dV_h = P_h^T dO_h   (Tk, hd)
                 _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, DOut(b), dOutput.Columns, hd, probabilities, tk, scoreStride, 0f,
@@ -166,7 +166,7 @@ public sealed unsafe partial class CudaBackend
                 if (half) Elementwise("attention_softmax_backward_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), P(dp), P(d), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
                 else Elementwise("attention_softmax_backward", (long)h * tq * tk, P(scores), P(dp), P(d), h * tq, tk);
             }
-            using (Time(nameof(MatMul)))
+            using (TimeProduct("attention dQ, dK", tq, tk, hd, 2 * h))
             {
                 // dQ_h = scale dS_h K_h   (Tq, hd);  dK_h = scale dS_h^T Q_h   (Tk, hd)
                 _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, K(b), k.Stride, hd, scoreGradients, tk, scoreStride, 0f,

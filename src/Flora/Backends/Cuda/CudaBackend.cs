@@ -89,7 +89,41 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public long DriverAllocations => _allocator.DriverAllocations;
 
-    public void Synchronize() => _device.Synchronize();
+    public void Synchronize()
+    {
+        _device.Synchronize();
+        ResolveEvents();
+    }
+
+    // ---- profiling with CUDA events: each op is bracketed by two events on the stream, read after a synchronise,
+    // so that op times are GPU times and profiling does not stall the stream.
+    private readonly List<(string Op, IntPtr Start, IntPtr End, string? Product, double Flops)> _pendingEvents = new();
+    private readonly Stack<IntPtr> _freeEvents = new();
+
+    private IntPtr RecordEvent()
+    {
+        IntPtr e;
+        if (_freeEvents.Count > 0) e = _freeEvents.Pop();
+        else Driver.Check(Driver.Functions.EventCreate(&e, 0), "cuEventCreate");
+        Driver.Check(Driver.Functions.EventRecord(e, IntPtr.Zero), "cuEventRecord");
+        return e;
+    }
+
+    private void ResolveEvents()
+    {
+        if (_pendingEvents.Count == 0) return;
+        foreach (var (op, start, end, product, flops) in _pendingEvents)
+        {
+            float ms;
+            Driver.Check(Driver.Functions.EventElapsedTime(&ms, start, end), "cuEventElapsedTime");
+            long ticks = (long)(ms * 1e-3 * Stopwatch.Frequency);
+            Profiler?.Record(op, ticks);
+            if (product is not null) Profiler?.RecordProduct(product, ticks, flops);
+            _freeEvents.Push(start);
+            _freeEvents.Push(end);
+        }
+        _pendingEvents.Clear();
+    }
 
     // ---- memory ------------------------------------------------------------------------------
 
@@ -150,16 +184,17 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (k != kb || c.Rows != m || c.Columns != n)
             throw new ArgumentException($"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
         if (m == 0 || n == 0) return;
-        using var _ = Time(nameof(MatMul));
         if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
         if (Precision == GemmPrecision.Bf16)
         {
             ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+            using var product = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
             _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
                 b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF);
             return;
         }
+        using var _ = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
         _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
             P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, _compute);
     }
@@ -236,6 +271,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private ulong ToBf16(Tensor t, TensorSlot slot)
     {
         Tensor copy = slot.Get(new Shape(t.Count));
+        using var _ = Time(nameof(ToBf16));
         Elementwise("to_bf16", t.Count, P(t), P(copy), t.Count);
         return P(copy);
     }
@@ -285,32 +321,41 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (a.Count != b.Count) throw new ArgumentException($"{op}: shapes {a.Shape} and {b.Shape} have different element counts");
     }
 
-    private ProfileScope Time(string op) => new(this, op);
+    private ProfileScope Time(string op) => new(this, op, null, 0);
 
-    /// <summary>With a profiler attached, waits for the op to finish so that its wall time is its GPU time.</summary>
+    /// <summary>Times a matrix product, also by shape: (m, n, k) times <paramref name="batch"/>.</summary>
+    private ProfileScope TimeProduct(string what, int m, int n, int k, int batch = 1) =>
+        new(this, nameof(MatMul), Profiler is null ? null : $"{what} {m}x{n}x{k}{(batch > 1 ? $" x{batch}" : "")} {Precision.ToString().ToLowerInvariant()}", 2.0 * m * n * k * batch);
+
+    /// <summary>With a profiler attached, brackets the op with two CUDA events; the times are read at the next Synchronize.</summary>
     private readonly struct ProfileScope : IDisposable
     {
         private readonly CudaBackend _backend;
         private readonly string _op;
-        private readonly long _start;
+        private readonly IntPtr _start;
+        private readonly string? _product;
+        private readonly double _flops;
 
-        public ProfileScope(CudaBackend backend, string op)
+        public ProfileScope(CudaBackend backend, string op, string? product, double flops)
         {
             _backend = backend;
             _op = op;
-            _start = backend.Profiler is null ? 0 : Stopwatch.GetTimestamp();
+            _product = product;
+            _flops = flops;
+            _start = backend.Profiler is null ? IntPtr.Zero : backend.RecordEvent();
         }
 
         public void Dispose()
         {
-            if (_backend.Profiler is not OpProfiler profiler) return;
-            _backend.Synchronize();
-            profiler.Record(_op, Stopwatch.GetTimestamp() - _start);
+            if (_start == IntPtr.Zero) return;
+            _backend._pendingEvents.Add((_op, _start, _backend.RecordEvent(), _product, _flops));
         }
     }
 
     public void Dispose()
     {
+        ResolveEvents();
+        foreach (IntPtr e in _freeEvents) Driver.Functions.EventDestroy(e);
         _partials.Dispose();
         _scores.Dispose();
         _scoreGradients.Dispose();

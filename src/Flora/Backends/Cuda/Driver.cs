@@ -35,6 +35,7 @@ internal static unsafe class Driver
         public required delegate* unmanaged<IntPtr, IntPtr, int> EventRecord;
         public required delegate* unmanaged<IntPtr, int> EventSynchronize;
         public required delegate* unmanaged<float*, IntPtr, IntPtr, int> EventElapsedTime;
+        public required delegate* unmanaged<IntPtr, int> EventDestroy;
         public required delegate* unmanaged<int, byte**, int> GetErrorName;
         public required delegate* unmanaged<int, byte**, int> GetErrorString;
     }
@@ -88,6 +89,7 @@ internal static unsafe class Driver
             EventRecord = (delegate* unmanaged<IntPtr, IntPtr, int>)lib.Export("cuEventRecord"),
             EventSynchronize = (delegate* unmanaged<IntPtr, int>)lib.Export("cuEventSynchronize"),
             EventElapsedTime = (delegate* unmanaged<float*, IntPtr, IntPtr, int>)lib.Export("cuEventElapsedTime"),
+            EventDestroy = (delegate* unmanaged<IntPtr, int>)lib.Export("cuEventDestroy_v2"),
             GetErrorName = (delegate* unmanaged<int, byte**, int>)lib.Export("cuGetErrorName"),
             GetErrorString = (delegate* unmanaged<int, byte**, int>)lib.Export("cuGetErrorString"),
         };
