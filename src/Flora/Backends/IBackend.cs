@@ -147,6 +147,24 @@ public interface IBackend : IDisposable
     /// <summary>Number of rows n with argmax(logits[n, :]) == targets[n] (rows with a negative target are skipped).</summary>
     int CountCorrect(Tensor logits, Tensor targets);
 
+    /// <summary>
+    /// The output projection fused with softmax cross-entropy, over chunks of rows so that the (N, V) logits
+    /// x W^T of x (N, C) and W (V, C) never exist whole. Returns the sum over counted rows of
+    /// -log softmax(x W^T)[n, target[n]] and the count (targets as in <see cref="SoftmaxCrossEntropy"/>).
+    /// With gradients, of gradScale times that sum, where dlogits = gradScale (softmax - onehot):
+    /// dx = dlogits W (overwritten) when <paramref name="dx"/> is given, and
+    /// dWeight = weightBeta dWeight + weightScale dlogits^T x when <paramref name="dWeight"/> is given.
+    /// </summary>
+    (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,
+        Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta);
+
+    /// <summary>
+    /// Declares that the matrix products issued until the returned scope ends read <paramref name="operand"/>
+    /// unchanged (a layer's output gradient, read by its input and weight gradients): a backend that converts
+    /// product operands (bf16 tensor cores) converts it once. The caller must not write it inside the scope.
+    /// </summary>
+    IDisposable ReuseOperand(Tensor operand);
+
     // ---- optimizer kernels ------------------------------------------------------------------------
 
     /// <summary>

@@ -183,6 +183,41 @@ public static class ConformanceCheck
             Add("SoftmaxCrossEntropy probabilities and backward", Math.Max(RelativeError(c[1], g[1]), RelativeError(c[2], g[2])), Norm);
         }
 
+        // ---- the fused output projection + loss: 3,001 rows of a GPT-2-sized vocabulary (several chunks, padded rows)
+        {
+            const int R = 3001, C = 64, V = 50_257;
+            float[] hx = Rand(R * C), w = Rand(V * C, 0.5f), dw0 = Rand(V * C, 0.01f);
+            int[] targets = Ints(R, V, ignoreSome: true);
+            var (c, g) = Both(b =>
+            {
+                using var xt = Up(b, hx, [R, C]); using var wt = Up(b, w, [V, C]); using var t = UpInts(b, targets);
+                using var dx = b.Allocate(new Shape(R, C), MemoryTag.Scratch); using var dw = Up(b, dw0, [V, C]);
+                var (lossOnly, _) = b.LinearCrossEntropy(xt, wt, t, 0f, null, null, 0f, 0f);
+                var (sum, count) = b.LinearCrossEntropy(xt, wt, t, 1f / R, dx, dw, 0.5f, 1f);
+                return [[(float)lossOnly, (float)sum, count], Host(dx), Host(dw)];
+            });
+            Add("LinearCrossEntropy (loss sums, count)", RelativeError(c[0], g[0]), precision == GemmPrecision.Fp32 ? 1e-5 : 2e-3);
+            Add("LinearCrossEntropy dx and dW (accumulating)", Math.Max(RelativeError(c[1], g[1]), RelativeError(c[2], g[2])), Math.Max(Norm, gemmTolerance));
+        }
+
+        // ---- a product operand declared reused: converted once, read by two products
+        {
+            const int m = 517, k = 300, n = 129;
+            float[] dy = Rand(m * n), xv = Rand(m * k), wv = Rand(n * k);
+            var (c, g) = Both(b =>
+            {
+                using var d = Up(b, dy, [m, n]); using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]);
+                using var dx = b.Allocate(new Shape(m, k), MemoryTag.Scratch); using var dw = b.Allocate(new Shape(n, k), MemoryTag.Scratch);
+                using (b.ReuseOperand(d))
+                {
+                    b.MatMul(d, false, wt, false, dx);
+                    b.MatMul(d, true, xt, false, dw);
+                }
+                return [Host(dx), Host(dw)];
+            });
+            Add("MatMul with a reused operand (dx = dy W, dW = dy^T x)", c.Zip(g, (a, z) => RelativeError(a, z)).Max(), Math.Max(Norm, gemmTolerance));
+        }
+
         // ---- optimizer kernels
         {
             const int R = 129, Cc = 263;

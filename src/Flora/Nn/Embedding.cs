@@ -7,7 +7,7 @@ namespace Flora.Nn;
 /// <summary>
 /// Token embedding: ids Int32 (B, T) -> rows of the table W (V, C), output (B, T, C). Backward adds
 /// each row's gradient into the row of its id. The weight can also serve as a tied output projection
-/// (<see cref="TiedOutput"/>), so it may receive two gradients per step (<see cref="Parameter.UsesPerStep"/>).
+/// (<see cref="OutputHead"/>), so it may receive two gradients per step (<see cref="Parameter.UsesPerStep"/>).
 /// </summary>
 public sealed class Embedding : Module
 {

@@ -61,6 +61,7 @@ public sealed class Linear : Module
     {
         Tensor x = Saved(_input);
         Tensor? gradInput = null;
+        using var reuse = Backend.ReuseOperand(gradOutput);                           // dy feeds both products below
         if (ComputesInputGradient)
         {
             gradInput = GradientSlot("dx").Get(x.Shape);                                       // (N, in)

@@ -28,7 +28,8 @@ public sealed record TrainResult(
 /// The training loop:
 /// <code>
 /// for step: lr = schedule(step)
-///   for each of tau micro-batches: logits = model(x); loss = CE(logits, y); model.backward(dCE, pipeline); pipeline.EndMicroBatch()
+///   for each of tau micro-batches: loss = CE(model(x), y); model.backward(pipeline); pipeline.EndMicroBatch()
+///   (the output projection and the loss are fused: the logits exist a chunk of rows at a time)
 ///   log; evaluate every N steps; checkpoint every M steps
 /// </code>
 /// The gradient pipeline (issue 3) decides where gradients go (buffers, FLORA accumulators, immediate
@@ -43,7 +44,6 @@ public sealed class Trainer : IDisposable
     private readonly Optimizer _optimizer;
     private readonly GradientPipeline _pipeline;
     private readonly ITrainingTask _task;
-    private readonly SoftmaxCrossEntropyLoss _loss;
     private readonly string _tokenizerIdentity;
     private readonly long _startStep;
 
@@ -87,7 +87,6 @@ public sealed class Trainer : IDisposable
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
             _task = task ?? new LanguageModelingTask(_backend, corpus, Tokenizer, options.BatchSize, options.SequenceLength, Seeds.Derive(options.Seed, 3));
-            _loss = new SoftmaxCrossEntropyLoss(_backend);
             if (resume is not null)
             {
                 TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline);
@@ -169,9 +168,9 @@ public sealed class Trainer : IDisposable
         {
             Batch batch = _task.Next();
             if (batch.Source is Tensor source) _model.SetSource(source);
-            double loss = _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+            double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
             if (!double.IsFinite(loss)) throw new NonFiniteException(step, $"the training loss is {loss}; {FirstNonFiniteParameter()}");
-            _model.Backward(_loss.Backward(), _pipeline);
+            _model.BackwardLoss(_pipeline);
             _pipeline.EndMicroBatch();
             sum += loss;
         }
@@ -202,10 +201,10 @@ public sealed class Trainer : IDisposable
                 Batch batch = _task.Next();
                 long t0 = Stopwatch.GetTimestamp();
                 if (batch.Source is Tensor source) _model.SetSource(source);
-                _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
+                _model.ForwardLoss(batch.Inputs, batch.Targets);
                 _backend.Synchronize();
                 long t1 = Stopwatch.GetTimestamp();
-                _model.Backward(_loss.Backward(), _pipeline);
+                _model.BackwardLoss(_pipeline);
                 _backend.Synchronize();
                 long t2 = Stopwatch.GetTimestamp();
                 _pipeline.EndMicroBatch();
@@ -256,9 +255,9 @@ public sealed class Trainer : IDisposable
         foreach (var batch in _task.Validation(_options.EvalBatches))
         {
             if (batch.Source is Tensor source) _model.SetSource(source);
-            double loss = _loss.Forward(_model.Forward(batch.Inputs), batch.Targets);
-            sum += loss * _loss.CountedRows;
-            count += _loss.CountedRows;
+            double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
+            sum += loss * _model.CountedRows;
+            count += _model.CountedRows;
         }
         _model.Context.Training = true;
         return count == 0 ? double.NaN : sum / count;
@@ -269,7 +268,6 @@ public sealed class Trainer : IDisposable
 
     public void Dispose()
     {
-        _loss?.Dispose();
         _task?.Dispose();
         _pipeline?.Dispose();
         _optimizer?.Dispose();

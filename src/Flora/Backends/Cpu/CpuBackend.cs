@@ -291,6 +291,36 @@ public sealed unsafe partial class CpuBackend : IBackend
         return (losses.Sum(), counted);
     }
 
+    private TensorSlot? _headLogits;
+
+    public (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,
+        Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta)
+    {
+        LinearCrossEntropyChecks.Validate(x, weight, targets, dx, dWeight);
+        int n = x.Rows, vocabulary = weight.Rows;
+        // Chunks of about 32 MB of logits: big enough for the products, small next to the model.
+        int chunk = Math.Clamp((8 << 20) / vocabulary, 1, n);
+        _headLogits ??= new TensorSlot(this, MemoryTag.Scratch);
+        Tensor buffer = _headLogits.Get(new Shape(chunk * vocabulary));
+        double sum = 0;
+        int count = 0;
+        for (int r0 = 0; r0 < n; r0 += chunk)
+        {
+            int rn = Math.Min(chunk, n - r0);
+            Tensor xc = x.RowSlice(r0, rn), logits = buffer.View(new Shape(rn, vocabulary)), tc = targets.View(new Shape(rn), r0);
+            MatMul(xc, false, weight, true, logits);                                        // logits = x W^T   (rn, V)
+            var (s, c) = SoftmaxCrossEntropy(logits, tc, logits);
+            sum += s; count += c;
+            if (dx is null && dWeight is null) continue;
+            SoftmaxCrossEntropyBackward(logits, tc, logits, gradScale);                    // dlogits
+            if (dx is not null) MatMul(logits, false, weight, false, dx.RowSlice(r0, rn));  // dx = dlogits W
+            if (dWeight is not null) MatMul(logits, true, xc, false, dWeight, weightScale, r0 == 0 ? weightBeta : 1f); // dW (+)= dlogits^T x
+        }
+        return (sum, count);
+    }
+
+    public IDisposable ReuseOperand(Tensor operand) => NoScope.Instance;
+
     public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale)
     {
         CheckTargets(probabilities, targets, nameof(SoftmaxCrossEntropyBackward));

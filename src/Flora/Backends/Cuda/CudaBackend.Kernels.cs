@@ -274,10 +274,63 @@ public sealed unsafe partial class CudaBackend
     {
         if (targets.Count != logits.Rows)
             throw new ArgumentException($"{op}: {targets.Count} targets for {logits.Rows} rows of logits {logits.Shape}");
+        CheckTargetRange(targets, logits.Columns, op);
+    }
+
+    private static void CheckTargetRange(Tensor targets, int classes, string op)
+    {
         var host = new int[targets.Count];
         targets.Backend.Download(targets, host);
         for (int r = 0; r < host.Length; r++)
-            if (host[r] >= logits.Columns) throw new ArgumentException($"{op}: target {host[r]} at row {r} is outside [0, {logits.Columns}) (negative targets are ignored)");
+            if (host[r] >= classes) throw new ArgumentException($"{op}: target {host[r]} at row {r} is outside [0, {classes}) (negative targets are ignored)");
+    }
+
+    /// <summary>
+    /// Chunks of rows whose fp32 logits take about 256 MB, each row padded to a multiple of 8 columns so that
+    /// every product operand is aligned for the tensor cores. Per chunk: logits = x W^T (cuBLAS), one kernel
+    /// for the row losses (and the logit gradients, written as bf16 in bf16 mode), then dx and dW (cuBLAS).
+    /// </summary>
+    public (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,
+        Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta)
+    {
+        LinearCrossEntropyChecks.Validate(x, weight, targets, dx, dWeight);
+        CheckTargetRange(targets, weight.Rows, nameof(LinearCrossEntropy));
+        int n = x.Rows, c = x.Columns, v = weight.Rows, ld = (v + 7) & ~7;
+        int chunk = Math.Clamp((64 << 20) / ld, 1, n);
+        if (chunk > 128) chunk -= chunk % 128;
+        bool half = Precision == GemmPrecision.Bf16, gradients = dx is not null || dWeight is not null;
+        int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
+        ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = half ? ToBf16(weight, _operandB) : P(weight);
+        Tensor logits = _headLogits.Get(new Shape(chunk * ld)), losses = _headLosses.Get(new Shape(n));
+        ulong d16 = half && gradients ? P(_headGradients16.Get(new Shape(chunk * ld))) : 0;
+        uint threads = v >= 8192 ? 1024u : 256u;
+        for (int r0 = 0; r0 < n; r0 += chunk)
+        {
+            int rn = Math.Min(chunk, n - r0);
+            ulong xc = xs + (ulong)((long)r0 * c * es), tc = P(targets) + (ulong)(r0 * 4L), lc = P(losses) + (ulong)(r0 * 4L);
+            using (TimeProduct("head logits NT", rn, v, c))                              // logits (rn, V) = x_c W^T
+                _blas.Gemm(CuBlas.OpT, CuBlas.OpN, v, rn, c, 1f, ws, c, xc, c, 0f, P(logits), ld, _compute, input);
+            using (Time(nameof(LinearCrossEntropy)))
+            {
+                if (!gradients) _device.Launch("cross_entropy_rows", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, lc, rn, v);
+                else if (half) _device.Launch("cross_entropy_backward_bf16", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, d16, (long)ld, lc, rn, v, gradScale);
+                else _device.Launch("cross_entropy_backward_f32", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, lc, rn, v, gradScale);
+            }
+            if (!gradients) continue;
+            ulong dl = half ? d16 : P(logits);
+            if (dx is not null)
+                using (TimeProduct("head dx NN", rn, c, v))                              // dx_c (rn, C) = dlogits W
+                    _blas.Gemm(CuBlas.OpN, CuBlas.OpN, c, rn, v, 1f, ws, c, dl, ld, 0f, P(dx) + (ulong)((long)r0 * c * 4), c, _compute, input);
+            if (dWeight is not null)
+                using (TimeProduct("head dW TN", v, c, rn))                              // dW (V, C) (+)= dlogits^T x_c
+                    _blas.Gemm(CuBlas.OpN, CuBlas.OpT, c, v, rn, weightScale, xc, c, dl, ld, r0 == 0 ? weightBeta : 1f, P(dWeight), c, _compute, input);
+        }
+        var host = new float[n];
+        Download(losses, host);
+        double sum = 0;
+        int count = 0;
+        foreach (float l in host) if (l >= 0) { sum += l; count++; }
+        return (sum, count);
     }
 
     // ---- optimizer kernels ------------------------------------------------------------------------

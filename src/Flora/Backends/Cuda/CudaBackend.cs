@@ -31,6 +31,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
+    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _reusedCopy;
 
     private CudaBackend(MemoryLedger ledger, GemmPrecision precision, CudaDevice device, string kernels)
     {
@@ -59,6 +60,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         _coefficients = new TensorSlot(this, MemoryTag.Scratch);
         _gramA = new TensorSlot(this, MemoryTag.Scratch);
         _gramM = new TensorSlot(this, MemoryTag.Scratch);
+        _headLogits = new TensorSlot(this, MemoryTag.Scratch);
+        _headLosses = new TensorSlot(this, MemoryTag.Scratch);
+        _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _reusedCopy = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         Description = $"{device.Name} ({device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1073741824.0:F0} GiB), " +
             $"driver {Driver.Functions.Path}, {Nvrtc.Describe()}, cuBLAS {_blas.Path}, GEMM {precision}; kernels {kernels}";
     }
@@ -270,10 +275,43 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>The bf16 copy of <paramref name="t"/> in <paramref name="slot"/> (round to nearest even); returns its address.</summary>
     private ulong ToBf16(Tensor t, TensorSlot slot)
     {
-        Tensor copy = slot.Get(new Shape(t.Count));
-        using var _ = Time(nameof(ToBf16));
-        Elementwise("to_bf16", t.Count, P(t), P(copy), t.Count);
-        return P(copy);
+        if (_reused is Tensor reused && t.Pointer == reused.Pointer && t.Count == reused.Count && t.DType == reused.DType)
+        {
+            if (!_reusedReady) { Convert(t, _reusedCopy); _reusedReady = true; }
+            return P(_reusedCopy.Get(new Shape(t.Count)));
+        }
+        return Convert(t, slot);
+
+        ulong Convert(Tensor t, TensorSlot slot)
+        {
+            Tensor copy = slot.Get(new Shape(t.Count));
+            using var _ = Time(nameof(ToBf16));
+            // Four elements per thread when both ends are aligned for 16- and 8-byte accesses.
+            if (t.Count % 4 == 0 && P(t) % 16 == 0 && P(copy) % 8 == 0) Elementwise("to_bf16_x4", t.Count / 4, P(t), P(copy), t.Count / 4);
+            else Elementwise("to_bf16", t.Count, P(t), P(copy), t.Count);
+            return P(copy);
+        }
+    }
+
+    private Tensor? _reused;
+    private bool _reusedReady;
+
+    public IDisposable ReuseOperand(Tensor operand)
+    {
+        if (Precision != GemmPrecision.Bf16) return NoScope.Instance;
+        _reused = operand;
+        _reusedReady = false;
+        return new ReuseScope(this, operand);
+    }
+
+    private sealed class ReuseScope(CudaBackend backend, Tensor operand) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (backend._reused != operand) return;
+            backend._reused = null;
+            backend._reusedReady = false;
+        }
     }
 
     private static ulong P(Tensor t)
@@ -368,6 +406,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         _coefficients.Dispose();
         _gramA.Dispose();
         _gramM.Dispose();
+        _headLogits.Dispose();
+        _headLosses.Dispose();
+        _headGradients16.Dispose();
+        _reusedCopy.Dispose();
         _allocator.Dispose();
         _blas.Dispose();
     }

@@ -35,7 +35,7 @@ public sealed class Gpt2 : LanguageModel
     private readonly Dropout _drop;
     private readonly TransformerBlock[] _blocks;
     private readonly LayerNorm _lnF;
-    private readonly TiedOutput _head;
+    private readonly OutputHead _head;
 
     public Gpt2(IBackend backend, Gpt2Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
@@ -62,7 +62,7 @@ public sealed class Gpt2 : LanguageModel
                 new LayerNorm(backend, $"{h}.ln_2", c), mlp, config.Dropout, Context);
         }
         _lnF = new LayerNorm(backend, "ln_f", c);
-        _head = new TiedOutput(backend, "lm_head", _wte.Weight);
+        _head = new OutputHead(backend, "lm_head", _wte.Weight);
         _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }
 
@@ -87,24 +87,25 @@ public sealed class Gpt2 : LanguageModel
         foreach (var block in _blocks) block.EnableCheckpointing(shared);
     }
 
-    /// <summary>ids (B, T) -&gt; logits (B*T, V).</summary>
-    public override Tensor Forward(Tensor ids)
+    protected override OutputHead Head => _head;
+
+    /// <summary>ids (B, T) -&gt; the final LayerNorm's output (B*T, C).</summary>
+    protected override Tensor ForwardHidden(Tensor ids)
     {
         CheckIds(ids, Config.Context, "GPT-2");
         Tensor x = _drop.Forward(_wpe.Forward(_wte.Forward(ids)));            // (B, T, C)
         foreach (var block in _blocks) x = block.Forward(x);
         x = _lnF.Forward(x);
-        return _head.Forward(x.View(new Shape(x.Rows, Config.Embed)));        // (B*T, V)
+        return x.View(new Shape(x.Rows, Config.Embed));                       // (B*T, C)
     }
 
-    public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    /// <summary>The head has given the tied weight its first gradient; the embedding gives the second.</summary>
+    protected override void BackwardHidden(Tensor gradHidden, IGradientSink gradients)
     {
-        Tensor dx = _head.Backward(gradLogits, gradients)!;                   // the tied weight's first gradient
-        Tensor d = _lnF.Backward(dx, gradients)!;
+        Tensor d = _lnF.Backward(gradHidden, gradients)!;
         for (int i = _blocks.Length - 1; i >= 0; i--) d = _blocks[i].Backward(d, gradients)!;
         d = _wpe.Backward(_drop.Backward(d, gradients)!, gradients)!;
-        _wte.Backward(d, gradients);                                           // the tied weight's second gradient
-        return null;
+        _wte.Backward(d, gradients);
     }
 
     public override void Dispose()

@@ -18,6 +18,36 @@ public abstract class LanguageModel : Module
     /// <summary>Token ids have no gradient: a language model's Backward returns null.</summary>
     public override bool ComputesInputGradient { get => false; set { } }
 
+    /// <summary>The output projection from the last hidden states (B*T, C) to logits (B*T, V).</summary>
+    protected abstract OutputHead Head { get; }
+
+    /// <summary>ids (B, T) -&gt; the last hidden states (B*T, C), the output projection's input.</summary>
+    protected abstract Tensor ForwardHidden(Tensor ids);
+
+    /// <summary>Backward from dLoss/dHidden (B*T, C) through everything below the output projection.</summary>
+    protected abstract void BackwardHidden(Tensor gradHidden, IGradientSink gradients);
+
+    /// <summary>ids (B, T) -&gt; logits (B*T, V).</summary>
+    public sealed override Tensor Forward(Tensor ids) => Head.Forward(ForwardHidden(ids));
+
+    public sealed override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    {
+        BackwardHidden(Head.Backward(gradLogits, gradients)!, gradients);
+        return null;
+    }
+
+    /// <summary>
+    /// Mean next-token cross-entropy of ids (B, T) against targets (B, T) (negative targets ignored), with the
+    /// output projection and the loss fused so that the (B*T, V) logits never exist whole. How training runs.
+    /// </summary>
+    public float ForwardLoss(Tensor ids, Tensor targets) => Head.ForwardLoss(ForwardHidden(ids), targets);
+
+    /// <summary>Rows that carried a loss in the last <see cref="ForwardLoss"/>.</summary>
+    public int CountedRows => Head.CountedRows;
+
+    /// <summary>Backward of the last <see cref="ForwardLoss"/>: every parameter gradient goes to the sink.</summary>
+    public void BackwardLoss(IGradientSink gradients) => BackwardHidden(Head.BackwardLoss(gradients), gradients);
+
     /// <summary>Vocabulary size V (logit width).</summary>
     public abstract int Vocabulary { get; }
 

@@ -34,7 +34,7 @@ public sealed class Llama : LanguageModel
     private readonly Embedding _embed;
     private readonly TransformerBlock[] _blocks;
     private readonly RmsNorm _norm;
-    private readonly Linear _head;
+    private readonly OutputHead _head;
 
     public Llama(IBackend backend, LlamaConfig config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
@@ -60,7 +60,7 @@ public sealed class Llama : LanguageModel
                 new RmsNorm(backend, $"{l}.post_attention_layernorm", c), mlp, 0f, Context);
         }
         _norm = new RmsNorm(backend, "model.norm", c);
-        _head = new Linear(backend, "lm_head", c, config.Vocabulary, false, Seed("lm_head"), WeightLayout.OutIn, std);
+        _head = new OutputHead(backend, "lm_head", c, config.Vocabulary, Seed("lm_head"), std);
         _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }
 
@@ -84,21 +84,22 @@ public sealed class Llama : LanguageModel
         foreach (var block in _blocks) block.EnableCheckpointing(shared);
     }
 
-    public override Tensor Forward(Tensor ids)
+    protected override OutputHead Head => _head;
+
+    protected override Tensor ForwardHidden(Tensor ids)
     {
         CheckIds(ids, Config.Context, "Llama");
         Tensor x = _embed.Forward(ids);
         foreach (var block in _blocks) x = block.Forward(x);
         x = _norm.Forward(x);
-        return _head.Forward(x.View(new Shape(x.Rows, Config.Embed)));
+        return x.View(new Shape(x.Rows, Config.Embed));                       // (B*T, C)
     }
 
-    public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    protected override void BackwardHidden(Tensor gradHidden, IGradientSink gradients)
     {
-        Tensor d = _norm.Backward(_head.Backward(gradLogits, gradients)!, gradients)!;
+        Tensor d = _norm.Backward(gradHidden, gradients)!;
         for (int i = _blocks.Length - 1; i >= 0; i--) d = _blocks[i].Backward(d, gradients)!;
         _embed.Backward(d, gradients);
-        return null;
     }
 
     public override void Dispose()

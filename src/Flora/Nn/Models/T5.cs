@@ -34,7 +34,7 @@ public sealed class T5 : LanguageModel
     private readonly PositionEmbedding _encoderPositions, _decoderPositions;
     private readonly TransformerBlock[] _encoder, _decoder;
     private readonly RmsNorm _encoderNorm, _decoderNorm;
-    private readonly TiedOutput _head;
+    private readonly OutputHead _head;
     private Tensor? _source, _memory;
 
     public T5(IBackend backend, T5Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
@@ -77,7 +77,7 @@ public sealed class T5 : LanguageModel
         }
         _encoderNorm = new RmsNorm(backend, "encoder.final_norm", c);
         _decoderNorm = new RmsNorm(backend, "decoder.final_norm", c);
-        _head = new TiedOutput(backend, "lm_head", _shared.Weight);
+        _head = new OutputHead(backend, "lm_head", _shared.Weight);
         _shared.Weight.UsesPerStep = 3;                                        // output projection, decoder and encoder tokens
         _encoderGradients = TransformerBlock.ShareGradientBuffers(_encoder, backend);
         _decoderGradients = TransformerBlock.ShareGradientBuffers(_decoder, backend);
@@ -108,8 +108,10 @@ public sealed class T5 : LanguageModel
         _source = sourceIds;
     }
 
-    /// <summary>Decoder input ids (B, T) -&gt; logits (B*T, V), attending to the source set with <see cref="SetSource"/>.</summary>
-    public override Tensor Forward(Tensor ids)
+    protected override OutputHead Head => _head;
+
+    /// <summary>Decoder input ids (B, T) -&gt; the decoder's last hidden states (B*T, C), attending to the source set with <see cref="SetSource"/>.</summary>
+    protected override Tensor ForwardHidden(Tensor ids)
     {
         CheckIds(ids, Config.Context, "T5");
         Tensor source = _source ?? throw new InvalidOperationException("T5: SetSource before Forward");
@@ -124,17 +126,17 @@ public sealed class T5 : LanguageModel
         Tensor x = _decoderPositions.Forward(_shared.Forward(ids));
         foreach (var block in _decoder) x = block.Forward(x);
         x = _decoderNorm.Forward(x);
-        return _head.Forward(x.View(new Shape(x.Rows, Config.Embed)));
+        return x.View(new Shape(x.Rows, Config.Embed));                       // (B*T, C)
     }
 
-    public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
+    protected override void BackwardHidden(Tensor gradHidden, IGradientSink gradients)
     {
         Tensor memory = Saved(_memory), source = Saved(_source);
         Tensor dMemory = Slot("dmemory").Get(memory.Shape);
         Backend.Fill(dMemory, 0f);
         foreach (var block in _decoder) block.Cross!.MemoryGradient = dMemory;
 
-        Tensor d = _decoderNorm.Backward(_head.Backward(gradLogits, gradients)!, gradients)!;
+        Tensor d = _decoderNorm.Backward(gradHidden, gradients)!;
         for (int i = _decoder.Length - 1; i >= 0; i--) d = _decoder[i].Backward(d, gradients)!;
         _shared.Backward(_decoderPositions.Backward(d, gradients)!, gradients);      // decoder tokens
 
@@ -143,7 +145,6 @@ public sealed class T5 : LanguageModel
         dm = _encoderPositions.Backward(dm, gradients)!;
         _shared.Forward(source);                                               // the lookup Backward reads the ids of
         _shared.Backward(dm, gradients);                                       // source tokens: the shared weight's third gradient
-        return null;
     }
 
     public override void Dispose()

@@ -92,3 +92,11 @@ __device__ __forceinline__ unsigned short to_bf16_bits(float x) {
 }
 
 FLORA_KERNEL void to_bf16(const float* x, unsigned short* y, int n) { GRID_STRIDE(i, n) y[i] = to_bf16_bits(x[i]); }
+
+FLORA_KERNEL void to_bf16_x4(const float4* x, uint2* y, int n4) {
+    GRID_STRIDE(i, n4) {
+        float4 v = x[i];
+        y[i] = make_uint2((unsigned int)to_bf16_bits(v.x) | ((unsigned int)to_bf16_bits(v.y) << 16),
+                          (unsigned int)to_bf16_bits(v.z) | ((unsigned int)to_bf16_bits(v.w) << 16));
+    }
+}

@@ -57,3 +57,79 @@ FLORA_KERNEL void count_correct(const float* logits, const int* targets, int* co
         if (t >= 0 && index == t) atomicAdd(counter, 1);
     }
 }
+
+// ---- the fused output projection + cross-entropy (LinearCrossEntropy): logits chunks have a row stride ld
+// (the vocabulary rounded up to a multiple of 8, so that every row starts 32-byte aligned for the products).
+
+// Max M and sum S of exp(x - M) over a row of the block, in one pass (each thread keeps a running max and
+// rescales its sum when the max grows), float4 loads up to the last multiple of 4.
+__device__ void row_max_sum(const float* x, int cols, float& M, float& S) {
+    float m = -FLORA_INF, s = 0.0f;
+    int vec = cols / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int i = threadIdx.x; i < vec; i += blockDim.x) {
+        float4 v = x4[i];
+        float top = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+        if (top > m) { s *= expf(m - top); m = top; }
+        s += expf(v.x - m) + expf(v.y - m) + expf(v.z - m) + expf(v.w - m);
+    }
+    for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) {
+        float v = x[c];
+        if (v > m) { s *= expf(m - v); m = v; }
+        s += expf(v - m);
+    }
+    M = block_max(m);
+    S = block_sum(m == -FLORA_INF ? 0.0f : s * expf(m - M));
+}
+
+// loss[row] = log S + M - x[target], or -1 for an ignored row (target < 0). One block per row.
+FLORA_KERNEL void cross_entropy_rows(const float* logits, long long ld, const int* targets, float* loss, int rows, int cols) {
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    const float* x = logits + row * ld;
+    float M, S;
+    row_max_sum(x, cols, M, S);
+    int t = targets[row];
+    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - x[t];
+}
+
+// As cross_entropy_rows, and dlogits = scale (softmax - onehot(target)) (0 on ignored rows) in place, fp32.
+FLORA_KERNEL void cross_entropy_backward_f32(float* logits, long long ld, const int* targets, float* loss, int rows, int cols, float scale) {
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    float* x = logits + row * ld;
+    float M, S;
+    row_max_sum(x, cols, M, S);
+    int t = targets[row];
+    float target = t < 0 ? 0.0f : x[t];
+    __syncthreads();                                             // every thread has read x[t] before it is overwritten
+    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - target;
+    float k = t < 0 ? 0.0f : scale / S;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) x[c] = k * expf(x[c] - M) - (c == t ? scale : 0.0f);
+}
+
+// As cross_entropy_backward_f32, writing dlogits as bf16 into d16 (row stride ld16, a multiple of 4), four at a time.
+FLORA_KERNEL void cross_entropy_backward_bf16(const float* logits, long long ld, const int* targets, unsigned short* d16, long long ld16,
+                                              float* loss, int rows, int cols, float scale) {
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    const float* x = logits + row * ld;
+    unsigned short* d = d16 + row * ld16;
+    float M, S;
+    row_max_sum(x, cols, M, S);
+    int t = targets[row];
+    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - x[t];
+    float k = t < 0 ? 0.0f : scale / S, hit = t < 0 ? 0.0f : scale;
+    int vec = cols / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    uint2* d4 = reinterpret_cast<uint2*>(d);
+    for (int i = threadIdx.x; i < vec; i += blockDim.x) {
+        float4 v = x4[i];
+        int c = i * 4;
+        float a0 = k * expf(v.x - M) - (c == t ? hit : 0.0f), a1 = k * expf(v.y - M) - (c + 1 == t ? hit : 0.0f);
+        float a2 = k * expf(v.z - M) - (c + 2 == t ? hit : 0.0f), a3 = k * expf(v.w - M) - (c + 3 == t ? hit : 0.0f);
+        d4[i] = make_uint2((unsigned int)to_bf16_bits(a0) | ((unsigned int)to_bf16_bits(a1) << 16),
+                           (unsigned int)to_bf16_bits(a2) | ((unsigned int)to_bf16_bits(a3) << 16));
+    }
+    for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) d[c] = to_bf16_bits(k * expf(x[c] - M) - (c == t ? hit : 0.0f));
+}
