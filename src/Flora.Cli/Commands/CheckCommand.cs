@@ -11,7 +11,7 @@ internal static class CheckCommand
     public static Command Create(IAnsiConsole console, TextWriter error)
     {
         var device = new Option<string>("--device") { Description = "the device to check against the CPU (cuda)", DefaultValueFactory = _ => "cuda" };
-        var precision = new Option<string>("--precision") { Description = "matrix-product precision to check: fp32, tf32 or bf16", DefaultValueFactory = _ => "tf32" };
+        var precision = new Option<string>("--precision") { Description = "matrix-product precision to check: bf16 (the training default), tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var command = new Command("check", "Run every op on the CPU and on the GPU and compare (exit code 1 on any mismatch).") { device, precision };
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {

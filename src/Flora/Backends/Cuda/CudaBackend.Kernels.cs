@@ -85,6 +85,13 @@ public sealed unsafe partial class CudaBackend
     {
         s.Validate(q, k, v, output, logSumExp);
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        if (UsesFusedAttention(s, q, k, v, output))
+        {
+            using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
+                _device.Launch("flash_attention_forward", (uint)((tq + 63) / 64), (uint)(s.Batch * h), 128, 0, Address(q), Address(k), Address(v),
+                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0);
+            return;
+        }
         long scoreStride = (long)tq * tk;
         Tensor scores = _scores.Get(new Shape(h * tq * tk));                        // (H, Tq, Tk) for one batch element at a time
         if (Precision == GemmPrecision.Bf16)
@@ -126,6 +133,11 @@ public sealed unsafe partial class CudaBackend
         s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        if (UsesFusedAttention(s, q, k, v, output) && UsesFusedAttention(s, dq, dk, dv, dOutput))
+        {
+            FusedAttentionBackward(s, dOutput, q, k, v, output, logSumExp, dq, dk, dv);
+            return;
+        }
         Tensor scores = _scores.Get(new Shape(h * tq * tk)), dp = _scoreGradients.Get(new Shape(h * tq * tk)), d = _rowDots.Get(new Shape(h * tq));
         long scoreStride = (long)tq * tk;
         bool half = Precision == GemmPrecision.Bf16;
@@ -176,6 +188,43 @@ public sealed unsafe partial class CudaBackend
             }
         }
     }
+
+    /// <summary>
+    /// Whether attention runs as one fused kernel (Kernels/flash.cu): bf16 products, head dimension 64, and every
+    /// row of q, k, v and the output 16-byte aligned. Otherwise scores go through device memory (cuBLAS + softmax kernels).
+    /// </summary>
+    private bool UsesFusedAttention(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output) =>
+        FusedAttention && Precision == GemmPrecision.Bf16 && s.HeadDim == 64
+        && new[] { q, k, v, new ColumnBlock(output, 0) }.All(c => c.Stride % 4 == 0 && Address(c) % 16 == 0);
+
+    /// <summary>Fused attention on or off (on by default; FLORA_ATTENTION=unfused turns it off, for comparisons).</summary>
+    public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("FLORA_ATTENTION") != "unfused";
+
+    private const int FusedBackwardSharedBytes = 6 * 64 * 72 * 2 + 2 * 64 * 4;     // six bf16 tiles and two rows of floats
+    private bool _fusedBackwardReady;
+
+    private void FusedAttentionBackward(AttentionShape s, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
+        ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
+    {
+        int tq = s.QueryLength, tk = s.KeyLength, h = s.Heads, rows = s.Batch * tq;
+        if (!_fusedBackwardReady) { _device.AllowSharedMemory("flash_attention_backward", FusedBackwardSharedBytes); _fusedBackwardReady = true; }
+        Tensor d = _rowDots.Get(new Shape(s.Batch * h * tq));                  // D = rowsum(dO * O) per (b, h, t)
+        using (Time(nameof(AttentionBackward)))
+        {
+            _device.Launch("flash_attention_row_dot", (uint)((rows * h + 7) / 8), 1, Threads, 0, P(dOutput), (long)dOutput.Columns, P(output), (long)output.Columns, P(d), rows, h, tq);
+            Elementwise("zero_columns", (long)rows * s.Width, Address(dq), (long)dq.Stride, rows, s.Width);   // dq gathers atomic adds
+        }
+        using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))
+            _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * h), 128, (uint)FusedBackwardSharedBytes,
+                Address(q), Address(k), Address(v), (long)q.Stride, (long)k.Stride, (long)v.Stride, P(dOutput), (long)dOutput.Columns, P(logSumExp), P(d),
+                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0);
+    }
+
+    /// <summary>Floating-point operations of <paramref name="products"/> score-sized products (half of them when causal).</summary>
+    private static double AttentionFlops(AttentionShape s, int products) =>
+        2.0 * products * s.Batch * s.Heads * s.QueryLength * (double)s.KeyLength * s.HeadDim * (s.Causal ? 0.5 : 1.0);
+
+    private static ulong Address(ColumnBlock c) => P(c.Tensor) + (ulong)(c.Offset * 4L);
 
     /// <summary>bf16 copies of the tensors q, k and v live in (converted once each, however many of them are the same tensor).</summary>
     private (ulong Q, ulong K, ulong V) Operands16(ColumnBlock q, ColumnBlock k, ColumnBlock v)

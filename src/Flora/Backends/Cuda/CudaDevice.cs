@@ -130,6 +130,13 @@ internal sealed unsafe class CudaDevice
         return f;
     }
 
+    /// <summary>Lets <paramref name="kernel"/> use <paramref name="bytes"/> of dynamic shared memory (beyond the default 48 KiB).</summary>
+    public void AllowSharedMemory(string kernel, int bytes)
+    {
+        const int MaxDynamicSharedSizeBytes = 8;                       // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        Driver.Check(Driver.Functions.FuncSetAttribute(Function(kernel), MaxDynamicSharedSizeBytes, bytes), $"cuFuncSetAttribute({kernel}, max dynamic shared memory = {bytes})");
+    }
+
     /// <summary>Launches <paramref name="kernel"/> on the default stream; arguments are device pointers (ulong), int, uint, float or double.</summary>
     public void Launch(string kernel, uint gridX, uint gridY, uint block, uint sharedBytes, params object[] args)
     {

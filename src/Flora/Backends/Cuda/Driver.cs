@@ -30,7 +30,7 @@ internal static unsafe class Driver
         public required delegate* unmanaged<IntPtr*, void*, int> ModuleLoadData;
         public required delegate* unmanaged<IntPtr*, IntPtr, byte*, int> ModuleGetFunction;
         public required delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int> LaunchKernel;
-        public required delegate* unmanaged<int, int, IntPtr, int> FuncSetAttribute;
+        public required delegate* unmanaged<IntPtr, int, int, int> FuncSetAttribute;
         public required delegate* unmanaged<IntPtr*, uint, int> EventCreate;
         public required delegate* unmanaged<IntPtr, IntPtr, int> EventRecord;
         public required delegate* unmanaged<IntPtr, int> EventSynchronize;
@@ -84,7 +84,7 @@ internal static unsafe class Driver
             ModuleLoadData = (delegate* unmanaged<IntPtr*, void*, int>)lib.Export("cuModuleLoadData"),
             ModuleGetFunction = (delegate* unmanaged<IntPtr*, IntPtr, byte*, int>)lib.Export("cuModuleGetFunction"),
             LaunchKernel = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int>)lib.Export("cuLaunchKernel"),
-            FuncSetAttribute = (delegate* unmanaged<int, int, IntPtr, int>)lib.Export("cuFuncSetAttribute"),
+            FuncSetAttribute = (delegate* unmanaged<IntPtr, int, int, int>)lib.Export("cuFuncSetAttribute"),
             EventCreate = (delegate* unmanaged<IntPtr*, uint, int>)lib.Export("cuEventCreate"),
             EventRecord = (delegate* unmanaged<IntPtr, IntPtr, int>)lib.Export("cuEventRecord"),
             EventSynchronize = (delegate* unmanaged<IntPtr, int>)lib.Export("cuEventSynchronize"),
