@@ -66,11 +66,11 @@ public sealed unsafe partial class CudaBackend
     /// <summary>dGamma = sum_n dy xhat (and dBeta = sum_n dy), overwritten; xhat from LayerNorm's or RMSNorm's statistics.</summary>
     private void NormParameterGradients(Tensor dy, Tensor x, Tensor? mean, Tensor rstd, Tensor dGamma, Tensor? dBeta)
     {
-        int rows = x.Rows, cols = x.Columns, chunks = Math.Max(1, (rows + RowsPerChunk - 1) / RowsPerChunk);
+        int rows = x.Rows, cols = x.Columns, perChunk = RowsPerChunk(rows, cols), chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(2 * chunks * cols));
         Tensor gammaPartial = partial.View(new Shape(chunks * cols)), betaPartial = partial.View(new Shape(chunks * cols), (long)chunks * cols);
         _device.Launch("layernorm_backward_params", (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0,
-            P(dy), P(x), mean is null ? 0UL : P(mean), P(rstd), P(gammaPartial), dBeta is null ? 0UL : P(betaPartial), rows, cols, RowsPerChunk);
+            P(dy), P(x), mean is null ? 0UL : P(mean), P(rstd), P(gammaPartial), dBeta is null ? 0UL : P(betaPartial), rows, cols, perChunk);
         Elementwise("column_finish", cols, P(gammaPartial), P(dGamma), chunks, cols, 1f, 0f);
         if (dBeta is not null) Elementwise("column_finish", cols, P(betaPartial), P(dBeta), chunks, cols, 1f, 0f);
     }
@@ -88,7 +88,7 @@ public sealed unsafe partial class CudaBackend
         if (UsesFusedAttention(s, q, k, v, output))
         {
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
-                _device.Launch("flash_attention_forward", (uint)((tq + 63) / 64), (uint)(s.Batch * h), 128, 0, Address(q), Address(k), Address(v),
+                _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, 0, Address(q), Address(k), Address(v),
                     (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0);
             return;
         }
@@ -335,21 +335,31 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Chunks of rows whose fp32 logits take about 256 MB, each row padded to a multiple of 8 columns so that
-    /// every product operand is aligned for the tensor cores. Per chunk: logits = x W^T (cuBLAS), one kernel
-    /// for the row losses (and the logit gradients, written as bf16 in bf16 mode), then dx and dW (cuBLAS).
+    /// Chunks of rows whose fp32 logits take about 256 MB. Per chunk: logits = x W^T (cuBLAS), one kernel for
+    /// the row losses (and the logit gradients, written as bf16 in bf16 mode), then dx and dW (cuBLAS).
+    /// Logit rows are padded so that every operand is aligned for the tensor cores; in bf16 mode the vocabulary
+    /// itself is padded to a multiple of 128 with zero rows of W (GPT-2's 50,257 becomes 50,304), because an
+    /// odd product dimension makes cuBLAS fall back to slow kernels: the padding logits are 0 and left out of
+    /// the loss, their gradients are 0.
     /// </summary>
     public (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,
         Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta)
     {
         LinearCrossEntropyChecks.Validate(x, weight, targets, dx, dWeight);
         CheckTargetRange(targets, weight.Rows, nameof(LinearCrossEntropy));
-        int n = x.Rows, c = x.Columns, v = weight.Rows, ld = (v + 7) & ~7;
+        bool half = Precision == GemmPrecision.Bf16, gradients = dx is not null || dWeight is not null;
+        int n = x.Rows, c = x.Columns, v = weight.Rows, ld = half ? (v + 127) & ~127 : (v + 7) & ~7, vp = half ? ld : v;
         int chunk = Math.Clamp((64 << 20) / ld, 1, n);
         if (chunk > 128) chunk -= chunk % 128;
-        bool half = Precision == GemmPrecision.Bf16, gradients = dx is not null || dWeight is not null;
         int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
-        ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = half ? ToBf16(weight, _operandB) : P(weight);
+        ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = P(weight);
+        if (half)
+        {
+            Tensor w16 = _operandB.Get(new Shape(vp * c));                             // W (V, C) then V_pad - V zero rows
+            ws = P(w16);
+            ConvertToBf16(weight, ws);
+            using (Time(nameof(ToBf16))) Elementwise("zero_u16", (long)(vp - v) * c, ws + (ulong)((long)v * c * 2), (long)(vp - v) * c);
+        }
         Tensor logits = _headLogits.Get(new Shape(chunk * ld)), losses = _headLosses.Get(new Shape(n));
         ulong d16 = half && gradients ? P(_headGradients16.Get(new Shape(chunk * ld))) : 0;
         uint threads = v >= 8192 ? 1024u : 256u;
@@ -357,8 +367,8 @@ public sealed unsafe partial class CudaBackend
         {
             int rn = Math.Min(chunk, n - r0);
             ulong xc = xs + (ulong)((long)r0 * c * es), tc = P(targets) + (ulong)(r0 * 4L), lc = P(losses) + (ulong)(r0 * 4L);
-            using (TimeProduct("head logits NT", rn, v, c))                              // logits (rn, V) = x_c W^T
-                _blas.Gemm(CuBlas.OpT, CuBlas.OpN, v, rn, c, 1f, ws, c, xc, c, 0f, P(logits), ld, _compute, input);
+            using (TimeProduct("head logits NT", rn, vp, c))                             // logits (rn, V_pad) = x_c W^T
+                _blas.Gemm(CuBlas.OpT, CuBlas.OpN, vp, rn, c, 1f, ws, c, xc, c, 0f, P(logits), ld, _compute, input);
             using (Time(nameof(LinearCrossEntropy)))
             {
                 if (!gradients) _device.Launch("cross_entropy_rows", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, lc, rn, v);
@@ -368,8 +378,8 @@ public sealed unsafe partial class CudaBackend
             if (!gradients) continue;
             ulong dl = half ? d16 : P(logits);
             if (dx is not null)
-                using (TimeProduct("head dx NN", rn, c, v))                              // dx_c (rn, C) = dlogits W
-                    _blas.Gemm(CuBlas.OpN, CuBlas.OpN, c, rn, v, 1f, ws, c, dl, ld, 0f, P(dx) + (ulong)((long)r0 * c * 4), c, _compute, input);
+                using (TimeProduct("head dx NN", rn, c, vp))                             // dx_c (rn, C) = dlogits W
+                    _blas.Gemm(CuBlas.OpN, CuBlas.OpN, c, rn, vp, 1f, ws, c, dl, ld, 0f, P(dx) + (ulong)((long)r0 * c * 4), c, _compute, input);
             if (dWeight is not null)
                 using (TimeProduct("head dW TN", v, c, rn))                              // dW (V, C) (+)= dlogits^T x_c
                     _blas.Gemm(CuBlas.OpN, CuBlas.OpT, c, v, rn, weightScale, xc, c, dl, ld, r0 == 0 ? weightBeta : 1f, P(dWeight), c, _compute, input);
@@ -390,9 +400,9 @@ public sealed unsafe partial class CudaBackend
             throw new ArgumentException($"AdafactorFactoredMoments: rows {rows.Shape} and columns {columns.Shape} do not match the matrix {g.Shape}");
         using var _ = Time(nameof(AdafactorFactoredMoments));
         WarpPerRow("adafactor_row_moments", g.Rows, P(g), P(rows), g.Rows, g.Columns, decay, eps);
-        int chunks = Math.Max(1, (g.Rows + RowsPerChunk - 1) / RowsPerChunk);
+        int perChunk = RowsPerChunk(g.Rows, g.Columns), chunks = Math.Max(1, (g.Rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * g.Columns));
-        _device.Launch("column_partial_squares", (uint)((g.Columns + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(g), P(partial), g.Rows, g.Columns, RowsPerChunk);
+        _device.Launch("column_partial_squares", (uint)((g.Columns + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(g), P(partial), g.Rows, g.Columns, perChunk);
         Elementwise("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
     }
 
@@ -436,6 +446,7 @@ public sealed unsafe partial class CudaBackend
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {
         int r = a.Rows;
+        using var reuseM = ReuseOperand(m);                                          // M feeds its Gram matrix and the update
         Tensor k = _gramA.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
         MatMul(a, false, a, true, k);                                               // A A^T
         if (compressedColumns) MatMul(m, true, m, false, l);                        // M^T M
@@ -512,8 +523,8 @@ public sealed unsafe partial class CudaBackend
 
     public void FillGaussian(Tensor tensor, ulong seed, float std)
     {
-        if (tensor.DType != DType.Float32) throw new ArgumentException($"FillGaussian: expected a Float32 tensor, got {tensor}");
+        if (tensor.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"FillGaussian: expected a Float32 or BFloat16 tensor, got {tensor}");
         using var _ = Time(nameof(FillGaussian));
-        Elementwise("fill_gaussian", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
+        Elementwise(tensor.DType == DType.Float32 ? "fill_gaussian" : "fill_gaussian_bf16", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
     }
 }

@@ -80,6 +80,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     public static bool IsAvailable(out string? problem) => Driver.TryLoad(out problem);
 
     public string Name => "cuda";
+
+    public DType ProductOperandType => Precision == GemmPrecision.Bf16 ? DType.BFloat16 : DType.Float32;
     public string Description { get; }
     public GemmPrecision Precision { get; }
     public MemoryLedger Ledger { get; }
@@ -163,6 +165,15 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         CheckCount(destination.Length, source, nameof(Download));
         fixed (int* d = destination) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(destination.Length * 4)), $"cuMemcpyDtoH({destination.Length * 4} bytes)");
+    }
+
+    /// <summary>The raw bits of a BFloat16 tensor (for checks).</summary>
+    public ushort[] DownloadBFloat16(Tensor source)
+    {
+        if (source.DType != DType.BFloat16) throw new ArgumentException($"DownloadBFloat16: {source} is not BFloat16");
+        var host = new ushort[source.Count];
+        fixed (ushort* d = host) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(host.Length * 2)), $"cuMemcpyDtoH({host.Length * 2} bytes)");
+        return host;
     }
 
     public void Copy(Tensor source, Tensor destination)
@@ -275,6 +286,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>The bf16 copy of <paramref name="t"/> in <paramref name="slot"/> (round to nearest even); returns its address.</summary>
     private ulong ToBf16(Tensor t, TensorSlot slot)
     {
+        if (t.DType == DType.BFloat16) return P(t);                                  // generated in bf16 already
         if (_reused is Tensor reused && t.Pointer == reused.Pointer && t.Count == reused.Count && t.DType == reused.DType)
         {
             if (!_reusedReady) { Convert(t, _reusedCopy); _reusedReady = true; }
@@ -284,13 +296,19 @@ public sealed unsafe partial class CudaBackend : IBackend
 
         ulong Convert(Tensor t, TensorSlot slot)
         {
-            Tensor copy = slot.Get(new Shape(t.Count));
-            using var _ = Time(nameof(ToBf16));
-            // Four elements per thread when both ends are aligned for 16- and 8-byte accesses.
-            if (t.Count % 4 == 0 && P(t) % 16 == 0 && P(copy) % 8 == 0) Elementwise("to_bf16_x4", t.Count / 4, P(t), P(copy), t.Count / 4);
-            else Elementwise("to_bf16", t.Count, P(t), P(copy), t.Count);
-            return P(copy);
+            ulong copy = P(slot.Get(new Shape(t.Count)));
+            ConvertToBf16(t, copy);
+            return copy;
         }
+    }
+
+    /// <summary>Writes <paramref name="t"/> rounded to bf16 at <paramref name="destination"/>.</summary>
+    private void ConvertToBf16(Tensor t, ulong destination)
+    {
+        using var _ = Time(nameof(ToBf16));
+        // Four elements per thread when both ends are aligned for 16- and 8-byte accesses.
+        if (t.Count % 4 == 0 && P(t) % 16 == 0 && destination % 8 == 0) Elementwise("to_bf16_x4", t.Count / 4, P(t), destination, t.Count / 4);
+        else Elementwise("to_bf16", t.Count, P(t), destination, t.Count);
     }
 
     private Tensor? _reused;
@@ -335,7 +353,15 @@ public sealed unsafe partial class CudaBackend : IBackend
         _device.Launch(kernel, (uint)((rows + 7) / 8), 1, Threads, 0, args);
     }
 
-    private const int RowsPerChunk = 256;
+    /// <summary>
+    /// Rows per chunk of a column reduction of (rows, cols): enough chunks that the partial-sum grid has about
+    /// four blocks per multiprocessor (a 768-column reduction has only three column blocks), 32 to 256 rows each.
+    /// </summary>
+    private int RowsPerChunk(int rows, int cols)
+    {
+        int columnBlocks = (cols + (int)Threads - 1) / (int)Threads, wanted = (4 * _device.Multiprocessors + columnBlocks - 1) / columnBlocks;
+        return Math.Clamp((rows + wanted - 1) / wanted, 32, 256);
+    }
 
     /// <summary>
     /// A deterministic column reduction of x (rows, cols): the partial kernel writes one row of sums per
@@ -343,9 +369,9 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// </summary>
     private void ColumnReduce(string partialKernel, Tensor x, Tensor? unused, Tensor result, float alpha, float beta)
     {
-        int rows = x.Rows, cols = x.Columns, chunks = Math.Max(1, (rows + RowsPerChunk - 1) / RowsPerChunk);
+        int rows = x.Rows, cols = x.Columns, perChunk = RowsPerChunk(rows, cols), chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * cols));
-        _device.Launch(partialKernel, (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, RowsPerChunk);
+        _device.Launch(partialKernel, (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, perChunk);
         Elementwise("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
     }
 

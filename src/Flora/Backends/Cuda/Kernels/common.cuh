@@ -56,4 +56,12 @@ __device__ double block_sum_d(double v) {
     return warp_sum_d(v);
 }
 
+// fp32 -> bf16 bits with round-to-nearest-even (NaN stays NaN), as the CPU's BFloat16 conversion.
+__device__ __forceinline__ unsigned short to_bf16_bits(float x) {
+    unsigned int bits = __float_as_uint(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x40u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (unsigned short)(bits >> 16);
+}
+
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)

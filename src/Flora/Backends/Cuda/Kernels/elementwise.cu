@@ -83,13 +83,7 @@ FLORA_KERNEL void column_finish(const float* partial, float* result, int chunks,
     }
 }
 
-// fp32 -> bf16 with round-to-nearest-even (NaN stays NaN): the tensor-core operands of the bf16 mode.
-__device__ __forceinline__ unsigned short to_bf16_bits(float x) {
-    unsigned int bits = __float_as_uint(x);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x40u);
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return (unsigned short)(bits >> 16);
-}
+// fp32 -> bf16 (to_bf16_bits from common.cuh): the tensor-core operands of the bf16 mode.
 
 FLORA_KERNEL void to_bf16(const float* x, unsigned short* y, int n) { GRID_STRIDE(i, n) y[i] = to_bf16_bits(x[i]); }
 

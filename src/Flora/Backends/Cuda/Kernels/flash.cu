@@ -8,8 +8,10 @@
 //   A (16 x 16): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
 //   B (16 x 8):  b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
 //   C (16 x 8):  c0, c1 = C[g][2t, 2t+1], c2, c3 = C[g+8][2t, 2t+1]
-// (each 32-bit register holds two bf16, the lower index in the low half). Tiles are 64 x 64 with rows
-// padded to 72 elements so that the fragment loads of a warp hit 32 different banks.
+// (each 32-bit register holds two bf16, the lower index in the low half). Fragments come from shared memory
+// with ldmatrix (four 8 x 8 matrices per instruction, each lane naming one 16-byte row; .trans delivers the
+// transpose, which reads B and A^T out of row-major tiles). Tiles are row-major with rows of 64 padded to 72
+// elements (144 bytes), so the eight rows of a matrix fall in 32 different banks.
 
 #define FA_D 64
 #define FA_TILE 64
@@ -21,85 +23,129 @@ __device__ __forceinline__ void mma_bf16(float* c, const unsigned int* a, unsign
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void ldmatrix_x4(unsigned int* r, const unsigned short* row) {
+    unsigned int address = (unsigned int)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int* r, const unsigned short* row) {
+    unsigned int address = (unsigned int)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
 __device__ __forceinline__ unsigned int pack_bf16(float lo, float hi) {
     return (unsigned int)to_bf16_bits(lo) | ((unsigned int)to_bf16_bits(hi) << 16);
 }
 
-// Two consecutive bf16 of a row-major tile (the pair at [row][col], [row][col + 1]).
-__device__ __forceinline__ unsigned int pair_along_row(const unsigned short* s, int row, int col) {
-    return *reinterpret_cast<const unsigned int*>(s + row * FA_LD + col);
+// A fragment of rows [r0, r0 + 16), columns [k0, k0 + 16) of a row-major tile.
+__device__ __forceinline__ void load_a(unsigned int* a, const unsigned short* tile, int r0, int k0) {
+    int lane = threadIdx.x & 31;
+    ldmatrix_x4(a, tile + (r0 + (lane & 15)) * FA_LD + k0 + (lane >> 4) * 8);
 }
 
-// Two bf16 of a column of a row-major tile (the pair at [row][col], [row + 1][col]).
-__device__ __forceinline__ unsigned int pair_along_column(const unsigned short* s, int row, int col) {
-    return (unsigned int)s[row * FA_LD + col] | ((unsigned int)s[(row + 1) * FA_LD + col] << 16);
+// A fragment of A = T^T for a row-major tile T: A rows [r0, r0 + 16) are columns of T, A columns [k0, k0 + 16) rows of T.
+__device__ __forceinline__ void load_a_transposed(unsigned int* a, const unsigned short* tile, int r0, int k0) {
+    int lane = threadIdx.x & 31;
+    ldmatrix_x4_trans(a, tile + (k0 + (lane & 7) + (lane >> 4) * 8) * FA_LD + r0 + ((lane >> 3) & 1) * 8);
 }
 
-// Stages rows [r0, r0 + 64) of a (rows x 64) fp32 head slice into a bf16 tile (zeros past `rows`).
-// transposed: tile[col][row] instead of tile[row][col].
-__device__ void stage_tile(unsigned short* tile, const float* src, long long stride, int r0, int rows, bool transposed) {
-    for (int i = threadIdx.x; i < FA_TILE * (FA_D / 4); i += blockDim.x) {
-        // Row-major staging walks a row with 16 threads (coalesced); transposed staging walks rows (no bank conflicts).
-        int r = transposed ? i % FA_TILE : i / (FA_D / 4), c4 = transposed ? i / FA_TILE : i % (FA_D / 4);
+// B fragments (b0, b1 of columns n0.. and of n0 + 8..) for k in [k0, k0 + 16) when B^T is the row-major tile (tile[n][k]).
+__device__ __forceinline__ void load_b_from_rows(unsigned int* b, const unsigned short* tile, int n0, int k0) {
+    int lane = threadIdx.x & 31;
+    ldmatrix_x4(b, tile + (n0 + (lane & 7) + (lane >> 4) * 8) * FA_LD + k0 + ((lane >> 3) & 1) * 8);
+}
+
+// The same when B itself is the row-major tile (tile[k][n]).
+__device__ __forceinline__ void load_b_from_columns(unsigned int* b, const unsigned short* tile, int n0, int k0) {
+    int lane = threadIdx.x & 31;
+    ldmatrix_x4_trans(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LD + n0 + (lane >> 4) * 8);
+}
+
+// Stages rows [r0, r0 + count) of a (rows x 64) fp32 head slice into a bf16 tile (zeros past `rows`), 16 threads a row.
+__device__ void stage_tile(unsigned short* tile, const float* src, long long stride, int r0, int rows, int count) {
+    for (int i = threadIdx.x; i < count * (FA_D / 4); i += blockDim.x) {
+        int r = i / (FA_D / 4), c4 = i % (FA_D / 4);
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + r < rows) v = *reinterpret_cast<const float4*>(src + (long long)(r0 + r) * stride + c4 * 4);
-        if (transposed) {
-            tile[(c4 * 4 + 0) * FA_LD + r] = to_bf16_bits(v.x);
-            tile[(c4 * 4 + 1) * FA_LD + r] = to_bf16_bits(v.y);
-            tile[(c4 * 4 + 2) * FA_LD + r] = to_bf16_bits(v.z);
-            tile[(c4 * 4 + 3) * FA_LD + r] = to_bf16_bits(v.w);
-        } else {
-            *reinterpret_cast<uint2*>(tile + r * FA_LD + c4 * 4) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+        *reinterpret_cast<uint2*>(tile + r * FA_LD + c4 * 4) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+    }
+}
+
+// C (16 x 64) = A rows [r0, r0 + 16) of tile a (k = 64 columns) times B, where B^T is the row-major (64 x 64) tile bt.
+// c[nt][*] is the C fragment of columns [8 nt, 8 nt + 8).
+__device__ __forceinline__ void warp_product_abt(float c[8][4], const unsigned short* a, const unsigned short* bt, int r0) {
+    for (int nt = 0; nt < 8; nt++) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.f;
+    for (int ks = 0; ks < 4; ks++) {
+        unsigned int af[4];
+        load_a(af, a, r0, ks * 16);
+        for (int np = 0; np < 4; np++) {
+            unsigned int bf[4];
+            load_b_from_rows(bf, bt, np * 16, ks * 16);
+            mma_bf16(c[2 * np], af, bf[0], bf[1]);
+            mma_bf16(c[2 * np + 1], af, bf[2], bf[3]);
         }
     }
 }
 
-// S (16 x 64) of this warp = A rows [w16, w16 + 16) of tile a (row-major, k = 64 columns) times B^T, B row-major
-// (64 x 64: row n is column n of the product). s[nt][*] is the C fragment of columns [8 nt, 8 nt + 8).
-__device__ __forceinline__ void warp_product_abt(float s[8][4], const unsigned short* a, const unsigned short* b, int w16) {
-    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+// C (16 x 64) += A (16 x 64, the fragments af[ks] of the four k-steps) times the row-major (64 x 64) tile b.
+__device__ __forceinline__ void warp_product_ab(float c[8][4], const unsigned int af[4][4], const unsigned short* b) {
+    for (int ks = 0; ks < 4; ks++)
+        for (int np = 0; np < 4; np++) {
+            unsigned int bf[4];
+            load_b_from_columns(bf, b, np * 16, ks * 16);
+            mma_bf16(c[2 * np], af[ks], bf[0], bf[1]);
+            mma_bf16(c[2 * np + 1], af[ks], bf[2], bf[3]);
+        }
+}
+
+// The A fragments of a 16 x 64 matrix held as C fragments (8 tiles of 16 x 8), for the four k-steps.
+__device__ __forceinline__ void c_to_a(const float c[8][4], unsigned int a[4][4]) {
     for (int ks = 0; ks < 4; ks++) {
-        unsigned int af[4] = {pair_along_row(a, w16 + g, ks * 16 + 2 * t), pair_along_row(a, w16 + g + 8, ks * 16 + 2 * t),
-                              pair_along_row(a, w16 + g, ks * 16 + 2 * t + 8), pair_along_row(a, w16 + g + 8, ks * 16 + 2 * t + 8)};
-        for (int nt = 0; nt < 8; nt++)
-            mma_bf16(s[nt], af, pair_along_row(b, nt * 8 + g, ks * 16 + 2 * t), pair_along_row(b, nt * 8 + g, ks * 16 + 2 * t + 8));
+        a[ks][0] = pack_bf16(c[2 * ks][0], c[2 * ks][1]);
+        a[ks][1] = pack_bf16(c[2 * ks][2], c[2 * ks][3]);
+        a[ks][2] = pack_bf16(c[2 * ks + 1][0], c[2 * ks + 1][1]);
+        a[ks][3] = pack_bf16(c[2 * ks + 1][2], c[2 * ks + 1][3]);
     }
 }
 
-// The A fragments of a 16 x 64 matrix held as C fragments (8 tiles of 16 x 8), for k-step ks (columns 16 ks ..).
-__device__ __forceinline__ void c_to_a(const float c[8][4], int ks, unsigned int* a) {
-    a[0] = pack_bf16(c[2 * ks][0], c[2 * ks][1]);
-    a[1] = pack_bf16(c[2 * ks][2], c[2 * ks][3]);
-    a[2] = pack_bf16(c[2 * ks + 1][0], c[2 * ks + 1][1]);
-    a[3] = pack_bf16(c[2 * ks + 1][2], c[2 * ks + 1][3]);
-}
-
-// Forward: grid (query tiles, batch * heads), 128 threads (4 warps x 16 query rows).
-// q, k, v, o point at head 0 of batch 0 (the column offset already applied); head h starts 64 h columns in.
-// lse (B, H, Tq) = log sum_j exp(scale s_ij), natural log, as the other attention path saves it.
+// Forward: grid (query tiles of 128, batch * heads), 256 threads (8 warps x 16 query rows); each K/V tile staged
+// in shared memory serves all 128 rows. q, k, v, o point at head 0 of batch 0 (the column offset applied); head h
+// starts 64 h columns in. lse (B, H, Tq) = log sum_j exp(scale s_ij), natural log, as the other attention path saves it.
+#define FA_QROWS 128
 FLORA_KERNEL void flash_attention_forward(const float* q, const float* k, const float* v, long long qStride, long long kStride, long long vStride,
                                           float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal) {
-    __shared__ __align__(16) unsigned short Qs[FA_TILE * FA_LD], Ks[FA_TILE * FA_LD], Vt[FA_D * FA_LD];
+    __shared__ __align__(16) unsigned short Qs[FA_QROWS * FA_LD], Ks[FA_TILE * FA_LD], Vs[FA_TILE * FA_LD];
     int tile = causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;     // the longest causal rows first
     int bh = blockIdx.y, b = bh / heads, h = bh % heads;
-    int q0 = tile * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
+    int q0 = tile * FA_QROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const float* qb = q + (long long)b * tq * qStride + h * FA_D;
     const float* kb = k + (long long)b * tk * kStride + h * FA_D;
     const float* vb = v + (long long)b * tk * vStride + h * FA_D;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
 
-    stage_tile(Qs, qb, qStride, q0, tq, false);
+    stage_tile(Qs, qb, qStride, q0, tq, FA_QROWS);
+    __syncthreads();
+    unsigned int qf[4][4];                                            // this warp's 16 rows of Q as A fragments
+    for (int ks = 0; ks < 4; ks++) load_a(qf[ks], Qs, w16, ks * 16);
     float m[2] = {-FLORA_INF, -FLORA_INF}, l[2] = {0.f, 0.f}, acc[8][4];
     for (int nt = 0; nt < 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-    int kend = causal ? min(tk, q0 + FA_TILE) : tk;
+    int kend = causal ? min(tk, q0 + FA_QROWS) : tk;
+    int rowLast = q0 + w16 + 15;                                      // this warp's last row: later keys are all masked
     for (int k0 = 0; k0 < kend; k0 += FA_TILE) {
         __syncthreads();                                              // the previous tiles are consumed
-        stage_tile(Ks, kb, kStride, k0, tk, false);
-        stage_tile(Vt, vb, vStride, k0, tk, true);                    // Vt[d][key]: B of P V pairs along keys
+        stage_tile(Ks, kb, kStride, k0, tk, FA_TILE);
+        stage_tile(Vs, vb, vStride, k0, tk, FA_TILE);
         __syncthreads();
+        if (causal && k0 > rowLast) continue;                         // nothing visible to this warp (it still helps stage)
         float s[8][4];
-        warp_product_abt(s, Qs, Ks, w16);
+        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        for (int ks = 0; ks < 4; ks++)                                // S = Q K^T: B^T = K, row-major
+            for (int np = 0; np < 4; np++) {
+                unsigned int bf[4];
+                load_b_from_rows(bf, Ks, np * 16, ks * 16);
+                mma_bf16(s[2 * np], qf[ks], bf[0], bf[1]);
+                mma_bf16(s[2 * np + 1], qf[ks], bf[2], bf[3]);
+            }
         float mx[2] = {-FLORA_INF, -FLORA_INF};
         for (int nt = 0; nt < 8; nt++)
             for (int e = 0; e < 4; e++) {
@@ -128,12 +174,9 @@ FLORA_KERNEL void flash_attention_forward(const float* q, const float* k, const 
                 l[e >> 1] += p;
                 acc[nt][e] *= corr[e >> 1];
             }
-        for (int ks = 0; ks < 4; ks++) {                              // O += P V, k = the 64 keys of the tile
-            unsigned int af[4];
-            c_to_a(s, ks, af);
-            for (int nt = 0; nt < 8; nt++)
-                mma_bf16(acc[nt], af, pair_along_row(Vt, nt * 8 + g, ks * 16 + 2 * t), pair_along_row(Vt, nt * 8 + g, ks * 16 + 2 * t + 8));
-        }
+        unsigned int pf[4][4];
+        c_to_a(s, pf);
+        warp_product_ab(acc, pf, Vs);                                 // O += P V, k = the 64 keys of the tile
     }
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -171,32 +214,32 @@ FLORA_KERNEL void zero_columns(float* x, long long stride, int rows, int cols) {
 // Each block owns 64 keys: it walks the query tiles that can see them and accumulates dK and dV in registers;
 // dQ (zeroed before) receives each tile's contribution through atomic adds. Per query tile:
 //   phase 1 (warp = 16 query rows): S = Q K^T, dP = dO V^T, P = exp(scale S - lse), dS = P (dP - D);
-//            dQ += scale dS K; P^T and dS^T go to shared memory;
-//   phase 2 (warp = 16 keys): dV += P^T dO, dK += scale dS^T Q.
+//            dQ += scale dS K; P and dS go to shared memory (row-major, [query][key]);
+//   phase 2 (warp = 16 keys): dV += P^T dO, dK += scale dS^T Q (A = P^T and dS^T through transposing loads).
 FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const float* v, long long qStride, long long kStride, long long vStride,
                                            const float* dO, long long dOStride, const float* lse, const float* D,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
                                            int heads, int tq, int tk, float scale, int causal) {
     extern __shared__ __align__(16) unsigned short smem[];
     unsigned short *Ks = smem, *Vs = Ks + FA_TILE * FA_LD, *Qs = Vs + FA_TILE * FA_LD, *dOs = Qs + FA_TILE * FA_LD;
-    unsigned short *Pt = dOs + FA_TILE * FA_LD, *dSt = Pt + FA_TILE * FA_LD;
-    float* lseS = reinterpret_cast<float*>(dSt + FA_TILE * FA_LD);
+    unsigned short *Ps = dOs + FA_TILE * FA_LD, *dSs = Ps + FA_TILE * FA_LD;
+    float* lseS = reinterpret_cast<float*>(dSs + FA_TILE * FA_LD);
     float* Drow = lseS + FA_TILE;
     int bh = blockIdx.y, b = bh / heads, h = bh % heads;
     int k0 = blockIdx.x * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
     const float* qb = q + (long long)b * tq * qStride + h * FA_D;
     const float* dOb = dO + (long long)b * tq * dOStride + h * FA_D;
-    stage_tile(Ks, k + (long long)b * tk * kStride + h * FA_D, kStride, k0, tk, false);
-    stage_tile(Vs, v + (long long)b * tk * vStride + h * FA_D, vStride, k0, tk, false);
+    stage_tile(Ks, k + (long long)b * tk * kStride + h * FA_D, kStride, k0, tk, FA_TILE);
+    stage_tile(Vs, v + (long long)b * tk * vStride + h * FA_D, vStride, k0, tk, FA_TILE);
     float dkAcc[8][4], dvAcc[8][4];
     for (int nt = 0; nt < 8; nt++)
         for (int e = 0; e < 4; e++) dkAcc[nt][e] = dvAcc[nt][e] = 0.f;
-    int qStart = causal ? (k0 / FA_TILE) * FA_TILE : 0;                // earlier queries see none of these keys
+    int qStart = causal ? k0 : 0;                                     // earlier queries see none of these keys
     for (int q0 = qStart; q0 < tq; q0 += FA_TILE) {
         __syncthreads();                                              // the previous query tile is consumed
-        stage_tile(Qs, qb, qStride, q0, tq, false);
-        stage_tile(dOs, dOb, dOStride, q0, tq, false);
+        stage_tile(Qs, qb, qStride, q0, tq, FA_TILE);
+        stage_tile(dOs, dOb, dOStride, q0, tq, FA_TILE);
         for (int r = threadIdx.x; r < FA_TILE; r += blockDim.x) {
             bool in = q0 + r < tq;
             lseS[r] = in ? lse[(long long)bh * tq + q0 + r] * log2e : 0.f;
@@ -208,25 +251,25 @@ FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const
         warp_product_abt(s, Qs, Ks, w16);
         warp_product_abt(dp, dOs, Vs, w16);
         for (int nt = 0; nt < 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                int col = nt * 8 + 2 * t + (e & 1), rowInTile = w16 + g + (e >> 1) * 8;
-                int key = k0 + col, row = q0 + rowInTile;
-                bool visible = row < tq && key < tk && !(causal && key > row);
-                float p = visible ? exp2f(s[nt][e] * sl2 - lseS[rowInTile]) : 0.f;
-                float ds = p * (dp[nt][e] - Drow[rowInTile]);
-                s[nt][e] = ds;                                        // s now holds dS (C fragments)
-                Pt[col * FA_LD + rowInTile] = to_bf16_bits(p);
-                dSt[col * FA_LD + rowInTile] = to_bf16_bits(ds);
+            for (int r = 0; r < 2; r++) {
+                int col = nt * 8 + 2 * t, rowInTile = w16 + g + r * 8, row = q0 + rowInTile;
+                float p[2], ds[2];
+                for (int e = 0; e < 2; e++) {
+                    int key = k0 + col + e;
+                    bool visible = row < tq && key < tk && !(causal && key > row);
+                    p[e] = visible ? exp2f(s[nt][2 * r + e] * sl2 - lseS[rowInTile]) : 0.f;
+                    ds[e] = p[e] * (dp[nt][2 * r + e] - Drow[rowInTile]);
+                    s[nt][2 * r + e] = ds[e];                         // s now holds dS (C fragments)
+                }
+                *reinterpret_cast<unsigned int*>(Ps + rowInTile * FA_LD + col) = pack_bf16(p[0], p[1]);
+                *reinterpret_cast<unsigned int*>(dSs + rowInTile * FA_LD + col) = pack_bf16(ds[0], ds[1]);
             }
-        // dQ rows (16 x 64) += scale dS K: k = the 64 keys, B[key][d] = Ks[key][d] (pairs along a column)
+        // dQ rows (16 x 64) += scale dS K: k = the 64 keys, B = K (row-major [key][d])
         float dqPart[8][4];
         for (int nt = 0; nt < 8; nt++) dqPart[nt][0] = dqPart[nt][1] = dqPart[nt][2] = dqPart[nt][3] = 0.f;
-        for (int ks = 0; ks < 4; ks++) {
-            unsigned int af[4];
-            c_to_a(s, ks, af);
-            for (int nt = 0; nt < 8; nt++)
-                mma_bf16(dqPart[nt], af, pair_along_column(Ks, ks * 16 + 2 * t, nt * 8 + g), pair_along_column(Ks, ks * 16 + 2 * t + 8, nt * 8 + g));
-        }
+        unsigned int sf[4][4];
+        c_to_a(s, sf);
+        warp_product_ab(dqPart, sf, Ks);
         for (int r = 0; r < 2; r++) {
             int row = q0 + w16 + g + r * 8;
             if (row >= tq) continue;
@@ -236,16 +279,20 @@ FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const
                 atomicAdd(dqRow + nt * 8 + 2 * t + 1, scale * dqPart[nt][2 * r + 1]);
             }
         }
-        __syncthreads();                                              // P^T and dS^T complete
-        // ---- phase 2: this warp's 16 keys; k = the 64 queries of the tile, B[query][d] = dOs / Qs (pairs along a column)
+        __syncthreads();                                              // P and dS complete
+        // ---- phase 2: this warp's 16 keys; k = the 64 queries of the tile
         for (int ks = 0; ks < 4; ks++) {
-            unsigned int pa[4] = {pair_along_row(Pt, w16 + g, ks * 16 + 2 * t), pair_along_row(Pt, w16 + g + 8, ks * 16 + 2 * t),
-                                  pair_along_row(Pt, w16 + g, ks * 16 + 2 * t + 8), pair_along_row(Pt, w16 + g + 8, ks * 16 + 2 * t + 8)};
-            unsigned int sa[4] = {pair_along_row(dSt, w16 + g, ks * 16 + 2 * t), pair_along_row(dSt, w16 + g + 8, ks * 16 + 2 * t),
-                                  pair_along_row(dSt, w16 + g, ks * 16 + 2 * t + 8), pair_along_row(dSt, w16 + g + 8, ks * 16 + 2 * t + 8)};
-            for (int nt = 0; nt < 8; nt++) {
-                mma_bf16(dvAcc[nt], pa, pair_along_column(dOs, ks * 16 + 2 * t, nt * 8 + g), pair_along_column(dOs, ks * 16 + 2 * t + 8, nt * 8 + g));
-                mma_bf16(dkAcc[nt], sa, pair_along_column(Qs, ks * 16 + 2 * t, nt * 8 + g), pair_along_column(Qs, ks * 16 + 2 * t + 8, nt * 8 + g));
+            unsigned int pa[4], sa[4];
+            load_a_transposed(pa, Ps, w16, ks * 16);                  // P^T rows = keys
+            load_a_transposed(sa, dSs, w16, ks * 16);
+            for (int np = 0; np < 4; np++) {
+                unsigned int bo[4], bq[4];
+                load_b_from_columns(bo, dOs, np * 16, ks * 16);       // B = dO (row-major [query][d])
+                load_b_from_columns(bq, Qs, np * 16, ks * 16);        // B = Q
+                mma_bf16(dvAcc[2 * np], pa, bo[0], bo[1]);
+                mma_bf16(dvAcc[2 * np + 1], pa, bo[2], bo[3]);
+                mma_bf16(dkAcc[2 * np], sa, bq[0], bq[1]);
+                mma_bf16(dkAcc[2 * np + 1], sa, bq[2], bq[3]);
             }
         }
     }

@@ -108,7 +108,8 @@ FLORA_KERNEL void cross_entropy_backward_f32(float* logits, long long ld, const 
     for (int c = threadIdx.x; c < cols; c += blockDim.x) x[c] = k * expf(x[c] - M) - (c == t ? scale : 0.0f);
 }
 
-// As cross_entropy_backward_f32, writing dlogits as bf16 into d16 (row stride ld16, a multiple of 4), four at a time.
+// As cross_entropy_backward_f32, writing dlogits as bf16 into d16 (row stride ld16, a multiple of 4), four at a time,
+// and zeros in the padding columns [cols, ld16).
 FLORA_KERNEL void cross_entropy_backward_bf16(const float* logits, long long ld, const int* targets, unsigned short* d16, long long ld16,
                                               float* loss, int rows, int cols, float scale) {
     int row = blockIdx.x;
@@ -132,4 +133,7 @@ FLORA_KERNEL void cross_entropy_backward_bf16(const float* logits, long long ld,
                            (unsigned int)to_bf16_bits(a2) | ((unsigned int)to_bf16_bits(a3) << 16));
     }
     for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) d[c] = to_bf16_bits(k * expf(x[c] - M) - (c == t ? hit : 0.0f));
+    for (int c = cols + threadIdx.x; c < ld16; c += blockDim.x) d[c] = 0;   // padding columns: read by the dx product
 }
+
+FLORA_KERNEL void zero_u16(unsigned short* x, long long n) { GRID_STRIDE(i, n) x[i] = 0; }

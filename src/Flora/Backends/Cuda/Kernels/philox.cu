@@ -60,21 +60,39 @@ __device__ __forceinline__ void philox_sincos_turns(float t, float& sn, float& c
     }
 }
 
+// The four Gaussians of Philox block `block` (Box-Muller on its four uniforms), times stddev.
+__device__ __forceinline__ void philox_gaussians(long long block, unsigned int k0, unsigned int k1, float stddev, float* z) {
+    unsigned int c0 = (unsigned int)block, c1 = (unsigned int)((unsigned long long)block >> 32), c2 = 0, c3 = 0;
+    philox_round10(c0, c1, c2, c3, k0, k1);
+    float sn, cs;
+    float r = __fsqrt_rn(__fmul_rn(-2.0f, philox_log(philox_uniform(c0))));
+    philox_sincos_turns(philox_uniform(c1), sn, cs);
+    z[0] = __fmul_rn(stddev, __fmul_rn(r, cs)); z[1] = __fmul_rn(stddev, __fmul_rn(r, sn));
+    r = __fsqrt_rn(__fmul_rn(-2.0f, philox_log(philox_uniform(c2))));
+    philox_sincos_turns(philox_uniform(c3), sn, cs);
+    z[2] = __fmul_rn(stddev, __fmul_rn(r, cs)); z[3] = __fmul_rn(stddev, __fmul_rn(r, sn));
+}
+
+// The same values rounded to bf16: projections that only feed bf16 products are generated in bf16.
+FLORA_KERNEL void fill_gaussian_bf16(unsigned short* x, int n, unsigned int k0, unsigned int k1, float stddev) {
+    GRID_STRIDE(block, ((long long)n + 3) / 4) {
+        float z[4];
+        philox_gaussians(block, k0, k1, stddev, z);
+        for (int j = 0; j < 4; j++) {
+            long long i = block * 4 + j;
+            if (i < n) x[i] = to_bf16_bits(z[j]);
+        }
+    }
+}
+
 // x[i] = std * z(seed, i) for i < n; one thread per block of four values.
 FLORA_KERNEL void fill_gaussian(float* x, int n, unsigned int k0, unsigned int k1, float stddev) {
     GRID_STRIDE(block, ((long long)n + 3) / 4) {
-        unsigned int c0 = (unsigned int)block, c1 = (unsigned int)((unsigned long long)block >> 32), c2 = 0, c3 = 0;
-        philox_round10(c0, c1, c2, c3, k0, k1);
-        float z[4], sn, cs;
-        float r = __fsqrt_rn(__fmul_rn(-2.0f, philox_log(philox_uniform(c0))));
-        philox_sincos_turns(philox_uniform(c1), sn, cs);
-        z[0] = __fmul_rn(r, cs); z[1] = __fmul_rn(r, sn);
-        r = __fsqrt_rn(__fmul_rn(-2.0f, philox_log(philox_uniform(c2))));
-        philox_sincos_turns(philox_uniform(c3), sn, cs);
-        z[2] = __fmul_rn(r, cs); z[3] = __fmul_rn(r, sn);
+        float z[4];
+        philox_gaussians(block, k0, k1, stddev, z);
         for (int j = 0; j < 4; j++) {
             long long i = block * 4 + j;
-            if (i < n) x[i] = __fmul_rn(stddev, z[j]);
+            if (i < n) x[i] = z[j];
         }
     }
 }
