@@ -85,10 +85,13 @@ public sealed unsafe partial class CudaBackend
     {
         s.Validate(q, k, v, output, logSumExp);
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
-        if (UsesFusedAttention(s, q, k, v, output))
+        if (UsesFusedAttention(s, q, k, v, output, null, null, null))
         {
+            var (q16, k16, v16) = Operands16(q, k, v);
+            if (!_fusedForwardReady) { _device.AllowSharedMemory("flash_attention_forward", FusedForwardSharedBytes); _fusedForwardReady = true; }
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
-                _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, 0, Address(q), Address(k), Address(v),
+                _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)FusedForwardSharedBytes,
+                    HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk),
                     (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0);
             return;
         }
@@ -133,7 +136,7 @@ public sealed unsafe partial class CudaBackend
         s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
-        if (UsesFusedAttention(s, q, k, v, output) && UsesFusedAttention(s, dq, dk, dv, dOutput))
+        if (UsesFusedAttention(s, q, k, v, output, dq, dk, dv))
         {
             FusedAttentionBackward(s, dOutput, q, k, v, output, logSumExp, dq, dk, dv);
             return;
@@ -190,24 +193,30 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Whether attention runs as one fused kernel (Kernels/flash.cu): bf16 products, head dimension 64, and every
-    /// row of q, k, v and the output 16-byte aligned. Otherwise scores go through device memory (cuBLAS + softmax kernels).
+    /// Whether attention runs as one fused kernel (Kernels/flash.cu): bf16 products, head dimension 64, rows of the
+    /// bf16 copies of q, k, v 16-byte aligned (stride and offset multiples of 8) and the fp32 outputs 8-byte aligned.
+    /// Otherwise scores go through device memory (cuBLAS + softmax kernels).
     /// </summary>
-    private bool UsesFusedAttention(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output) =>
-        FusedAttention && Precision == GemmPrecision.Bf16 && s.HeadDim == 64
-        && new[] { q, k, v, new ColumnBlock(output, 0) }.All(c => c.Stride % 4 == 0 && Address(c) % 16 == 0);
+    private bool UsesFusedAttention(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, ColumnBlock? dq, ColumnBlock? dk, ColumnBlock? dv) =>
+        FusedAttention && Precision == GemmPrecision.Bf16 && s.HeadDim == 64 && output.Columns % 2 == 0
+        && new[] { q, k, v }.All(c => c.Stride % 8 == 0 && c.Offset % 8 == 0)
+        && new[] { dq, dk, dv }.All(c => c is not ColumnBlock b || (b.Stride % 2 == 0 && b.Offset % 2 == 0));
 
     /// <summary>Fused attention on or off (on by default; FLORA_ATTENTION=unfused turns it off, for comparisons).</summary>
     public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("FLORA_ATTENTION") != "unfused";
 
-    private const int FusedBackwardSharedBytes = 6 * 64 * 72 * 2 + 2 * 64 * 4;     // six bf16 tiles and two rows of floats
-    private bool _fusedBackwardReady;
+    private const int Tile = 64 * 72 * 2;                                              // a 64 x 64 bf16 tile, rows padded to 72
+    private const int FusedForwardSharedBytes = 2 * Tile + 4 * Tile;                   // Q (128 rows), K and V double-buffered
+    private const int FusedBackwardSharedBytes = 8 * Tile + 4 * 64 * 4;                // K, V, Q x2, dO x2, P, dS; lse and D x2
+    private bool _fusedForwardReady, _fusedBackwardReady;
 
     private void FusedAttentionBackward(AttentionShape s, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
         ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
     {
         int tq = s.QueryLength, tk = s.KeyLength, h = s.Heads, rows = s.Batch * tq;
         if (!_fusedBackwardReady) { _device.AllowSharedMemory("flash_attention_backward", FusedBackwardSharedBytes); _fusedBackwardReady = true; }
+        var (q16, k16, v16) = Operands16(q, k, v);
+        ulong dOut16 = ToBf16(dOutput, _operandC);
         Tensor d = _rowDots.Get(new Shape(s.Batch * h * tq));                  // D = rowsum(dO * O) per (b, h, t)
         using (Time(nameof(AttentionBackward)))
         {
@@ -216,7 +225,8 @@ public sealed unsafe partial class CudaBackend
         }
         using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))
             _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * h), 128, (uint)FusedBackwardSharedBytes,
-                Address(q), Address(k), Address(v), (long)q.Stride, (long)k.Stride, (long)v.Stride, P(dOutput), (long)dOutput.Columns, P(logSumExp), P(d),
+                HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
+                dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
                 Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0);
     }
 

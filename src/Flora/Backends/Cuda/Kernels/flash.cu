@@ -1,8 +1,8 @@
 // Fused causal/non-causal attention for head dimension 64 on bf16 tensor cores (the FlashAttention-2 scheme:
 // Dao 2023). Scores and probabilities live in registers and shared memory, never in device memory; the
 // forward pass keeps a running row max and sum (online softmax) and saves only the log-sum-exp per row.
-// Inputs stay fp32 in device memory (columns of the fused qkv tensor) and are rounded to bf16 as tiles are
-// staged into shared memory; accumulation is fp32.
+// Inputs are bf16 copies (of the fused qkv tensor and of dO), staged into shared memory with cp.async into
+// double buffers, so the next tile arrives while the current one is multiplied; accumulation is fp32, outputs fp32.
 //
 // Tensor-core fragments of mma.m16n8k16 (row.col, bf16 in, fp32 out), g = lane / 4, t = lane % 4:
 //   A (16 x 16): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
@@ -61,13 +61,20 @@ __device__ __forceinline__ void load_b_from_columns(unsigned int* b, const unsig
     ldmatrix_x4_trans(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LD + n0 + (lane >> 4) * 8);
 }
 
-// Stages rows [r0, r0 + count) of a (rows x 64) fp32 head slice into a bf16 tile (zeros past `rows`), 16 threads a row.
-__device__ void stage_tile(unsigned short* tile, const float* src, long long stride, int r0, int rows, int count) {
-    for (int i = threadIdx.x; i < count * (FA_D / 4); i += blockDim.x) {
-        int r = i / (FA_D / 4), c4 = i % (FA_D / 4);
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (r0 + r < rows) v = *reinterpret_cast<const float4*>(src + (long long)(r0 + r) * stride + c4 * 4);
-        *reinterpret_cast<uint2*>(tile + r * FA_LD + c4 * 4) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+// Asynchronous 16-byte copy from global to shared memory; src_bytes = 0 fills zeros (rows past the end).
+__device__ __forceinline__ void cp_async16(unsigned short* dst, const unsigned short* src, int srcBytes) {
+    unsigned int address = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(address), "l"(src), "r"(srcBytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+// Starts copying rows [r0, r0 + count) of a (rows x 64) bf16 head slice into a tile (zeros past `rows`), 8 threads a row.
+__device__ __forceinline__ void stage_tile(unsigned short* tile, const unsigned short* src, long long stride, int r0, int rows, int count) {
+    for (int i = threadIdx.x; i < count * 8; i += blockDim.x) {
+        int r = i >> 3, c = i & 7;
+        bool in = r0 + r < rows;
+        cp_async16(tile + r * FA_LD + c * 8, in ? src + (long long)(r0 + r) * stride + c * 8 : src, in ? 16 : 0);
     }
 }
 
@@ -108,75 +115,90 @@ __device__ __forceinline__ void c_to_a(const float c[8][4], unsigned int a[4][4]
     }
 }
 
-// Forward: grid (query tiles of 128, batch * heads), 256 threads (8 warps x 16 query rows); each K/V tile staged
-// in shared memory serves all 128 rows. q, k, v, o point at head 0 of batch 0 (the column offset applied); head h
-// starts 64 h columns in. lse (B, H, Tq) = log sum_j exp(scale s_ij), natural log, as the other attention path saves it.
+// Forward: grid (query tiles of 128, batch * heads), 256 threads (8 warps x 16 query rows), dynamic shared memory
+// (FusedForwardSharedBytes on the host); each K/V tile staged
+// in shared memory serves all 128 rows, and the next one is in flight while it is used. q, k, v (bf16) and o (fp32)
+// point at head 0 of batch 0 (the column offset applied); head h starts 64 h columns in. lse (B, H, Tq) =
+// log sum_j exp(scale s_ij), natural log, as the other attention path saves it.
 #define FA_QROWS 128
-FLORA_KERNEL void flash_attention_forward(const float* q, const float* k, const float* v, long long qStride, long long kStride, long long vStride,
+FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward(const unsigned short* q, const unsigned short* k, const unsigned short* v,
+                                          long long qStride, long long kStride, long long vStride,
                                           float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal) {
-    __shared__ __align__(16) unsigned short Qs[FA_QROWS * FA_LD], Ks[FA_TILE * FA_LD], Vs[FA_TILE * FA_LD];
+    extern __shared__ __align__(16) unsigned short smem[];            // dynamic: Q (128 rows), then K and V twice each
+    const int T = FA_TILE * FA_LD;
+    unsigned short *Qs = smem, *Ks = Qs + FA_QROWS * FA_LD, *Vs = Ks + 2 * T;   // Ks, Vs: buffers 0 and 1, T apart
     int tile = causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;     // the longest causal rows first
     int bh = blockIdx.y, b = bh / heads, h = bh % heads;
     int q0 = tile * FA_QROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
-    const float* qb = q + (long long)b * tq * qStride + h * FA_D;
-    const float* kb = k + (long long)b * tk * kStride + h * FA_D;
-    const float* vb = v + (long long)b * tk * vStride + h * FA_D;
+    const unsigned short* qb = q + (long long)b * tq * qStride + h * FA_D;
+    const unsigned short* kb = k + (long long)b * tk * kStride + h * FA_D;
+    const unsigned short* vb = v + (long long)b * tk * vStride + h * FA_D;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
 
+    int kend = causal ? min(tk, q0 + FA_QROWS) : tk, tiles = (kend + FA_TILE - 1) / FA_TILE;
     stage_tile(Qs, qb, qStride, q0, tq, FA_QROWS);
-    __syncthreads();
+    stage_tile(Ks, kb, kStride, 0, tk, FA_TILE);
+    stage_tile(Vs, vb, vStride, 0, tk, FA_TILE);
+    cp_async_commit();
     unsigned int qf[4][4];                                            // this warp's 16 rows of Q as A fragments
-    for (int ks = 0; ks < 4; ks++) load_a(qf[ks], Qs, w16, ks * 16);
     float m[2] = {-FLORA_INF, -FLORA_INF}, l[2] = {0.f, 0.f}, acc[8][4];
     for (int nt = 0; nt < 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-    int kend = causal ? min(tk, q0 + FA_QROWS) : tk;
     int rowLast = q0 + w16 + 15;                                      // this warp's last row: later keys are all masked
-    for (int k0 = 0; k0 < kend; k0 += FA_TILE) {
-        __syncthreads();                                              // the previous tiles are consumed
-        stage_tile(Ks, kb, kStride, k0, tk, FA_TILE);
-        stage_tile(Vs, vb, vStride, k0, tk, FA_TILE);
+    for (int j = 0; j < tiles; j++) {
+        int k0 = j * FA_TILE;
+        if (j + 1 < tiles) {                                          // the next tile goes into the other buffer
+            stage_tile(Ks + ((j + 1) & 1) * T, kb, kStride, k0 + FA_TILE, tk, FA_TILE);
+            stage_tile(Vs + ((j + 1) & 1) * T, vb, vStride, k0 + FA_TILE, tk, FA_TILE);
+        }
+        cp_async_commit();
+        cp_async_wait_all_but_one();                                  // tile j (and Q) have landed
         __syncthreads();
-        if (causal && k0 > rowLast) continue;                         // nothing visible to this warp (it still helps stage)
-        float s[8][4];
-        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-        for (int ks = 0; ks < 4; ks++)                                // S = Q K^T: B^T = K, row-major
-            for (int np = 0; np < 4; np++) {
-                unsigned int bf[4];
-                load_b_from_rows(bf, Ks, np * 16, ks * 16);
-                mma_bf16(s[2 * np], qf[ks], bf[0], bf[1]);
-                mma_bf16(s[2 * np + 1], qf[ks], bf[2], bf[3]);
+        if (j == 0)
+            for (int ks = 0; ks < 4; ks++) load_a(qf[ks], Qs, w16, ks * 16);
+        const unsigned short *kt = Ks + (j & 1) * T, *vt = Vs + (j & 1) * T;
+        if (!(causal && k0 > rowLast)) {                              // else nothing is visible to this warp
+            float s[8][4];
+            for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+            for (int ks = 0; ks < 4; ks++)                            // S = Q K^T: B^T = K, row-major
+                for (int np = 0; np < 4; np++) {
+                    unsigned int bf[4];
+                    load_b_from_rows(bf, kt, np * 16, ks * 16);
+                    mma_bf16(s[2 * np], qf[ks], bf[0], bf[1]);
+                    mma_bf16(s[2 * np + 1], qf[ks], bf[2], bf[3]);
+                }
+            float mx[2] = {-FLORA_INF, -FLORA_INF};
+            for (int nt = 0; nt < 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    int key = k0 + nt * 8 + 2 * t + (e & 1), row = q0 + w16 + g + (e >> 1) * 8;
+                    float x = s[nt][e] * sl2;
+                    if (key >= tk || (causal && key > row)) x = -FLORA_INF;
+                    s[nt][e] = x;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
             }
-        float mx[2] = {-FLORA_INF, -FLORA_INF};
-        for (int nt = 0; nt < 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                int key = k0 + nt * 8 + 2 * t + (e & 1), row = q0 + w16 + g + (e >> 1) * 8;
-                float x = s[nt][e] * sl2;
-                if (key >= tk || (causal && key > row)) x = -FLORA_INF;
-                s[nt][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            float base[2], corr[2];
+            for (int r = 0; r < 2; r++) {
+                float mNew = fmaxf(m[r], mx[r]);
+                base[r] = mNew == -FLORA_INF ? 0.f : mNew;            // a row with nothing visible yet stays all zero
+                corr[r] = exp2f(m[r] - base[r]);
+                m[r] = mNew;
+                l[r] *= corr[r];
             }
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            for (int nt = 0; nt < 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    float p = exp2f(s[nt][e] - base[e >> 1]);
+                    s[nt][e] = p;
+                    l[e >> 1] += p;
+                    acc[nt][e] *= corr[e >> 1];
+                }
+            unsigned int pf[4][4];
+            c_to_a(s, pf);
+            warp_product_ab(acc, pf, vt);                             // O += P V, k = the 64 keys of the tile
         }
-        float base[2], corr[2];
-        for (int r = 0; r < 2; r++) {
-            float mNew = fmaxf(m[r], mx[r]);
-            base[r] = mNew == -FLORA_INF ? 0.f : mNew;                // a row with nothing visible yet stays all zero
-            corr[r] = exp2f(m[r] - base[r]);
-            m[r] = mNew;
-            l[r] *= corr[r];
-        }
-        for (int nt = 0; nt < 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[nt][e] - base[e >> 1]);
-                s[nt][e] = p;
-                l[e >> 1] += p;
-                acc[nt][e] *= corr[e >> 1];
-            }
-        unsigned int pf[4][4];
-        c_to_a(s, pf);
-        warp_product_ab(acc, pf, Vs);                                 // O += P V, k = the 64 keys of the tile
+        __syncthreads();                                              // buffer j & 1 is free for tile j + 2
     }
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -210,46 +232,61 @@ FLORA_KERNEL void zero_columns(float* x, long long stride, int rows, int cols) {
     GRID_STRIDE(i, (long long)rows * cols) x[(i / cols) * stride + i % cols] = 0.f;
 }
 
-// Backward: grid (key tiles, batch * heads), 128 threads, dynamic shared memory FLASH_BACKWARD_SHARED bytes.
-// Each block owns 64 keys: it walks the query tiles that can see them and accumulates dK and dV in registers;
-// dQ (zeroed before) receives each tile's contribution through atomic adds. Per query tile:
+// Backward: grid (key tiles, batch * heads), 128 threads, dynamic shared memory (FusedBackwardSharedBytes on the host).
+// Each block owns 64 keys: it walks the query tiles that can see them (the next one in flight while the current
+// one is used) and accumulates dK and dV in registers; dQ (zeroed before) receives each tile's contribution
+// through atomic adds. Per query tile:
 //   phase 1 (warp = 16 query rows): S = Q K^T, dP = dO V^T, P = exp(scale S - lse), dS = P (dP - D);
 //            dQ += scale dS K; P and dS go to shared memory (row-major, [query][key]);
 //   phase 2 (warp = 16 keys): dV += P^T dO, dK += scale dS^T Q (A = P^T and dS^T through transposing loads).
-FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const float* v, long long qStride, long long kStride, long long vStride,
-                                           const float* dO, long long dOStride, const float* lse, const float* D,
+FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned short* q, const unsigned short* k, const unsigned short* v,
+                                           long long qStride, long long kStride, long long vStride,
+                                           const unsigned short* dO, long long dOStride, const float* lse, const float* D,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
                                            int heads, int tq, int tk, float scale, int causal) {
     extern __shared__ __align__(16) unsigned short smem[];
-    unsigned short *Ks = smem, *Vs = Ks + FA_TILE * FA_LD, *Qs = Vs + FA_TILE * FA_LD, *dOs = Qs + FA_TILE * FA_LD;
-    unsigned short *Ps = dOs + FA_TILE * FA_LD, *dSs = Ps + FA_TILE * FA_LD;
-    float* lseS = reinterpret_cast<float*>(dSs + FA_TILE * FA_LD);
-    float* Drow = lseS + FA_TILE;
+    const int T = FA_TILE * FA_LD;
+    unsigned short *Ks = smem, *Vs = Ks + T, *Qs = Vs + T, *dOs = Qs + 2 * T, *Ps = dOs + 2 * T, *dSs = Ps + T;  // Qs, dOs: two buffers
+    float* lseS = reinterpret_cast<float*>(dSs + T);                 // two buffers of 64
+    float* Drow = lseS + 2 * FA_TILE;                                 // two buffers of 64
     int bh = blockIdx.y, b = bh / heads, h = bh % heads;
     int k0 = blockIdx.x * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
-    const float* qb = q + (long long)b * tq * qStride + h * FA_D;
-    const float* dOb = dO + (long long)b * tq * dOStride + h * FA_D;
+    const unsigned short* qb = q + (long long)b * tq * qStride + h * FA_D;
+    const unsigned short* dOb = dO + (long long)b * tq * dOStride + h * FA_D;
+    int qStart = causal ? k0 : 0;                                     // earlier queries see none of these keys
+    int tiles = qStart < tq ? (tq - qStart + FA_TILE - 1) / FA_TILE : 0;
+
+    // Stages query tile j (rows qStart + 64 j ..) into buffer j & 1, with its lse (in log2 units) and D.
+    auto stage = [&](int j) {
+        int q0 = qStart + j * FA_TILE, buffer = j & 1;
+        stage_tile(Qs + buffer * T, qb, qStride, q0, tq, FA_TILE);
+        stage_tile(dOs + buffer * T, dOb, dOStride, q0, tq, FA_TILE);
+        for (int r = threadIdx.x; r < FA_TILE; r += blockDim.x) {
+            bool in = q0 + r < tq;
+            lseS[buffer * FA_TILE + r] = in ? lse[(long long)bh * tq + q0 + r] * log2e : 0.f;
+            Drow[buffer * FA_TILE + r] = in ? D[(long long)bh * tq + q0 + r] : 0.f;
+        }
+    };
     stage_tile(Ks, k + (long long)b * tk * kStride + h * FA_D, kStride, k0, tk, FA_TILE);
     stage_tile(Vs, v + (long long)b * tk * vStride + h * FA_D, vStride, k0, tk, FA_TILE);
+    if (tiles > 0) stage(0);
+    cp_async_commit();
     float dkAcc[8][4], dvAcc[8][4];
     for (int nt = 0; nt < 8; nt++)
         for (int e = 0; e < 4; e++) dkAcc[nt][e] = dvAcc[nt][e] = 0.f;
-    int qStart = causal ? k0 : 0;                                     // earlier queries see none of these keys
-    for (int q0 = qStart; q0 < tq; q0 += FA_TILE) {
-        __syncthreads();                                              // the previous query tile is consumed
-        stage_tile(Qs, qb, qStride, q0, tq, FA_TILE);
-        stage_tile(dOs, dOb, dOStride, q0, tq, FA_TILE);
-        for (int r = threadIdx.x; r < FA_TILE; r += blockDim.x) {
-            bool in = q0 + r < tq;
-            lseS[r] = in ? lse[(long long)bh * tq + q0 + r] * log2e : 0.f;
-            Drow[r] = in ? D[(long long)bh * tq + q0 + r] : 0.f;
-        }
+    for (int j = 0; j < tiles; j++) {
+        int q0 = qStart + j * FA_TILE, buffer = j & 1;
+        if (j + 1 < tiles) stage(j + 1);
+        cp_async_commit();
+        cp_async_wait_all_but_one();                                  // tile j (and K, V) have landed
         __syncthreads();
+        const unsigned short *qt = Qs + buffer * T, *dot = dOs + buffer * T;
+        const float *lseT = lseS + buffer * FA_TILE, *dT = Drow + buffer * FA_TILE;
         // ---- phase 1: this warp's 16 query rows against the block's 64 keys
         float s[8][4], dp[8][4];
-        warp_product_abt(s, Qs, Ks, w16);
-        warp_product_abt(dp, dOs, Vs, w16);
+        warp_product_abt(s, qt, Ks, w16);
+        warp_product_abt(dp, dot, Vs, w16);
         for (int nt = 0; nt < 8; nt++)
             for (int r = 0; r < 2; r++) {
                 int col = nt * 8 + 2 * t, rowInTile = w16 + g + r * 8, row = q0 + rowInTile;
@@ -257,8 +294,8 @@ FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const
                 for (int e = 0; e < 2; e++) {
                     int key = k0 + col + e;
                     bool visible = row < tq && key < tk && !(causal && key > row);
-                    p[e] = visible ? exp2f(s[nt][2 * r + e] * sl2 - lseS[rowInTile]) : 0.f;
-                    ds[e] = p[e] * (dp[nt][2 * r + e] - Drow[rowInTile]);
+                    p[e] = visible ? exp2f(s[nt][2 * r + e] * sl2 - lseT[rowInTile]) : 0.f;
+                    ds[e] = p[e] * (dp[nt][2 * r + e] - dT[rowInTile]);
                     s[nt][2 * r + e] = ds[e];                         // s now holds dS (C fragments)
                 }
                 *reinterpret_cast<unsigned int*>(Ps + rowInTile * FA_LD + col) = pack_bf16(p[0], p[1]);
@@ -287,14 +324,15 @@ FLORA_KERNEL void flash_attention_backward(const float* q, const float* k, const
             load_a_transposed(sa, dSs, w16, ks * 16);
             for (int np = 0; np < 4; np++) {
                 unsigned int bo[4], bq[4];
-                load_b_from_columns(bo, dOs, np * 16, ks * 16);       // B = dO (row-major [query][d])
-                load_b_from_columns(bq, Qs, np * 16, ks * 16);        // B = Q
+                load_b_from_columns(bo, dot, np * 16, ks * 16);       // B = dO (row-major [query][d])
+                load_b_from_columns(bq, qt, np * 16, ks * 16);        // B = Q
                 mma_bf16(dvAcc[2 * np], pa, bo[0], bo[1]);
                 mma_bf16(dvAcc[2 * np + 1], pa, bo[2], bo[3]);
                 mma_bf16(dkAcc[2 * np], sa, bq[0], bq[1]);
                 mma_bf16(dkAcc[2 * np + 1], sa, bq[2], bq[3]);
             }
         }
+        __syncthreads();                                              // buffer j & 1, P and dS are free again
     }
     for (int r = 0; r < 2; r++) {
         int key = k0 + w16 + g + r * 8;
