@@ -14,13 +14,6 @@ public interface IBackend : IDisposable
     /// <summary>Short device name, e.g. "cpu".</summary>
     string Name { get; }
 
-    /// <summary>
-    /// The element type in which matrix products read their operands: Float32, or BFloat16 when products run on
-    /// bf16 tensor cores. Matrices that exist only to be multiplied (FLORA's projections) are generated in this
-    /// type; <see cref="MatMul"/> accepts operands of it as well as Float32.
-    /// </summary>
-    DType ProductOperandType { get; }
-
     /// <summary>The ledger every allocation of this backend reports to.</summary>
     MemoryLedger Ledger { get; }
 
@@ -180,14 +173,17 @@ public interface IBackend : IDisposable
     /// </summary>
     void AdafactorFactoredMoments(Tensor g, Tensor rows, Tensor columns, float decay, float eps);
 
-    /// <summary>Adafactor's preconditioned update u = g / sqrt(rows_i / mean(rows) * columns_j); u may be g.</summary>
-    void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u);
+    /// <summary>
+    /// Adafactor's preconditioned update u = alpha g / sqrt(rows_i / mean(rows) * columns_j) + beta u; u may be g
+    /// when beta is 0. With alpha = 1 - b1 and beta = b1 it folds the update into a first moment u.
+    /// </summary>
+    void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f);
 
     /// <summary>v = decay v + (1 - decay)(g^2 + eps): the unfactored second moment (Adafactor with eps = eps1, Adam with eps = 0).</summary>
     void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps);
 
-    /// <summary>u = g / sqrt(v); u may be g.</summary>
-    void DivideBySqrt(Tensor g, Tensor v, Tensor u);
+    /// <summary>u = alpha g / sqrt(v) + beta u; u may be g when beta is 0.</summary>
+    void DivideBySqrt(Tensor g, Tensor v, Tensor u, float alpha = 1f, float beta = 0f);
 
     /// <summary>
     /// Adafactor's final step, with its scalars computed where the data is (no round trip to the host on a GPU):

@@ -56,21 +56,10 @@ public static class ConformanceCheck
             Add("FillGaussian (Philox4x32-10, 1,000,003 values)", differing, Exact, "values differing in any bit");
         }
 
+        // ---- matrix products against float64: small ones (TF32 in bf16 mode) and, once, one big enough for bf16 operands
+        foreach (var (ta, tb, m, k, n) in new[] { (false, false, 131, 257, 93), (true, false, 131, 257, 93), (false, true, 131, 257, 93), (true, true, 131, 257, 93),
+                     (false, true, 1031, 2053, 1027) })
         {
-            // bf16 projections: the fp32 values rounded to nearest even, bit for bit.
-            using var t = cpu.Allocate(new Shape(100_003), MemoryTag.Scratch);
-            cpu.FillGaussian(t, 0xF10A_2025UL, 0.0625f);
-            ushort[] expected = Host(t).Select(RoundToBFloat16).ToArray();
-            using var t16 = gpu.Allocate(new Shape(100_003), MemoryTag.Scratch, DType.BFloat16);
-            gpu.FillGaussian(t16, 0xF10A_2025UL, 0.0625f);
-            int differing = expected.Zip(gpu.DownloadBFloat16(t16)).Count(p => p.First != p.Second);
-            Add("FillGaussian into bf16 (100,003 values, = fp32 rounded to nearest even)", differing, Exact, "values differing in any bit");
-        }
-
-        // ---- matrix products against float64
-        foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
-        {
-            const int m = 131, k = 257, n = 93;
             float[] a = Rand(m * k), bm = Rand(k * n), c0 = Rand(m * n);
             double[] reference = Gemm64(a, bm, c0, m, k, n, ta, tb, 0.75f, 0.5f);
             var g = Run(gpu, be =>
@@ -79,7 +68,7 @@ public static class ConformanceCheck
                 be.MatMul(at, ta, bt, tb, ct, 0.75f, 0.5f);
                 return [Host(ct)];
             });
-            Add($"MatMul{(ta ? " A^T" : "")}{(tb ? " B^T" : "")} ({precision}) vs float64", RelativeError(reference.Select(x => (float)x).ToArray(), g[0]), gemmTolerance);
+            Add($"MatMul{(ta ? " A^T" : "")}{(tb ? " B^T" : "")} {m}x{n}x{k} ({precision}) vs float64", RelativeError(reference.Select(x => (float)x).ToArray(), g[0]), gemmTolerance);
         }
 
         // ---- element-wise
@@ -215,9 +204,9 @@ public static class ConformanceCheck
             Add("LinearCrossEntropy dx and dW (accumulating)", Math.Max(RelativeError(c[1], g[1]), RelativeError(c[2], g[2])), Math.Max(Norm, gemmTolerance));
         }
 
-        // ---- a product operand declared reused: converted once, read by two products
+        // ---- a product operand declared reused (big enough for bf16 operands): converted once, read by two products
         {
-            const int m = 517, k = 300, n = 129;
+            const int m = 2048, k = 1024, n = 1024;
             float[] dy = Rand(m * n), xv = Rand(m * k), wv = Rand(n * k);
             var (c, g) = Both(b =>
             {
@@ -242,10 +231,16 @@ public static class ConformanceCheck
                 using var gt = Up(b, g, [R, Cc]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, cols0, [Cc]); using var u = b.Allocate(new Shape(R, Cc), MemoryTag.Scratch);
                 b.AdafactorFactoredMoments(gt, rt, ct, 0.8f, 1e-30f); b.AdafactorFactoredPrecondition(gt, rt, ct, u); return [Host(rt), Host(ct), Host(u)];
             }, Norm);
-            Compare("SquaredMovingAverage, DivideBySqrt", b =>
+            Compare("AdafactorFactoredPrecondition into a first moment (alpha 0.1, beta 0.9)", b =>
+            {
+                using var gt = Up(b, g, [R, Cc]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, cols0, [Cc]); using var m = Up(b, x[..(R * Cc)], [R, Cc]);
+                b.AdafactorFactoredPrecondition(gt, rt, ct, m, 0.1f, 0.9f); return [Host(m)];
+            }, Norm);
+            Compare("SquaredMovingAverage, DivideBySqrt (plain and into a first moment)", b =>
             {
                 using var gt = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(Math.Abs).ToArray(), [R * Cc]); using var u = b.Allocate(new Shape(R * Cc), MemoryTag.Scratch);
-                b.SquaredMovingAverage(gt, v, 0.9f, 1e-30f); b.DivideBySqrt(gt, v, u); return [Host(v), Host(u)];
+                using var m = Up(b, x[..(R * Cc)], [R * Cc]);
+                b.SquaredMovingAverage(gt, v, 0.9f, 1e-30f); b.DivideBySqrt(gt, v, u); b.DivideBySqrt(gt, v, m, 0.1f, 0.9f); return [Host(v), Host(u), Host(m)];
             }, Norm);
             Compare("AdafactorUpdate (scalars on the device)", b =>
             {
@@ -341,13 +336,6 @@ public static class ConformanceCheck
         return t;
     }
 
-    private static ushort RoundToBFloat16(float x)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(x);
-        if ((bits & 0x7fffffffu) > 0x7f800000u) return (ushort)((bits >> 16) | 0x40u);
-        return (ushort)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-    }
-
     private static float[] Host(Tensor t)
     {
         var a = new float[t.Count];
@@ -372,13 +360,15 @@ public static class ConformanceCheck
     private static double[] Gemm64(float[] a, float[] b, float[] c, int m, int k, int n, bool ta, bool tb, float alpha, float beta)
     {
         var result = new double[m * n];
-        for (int i = 0; i < m; i++)
+        Parallel.For(0, m, i =>
+        {
             for (int j = 0; j < n; j++)
             {
                 double s = 0;
                 for (int p = 0; p < k; p++) s += (double)(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
                 result[i * n + j] = alpha * s + beta * c[i * n + j];
             }
+        });
         return result;
     }
 }

@@ -112,16 +112,20 @@ public class Adafactor : Optimizer
         long step = t + 1;                                       // 1-based step of Adafactor
         float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
 
-        Tensor u = gradient;                                     // (n, m), overwritten in place
+        // u = the preconditioned update, in place of the gradient; with naive momentum the precondition kernel
+        // writes m = b1 m + (1 - b1) u directly (one pass instead of two), and m is the update.
+        var naive = state.Momentum as NaiveMomentum;
+        Tensor u = naive?.Moment ?? gradient;                    // (n, m)
+        float alpha = naive is null ? 1f : 1f - naive.Beta, beta = naive?.Beta ?? 0f;
         if (state.Factored)
         {
             Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
-            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u);
+            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta);
         }
         else
         {
             Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
-            Backend.DivideBySqrt(gradient, state.V!, u);
+            Backend.DivideBySqrt(gradient, state.V!, u, alpha, beta);
         }
         float lr = RelativeStepSize(group, step), wd = WeightDecayOf(group);
         if (state.Momentum is CompressedMomentum { YieldsLowRank: true } flora)
@@ -133,7 +137,7 @@ public class Adafactor : Optimizer
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
-        if (state.Momentum is not null) u = state.Momentum.Apply(u, t);
+        if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
         Backend.AdafactorUpdate(parameter.Value, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 

@@ -91,6 +91,11 @@ public abstract class Momentum
 /// <summary>M = beta M + (1 - beta) u; the averaged update is M.</summary>
 public sealed class NaiveMomentum(IBackend backend, float beta, Tensor m) : Momentum
 {
+    /// <summary>The first moment m (full size).</summary>
+    public Tensor Moment => m;
+
+    public float Beta => beta;
+
     public override Tensor Apply(Tensor u, long t)
     {
         backend.Axpby(1 - beta, u, beta, m);

@@ -28,8 +28,7 @@ public sealed class RandomProjection : IDisposable
         if (rank <= 0) throw new ArgumentException($"rank must be positive, got {rank}", nameof(rank));
         _backend = backend;
         Rank = rank;
-        // In the type products read (bf16 on tensor cores): A only ever feeds products.
-        _matrices = [new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType), new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType)];
+        _matrices = [new TensorSlot(backend, MemoryTag.Scratch), new TensorSlot(backend, MemoryTag.Scratch)];
     }
 
     public int Rank { get; }

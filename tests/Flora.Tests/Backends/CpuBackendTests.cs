@@ -157,6 +157,34 @@ public class CpuBackendTests
     }
 
     [Fact]
+    public void Preconditioned_updates_fold_into_a_first_moment_with_alpha_and_beta()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var g = TestUtil.FromArray(cpu, [2f, -4f, 6f, 1f], 2, 2);
+        using var v = TestUtil.FromArray(cpu, [4f, 16f, 9f, 0.25f], 4);
+        using var m = TestUtil.FromArray(cpu, [1f, 1f, -1f, 10f], 4);
+        cpu.DivideBySqrt(g.View(new Shape(4)), v, m, alpha: 0.1f, beta: 0.9f);      // m = 0.9 m + 0.1 g / sqrt(v)
+        Assert.Equal(new[] { 0.9f + 0.1f, 0.9f - 0.1f, -0.9f + 0.2f, 9f + 0.2f }, TestUtil.ToArray(m), new FloatTolerance(1e-6f));
+
+        // rows (2), columns (2): u_ij = g_ij / sqrt(rows_i / mean(rows) * columns_j)
+        using var rows = TestUtil.FromArray(cpu, [1f, 3f], 2);
+        using var columns = TestUtil.FromArray(cpu, [4f, 1f], 2);
+        using var u = TestUtil.FromArray(cpu, [1f, 2f, 3f, 4f], 2, 2);
+        cpu.AdafactorFactoredPrecondition(g, rows, columns, u, alpha: 0.5f, beta: 2f);
+        double R0 = 1 / 2.0, R1 = 3 / 2.0;                                              // rows / mean(rows)
+        double[] expected = [2 * 1 + 0.5 * 2 / Math.Sqrt(R0 * 4), 2 * 2 + 0.5 * -4 / Math.Sqrt(R0 * 1),
+                             2 * 3 + 0.5 * 6 / Math.Sqrt(R1 * 4), 2 * 4 + 0.5 * 1 / Math.Sqrt(R1 * 1)];
+        float[] actual = TestUtil.ToArray(u);
+        for (int i = 0; i < 4; i++) Assert.Equal(expected[i], actual[i], 1e-5);
+    }
+
+    private sealed class FloatTolerance(float tolerance) : IEqualityComparer<float>
+    {
+        public bool Equals(float a, float b) => Math.Abs(a - b) <= tolerance;
+        public int GetHashCode(float value) => 0;
+    }
+
+    [Fact]
     public void Targets_outside_the_class_range_are_a_clear_error()
     {
         using var cpu = TestUtil.Cpu();

@@ -30,8 +30,6 @@ public sealed unsafe partial class CpuBackend : IBackend
     public MemoryLedger Ledger { get; }
     public OpProfiler? Profiler { get; set; }
 
-    public DType ProductOperandType => DType.Float32;
-
     /// <summary>The OpenBLAS library in use and its thread count, for reports.</summary>
     public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads)";
 
@@ -385,7 +383,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
-    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u)
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f)
     {
         CheckFactored(g, rows, columns, nameof(AdafactorFactoredPrecondition));
         CheckSameCount(g, u, nameof(AdafactorFactoredPrecondition));
@@ -398,12 +396,25 @@ public sealed unsafe partial class CpuBackend : IBackend
         {
             Span<float> gs = F(g), us = F(u);
             ReadOnlySpan<float> rs = F(rows);
+            Span<float> t = beta == 0 ? default : stackalloc float[Math.Min(m, Block)];
             for (int i = r0; i < r0 + rn; i++)
             {
                 float rowFactor = 1f / MathF.Sqrt(rs[i] / meanRows);                // 1 / sqrt(rows_i / mean(rows))
                 Span<float> ui = us.Slice(i * m, m);
-                TensorPrimitives.Multiply(gs.Slice(i * m, m), columnFactor, ui);
-                TensorPrimitives.Multiply(ui, rowFactor, ui);
+                if (beta == 0)
+                {
+                    TensorPrimitives.Multiply(gs.Slice(i * m, m), columnFactor, ui);
+                    TensorPrimitives.Multiply(ui, alpha * rowFactor, ui);
+                    continue;
+                }
+                for (int o = 0; o < m; o += Block)                                 // u = alpha g rowFactor columnFactor + beta u
+                {
+                    int len = Math.Min(Block, m - o);
+                    Span<float> ts = t[..len], uo = ui.Slice(o, len);
+                    TensorPrimitives.Multiply(gs.Slice(i * m + o, len), columnFactor.AsSpan(o, len), ts);
+                    TensorPrimitives.Multiply(ts, alpha * rowFactor, ts);
+                    TensorPrimitives.MultiplyAdd(uo, beta, ts, uo);
+                }
             }
         });
     }
@@ -428,7 +439,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
-    public void DivideBySqrt(Tensor g, Tensor v, Tensor u)
+    public void DivideBySqrt(Tensor g, Tensor v, Tensor u, float alpha = 1f, float beta = 0f)
     {
         CheckSameCount(g, v, nameof(DivideBySqrt)); CheckSameCount(g, u, nameof(DivideBySqrt));
         using var _ = Time(nameof(DivideBySqrt));
@@ -440,7 +451,16 @@ public sealed unsafe partial class CpuBackend : IBackend
                 int len = Math.Min(Block, n - o);
                 Span<float> ts = t[..len];
                 TensorPrimitives.ReciprocalSqrt(F(v).Slice(s + o, len), ts);
-                TensorPrimitives.Multiply(F(g).Slice(s + o, len), ts, F(u).Slice(s + o, len));
+                Span<float> us = F(u).Slice(s + o, len);
+                if (beta == 0)
+                {
+                    TensorPrimitives.Multiply(F(g).Slice(s + o, len), ts, us);
+                    if (alpha != 1) TensorPrimitives.Multiply(us, alpha, us);
+                    continue;
+                }
+                TensorPrimitives.Multiply(F(g).Slice(s + o, len), ts, ts);
+                TensorPrimitives.Multiply(ts, alpha, ts);
+                TensorPrimitives.MultiplyAdd(us, beta, ts, us);                          // beta u + alpha g / sqrt(v)
             }
         });
     }

@@ -416,14 +416,14 @@ public sealed unsafe partial class CudaBackend
         Elementwise("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
     }
 
-    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u)
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f)
     {
         if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns || u.Count != g.Count)
             throw new ArgumentException($"AdafactorFactoredPrecondition: rows {rows.Shape}, columns {columns.Shape} and u {u.Shape} do not match the matrix {g.Shape}");
         using var _ = Time(nameof(AdafactorFactoredPrecondition));
         Tensor mean = _rowDots.Get(new Shape(1));
         _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), rows.Count);
-        Elementwise("adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns);
+        Elementwise("adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
     }
 
     public void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps)
@@ -433,11 +433,11 @@ public sealed unsafe partial class CudaBackend
         Elementwise("squared_moving_average", g.Count, P(g), P(v), g.Count, decay, eps);
     }
 
-    public void DivideBySqrt(Tensor g, Tensor v, Tensor u)
+    public void DivideBySqrt(Tensor g, Tensor v, Tensor u, float alpha = 1f, float beta = 0f)
     {
         CheckSameCount(g, v, nameof(DivideBySqrt)); CheckSameCount(g, u, nameof(DivideBySqrt));
         using var _ = Time(nameof(DivideBySqrt));
-        Elementwise("divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count);
+        Elementwise("divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count, alpha, beta);
     }
 
     public void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
@@ -446,7 +446,7 @@ public sealed unsafe partial class CudaBackend
         using var _ = Time(nameof(AdafactorUpdate));
         uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
         Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
-        _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(u), u.Count, P(partials));
+        _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(u), 0UL, u.Count, P(partials));
         Tensor coef = _coefficients.Get(new Shape(2));
         _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
             lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
@@ -455,30 +455,28 @@ public sealed unsafe partial class CudaBackend
 
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {
-        int r = a.Rows;
+        int r = a.Rows, rows = p.Rows, cols = p.Columns;
+        bool half = UsesBf16Operands(rows, cols, r);
         using var reuseM = ReuseOperand(m);                                          // M feeds its Gram matrix and the update
         Tensor k = _gramA.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
         MatMul(a, false, a, true, k);                                               // A A^T
         if (compressedColumns) MatMul(m, true, m, false, l);                        // M^T M
         else MatMul(m, false, m, true, l);                                          // M M^T
         using var _ = Time(nameof(AdafactorLowRankUpdate));
-        uint pBlocks = ReductionBlocks(p.Count), uBlocks = ReductionBlocks(k.Count);
-        Tensor partials = _partials.Get(new Shape((int)(pBlocks + uBlocks) * 2));   // doubles: sum p^2, then sum K o L
-        ulong pPartials = P(partials), uPartials = P(partials) + pBlocks * 8UL;
-        _device.Launch("reduce_partials", pBlocks, 1, Threads, 0, P(p), 0UL, pPartials, p.Count, 1);
-        _device.Launch("reduce_partials", uBlocks, 1, Threads, 0, P(k), P(l), uPartials, k.Count, 3);
+        // ||M A||^2 = sum (A A^T) o (M^T M): the update's RMS without the n x m update; one launch sums p^2 and K o L.
+        uint blocks = ReductionBlocks(Math.Max(p.Count, k.Count));
+        Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
+        _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(k), P(l), k.Count, P(partials));
         Tensor coef = _coefficients.Get(new Shape(2));
-        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, pPartials, (int)pBlocks, 1, (long)p.Count, uPartials, (int)uBlocks, 1, (long)p.Count,
+        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)p.Count,
             lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
         // W = coef[0] W + coef[1] decompress(M): columns W (n, m) = M (n, r) A (r, m); rows W = A^T (n, r) M (r, m). Row-major, so swap.
-        bool half = Precision == GemmPrecision.Bf16;
-        int input = half ? CuBlas.R16BF : CuBlas.R32F;
+        int input = half ? CuBlas.R16BF : CuBlas.R32F, compute = half ? _compute : ComputeFor(rows, cols, r);
         ulong mp = half ? ToBf16(m, _operandA) : P(m), ap = half ? ToBf16(a, _operandB) : P(a);
-        int rows = p.Rows, cols = p.Columns;
         if (compressedColumns)
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, _compute, input);
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, compute, input);
         else
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, _compute, input);
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, compute, input);
     }
 
     private uint ReductionBlocks(long count) => (uint)Math.Max(1, Math.Min((count + Threads - 1) / Threads, _device.Multiprocessors * 4));
@@ -533,8 +531,8 @@ public sealed unsafe partial class CudaBackend
 
     public void FillGaussian(Tensor tensor, ulong seed, float std)
     {
-        if (tensor.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"FillGaussian: expected a Float32 or BFloat16 tensor, got {tensor}");
+        if (tensor.DType != DType.Float32) throw new ArgumentException($"FillGaussian: expected a Float32 tensor, got {tensor}");
         using var _ = Time(nameof(FillGaussian));
-        Elementwise(tensor.DType == DType.Float32 ? "fill_gaussian" : "fill_gaussian_bf16", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
+        Elementwise("fill_gaussian", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
     }
 }

@@ -40,12 +40,14 @@ FLORA_KERNEL void mean_of(const float* x, float* meanOut, int n) {
 }
 
 // u = g / sqrt(rows_i / mean(rows) * columns_j), as rsqrt(rows_i / mean) * rsqrt(columns_j)
-FLORA_KERNEL void adafactor_precondition(const float* g, const float* rowMoments, const float* columns, const float* meanRows, float* u, int rows, int cols) {
+FLORA_KERNEL void adafactor_precondition(const float* g, const float* rowMoments, const float* columns, const float* meanRows, float* u, int rows, int cols,
+                                         float alpha, float beta) {
     float mean = *meanRows;
     GRID_STRIDE(i, (long long)rows * cols) {
         long long r = i / cols;
         int c = (int)(i % cols);
-        u[i] = g[i] * rsqrtf(rowMoments[r] / mean) * rsqrtf(columns[c]);
+        float x = alpha * (g[i] * rsqrtf(rowMoments[r] / mean) * rsqrtf(columns[c]));
+        u[i] = beta == 0.0f ? x : fmaf(beta, u[i], x);              // beta = 0: u may be g
     }
 }
 
@@ -54,7 +56,12 @@ FLORA_KERNEL void squared_moving_average(const float* g, float* v, int n, float 
     GRID_STRIDE(i, n) { float x = g[i]; v[i] = decay * v[i] + (1.0f - decay) * (x * x + eps); }
 }
 
-FLORA_KERNEL void divide_by_sqrt(const float* g, const float* v, float* u, int n) { GRID_STRIDE(i, n) u[i] = g[i] * rsqrtf(v[i]); }
+FLORA_KERNEL void divide_by_sqrt(const float* g, const float* v, float* u, int n, float alpha, float beta) {
+    GRID_STRIDE(i, n) {
+        float x = alpha * (g[i] * rsqrtf(v[i]));
+        u[i] = beta == 0.0f ? x : fmaf(beta, u[i], x);
+    }
+}
 
 // p = p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
 FLORA_KERNEL void adam_apply(float* p, const float* m, const float* v, int n, float stepSize, float sqrtBc2, float eps, float decay) {
@@ -65,11 +72,13 @@ FLORA_KERNEL void adam_apply(float* p, const float* m, const float* v, int n, fl
 }
 
 // Adafactor's final step with device-side scalars (no round trip to the host).
-// partials[2 block] = sum of a^2 over the block's share of a, partials[2 block + 1] = sum of b^2 over b.
-FLORA_KERNEL void sum_squares_pair(const float* a, int na, const float* b, int nb, double* partials) {
+// partials[2 block] = sum of a^2 over the block's share of a, partials[2 block + 1] = sum of b c over b
+// (b^2 when c is null).
+FLORA_KERNEL void sum_squares_pair(const float* a, int na, const float* b, const float* c, int nb, double* partials) {
     double sa = 0.0, sb = 0.0;
     GRID_STRIDE(i, na) { double x = a[i]; sa += x * x; }
-    GRID_STRIDE(i, nb) { double x = b[i]; sb += x * x; }
+    if (c == nullptr) { GRID_STRIDE(i, nb) { double x = b[i]; sb += x * x; } }
+    else { GRID_STRIDE(i, nb) sb += (double)b[i] * c[i]; }
     sa = block_sum_d(sa);
     sb = block_sum_d(sb);
     if (threadIdx.x == 0) { partials[2 * blockIdx.x] = sa; partials[2 * blockIdx.x + 1] = sb; }
