@@ -14,6 +14,13 @@ public interface IBackend : IDisposable
     /// <summary>Short device name, e.g. "cpu".</summary>
     string Name { get; }
 
+    /// <summary>
+    /// The element type in which matrix products read their operands: Float32, or BFloat16 when products run on
+    /// bf16 tensor cores. Matrices that exist only to be multiplied (FLORA's projections) are generated in this
+    /// type, which saves a conversion; <see cref="MatMul"/> accepts operands of it as well as Float32.
+    /// </summary>
+    DType ProductOperandType { get; }
+
     /// <summary>The ledger every allocation of this backend reports to.</summary>
     MemoryLedger Ledger { get; }
 

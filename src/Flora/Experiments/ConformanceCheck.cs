@@ -56,7 +56,18 @@ public static class ConformanceCheck
             Add("FillGaussian (Philox4x32-10, 1,000,003 values)", differing, Exact, "values differing in any bit");
         }
 
-        // ---- matrix products against float64: small ones (TF32 in bf16 mode) and, once, one big enough for bf16 operands
+        {
+            // bf16 projections: the fp32 values rounded to nearest even, bit for bit.
+            using var t = cpu.Allocate(new Shape(100_003), MemoryTag.Scratch);
+            cpu.FillGaussian(t, 0xF10A_2025UL, 0.0625f);
+            ushort[] expected = Host(t).Select(RoundToBFloat16).ToArray();
+            using var t16 = gpu.Allocate(new Shape(100_003), MemoryTag.Scratch, DType.BFloat16);
+            gpu.FillGaussian(t16, 0xF10A_2025UL, 0.0625f);
+            int differing = expected.Zip(gpu.DownloadBFloat16(t16)).Count(p => p.First != p.Second);
+            Add("FillGaussian into bf16 (100,003 values, = fp32 rounded to nearest even)", differing, Exact, "values differing in any bit");
+        }
+
+        // ---- matrix products against float64: small ones and a big one
         foreach (var (ta, tb, m, k, n) in new[] { (false, false, 131, 257, 93), (true, false, 131, 257, 93), (false, true, 131, 257, 93), (true, true, 131, 257, 93),
                      (false, true, 1031, 2053, 1027) })
         {
@@ -204,7 +215,7 @@ public static class ConformanceCheck
             Add("LinearCrossEntropy dx and dW (accumulating)", Math.Max(RelativeError(c[1], g[1]), RelativeError(c[2], g[2])), Math.Max(Norm, gemmTolerance));
         }
 
-        // ---- a product operand declared reused (big enough for bf16 operands): converted once, read by two products
+        // ---- a product operand declared reused: converted once, read by two products
         {
             const int m = 2048, k = 1024, n = 1024;
             float[] dy = Rand(m * n), xv = Rand(m * k), wv = Rand(n * k);
@@ -334,6 +345,13 @@ public static class ConformanceCheck
         var t = b.Allocate(new Shape(data.Length), MemoryTag.Scratch, DType.Int32);
         b.Upload(data, t);
         return t;
+    }
+
+    private static ushort RoundToBFloat16(float x)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(x);
+        if ((bits & 0x7fffffffu) > 0x7f800000u) return (ushort)((bits >> 16) | 0x40u);
+        return (ushort)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
     }
 
     private static float[] Host(Tensor t)

@@ -28,7 +28,8 @@ public sealed class RandomProjection : IDisposable
         if (rank <= 0) throw new ArgumentException($"rank must be positive, got {rank}", nameof(rank));
         _backend = backend;
         Rank = rank;
-        _matrices = [new TensorSlot(backend, MemoryTag.Scratch), new TensorSlot(backend, MemoryTag.Scratch)];
+        // In the type products read (bf16 on tensor cores): A only ever feeds products.
+        _matrices = [new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType), new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType)];
     }
 
     public int Rank { get; }

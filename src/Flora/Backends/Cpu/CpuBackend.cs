@@ -30,6 +30,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     public MemoryLedger Ledger { get; }
     public OpProfiler? Profiler { get; set; }
 
+    public DType ProductOperandType => DType.Float32;
+
     /// <summary>The OpenBLAS library in use and its thread count, for reports.</summary>
     public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads)";
 

@@ -456,7 +456,7 @@ public sealed unsafe partial class CudaBackend
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {
         int r = a.Rows, rows = p.Rows, cols = p.Columns;
-        bool half = UsesBf16Operands(rows, cols, r);
+        bool half = Precision == GemmPrecision.Bf16;
         using var reuseM = ReuseOperand(m);                                          // M feeds its Gram matrix and the update
         Tensor k = _gramA.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
         MatMul(a, false, a, true, k);                                               // A A^T
@@ -471,12 +471,12 @@ public sealed unsafe partial class CudaBackend
         _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)p.Count,
             lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
         // W = coef[0] W + coef[1] decompress(M): columns W (n, m) = M (n, r) A (r, m); rows W = A^T (n, r) M (r, m). Row-major, so swap.
-        int input = half ? CuBlas.R16BF : CuBlas.R32F, compute = half ? _compute : ComputeFor(rows, cols, r);
+        int input = half ? CuBlas.R16BF : CuBlas.R32F;
         ulong mp = half ? ToBf16(m, _operandA) : P(m), ap = half ? ToBf16(a, _operandB) : P(a);
         if (compressedColumns)
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, compute, input);
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, _compute, input);
         else
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, compute, input);
+            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, _compute, input);
     }
 
     private uint ReductionBlocks(long count) => (uint)Math.Max(1, Math.Min((count + Threads - 1) / Threads, _device.Multiprocessors * 4));
@@ -531,8 +531,8 @@ public sealed unsafe partial class CudaBackend
 
     public void FillGaussian(Tensor tensor, ulong seed, float std)
     {
-        if (tensor.DType != DType.Float32) throw new ArgumentException($"FillGaussian: expected a Float32 tensor, got {tensor}");
+        if (tensor.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"FillGaussian: expected a Float32 or BFloat16 tensor, got {tensor}");
         using var _ = Time(nameof(FillGaussian));
-        Elementwise("fill_gaussian", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
+        Elementwise(tensor.DType == DType.Float32 ? "fill_gaussian" : "fill_gaussian_bf16", (tensor.Count + 3) / 4, P(tensor), tensor.Count, (uint)seed, (uint)(seed >> 32), std);
     }
 }

@@ -10,7 +10,7 @@ public enum GemmPrecision
     Fp32,
     /// <summary>TF32 tensor cores: inputs rounded to 10-bit mantissas, fp32 accumulation.</summary>
     Tf32,
-    /// <summary>bf16 tensor cores: inputs rounded to bf16, fp32 accumulation and output (small products: TF32).</summary>
+    /// <summary>bf16 tensor cores: inputs rounded to bf16, fp32 accumulation and output.</summary>
     Bf16,
 }
 
@@ -80,6 +80,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     public static bool IsAvailable(out string? problem) => Driver.TryLoad(out problem);
 
     public string Name => "cuda";
+
+    public DType ProductOperandType => Precision == GemmPrecision.Bf16 ? DType.BFloat16 : DType.Float32;
     public string Description { get; }
     public GemmPrecision Precision { get; }
     public MemoryLedger Ledger { get; }
@@ -165,6 +167,15 @@ public sealed unsafe partial class CudaBackend : IBackend
         fixed (int* d = destination) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(destination.Length * 4)), $"cuMemcpyDtoH({destination.Length * 4} bytes)");
     }
 
+    /// <summary>The raw bits of a BFloat16 tensor (for checks).</summary>
+    public ushort[] DownloadBFloat16(Tensor source)
+    {
+        if (source.DType != DType.BFloat16) throw new ArgumentException($"DownloadBFloat16: {source} is not BFloat16");
+        var host = new ushort[source.Count];
+        fixed (ushort* d = host) Driver.Check(Driver.Functions.MemcpyDtoH(d, P(source), (nuint)(host.Length * 2)), $"cuMemcpyDtoH({host.Length * 2} bytes)");
+        return host;
+    }
+
     public void Copy(Tensor source, Tensor destination)
     {
         if (source.Count != destination.Count || source.DType != destination.DType)
@@ -191,7 +202,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (m == 0 || n == 0) return;
         if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
-        if (UsesBf16Operands(m, n, k))
+        if (Precision == GemmPrecision.Bf16)
         {
             ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
             using var product = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
@@ -201,21 +212,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         }
         using var _ = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
         _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
-            P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, ComputeFor(m, n, k));
+            P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, _compute);
     }
 
-    /// <summary>
-    /// Products below this many floating-point operations take TF32 tensor cores on their fp32 operands even in
-    /// bf16 mode: converting the operands to bf16 costs more than the faster arithmetic saves (the optimizer's
-    /// FLORA products, r x r Gram matrices, small models), and TF32 is the more accurate of the two.
-    /// </summary>
-    private const double SmallProductFlops = 4e9;
 
-    /// <summary>Whether an (m, n, k) product runs on bf16 copies of its operands.</summary>
-    private bool UsesBf16Operands(int m, int n, int k) => Precision == GemmPrecision.Bf16 && 2.0 * m * n * k >= SmallProductFlops;
-
-    /// <summary>The cuBLAS compute type of an (m, n, k) product on fp32 operands.</summary>
-    private int ComputeFor(int m, int n, int k) => Precision == GemmPrecision.Bf16 ? CuBlas.Compute32FFastTF32 : _compute;
 
     // ---- element-wise ---------------------------------------------------------------------------
 
@@ -288,6 +288,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>The bf16 copy of <paramref name="t"/> in <paramref name="slot"/> (round to nearest even); returns its address.</summary>
     private ulong ToBf16(Tensor t, TensorSlot slot)
     {
+        if (t.DType == DType.BFloat16) return P(t);                                  // generated in bf16 already
         if (_reused is Tensor reused && t.Pointer == reused.Pointer && t.Count == reused.Count && t.DType == reused.DType)
         {
             if (!_reusedReady) { Convert(t, _reusedCopy); _reusedReady = true; }

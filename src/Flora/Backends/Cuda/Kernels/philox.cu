@@ -73,6 +73,18 @@ __device__ __forceinline__ void philox_gaussians(long long block, unsigned int k
     z[2] = __fmul_rn(stddev, __fmul_rn(r, cs)); z[3] = __fmul_rn(stddev, __fmul_rn(r, sn));
 }
 
+// The same values rounded to bf16: projections that only feed bf16 products are generated in bf16.
+FLORA_KERNEL void fill_gaussian_bf16(unsigned short* x, int n, unsigned int k0, unsigned int k1, float stddev) {
+    GRID_STRIDE(block, ((long long)n + 3) / 4) {
+        float z[4];
+        philox_gaussians(block, k0, k1, stddev, z);
+        for (int j = 0; j < 4; j++) {
+            long long i = block * 4 + j;
+            if (i < n) x[i] = to_bf16_bits(z[j]);
+        }
+    }
+}
+
 // x[i] = std * z(seed, i) for i < n; one thread per block of four values.
 FLORA_KERNEL void fill_gaussian(float* x, int n, unsigned int k0, unsigned int k1, float stddev) {
     GRID_STRIDE(block, ((long long)n + 3) / 4) {
