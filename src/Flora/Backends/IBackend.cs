@@ -182,14 +182,15 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// Adafactor's preconditioned update u = alpha g / sqrt(rows_i / mean(rows) * columns_j) + beta u; u may be g
-    /// when beta is 0. With alpha = 1 - b1 and beta = b1 it folds the update into a first moment u.
+    /// when beta is 0. With alpha = 1 - b1 and beta = b1 it folds the update into a first moment u. u may also be
+    /// of <see cref="ProductOperandType"/> (with beta 0), for an update that only feeds a product.
     /// </summary>
     void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f);
 
     /// <summary>v = decay v + (1 - decay)(g^2 + eps): the unfactored second moment (Adafactor with eps = eps1, Adam with eps = 0).</summary>
     void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps);
 
-    /// <summary>u = alpha g / sqrt(v) + beta u; u may be g when beta is 0.</summary>
+    /// <summary>u = alpha g / sqrt(v) + beta u; u may be g when beta is 0, or of <see cref="ProductOperandType"/> (beta 0).</summary>
     void DivideBySqrt(Tensor g, Tensor v, Tensor u, float alpha = 1f, float beta = 0f);
 
     /// <summary>

@@ -247,6 +247,19 @@ public static class ConformanceCheck
                 using var gt = Up(b, g, [R, Cc]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, cols0, [Cc]); using var m = Up(b, x[..(R * Cc)], [R, Cc]);
                 b.AdafactorFactoredPrecondition(gt, rt, ct, m, 0.1f, 0.9f); return [Host(m)];
             }, Norm);
+            {
+                // FLORA's low-rank path writes the update in bf16 for its product: the fp32 result rounded (relative 2^-8).
+                float[] cpuU;
+                using (var gt = Up(cpu, g, [R, Cc])) using (var rt = Up(cpu, rows0, [R])) using (var ct = Up(cpu, cols0, [Cc])) using (var u = cpu.Allocate(new Shape(R, Cc), MemoryTag.Scratch))
+                {
+                    cpu.AdafactorFactoredPrecondition(gt, rt, ct, u); cpuU = Host(u);
+                }
+                using var g2 = Up(gpu, g, [R, Cc]); using var r2 = Up(gpu, rows0, [R]); using var c2 = Up(gpu, cols0, [Cc]);
+                using var u16 = gpu.Allocate(new Shape(R, Cc), MemoryTag.Scratch, DType.BFloat16);
+                gpu.AdafactorFactoredPrecondition(g2, r2, c2, u16);
+                float[] gpuU = gpu.DownloadBFloat16(u16).Select(h => BitConverter.UInt32BitsToSingle((uint)h << 16)).ToArray();
+                Add("AdafactorFactoredPrecondition into bf16", RelativeError(cpuU, gpuU), 4e-3);
+            }
             Compare("SquaredMovingAverage, DivideBySqrt (plain and into a first moment)", b =>
             {
                 using var gt = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(Math.Abs).ToArray(), [R * Cc]); using var u = b.Allocate(new Shape(R * Cc), MemoryTag.Scratch);
@@ -297,13 +310,17 @@ public static class ConformanceCheck
 
         // ---- end to end: a few training steps of a tiny GPT with FLORA on both backends (fp32 products)
         progress?.Report("training steps on both backends");
-        var e2e = EndToEnd();
-        Add("gpt-tiny, Flora r=8, 4 steps: training losses (fp32 products)", e2e, 2e-4);
+        Add("gpt-tiny, Flora r=8, compressed accumulation, 4 steps: training losses (fp32 products)", EndToEnd("fp32", lomo: false), 2e-4);
+        if (precision == GemmPrecision.Bf16)
+            Add("gpt-tiny, Flora r=8, LOMO, 4 steps: training losses (bf16 products on the GPU)", EndToEnd("bf16", lomo: true), 2e-2);
         return rows;
     }
 
-    /// <summary>Max relative difference of the per-step losses of the same 4 steps on the CPU and on the GPU.</summary>
-    private static double EndToEnd()
+    /// <summary>
+    /// Max relative difference of the per-step losses of the same 4 steps on the CPU and on the GPU (products in
+    /// <paramref name="precision"/>): with FLORA's compressed accumulation over 2 micro-batches, or with LOMO.
+    /// </summary>
+    private static double EndToEnd(string precision, bool lomo)
     {
         string root = Path.Combine(Path.GetTempPath(), $"flora-check-{Environment.ProcessId}");
         try
@@ -313,9 +330,9 @@ public static class ConformanceCheck
                 var options = new TrainOptions
                 {
                     Model = "gpt-tiny", Tokenizer = "bpe:300", SequenceLength = 32, BatchSize = 4, Steps = 4, WarmupSteps = 1,
-                    EvalEvery = 100, CheckpointEvery = 100, Device = device, Precision = "fp32", Dropout = 0.1f,
+                    EvalEvery = 100, CheckpointEvery = 100, Device = device, Precision = precision, Dropout = 0.1f,
                     Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.03f, Rank = 8, Kappa = 2 },
-                    Accumulation = AccumulationMode.Compressed, AccumulationSteps = 2,
+                    Accumulation = lomo ? AccumulationMode.None : AccumulationMode.Compressed, AccumulationSteps = lomo ? 1 : 2, Lomo = lomo,
                     OutputDirectory = Path.Combine(root, device),
                 };
                 using var trainer = new Trainer(options);

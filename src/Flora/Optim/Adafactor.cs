@@ -113,9 +113,12 @@ public class Adafactor : Optimizer
         float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
 
         // u = the preconditioned update, in place of the gradient; with naive momentum the precondition kernel
-        // writes m = b1 m + (1 - b1) u directly (one pass instead of two), and m is the update.
+        // writes m = b1 m + (1 - b1) u directly (one pass instead of two), and m is the update. FLORA's low-rank
+        // path only compresses u: on bf16 tensor cores it is written in bf16, ready for the product.
         var naive = state.Momentum as NaiveMomentum;
-        Tensor u = naive?.Moment ?? gradient;                    // (n, m)
+        var lowRank = state.Momentum is CompressedMomentum { YieldsLowRank: true } c ? c : null;
+        Tensor u = naive?.Moment
+            ?? (lowRank is not null && Backend.ProductOperandType != DType.Float32 ? _scratch.Update.Get(gradient.Shape) : gradient);   // (n, m)
         float alpha = naive is null ? 1f : 1f - naive.Beta, beta = naive?.Beta ?? 0f;
         if (state.Factored)
         {
@@ -128,7 +131,7 @@ public class Adafactor : Optimizer
             Backend.DivideBySqrt(gradient, state.V!, u, alpha, beta);
         }
         float lr = RelativeStepSize(group, step), wd = WeightDecayOf(group);
-        if (state.Momentum is CompressedMomentum { YieldsLowRank: true } flora)
+        if (lowRank is CompressedMomentum flora)
         {
             // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it to W
             // in one product, W = keep W - (lr / clip) M A, never forming the n x m update.

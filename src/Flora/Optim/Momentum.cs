@@ -116,6 +116,11 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
     public TensorSlot Product { get; } = new(backend, MemoryTag.Scratch);
     /// <summary>The transferred M before it is copied back.</summary>
     public TensorSlot Moved { get; } = new(backend, MemoryTag.Scratch);
+    /// <summary>
+    /// The preconditioned update in the type products read, when that is not Float32 (bf16 tensor cores): the
+    /// low-rank path only compresses it, so the precondition kernel writes it there directly.
+    /// </summary>
+    public TensorSlot Update { get; } = new(backend, MemoryTag.Scratch, backend.ProductOperandType);
 
     public void Dispose()
     {
@@ -123,6 +128,7 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
         Compressed.Dispose();
         Product.Dispose();
         Moved.Dispose();
+        Update.Dispose();
     }
 }
 

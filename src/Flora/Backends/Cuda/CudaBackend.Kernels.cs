@@ -423,7 +423,8 @@ public sealed unsafe partial class CudaBackend
         using var _ = Time(nameof(AdafactorFactoredPrecondition));
         Tensor mean = _rowDots.Get(new Shape(1));
         _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), rows.Count);
-        Elementwise("adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
+        if (u.DType == DType.BFloat16 && beta != 0) throw new ArgumentException("AdafactorFactoredPrecondition: a bf16 u cannot accumulate (beta must be 0)");
+        Elementwise(u.DType == DType.BFloat16 ? "adafactor_precondition_bf16" : "adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
     }
 
     public void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps)
@@ -437,7 +438,8 @@ public sealed unsafe partial class CudaBackend
     {
         CheckSameCount(g, v, nameof(DivideBySqrt)); CheckSameCount(g, u, nameof(DivideBySqrt));
         using var _ = Time(nameof(DivideBySqrt));
-        Elementwise("divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count, alpha, beta);
+        if (u.DType == DType.BFloat16 && beta != 0) throw new ArgumentException("DivideBySqrt: a bf16 u cannot accumulate (beta must be 0)");
+        Elementwise(u.DType == DType.BFloat16 ? "divide_by_sqrt_bf16" : "divide_by_sqrt", g.Count, P(g), P(v), P(u), g.Count, alpha, beta);
     }
 
     public void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)

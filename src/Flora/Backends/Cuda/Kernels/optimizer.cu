@@ -51,6 +51,17 @@ FLORA_KERNEL void adafactor_precondition(const float* g, const float* rowMoments
     }
 }
 
+// The same written as bf16 (beta is 0): an update that only feeds a product (FLORA's compression).
+FLORA_KERNEL void adafactor_precondition_bf16(const float* g, const float* rowMoments, const float* columns, const float* meanRows, unsigned short* u,
+                                              int rows, int cols, float alpha, float beta) {
+    float mean = *meanRows;
+    GRID_STRIDE(i, (long long)rows * cols) {
+        long long r = i / cols;
+        int c = (int)(i % cols);
+        u[i] = to_bf16_bits(alpha * (g[i] * rsqrtf(rowMoments[r] / mean) * rsqrtf(columns[c])));
+    }
+}
+
 // v = decay v + (1 - decay)(g^2 + eps)
 FLORA_KERNEL void squared_moving_average(const float* g, float* v, int n, float decay, float eps) {
     GRID_STRIDE(i, n) { float x = g[i]; v[i] = decay * v[i] + (1.0f - decay) * (x * x + eps); }
@@ -61,6 +72,10 @@ FLORA_KERNEL void divide_by_sqrt(const float* g, const float* v, float* u, int n
         float x = alpha * (g[i] * rsqrtf(v[i]));
         u[i] = beta == 0.0f ? x : fmaf(beta, u[i], x);
     }
+}
+
+FLORA_KERNEL void divide_by_sqrt_bf16(const float* g, const float* v, unsigned short* u, int n, float alpha, float beta) {
+    GRID_STRIDE(i, n) u[i] = to_bf16_bits(alpha * (g[i] * rsqrtf(v[i])));
 }
 
 // p = p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
