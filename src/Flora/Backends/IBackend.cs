@@ -54,6 +54,9 @@ public interface IBackend : IDisposable
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
 
+    /// <summary>C = op(A) op(B) + bias on every row: a biased linear layer's forward (the GPU adds the bias in the product's epilogue).</summary>
+    void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias);
+
     // ---- element-wise ---------------------------------------------------------------------------
 
     /// <summary>result = a + b.</summary>

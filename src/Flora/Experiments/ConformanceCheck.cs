@@ -223,14 +223,23 @@ public static class ConformanceCheck
             {
                 using var d = Up(b, dy, [m, n]); using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]);
                 using var dx = b.Allocate(new Shape(m, k), MemoryTag.Scratch); using var dw = b.Allocate(new Shape(n, k), MemoryTag.Scratch);
+                using var db = Up(b, dy[..n], [n]);
                 using (b.ReuseOperand(d))
                 {
                     b.MatMul(d, false, wt, false, dx);
                     b.MatMul(d, true, xt, false, dw);
+                    b.SumRows(d, db, 0.5f, 1f);                                        // from the sums taken while converting d
                 }
-                return [Host(dx), Host(dw)];
+                return [Host(dx), Host(dw), Host(db)];
             });
-            Add("MatMul with a reused operand (dx = dy W, dW = dy^T x)", c.Zip(g, (a, z) => RelativeError(a, z)).Max(), Math.Max(Norm, gemmTolerance));
+            Add("MatMul with a reused operand (dx = dy W, dW = dy^T x) and its SumRows", c.Zip(g, (a, z) => RelativeError(a, z)).Max(), Math.Max(Norm, gemmTolerance));
+            Compare("MatMulBias (bias in the product's epilogue)", b =>
+            {
+                using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]); using var bias = Up(b, dy[..n], [n]);
+                using var y = b.Allocate(new Shape(m, n), MemoryTag.Scratch);
+                b.MatMulBias(xt, false, wt, true, y, bias);
+                return [Host(y)];
+            }, Math.Max(Norm, gemmTolerance));
         }
 
         // ---- optimizer kernels

@@ -52,8 +52,8 @@ public sealed class Linear : Module
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
         Tensor y = Slot("out").Get(WithLastDimension(input.Shape, OutFeatures));     // (N, out)
-        Backend.MatMul(input, false, Weight.Value, Transposed, y);                    // y = x W^T  (or x W)
-        if (Bias is not null) Backend.AddBias(y, Bias.Value);                         // y += b
+        if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
+        else Backend.MatMulBias(input, false, Weight.Value, Transposed, y, Bias.Value); // y = x W^T + b
         return y;
     }
 

@@ -293,6 +293,12 @@ public sealed unsafe partial class CpuBackend : IBackend
         return (losses.Sum(), counted);
     }
 
+    public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
+    {
+        MatMul(a, transposeA, b, transposeB, c);
+        AddBias(c, bias);
+    }
+
     private TensorSlot? _headLogits;
 
     public (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,

@@ -31,7 +31,9 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
-    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _reusedCopy;
+    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _reusedCopy, _reusedPartials;
+    private readonly CuBlasLt? _lt;
+    private readonly Tensor? _ltWorkspace;
 
     private CudaBackend(MemoryLedger ledger, GemmPrecision precision, CudaDevice device, string kernels)
     {
@@ -64,8 +66,16 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
         _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _reusedCopy = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _reusedPartials = new TensorSlot(this, MemoryTag.Scratch);
+        // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
+        if (precision == GemmPrecision.Bf16)
+        {
+            _ltWorkspace = Allocate(new Shape(8 << 20), MemoryTag.Scratch);        // 32 MiB for its kernels
+            try { _lt = new CuBlasLt(P(_ltWorkspace), _ltWorkspace.Bytes); }
+            catch (FloraException) { _ltWorkspace.Dispose(); _ltWorkspace = null; }
+        }
         Description = $"{device.Name} ({device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1073741824.0:F0} GiB), " +
-            $"driver {Driver.Functions.Path}, {Nvrtc.Describe()}, cuBLAS {_blas.Path}, GEMM {precision}; kernels {kernels}";
+            $"driver {Driver.Functions.Path}, {Nvrtc.Describe()}, cuBLAS {_blas.Path}{(_lt is null ? "" : $", cuBLASLt {_lt.Path}")}, GEMM {precision}; kernels {kernels}";
     }
 
     /// <summary>Opens device <paramref name="ordinal"/>, loads the kernels and cuBLAS; a machine without a driver gets one clear line.</summary>
@@ -217,6 +227,25 @@ public sealed unsafe partial class CudaBackend : IBackend
 
 
 
+    public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
+    {
+        if (bias.Count != c.Columns) throw new ArgumentException($"MatMulBias: bias {bias.Shape} does not match the {c.Columns} columns of {c.Shape}");
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
+        if (_lt is null || Precision != GemmPrecision.Bf16 || m == 0 || n == 0 || k == 0 || (transposeB ? b.Columns : b.Rows) != k || c.Rows != m || c.Columns != n)
+        {
+            MatMul(a, transposeA, b, transposeB, c);                                   // (also reports any shape mismatch)
+            AddBias(c, bias);
+            return;
+        }
+        ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias", m, n, k))
+            if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
+                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, P(bias)))
+                return;
+        _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns, 0f, P(c), c.Columns, _compute, CuBlas.R16BF);
+        AddBias(c, bias);
+    }
+
     // ---- element-wise ---------------------------------------------------------------------------
 
     public void Add(Tensor a, Tensor b, Tensor result)
@@ -252,6 +281,12 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
         using var _ = Time(nameof(SumRows));
+        if (_reusedReady && _reused is Tensor reused && x.Pointer == reused.Pointer && x.Count == reused.Count && x.Columns == reused.Columns)
+        {
+            // The conversion of this reused operand already summed its row chunks.
+            Elementwise("column_finish", x.Columns, P(_reusedPartials.Get(new Shape(_reusedChunks * x.Columns))), P(result), _reusedChunks, x.Columns, alpha, beta);
+            return;
+        }
         ColumnReduce("column_partial_sums", x, null, result, alpha, beta);
     }
 
@@ -291,7 +326,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (t.DType == DType.BFloat16) return P(t);                                  // generated in bf16 already
         if (_reused is Tensor reused && t.Pointer == reused.Pointer && t.Count == reused.Count && t.DType == reused.DType)
         {
-            if (!_reusedReady) { Convert(t, _reusedCopy); _reusedReady = true; }
+            if (!_reusedReady) ConvertReused(reused);
             return P(_reusedCopy.Get(new Shape(t.Count)));
         }
         return Convert(t, slot);
@@ -315,6 +350,21 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     private Tensor? _reused;
     private bool _reusedReady;
+    private int _reusedChunks;
+
+    /// <summary>
+    /// The bf16 copy of the reused operand, with the column sums of its row chunks on the way (a layer's bias
+    /// gradient, which <see cref="SumRows"/> then finishes without reading the operand again).
+    /// </summary>
+    private void ConvertReused(Tensor t)
+    {
+        int rows = t.Rows, cols = t.Columns, perChunk = RowsPerChunk(rows, cols);
+        _reusedChunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
+        Tensor copy = _reusedCopy.Get(new Shape(t.Count)), partial = _reusedPartials.Get(new Shape(_reusedChunks * cols));
+        using (Time(nameof(ToBf16)))
+            _device.Launch("to_bf16_column_partials", (uint)((cols + Threads - 1) / Threads), (uint)_reusedChunks, Threads, 0, P(t), P(copy), P(partial), rows, cols, perChunk);
+        _reusedReady = true;
+    }
 
     public IDisposable ReuseOperand(Tensor operand)
     {
@@ -438,6 +488,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLosses.Dispose();
         _headGradients16.Dispose();
         _reusedCopy.Dispose();
+        _reusedPartials.Dispose();
+        _lt?.Dispose();
+        _ltWorkspace?.Dispose();
         _allocator.Dispose();
         _blas.Dispose();
     }

@@ -87,6 +87,22 @@ FLORA_KERNEL void column_finish(const float* partial, float* result, int chunks,
 
 FLORA_KERNEL void to_bf16(const float* x, unsigned short* y, int n) { GRID_STRIDE(i, n) y[i] = to_bf16_bits(x[i]); }
 
+// A bf16 copy of x (rows, cols) and, on the way, the column sums of each chunk of rows (as column_partial_sums):
+// a layer's output gradient is converted for its two products and summed for its bias in one pass.
+FLORA_KERNEL void to_bf16_column_partials(const float* x, unsigned short* y, float* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int r = r0; r < r1; r++) {
+            float v = x[(long long)r * cols + c];
+            y[(long long)r * cols + c] = to_bf16_bits(v);
+            s += v;
+        }
+        partial[(long long)chunk * cols + c] = s;
+    }
+}
+
 FLORA_KERNEL void to_bf16_x4(const float4* x, uint2* y, int n4) {
     GRID_STRIDE(i, n4) {
         float4 v = x[i];
