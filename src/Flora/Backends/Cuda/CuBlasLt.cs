@@ -11,9 +11,9 @@ namespace Flora.Backends.Cuda;
 /// </summary>
 internal sealed unsafe class CuBlasLt : IDisposable
 {
-    private const int DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8;   // cublasLtMatmulDescAttributes_t
-    private const int PreferenceMaxWorkspaceBytes = 1;                                         // cublasLtMatmulPreferenceAttributes_t
-    public const int EpilogueBias = 4;                                                          // cublasLtEpilogue_t
+    private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8;   // cublasLtMatmulDescAttributes_t
+    private const int PreferenceMaxWorkspaceBytes = 1, PreferenceMinAlignmentA = 5;                                // cublasLtMatmulPreferenceAttributes_t (A, B, C, D: 5 to 8)
+    public const int EpilogueDefault = 1, EpilogueBias = 4;                                                          // cublasLtEpilogue_t
     private const int R32F = 0;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -35,7 +35,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
     private readonly IntPtr _handle;
     private readonly ulong _workspace;
     private readonly nuint _workspaceBytes;
-    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int), Plan?> _plans = new();
+    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int, int, bool), Plan?> _plans = new();
     private readonly delegate* unmanaged<IntPtr, int> _destroy;
     private readonly delegate* unmanaged<IntPtr*, int, int, int> _descCreate;
     private readonly delegate* unmanaged<IntPtr, int> _descDestroy;
@@ -78,28 +78,44 @@ internal sealed unsafe class CuBlasLt : IDisposable
     /// <summary>
     /// Column-major D = C (m, n) = alpha op(A) op(B) + beta C with <paramref name="epilogue"/> (bias: + bias[i] on row i
     /// of D, bias fp32 of length m); A and B of <paramref name="inputType"/>, C fp32. False when cuBLASLt has no
-    /// algorithm for this shape and epilogue: then nothing ran and the caller computes it another way.
+    /// algorithm for this shape, epilogue and alignment: then nothing ran and the caller computes it another way.
     /// </summary>
     public bool TryMatmul(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue, ulong bias)
+        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0) =>
+        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false);
+
+    /// <summary>As <see cref="TryMatmul"/> with alpha and beta read from device memory (written by a kernel).</summary>
+    public bool TryMatmulDeviceScalars(int transA, int transB, int m, int n, int k, ulong alpha, ulong a, int lda, ulong b, int ldb, ulong beta, ulong c, int ldc,
+        int compute, int inputType) =>
+        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true);
+
+    private bool Run(int transA, int transB, int m, int n, int k, void* alpha, ulong a, int lda, ulong b, int ldb, void* beta, ulong c, int ldc,
+        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars)
     {
-        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue);
-        if (!_plans.TryGetValue(key, out Plan? plan)) _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue);
+        // Algorithms are chosen for the operands' alignment: 256 bytes (whole allocations) or 16 (row views).
+        ulong all = a | b | c | (epilogue == EpilogueBias ? bias : 0);
+        int alignment = all % 256 == 0 ? 256 : all % 16 == 0 ? 16 : 0;
+        if (alignment == 0) return false;
+        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars);
+        if (!_plans.TryGetValue(key, out Plan? plan))
+            _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars);
         if (plan is null) return false;
-        Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+        if (epilogue == EpilogueBias) Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
         HeuristicResult result = plan.Result;
-        int status = _matmul(_handle, plan.Desc, &alpha, (void*)a, plan.A, (void*)b, plan.B, &beta, (void*)c, plan.C, (void*)c, plan.C,
+        int status = _matmul(_handle, plan.Desc, alpha, (void*)a, plan.A, (void*)b, plan.B, beta, (void*)c, plan.C, (void*)c, plan.C,
             result.Algo, (void*)_workspace, _workspaceBytes, IntPtr.Zero);
         if (status != 0) Check(status, $"cublasLtMatmul(transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, ldb={ldb}, ldc={ldc}, epilogue={epilogue})");
         return true;
     }
 
-    private Plan? CreatePlan(int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int compute, int inputType, int epilogue)
+    private Plan? CreatePlan(int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int compute, int inputType, int epilogue, int alignment, bool deviceScalars)
     {
         var plan = new Plan();
         IntPtr desc, la, lb, lc, preference;
         Check(_descCreate(&desc, compute, R32F), "cublasLtMatmulDescCreate");
         plan.Desc = desc;
+        int pointerMode = deviceScalars ? 1 : 0;
+        Check(_descSet(desc, DescPointerMode, &pointerMode, 4), "cublasLtMatmulDescSetAttribute(POINTER_MODE)");
         Check(_descSet(desc, DescTransA, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)");
         Check(_descSet(desc, DescTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)");
         Check(_descSet(desc, DescEpilogue, &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
@@ -113,6 +129,9 @@ internal sealed unsafe class CuBlasLt : IDisposable
         {
             ulong bytes = _workspaceBytes;
             Check(_preferenceSet(preference, PreferenceMaxWorkspaceBytes, &bytes, 8), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+            uint align = (uint)alignment;
+            for (int attribute = PreferenceMinAlignmentA; attribute < PreferenceMinAlignmentA + 4; attribute++)
+                Check(_preferenceSet(preference, attribute, &align, 4), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)");
             HeuristicResult result;
             int found = 0;
             int status = _heuristic(_handle, desc, la, lb, lc, lc, preference, 1, &result, &found);

@@ -475,10 +475,10 @@ public sealed unsafe partial class CudaBackend
         // W = coef[0] W + coef[1] decompress(M): columns W (n, m) = M (n, r) A (r, m); rows W = A^T (n, r) M (r, m). Row-major, so swap.
         int input = half ? CuBlas.R16BF : CuBlas.R32F;
         ulong mp = half ? ToBf16(m, _operandA) : P(m), ap = half ? ToBf16(a, _operandB) : P(a);
-        if (compressedColumns)
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpN, cols, rows, r, P(coef) + 4, ap, a.Columns, mp, m.Columns, P(coef), P(p), cols, _compute, input);
-        else
-            _blas.GemmDeviceScalars(CuBlas.OpN, CuBlas.OpT, cols, rows, r, P(coef) + 4, mp, m.Columns, ap, a.Columns, P(coef), P(p), cols, _compute, input);
+        var (first, firstLd, second, secondLd, transSecond) = compressedColumns ? (ap, a.Columns, mp, m.Columns, CuBlas.OpN) : (mp, m.Columns, ap, a.Columns, CuBlas.OpT);
+        if (_lt is not null && half && _lt.TryMatmulDeviceScalars(CuBlas.OpN, transSecond, cols, rows, r, P(coef) + 4, first, firstLd, second, secondLd, P(coef), P(p), cols, _compute, input))
+            return;
+        _blas.GemmDeviceScalars(CuBlas.OpN, transSecond, cols, rows, r, P(coef) + 4, first, firstLd, second, secondLd, P(coef), P(p), cols, _compute, input);
     }
 
     private uint ReductionBlocks(long count) => (uint)Math.Max(1, Math.Min((count + Threads - 1) / Threads, _device.Multiprocessors * 4));
