@@ -45,6 +45,31 @@ public static class BenchmarkComparison
                 $"{(t is null ? "-" : t.MillisecondsPerStep.ToString("F1", c))} | {(t is null ? "-" : t.TokensPerSecond.ToString("N0", c))} | {(t is null ? "-" : t.PeakGiB.ToString("F2", c))} | " +
                 $"{(t is null ? "-" : (t.MillisecondsPerStep / r.MillisecondsPerStep).ToString("F2", c) + "x")} |"));
         }
+        sb.AppendLine();
+        foreach (string model in ours.Rows.Select(r => r.Model).Distinct()) Targets(sb, c, model, ours.Rows.Where(r => r.Model == model).ToList(), torch);
         return sb.ToString();
+    }
+
+    /// <summary>The targets of the CUDA issue, read off one model's rows: speed against PyTorch, FLORA's cost over Adafactor, memory.</summary>
+    private static void Targets(StringBuilder sb, CultureInfo c, string model, List<TrainBenchRow> rows, TorchBenchReport? torch)
+    {
+        TrainBenchRow? Row(string optimizer, bool lomo) => rows.FirstOrDefault(r => Key(r.Optimizer) == Key(optimizer) && r.Lomo == lomo);
+        TorchBenchRow? Torch(string optimizer) => torch?.Rows.FirstOrDefault(x => ModelKey(x.Model) == ModelKey(model) && Key(x.Optimizer) == Key(optimizer));
+        sb.AppendLine($"{model}:");
+        if (Row("flora r=256", false) is { } flora && Torch("adamw") is { } adamw)
+            sb.AppendLine(string.Create(c, $"- Flora r=256 {flora.TokensPerSecond:N0} tokens/s against PyTorch's fused AdamW {adamw.TokensPerSecond:N0}: {flora.TokensPerSecond / adamw.TokensPerSecond:F2}x (target at least 1x, stretch 2x)."));
+        foreach (bool lomo in new[] { false, true })
+            if (Row("flora r=256", lomo) is { } f && Row("adafactor", lomo) is { } a)
+                sb.AppendLine(string.Create(c, $"- Flora r=256 step over Adafactor's (no momentum){(lomo ? ", both with LOMO" : "")}: {f.MillisecondsPerStep:F1} / {a.MillisecondsPerStep:F1} ms = {f.MillisecondsPerStep / a.MillisecondsPerStep:F3} (target at most 1.05)."));
+        foreach (var r in rows.Where(r => !r.Lomo))
+            if (Torch(r.Optimizer) is { } t)
+            {
+                double ours = r.PeakLedgerBytes / 1073741824.0, lomoPeak = Row(r.Optimizer, true) is { } l ? l.PeakLedgerBytes / 1073741824.0 : double.NaN;
+                double gradients = r.Parameters * 4.0 / 1073741824.0;
+                string withLomo = double.IsNaN(lomoPeak) ? "."
+                    : string.Create(c, $"; with LOMO {lomoPeak:F2} GiB, {t.PeakGiB - lomoPeak:F2} GiB below PyTorch, gradients are {gradients:F2} GiB ({(t.PeakGiB - lomoPeak >= gradients ? "met" : "NOT met")}).");
+                sb.AppendLine(string.Create(c, $"- {r.Optimizer}: peak {ours:F2} GiB against PyTorch's {t.PeakGiB:F2} GiB ({(ours < t.PeakGiB ? "below" : "NOT below")})") + withLomo);
+            }
+        sb.AppendLine();
     }
 }

@@ -1,0 +1,31 @@
+using Flora.Experiments;
+
+namespace Flora.Tests.Experiments;
+
+public class BenchmarkComparisonTests
+{
+    private static TrainBenchRow Row(string optimizer, bool lomo, double ms, long peakBytes) =>
+        new("gpt2-124m", optimizer, lomo, 124_000_000, 8, 1024, ms, 8192 / (ms / 1000), 0.15, 10, 20, 5, 0.3, peakBytes, peakBytes + 1, 1000);
+
+    [Fact]
+    public void The_side_by_side_table_reads_the_targets_off_matching_rows()
+    {
+        const long GiB = 1L << 30;
+        var ours = new TrainBenchReport("H100", "bf16", "2026-11-22", 989, 5, 12,
+        [
+            Row("adafactor", false, 40, 7 * GiB), Row("adafactor", true, 39, 6 * GiB),
+            Row("flora r=256", false, 42, 7 * GiB), Row("flora r=256", true, 41.5, 7 * GiB),
+            Row("adamw", false, 45, 13 * GiB), Row("adamw", true, 44, 12 * GiB),
+        ]);
+        var torch = new TorchBenchReport("H100", "torch 2.11", [new("gpt2-124m", "AdamW (fused)", 68.0, 120_000, 12.68, 949), new("gpt2-124m", "Flora r=256", 128.9, 63_535, 12.0, 258)]);
+        string md = BenchmarkComparison.Markdown(ours, torch);
+
+        Assert.Contains("| gpt2-124m | flora r=256 | off | 42.0 |", md);
+        Assert.Contains("68.0 | 120,000 | 12.68 | 1.51x |", md);                                  // adamw: 68 / 45
+        Assert.Contains("against PyTorch's fused AdamW 120,000: 1.63x", md);                      // 195,048 / 120,000
+        Assert.Contains("42.0 / 40.0 ms = 1.050 (target at most 1.05)", md);
+        Assert.Contains("41.5 / 39.0 ms = 1.064", md);
+        Assert.Contains("- adamw: peak 13.00 GiB against PyTorch's 12.68 GiB (NOT below)", md);
+        Assert.Contains("- flora r=256: peak 7.00 GiB against PyTorch's 12.00 GiB (below); with LOMO 7.00 GiB, 5.00 GiB below PyTorch, gradients are 0.46 GiB (met).", md);
+    }
+}
