@@ -19,7 +19,7 @@ python3 bench/torch_gpt2.py --json "$out/torch.json" > "$out/torch.txt" 2>&1; st
 step "flora bench train" $?
 "$flora" bench compare --ours "$out/flora.json" --torch "$out/torch.json" --out "$out/compare.md" > /dev/null 2>&1; step "bench compare" $?
 
-run="$out/interop-run"
+run=$(mktemp -d)/interop-run
 "$flora" train --model gpt-tiny --tokenizer gpt2 --device cuda --steps 300 --seq-len 32 --batch 32 --eval-every 100 --checkpoint-every 300 --out "$run" > "$out/interop-train.txt" 2>&1
 step "interop training" $?
 ours=$("$flora" generate --checkpoint "$run" --greedy --print-ids --max-tokens 20 | sed -n 's/^ids: //p')

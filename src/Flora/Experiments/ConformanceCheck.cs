@@ -224,15 +224,17 @@ public static class ConformanceCheck
                 using var d = Up(b, dy, [m, n]); using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]);
                 using var dx = b.Allocate(new Shape(m, k), MemoryTag.Scratch); using var dw = b.Allocate(new Shape(n, k), MemoryTag.Scratch);
                 using var db = Up(b, dy[..n], [n]);
+                using var gram = b.Allocate(new Shape(k, k), MemoryTag.Scratch);
                 using (b.ReuseOperand(d))
                 {
                     b.MatMul(d, false, wt, false, dx);
                     b.MatMul(d, true, xt, false, dw);
+                    using (b.ReuseOperand(xt)) b.MatMul(xt, true, xt, false, gram);   // a nested scope (LOMO's update inside backward)
                     b.SumRows(d, db, 0.5f, 1f);                                        // from the sums taken while converting d
                 }
-                return [Host(dx), Host(dw), Host(db)];
+                return [Host(dx), Host(dw), Host(db), Host(gram)];
             });
-            Add("MatMul with a reused operand (dx = dy W, dW = dy^T x) and its SumRows", c.Zip(g, (a, z) => RelativeError(a, z)).Max(), Math.Max(Norm, gemmTolerance));
+            Add("MatMul with reused operands (dx = dy W, dW = dy^T x, nested x^T x) and SumRows", c.Zip(g, (a, z) => RelativeError(a, z)).Max(), Math.Max(Norm, gemmTolerance));
             Compare("MatMulBias (bias in the product's epilogue)", b =>
             {
                 using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]); using var bias = Up(b, dy[..n], [n]);

@@ -31,7 +31,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
-    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _reusedCopy, _reusedPartials;
+    private readonly TensorSlot _headLogits, _headLosses, _headGradients16;
     private readonly CuBlasLt? _lt;
     private readonly Tensor? _ltWorkspace;
 
@@ -65,8 +65,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLogits = new TensorSlot(this, MemoryTag.Scratch);
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
         _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
-        _reusedCopy = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
-        _reusedPartials = new TensorSlot(this, MemoryTag.Scratch);
         // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
         if (precision == GemmPrecision.Bf16)
         {
@@ -285,10 +283,10 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
         using var _ = Time(nameof(SumRows));
-        if (_reusedReady && _reused is Tensor reused && x.Pointer == reused.Pointer && x.Count == reused.Count && x.Columns == reused.Columns)
+        if (FindReused(x) is { Ready: true } entry && x.Columns == entry.Operand!.Columns)
         {
             // The conversion of this reused operand already summed its row chunks.
-            Elementwise("column_finish", x.Columns, P(_reusedPartials.Get(new Shape(_reusedChunks * x.Columns))), P(result), _reusedChunks, x.Columns, alpha, beta);
+            Elementwise("column_finish", x.Columns, P(entry.Partials.Get(new Shape(entry.Chunks * x.Columns))), P(result), entry.Chunks, x.Columns, alpha, beta);
             return;
         }
         ColumnReduce("column_partial_sums", x, null, result, alpha, beta);
@@ -328,10 +326,10 @@ public sealed unsafe partial class CudaBackend : IBackend
     private ulong ToBf16(Tensor t, TensorSlot slot)
     {
         if (t.DType == DType.BFloat16) return P(t);                                  // generated in bf16 already
-        if (_reused is Tensor reused && t.Pointer == reused.Pointer && t.Count == reused.Count && t.DType == reused.DType)
+        if (FindReused(t) is ReuseEntry entry)
         {
-            if (!_reusedReady) ConvertReused(reused);
-            return P(_reusedCopy.Get(new Shape(t.Count)));
+            if (!entry.Ready) ConvertReused(entry);
+            return P(entry.Copy.Get(new Shape(t.Count)));
         }
         return Convert(t, slot);
 
@@ -352,39 +350,76 @@ public sealed unsafe partial class CudaBackend : IBackend
         else Elementwise("to_bf16", t.Count, P(t), destination, t.Count);
     }
 
-    private Tensor? _reused;
-    private bool _reusedReady;
-    private int _reusedChunks;
+    /// <summary>
+    /// Operands declared reused, innermost last (a layer's output gradient, and inside it, when LOMO updates the
+    /// layer's weight, FLORA's moment): each with its bf16 copy and the column sums taken while converting it.
+    /// </summary>
+    private readonly List<ReuseEntry> _reuse = new();
+    private int _reuseDepth;
+
+    private sealed class ReuseEntry(CudaBackend backend) : IDisposable
+    {
+        public Tensor? Operand;
+        public bool Ready;
+        public int Chunks;
+        public readonly TensorSlot Copy = new(backend, MemoryTag.Scratch, DType.BFloat16);
+        public readonly TensorSlot Partials = new(backend, MemoryTag.Scratch);
+
+        public void Dispose()
+        {
+            Copy.Dispose();
+            Partials.Dispose();
+        }
+    }
+
+    private ReuseEntry? FindReused(Tensor t)
+    {
+        for (int i = _reuseDepth - 1; i >= 0; i--)
+        {
+            var entry = _reuse[i];
+            if (entry.Operand is Tensor o && t.Pointer == o.Pointer && t.Count == o.Count && t.DType == o.DType) return entry;
+        }
+        return null;
+    }
 
     /// <summary>
-    /// The bf16 copy of the reused operand, with the column sums of its row chunks on the way (a layer's bias
+    /// The bf16 copy of a reused operand, with the column sums of its row chunks on the way (a layer's bias
     /// gradient, which <see cref="SumRows"/> then finishes without reading the operand again).
     /// </summary>
-    private void ConvertReused(Tensor t)
+    private void ConvertReused(ReuseEntry entry)
     {
+        Tensor t = entry.Operand!;
         int rows = t.Rows, cols = t.Columns, perChunk = RowsPerChunk(rows, cols);
-        _reusedChunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
-        Tensor copy = _reusedCopy.Get(new Shape(t.Count)), partial = _reusedPartials.Get(new Shape(_reusedChunks * cols));
+        entry.Chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
+        Tensor copy = entry.Copy.Get(new Shape(t.Count)), partial = entry.Partials.Get(new Shape(entry.Chunks * cols));
         using (Time(nameof(ToBf16)))
-            _device.Launch("to_bf16_column_partials", (uint)((cols + Threads - 1) / Threads), (uint)_reusedChunks, Threads, 0, P(t), P(copy), P(partial), rows, cols, perChunk);
-        _reusedReady = true;
+            _device.Launch("to_bf16_column_partials", (uint)((cols + Threads - 1) / Threads), (uint)entry.Chunks, Threads, 0, P(t), P(copy), P(partial), rows, cols, perChunk);
+        entry.Ready = true;
     }
 
     public IDisposable ReuseOperand(Tensor operand)
     {
         if (Precision != GemmPrecision.Bf16) return NoScope.Instance;
-        _reused = operand;
-        _reusedReady = false;
-        return new ReuseScope(this, operand);
+        if (_reuseDepth == _reuse.Count) _reuse.Add(new ReuseEntry(this));
+        var entry = _reuse[_reuseDepth++];
+        entry.Operand = operand;
+        entry.Ready = false;
+        return new ReuseScope(this, entry);
     }
 
-    private sealed class ReuseScope(CudaBackend backend, Tensor operand) : IDisposable
+    private sealed class ReuseScope(CudaBackend backend, ReuseEntry entry) : IDisposable
     {
+        private bool _disposed;
+
         public void Dispose()
         {
-            if (backend._reused != operand) return;
-            backend._reused = null;
-            backend._reusedReady = false;
+            if (_disposed) return;
+            _disposed = true;
+            // Scopes end innermost first; an outer scope ending early also ends the ones inside it.
+            int index = backend._reuse.IndexOf(entry);
+            if (index < 0 || index >= backend._reuseDepth) return;
+            for (int i = index; i < backend._reuseDepth; i++) { backend._reuse[i].Operand = null; backend._reuse[i].Ready = false; }
+            backend._reuseDepth = index;
         }
     }
 
@@ -491,8 +526,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLogits.Dispose();
         _headLosses.Dispose();
         _headGradients16.Dispose();
-        _reusedCopy.Dispose();
-        _reusedPartials.Dispose();
+        foreach (var entry in _reuse) entry.Dispose();
         _lt?.Dispose();
         _ltWorkspace?.Dispose();
         _allocator.Dispose();
