@@ -171,9 +171,11 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Declares that the matrix products issued until the returned scope ends read <paramref name="operand"/>
     /// unchanged (a layer's output gradient, read by its input and weight gradients): a backend that converts
-    /// product operands (bf16 tensor cores) converts it once. The caller must not write it inside the scope.
+    /// product operands (bf16 tensor cores) converts it once. With <paramref name="sumRows"/> the caller will also
+    /// ask <see cref="SumRows"/> of it (a bias gradient), which the conversion may compute on the way. The caller
+    /// must not write the operand inside the scope.
     /// </summary>
-    IDisposable ReuseOperand(Tensor operand);
+    IDisposable ReuseOperand(Tensor operand, bool sumRows = false);
 
     // ---- optimizer kernels ------------------------------------------------------------------------
 

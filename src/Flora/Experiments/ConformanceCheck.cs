@@ -225,7 +225,7 @@ public static class ConformanceCheck
                 using var dx = b.Allocate(new Shape(m, k), MemoryTag.Scratch); using var dw = b.Allocate(new Shape(n, k), MemoryTag.Scratch);
                 using var db = Up(b, dy[..n], [n]);
                 using var gram = b.Allocate(new Shape(k, k), MemoryTag.Scratch);
-                using (b.ReuseOperand(d))
+                using (b.ReuseOperand(d, sumRows: true))
                 {
                     b.MatMul(d, false, wt, false, dx);
                     b.MatMul(d, true, xt, false, dw);

@@ -61,7 +61,7 @@ public sealed class Linear : Module
     {
         Tensor x = Saved(_input);
         Tensor? gradInput = null;
-        using var reuse = Backend.ReuseOperand(gradOutput);                           // dy feeds both products below
+        using var reuse = Backend.ReuseOperand(gradOutput, sumRows: Bias is { RequiresGrad: true }); // dy feeds both products and the bias
         if (ComputesInputGradient)
         {
             gradInput = GradientSlot("dx").Get(x.Shape);                                       // (N, in)

@@ -327,7 +327,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         return (sum, count);
     }
 
-    public IDisposable ReuseOperand(Tensor operand) => NoScope.Instance;
+    public IDisposable ReuseOperand(Tensor operand, bool sumRows = false) => NoScope.Instance;
 
     public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor targets, Tensor dLogits, float scale)
     {

@@ -283,7 +283,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
         using var _ = Time(nameof(SumRows));
-        if (FindReused(x) is { Ready: true } entry && x.Columns == entry.Operand!.Columns)
+        if (FindReused(x) is { Ready: true, Chunks: > 0 } entry && x.Columns == entry.Operand!.Columns)
         {
             // The conversion of this reused operand already summed its row chunks.
             Elementwise("column_finish", x.Columns, P(entry.Partials.Get(new Shape(entry.Chunks * x.Columns))), P(result), entry.Chunks, x.Columns, alpha, beta);
@@ -360,7 +360,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private sealed class ReuseEntry(CudaBackend backend) : IDisposable
     {
         public Tensor? Operand;
-        public bool Ready;
+        public bool Ready, SumRows;
         public int Chunks;
         public readonly TensorSlot Copy = new(backend, MemoryTag.Scratch, DType.BFloat16);
         public readonly TensorSlot Partials = new(backend, MemoryTag.Scratch);
@@ -389,21 +389,31 @@ public sealed unsafe partial class CudaBackend : IBackend
     private void ConvertReused(ReuseEntry entry)
     {
         Tensor t = entry.Operand!;
-        int rows = t.Rows, cols = t.Columns, perChunk = RowsPerChunk(rows, cols);
-        entry.Chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
-        Tensor copy = entry.Copy.Get(new Shape(t.Count)), partial = entry.Partials.Get(new Shape(entry.Chunks * cols));
-        using (Time(nameof(ToBf16)))
-            _device.Launch("to_bf16_column_partials", (uint)((cols + Threads - 1) / Threads), (uint)entry.Chunks, Threads, 0, P(t), P(copy), P(partial), rows, cols, perChunk);
+        Tensor copy = entry.Copy.Get(new Shape(t.Count));
         entry.Ready = true;
+        entry.Chunks = 0;
+        int rows = t.Rows, cols = t.Columns;
+        if (!entry.SumRows || cols % 4 != 0 || P(t) % 16 != 0)
+        {
+            ConvertToBf16(t, P(copy));
+            return;
+        }
+        // Four columns per thread (16-byte loads), each thread down a chunk of rows.
+        int quads = cols / 4, perChunk = RowsPerChunk(rows, quads);
+        entry.Chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
+        Tensor partial = entry.Partials.Get(new Shape(entry.Chunks * cols));
+        using (Time(nameof(ToBf16)))
+            _device.Launch("to_bf16_column_partials", (uint)((quads + Threads - 1) / Threads), (uint)entry.Chunks, Threads, 0, P(t), P(copy), P(partial), rows, cols, perChunk);
     }
 
-    public IDisposable ReuseOperand(Tensor operand)
+    public IDisposable ReuseOperand(Tensor operand, bool sumRows = false)
     {
         if (Precision != GemmPrecision.Bf16) return NoScope.Instance;
         if (_reuseDepth == _reuse.Count) _reuse.Add(new ReuseEntry(this));
         var entry = _reuse[_reuseDepth++];
         entry.Operand = operand;
         entry.Ready = false;
+        entry.SumRows = sumRows;
         return new ReuseScope(this, entry);
     }
 

@@ -87,19 +87,23 @@ FLORA_KERNEL void column_finish(const float* partial, float* result, int chunks,
 
 FLORA_KERNEL void to_bf16(const float* x, unsigned short* y, int n) { GRID_STRIDE(i, n) y[i] = to_bf16_bits(x[i]); }
 
-// A bf16 copy of x (rows, cols) and, on the way, the column sums of each chunk of rows (as column_partial_sums):
-// a layer's output gradient is converted for its two products and summed for its bias in one pass.
+// A bf16 copy of x (rows, cols; cols a multiple of 4) and, on the way, the column sums of each chunk of rows (as
+// column_partial_sums): a layer's output gradient is converted for its two products and summed for its bias in one
+// pass. Each thread takes four columns (16-byte loads) down its chunk of rows.
 FLORA_KERNEL void to_bf16_column_partials(const float* x, unsigned short* y, float* partial, int rows, int cols, int rowsPerChunk) {
-    int chunk = blockIdx.y;
+    int chunk = blockIdx.y, quads = cols / 4;
     int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
-        float s = 0.0f;
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < quads; q += gridDim.x * blockDim.x) {
+        float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+        #pragma unroll 4
         for (int r = r0; r < r1; r++) {
-            float v = x[(long long)r * cols + c];
-            y[(long long)r * cols + c] = to_bf16_bits(v);
-            s += v;
+            float4 v = reinterpret_cast<const float4*>(x + (long long)r * cols)[q];
+            reinterpret_cast<uint2*>(y + (long long)r * cols)[q] =
+                make_uint2((unsigned int)to_bf16_bits(v.x) | ((unsigned int)to_bf16_bits(v.y) << 16),
+                           (unsigned int)to_bf16_bits(v.z) | ((unsigned int)to_bf16_bits(v.w) << 16));
+            s.x += v.x; s.y += v.y; s.z += v.z; s.w += v.w;
         }
-        partial[(long long)chunk * cols + c] = s;
+        reinterpret_cast<float4*>(partial + (long long)chunk * cols)[q] = s;
     }
 }
 
