@@ -21,6 +21,7 @@ public static class FloraCli
         var root = new RootCommand("Flora: train neural networks with FLORA, low-rank gradient compression (Hao, Cao, Mou, ICML 2024).");
         root.Subcommands.Add(TrainCommand.Create(console, error));
         root.Subcommands.Add(GenerateCommand.Create(console, error));
+        root.Subcommands.Add(EvalCommand.Create(console, error));
         root.Subcommands.Add(CheckCommand.Create(console, error));
         root.Subcommands.Add(PilotCommand.Create(console, error));
         root.Subcommands.Add(BenchCommand.Create(console, error));

@@ -12,10 +12,90 @@ namespace Flora.Cli.Commands;
 internal static class DataCommand
 {
     public static Command Create(IAnsiConsole console, TextWriter error) =>
-        new("data", "Training data: build the embedded corpus.")
+        new("data", "Training data: prepare the Bible data sets, build the embedded corpus.")
         {
+            Prepare(console, error),
             ExportCorpus(console, error),
         };
+
+    /// <summary>
+    /// <c>flora data prepare [--out DIR] [--force] [--diatheke PATH]</c>: reads the World English Bible and the
+    /// Reina-Valera 1909 through diatheke and writes the prepared data directory (<see cref="PreparedData"/>) with
+    /// <see cref="BiblePreparation"/>. As root it installs missing Debian packages with apt-get.
+    /// </summary>
+    private static Command Prepare(IAnsiConsole console, TextWriter error)
+    {
+        var output = new Option<string>("--out")
+        {
+            Description = "the directory to write (created with its parents; must not exist unless --force)",
+            DefaultValueFactory = _ => PreparedData.DefaultDirectory,
+        };
+        var force = new Option<bool>("--force") { Description = "replace the directory if it exists" };
+        var diatheke = new Option<string>("--diatheke")
+        {
+            Description = "the diatheke executable (default: diatheke on PATH, from the Debian package 'diatheke')",
+            DefaultValueFactory = _ => SwordBible.DefaultExecutable,
+        };
+        var command = new Command("prepare",
+            $"Prepare the Bible data sets from Debian's SWORD packages: the English World English Bible ({SwordBible.WorldEnglishBible}) split for language modelling, "
+            + $"and Spanish ({SwordBible.ReinaValera1909}) to English verse pairs for translation, with a manifest of counts and SHA-256 checksums. "
+            + "As root, missing Debian packages are installed with apt-get.")
+        {
+            output,
+            force,
+            diatheke,
+        };
+        command.SetAction(parse => FloraCli.Guard(error, () =>
+        {
+            var result = BiblePreparation.Prepare(new PrepareOptions
+            {
+                OutputDirectory = parse.GetValue(output)!,
+                Force = parse.GetValue(force),
+                Diatheke = parse.GetValue(diatheke)!,
+                InstallMissingPackages = true,
+                Progress = line => console.MarkupLine(Markup.Escape(line)),
+            });
+            PrintSummary(console, result);
+            return 0;
+        }));
+        return command;
+    }
+
+    private static void PrintSummary(IAnsiConsole console, PreparationResult result)
+    {
+        var m = result.Manifest;
+        var files = new Table().Title("files").AddColumns("file", "lines", "pairs", "verses", "chapters", "characters", "bytes", "SHA-256");
+        for (int i = 1; i < 7; i++) files.Columns[i].RightAligned();
+        foreach (var f in m.Files)
+        {
+            files.AddRow(f.Name, $"{f.Lines:N0}", Count(f.Pairs), Count(f.Verses), Count(f.Chapters), $"{f.Characters:N0}", $"{f.Bytes:N0}", f.Sha256[..16] + "…");
+        }
+        console.Write(files);
+
+        var a = m.Alignment;
+        var drops = new Table().Title($"alignment {a.Source} → {a.Target}").AddColumns("outcome", "references", "examples");
+        drops.Columns[1].RightAligned();
+        drops.AddRow("[bold]aligned pairs[/]", $"[bold]{a.Aligned:N0}[/]", "");
+        foreach (var (reason, count) in a.DroppedByReason)
+        {
+            var examples = a.Examples.GetValueOrDefault(reason) ?? [];
+            string shown = string.Join(", ", examples.Take(4)) + (count > Math.Min(4, examples.Count) ? ", …" : "");
+            drops.AddRow($"dropped: {reason}", $"{count:N0}", Markup.Escape(shown));
+        }
+        drops.AddRow("[bold]references in either text[/]", $"[bold]{a.References:N0}[/]", "");
+        console.Write(drops);
+        if (a.RenumberedChapters.Count > 0)
+        {
+            console.MarkupLine($"renumbered chapters (dropped): {Markup.Escape(string.Join(", ", a.RenumberedChapters))}");
+        }
+        foreach (var s in m.Sources)
+        {
+            console.MarkupLine($"{s.Language}: {Markup.Escape(s.Module)} ({Markup.Escape(s.Title ?? "?")}), package {Markup.Escape(s.DebianPackage ?? "?")} {Markup.Escape(s.PackageVersion ?? "(version unknown)")}, module version {Markup.Escape(s.ModuleVersion ?? "unknown")}");
+        }
+        console.MarkupLine($"wrote [bold]{Markup.Escape(result.Directory)}[/] in {result.Elapsed.TotalSeconds:F1} s");
+    }
+
+    private static string Count(int? n) => n is { } v ? $"{v:N0}" : "";
 
     /// <summary>
     /// <c>flora data export-corpus --out FILE</c>: reads the books of <see cref="EmbeddedCorpus"/> through

@@ -6,42 +6,58 @@ using Spectre.Console;
 
 namespace Flora.Cli.Commands;
 
-/// <summary><c>flora generate</c>: samples text from a training checkpoint.</summary>
+/// <summary>
+/// <c>flora generate</c>: text from a training checkpoint. A language model continues <c>--prompt</c> (sampling,
+/// greedy, or beam search with <c>--beam</c>); a translation model translates <c>--source</c> (beam search,
+/// greedy by default), through the run's template.
+/// </summary>
 internal static class GenerateCommand
 {
     public static Command Create(IAnsiConsole console, TextWriter error)
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
         var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "In the beginning" };
+        var source = new Option<string?>("--source") { Description = "translation checkpoints: the sentence to translate" };
         var maxTokens = Options.PositiveInt("--max-tokens", "tokens to generate", 60);
         var temperature = Options.PositiveFloat("--temperature", "softmax temperature", 0.8f);
         var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 40 };
         var greedy = new Option<bool>("--greedy") { Description = "always take the most likely token" };
+        var beam = new Option<int>("--beam") { Description = "beam search with this many beams (language models: instead of sampling; translation: 1 = greedy)", DefaultValueFactory = _ => 0 };
+        var lengthPenalty = new Option<float>("--length-penalty") { Description = "beam score = log-probability / length^penalty", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var printIds = new Option<bool>("--print-ids") { Description = "also print the prompt's and the generated token ids" };
-        var command = new Command("generate", "Generate text from a checkpoint (greedy, temperature, top-k).")
+        var command = new Command("generate", "Generate text from a checkpoint (greedy, temperature, top-k, beam search; translation with --source).")
         {
-            checkpoint, prompt, maxTokens, temperature, topK, greedy, seed, device, printIds,
+            checkpoint, prompt, source, maxTokens, temperature, topK, greedy, beam, lengthPenalty, seed, device, printIds,
         };
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {
-            string dir = TrainingCheckpoint.Resolve(parse.GetValue(checkpoint)!);
-            var info = TrainingCheckpoint.ReadInfo(dir);
-            string run = Trainer.RunDirectoryOf(dir);
-            var (tokenizer, identity) = TokenizerSetup.ForCheckpoint(info.Options, run);
-            if (identity != info.TokenizerHash) throw new InvalidDataException($"{dir}: the tokenizer in {run} is not the one this checkpoint was trained with");
-            using var backend = BackendFactory.Create(parse.GetValue(device)!);
-            var o = info.Options;
-            using var model = ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f,
-                o.LoraRank > 0 ? l => new Flora.Nn.LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null, o.SequenceLength);
-            TrainingCheckpoint.LoadWeights(dir, model);
-            string text = parse.GetValue(prompt)!;
-            var sampling = new SamplingOptions(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(greedy), parse.GetValue(seed));
-            int[] promptIds = tokenizer.Encode(text);
-            int[] generated = Generator.Sample(model, promptIds, parse.GetValue(maxTokens), sampling, tokenizer.EndOfText).ToArray();
-            console.MarkupLine($"[grey]{Markup.Escape(info.Model)}, step {info.Step}[/]");
-            console.MarkupLine($"[bold]{Markup.Escape(text)}[/]{Markup.Escape(tokenizer.Decode(generated))}");
+            using var loaded = CheckpointModel.Open(parse.GetValue(checkpoint)!, parse.GetValue(device)!);
+            var tokenizer = loaded.Tokenizer;
+            int eos = tokenizer.EndOfText ?? -1;
+            console.MarkupLine($"[grey]{Markup.Escape(loaded.Info.Model)}, step {loaded.Info.Step}[/]");
+            if (loaded.Options.Task == "translate")
+            {
+                string text = parse.GetValue(source) ?? throw new ArgumentException("this checkpoint translates: give the sentence with --source");
+                var template = loaded.TranslationTemplate;
+                var example = template.Encode(text, null);
+                int[] input = template.Layout == TranslationLayout.DecoderOnly ? example.Prompt : example.Source;
+                var beamOptions = new BeamOptions(Math.Max(1, parse.GetValue(beam)), parse.GetValue(lengthPenalty), parse.GetValue(maxTokens));
+                int[] output = BeamSearch.Generate(loaded.Model, [input], template.EndOfText, beamOptions)[0];
+                console.MarkupLine($"[bold]{Markup.Escape(text)}[/]");
+                console.WriteLine(tokenizer.Decode(output).Trim());
+                if (parse.GetValue(printIds)) console.WriteLine($"ids: {string.Join(',', input)} | {string.Join(',', output)}");
+                return 0;
+            }
+            if (loaded.Model.IsEncoderDecoder) throw new ArgumentException($"{loaded.Info.Model} is an encoder-decoder: it needs a translation run and --source");
+            string promptText = parse.GetValue(prompt)!;
+            int[] promptIds = tokenizer.Encode(promptText);
+            int[] generated = parse.GetValue(beam) > 0
+                ? BeamSearch.Generate(loaded.Model, [promptIds], eos, new BeamOptions(parse.GetValue(beam), parse.GetValue(lengthPenalty), parse.GetValue(maxTokens)))[0]
+                : Generator.Sample(loaded.Model, promptIds, parse.GetValue(maxTokens),
+                    new SamplingOptions(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(greedy), parse.GetValue(seed)), tokenizer.EndOfText).ToArray();
+            console.MarkupLine($"[bold]{Markup.Escape(promptText)}[/]{Markup.Escape(tokenizer.Decode(generated))}");
             if (parse.GetValue(printIds)) console.WriteLine($"ids: {string.Join(',', promptIds.Concat(generated))}");
             return 0;
         }));

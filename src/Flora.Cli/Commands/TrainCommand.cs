@@ -44,11 +44,16 @@ internal static class TrainCommand
         var output = new Option<string>("--out") { Description = "run directory (metrics, charts, checkpoints)", DefaultValueFactory = _ => d.OutputDirectory };
         var resume = new Option<string?>("--resume") { Description = "continue the run in this directory (or checkpoint); its own settings are used, --steps may extend it" };
         var quick = new Option<bool>("--quick") { Description = "a short run for CI: gpt-tiny, bpe:512, 40 steps" };
+        var task = new Option<string>("--task") { Description = "lm (next-token prediction on the corpus) or translate (Spanish to English verse pairs of --data)", DefaultValueFactory = _ => d.Task };
+        var data = new Option<string?>("--data") { Description = $"a directory made by 'flora data prepare' (default {Flora.Data.Corpora.PreparedData.DefaultDirectory})" };
+        var maxSource = new Option<int>("--max-source") { Description = "translation: source tokens kept (the paper's 512)", DefaultValueFactory = _ => d.MaxSourceTokens };
+        var maxTarget = new Option<int>("--max-target") { Description = "translation: target tokens kept (the paper's 128)", DefaultValueFactory = _ => d.MaxTargetTokens };
 
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
             model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
             steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
+            task, data, maxSource, maxTarget,
         };
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {
@@ -59,6 +64,10 @@ internal static class TrainCommand
                 Model = isQuick && !Given(model) ? "gpt-tiny" : parse.GetValue(model)!,
                 Tokenizer = isQuick && !Given(tokenizer) ? "bpe:512" : parse.GetValue(tokenizer)!,
                 Corpus = parse.GetValue(corpus),
+                Task = parse.GetValue(task)!,
+                Data = parse.GetValue(data),
+                MaxSourceTokens = parse.GetValue(maxSource),
+                MaxTargetTokens = parse.GetValue(maxTarget),
                 Optimizer = new OptimizerSpec
                 {
                     Name = parse.GetValue(optimizer)!, Rank = parse.GetValue(rank), Kappa = parse.GetValue(kappa),
@@ -103,7 +112,7 @@ internal static class TrainCommand
         Console.CancelKeyPress += onCancel;
         try
         {
-            console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, corpus, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
+            console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
             using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom);
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
@@ -131,6 +140,7 @@ internal static class TrainCommand
         table.AddRow("final train loss (last 20 steps)", $"{r.FinalTrainLoss:F4}");
         if (r.FinalValidationLoss is double v) table.AddRow("validation loss / perplexity", $"{v:F4} / {Math.Exp(v):F2}");
         table.AddRow("throughput", $"{r.TokensPerSecond:N0} tokens/s ({r.TokensSeen:N0} tokens in {r.Seconds:F1} s)");
+        table.AddRow("data loading", $"{r.DataSeconds * 1e3:N0} ms, {r.DataSeconds / Math.Max(r.Seconds, 1e-9):P1} of the run");
         table.AddRow("optimizer state", $"{r.OptimizerStateBytes / 1048576.0:F2} MiB");
         table.AddRow("last checkpoint", Markup.Escape(r.LastCheckpoint ?? "none"));
         console.Write(table);

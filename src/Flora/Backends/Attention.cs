@@ -16,14 +16,22 @@ public readonly record struct ColumnBlock(Tensor Tensor, int Offset)
 /// Sizes of a multi-head attention: batch B, heads H, query length Tq, key length Tk, head dimension
 /// hd (so width H hd), whether position i may only attend to j &lt;= i, and the score scale
 /// (usually 1/sqrt(hd)). Rows of q are (b, t) pairs in order, b * Tq + t; likewise for k and v with Tk.
+/// <see cref="KeyLengths"/>, when given, holds for every batch element b how many keys are real: keys
+/// j &gt;= KeyLengths[b] are padding and get no attention (right-padded sources of different lengths).
 /// </summary>
-public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, bool Causal, float Scale)
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, bool Causal, float Scale, int[]? KeyLengths = null)
 {
     public int Width => Heads * HeadDim;
+
+    /// <summary>Keys of batch element b that are not padding.</summary>
+    public int ValidKeys(int b) => KeyLengths?[b] ?? KeyLength;
 
     public void Validate(ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         if (Causal && QueryLength != KeyLength) throw new ArgumentException($"causal attention needs equal query and key lengths, got {QueryLength} and {KeyLength}");
+        int keyLength = KeyLength;
+        if (KeyLengths is int[] lengths && (lengths.Length != Batch || lengths.Any(l => l < 1 || l > keyLength)))
+            throw new ArgumentException($"attention key lengths [{string.Join(", ", lengths.Take(8))}{(lengths.Length > 8 ? ", ..." : "")}] should be {Batch} values in [1, {KeyLength}]");
         Check(q, QueryLength, "q"); Check(k, KeyLength, "k"); Check(v, KeyLength, "v");
         if (output.Rows != Batch * QueryLength || output.Columns != Width)
             throw new ArgumentException($"attention output {output.Shape} should be ({Batch * QueryLength}, {Width})");

@@ -17,13 +17,17 @@ public readonly record struct DataPosition(long Epoch, long Index);
 public sealed class TokenWindows : IDisposable
 {
     private readonly IBackend _backend;
-    private readonly int[] _tokens;
+    private readonly TokenStore _tokens;
     private readonly ulong _seed;
     private readonly int[] _hostInputs, _hostTargets;
     private int[] _order = [];
     private long _orderEpoch = -1;
 
     public TokenWindows(IBackend backend, int[] tokens, int batchSize, int sequenceLength, ulong seed, string name = "training")
+        : this(backend, TokenStore.FromArray(tokens), batchSize, sequenceLength, seed, name) { }
+
+    /// <summary>Windows over a token store (in memory or a mapped token file); the store must outlive this object.</summary>
+    public TokenWindows(IBackend backend, TokenStore tokens, int batchSize, int sequenceLength, ulong seed, string name = "training")
     {
         if (batchSize <= 0 || sequenceLength <= 0) throw new ArgumentException($"batch size ({batchSize}) and sequence length ({sequenceLength}) must be positive");
         _backend = backend;
@@ -32,6 +36,7 @@ public sealed class TokenWindows : IDisposable
         BatchSize = batchSize;
         SequenceLength = sequenceLength;
         WindowCount = tokens.Length > sequenceLength ? (tokens.Length - 1) / sequenceLength : 0;
+        if (WindowCount > int.MaxValue) throw new FloraException($"the {name} text has {tokens.Length:N0} tokens: more windows than one pass can index");
         if (WindowCount < batchSize)
             throw new FloraException($"the {name} text has {tokens.Length:N0} tokens: {WindowCount} windows of {sequenceLength + 1}, fewer than one batch of {batchSize}; use a smaller --batch or --seq-len, or more text");
         _hostInputs = new int[batchSize * sequenceLength];
@@ -54,9 +59,9 @@ public sealed class TokenWindows : IDisposable
         int[] order = OrderOf(Position.Epoch);
         for (int b = 0; b < BatchSize; b++)
         {
-            int start = order[Position.Index + b] * SequenceLength;
-            _tokens.AsSpan(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
-            _tokens.AsSpan(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
+            long start = (long)order[Position.Index + b] * SequenceLength;
+            _tokens.Slice(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
+            _tokens.Slice(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
         }
         Position = Position with { Index = Position.Index + BatchSize };
         _backend.Upload(_hostInputs, Inputs);
@@ -81,9 +86,9 @@ public sealed class TokenWindows : IDisposable
         {
             for (int b = 0; b < BatchSize; b++)
             {
-                int start = (batch * BatchSize + b) * SequenceLength;
-                _tokens.AsSpan(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
-                _tokens.AsSpan(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
+                long start = ((long)batch * BatchSize + b) * SequenceLength;
+                _tokens.Slice(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
+                _tokens.Slice(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
             }
             _backend.Upload(_hostInputs, Inputs);
             _backend.Upload(_hostTargets, Targets);

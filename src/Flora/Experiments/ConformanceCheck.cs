@@ -164,13 +164,14 @@ public static class ConformanceCheck
                 return [Host(o), Host(lse), Host(dt)];
             }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
         }
-        foreach (var (hd, Tq, Tk) in new[] { (8, 13, 29), (64, 70, 133) })
+        // Cross attention, and with padded keys (source lengths per batch element: the second one past a whole tile of padding).
+        foreach (var (hd, Tq, Tk, lengths) in new (int, int, int, int[]?)[] { (8, 13, 29, null), (64, 70, 133, null), (8, 13, 29, [29, 11]), (64, 70, 133, [133, 50]) })
         {
             const int B = 2, H = 2;
             int C = H * hd;
             float[] q = Rand(B * Tq * C), kv = Rand(B * Tk * 2 * C), dOut = Rand(B * Tq * C);
-            var shape = new AttentionShape(B, H, Tq, Tk, hd, false, 1f / MathF.Sqrt(hd));
-            Compare($"Attention cross, head dim {hd}, Tq {Tq}, Tk {Tk}: forward and backward", b =>
+            var shape = new AttentionShape(B, H, Tq, Tk, hd, false, 1f / MathF.Sqrt(hd), lengths);
+            Compare($"Attention cross, head dim {hd}, Tq {Tq}, Tk {Tk}{(lengths is null ? "" : $", key lengths {string.Join("/", lengths)}")}: forward and backward", b =>
             {
                 using var qt = Up(b, q, [B * Tq, C]); using var kt = Up(b, kv, [B * Tk, 2 * C]); using var o = b.Allocate(new Shape(B * Tq, C), MemoryTag.Scratch);
                 using var lse = b.Allocate(new Shape(B, H, Tq), MemoryTag.Scratch); using var d = Up(b, dOut, [B * Tq, C]);

@@ -37,6 +37,9 @@ public sealed class SelfAttention : Module
     public float? RotaryTheta { get; }
     private int HeadDim => Dimension / Heads;
 
+    /// <summary>Real keys per batch element when the input is right-padded (an encoder over sources of different lengths); null = all.</summary>
+    public int[]? KeyLengths { get; set; }
+
     public override IEnumerable<Module> Children => [Qkv, Output];
 
     public override Tensor Forward(Tensor x)
@@ -45,7 +48,7 @@ public sealed class SelfAttention : Module
         int b = x.Shape[0], t = x.Shape[1], c = Dimension;
         Tensor qkv = Qkv.Forward(x).View(new Shape(b * t, 3 * c));                         // (B*T, 3C)
         if (RotaryTheta is float theta) Backend.Rotary(qkv, 0, 2 * Heads, HeadDim, t, theta, inverse: false); // rotate q and k
-        _shape = new AttentionShape(b, Heads, t, t, HeadDim, Causal, 1f / MathF.Sqrt(HeadDim));
+        _shape = new AttentionShape(b, Heads, t, t, HeadDim, Causal, 1f / MathF.Sqrt(HeadDim), KeyLengths);
         Tensor attended = Slot("att").Get(new Shape(b * t, c));                              // (B*T, C)
         Backend.AttentionForward(_shape, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
             attended, Slot("lse").Get(new Shape(b, Heads, t)));
@@ -98,8 +101,10 @@ public sealed class CrossAttention : Module
 
     public override IEnumerable<Module> Children => [Query, KeyValue, Output];
 
-    /// <summary>The encoder output the queries attend to, (B, Tk, C).</summary>
-    public void SetMemory(Tensor memory) => _memory = memory;
+    /// <summary>The encoder output the queries attend to, (B, Tk, C), and its real length per batch element (null = all Tk).</summary>
+    public void SetMemory(Tensor memory, int[]? lengths = null) => (_memory, _memoryLengths) = (memory, lengths);
+
+    private int[]? _memoryLengths;
 
     /// <summary>Where backward adds dLoss/dMemory, (B, Tk, C); set by the model.</summary>
     public Tensor? MemoryGradient { get; set; }
@@ -110,7 +115,7 @@ public sealed class CrossAttention : Module
         int b = x.Shape[0], tq = x.Shape[1], tk = memory.Shape[1], c = Dimension;
         Tensor q = Query.Forward(x).View(new Shape(b * tq, c));                              // (B*Tq, C)
         Tensor kv = KeyValue.Forward(memory).View(new Shape(b * tk, 2 * c));                 // (B*Tk, 2C)
-        _shape = new AttentionShape(b, Heads, tq, tk, c / Heads, false, 1f / MathF.Sqrt(c / Heads));
+        _shape = new AttentionShape(b, Heads, tq, tk, c / Heads, false, 1f / MathF.Sqrt(c / Heads), _memoryLengths);
         Tensor attended = Slot("att").Get(new Shape(b * tq, c));
         Backend.AttentionForward(_shape, new ColumnBlock(q, 0), new ColumnBlock(kv, 0), new ColumnBlock(kv, c),
             attended, Slot("lse").Get(new Shape(b, Heads, tq)));

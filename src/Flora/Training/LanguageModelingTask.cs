@@ -6,8 +6,11 @@ using Flora.Tensors;
 
 namespace Flora.Training;
 
-/// <summary>One training or evaluation batch: token ids in, next-token targets out, and a source for encoder-decoders.</summary>
-public readonly record struct Batch(Tensor Inputs, Tensor Targets, Tensor? Source)
+/// <summary>
+/// One training or evaluation batch: token ids in (B, T), next-token targets out (negative where no loss is
+/// taken: prompts, padding), and for encoder-decoders the source ids (B, Ts) with each source's real length.
+/// </summary>
+public readonly record struct Batch(Tensor Inputs, Tensor Targets, Tensor? Source, int[]? SourceLengths = null)
 {
     public int Tokens => Targets.Count;
 }
@@ -23,21 +26,33 @@ public interface ITrainingTask : IDisposable
 
 /// <summary>
 /// Next-token prediction on a text corpus (the embedded English corpus by default): the training and
-/// validation splits tokenised once, cut into windows by <see cref="TokenWindows"/>.
+/// validation splits tokenised once into token files of a cache (<see cref="TokenStore.Cached"/>, keyed by
+/// tokenizer and text, mapped from disk on later runs), cut into windows by <see cref="TokenWindows"/>.
 /// </summary>
 public sealed class LanguageModelingTask : ITrainingTask
 {
+    private readonly TokenStore _trainTokens, _validationTokens;
     private readonly TokenWindows _train, _validation;
     private readonly string _description;
 
-    public LanguageModelingTask(IBackend backend, TextCorpus corpus, ByteLevelBpe tokenizer, int batchSize, int sequenceLength, ulong seed)
+    /// <summary>
+    /// Batches of <paramref name="batchSize"/> x <paramref name="sequenceLength"/> tokens of the corpus, in an order
+    /// drawn from <paramref name="seed"/>. <paramref name="tokenizerIdentity"/> names the tokenizer in the cache key
+    /// (see <see cref="TokenizerSetup.Identity"/>); <paramref name="cacheDirectory"/> is where token files are kept
+    /// (null tokenises in memory every time).
+    /// </summary>
+    public LanguageModelingTask(IBackend backend, TextCorpus corpus, ByteLevelBpe tokenizer, int batchSize, int sequenceLength, ulong seed,
+        string tokenizerIdentity = "", string? cacheDirectory = null)
     {
-        int[] train = tokenizer.Encode(corpus.Train), validation = tokenizer.Encode(corpus.Validation);
-        _train = new TokenWindows(backend, train, batchSize, sequenceLength, seed, "training");
-        int validationBatch = Math.Max(1, Math.Min(batchSize, (int)((validation.Length - 1L) / sequenceLength)));
-        _validation = new TokenWindows(backend, validation, validationBatch, sequenceLength, seed, "validation");
-        _description = $"{corpus.Source}: {train.Length:N0} training and {validation.Length:N0} validation tokens ({tokenizer.VocabularySize} token vocabulary)";
-        TrainTokens = train.Length;
+        _trainTokens = TokenStore.Cached(cacheDirectory, tokenizerIdentity, corpus.Train, tokenizer.Encode, out bool trainHit);
+        _validationTokens = TokenStore.Cached(cacheDirectory, tokenizerIdentity, corpus.Validation, tokenizer.Encode, out bool validationHit);
+        long train = _trainTokens.Length, validation = _validationTokens.Length;
+        _train = new TokenWindows(backend, _trainTokens, batchSize, sequenceLength, seed, "training");
+        int validationBatch = (int)Math.Max(1, Math.Min(batchSize, (validation - 1L) / sequenceLength));
+        _validation = new TokenWindows(backend, _validationTokens, validationBatch, sequenceLength, seed, "validation");
+        string cache = cacheDirectory is null ? "" : trainHit && validationHit ? ", token files mapped from the cache" : ", tokenised into the cache";
+        _description = $"{corpus.Source}: {train:N0} training and {validation:N0} validation tokens ({tokenizer.VocabularySize} token vocabulary{cache})";
+        TrainTokens = train;
     }
 
     public long TrainTokens { get; }
@@ -62,5 +77,7 @@ public sealed class LanguageModelingTask : ITrainingTask
     {
         _train.Dispose();
         _validation.Dispose();
+        _trainTokens.Dispose();
+        _validationTokens.Dispose();
     }
 }

@@ -13,6 +13,14 @@ public sealed record TrainOptions
     public string Tokenizer { get; init; } = "bpe:4096";
     /// <summary>A UTF-8 text file to train on; null for the embedded English corpus.</summary>
     public string? Corpus { get; init; }
+    /// <summary>"lm" (next-token prediction on a corpus) or "translate" (Spanish to English pairs of <see cref="Data"/>).</summary>
+    public string Task { get; init; } = "lm";
+    /// <summary>A directory made by <c>flora data prepare</c>; null for <see cref="Flora.Data.Corpora.PreparedData.DefaultDirectory"/>.</summary>
+    public string? Data { get; init; }
+    /// <summary>Translation: source tokens kept (the paper's 512).</summary>
+    public int MaxSourceTokens { get; init; } = 512;
+    /// <summary>Translation: target tokens kept (the paper's 128).</summary>
+    public int MaxTargetTokens { get; init; } = 128;
     public int SequenceLength { get; init; } = 128;
     public int BatchSize { get; init; } = 8;
     public int Steps { get; init; } = 600;
@@ -54,6 +62,9 @@ public sealed record TrainOptions
         if (LoraRank < 0) throw new ArgumentException($"LoRA rank must be non-negative, got {LoraRank}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (Device != "cpu" && Device != "cuda") throw new ArgumentException($"device must be cpu or cuda, got '{Device}'");
+        if (Task != "lm" && Task != "translate") throw new ArgumentException($"task must be lm or translate, got '{Task}'");
+        if (Task == "translate" && Corpus is not null) throw new ArgumentException("--corpus is a language-modelling text: translation reads the pairs of --data");
+        new TranslationFormat(MaxSourceTokens: MaxSourceTokens, MaxTargetTokens: MaxTargetTokens).Validate();
         Backends.BackendFactory.ParsePrecision(Precision);
         Pipeline.Validate();
         new LearningRateSchedule(Schedule, WarmupSteps, Steps).Validate();

@@ -22,7 +22,7 @@ public sealed record StepTimings(double Step, double Forward, double Backward, d
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
-    string? LastCheckpoint);
+    string? LastCheckpoint, double DataSeconds = 0);
 
 /// <summary>
 /// The training loop:
@@ -67,9 +67,13 @@ public sealed class Trainer : IDisposable
         _backend = BackendFactory.Create(options.Device, precision: options.Precision);
         try
         {
-            TextCorpus corpus = options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
+            bool translate = options.Task == "translate";
+            PreparedData? prepared = translate ? PreparedData.Open(options.Data ?? PreparedData.DefaultDirectory) : null;
+            IReadOnlyList<VersePair> trainPairs = prepared?.ReadPairs(CorpusSplit.Train) ?? [];
+            TextCorpus? corpus = translate ? null : options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
             (Tokenizer, _tokenizerIdentity) = resume is null
-                ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory, () => corpus.Train)
+                ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory,
+                    () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)))
                 : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
             if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
                 throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
@@ -78,7 +82,7 @@ public sealed class Trainer : IDisposable
                 ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
                 : null;
             _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
-            if (_model.IsEncoderDecoder) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*)");
+            if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
                 foreach (var p in _model.Parameters()) p.RequiresGrad = p.Name.EndsWith(".lora_A", StringComparison.Ordinal) || p.Name.EndsWith(".lora_B", StringComparison.Ordinal);
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
@@ -86,7 +90,12 @@ public sealed class Trainer : IDisposable
             _optimizer = options.Optimizer.Create(_backend, trainable);
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
-            _task = task ?? new LanguageModelingTask(_backend, corpus, Tokenizer, options.BatchSize, options.SequenceLength, Seeds.Derive(options.Seed, 3));
+            _task = task ?? (prepared is not null
+                ? new TranslationTask(_backend, TranslationTemplateOf(options, Tokenizer, _model), trainPairs.Select(p => (p.Source, p.Target)).ToArray(),
+                    prepared.ReadPairs(CorpusSplit.Validation).Select(p => (p.Source, p.Target)).ToArray(), options.BatchSize, Seeds.Derive(options.Seed, 3),
+                    $"{prepared.Directory} ({PreparedData.Name})")
+                : new LanguageModelingTask(_backend, corpus!, Tokenizer, options.BatchSize, options.SequenceLength, Seeds.Derive(options.Seed, 3),
+                    _tokenizerIdentity, TokenStore.DefaultCacheDirectory));
             if (resume is not null)
             {
                 TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline);
@@ -102,6 +111,11 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainOptions Options => _options;
+
+    /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
+    public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
+        new(tokenizer, new TranslationFormat(MaxSourceTokens: options.MaxSourceTokens, MaxTargetTokens: options.MaxTargetTokens),
+            model.IsEncoderDecoder ? TranslationLayout.EncoderDecoder : TranslationLayout.DecoderOnly, model.MaxSequenceLength);
 
     /// <summary>The run directory a checkpoint directory (run/checkpoints/step-N) belongs to.</summary>
     public static string RunDirectoryOf(string checkpointDirectory) => Path.GetFullPath(Path.Combine(checkpointDirectory, "..", ".."));
@@ -120,6 +134,7 @@ public sealed class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         double elapsedBefore = log.Rows.Count > 0 ? log.Rows[^1].ElapsedSeconds : 0;
         long tokens = 0;
+        double dataSeconds = 0;
         string? checkpoint = null;
         long step = _startStep;
         double? lastValidation = null;
@@ -132,9 +147,9 @@ public sealed class Trainer : IDisposable
                 long stepStart = Stopwatch.GetTimestamp();
                 _optimizer.LearningRateScale = schedule.Factor(step);
                 _pipeline.Step = step;
-                double loss = TrainStep(step);
-                long stepTokens = (long)o.BatchSize * o.SequenceLength * o.AccumulationSteps;
+                var (loss, stepTokens, dataTicks) = TrainStep(step);
                 tokens += stepTokens;
+                dataSeconds += (double)dataTicks / Stopwatch.Frequency;
                 double tokensPerSecond = stepTokens / Stopwatch.GetElapsedTime(stepStart).TotalSeconds;
                 double? validation = null;
                 if (step % o.EvalEvery == 0 || step == o.Steps) lastValidation = validation = Evaluate();
@@ -155,26 +170,34 @@ public sealed class Trainer : IDisposable
         double seconds = clock.Elapsed.TotalSeconds;
         return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
             tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
-            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint);
+            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds);
     }
 
-    /// <summary>One optimizer step: tau micro-batches through forward, loss and backward into the pipeline.</summary>
-    private double TrainStep(long step)
+    /// <summary>
+    /// One optimizer step: tau micro-batches through forward, loss and backward into the pipeline. Returns the
+    /// mean loss, the tokens the model read (inputs, and sources of encoder-decoders) and the time spent
+    /// getting the batches (data loading).
+    /// </summary>
+    private (double Loss, long Tokens, long DataTicks) TrainStep(long step)
     {
         _model.Context.Training = true;
         _model.Context.Step = step;
         double sum = 0;
+        long tokens = 0, dataTicks = 0;
         for (int micro = 0; micro < _options.AccumulationSteps; micro++)
         {
+            long before = Stopwatch.GetTimestamp();
             Batch batch = _task.Next();
-            if (batch.Source is Tensor source) _model.SetSource(source);
+            dataTicks += Stopwatch.GetTimestamp() - before;
+            tokens += batch.Inputs.Count + (batch.Source?.Count ?? 0);
+            if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
             double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
             if (!double.IsFinite(loss)) throw new NonFiniteException(step, $"the training loss is {loss}; {FirstNonFiniteParameter()}");
             _model.BackwardLoss(_pipeline);
             _pipeline.EndMicroBatch();
             sum += loss;
         }
-        return sum / _options.AccumulationSteps;
+        return (sum / _options.AccumulationSteps, tokens, dataTicks);
     }
 
     /// <summary>
@@ -200,7 +223,7 @@ public sealed class Trainer : IDisposable
             {
                 Batch batch = _task.Next();
                 long t0 = Stopwatch.GetTimestamp();
-                if (batch.Source is Tensor source) _model.SetSource(source);
+                if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
                 _model.ForwardLoss(batch.Inputs, batch.Targets);
                 _backend.Synchronize();
                 long t1 = Stopwatch.GetTimestamp();
@@ -254,7 +277,7 @@ public sealed class Trainer : IDisposable
         long count = 0;
         foreach (var batch in _task.Validation(_options.EvalBatches))
         {
-            if (batch.Source is Tensor source) _model.SetSource(source);
+            if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
             double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
             sum += loss * _model.CountedRows;
             count += _model.CountedRows;

@@ -182,7 +182,7 @@ public sealed unsafe partial class CpuBackend
                 float* op = (float*)output.Pointer + ((long)b * tq * output.Columns + h * hd);
                 Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, scores, tk);   // S = scale Q K^T
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
-                SoftmaxRows(scores, tq, tk, s.Causal, lse);                                                    // P, and log-sum-exp
+                SoftmaxRows(scores, tq, tk, s.Causal, s.ValidKeys(b), lse);                                   // P, and log-sum-exp
                 Gemm(false, false, tq, hd, tk, 1f, scores, tk, vp, v.Stride, 0f, op, output.Columns); // O = P V
             }
     }
@@ -207,7 +207,7 @@ public sealed unsafe partial class CpuBackend
                 float* op = (float*)output.Pointer + o0, dop = (float*)dOutput.Pointer + o0;
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
                 Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, p, tk);      // S = scale Q K^T
-                RecomputeProbabilities(p, tq, tk, s.Causal, lse);                                              // P = exp(S - lse)
+                RecomputeProbabilities(p, tq, tk, s.Causal, s.ValidKeys(b), lse);                             // P = exp(S - lse)
                 Gemm(true, false, tk, hd, tq, 1f, p, tk, dop, os, 0f, dvp, dv.Stride);               // dV = P^T dO
                 Gemm(false, true, tq, tk, hd, 1f, dop, os, vp, v.Stride, 0f, dp, tk);                // dP = dO V^T
                 for (int i = 0; i < tq; i++)                                                                    // dS = P (dP - rowsum(dO O))
@@ -245,13 +245,14 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>Softmax of each score row in place (only j &lt;= i when causal, the rest set to 0); writes the log-sum-exp.</summary>
-    private static void SoftmaxRows(float* scores, int rows, int cols, bool causal, float* lse)
+    /// <summary>Softmax of each score row over its visible keys (j &lt;= i when causal, j &lt; keys always), 0 elsewhere; lse per row.</summary>
+    private static void SoftmaxRows(float* scores, int rows, int cols, bool causal, int keys, float* lse)
     {
         Split(rows, (long)rows * cols * 8, 1, (r0, rn) =>
         {
             for (int i = r0; i < r0 + rn; i++)
             {
-                int valid = causal ? i + 1 : cols;
+                int valid = Math.Min(causal ? i + 1 : cols, keys);
                 var row = new Span<float>(scores + (long)i * cols, valid);
                 float max = TensorPrimitives.Max(row);
                 TensorPrimitives.Subtract(row, max, row);
@@ -264,14 +265,14 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    /// <summary>P = exp(S - lse) per row (0 above the diagonal when causal).</summary>
-    private static void RecomputeProbabilities(float* scores, int rows, int cols, bool causal, float* lse)
+    /// <summary>P = exp(S - lse) per row over its visible keys, 0 elsewhere (above the diagonal when causal, padding keys).</summary>
+    private static void RecomputeProbabilities(float* scores, int rows, int cols, bool causal, int keys, float* lse)
     {
         Split(rows, (long)rows * cols * 8, 1, (r0, rn) =>
         {
             for (int i = r0; i < r0 + rn; i++)
             {
-                int valid = causal ? i + 1 : cols;
+                int valid = Math.Min(causal ? i + 1 : cols, keys);
                 var row = new Span<float>(scores + (long)i * cols, valid);
                 TensorPrimitives.Subtract(row, lse[i], row);
                 TensorPrimitives.Exp(row, row);

@@ -92,7 +92,7 @@ public sealed unsafe partial class CudaBackend
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
                 _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)FusedForwardSharedBytes,
                     HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk),
-                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0);
+                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s));
             return;
         }
         long scoreStride = (long)tq * tk;
@@ -107,7 +107,7 @@ public sealed unsafe partial class CudaBackend
                     _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, HeadBase(k, k16, 2, b, tk), k.Stride, hd,
                         HeadBase(q, q16, 2, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, CuBlas.R16BF);
                 using (Time(nameof(AttentionForward)))
-                    _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), P(p16), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
+                    _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), P(p16), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
                 using (TimeProduct("attention PV", tq, hd, tk, h))                  // O_h = P_h V_h
                     _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f, HeadBase(v, v16, 2, b, tk), v.Stride, hd,
                         P(p16), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute, CuBlas.R16BF);
@@ -121,7 +121,7 @@ public sealed unsafe partial class CudaBackend
                 _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
                     HeadBase(k, P(k.Tensor), 4, b, tk), k.Stride, hd, HeadBase(q, P(q.Tensor), 4, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute);
             using (Time(nameof(AttentionForward)))
-                _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
+                _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
             // O_h = P_h V_h, written into the head's columns of the output.
             using (TimeProduct("attention PV", tq, hd, tk, h))
                 _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f,
@@ -163,8 +163,8 @@ public sealed unsafe partial class CudaBackend
             using (TimeProduct("attention backward S", tq, tk, hd, h))
                 _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, K(b), k.Stride, hd, Q(b), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, input); // S
             using (Time(nameof(AttentionBackward)))
-                if (half) Elementwise("attention_probabilities_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
-                else Elementwise("attention_probabilities", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0);
+                if (half) Elementwise("attention_probabilities_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), p16, h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
+                else Elementwise("attention_probabilities", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
             using (TimeProduct("attention dV, dP", tq, tk, hd, 2 * h))
             {
                 // dV_h = P_h^T dO_h   (Tk, hd)
@@ -178,7 +178,7 @@ public sealed unsafe partial class CudaBackend
             {
                 // d_i = rowsum(dO_i O_i); dS = P (dP - d)
                 _device.Launch("attention_row_dot", (uint)((h * tq + 7) / 8), 1, Threads, 0, OutputBase(dOutput, b, tq), OutputBase(output, b, tq), P(d), tq, h, hd, output.Columns);
-                if (half) Elementwise("attention_softmax_backward_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), P(dp), P(d), p16, h * tq, tq, tk, s.Causal ? 1 : 0);
+                if (half) Elementwise("attention_softmax_backward_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), P(dp), P(d), p16, h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
                 else Elementwise("attention_softmax_backward", (long)h * tq * tk, P(scores), P(dp), P(d), h * tq, tk);
             }
             using (TimeProduct("attention dQ, dK", tq, tk, hd, 2 * h))
@@ -227,7 +227,16 @@ public sealed unsafe partial class CudaBackend
             _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * h), 128, (uint)FusedBackwardSharedBytes,
                 HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
                 dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
-                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0);
+                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s));
+    }
+
+    /// <summary>The key lengths of <paramref name="s"/> on the device (0 when every key is real).</summary>
+    private ulong KeyLengths(AttentionShape s)
+    {
+        if (s.KeyLengths is not int[] lengths) return 0;
+        Tensor t = _keyLengths.Get(new Shape(lengths.Length));
+        Upload(lengths, t);
+        return P(t);
     }
 
     /// <summary>Floating-point operations of <paramref name="products"/> score-sized products (half of them when causal).</summary>

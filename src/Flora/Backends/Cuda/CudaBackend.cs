@@ -31,7 +31,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
-    private readonly TensorSlot _headLogits, _headLosses, _headGradients16;
+    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _keyLengths;
     private readonly CuBlasLt? _lt;
     private readonly Tensor? _ltWorkspace;
 
@@ -65,6 +65,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLogits = new TensorSlot(this, MemoryTag.Scratch);
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
         _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _keyLengths = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
         // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
         if (precision == GemmPrecision.Bf16)
         {
@@ -536,6 +537,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLogits.Dispose();
         _headLosses.Dispose();
         _headGradients16.Dispose();
+        _keyLengths.Dispose();
         foreach (var entry in _reuse) entry.Dispose();
         _lt?.Dispose();
         _ltWorkspace?.Dispose();

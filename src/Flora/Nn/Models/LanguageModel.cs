@@ -57,8 +57,11 @@ public abstract class LanguageModel : Module
     /// <summary>A one-line description for logs: architecture, sizes, parameter count.</summary>
     public abstract string Describe();
 
-    /// <summary>For encoder-decoder models, the source ids (B, Ts) the next Forward attends to.</summary>
-    public virtual void SetSource(Tensor sourceIds) =>
+    /// <summary>
+    /// For encoder-decoder models, the source ids (B, Ts) the next Forward attends to; <paramref name="lengths"/>,
+    /// when the sources are right-padded, holds each one's real length (padding is masked).
+    /// </summary>
+    public virtual void SetSource(Tensor sourceIds, int[]? lengths = null) =>
         throw new InvalidOperationException($"{GetType().Name} is decoder-only: it takes no source");
 
     public virtual bool IsEncoderDecoder => false;

@@ -102,11 +102,17 @@ public sealed class T5 : LanguageModel
         foreach (var block in _encoder.Concat(_decoder)) block.EnableCheckpointing(shared);
     }
 
-    public override void SetSource(Tensor sourceIds)
+    public override void SetSource(Tensor sourceIds, int[]? lengths = null)
     {
         CheckIds(sourceIds, Config.Context, "T5 source");
+        if (lengths is not null && (lengths.Length != sourceIds.Shape[0] || lengths.Any(l => l < 1 || l > sourceIds.Shape[1])))
+            throw new ArgumentException($"T5: {lengths.Length} source lengths for {sourceIds.Shape[0]} sources of {sourceIds.Shape[1]} positions (each length in [1, {sourceIds.Shape[1]}])");
         _source = sourceIds;
+        _sourceLengths = lengths;
+        foreach (var block in _encoder) block.Attention.KeyLengths = lengths;      // padding keys masked in the encoder
     }
+
+    private int[]? _sourceLengths;
 
     protected override OutputHead Head => _head;
 
@@ -122,7 +128,7 @@ public sealed class T5 : LanguageModel
         Tensor m = _encoderPositions.Forward(e);
         foreach (var block in _encoder) m = block.Forward(m);
         _memory = _encoderNorm.Forward(m);                                     // (B, Ts, C)
-        foreach (var block in _decoder) block.Cross!.SetMemory(_memory);
+        foreach (var block in _decoder) block.Cross!.SetMemory(_memory, _sourceLengths);   // and in cross-attention
         Tensor x = _decoderPositions.Forward(_shared.Forward(ids));
         foreach (var block in _decoder) x = block.Forward(x);
         x = _decoderNorm.Forward(x);

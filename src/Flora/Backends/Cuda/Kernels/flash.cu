@@ -123,7 +123,8 @@ __device__ __forceinline__ void c_to_a(const float c[8][4], unsigned int a[4][4]
 #define FA_QROWS 128
 FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                           long long qStride, long long kStride, long long vStride,
-                                          float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal) {
+                                          float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
+                                          const int* keyLengths) {
     extern __shared__ __align__(16) unsigned short smem[];            // dynamic: Q (128 rows), then K and V twice each
     const int T = FA_TILE * FA_LD;
     unsigned short *Qs = smem, *Ks = Qs + FA_QROWS * FA_LD, *Vs = Ks + 2 * T;   // Ks, Vs: buffers 0 and 1, T apart
@@ -135,6 +136,7 @@ FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward(const unsigned 
     const unsigned short* vb = v + (long long)b * tk * vStride + h * FA_D;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
 
+    if (keyLengths != nullptr) tk = min(tk, keyLengths[b]);           // keys past the source's length are padding
     int kend = causal ? min(tk, q0 + FA_QROWS) : tk, tiles = (kend + FA_TILE - 1) / FA_TILE;
     stage_tile(Qs, qb, qStride, q0, tq, FA_QROWS);
     stage_tile(Ks, kb, kStride, 0, tk, FA_TILE);
@@ -243,7 +245,7 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
                                            long long qStride, long long kStride, long long vStride,
                                            const unsigned short* dO, long long dOStride, const float* lse, const float* D,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
-                                           int heads, int tq, int tk, float scale, int causal) {
+                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths) {
     extern __shared__ __align__(16) unsigned short smem[];
     const int T = FA_TILE * FA_LD;
     unsigned short *Ks = smem, *Vs = Ks + T, *Qs = Vs + T, *dOs = Qs + 2 * T, *Ps = dOs + 2 * T, *dSs = Ps + T;  // Qs, dOs: two buffers
@@ -254,6 +256,16 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
     const unsigned short* qb = q + (long long)b * tq * qStride + h * FA_D;
     const unsigned short* dOb = dO + (long long)b * tq * dOStride + h * FA_D;
+    int validKeys = keyLengths != nullptr ? min(tk, keyLengths[b]) : tk;   // keys past the source's length are padding
+    if (k0 >= validKeys) {                                            // a tile of padding keys: no gradient
+        for (int i = threadIdx.x; i < FA_TILE * FA_D; i += blockDim.x) {
+            int key = k0 + i / FA_D, d = i % FA_D;
+            if (key >= tk) continue;
+            dk[((long long)b * tk + key) * dkStride + h * FA_D + d] = 0.f;
+            dv[((long long)b * tk + key) * dvStride + h * FA_D + d] = 0.f;
+        }
+        return;
+    }
     int qStart = causal ? k0 : 0;                                     // earlier queries see none of these keys
     int tiles = qStart < tq ? (tq - qStart + FA_TILE - 1) / FA_TILE : 0;
 
@@ -293,7 +305,7 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
                 float p[2], ds[2];
                 for (int e = 0; e < 2; e++) {
                     int key = k0 + col + e;
-                    bool visible = row < tq && key < tk && !(causal && key > row);
+                    bool visible = row < tq && key < validKeys && !(causal && key > row);
                     p[e] = visible ? exp2f(s[nt][2 * r + e] * sl2 - lseT[rowInTile]) : 0.f;
                     ds[e] = p[e] * (dp[nt][2 * r + e] - dT[rowInTile]);
                     s[nt][2 * r + e] = ds[e];                         // s now holds dS (C fragments)

@@ -26,13 +26,14 @@ FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, 
     }
 }
 
+// Attention kernels take `keys`: the keys of this batch element that are not padding (j >= keys gets no weight).
 // Softmax of each row of scores (batchRows rows of cols) in place; causal rows keep j <= i (i = row % cols
 // when queries and keys have the same length); lse[row] = max + log(sum).
-FLORA_KERNEL void attention_softmax(float* scores, float* lse, int batchRows, int queries, int cols, int causal) {
+FLORA_KERNEL void attention_softmax(float* scores, float* lse, int batchRows, int queries, int cols, int causal, int keys) {
     int row = blockIdx.x;
     if (row >= batchRows) return;
     float* s = scores + (long long)row * cols;
-    int valid = causal ? (row % queries) + 1 : cols;
+    int valid = min(causal ? (row % queries) + 1 : cols, keys);
     float m = -FLORA_INF;
     for (int c = threadIdx.x; c < valid; c += blockDim.x) m = fmaxf(m, s[c]);
     m = block_max(m);
@@ -45,10 +46,10 @@ FLORA_KERNEL void attention_softmax(float* scores, float* lse, int batchRows, in
 }
 
 // P = exp(S - lse) per row (0 above the diagonal when causal).
-FLORA_KERNEL void attention_probabilities(float* scores, const float* lse, int batchRows, int queries, int cols, int causal) {
+FLORA_KERNEL void attention_probabilities(float* scores, const float* lse, int batchRows, int queries, int cols, int causal, int keys) {
     GRID_STRIDE(k, (long long)batchRows * cols) {
         long long row = k / cols;
-        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        int c = (int)(k % cols), valid = min(causal ? (int)(row % queries) + 1 : cols, keys);
         scores[k] = c < valid ? expf(scores[k] - lse[row]) : 0.0f;
     }
 }
@@ -92,12 +93,12 @@ FLORA_KERNEL void dropout(const float* x, float* y, int n, float p, float scale,
 // the next products; the scores stay fp32. to_bf16_bits comes from elementwise.cu.
 
 // Softmax of each score row (as attention_softmax) written as bf16 probabilities; lse[row] = max + log(sum).
-FLORA_KERNEL void attention_softmax_bf16(const float* scores, unsigned short* p16, float* lse, int batchRows, int queries, int cols, int causal) {
+FLORA_KERNEL void attention_softmax_bf16(const float* scores, unsigned short* p16, float* lse, int batchRows, int queries, int cols, int causal, int keys) {
     int row = blockIdx.x;
     if (row >= batchRows) return;
     const float* s = scores + (long long)row * cols;
     unsigned short* p = p16 + (long long)row * cols;
-    int valid = causal ? (row % queries) + 1 : cols;
+    int valid = min(causal ? (row % queries) + 1 : cols, keys);
     float m = -FLORA_INF;
     for (int c = threadIdx.x; c < valid; c += blockDim.x) m = fmaxf(m, s[c]);
     m = block_max(m);
@@ -110,20 +111,20 @@ FLORA_KERNEL void attention_softmax_bf16(const float* scores, unsigned short* p1
 }
 
 // P = exp(S - lse) as bf16 (0 above the diagonal when causal); S is kept for the backward step below.
-FLORA_KERNEL void attention_probabilities_bf16(const float* scores, const float* lse, unsigned short* p16, int batchRows, int queries, int cols, int causal) {
+FLORA_KERNEL void attention_probabilities_bf16(const float* scores, const float* lse, unsigned short* p16, int batchRows, int queries, int cols, int causal, int keys) {
     GRID_STRIDE(k, (long long)batchRows * cols) {
         long long row = k / cols;
-        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        int c = (int)(k % cols), valid = min(causal ? (int)(row % queries) + 1 : cols, keys);
         p16[k] = to_bf16_bits(c < valid ? expf(scores[k] - lse[row]) : 0.0f);
     }
 }
 
 // dS = P (dP - d[row]) with P = exp(S - lse), as bf16.
 FLORA_KERNEL void attention_softmax_backward_bf16(const float* scores, const float* lse, const float* dp, const float* d, unsigned short* ds16,
-                                                 int batchRows, int queries, int cols, int causal) {
+                                                 int batchRows, int queries, int cols, int causal, int keys) {
     GRID_STRIDE(k, (long long)batchRows * cols) {
         long long row = k / cols;
-        int c = (int)(k % cols), valid = causal ? (int)(row % queries) + 1 : cols;
+        int c = (int)(k % cols), valid = min(causal ? (int)(row % queries) + 1 : cols, keys);
         float p = c < valid ? expf(scores[k] - lse[row]) : 0.0f;
         ds16[k] = to_bf16_bits(p * (dp[k] - d[row]));
     }

@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Flora.Data;
+using Flora.Data.Corpora;
+using Flora.Metrics;
+using Flora.Optim;
+
+namespace Flora.Training;
+
+/// <summary>What <c>flora eval</c> evaluates and how it generates.</summary>
+public sealed record EvaluationOptions
+{
+    /// <summary>A run directory (its latest checkpoint) or a checkpoint directory.</summary>
+    public required string Checkpoint { get; init; }
+    public CorpusSplit Split { get; init; } = CorpusSplit.Validation;
+    /// <summary>The first N pairs of the split (0 = all).</summary>
+    public int MaxPairs { get; init; }
+    public BeamOptions Beam { get; init; } = new(BeamSize: 1);
+    /// <summary>Prepared data directory; null = the one the run trained on.</summary>
+    public string? Data { get; init; }
+    /// <summary>Where the outputs go; null = run/eval/SPLIT-step-N.</summary>
+    public string? OutputDirectory { get; init; }
+    public string Device { get; init; } = "cpu";
+    public string Precision { get; init; } = "bf16";
+    /// <summary>Porter stemming in ROUGE (rouge-score's use_stemmer).</summary>
+    public bool Stem { get; init; } = true;
+    public int BatchSize { get; init; } = 16;
+}
+
+/// <summary>Progress of an evaluation: the phase ("loss", "generation") and how far it is.</summary>
+public readonly record struct EvaluationProgress(string Phase, int Done, int Total);
+
+/// <summary>The scores of an evaluation and where its files are.</summary>
+public sealed record EvaluationResult(
+    string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
+    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds);
+
+/// <summary>
+/// Evaluates a checkpoint on a split. Translation: the loss and perplexity of the reference translations
+/// (teacher forcing, per target token), then each source translated (greedy or beam search), scored with
+/// corpus BLEU (SacreBLEU's defaults) and ROUGE-1/2/L (rouge-score, per-pair F averaged), and written out:
+/// sources.txt, hypotheses.txt, references.txt (one line each, in split order) and scores.json. Language
+/// modelling: the loss and perplexity of the split's text. The files are written to a temporary directory and
+/// renamed into place at the end, so an interrupted evaluation never leaves outputs that look complete.
+/// </summary>
+public static class Evaluation
+{
+    public const string ScoresFile = "scores.json";
+
+    public static EvaluationResult Run(EvaluationOptions o, IProgress<EvaluationProgress>? progress = null)
+    {
+        if (o.MaxPairs < 0) throw new ArgumentException($"the number of pairs must be non-negative, got {o.MaxPairs}");
+        if (o.BatchSize <= 0) throw new ArgumentException($"the batch size must be positive, got {o.BatchSize}");
+        o.Beam.Validate();
+        var clock = Stopwatch.StartNew();
+        using var loaded = CheckpointModel.Open(o.Checkpoint, o.Device, o.Precision);
+        var info = loaded.Info;
+        string split = PreparedData.SplitName(o.Split);
+        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(Trainer.RunDirectoryOf(loaded.Directory), "eval", $"{split}-step-{info.Step}"));
+        var files = new Dictionary<string, string>();
+        double lossSum;
+        long lossTokens;
+        BleuScore? bleu = null;
+        RougeCorpusScores? rouge = null;
+        int pairs = 0;
+        if (info.Options.Task == "translate")
+        {
+            string dataDirectory = o.Data ?? info.Options.Data ?? PreparedData.DefaultDirectory;
+            var data = PreparedData.Open(dataDirectory);
+            IReadOnlyList<VersePair> all = data.ReadPairs(o.Split);
+            var selected = o.MaxPairs > 0 ? all.Take(o.MaxPairs).ToArray() : all.ToArray();
+            pairs = selected.Length;
+            if (pairs == 0) throw new FloraException($"{dataDirectory}: the {split} split has no pairs");
+            var template = loaded.TranslationTemplate;
+            (lossSum, lossTokens) = TranslationLoss(loaded, template, selected, o.BatchSize, progress);
+            var inputs = selected.Select(p =>
+            {
+                var e = template.Encode(p.Source, null);
+                return template.Layout == TranslationLayout.DecoderOnly ? e.Prompt : e.Source;
+            }).ToArray();
+            progress?.Report(new EvaluationProgress("generation", 0, pairs));
+            int[][] outputs = BeamSearch.Generate(loaded.Model, inputs, template.EndOfText, o.Beam with { Batch = o.BatchSize },
+                new Progress<int>(done => progress?.Report(new EvaluationProgress("generation", done, pairs))));
+            string[] hypotheses = outputs.Select(t => OneLine(loaded.Tokenizer.Decode(t))).ToArray();
+            string[] references = selected.Select(p => p.Target).ToArray();
+            bleu = SacreBleu.Corpus(hypotheses, references);
+            rouge = Rouge.Corpus(references, hypotheses, o.Stem);
+            files["sources.txt"] = Lines(selected.Select(p => p.Source));
+            files["hypotheses.txt"] = Lines(hypotheses);
+            files["references.txt"] = Lines(references);
+        }
+        else
+        {
+            (lossSum, lossTokens) = LanguageModelLoss(loaded, o, progress);
+        }
+        double loss = lossTokens == 0 ? double.NaN : lossSum / lossTokens;
+        var result = new EvaluationResult(loaded.Directory, info.Step, info.Options.Task, split, pairs, loss, Math.Exp(loss), lossTokens,
+            bleu, rouge, output, clock.Elapsed.TotalSeconds);
+        files[ScoresFile] = Scores(result, o);
+        WriteAtomically(output, files);
+        return result;
+    }
+
+    /// <summary>Teacher-forced loss of the references: the sum over target tokens and their count.</summary>
+    private static (double Sum, long Tokens) TranslationLoss(CheckpointModel loaded, TranslationTemplate template, VersePair[] pairs, int batchSize,
+        IProgress<EvaluationProgress>? progress)
+    {
+        using var task = TranslationTask.ForEvaluation(loaded.Backend, template, pairs.Select(p => (p.Source, p.Target)).ToArray(), batchSize, "evaluation pairs");
+        var model = loaded.Model;
+        model.Context.Training = false;
+        double sum = 0;
+        long tokens = 0;
+        int done = 0;
+        foreach (var batch in task.Validation(int.MaxValue))
+        {
+            if (batch.Source is { } source) model.SetSource(source, batch.SourceLengths);
+            double mean = model.ForwardLoss(batch.Inputs, batch.Targets);
+            sum += mean * model.CountedRows;
+            tokens += model.CountedRows;
+            done = Math.Min(pairs.Length, done + batch.Inputs.Shape[0]);
+            progress?.Report(new EvaluationProgress("loss", done, pairs.Length));
+        }
+        return (sum, tokens);
+    }
+
+    /// <summary>Loss of a language model on the split of the text it trained on (the prepared data's, a corpus file's, or the embedded one's).</summary>
+    private static (double Sum, long Tokens) LanguageModelLoss(CheckpointModel loaded, EvaluationOptions o, IProgress<EvaluationProgress>? progress)
+    {
+        var options = loaded.Options;
+        string text;
+        if (o.Data is not null) text = PreparedData.Open(o.Data).ReadLanguageModel(o.Split);
+        else
+        {
+            TextCorpus corpus = options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
+            text = o.Split switch { CorpusSplit.Train => corpus.Train, CorpusSplit.Validation => corpus.Validation, _ => corpus.Test };
+        }
+        int[] tokens = loaded.Tokenizer.Encode(text);
+        int length = options.SequenceLength;
+        long windows = tokens.Length > length ? (tokens.Length - 1) / length : 0;
+        if (windows == 0) throw new FloraException($"the {PreparedData.SplitName(o.Split)} text has {tokens.Length} tokens, not one window of {length + 1}");
+        int batch = (int)Math.Min(o.BatchSize, windows);
+        using var windowsOf = new TokenWindows(loaded.Backend, tokens, batch, length, 0, PreparedData.SplitName(o.Split));
+        loaded.Model.Context.Training = false;
+        double sum = 0;
+        long counted = 0, total = windows / batch, done = 0;
+        foreach (var (inputs, targets) in windowsOf.Sequential(int.MaxValue))
+        {
+            sum += loaded.Model.ForwardLoss(inputs, targets) * (double)loaded.Model.CountedRows;
+            counted += loaded.Model.CountedRows;
+            progress?.Report(new EvaluationProgress("loss", (int)++done, (int)total));
+        }
+        return (sum, counted);
+    }
+
+    private static string OneLine(string text) => string.Join(' ', text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+
+    private static string Lines(IEnumerable<string> lines)
+    {
+        var sb = new StringBuilder();
+        foreach (string line in lines) sb.Append(OneLine(line)).Append('\n');
+        return sb.ToString();
+    }
+
+    private static string Scores(EvaluationResult r, EvaluationOptions o)
+    {
+        object? Score(RougeScore s) => new { precision = s.Precision, recall = s.Recall, f = s.F };
+        var scores = new Dictionary<string, object?>
+        {
+            ["checkpoint"] = r.Checkpoint, ["step"] = r.Step, ["task"] = r.Task, ["split"] = r.Split, ["pairs"] = r.Pairs,
+            ["loss"] = double.IsFinite(r.Loss) ? r.Loss : null, ["perplexity"] = double.IsFinite(r.Perplexity) ? r.Perplexity : null, ["loss_tokens"] = r.LossTokens,
+        };
+        if (r.Bleu is BleuScore b)
+            scores["bleu"] = new
+            {
+                score = b.Score, signature = b.Signature, line = b.ToString(), precisions = b.Precisions, brevity_penalty = b.BrevityPenalty,
+                ratio = b.Ratio, hyp_len = b.SystemLength, ref_len = b.ReferenceLength,
+            };
+        if (r.Rouge is RougeCorpusScores g)
+            scores["rouge"] = new { stemmer = o.Stem, rouge1 = Score(g.Rouge1), rouge2 = Score(g.Rouge2), rougeL = Score(g.RougeL), aggregation = "mean of per-pair scores" };
+        if (r.Task == "translate")
+            scores["generation"] = new { beam = o.Beam.BeamSize, length_penalty = o.Beam.LengthPenalty, max_tokens = o.Beam.MaxTokens };
+        scores["seconds"] = r.Seconds;
+        return JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>Writes the files into a temporary sibling directory, then replaces <paramref name="directory"/> with it.</summary>
+    private static void WriteAtomically(string directory, IReadOnlyDictionary<string, string> files)
+    {
+        string parent = Path.GetDirectoryName(directory)!;
+        System.IO.Directory.CreateDirectory(parent);
+        string temporary = Path.Combine(parent, $".{Path.GetFileName(directory)}.{Environment.ProcessId}.{Seeds.Derive((ulong)Environment.TickCount64, 1):x}.tmp");
+        try
+        {
+            System.IO.Directory.CreateDirectory(temporary);
+            var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
+            foreach (var (name, content) in files) File.WriteAllText(Path.Combine(temporary, name), content, utf8);
+            if (System.IO.Directory.Exists(directory)) System.IO.Directory.Delete(directory, recursive: true);
+            System.IO.Directory.Move(temporary, directory);
+        }
+        finally
+        {
+            if (System.IO.Directory.Exists(temporary)) System.IO.Directory.Delete(temporary, recursive: true);
+        }
+    }
+}
