@@ -16,6 +16,27 @@ public sealed class MemoryLedger
     private long _peakTotal;
     private long _allocations;
     private long _frees;
+    private MemoryTimeline? _timeline;
+
+    /// <summary>
+    /// When set, records the bytes per tag now, after every later allocation and free, and once more when it is
+    /// replaced or set to null (so the record spans the whole profiled time): the memory profile of Figure 2.
+    /// Null (the default) records nothing, so an unprofiled run pays one null check per event.
+    /// </summary>
+    public MemoryTimeline? Timeline
+    {
+        get { lock (_gate) return _timeline; }
+        set
+        {
+            lock (_gate)
+            {
+                if (ReferenceEquals(value, _timeline)) return;
+                _timeline?.Record(_current, _currentTotal);
+                _timeline = value;
+                value?.Record(_current, _currentTotal);
+            }
+        }
+    }
 
     /// <summary>Number of allocations made so far. Unchanged across a training step means the step reuses its buffers.</summary>
     public long Allocations { get { lock (_gate) return _allocations; } }
@@ -49,6 +70,7 @@ public sealed class MemoryLedger
                 _peakTotal = _currentTotal;
                 Array.Copy(_current, _atPeak, _current.Length);
             }
+            _timeline?.Record(_current, _currentTotal);
         }
     }
 
@@ -59,6 +81,7 @@ public sealed class MemoryLedger
             _frees++;
             _current[(int)tag] -= bytes;
             _currentTotal -= bytes;
+            _timeline?.Record(_current, _currentTotal);
         }
     }
 
