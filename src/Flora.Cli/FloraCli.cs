@@ -29,6 +29,7 @@ public static class FloraCli
         root.Subcommands.Add(MemoryCommand.Create(console, error));
         root.Subcommands.Add(InspectCommand.Create(console, error));
         root.Subcommands.Add(DataCommand.Create(console, error));
+        root.Subcommands.Add(ReproduceCommand.Create(console, error));
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {

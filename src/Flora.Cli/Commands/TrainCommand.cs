@@ -49,11 +49,13 @@ internal static class TrainCommand
         var maxSource = new Option<int>("--max-source") { Description = "translation: source tokens kept (the paper's 512)", DefaultValueFactory = _ => d.MaxSourceTokens };
         var maxTarget = new Option<int>("--max-target") { Description = "translation: target tokens kept (the paper's 128)", DefaultValueFactory = _ => d.MaxTargetTokens };
 
+        var initFrom = new Option<string?>("--init-from") { Description = "fine-tune: start from this checkpoint's (or run's) model weights; use its tokenizer (--tokenizer RUN/tokenizer)" };
+        var keepBest = new Option<bool>("--keep-best") { Description = "also keep the checkpoint of the lowest validation loss in RUN/best" };
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
             model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
             steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
-            task, data, maxSource, maxTarget,
+            task, data, maxSource, maxTarget, initFrom, keepBest,
         };
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {
@@ -93,6 +95,8 @@ internal static class TrainCommand
                 Device = parse.GetValue(device)!,
                 Precision = parse.GetValue(precision)!,
                 OutputDirectory = parse.GetValue(output)!,
+                InitFrom = parse.GetValue(initFrom),
+                KeepBest = parse.GetValue(keepBest),
             };
             string? resumeFrom = parse.GetValue(resume);
             return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);

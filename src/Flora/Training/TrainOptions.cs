@@ -48,6 +48,10 @@ public sealed record TrainOptions
     public string Precision { get; init; } = "bf16";
     public string OutputDirectory { get; init; } = "runs/train";
     public bool CheckFinite { get; init; } = true;
+    /// <summary>Fine-tuning: a checkpoint (or run directory) whose model weights initialise this run (LoRA adapters keep their own initialisation).</summary>
+    public string? InitFrom { get; init; }
+    /// <summary>Also keep the checkpoint of the lowest validation loss in RUN/best (the paper's model selection).</summary>
+    public bool KeepBest { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()

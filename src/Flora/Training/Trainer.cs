@@ -22,7 +22,7 @@ public sealed record StepTimings(double Step, double Forward, double Backward, d
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
-    string? LastCheckpoint, double DataSeconds = 0);
+    string? LastCheckpoint, double DataSeconds = 0, double? BestValidationLoss = null, long BestStep = 0, string? BestCheckpoint = null);
 
 /// <summary>
 /// The training loop:
@@ -85,6 +85,13 @@ public sealed class Trainer : IDisposable
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
                 foreach (var p in _model.Parameters()) p.RequiresGrad = p.Name.EndsWith(".lora_A", StringComparison.Ordinal) || p.Name.EndsWith(".lora_B", StringComparison.Ordinal);
+            if (options.InitFrom is string init && resume is null)
+            {
+                var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));
+                if (source.TokenizerHash != _tokenizerIdentity)
+                    throw new InvalidDataException($"{source.Directory}: the checkpoint was trained with another tokenizer than this run's ({options.Tokenizer}); pass its tokenizer directory");
+                TrainingCheckpoint.InitialiseFrom(source.Directory, _model);
+            }
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
@@ -138,6 +145,11 @@ public sealed class Trainer : IDisposable
         string? checkpoint = null;
         long step = _startStep;
         double? lastValidation = null;
+        // The best validation loss so far (also over the rows of a resumed run) and its checkpoint (KeepBest).
+        var earlier = log.Rows.Where(r => r.ValidationLoss is double v && double.IsFinite(v)).OrderBy(r => r.ValidationLoss).FirstOrDefault();
+        double? bestValidation = earlier?.ValidationLoss;
+        long bestStep = earlier?.Step ?? 0;
+        string? bestCheckpoint = o.KeepBest && Directory.Exists(Path.Combine(o.OutputDirectory, TrainingCheckpoint.Best)) ? Path.Combine(o.OutputDirectory, TrainingCheckpoint.Best) : null;
         var recent = new Queue<double>();
         try
         {
@@ -153,6 +165,11 @@ public sealed class Trainer : IDisposable
                 double tokensPerSecond = stepTokens / Stopwatch.GetElapsedTime(stepStart).TotalSeconds;
                 double? validation = null;
                 if (step % o.EvalEvery == 0 || step == o.Steps) lastValidation = validation = Evaluate();
+                if (validation is double v && double.IsFinite(v) && (bestValidation is null || v < bestValidation))
+                {
+                    (bestValidation, bestStep) = (v, step);
+                    if (o.KeepBest) bestCheckpoint = TrainingCheckpoint.SaveBest(o.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, o, _tokenizerIdentity);
+                }
                 log.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
                     elapsedBefore + clock.Elapsed.TotalSeconds));
                 recent.Enqueue(loss);
@@ -170,7 +187,7 @@ public sealed class Trainer : IDisposable
         double seconds = clock.Elapsed.TotalSeconds;
         return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
             tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
-            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds);
+            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds, bestValidation, bestStep, bestCheckpoint);
     }
 
     /// <summary>

@@ -35,7 +35,31 @@ public static class TrainingCheckpoint
     {
         string root = Path.Combine(runDirectory, "checkpoints");
         Directory.CreateDirectory(root);
-        string name = $"step-{step:D8}", final = Path.Combine(root, name), temp = final + ".tmp";
+        string name = $"step-{step:D8}", final = Path.Combine(root, name);
+        WriteCheckpoint(final, step, model, optimizer, pipeline, position, options, tokenizerHash);
+        WriteDurably(Path.Combine(root, Latest + ".tmp"), name);
+        File.Move(Path.Combine(root, Latest + ".tmp"), Path.Combine(root, Latest), overwrite: true);
+        Prune(root, keep);
+        return final;
+    }
+
+    /// <summary>Best checkpoint directory of a run (<see cref="TrainOptions.KeepBest"/>).</summary>
+    public const string Best = "best";
+
+    /// <summary>Writes the checkpoint of the best validation loss so far to RUN/best (replacing the previous best atomically).</summary>
+    public static string SaveBest(string runDirectory, long step, LanguageModel model, Optimizer optimizer, GradientPipeline pipeline,
+        DataPosition position, TrainOptions options, string tokenizerHash)
+    {
+        string final = Path.Combine(runDirectory, Best);
+        WriteCheckpoint(final, step, model, optimizer, pipeline, position, options, tokenizerHash);
+        return final;
+    }
+
+    /// <summary>Writes a complete checkpoint into <paramref name="final"/> through a temporary directory renamed at the end.</summary>
+    private static void WriteCheckpoint(string final, long step, LanguageModel model, Optimizer optimizer, GradientPipeline pipeline,
+        DataPosition position, TrainOptions options, string tokenizerHash)
+    {
+        string temp = final + ".tmp";
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
 
@@ -60,10 +84,6 @@ public static class TrainingCheckpoint
 
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(temp, final);
-        WriteDurably(Path.Combine(root, Latest + ".tmp"), name);
-        File.Move(Path.Combine(root, Latest + ".tmp"), Path.Combine(root, Latest), overwrite: true);
-        Prune(root, keep);
-        return final;
     }
 
     /// <summary>The checkpoint directory of <paramref name="path"/>: a checkpoint itself, or a run directory (its latest checkpoint).</summary>
@@ -114,6 +134,26 @@ public static class TrainingCheckpoint
         }
         if (weights.Tensors.Count != parameters.Count)
             throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, but this model has {parameters.Count} parameters: the checkpoint holds another model");
+    }
+
+    /// <summary>
+    /// Fine-tuning start: copies the weights of <paramref name="checkpointDirectory"/> into every parameter of
+    /// <paramref name="model"/> that the file holds under the same name and shape; parameters it lacks must be
+    /// LoRA adapters (they keep their initialisation). Returns how many tensors were loaded.
+    /// </summary>
+    public static int InitialiseFrom(string checkpointDirectory, LanguageModel model)
+    {
+        using var weights = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, ModelFile));
+        int loaded = 0;
+        foreach (var p in model.Parameters())
+        {
+            if (weights.Contains(p.Name)) { weights.ReadInto(p.Name, p.Value); loaded++; }
+            else if (!p.Name.EndsWith(".lora_A", StringComparison.Ordinal) && !p.Name.EndsWith(".lora_B", StringComparison.Ordinal))
+                throw new InvalidDataException($"{weights.Path}: no tensor '{p.Name}': the checkpoint holds another model");
+        }
+        if (loaded != weights.Tensors.Count)
+            throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, {loaded} of them match this model: the checkpoint holds another model");
+        return loaded;
     }
 
     private static void Prune(string root, int keep)

@@ -113,6 +113,7 @@ public sealed class T5 : LanguageModel
     }
 
     private int[]? _sourceLengths;
+    private float HeadScale => 1f / MathF.Sqrt(Config.Embed);
 
     protected override OutputHead Head => _head;
 
@@ -132,7 +133,12 @@ public sealed class T5 : LanguageModel
         Tensor x = _decoderPositions.Forward(_shared.Forward(ids));
         foreach (var block in _decoder) x = block.Forward(x);
         x = _decoderNorm.Forward(x);
-        return x.View(new Shape(x.Rows, Config.Embed));                       // (B*T, C)
+        // The head is tied to the shared embedding (entries ~ N(0, 1)): as in T5, the hidden state is scaled by
+        // C^-1/2 first, so that the logits start with unit variance instead of variance C.
+        Tensor h = Slot("head_input").Get(new Shape(x.Rows, Config.Embed));
+        Backend.Copy(x.View(h.Shape), h);
+        Backend.Scale(h, HeadScale);
+        return h;                                                               // (B*T, C)
     }
 
     protected override void BackwardHidden(Tensor gradHidden, IGradientSink gradients)
@@ -142,7 +148,10 @@ public sealed class T5 : LanguageModel
         Backend.Fill(dMemory, 0f);
         foreach (var block in _decoder) block.Cross!.MemoryGradient = dMemory;
 
-        Tensor d = _decoderNorm.Backward(gradHidden, gradients)!;
+        Tensor g = Slot("dhead_input").Get(gradHidden.Shape);
+        Backend.Copy(gradHidden, g);
+        Backend.Scale(g, HeadScale);
+        Tensor d = _decoderNorm.Backward(g, gradients)!;
         for (int i = _decoder.Length - 1; i >= 0; i--) d = _decoder[i].Backward(d, gradients)!;
         _shared.Backward(_decoderPositions.Backward(d, gradients)!, gradients);      // decoder tokens
 

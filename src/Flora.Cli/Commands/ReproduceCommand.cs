@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Flora.Experiments.Reproduce;
+using Spectre.Console;
+
+namespace Flora.Cli.Commands;
+
+/// <summary><c>flora reproduce NAME</c>: one experiment of the paper, our numbers next to the paper's.</summary>
+internal static class ReproduceCommand
+{
+    public static Command Create(IAnsiConsole console, TextWriter error)
+    {
+        var name = new Argument<string[]>("name") { Description = $"experiments: {string.Join(", ", Reproductions.Names)}, or all", Arity = ArgumentArity.OneOrMore };
+        var scale = new Option<string>("--scale") { Description = "default (minutes on two CPU cores) or paper (the paper's ranks and model sizes, for a GPU)", DefaultValueFactory = _ => "default" };
+        var quick = new Option<bool>("--quick") { Description = "a CI-sized run of the default scale: fewest arms and steps that still run the whole protocol" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
+        var output = new Option<string>("--out") { Description = "root output directory; each experiment writes OUT/SCALE/NAME", DefaultValueFactory = _ => "runs/reproduce" };
+        var seed = new Option<ulong>("--seed") { Description = "root seed of every run", DefaultValueFactory = _ => 0 };
+        var data = new Option<string?>("--data") { Description = "prepared data directory (default: data/prepared/bible-v1, prepared when missing)" };
+        var steps = new Option<int?>("--steps") { Description = "override the scale's training steps (to fit a time budget)" };
+        var ranks = new Option<int[]>("--ranks") { Description = "override the scale's ranks", AllowMultipleArgumentsPerToken = true };
+        var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (0 = all)" };
+        var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
+        var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
+        var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
+        {
+            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, models, results,
+        };
+        command.SetAction((parse, cancel) => Task.FromResult(FloraCli.Guard(error, () =>
+        {
+            var requested = parse.GetValue(name)!;
+            var experiments = requested.Contains("all") ? Reproductions.All : requested.Select(Reproductions.Find).ToList();
+            var scaleValue = parse.GetValue(scale) switch
+            {
+                "default" => ReproductionScale.Default,
+                "paper" => ReproductionScale.Paper,
+                var other => throw new ArgumentException($"--scale must be default or paper, got '{other}'"),
+            };
+            if (parse.GetValue(steps) is int st && st <= 0) throw new ArgumentException($"--steps must be positive, got {st}");
+            if (parse.GetValue(ranks) is { Length: > 0 } rk && rk.Any(r => r <= 0)) throw new ArgumentException($"--ranks must be positive, got {string.Join(' ', rk)}");
+            string commandLine = string.Join(' ', ["flora", .. parse.Tokens.Select(t => t.Value)]);
+            var summaries = new List<ReproductionSummary>();
+            foreach (var experiment in experiments)
+            {
+                var settings = new ReproduceSettings
+                {
+                    Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
+                    Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
+                    TestPairs = parse.GetValue(testPairs), Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
+                    OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),
+                };
+                console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");
+                var clock = Stopwatch.StartNew();
+                var log = new Log(line => console.MarkupLine($"[grey]{clock.Elapsed:mm\\:ss}[/] {Markup.Escape(line)}"));
+                var summary = experiment.Run(settings, log, cancel);
+                summaries.Add(summary);
+                console.WriteLine();
+                console.WriteLine(summary.TableMarkdown);
+                console.MarkupLine($"[{(summary.ConclusionHolds ? "green" : "yellow")}]{Markup.Escape(summary.Verdict)}[/]");
+                console.MarkupLine($"wrote {Markup.Escape(summary.OutputDirectory)} (table.md, results.csv, charts, commands.txt) in {clock.Elapsed.TotalSeconds:F0} s");
+                if (parse.GetValue(results) is string doc) Reproductions.UpdateResults(doc, summary);
+            }
+            if (summaries.Count > 1)
+                foreach (var s in summaries) console.MarkupLine($"{s.Name}: conclusion {(s.ConclusionHolds ? "[green]holds[/]" : "[yellow]does not hold[/]")}");
+            return 0;
+        })));
+        return command;
+    }
+
+    private sealed class Log(Action<string> write) : IProgress<string>
+    {
+        public void Report(string value) => write(value);
+    }
+}

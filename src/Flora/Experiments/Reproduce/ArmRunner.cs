@@ -1,0 +1,177 @@
+using System.Globalization;
+using System.Text;
+using Flora.Data.Corpora;
+using Flora.Metrics;
+using Flora.Optim;
+using Flora.Tensors;
+using Flora.Training;
+
+namespace Flora.Experiments.Reproduce;
+
+/// <summary>One row of a paper table: a method (None, Naive, LoRA, Flora, ...) at a rank, and the run that measures it.</summary>
+public sealed record Arm(string Method, int Rank, TrainOptions Options, string Group = "")
+{
+    /// <summary>The paper's label: "Naive", "LoRA(8)", "Flora(32)".</summary>
+    public string Label => Rank > 0 ? $"{Method}({Rank})" : Method;
+}
+
+/// <summary>What one arm measured: model selection on validation, the test scores of the selected checkpoint, memory.</summary>
+public sealed record ArmResult(
+    Arm Arm, float LearningRate, double? BestValidationLoss, long BestStep, double? TestLoss, double? TestPerplexity,
+    BleuScore? Bleu, RougeCorpusScores? Rouge, long PeakBytes, long OptimizerStateBytes, long AccumulatorPeakBytes,
+    long GradientPeakBytes, double Seconds, IReadOnlyList<(long Step, double Loss)> ValidationCurve, string Command, string? Failure)
+{
+    public bool Failed => Failure is not null;
+    public double PeakGiB => PeakBytes / (1024.0 * 1024 * 1024);
+}
+
+/// <summary>
+/// Runs the arms of a reproduction the paper's way: each arm trains from its own options, keeps the checkpoint of
+/// the lowest validation loss, and that checkpoint is evaluated on the test split (loss, perplexity; for translation
+/// also BLEU and ROUGE of greedy translations). The peak of the memory ledger over the run is the arm's memory.
+/// A run that diverges is recorded as diverged, not thrown. Learning rates are swept with <see cref="Sweep"/>.
+/// </summary>
+public sealed class ArmRunner
+{
+    private readonly ReproduceSettings _settings;
+    private readonly IProgress<string>? _log;
+    private readonly CancellationToken _cancel;
+
+    public ArmRunner(ReproduceSettings settings, IProgress<string>? log, CancellationToken cancel, int testPairs, int maxNewTokens)
+    {
+        _settings = settings;
+        _log = log;
+        _cancel = cancel;
+        TestPairs = testPairs;
+        MaxNewTokens = maxNewTokens;
+    }
+
+    /// <summary>Test pairs translated per arm (0 = the whole split).</summary>
+    public int TestPairs { get; }
+    public int MaxNewTokens { get; }
+
+    /// <summary>Every arm run so far, sweeps included, in order (for results.csv).</summary>
+    public List<ArmResult> All { get; } = [];
+
+    /// <summary>Trains <paramref name="arm"/> into RUNS/NAME, evaluates its best checkpoint on test.</summary>
+    public ArmResult Run(Arm arm, string runName)
+    {
+        _cancel.ThrowIfCancellationRequested();
+        string directory = Path.Combine(_settings.OutputDirectory, "runs", runName);
+        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        var options = arm.Options with
+        {
+            OutputDirectory = directory, KeepBest = true, Device = _settings.Device, Precision = _settings.Precision,
+            CheckpointEvery = int.MaxValue / 2, KeepCheckpoints = 1,
+        };
+        arm = arm with { Options = options };
+        string command = CommandLine(options);
+        var curve = new List<(long, double)>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TrainResult trained;
+        _log?.Report($"{runName}: {arm.Label}, {options.Optimizer}");
+        try
+        {
+            using var trainer = new Trainer(options);
+            var progress = new SynchronousProgress<TrainProgress>(p =>
+            {
+                if (p.ValidationLoss is double v)
+                {
+                    curve.Add((p.Step, v));
+                    _log?.Report($"  step {p.Step}/{p.Steps}: train loss {p.Loss:F3}, validation {v:F3}");
+                }
+            });
+            trained = trainer.Run(progress, _cancel);
+        }
+        catch (NonFiniteException e)
+        {
+            _log?.Report($"  diverged: {e.Message}");
+            var failed = new ArmResult(arm, options.Optimizer.LearningRate, null, 0, null, null, null, null, 0, 0, 0, 0, clock.Elapsed.TotalSeconds,
+                curve, command, $"diverged at step {e.Step}");
+            All.Add(failed);
+            return failed;
+        }
+        _cancel.ThrowIfCancellationRequested();
+
+        EvaluationResult? test = null;
+        if (trained.BestCheckpoint is string best)
+        {
+            test = Evaluation.Run(new EvaluationOptions
+            {
+                Checkpoint = best, Split = CorpusSplit.Test, MaxPairs = TestPairs, Device = _settings.Device, Precision = _settings.Precision,
+                Beam = new BeamOptions(BeamSize: 1, MaxTokens: MaxNewTokens), BatchSize = 32,
+                Data = options.Task == "translate" ? options.Data : null,
+            });
+        }
+        var memory = trained.Memory;
+        var result = new ArmResult(arm, options.Optimizer.LearningRate, trained.BestValidationLoss, trained.BestStep, test?.Loss, test?.Perplexity,
+            test?.Bleu, test?.Rouge, memory.PeakTotalBytes, trained.OptimizerStateBytes, memory[MemoryTag.Accumulator].PeakBytes,
+            memory[MemoryTag.Gradients].PeakBytes, clock.Elapsed.TotalSeconds, curve, command, null);
+        _log?.Report($"  best validation {result.BestValidationLoss:F3} at step {result.BestStep}; test loss {result.TestLoss:F3}"
+            + (result.Bleu is { } b ? $", BLEU {b.Score:F2}" : "") + $"; peak {memory.PeakTotalBytes / 1048576.0:F1} MiB; {result.Seconds:F0} s");
+        All.Add(result);
+        return result;
+    }
+
+    /// <summary>
+    /// The paper's learning-rate protocol: trains <paramref name="make"/>(lr) for every rate of the grid and keeps the
+    /// one of the lowest best-validation loss (diverged runs lose).
+    /// </summary>
+    public ArmResult Sweep(Func<float, Arm> make, IReadOnlyList<float> grid, string runPrefix)
+    {
+        ArmResult? best = null;
+        foreach (float lr in grid)
+        {
+            var r = Run(make(lr), $"{runPrefix}-lr{Format(lr)}");
+            if (!r.Failed && (best is null || best.Failed || r.BestValidationLoss < best.BestValidationLoss)) best = r;
+            best ??= r;
+        }
+        if (best is null) throw new ArgumentException("the learning-rate grid is empty");
+        _log?.Report($"{runPrefix}: learning rate {Format(best.LearningRate)} chosen on validation loss");
+        return best;
+    }
+
+    public static string Format(float lr) => lr.ToString("0.#####", CultureInfo.InvariantCulture);
+
+    /// <summary>The `flora train` command line that reruns an arm by itself.</summary>
+    public static string CommandLine(TrainOptions o)
+    {
+        var s = new StringBuilder("flora train");
+        void Add(string flag, object? value) { if (value is not null) s.Append(' ').Append(flag).Append(' ').Append(Convert.ToString(value, CultureInfo.InvariantCulture)); }
+        void Flag(string flag, bool on) { if (on) s.Append(' ').Append(flag); }
+        Add("--model", o.Model); Add("--tokenizer", o.Tokenizer); Add("--task", o.Task);
+        if (o.Task == "translate") { Add("--data", o.Data); Add("--max-source", o.MaxSourceTokens); Add("--max-target", o.MaxTargetTokens); }
+        else Add("--corpus", o.Corpus);
+        Add("--optimizer", o.Optimizer.Name); Add("--lr", Format(o.Optimizer.LearningRate));
+        if (o.Optimizer.Name.Contains("flora") || o.Accumulation == AccumulationMode.Compressed) { Add("--rank", o.Optimizer.Rank); Add("--kappa", o.Optimizer.Kappa); }
+        if (o.Optimizer.Name.Contains("flora") && o.Optimizer.Variant != FloraVariant.Paper) Add("--variant", o.Optimizer.Variant.ToString().ToLowerInvariant());
+        if (o.Optimizer.Name.Contains("momentum") || o.Optimizer.Name.Contains("flora")) Add("--beta1", o.Optimizer.Beta1);
+        Flag("--unfactored", !o.Optimizer.Factored);
+        if (o.Accumulation != AccumulationMode.None) { Add("--accumulate", o.Accumulation.ToString().ToLowerInvariant()); Add("--tau", o.AccumulationSteps); }
+        Flag("--lomo", o.Lomo); Flag("--activation-checkpointing", o.ActivationCheckpointing);
+        if (o.LoraRank > 0) Add("--lora", o.LoraRank);
+        Add("--init-from", o.InitFrom);
+        Add("--steps", o.Steps); Add("--batch", o.BatchSize); Add("--seq-len", o.SequenceLength);
+        Add("--schedule", o.Schedule.ToString().ToLowerInvariant()); if (o.Schedule != ScheduleKind.Constant) Add("--warmup", o.WarmupSteps);
+        Add("--eval-every", o.EvalEvery); Flag("--keep-best", o.KeepBest); Add("--seed", o.Seed); Add("--device", o.Device);
+        Add("--out", o.OutputDirectory);
+        return s.ToString();
+    }
+
+    /// <summary>The prepared data directory of a reproduction: the settings', or the default one, prepared now when missing.</summary>
+    public static string EnsureData(ReproduceSettings settings, IProgress<string>? log)
+    {
+        string directory = settings.Data ?? PreparedData.DefaultDirectory;
+        if (File.Exists(Path.Combine(directory, "manifest.json"))) return directory;
+        if (settings.Data is not null) throw new FloraException($"{directory}: no prepared data here (run 'flora data prepare --out {directory}')");
+        log?.Report($"preparing the Bible data sets into {directory} (flora data prepare)");
+        BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = directory, InstallMissingPackages = true, Progress = line => log?.Report("  " + line) });
+        return directory;
+    }
+
+    /// <summary>Progress that runs its handler on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
+    {
+        public void Report(T value) => handler(value);
+    }
+}

@@ -1,0 +1,149 @@
+using System.Globalization;
+using Flora.Data.Corpora;
+using Flora.Experiments.Reproduce;
+using Flora.Training;
+using Xunit.Abstractions;
+
+namespace Flora.Tests.Experiments;
+
+/// <summary>
+/// <c>flora reproduce</c> at the CI-sized quick scale on the real Bible data: every text experiment runs its whole
+/// protocol (learning-rate sweep, model selection on validation, test evaluation of the best checkpoint, memory from
+/// the ledger) and writes its table; the checks are on the protocol and on memory, which must order as the paper
+/// says at any scale (scores of 24-step runs are not meaningful and are not asserted).
+/// </summary>
+public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
+{
+    /// <summary>Prepared data and an output root shared by the class (the quick tokenizer and pretrained model are reused across tests).</summary>
+    public sealed class Workspace : IDisposable
+    {
+        public Workspace()
+        {
+            Data = Path.Combine(Root, "bible");
+            BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = Data, InstallMissingPackages = false });
+        }
+
+        public string Root { get; } = Directory.CreateTempSubdirectory("flora-reproduce-").FullName;
+        public string Data { get; }
+
+        public ReproduceSettings Settings(string name) => new()
+        {
+            Quick = true, Data = Data, OutputDirectory = Path.Combine(Root, "quick", name), Seed = 1, CommandLine = $"flora reproduce {name} --quick",
+        };
+
+        public void Dispose() => Directory.Delete(Root, recursive: true);
+    }
+
+    private readonly Workspace _w;
+    private readonly ITestOutputHelper _output;
+    public ReproduceTests(Workspace w, ITestOutputHelper output) => (_w, _output) = (w, output);
+
+    private IProgress<string> Log => new Line(_output.WriteLine);
+    private sealed class Line(Action<string> write) : IProgress<string> { public void Report(string value) => write(value); }
+
+    private static List<Dictionary<string, string>> ReadCsv(string path)
+    {
+        var lines = File.ReadAllLines(path);
+        var header = lines[0].Split(',');
+        // The command column is last and may hold commas inside quotes: split only the first columns.
+        return lines.Skip(1).Select(l => header.Zip(l.Split(',', header.Length)).ToDictionary(p => p.First, p => p.Second)).ToList();
+    }
+
+    private static long L(Dictionary<string, string> row, string column) => long.Parse(row[column], CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void Table2_runs_the_protocol_and_flora_momentum_costs_less_state_than_naive()
+    {
+        var summary = new Table2Reproduction().Run(_w.Settings("table2"), Log);
+        string dir = summary.OutputDirectory;
+        foreach (var f in new[] { "table.md", "results.csv", "commands.txt", "validation-gpt.svg", "validation-t5.svg" })
+            Assert.True(File.Exists(Path.Combine(dir, f)), $"{f} is missing");
+        var rows = ReadCsv(Path.Combine(dir, "results.csv"));
+        // Per family: 2 naive learning rates, None, 1 LoRA learning rate (at the top rank, the only rank), Flora(8).
+        Assert.Equal(2 * 5, rows.Count);
+        foreach (string family in new[] { "gpt", "t5" })
+        {
+            var f = rows.Where(r => r["setting"] == family).ToList();
+            var naive = f.Where(r => r["method"] == "Naive").ToList();
+            Assert.Equal(2, naive.Count);
+            var chosen = naive.OrderBy(r => double.Parse(r["best_val_loss"], CultureInfo.InvariantCulture)).First()["lr"];
+            var flora = f.Single(r => r["method"] == "Flora");
+            var none = f.Single(r => r["method"] == "None");
+            Assert.Equal(chosen, flora["lr"]);              // the learning rate chosen for Naive is reused
+            Assert.Equal(chosen, none["lr"]);
+            Assert.True(L(flora, "optimizer_state_bytes") < L(naive[0], "optimizer_state_bytes"), $"{family}: Flora's state is not smaller than naive momentum's");
+            Assert.True(L(none, "optimizer_state_bytes") < L(flora, "optimizer_state_bytes"), $"{family}: no momentum must cost less state than compressed momentum");
+            Assert.True(L(flora, "peak_bytes") < L(naive[0], "peak_bytes"), $"{family}: Flora's peak is not below Naive's");
+            foreach (var r in f) Assert.True(double.Parse(r["test_loss"], CultureInfo.InvariantCulture) is > 0 and < 20, $"{family} {r["method"]}: test loss {r["test_loss"]}");
+        }
+        string table = File.ReadAllText(Path.Combine(dir, "table.md"));
+        Assert.Contains("| Flora(8) |", table);
+        Assert.Contains("| 9.09 | 0.14 | 9.14 |", table);     // the paper's GPT-2 Flora(8) row sits next to ours
+        Assert.Contains("Verdict:", table);
+        Assert.Contains("flora train --model gpt-tiny", File.ReadAllText(Path.Combine(dir, "commands.txt")));
+    }
+
+    [Fact]
+    public void Table1_fine_tunes_a_pretrained_model_and_compressed_accumulators_are_smaller_than_buffers()
+    {
+        var summary = new AccumulationReproduction("table1", unfactored: false).Run(_w.Settings("table1"), Log);
+        var rows = ReadCsv(Path.Combine(summary.OutputDirectory, "results.csv"));
+        var naive = rows.Where(r => r["method"] == "Naive").ToList();
+        var none = rows.Single(r => r["method"] == "None");
+        var flora = rows.Single(r => r["method"] == "Flora");
+        var lora = rows.Single(r => r["method"] == "LoRA");
+        // LOMO without accumulation: the only buffer is the tied embedding's (its uses are summed before its update), 512 x 64 floats.
+        Assert.Equal(512 * 64 * 4, L(none, "accumulator_peak_bytes") + L(none, "gradient_peak_bytes"));
+        Assert.Equal("16", flora["tau"]);
+        Assert.Equal((16 * int.Parse(flora["steps"], CultureInfo.InvariantCulture)).ToString(CultureInfo.InvariantCulture), none["steps"]);
+        long naiveBuffers = L(naive[0], "accumulator_peak_bytes") + L(naive[0], "gradient_peak_bytes");
+        long floraBuffers = L(flora, "accumulator_peak_bytes") + L(flora, "gradient_peak_bytes");
+        Assert.True(floraBuffers < naiveBuffers, $"compressed accumulation {floraBuffers} B is not below naive {naiveBuffers} B");
+        Assert.True(L(lora, "accumulator_peak_bytes") + L(lora, "gradient_peak_bytes") < naiveBuffers);
+        // Fine-tuning starts from the pretrained model: its first validation loss is far below a random model's ln(512).
+        Assert.True(double.Parse(naive[0]["best_val_loss"], CultureInfo.InvariantCulture) < Math.Log(512) - 0.5);
+        Assert.Contains("--init-from", naive[0]["command"]);
+        Assert.Contains("| 3.03 | 0.26 | 25.4 |", File.ReadAllText(Path.Combine(summary.OutputDirectory, "table.md")));
+    }
+
+    [Fact]
+    public void Table3_and_the_ablation_vary_kappa_and_the_momentum_variant_on_the_same_seeds()
+    {
+        var t3 = new Table3Reproduction().Run(_w.Settings("table3"), Log);
+        var rows = ReadCsv(Path.Combine(t3.OutputDirectory, "results.csv"));
+        Assert.Equal(new[] { "1", "10", "1000" }, rows.Where(r => r["method"] == "Flora").Select(r => r["kappa"]).ToArray());
+        Assert.Contains("kappa=100 | ", File.ReadAllText(Path.Combine(t3.OutputDirectory, "table.md")) + "kappa=100 | "); // paper rows are listed even when not run
+        Assert.Contains("kappa 1 / 10", t3.Verdict);
+
+        var ab = new AblationReproduction().Run(_w.Settings("ablation"), Log);
+        var arms = ReadCsv(Path.Combine(ab.OutputDirectory, "results.csv"));
+        Assert.Equal(new[] { "Naive", "Flora-paper", "Flora-official" }, arms.Select(r => r["method"]).ToArray());
+        Assert.Equal(new[] { "Paper", "Official" }, arms.Skip(1).Select(r => r["variant"]).ToArray());
+        // Same seeds, different momentum: the two variants must not give the same run.
+        Assert.NotEqual(arms[1]["best_val_loss"], arms[2]["best_val_loss"]);
+        Assert.Contains("Algorithm 2 test loss", ab.Verdict);
+    }
+
+    [Fact]
+    public void Results_document_sections_are_replaced_not_duplicated()
+    {
+        string path = Path.Combine(_w.Root, "results.md");
+        File.WriteAllText(path, "# Results\n\nHand-written introduction.\n");
+        var a = new ReproductionSummary("table9", "t", "# table9: first\n\n| a |\n", "v1", true, "x");
+        Reproductions.UpdateResults(path, a);
+        Reproductions.UpdateResults(path, a with { TableMarkdown = "# table9: second\n" , ConclusionHolds = false });
+        string text = File.ReadAllText(path);
+        Assert.Contains("Hand-written introduction.", text);
+        Assert.DoesNotContain("first", text);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(text, "reproduce:table9:begin"));
+        Assert.Contains("## table9: second", text);
+        Assert.Contains("Conclusion holds here: **no**", text);
+    }
+
+    [Fact]
+    public void Unknown_experiment_names_the_choices()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Reproductions.Find("table7"));
+        Assert.Contains("table2", e.Message);
+    }
+}
