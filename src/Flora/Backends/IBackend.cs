@@ -241,4 +241,18 @@ public interface IBackend : IDisposable
     /// a pure function of (seed, i), the same on every backend and for any thread count.
     /// </summary>
     void FillGaussian(Tensor tensor, ulong seed, float std);
+
+    // ---- linear algebra ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// The leading r singular triplets of a (n, m) = U diag(s) V^T (thin SVD, singular values descending),
+    /// r &lt;= min(n, m) read from the outputs given: <paramref name="u"/> (n, r) the left singular vectors as
+    /// columns, <paramref name="s"/> (r) the singular values, <paramref name="vt"/> (r, m) the right singular
+    /// vectors as rows. Any output may be null, not all. Each pair (column j of U, row j of V^T) has its sign
+    /// fixed so that the entry of largest magnitude of column j of U is positive (the first such entry on a tie),
+    /// so that backends agree. <paramref name="a"/> is not modified; the workspace is tagged
+    /// <see cref="MemoryTag.Scratch"/> and freed before returning. GaLore's projection (LAPACK sgesvd on the CPU,
+    /// cuSOLVER gesvd on a GPU, which waits for the device).
+    /// </summary>
+    void Svd(Tensor a, Tensor? u, Tensor? s, Tensor? vt);
 }

@@ -6,7 +6,7 @@ namespace Flora.Optim;
 /// <summary>Optimizer settings of the command line and of experiments.</summary>
 public sealed record OptimizerSpec
 {
-    public static readonly IReadOnlyList<string> Names = ["flora", "adafactor", "adafactor-momentum", "adamw", "adamw-flora", "sgd", "sgd-momentum"];
+    public static readonly IReadOnlyList<string> Names = ["flora", "adafactor", "adafactor-momentum", "adamw", "adamw-flora", "sgd", "sgd-momentum", "galore"];
 
     /// <summary>One of <see cref="Names"/>.</summary>
     public string Name { get; init; } = "flora";
@@ -19,6 +19,10 @@ public sealed record OptimizerSpec
     /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
     public bool Factored { get; init; } = true;
     public ulong Seed { get; init; }
+    /// <summary>GaLore: steps between two SVDs of the gradient (update_proj_gap; the GaLore paper's 200).</summary>
+    public int GaLoreGap { get; init; } = 200;
+    /// <summary>GaLore: the scale alpha of the projected-back update (the GaLore paper's 0.25).</summary>
+    public float GaLoreScale { get; init; } = 0.25f;
 
     /// <summary>
     /// A learning rate that works for each optimizer on the small models: Adafactor-based ones scale it by
@@ -27,7 +31,7 @@ public sealed record OptimizerSpec
     public static float DefaultLearningRate(string name) => name switch
     {
         "flora" or "adafactor" or "adafactor-momentum" => 3e-2f,
-        "adamw" or "adamw-flora" => 1e-3f,
+        "adamw" or "adamw-flora" or "galore" => 1e-3f,
         _ => 0.1f,
     };
 
@@ -38,6 +42,7 @@ public sealed record OptimizerSpec
         "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}, lr {LearningRate}",
         "adafactor" => $"Adafactor{(Factored ? "" : " (unfactored)")}, lr {LearningRate}",
         "adamw" => $"AdamW, lr {LearningRate}, weight decay {WeightDecay}",
+        "galore" => $"GaLore (AdamW in the gradient's rank-{Rank} SVD subspace, refreshed every {GaLoreGap} steps, scale {GaLoreScale}), lr {LearningRate}, weight decay {WeightDecay}",
         _ => $"{Name}, lr {LearningRate}",
     };
 
@@ -54,6 +59,7 @@ public sealed record OptimizerSpec
             "adamw-flora" => new AdamW(backend, p, LearningRate, Beta1, weightDecay: WeightDecay, momentum: MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed)),
             "sgd" => new Sgd(backend, p, LearningRate, weightDecay: WeightDecay),
             "sgd-momentum" => new Sgd(backend, p, LearningRate, Beta1, weightDecay: WeightDecay),
+            "galore" => new GaLore(backend, p, LearningRate, Rank, GaLoreGap, GaLoreScale, Beta1, weightDecay: WeightDecay),
             _ => throw new ArgumentException($"unknown optimizer '{Name}': choose one of {string.Join(", ", Names)}"),
         };
     }

@@ -543,5 +543,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         _ltWorkspace?.Dispose();
         _allocator.Dispose();
         _blas.Dispose();
+        _solver?.Dispose();
     }
 }

@@ -1,0 +1,290 @@
+using System.Globalization;
+using System.Text;
+using Flora.Checkpoints;
+using Flora.Data.Corpora;
+using Flora.Optim;
+using Flora.Reporting;
+using Flora.Training;
+
+namespace Flora.Experiments.Reproduce;
+
+/// <summary>
+/// Table 6 (Appendix C.2): GaLore against FLORA in Llama-style language-model pretraining, perplexity and memory.
+/// The paper trains on C4 with GaLore's hyper-parameters for both methods, except that FLORA's learning rate is
+/// 3 times smaller. Here a Llama-style model (RMSNorm, rotary positions, SwiGLU) trains from scratch on the
+/// embedded English corpus. Arms: GaLore (rank r, gap 200, scale 0.25, AdamW), FLORA as AdamW with FLORA's
+/// compressed momentum (rank r, learning rate a third of GaLore's), plain AdamW (reference), and FLORA with its
+/// own base optimizer, Adafactor (the official implementation; its learning rate is relative). Every arm keeps
+/// its best validation checkpoint, which is scored on the test split; memory is the ledger's peak.
+/// </summary>
+public sealed class Table6Reproduction : IReproduction
+{
+    public string Name => "table6";
+
+    public string Title =>
+        "Table 6: GaLore vs FLORA, Llama-style language-model pretraining (paper: C4, 60M/350M/7B; here: the English corpus), perplexity and memory";
+
+    /// <summary>GaLore's update_proj_gap and scale, the GaLore paper's defaults, at every scale.</summary>
+    public const int GaLoreGap = 200;
+    public const float GaLoreScale = 0.25f;
+
+    /// <summary>The sizes of one scale. GaLore's learning rate is the GaLore paper's 0.01; FLORA's is a third of it.</summary>
+    public sealed record Scale(
+        string Model, string PaperModel, string Tokenizer, int Rank, int Steps, int Batch, int SequenceLength, int Warmup, int EvalEvery, int EvalBatches,
+        float GaLoreLearningRate = 0.01f, float AdamWLearningRate = 1e-3f, float AdafactorFloraLearningRate = 3e-2f)
+    {
+        public float FloraLearningRate => GaLoreLearningRate / 3;
+
+        public static Scale For(ReproduceSettings s)
+        {
+            var scale = s.Quick
+                ? new Scale("llama-tiny", "60M", "bpe:512", Rank: 8, Steps: 30, Batch: 8, SequenceLength: 64, Warmup: 3, EvalEvery: 15, EvalBatches: 4)
+                : s.Scale == ReproductionScale.Paper
+                // GaLore's 60M setting: rank 128 of 512 channels, sequences of 256 tokens.
+                ? new Scale("llama-60m", "60M", "gpt2", Rank: 128, Steps: 1000, Batch: 16, SequenceLength: 256, Warmup: 100, EvalEvery: 100, EvalBatches: 20)
+                // A quarter of the 256 channels, like GaLore's 128 of 512.
+                : new Scale("llama-small", "60M", "bpe:2048", Rank: 64, Steps: 300, Batch: 8, SequenceLength: 64, Warmup: 30, EvalEvery: 50, EvalBatches: 10);
+            return scale with
+            {
+                Steps = s.Steps ?? scale.Steps,
+                Rank = s.Ranks is { Count: > 0 } ranks ? ranks[0] : scale.Rank,
+            };
+        }
+    }
+
+    /// <summary>The paper's Table 6: (model, method, PPL, memory GiB).</summary>
+    public static readonly IReadOnlyList<(string Model, string Method, string Perplexity, string MemoryGiB)> Paper =
+    [
+        ("60M", "GaLore", "34.64", "27.7"), ("60M", "FLORA", "32.52", "27.5"),
+        ("350M", "GaLore", "27.17", "36.50"), ("350M", "FLORA", "23.69", "36.48"),
+        ("7B", "GaLore", "-", "22.9"), ("7B", "FLORA", "-", "21.2"),
+    ];
+
+    /// <summary>One arm's result with the split of its optimizer state read back from its checkpoint.</summary>
+    public sealed record Row(string Key, string Label, ArmResult Result, double? FinalValidationLoss, long ProjectionBytes, long MomentBytes,
+        int ProjectedMatrices, IReadOnlyList<string> UnprojectedMatrices)
+    {
+        public double? FinalPerplexity => FinalValidationLoss is double v ? Math.Exp(v) : null;
+        public double? BestPerplexity => Result.BestValidationLoss is double v ? Math.Exp(v) : null;
+        /// <summary>Test perplexity of the best checkpoint, or the best validation perplexity when there is none.</summary>
+        public double? Perplexity => Result.TestPerplexity ?? BestPerplexity;
+    }
+
+    public ReproductionSummary Run(ReproduceSettings settings, IProgress<string>? log = null, CancellationToken cancel = default)
+    {
+        var scale = Scale.For(settings);
+        var report = new ReproductionReport(settings, Name, Title);
+        string tokenizer = PrepareTokenizer(settings, scale, log);
+        var baseOptions = new TrainOptions
+        {
+            Model = scale.Model, Tokenizer = tokenizer, Corpus = null, Task = "lm", SequenceLength = scale.SequenceLength, BatchSize = scale.Batch,
+            Steps = scale.Steps, Schedule = ScheduleKind.Cosine, WarmupSteps = scale.Warmup, EvalEvery = Math.Min(scale.EvalEvery, scale.Steps),
+            EvalBatches = scale.EvalBatches, Seed = settings.Seed,
+        };
+        OptimizerSpec Spec(string name, float lr) => new() { Name = name, LearningRate = lr, Rank = scale.Rank, Seed = settings.Seed, WeightDecay = 0f };
+        var arms = new (string Key, string Label, Arm Arm)[]
+        {
+            ("galore", $"GaLore({scale.Rank})", new Arm("GaLore", scale.Rank, baseOptions with
+                { Optimizer = Spec("galore", scale.GaLoreLearningRate) with { GaLoreGap = GaLoreGap, GaLoreScale = GaLoreScale } })),
+            ("flora", $"FLORA({scale.Rank}), AdamW", new Arm("Flora", scale.Rank, baseOptions with { Optimizer = Spec("adamw-flora", scale.FloraLearningRate) })),
+            ("adamw", "AdamW (full rank)", new Arm("AdamW", 0, baseOptions with { Optimizer = Spec("adamw", scale.AdamWLearningRate) })),
+            ("flora-adafactor", $"FLORA({scale.Rank}), Adafactor", new Arm("Flora-Adafactor", scale.Rank, baseOptions with
+                { Optimizer = Spec("flora", scale.AdafactorFloraLearningRate) })),
+        };
+        log?.Report($"table6 ({settings.ScaleName}): {scale.Model}, rank {scale.Rank}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, device {settings.Device}");
+
+        var runner = new ArmRunner(settings, log, cancel, testPairs: 0, maxNewTokens: 1);   // (generation settings are unused by language modelling)
+        var rows = new List<Row>();
+        foreach (var (key, label, arm) in arms)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var result = runner.Run(arm, key);
+            rows.Add(Describe(key, label, result, Path.Combine(settings.OutputDirectory, "runs", key)));
+            report.AddCommand(CommandOf(result.Arm.Options));
+        }
+
+        report.AddMarkdown(Setting(settings, scale));
+        report.AddMarkdown(Table(rows, scale));
+        report.AddMarkdown(PaperTable());
+        report.AddMarkdown(StateNote(rows));
+        report.WriteCsv(Csv(rows, scale));
+        report.WriteChart("loss.svg", Curves(rows, settings, scale));
+        var (verdict, holds) = Verdict(rows);
+        log?.Report(verdict);
+        return report.Finish(verdict, holds);
+    }
+
+    /// <summary>Trains the scale's BPE once (or reuses it) in a directory shared by every arm; "gpt2" needs none.</summary>
+    private static string PrepareTokenizer(ReproduceSettings settings, Scale scale, IProgress<string>? log)
+    {
+        if (!scale.Tokenizer.StartsWith("bpe:", StringComparison.Ordinal)) return scale.Tokenizer;
+        string shared = Path.Combine(settings.OutputDirectory, "shared");
+        string directory = Path.Combine(shared, TokenizerSetup.Directory);
+        if (!File.Exists(Path.Combine(directory, "encoder.json"))) log?.Report($"training the {scale.Tokenizer} tokenizer on the corpus's training split");
+        TokenizerSetup.Prepare(scale.Tokenizer, shared, () => EmbeddedCorpus.Load().Train);
+        return directory;
+    }
+
+    /// <summary>
+    /// The arm's final validation loss (the trainer evaluates at the last step) and the split of its optimizer state,
+    /// read from the tensors of its best checkpoint: GaLore's projections, and which matrices have one.
+    /// </summary>
+    private static Row Describe(string key, string label, ArmResult result, string runDirectory)
+    {
+        double? final = result.ValidationCurve.Count > 0 ? result.ValidationCurve[^1].Loss : null;
+        long projection = 0, moments = 0;
+        var projected = new HashSet<string>();
+        var matrices = new List<string>();
+        string state = Path.Combine(runDirectory, TrainingCheckpoint.Best, TrainingCheckpoint.StateFile);
+        if (!result.Failed && File.Exists(state))
+        {
+            using var file = SafeTensorsFile.Open(state);
+            foreach (var t in file.Tensors.Where(t => t.Name.StartsWith(OptimizerCheckpoint.DefaultPrefix, StringComparison.Ordinal)))
+            {
+                string name = t.Name[OptimizerCheckpoint.DefaultPrefix.Length..];
+                int slash = name.LastIndexOf('/');
+                string parameter = name[..slash], tensor = name[(slash + 1)..];
+                if (tensor == "projection") { projection += t.ByteCount; projected.Add(parameter); }
+                else moments += t.ByteCount;
+                if ((tensor == "exp_avg_sq" && t.Shape.Count == 2) || tensor == "projection") matrices.Add(parameter);
+            }
+        }
+        // Matrices without a projection, named by their role (the part after "model.layers.N.").
+        var unprojected = matrices.Distinct().Where(p => !projected.Contains(p)).Select(Role).Distinct().ToArray();
+        return new Row(key, label, result, final, projection, moments, projected.Count, key == "galore" ? unprojected : []);
+    }
+
+    private static string Role(string parameter)
+    {
+        string[] parts = parameter.Split('.');
+        int layer = Array.IndexOf(parts, "layers");
+        return layer >= 0 && layer + 2 <= parts.Length ? string.Join('.', parts[(layer + 2)..]) : parameter;
+    }
+
+    /// <summary>The `flora train` line that reruns an arm; GaLore's rank is given explicitly (gap and scale are its defaults).</summary>
+    private static string CommandOf(TrainOptions o)
+    {
+        string command = ArmRunner.CommandLine(o);
+        return o.Optimizer.Name == "galore" && !command.Contains("--rank", StringComparison.Ordinal)
+            ? command.Replace(" --lr ", $" --rank {o.Optimizer.Rank} --lr ", StringComparison.Ordinal)
+            : command;
+    }
+
+    private static string F(double? v, string format) => v is double d && double.IsFinite(d) ? d.ToString(format, CultureInfo.InvariantCulture) : "-";
+
+    private static string MiB(long bytes) => (bytes / 1048576.0).ToString("0.00", CultureInfo.InvariantCulture);
+
+    private static string Setting(ReproduceSettings settings, Scale scale) =>
+        $"Setting: {scale.Model} (Llama-style: RMSNorm, rotary positions, SwiGLU; fused q/k/v and gate/up projections) trained from scratch on the "
+        + $"embedded English corpus (World English Bible), tokenizer {scale.Tokenizer}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, "
+        + $"cosine schedule with {scale.Warmup} warm-up steps, no weight decay, seed {settings.Seed}. Rank r = {scale.Rank} for GaLore and FLORA; GaLore refreshes "
+        + $"its projection every {GaLoreGap} steps with scale {GaLoreScale.ToString(CultureInfo.InvariantCulture)} and learning rate "
+        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa 1000) takes a third of it, "
+        + $"{ArmRunner.Format(scale.FloraLearningRate)}, as in the paper. AdamW at {ArmRunner.Format(scale.AdamWLearningRate)} is the full-rank reference, and "
+        + $"FLORA on its own base optimizer (Adafactor, the official implementation) runs at its relative rate {ArmRunner.Format(scale.AdafactorFloraLearningRate)}. "
+        + "Each arm keeps its best validation checkpoint, whose test-split perplexity is reported (PPL); memory is the peak of the memory ledger over the run "
+        + "(parameters, gradients, optimizer state, activations and scratch), the paper's being GPU peaks at the paper's batch sizes.";
+
+    private static string Table(IReadOnlyList<Row> rows, Scale scale)
+    {
+        var md = new StringBuilder();
+        md.AppendLine($"| model | optimizer | lr | PPL (test) | best val PPL | final val PPL | Mem GiB (MiB) | optimizer state (MiB) | of which projections (MiB) | paper PPL ({scale.PaperModel}) | paper Mem GiB ({scale.PaperModel}) |");
+        md.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var r in rows)
+        {
+            var paper = Paper.FirstOrDefault(p => p.Model == scale.PaperModel && r.Key == (p.Method == "GaLore" ? "galore" : "flora"));
+            string paperPpl = paper.Method is null ? "-" : paper.Perplexity, paperMem = paper.Method is null ? "-" : paper.MemoryGiB;
+            string lr = ArmRunner.Format(r.Result.LearningRate);
+            md.AppendLine(r.Result.Failed
+                ? $"| {scale.Model} | {r.Label} | {lr} | {r.Result.Failure} | - | - | - | - | - | {paperPpl} | {paperMem} |"
+                : $"| {scale.Model} | {r.Label} | {lr} | {F(r.Result.TestPerplexity, "0.00")} | {F(r.BestPerplexity, "0.00")} | {F(r.FinalPerplexity, "0.00")} | "
+                + $"{ReproductionReport.GiB(r.Result.PeakBytes)} ({MiB(r.Result.PeakBytes)}) | {MiB(r.Result.OptimizerStateBytes)} | {(r.Key == "galore" ? MiB(r.ProjectionBytes) : "-")} | {paperPpl} | {paperMem} |");
+        }
+        return md.ToString();
+    }
+
+    private static string PaperTable()
+    {
+        var md = new StringBuilder("The paper's Table 6 (C4, token-level perplexity; peak GPU memory; 7B: memory only, batch 16):\n\n");
+        md.AppendLine("| model | method | PPL | Mem (GiB) |");
+        md.AppendLine("| --- | --- | ---: | ---: |");
+        foreach (var p in Paper) md.AppendLine($"| {p.Model} | {p.Method} | {p.Perplexity} | {p.MemoryGiB} |");
+        return md.ToString();
+    }
+
+    private static string StateNote(IReadOnlyList<Row> rows)
+    {
+        var galore = rows.FirstOrDefault(r => r.Key == "galore");
+        if (galore is null || galore.Result.Failed) return "";
+        return $"GaLore projected {galore.ProjectedMatrices} matrices (those FLORA compresses: 2-D, min(n, m) >= r, at most 4:1); their projections "
+            + $"(P or Q^T, stored) take {MiB(galore.ProjectionBytes)} MiB of its {MiB(galore.Result.OptimizerStateBytes)} MiB of optimizer state, the "
+            + $"moments {MiB(galore.MomentBytes)} MiB. Matrices with full-size AdamW state in GaLore (and full-size momentum in FLORA): "
+            + $"{(galore.UnprojectedMatrices.Count == 0 ? "none" : string.Join(", ", galore.UnprojectedMatrices))}. FLORA with AdamW keeps Adam's second "
+            + "moment at full size (only the momentum is compressed), so its state is larger than GaLore's; FLORA with Adafactor factors it.";
+    }
+
+    private static CsvTable Csv(IReadOnlyList<Row> rows, Scale scale)
+    {
+        var csv = new CsvTable("experiment", "model", "arm", "optimizer", "rank", "lr", "galore_gap", "galore_scale", "kappa", "steps", "batch", "seq_len", "seed",
+            "final_val_loss", "final_val_ppl", "best_val_loss", "best_val_ppl", "best_step", "test_loss", "test_ppl", "peak_bytes", "optimizer_state_bytes",
+            "projection_bytes", "moment_bytes", "projected_matrices", "seconds", "failure", "command");
+        foreach (var r in rows)
+        {
+            var o = r.Result.Arm.Options;
+            bool galore = o.Optimizer.Name == "galore";
+            csv.AddRow("table6", scale.Model, r.Key, o.Optimizer.Name, o.Optimizer.Name == "adamw" ? 0 : o.Optimizer.Rank, r.Result.LearningRate,
+                galore ? o.Optimizer.GaLoreGap : null, galore ? o.Optimizer.GaLoreScale : null, o.Optimizer.Name.Contains("flora") ? o.Optimizer.Kappa : null,
+                o.Steps, o.BatchSize, o.SequenceLength, o.Seed, r.FinalValidationLoss, r.FinalPerplexity, r.Result.BestValidationLoss, r.BestPerplexity,
+                r.Result.BestStep, r.Result.TestLoss, r.Result.TestPerplexity, r.Result.PeakBytes, r.Result.OptimizerStateBytes, r.ProjectionBytes,
+                r.MomentBytes, r.ProjectedMatrices, r.Result.Seconds, r.Result.Failure, CommandOf(o));
+        }
+        return csv;
+    }
+
+    /// <summary>Training loss of every step (from each run's metrics.csv) and validation loss (dashed), per arm.</summary>
+    private static SvgLineChart Curves(IReadOnlyList<Row> rows, ReproduceSettings settings, Scale scale)
+    {
+        var chart = new SvgLineChart($"Table 6: {scale.Model}, GaLore vs FLORA", "step", "loss") { Subtitle = "training loss (solid), validation loss (dashed)" };
+        int colour = 0;
+        foreach (var r in rows)
+        {
+            string metrics = Path.Combine(settings.OutputDirectory, "runs", r.Key, MetricsLog.CsvFile);
+            var train = File.Exists(metrics)
+                ? MetricsLog.ReadCsv(metrics).Where(m => double.IsFinite(m.TrainLoss)).Select(m => ((double)m.Step, m.TrainLoss)).ToList()
+                : [];
+            if (train.Count > 0) chart.AddSeries(r.Label, train, colour: colour);
+            var validation = r.Result.ValidationCurve.Where(p => double.IsFinite(p.Loss)).Select(p => ((double)p.Step, p.Loss)).ToList();
+            if (validation.Count > 0) chart.AddSeries($"{r.Label} (validation)", validation, dashed: true, colour: colour);
+            colour++;
+        }
+        return chart;
+    }
+
+    /// <summary>Does FLORA reach a lower or similar perplexity than GaLore at lower or similar memory? Similar: within 2%.</summary>
+    private static (string Verdict, bool Holds) Verdict(IReadOnlyList<Row> rows)
+    {
+        Row galore = rows.Single(r => r.Key == "galore"), flora = rows.Single(r => r.Key == "flora"), adafactor = rows.Single(r => r.Key == "flora-adafactor");
+        if (galore.Result.Failed && flora.Result.Failed) return ("Both GaLore and FLORA diverged: no comparison.", false);
+        if (flora.Result.Failed) return ($"FLORA (AdamW) {flora.Result.Failure}; GaLore reached PPL {F(galore.Perplexity, "0.00")}: the paper's conclusion does not hold here.", false);
+        if (galore.Result.Failed) return ($"GaLore {galore.Result.Failure}; FLORA (AdamW) reached PPL {F(flora.Perplexity, "0.00")}.", true);
+        double gp = galore.Perplexity ?? double.NaN, fp = flora.Perplexity ?? double.NaN;
+        bool better = fp <= gp * 1.02;
+        long gm = galore.Result.PeakBytes, fm = flora.Result.PeakBytes;
+        bool lighter = fm <= gm * 1.02;
+        string pplText = fp < gp ? $"lower perplexity than GaLore ({fp:F2} vs {gp:F2}, {100 * (gp - fp) / gp:F1}% lower)"
+            : $"higher perplexity than GaLore ({fp:F2} vs {gp:F2}, {100 * (fp - gp) / gp:F1}% higher{(better ? ", within 2%" : "")})";
+        string memText = $"peak memory {ReproductionReport.GiB(fm)} vs {ReproductionReport.GiB(gm)} GiB, optimizer state {MiB(flora.Result.OptimizerStateBytes)} vs "
+            + $"{MiB(galore.Result.OptimizerStateBytes)} MiB (GaLore's stored projections: {MiB(galore.ProjectionBytes)} MiB)";
+        string adafactorText = adafactor.Result.Failed ? $" FLORA on Adafactor {adafactor.Result.Failure}."
+            : $" FLORA on Adafactor (the paper's own base optimizer): PPL {F(adafactor.Perplexity, "0.00")}, peak {ReproductionReport.GiB(adafactor.Result.PeakBytes)} GiB, "
+            + $"optimizer state {MiB(adafactor.Result.OptimizerStateBytes)} MiB.";
+        bool holds = better && lighter;
+        string verdict = $"FLORA (AdamW, learning rate a third of GaLore's) reached {pplText}; {memText}. "
+            + (holds ? "The paper's conclusion holds here: lower or similar perplexity at lower or similar memory."
+                : better ? "Perplexity agrees with the paper, but FLORA used more memory here (AdamW's full-size second moment)."
+                : lighter ? "Memory agrees with the paper, but FLORA's perplexity is worse here."
+                : "The paper's conclusion does not hold here.")
+            + adafactorText;
+        return (verdict, holds);
+    }
+}
