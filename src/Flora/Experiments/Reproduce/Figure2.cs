@@ -302,7 +302,8 @@ public sealed class Figure2 : IReproduction
         md.AppendLine("- Our engine keeps its activation, gradient and scratch buffers from one step to the next (a tensor slot grows to the largest shape it was asked for and is reused), " +
             "so the profile rises during the first step and then stays flat: steps 2 and later allocate nothing. PyTorch's profile in the paper instead frees activations after each backward pass. " +
             "The peak and its breakdown are what the two profiles share, and what the table compares.");
-        md.AppendLine($"- {FloraChoice}").AppendLine();
+        md.AppendLine($"- {FloraChoice} FLORA compresses the momentum of the attention and feed-forward matrices only; matrices it does not compress " +
+            "(the token embedding, whose aspect ratio is above 4, and small ones) keep a full-size momentum, which is most of FLORA's optimizer state here.").AppendLine();
         md.AppendLine("## Memory at the peak (MiB), by category").AppendLine();
         md.AppendLine("| panel | configuration | " + string.Join(" | ", Tags.Select(TagName)) + " | total peak | optimizer state (all) | trainable parameters | s / step (median) |");
         md.AppendLine("| --- | --- | " + string.Join(" | ", Tags.Select(_ => "---:")) + " | ---: | ---: | ---: | ---: |");
