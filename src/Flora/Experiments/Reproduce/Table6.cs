@@ -43,7 +43,7 @@ public sealed class Table6Reproduction : IReproduction
                 // GaLore's 60M setting: rank 128 of 512 channels, sequences of 256 tokens.
                 ? new Scale("llama-60m", "60M", "gpt2", Rank: 128, Steps: 1000, Batch: 16, SequenceLength: 256, Warmup: 100, EvalEvery: 100, EvalBatches: 20)
                 // A quarter of the 256 channels, like GaLore's 128 of 512.
-                : new Scale("llama-small", "60M", "bpe:2048", Rank: 64, Steps: 300, Batch: 8, SequenceLength: 64, Warmup: 30, EvalEvery: 50, EvalBatches: 10);
+                : new Scale("llama-small", "60M", "bpe:2048", Rank: 64, Steps: 250, Batch: 8, SequenceLength: 64, Warmup: 30, EvalEvery: 50, EvalBatches: 10);
             return scale with
             {
                 Steps = s.Steps ?? scale.Steps,
@@ -220,7 +220,9 @@ public sealed class Table6Reproduction : IReproduction
             + $"(P or Q^T, stored) take {MiB(galore.ProjectionBytes)} MiB of its {MiB(galore.Result.OptimizerStateBytes)} MiB of optimizer state, the "
             + $"moments {MiB(galore.MomentBytes)} MiB. Matrices with full-size AdamW state in GaLore (and full-size momentum in FLORA): "
             + $"{(galore.UnprojectedMatrices.Count == 0 ? "none" : string.Join(", ", galore.UnprojectedMatrices))}. FLORA with AdamW keeps Adam's second "
-            + "moment at full size (only the momentum is compressed), so its state is larger than GaLore's; FLORA with Adafactor factors it.";
+            + "moment at full size (only the momentum is compressed), so its state is larger than GaLore's; FLORA with Adafactor factors it. "
+            + "The paper gives FLORA less memory than GaLore, which a full-size second moment cannot give: this suggests its FLORA is the Adafactor-based "
+            + "official one.";
     }
 
     private static CsvTable Csv(IReadOnlyList<Row> rows, Scale scale)
@@ -260,31 +262,40 @@ public sealed class Table6Reproduction : IReproduction
         return chart;
     }
 
-    /// <summary>Does FLORA reach a lower or similar perplexity than GaLore at lower or similar memory? Similar: within 2%.</summary>
+    /// <summary>
+    /// Does FLORA reach a lower or similar perplexity than GaLore at lower or similar memory (similar: within 2%)? The
+    /// answer is that of FLORA as AdamW with compressed momentum (the protocol's FLORA); FLORA on Adafactor is judged
+    /// in the same words beside it.
+    /// </summary>
     private static (string Verdict, bool Holds) Verdict(IReadOnlyList<Row> rows)
     {
         Row galore = rows.Single(r => r.Key == "galore"), flora = rows.Single(r => r.Key == "flora"), adafactor = rows.Single(r => r.Key == "flora-adafactor");
-        if (galore.Result.Failed && flora.Result.Failed) return ("Both GaLore and FLORA diverged: no comparison.", false);
-        if (flora.Result.Failed) return ($"FLORA (AdamW) {flora.Result.Failure}; GaLore reached PPL {F(galore.Perplexity, "0.00")}: the paper's conclusion does not hold here.", false);
-        if (galore.Result.Failed) return ($"GaLore {galore.Result.Failure}; FLORA (AdamW) reached PPL {F(flora.Perplexity, "0.00")}.", true);
-        double gp = galore.Perplexity ?? double.NaN, fp = flora.Perplexity ?? double.NaN;
-        bool better = fp <= gp * 1.02;
-        long gm = galore.Result.PeakBytes, fm = flora.Result.PeakBytes;
-        bool lighter = fm <= gm * 1.02;
-        string pplText = fp < gp ? $"lower perplexity than GaLore ({fp:F2} vs {gp:F2}, {100 * (gp - fp) / gp:F1}% lower)"
-            : $"higher perplexity than GaLore ({fp:F2} vs {gp:F2}, {100 * (fp - gp) / gp:F1}% higher{(better ? ", within 2%" : "")})";
-        string memText = $"peak memory {ReproductionReport.GiB(fm)} vs {ReproductionReport.GiB(gm)} GiB, optimizer state {MiB(flora.Result.OptimizerStateBytes)} vs "
-            + $"{MiB(galore.Result.OptimizerStateBytes)} MiB (GaLore's stored projections: {MiB(galore.ProjectionBytes)} MiB)";
-        string adafactorText = adafactor.Result.Failed ? $" FLORA on Adafactor {adafactor.Result.Failure}."
-            : $" FLORA on Adafactor (the paper's own base optimizer): PPL {F(adafactor.Perplexity, "0.00")}, peak {ReproductionReport.GiB(adafactor.Result.PeakBytes)} GiB, "
-            + $"optimizer state {MiB(adafactor.Result.OptimizerStateBytes)} MiB.";
-        bool holds = better && lighter;
-        string verdict = $"FLORA (AdamW, learning rate a third of GaLore's) reached {pplText}; {memText}. "
-            + (holds ? "The paper's conclusion holds here: lower or similar perplexity at lower or similar memory."
-                : better ? "Perplexity agrees with the paper, but FLORA used more memory here (AdamW's full-size second moment)."
-                : lighter ? "Memory agrees with the paper, but FLORA's perplexity is worse here."
-                : "The paper's conclusion does not hold here.")
-            + adafactorText;
+        Row adamw = rows.Single(r => r.Key == "adamw");
+        if (galore.Result.Failed) return ($"GaLore {galore.Result.Failure}: no comparison. FLORA (AdamW) {Outcome(flora)}; FLORA (Adafactor) {Outcome(adafactor)}.", false);
+        var (floraText, holds) = Compare(flora, galore);
+        var (adafactorText, adafactorHolds) = Compare(adafactor, galore);
+        string verdict = $"FLORA as AdamW with compressed momentum (learning rate a third of GaLore's): {floraText}. "
+            + (holds ? "The paper's conclusion holds for it here." : "The paper's conclusion does not hold for it here.")
+            + $" FLORA on Adafactor (the official implementation, factored second moment): {adafactorText}; "
+            + (adafactorHolds ? "with it the conclusion holds." : "with it the conclusion does not hold either.")
+            + $" Full-rank AdamW (reference): {Outcome(adamw)}.";
         return (verdict, holds);
+    }
+
+    private static string Outcome(Row r) => r.Result.Failed ? r.Result.Failure! :
+        $"PPL {F(r.Perplexity, "0.00")}, peak {ReproductionReport.GiB(r.Result.PeakBytes)} GiB, optimizer state {MiB(r.Result.OptimizerStateBytes)} MiB";
+
+    /// <summary>One FLORA arm against GaLore, in words, and whether it is lower or similar in both perplexity and peak memory.</summary>
+    private static (string Text, bool Holds) Compare(Row flora, Row galore)
+    {
+        if (flora.Result.Failed) return ($"{flora.Result.Failure} (GaLore: PPL {F(galore.Perplexity, "0.00")})", false);
+        double gp = galore.Perplexity ?? double.NaN, fp = flora.Perplexity ?? double.NaN;
+        long gm = galore.Result.PeakBytes, fm = flora.Result.PeakBytes;
+        bool better = fp <= gp * 1.02, lighter = fm <= gm * 1.02;
+        string ppl = fp < gp ? $"PPL {fp:F2} vs GaLore's {gp:F2} ({100 * (gp - fp) / gp:F1}% lower)"
+            : $"PPL {fp:F2} vs GaLore's {gp:F2} ({100 * (fp - gp) / gp:F1}% higher{(better ? ", within 2%" : "")})";
+        string memory = $"peak memory {ReproductionReport.GiB(fm)} vs {ReproductionReport.GiB(gm)} GiB ({(fm <= gm ? "lower" : lighter ? "within 2%" : "higher")}), "
+            + $"optimizer state {MiB(flora.Result.OptimizerStateBytes)} vs {MiB(galore.Result.OptimizerStateBytes)} MiB (GaLore's stored projections: {MiB(galore.ProjectionBytes)} MiB)";
+        return ($"{ppl}; {memory}", better && lighter);
     }
 }
