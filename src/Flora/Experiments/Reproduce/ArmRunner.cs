@@ -144,6 +144,7 @@ public sealed class ArmRunner
         else Add("--corpus", o.Corpus);
         Add("--optimizer", o.Optimizer.Name); Add("--lr", Format(o.Optimizer.LearningRate));
         if (o.Optimizer.Name.Contains("flora") || o.Accumulation == AccumulationMode.Compressed) { Add("--rank", o.Optimizer.Rank); Add("--kappa", o.Optimizer.Kappa); }
+        else if (o.Optimizer.Name == "galore") Add("--rank", o.Optimizer.Rank);
         if (o.Optimizer.Name.Contains("flora") && o.Optimizer.Variant != FloraVariant.Paper) Add("--variant", o.Optimizer.Variant.ToString().ToLowerInvariant());
         if (o.Optimizer.Name.Contains("momentum") || o.Optimizer.Name.Contains("flora")) Add("--beta1", o.Optimizer.Beta1);
         Flag("--unfactored", !o.Optimizer.Factored);

@@ -70,6 +70,7 @@ public sealed record TextScale(
     public string Pretrained(ReproduceSettings s, string data, string tokenizer, IProgress<string>? log, CancellationToken cancel)
     {
         string shared = SharedDirectory(s);
+        Directory.CreateDirectory(shared);
         string run = Path.Combine(shared, "pretrained");
         string corpus = Path.Combine(shared, "bilingual.txt");
         var prepared = PreparedData.Open(data);

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Rebuilds docs/results.md from the table.md files kept under docs/results/ (GPU runs at paper scale and CPU runs at the
+default scale): each experiment's latest table, under markers that `flora reproduce --results docs/results.md` also uses."""
+import pathlib, re, sys
+
+root = pathlib.Path(__file__).resolve().parent.parent
+results = root / "docs" / "results"
+doc = root / "docs" / "results.md"
+intro = (root / "docs" / "results-intro.md").read_text()
+order = ["figure1", "table1", "table2", "table3", "table4", "table5", "table6", "figure2", "ablation"]
+
+def section(name):
+    parts = []
+    for scale in ["paper", "default"]:
+        for d in sorted((results / scale).glob(f"{name}*")) if (results / scale).exists() else []:
+            t = (d / "table.md").read_text()
+            t = re.sub(r"\nCommands:\n\n```\n(.*?)```\n", lambda m: f"\nCommands: [{d.relative_to(root / 'docs')}/commands.txt]({d.relative_to(root / 'docs')}/commands.txt)\n", t, flags=re.S)
+            t = "##" + t if t.startswith("# ") else t
+            t = t.replace("\n### ", "\n#### ")
+            parts.append(t.strip() + f"\n\nFiles: [{d.relative_to(root / 'docs')}]({d.relative_to(root / 'docs')}/)")
+    return "\n\n".join(parts)
+
+out = [intro.strip()]
+for name in order:
+    s = section(name)
+    if s:
+        out.append(f"<!-- reproduce:{name}:begin -->\n{s}\n<!-- reproduce:{name}:end -->")
+doc.write_text("\n\n".join(out) + "\n")
+print(f"wrote {doc}")
