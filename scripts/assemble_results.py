@@ -15,8 +15,8 @@ def section(name):
         for d in sorted((results / scale).glob(f"{name}*")) if (results / scale).exists() else []:
             t = (d / "table.md").read_text()
             t = re.sub(r"\nCommands:\n\n```\n(.*?)```\n", lambda m: f"\nCommands: [{d.relative_to(root / 'docs')}/commands.txt]({d.relative_to(root / 'docs')}/commands.txt)\n", t, flags=re.S)
-            t = "##" + t if t.startswith("# ") else t
-            t = t.replace("\n### ", "\n#### ")
+            # every heading one level down: the experiment's title becomes a section of this page
+            t = "\n".join("#" + l if l.startswith("#") else l for l in t.split("\n"))
             parts.append(t.strip() + f"\n\nFiles: [{d.relative_to(root / 'docs')}]({d.relative_to(root / 'docs')}/)")
     return "\n\n".join(parts)
 

@@ -33,8 +33,8 @@ public static class Reproductions
     {
         string begin = $"<!-- reproduce:{summary.Name}:begin -->", end = $"<!-- reproduce:{summary.Name}:end -->";
         string text = File.Exists(path) ? File.ReadAllText(path) : "# Results: the paper reproduced\n\n";
-        // The table's own heading becomes a second-level heading in the document.
-        string body = summary.TableMarkdown.StartsWith("# ", StringComparison.Ordinal) ? "#" + summary.TableMarkdown : summary.TableMarkdown;
+        // Every heading of the table goes one level down: its title becomes a section of the document.
+        string body = string.Join("\n", summary.TableMarkdown.Split('\n').Select(l => l.StartsWith('#') ? "#" + l : l));
         string section = $"{begin}\n{body.TrimEnd()}\n\nConclusion holds here: **{(summary.ConclusionHolds ? "yes" : "no")}**.\n{end}";
         int i = text.IndexOf(begin, StringComparison.Ordinal), j = text.IndexOf(end, StringComparison.Ordinal);
         text = i >= 0 && j > i ? text[..i] + section + text[(j + end.Length)..] : text.TrimEnd() + "\n\n" + section + "\n";
