@@ -29,6 +29,9 @@ public sealed record ReproduceSettings
     public int? TestPairs { get; init; }
     /// <summary>Which model families to run where an experiment has several ("gpt", "t5"); null = all.</summary>
     public IReadOnlyList<string>? Models { get; init; }
+    /// <summary>Model presets replacing the scale's decoder-only and encoder-decoder models (e.g. gpt2-350m); null = the scale's.</summary>
+    public string? GptModel { get; init; }
+    public string? T5Model { get; init; }
 
     public string ScaleName => Quick ? "quick" : Scale == ReproductionScale.Paper ? "paper" : "default";
 }

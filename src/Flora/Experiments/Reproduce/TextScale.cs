@@ -28,6 +28,8 @@ public sealed record TextScale(
                 FineTuneExamples: 150 * 16);
         return scale with
         {
+            GptModel = s.GptModel ?? scale.GptModel,
+            T5Model = s.T5Model ?? scale.T5Model,
             Steps = s.Steps ?? scale.Steps,
             Ranks = s.Ranks ?? scale.Ranks,
             TestPairs = s.TestPairs ?? scale.TestPairs,
