@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Flora.Data.Corpora;
 using Flora.Training;
+using Flora.Reporting;
 using Spectre.Console;
 
 namespace Flora.Cli.Commands;
@@ -86,10 +87,4 @@ internal static class EvalCommand
         console.Write(table);
         console.MarkupLine($"wrote {Markup.Escape(Path.Combine(r.OutputDirectory, Evaluation.ScoresFile))}" + (r.Task == "translate" ? " with sources.txt, hypotheses.txt and references.txt" : ""));
     }
-}
-
-/// <summary>An IProgress that reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

@@ -63,7 +63,7 @@ internal static class PilotCommand
 
         var names = options.Variants.Select(PilotStudy.DisplayName).ToList();
         var (results, log) = new ProgressReporter(console).Run(names, options.Steps, report =>
-            PilotStudy.Run(train, test, options, new Progress(p =>
+            PilotStudy.Run(train, test, options, new SynchronousProgress<PilotProgress>(p =>
             {
                 string text = double.IsNaN(p.Loss) ? "" : $"loss {p.Loss:F4}";
                 if (p.TestAccuracy is double acc) text += $"  test acc {acc:P1}";
@@ -80,11 +80,5 @@ internal static class PilotCommand
             console.MarkupLine($"[{(holds ? "green" : "yellow")}]{Markup.Escape(verdict)}[/]");
         console.MarkupLine($"wrote {Markup.Escape(run.PathOf(PilotReport.MetricsFile))}, {PilotReport.FigureFile}, {PilotReport.AccuracyFile}, {PilotReport.SummaryFile}");
         return 0;
-    }
-
-    /// <summary>Reports synchronously on the calling thread (System.Progress would post to the thread pool).</summary>
-    private sealed class Progress(Action<PilotProgress> report) : IProgress<PilotProgress>
-    {
-        public void Report(PilotProgress value) => report(value);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Flora.Experiments.Reproduce;
+using Flora.Reporting;
 using Spectre.Console;
 
 namespace Flora.Cli.Commands;
@@ -55,7 +56,7 @@ internal static class ReproduceCommand
                 };
                 console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");
                 var clock = Stopwatch.StartNew();
-                var log = new Log(line => console.MarkupLine($"[grey]{clock.Elapsed:mm\\:ss}[/] {Markup.Escape(line)}"));
+                var log = new SynchronousProgress<string>(line => console.MarkupLine($"[grey]{clock.Elapsed:mm\\:ss}[/] {Markup.Escape(line)}"));
                 var summary = experiment.Run(settings, log, cancel);
                 summaries.Add(summary);
                 console.WriteLine();
@@ -69,10 +70,5 @@ internal static class ReproduceCommand
             return 0;
         })));
         return command;
-    }
-
-    private sealed class Log(Action<string> write) : IProgress<string>
-    {
-        public void Report(string value) => write(value);
     }
 }

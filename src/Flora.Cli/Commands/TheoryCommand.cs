@@ -53,7 +53,7 @@ internal static class TheoryCommand
         var names = options.Dimensions.Select(Name).ToList();
         int perDimension = options.Ranks.Count * options.Seeds;
         var result = new ProgressReporter(console).Run(names, perDimension, report =>
-            TheoremStudy.Run(options, new Progress(p =>
+            TheoremStudy.Run(options, new SynchronousProgress<TheoremProgress>(p =>
                 report(Name(p.Dimension), p.Done, $"r = {p.Rank}", p.Done % options.Seeds == 0))));
         TheoremReport.Write(run, result, commandLine);
 
@@ -78,10 +78,4 @@ internal static class TheoryCommand
     }
 
     private static string Name(int d) => $"d = {d}";
-
-    /// <summary>Reports synchronously on the calling thread (System.Progress would post to the thread pool).</summary>
-    private sealed class Progress(Action<TheoremProgress> report) : IProgress<TheoremProgress>
-    {
-        public void Report(TheoremProgress value) => report(value);
-    }
 }

@@ -3,6 +3,7 @@ using Flora.Optim;
 using Flora.Nn.Models;
 using Flora.Tensors;
 using Flora.Training;
+using Flora.Reporting;
 using Spectre.Console;
 
 namespace Flora.Cli.Commands;
@@ -122,7 +123,7 @@ internal static class TrainCommand
             console.MarkupLine(Markup.Escape(trainer.Describe()));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
                 $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
-            var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new Progress(p =>
+            var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new SynchronousProgress<TrainProgress>(p =>
             {
                 string text = $"step {p.Step}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s";
                 if (p.ValidationLoss is double v) text += $"  val {v:F4} (ppl {Math.Exp(v):F1})";
@@ -154,10 +155,5 @@ internal static class TrainCommand
         memory.AddRow("total", $"{r.Memory.PeakTotalBytes / 1048576.0:F2}", "");
         console.Write(memory);
         console.MarkupLine($"wrote {Markup.Escape(Path.Combine(o.OutputDirectory, MetricsLog.CsvFile))}, {MetricsLog.JsonFile}, loss.svg and checkpoints/");
-    }
-
-    private sealed class Progress(Action<TrainProgress> report) : IProgress<TrainProgress>
-    {
-        public void Report(TrainProgress value) => report(value);
     }
 }

@@ -84,4 +84,8 @@ public sealed class LoraLinear : Module
     public override IEnumerable<Module> Children => [Base];
 
     protected override IEnumerable<Parameter> OwnParameters => [A, B];
+
+    /// <summary>Whether a parameter name is a LoRA adapter's (lora_A or lora_B of a wrapped projection).</summary>
+    public static bool IsAdapter(string parameterName) =>
+        parameterName.EndsWith(".lora_A", StringComparison.Ordinal) || parameterName.EndsWith(".lora_B", StringComparison.Ordinal);
 }

@@ -39,6 +39,14 @@ public sealed class TensorSlot : IDisposable
         return _view;
     }
 
+    /// <summary>A (rows, columns) view of the buffer holding <paramref name="values"/> (ids of a batch).</summary>
+    public Tensor Upload(int[] values, int rows, int columns)
+    {
+        Tensor t = Get(new Shape(rows, columns));
+        _backend.Upload(values, t);
+        return t;
+    }
+
     public void Dispose()
     {
         _buffer?.Dispose();

@@ -84,7 +84,7 @@ public sealed class Trainer : IDisposable
             _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
-                foreach (var p in _model.Parameters()) p.RequiresGrad = p.Name.EndsWith(".lora_A", StringComparison.Ordinal) || p.Name.EndsWith(".lora_B", StringComparison.Ordinal);
+                foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
             if (options.InitFrom is string init && resume is null)
             {
                 var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Flora.Checkpoints;
 using Flora.Data;
+using Flora.Nn;
 using Flora.Nn.Models;
 using Flora.Optim;
 
@@ -122,37 +123,29 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>The model weights alone (generation, evaluation); refuses a checkpoint of another model shape.</summary>
-    public static void LoadWeights(string checkpointDirectory, LanguageModel model)
-    {
-        using var weights = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, ModelFile));
-        var parameters = model.Parameters().ToList();
-        foreach (var p in parameters)
-        {
-            if (!weights.Contains(p.Name))
-                throw new InvalidDataException($"{weights.Path}: no tensor '{p.Name}': the checkpoint holds another model ({weights.Tensors.Count} tensors, this model has {parameters.Count})");
-            weights.ReadInto(p.Name, p.Value);
-        }
-        if (weights.Tensors.Count != parameters.Count)
-            throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, but this model has {parameters.Count} parameters: the checkpoint holds another model");
-    }
+    public static void LoadWeights(string checkpointDirectory, LanguageModel model) => ReadWeights(checkpointDirectory, model, adaptersMayBeMissing: false);
 
     /// <summary>
     /// Fine-tuning start: copies the weights of <paramref name="checkpointDirectory"/> into every parameter of
-    /// <paramref name="model"/> that the file holds under the same name and shape; parameters it lacks must be
-    /// LoRA adapters (they keep their initialisation). Returns how many tensors were loaded.
+    /// <paramref name="model"/>; parameters the file lacks must be LoRA adapters (they keep their initialisation).
+    /// Returns how many tensors were loaded.
     /// </summary>
-    public static int InitialiseFrom(string checkpointDirectory, LanguageModel model)
+    public static int InitialiseFrom(string checkpointDirectory, LanguageModel model) => ReadWeights(checkpointDirectory, model, adaptersMayBeMissing: true);
+
+    /// <summary>Reads every parameter the file holds by name (shapes checked); the file must hold exactly the model's tensors, adapters aside when allowed.</summary>
+    private static int ReadWeights(string checkpointDirectory, LanguageModel model, bool adaptersMayBeMissing)
     {
         using var weights = SafeTensorsFile.Open(Path.Combine(checkpointDirectory, ModelFile));
+        var parameters = model.Parameters().ToList();
         int loaded = 0;
-        foreach (var p in model.Parameters())
+        foreach (var p in parameters)
         {
             if (weights.Contains(p.Name)) { weights.ReadInto(p.Name, p.Value); loaded++; }
-            else if (!p.Name.EndsWith(".lora_A", StringComparison.Ordinal) && !p.Name.EndsWith(".lora_B", StringComparison.Ordinal))
-                throw new InvalidDataException($"{weights.Path}: no tensor '{p.Name}': the checkpoint holds another model");
+            else if (!(adaptersMayBeMissing && LoraLinear.IsAdapter(p.Name)))
+                throw new InvalidDataException($"{weights.Path}: no tensor '{p.Name}': the checkpoint holds another model ({weights.Tensors.Count} tensors, this model has {parameters.Count})");
         }
         if (loaded != weights.Tensors.Count)
-            throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, {loaded} of them match this model: the checkpoint holds another model");
+            throw new InvalidDataException($"{weights.Path}: {weights.Tensors.Count} tensors, {loaded} of them match this model's {parameters.Count} parameters: the checkpoint holds another model");
         return loaded;
     }
 

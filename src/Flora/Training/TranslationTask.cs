@@ -191,7 +191,7 @@ public sealed class TranslationTask : ITrainingTask
                     if (i + 1 >= examples[r].Prompt.Length) targets[r * t + i] = sequence[i + 1];   // loss on the target and <eos> only
                 }
             }
-            return new Batch(Upload(_inputs, inputs, b, t), Upload(_targets, targets, b, t), null);
+            return new Batch(_inputs.Upload(inputs, b, t), _targets.Upload(targets, b, t), null);
         }
         int ts = Math.Max(1, examples.Max(e => e.Source.Length)), td = examples.Max(e => e.Target.Length) + 1;
         var source = new int[b * ts]; var decoderInputs = new int[b * td]; var decoderTargets = new int[b * td];
@@ -206,15 +206,9 @@ public sealed class TranslationTask : ITrainingTask
             e.Target.CopyTo(decoderTargets, r * td);                             // target + <eos>
             decoderTargets[r * td + e.Target.Length] = eos;
         }
-        return new Batch(Upload(_inputs, decoderInputs, b, td), Upload(_targets, decoderTargets, b, td), Upload(_source, source, b, ts), lengths);
+        return new Batch(_inputs.Upload(decoderInputs, b, td), _targets.Upload(decoderTargets, b, td), _source.Upload(source, b, ts), lengths);
     }
 
-    private Tensor Upload(TensorSlot slot, int[] values, int rows, int columns)
-    {
-        Tensor t = slot.Get(new Shape(rows, columns));
-        _backend.Upload(values, t);
-        return t;
-    }
 
     public void Dispose()
     {

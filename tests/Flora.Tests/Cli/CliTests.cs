@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Xml.Linq;
 using Flora.Cli;
 using Spectre.Console;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Cli;
 
@@ -10,22 +11,6 @@ public class CliTests : IDisposable
 {
     private static readonly string Sample = Path.Combine(AppContext.BaseDirectory, "Data", "fashion-mnist-sample");
     private readonly string _temp = Directory.CreateTempSubdirectory("flora-cli-").FullName;
-
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(output),
-        });
-        console.Profile.Width = 200;
-        int code = FloraCli.Run(args, console, error);
-        return (code, output.ToString(), error.ToString());
-    }
 
     private static void AssertOneLineError(string error, string expected)
     {
@@ -40,7 +25,7 @@ public class CliTests : IDisposable
     public void Pilot_writes_metrics_chart_and_summary()
     {
         string outDir = Path.Combine(_temp, "run");
-        var (code, stdout, error) = Run("pilot", "--data", Sample, "--batch", "8", "--steps", "4", "--eval-every", "2", "--out", outDir);
+        var (code, stdout, error) = RunCli("pilot", "--data", Sample, "--batch", "8", "--steps", "4", "--eval-every", "2", "--out", outDir);
         Assert.True(code == 0, error);
         string[] csv = File.ReadAllLines(Path.Combine(outDir, "metrics.csv"));
         Assert.Equal("variant,step,train_loss,test_accuracy,test_loss", csv[0]);
@@ -60,7 +45,7 @@ public class CliTests : IDisposable
         Assert.True(Directory.Exists(Flora.Data.FashionMnist.DefaultDirectory),
             $"{Flora.Data.FashionMnist.DefaultDirectory} is missing: install it with 'sudo apt-get install dataset-fashion-mnist' (./test.sh does this as root)");
         string outDir = Path.Combine(_temp, "quick");
-        var (code, stdout, error) = Run("pilot", "--quick", "--out", outDir);
+        var (code, stdout, error) = RunCli("pilot", "--quick", "--out", outDir);
         Assert.True(code == 0, error);
         foreach (string f in new[] { "metrics.csv", "figure1.svg", "summary.json" })
             Assert.True(new FileInfo(Path.Combine(outDir, f)).Length > 100, $"{f} missing or empty");
@@ -76,7 +61,7 @@ public class CliTests : IDisposable
     [Fact]
     public void Missing_data_set_is_one_line_naming_the_package()
     {
-        var (code, _, error) = Run("pilot", "--data", Path.Combine(_temp, "nowhere"), "--out", Path.Combine(_temp, "o"));
+        var (code, _, error) = RunCli("pilot", "--data", Path.Combine(_temp, "nowhere"), "--out", Path.Combine(_temp, "o"));
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, "dataset-fashion-mnist");
     }
@@ -88,7 +73,7 @@ public class CliTests : IDisposable
         Directory.CreateDirectory(data);
         foreach (string f in Directory.GetFiles(Sample, "*.gz")) File.Copy(f, Path.Combine(data, Path.GetFileName(f)));
         File.WriteAllBytes(Path.Combine(data, "train-images-idx3-ubyte.gz"), [0x1f, 0x8b, 1, 2, 3]);
-        var (code, _, error) = Run("pilot", "--data", data, "--out", Path.Combine(_temp, "o"));
+        var (code, _, error) = RunCli("pilot", "--data", data, "--out", Path.Combine(_temp, "o"));
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, "train-images-idx3-ubyte.gz");
     }
@@ -96,7 +81,7 @@ public class CliTests : IDisposable
     [Fact]
     public void Rank_larger_than_the_layer_is_one_line_naming_the_rank()
     {
-        var (code, _, error) = Run("pilot", "--data", Sample, "--rank", "1000", "--out", Path.Combine(_temp, "o"));
+        var (code, _, error) = RunCli("pilot", "--data", Sample, "--rank", "1000", "--out", Path.Combine(_temp, "o"));
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, "rank 1000");
     }
@@ -108,7 +93,7 @@ public class CliTests : IDisposable
     [InlineData("--steps", "-3", "--steps must be positive")]
     public void Non_positive_numbers_are_usage_errors(string option, string value, string expected)
     {
-        var (code, _, error) = Run("pilot", option, value);
+        var (code, _, error) = RunCli("pilot", option, value);
         Assert.Equal(FloraCli.UsageError, code);
         Assert.Contains(expected, error);
         Assert.DoesNotContain("   at ", error);
@@ -119,7 +104,7 @@ public class CliTests : IDisposable
     {
         string file = Path.Combine(_temp, "a-file");
         File.WriteAllText(file, "not a directory");
-        var (code, _, error) = Run("pilot", "--data", Sample, "--out", Path.Combine(file, "sub"));
+        var (code, _, error) = RunCli("pilot", "--data", Sample, "--out", Path.Combine(file, "sub"));
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, "cannot write to output directory");
     }
@@ -127,7 +112,7 @@ public class CliTests : IDisposable
     [Fact]
     public void Bench_pilot_reports_gemm_share_against_the_target()
     {
-        var (code, stdout, error) = Run("bench", "pilot", "--batch", "16", "--steps", "3", "--warmup", "1");
+        var (code, stdout, error) = RunCli("bench", "pilot", "--batch", "16", "--steps", "3", "--warmup", "1");
         Assert.True(code == 0, error);
         Assert.Contains("GEMM share", stdout);
         Assert.Contains("reference in this run: sgemm", stdout);
@@ -144,7 +129,7 @@ public class CliTests : IDisposable
             .AddMetadata("format", "flora")
             .AddMetadata("step", "[42]")
             .Write(path);
-        var (code, stdout, error) = Run("inspect", path);
+        var (code, stdout, error) = RunCli("inspect", path);
         Assert.True(code == 0, error);
         Assert.Contains("2 tensors, 524,291 elements", stdout);
         Assert.Contains("format: flora", stdout);
@@ -159,7 +144,7 @@ public class CliTests : IDisposable
     {
         string path = Path.Combine(_temp, "corrupt.safetensors");
         File.WriteAllBytes(path, [14, 0, 0, 0, 0, 0, 0, 0, .. "{\"a\":{\"dtype\":"u8]);       // the JSON stops after 14 bytes
-        var (code, _, error) = Run("inspect", path);
+        var (code, _, error) = RunCli("inspect", path);
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, $"{path}: the header is not valid JSON");
     }
@@ -168,7 +153,7 @@ public class CliTests : IDisposable
     public void Inspect_of_a_missing_file_is_one_line_naming_it()
     {
         string path = Path.Combine(_temp, "nowhere.safetensors");
-        var (code, _, error) = Run("inspect", path);
+        var (code, _, error) = RunCli("inspect", path);
         Assert.Equal(FloraCli.UserError, code);
         AssertOneLineError(error, path);
     }

@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Flora.Cli;
 using Flora.Data.Corpora;
 using Spectre.Console;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Data;
 
@@ -370,22 +371,6 @@ public sealed class CorpusTests : IDisposable
         var (code, _, error) = RunCli("data", "export-corpus");
         Assert.Equal(FloraCli.UsageError, code);
         Assert.Contains("--out", error);
-    }
-
-    private static (int Code, string Out, string Error) RunCli(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(output),
-        });
-        console.Profile.Width = 400;
-        int code = FloraCli.Run(args, console, error);
-        return (code, output.ToString(), error.ToString());
     }
 
     // ---- The embedded corpus ----

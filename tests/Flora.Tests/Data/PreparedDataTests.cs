@@ -6,6 +6,7 @@ using Flora.Cli;
 using Flora.Data.Corpora;
 using Spectre.Console;
 using Xunit.Abstractions;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Data;
 
@@ -519,21 +520,5 @@ public sealed class PreparedDataTests : IDisposable
         var (code, _, error) = RunCli("data", "prepare", "--out", dir);
         Assert.Equal(FloraCli.UserError, code);
         Assert.Contains($"error: {dir} already exists: use --force to replace it", error);
-    }
-
-    internal static (int Code, string Out, string Error) RunCli(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(output),
-        });
-        console.Profile.Width = 400;
-        int code = FloraCli.Run(args, console, error);
-        return (code, output.ToString(), error.ToString());
     }
 }

@@ -22,7 +22,7 @@ public sealed class RealBibleDataTests : IClassFixture<RealBibleDataTests.Prepar
             Assert.True(found, "diatheke is not installed: install it with 'sudo apt-get install diatheke sword-text-web sword-text-sparv' (scripts/deps.sh does this as root)");
             Directory = Path.Combine(Temp, "data", "prepared", "bible-v1");
             var clock = Stopwatch.StartNew();
-            (Code, Stdout, Error) = PreparedDataTests.RunCli("data", "prepare", "--out", Directory);
+            (Code, Stdout, Error) = TestCli.RunCli("data", "prepare", "--out", Directory);
             Seconds = clock.Elapsed.TotalSeconds;
         }
 
@@ -85,7 +85,7 @@ public sealed class RealBibleDataTests : IClassFixture<RealBibleDataTests.Prepar
         Assert.True(_prepared.Code == 0, _prepared.Error);
         string run = Path.Combine(_prepared.Temp, "run");
         var clock = Stopwatch.StartNew();
-        var (code, stdout, error) = PreparedDataTests.RunCli("train", "--task", "translate", "--data", _prepared.Directory, "--model", "gpt-tiny",
+        var (code, stdout, error) = TestCli.RunCli("train", "--task", "translate", "--data", _prepared.Directory, "--model", "gpt-tiny",
             "--tokenizer", "bpe:1024", "--seq-len", "96", "--max-source", "40", "--max-target", "40", "--steps", "300", "--batch", "16",
             "--eval-every", "100", "--checkpoint-every", "300", "--out", run);
         _output.WriteLine($"training took {clock.Elapsed.TotalSeconds:F1} s");
@@ -94,7 +94,7 @@ public sealed class RealBibleDataTests : IClassFixture<RealBibleDataTests.Prepar
         Assert.Contains("translation Spanish to English", stdout);
         Assert.Contains("data loading", stdout);
 
-        (code, stdout, error) = PreparedDataTests.RunCli("eval", "--checkpoint", run, "--max-pairs", "100", "--max-tokens", "48");
+        (code, stdout, error) = TestCli.RunCli("eval", "--checkpoint", run, "--max-pairs", "100", "--max-tokens", "48");
         _output.WriteLine(stdout);
         Assert.True(code == 0, error);
         string evalDirectory = Path.Combine(run, "eval", "validation-step-300");

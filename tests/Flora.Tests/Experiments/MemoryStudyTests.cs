@@ -4,6 +4,7 @@ using Flora.Experiments;
 using Flora.Nn;
 using Flora.Tensors;
 using Spectre.Console;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Experiments;
 
@@ -218,26 +219,10 @@ public class MemoryStudyTests : IDisposable
 
     // ---------------------------------------------------------------- flora memory
 
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(output),
-        });
-        console.Profile.Width = 200;
-        int code = FloraCli.Run(args, console, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void Memory_json_is_only_json_and_parses()
     {
-        var (code, stdout, error) = Run("memory", "--model", "pilot", "--json");
+        var (code, stdout, error) = RunCli("memory", "--model", "pilot", "--json");
         Assert.True(code == 0, error);
         Assert.Equal("", error);
         using var doc = JsonDocument.Parse(stdout);                   // the whole of stdout: nothing else was printed
@@ -262,7 +247,7 @@ public class MemoryStudyTests : IDisposable
     public void Memory_prints_both_tables_and_writes_json_and_markdown()
     {
         string outDir = Path.Combine(_temp, "memory");
-        var (code, stdout, error) = Run("memory", "--quick", "--rank", "8", "--tau", "2", "--out", outDir);
+        var (code, stdout, error) = RunCli("memory", "--quick", "--rank", "8", "--tau", "2", "--out", outDir);
         Assert.True(code == 0, error);
         Assert.Contains("Momentum (paper Table 2 setting)", stdout);
         Assert.Contains("Gradient accumulation (paper Table 1 setting)", stdout);
@@ -281,7 +266,7 @@ public class MemoryStudyTests : IDisposable
     [InlineData("--model", "gpt3", "gpt3")]
     public void Bad_memory_options_are_usage_errors(string option, string value, string expected)
     {
-        var (code, _, error) = Run("memory", option, value);
+        var (code, _, error) = RunCli("memory", option, value);
         Assert.Equal(FloraCli.UsageError, code);
         Assert.Contains(expected, error);
         Assert.DoesNotContain("   at ", error);
@@ -290,7 +275,7 @@ public class MemoryStudyTests : IDisposable
     [Fact]
     public void Quick_with_another_model_is_one_line()
     {
-        var (code, _, error) = Run("memory", "--quick", "--model", "gpt2-350m");
+        var (code, _, error) = RunCli("memory", "--quick", "--model", "gpt2-350m");
         Assert.Equal(FloraCli.UserError, code);
         Assert.StartsWith("error: --quick", error);
         Assert.Single(error.TrimEnd().Split('\n'));

@@ -3,6 +3,8 @@ using Flora.Data.Corpora;
 using Flora.Experiments.Reproduce;
 using Flora.Training;
 using Xunit.Abstractions;
+using Flora.Reporting;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Experiments;
 
@@ -38,18 +40,7 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
     private readonly ITestOutputHelper _output;
     public ReproduceTests(Workspace w, ITestOutputHelper output) => (_w, _output) = (w, output);
 
-    private IProgress<string> Log => new Line(_output.WriteLine);
-    private sealed class Line(Action<string> write) : IProgress<string> { public void Report(string value) => write(value); }
-
-    private static List<Dictionary<string, string>> ReadCsv(string path)
-    {
-        var lines = File.ReadAllLines(path);
-        var header = lines[0].Split(',');
-        // The command column is last and may hold commas inside quotes: split only the first columns.
-        return lines.Skip(1).Select(l => header.Zip(l.Split(',', header.Length)).ToDictionary(p => p.First, p => p.Second)).ToList();
-    }
-
-    private static long L(Dictionary<string, string> row, string column) => long.Parse(row[column], CultureInfo.InvariantCulture);
+    private IProgress<string> Log => new SynchronousProgress<string>(_output.WriteLine);
 
     [Fact]
     public void Table2_runs_the_protocol_and_flora_momentum_costs_less_state_than_naive()
@@ -58,7 +49,7 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
         string dir = summary.OutputDirectory;
         foreach (var f in new[] { "table.md", "results.csv", "commands.txt", "validation-gpt.svg", "validation-t5.svg" })
             Assert.True(File.Exists(Path.Combine(dir, f)), $"{f} is missing");
-        var rows = ReadCsv(Path.Combine(dir, "results.csv"));
+        var rows = ReadResults(Path.Combine(dir, "results.csv"));
         // Per family: 2 naive learning rates, None, 1 LoRA learning rate (at the top rank, the only rank), Flora(8).
         Assert.Equal(2 * 5, rows.Count);
         foreach (string family in new[] { "gpt", "t5" })
@@ -71,9 +62,9 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
             var none = f.Single(r => r["method"] == "None");
             Assert.Equal(chosen, flora["lr"]);              // the learning rate chosen for Naive is reused
             Assert.Equal(chosen, none["lr"]);
-            Assert.True(L(flora, "optimizer_state_bytes") < L(naive[0], "optimizer_state_bytes"), $"{family}: Flora's state is not smaller than naive momentum's");
-            Assert.True(L(none, "optimizer_state_bytes") < L(flora, "optimizer_state_bytes"), $"{family}: no momentum must cost less state than compressed momentum");
-            Assert.True(L(flora, "peak_bytes") < L(naive[0], "peak_bytes"), $"{family}: Flora's peak is not below Naive's");
+            Assert.True(Long(flora, "optimizer_state_bytes") < Long(naive[0], "optimizer_state_bytes"), $"{family}: Flora's state is not smaller than naive momentum's");
+            Assert.True(Long(none, "optimizer_state_bytes") < Long(flora, "optimizer_state_bytes"), $"{family}: no momentum must cost less state than compressed momentum");
+            Assert.True(Long(flora, "peak_bytes") < Long(naive[0], "peak_bytes"), $"{family}: Flora's peak is not below Naive's");
             foreach (var r in f) Assert.True(double.Parse(r["test_loss"], CultureInfo.InvariantCulture) is > 0 and < 20, $"{family} {r["method"]}: test loss {r["test_loss"]}");
         }
         string table = File.ReadAllText(Path.Combine(dir, "table.md"));
@@ -87,19 +78,19 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
     public void Table1_fine_tunes_a_pretrained_model_and_compressed_accumulators_are_smaller_than_buffers()
     {
         var summary = new AccumulationReproduction("table1", unfactored: false).Run(_w.Settings("table1"), Log);
-        var rows = ReadCsv(Path.Combine(summary.OutputDirectory, "results.csv"));
+        var rows = ReadResults(Path.Combine(summary.OutputDirectory, "results.csv"));
         var naive = rows.Where(r => r["method"] == "Naive").ToList();
         var none = rows.Single(r => r["method"] == "None");
         var flora = rows.Single(r => r["method"] == "Flora");
         var lora = rows.Single(r => r["method"] == "LoRA");
         // LOMO without accumulation: the only buffer is the tied embedding's (its uses are summed before its update), 512 x 64 floats.
-        Assert.Equal(512 * 64 * 4, L(none, "accumulator_peak_bytes") + L(none, "gradient_peak_bytes"));
+        Assert.Equal(512 * 64 * 4, Long(none, "accumulator_peak_bytes") + Long(none, "gradient_peak_bytes"));
         Assert.Equal("16", flora["tau"]);
         Assert.Equal((16 * int.Parse(flora["steps"], CultureInfo.InvariantCulture)).ToString(CultureInfo.InvariantCulture), none["steps"]);
-        long naiveBuffers = L(naive[0], "accumulator_peak_bytes") + L(naive[0], "gradient_peak_bytes");
-        long floraBuffers = L(flora, "accumulator_peak_bytes") + L(flora, "gradient_peak_bytes");
+        long naiveBuffers = Long(naive[0], "accumulator_peak_bytes") + Long(naive[0], "gradient_peak_bytes");
+        long floraBuffers = Long(flora, "accumulator_peak_bytes") + Long(flora, "gradient_peak_bytes");
         Assert.True(floraBuffers < naiveBuffers, $"compressed accumulation {floraBuffers} B is not below naive {naiveBuffers} B");
-        Assert.True(L(lora, "accumulator_peak_bytes") + L(lora, "gradient_peak_bytes") < naiveBuffers);
+        Assert.True(Long(lora, "accumulator_peak_bytes") + Long(lora, "gradient_peak_bytes") < naiveBuffers);
         // Fine-tuning starts from the pretrained model: its first validation loss is far below a random model's ln(512).
         Assert.True(double.Parse(naive[0]["best_val_loss"], CultureInfo.InvariantCulture) < Math.Log(512) - 0.5);
         Assert.Contains("--init-from", naive[0]["command"]);
@@ -110,13 +101,13 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
     public void Table3_and_the_ablation_vary_kappa_and_the_momentum_variant_on_the_same_seeds()
     {
         var t3 = new Table3Reproduction().Run(_w.Settings("table3"), Log);
-        var rows = ReadCsv(Path.Combine(t3.OutputDirectory, "results.csv"));
+        var rows = ReadResults(Path.Combine(t3.OutputDirectory, "results.csv"));
         Assert.Equal(new[] { "1", "10", "1000" }, rows.Where(r => r["method"] == "Flora").Select(r => r["kappa"]).ToArray());
         Assert.Contains("| 30.2/9.51/24.0 |", File.ReadAllText(Path.Combine(t3.OutputDirectory, "table.md")));   // the paper's kappa = 1000 row
         Assert.Contains("kappa 1 / 10", t3.Verdict);
 
         var ab = new AblationReproduction().Run(_w.Settings("ablation"), Log);
-        var arms = ReadCsv(Path.Combine(ab.OutputDirectory, "results.csv"));
+        var arms = ReadResults(Path.Combine(ab.OutputDirectory, "results.csv"));
         Assert.Equal(new[] { "Naive", "Flora-paper", "Flora-official" }, arms.Select(r => r["method"]).ToArray());
         Assert.Equal(new[] { "Paper", "Official" }, arms.Skip(1).Select(r => r["variant"]).ToArray());
         // Same seeds, different momentum: the two variants must not give the same run.
@@ -128,23 +119,23 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
     public void Table4_through_the_command_line_uses_unfactored_adafactor_and_updates_the_results_document()
     {
         string doc = Path.Combine(_w.Root, "cli-results.md");
-        var (code, stdout, error) = Flora.Tests.Data.PreparedDataTests.RunCli("reproduce", "table4", "--quick", "--seed", "1", "--data", _w.Data,
+        var (code, stdout, error) = TestCli.RunCli("reproduce", "table4", "--quick", "--seed", "1", "--data", _w.Data,
             "--out", _w.Root, "--results", doc);
         _output.WriteLine(stdout);
         Assert.True(code == 0, error);
-        var rows = ReadCsv(Path.Combine(_w.Root, "quick", "table4", "results.csv"));
+        var rows = ReadResults(Path.Combine(_w.Root, "quick", "table4", "results.csv"));
         Assert.All(rows, r => Assert.Contains("--unfactored", r["command"]));
         var naive = rows.First(r => r["method"] == "Naive");
         var flora = rows.Single(r => r["method"] == "Flora");
         // Unfactored Adafactor keeps a full-size second moment: as large as naive accumulation's full-size buffers
         // (factored, it would be a few row and column vectors).
-        long buffers = L(naive, "accumulator_peak_bytes") + L(naive, "gradient_peak_bytes");
-        Assert.True(L(naive, "optimizer_state_bytes") >= 0.9 * buffers, $"state {L(naive, "optimizer_state_bytes")} B, buffers {buffers} B");
+        long buffers = Long(naive, "accumulator_peak_bytes") + Long(naive, "gradient_peak_bytes");
+        Assert.True(Long(naive, "optimizer_state_bytes") >= 0.9 * buffers, $"state {Long(naive, "optimizer_state_bytes")} B, buffers {buffers} B");
         Assert.Contains("<!-- reproduce:table4:begin -->", File.ReadAllText(doc));
         Assert.Contains("| 1.00 | 0.01 | 31.6/9.72/24.7 |", File.ReadAllText(doc));      // the paper's Flora(8) row of Table 4
         Assert.Contains("wrote", stdout);
 
-        var (badCode, _, badError) = Flora.Tests.Data.PreparedDataTests.RunCli("reproduce", "table9");
+        var (badCode, _, badError) = TestCli.RunCli("reproduce", "table9");
         Assert.NotEqual(0, badCode);
         Assert.Contains("unknown experiment 'table9'", badError);
     }
@@ -155,7 +146,7 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
         var summary = new Figure1Reproduction().Run(_w.Settings("figure1"), Log);
         foreach (var f in new[] { "table.md", "results.csv", "figure1.svg", "accuracy.svg", "metrics.csv" })
             Assert.True(File.Exists(Path.Combine(summary.OutputDirectory, f)), $"{f} is missing");
-        var rows = ReadCsv(Path.Combine(summary.OutputDirectory, "results.csv"));
+        var rows = ReadResults(Path.Combine(summary.OutputDirectory, "results.csv"));
         Assert.Equal(5, rows.Count);
         double Loss(string v) => double.Parse(rows.Single(r => r["variant"] == v)["final_train_loss"], CultureInfo.InvariantCulture);
         // RP and LoRA(B) follow the same update (Eq. 20): equal losses to float rounding, whatever the length of the run.

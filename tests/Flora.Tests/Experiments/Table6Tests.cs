@@ -1,6 +1,8 @@
 using System.Globalization;
 using Flora.Experiments.Reproduce;
 using Xunit.Abstractions;
+using Flora.Reporting;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Experiments;
 
@@ -11,18 +13,6 @@ namespace Flora.Tests.Experiments;
 /// </summary>
 public sealed class Table6Tests(ITestOutputHelper output)
 {
-    private sealed class Line(Action<string> write) : IProgress<string> { public void Report(string value) => write(value); }
-
-    private static List<Dictionary<string, string>> ReadCsv(string path)
-    {
-        var lines = File.ReadAllLines(path);
-        var header = lines[0].Split(',');
-        // The command is the last column: split only as many fields as there are columns.
-        return lines.Skip(1).Select(l => header.Zip(l.Split(',', header.Length)).ToDictionary(p => p.First, p => p.Second)).ToList();
-    }
-
-    private static double D(Dictionary<string, string> row, string column) => double.Parse(row[column], CultureInfo.InvariantCulture);
-    private static long L(Dictionary<string, string> row, string column) => long.Parse(row[column], CultureInfo.InvariantCulture);
 
     [Fact]
     public void Quick_scale_writes_the_table_with_finite_perplexities_and_counts_galores_projections()
@@ -31,7 +21,7 @@ public sealed class Table6Tests(ITestOutputHelper output)
         try
         {
             var settings = new ReproduceSettings { Quick = true, OutputDirectory = Path.Combine(root, "table6"), Seed = 1, CommandLine = "flora reproduce table6 --quick" };
-            var summary = new Table6Reproduction().Run(settings, new Line(output.WriteLine));
+            var summary = new Table6Reproduction().Run(settings, new SynchronousProgress<string>(output.WriteLine));
             output.WriteLine(summary.TableMarkdown);
             foreach (var f in new[] { "table.md", "results.csv", "commands.txt", "loss.svg" })
                 Assert.True(File.Exists(Path.Combine(summary.OutputDirectory, f)), $"{f} is missing");
@@ -41,28 +31,28 @@ public sealed class Table6Tests(ITestOutputHelper output)
             string galoreCommand = File.ReadAllLines(Path.Combine(summary.OutputDirectory, "commands.txt")).Single(l => l.Contains("--optimizer galore", StringComparison.Ordinal));
             Assert.Contains("--rank 8 ", galoreCommand);
 
-            var rows = ReadCsv(Path.Combine(summary.OutputDirectory, "results.csv"));
+            var rows = ReadResults(Path.Combine(summary.OutputDirectory, "results.csv"));
             Assert.Equal(["galore", "flora", "adamw", "flora-adafactor"], rows.Select(r => r["arm"]));
             Assert.Equal(["galore", "adamw-flora", "adamw", "flora"], rows.Select(r => r["optimizer"]));
             foreach (var r in rows)
             {
                 Assert.Equal("", r["failure"]);
                 foreach (var column in new[] { "final_val_ppl", "best_val_ppl", "test_ppl" })
-                    Assert.True(double.IsFinite(D(r, column)) && D(r, column) > 1, $"{r["arm"]}: {column} = {r[column]}");
-                Assert.True(L(r, "peak_bytes") > L(r, "optimizer_state_bytes"), $"{r["arm"]}: the peak holds the state and more");
+                    Assert.True(double.IsFinite(Double(r, column)) && Double(r, column) > 1, $"{r["arm"]}: {column} = {r[column]}");
+                Assert.True(Long(r, "peak_bytes") > Long(r, "optimizer_state_bytes"), $"{r["arm"]}: the peak holds the state and more");
                 // The checkpoint's optimizer tensors add up to the optimizer's own count.
-                Assert.Equal(L(r, "optimizer_state_bytes"), L(r, "projection_bytes") + L(r, "moment_bytes"));
+                Assert.Equal(Long(r, "optimizer_state_bytes"), Long(r, "projection_bytes") + Long(r, "moment_bytes"));
             }
             var galore = rows[0];
-            Assert.Equal(0.01, D(galore, "lr"), 1e-6);
-            Assert.Equal(0.01 / 3, D(rows[1], "lr"), 1e-6);                           // FLORA's learning rate is 3 times smaller
+            Assert.Equal(0.01, Double(galore, "lr"), 1e-6);
+            Assert.Equal(0.01 / 3, Double(rows[1], "lr"), 1e-6);                           // FLORA's learning rate is 3 times smaller
             // llama-tiny (2 layers, 64 channels): GaLore projects qkv (192 x 64), o (64 x 64) and down (64 x 172) of each layer,
             // each projection r x 64; the fused gate_up (344 x 64) is more than 4:1 and keeps AdamW state.
-            Assert.Equal(6, L(galore, "projected_matrices"));
-            Assert.Equal(6L * 8 * 64 * 4, L(galore, "projection_bytes"));
-            Assert.True(L(galore, "optimizer_state_bytes") > L(galore, "moment_bytes"), "GaLore's state includes its projections");
-            foreach (var r in rows.Skip(1)) Assert.Equal(0, L(r, "projection_bytes"));
-            Assert.True(L(rows[2], "optimizer_state_bytes") > L(galore, "optimizer_state_bytes"), "full-rank AdamW keeps more state than GaLore");
+            Assert.Equal(6, Long(galore, "projected_matrices"));
+            Assert.Equal(6L * 8 * 64 * 4, Long(galore, "projection_bytes"));
+            Assert.True(Long(galore, "optimizer_state_bytes") > Long(galore, "moment_bytes"), "GaLore's state includes its projections");
+            foreach (var r in rows.Skip(1)) Assert.Equal(0, Long(r, "projection_bytes"));
+            Assert.True(Long(rows[2], "optimizer_state_bytes") > Long(galore, "optimizer_state_bytes"), "full-rank AdamW keeps more state than GaLore");
         }
         finally
         {

@@ -4,6 +4,7 @@ using Flora.Cli;
 using Flora.Experiments;
 using Flora.Optim;
 using Spectre.Console;
+using static Flora.Tests.TestCli;
 
 namespace Flora.Tests.Experiments;
 
@@ -151,22 +152,6 @@ public class TheoremStudyTests : IDisposable
     {
         var e = Assert.Throws<ArgumentException>(() => TheoremStudy.Run(new TheoremOptions { Dimensions = dims, Ranks = ranks, Seeds = seeds }));
         Assert.Contains(expected, e.Message);
-    }
-
-    private static (int Code, string Out, string Error) RunCli(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(output),
-        });
-        console.Profile.Width = 200;
-        int code = FloraCli.Run(args, console, error);
-        return (code, output.ToString(), error.ToString());
     }
 
     [Fact]

@@ -105,7 +105,7 @@ public static partial class ParallelCorpus
             var lineBytes = end < 0 ? span : span[..end];
             span = end < 0 ? [] : span[(end + 1)..];
             if (lineBytes.EndsWith("\r"u8)) lineBytes = lineBytes[..^1];
-            int bad = FirstInvalidUtf8(lineBytes);
+            int bad = Utf8Bytes.FirstInvalid(lineBytes);
             if (bad >= 0)
             {
                 throw new DataFormatException(path, $"line {lineNumber}: not valid UTF-8 (bad byte 0x{lineBytes[bad]:X2} at byte {bad + 1} of the line): the file must be UTF-8 text");
@@ -135,18 +135,6 @@ public static partial class ParallelCorpus
         }
         if (pairs.Count == 0) throw new DataFormatException(path, "the file has no pairs");
         return pairs;
-    }
-
-    /// <summary>The offset of the first byte that does not start a valid UTF-8 sequence, or -1 when all are valid.</summary>
-    private static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
-    {
-        int i = 0;
-        while (i < bytes.Length)
-        {
-            if (Rune.DecodeFromUtf8(bytes[i..], out _, out int consumed) != System.Buffers.OperationStatus.Done) return i;
-            i += consumed;
-        }
-        return -1;
     }
 
     private static string Shorten(string s) => s.Length <= 60 ? s : s[..57] + "...";

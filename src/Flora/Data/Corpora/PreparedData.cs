@@ -169,19 +169,9 @@ public sealed class PreparedData
         }
         catch (DecoderFallbackException)
         {
-            int line = 1 + bytes.AsSpan(0, Math.Max(0, FirstInvalidUtf8(bytes))).Count((byte)'\n');
+            int line = 1 + bytes.AsSpan(0, Math.Max(0, Utf8Bytes.FirstInvalid(bytes))).Count((byte)'\n');
             throw new DataFormatException(path, $"line {line}: not valid UTF-8: the file must be UTF-8 text");
         }
     }
 
-    private static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
-    {
-        int i = 0;
-        while (i < bytes.Length)
-        {
-            if (Rune.DecodeFromUtf8(bytes[i..], out _, out int consumed) != System.Buffers.OperationStatus.Done) return i;
-            i += consumed;
-        }
-        return -1;
-    }
 }

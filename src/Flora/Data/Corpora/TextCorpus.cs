@@ -1,6 +1,4 @@
-using System.Buffers;
 using System.Text;
-using System.Text.Unicode;
 
 namespace Flora.Data.Corpora;
 
@@ -131,7 +129,7 @@ public sealed class TextCorpus
         }
         catch (DecoderFallbackException)
         {
-            throw new DataFormatException(path, $"not valid UTF-8 (first bad byte at offset {FirstInvalidUtf8(bytes)}): save the text as UTF-8");
+            throw new DataFormatException(path, $"not valid UTF-8 (first bad byte at offset {Utf8Bytes.FirstInvalid(bytes)}): save the text as UTF-8");
         }
         return FromText(text, path);
     }
@@ -196,24 +194,4 @@ public sealed class TextCorpus
         return new TextCorpus(source, unit, texts, sizes);
     }
 
-    /// <summary>The offset of the first byte that does not belong to valid UTF-8.</summary>
-    private static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
-    {
-        char[] buffer = ArrayPool<char>.Shared.Rent(4096);
-        try
-        {
-            int offset = 0;
-            while (offset < bytes.Length)
-            {
-                var status = Utf8.ToUtf16(bytes[offset..], buffer, out int read, out _, replaceInvalidSequences: false, isFinalBlock: true);
-                offset += read;
-                if (status != OperationStatus.DestinationTooSmall) break;
-            }
-            return offset;
-        }
-        finally
-        {
-            ArrayPool<char>.Shared.Return(buffer);
-        }
-    }
 }

@@ -3,6 +3,7 @@ using System.Text;
 using Flora.Data.Corpora;
 using Flora.Metrics;
 using Flora.Optim;
+using Flora.Reporting;
 using Flora.Tensors;
 using Flora.Training;
 
@@ -168,11 +169,5 @@ public sealed class ArmRunner
         log?.Report($"preparing the Bible data sets into {directory} (flora data prepare)");
         BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = directory, InstallMissingPackages = true, Progress = line => log?.Report("  " + line) });
         return directory;
-    }
-
-    /// <summary>Progress that runs its handler on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
-    {
-        public void Report(T value) => handler(value);
     }
 }

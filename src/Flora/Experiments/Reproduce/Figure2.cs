@@ -86,8 +86,7 @@ public sealed class Figure2 : IReproduction
         var report = new ReproductionReport(settings, Name, Title);
 
         // Data: the prepared Bible pairs (prepared here when missing), else the embedded English corpus (decoder-only LM).
-        string dataDirectory = settings.Data ?? PreparedData.DefaultDirectory;
-        var (prepared, dataNote) = OpenOrPrepare(dataDirectory, log);
+        var (prepared, dataNote) = OpenOrPrepare(settings, log);
         bool translate = prepared is not null;
         var trainPairs = prepared?.ReadPairs(CorpusSplit.Train) ?? [];
 
@@ -108,7 +107,7 @@ public sealed class Figure2 : IReproduction
         {
             cancel.ThrowIfCancellationRequested();
             log?.Report($"figure2: {config.Label}");
-            var options = OptionsOf(config, scale, settings, translate, dataDirectory, tokenizerSpec, report.PathOf(Path.Combine("runs", config.Slug)));
+            var options = OptionsOf(config, scale, settings, translate, prepared?.Directory ?? "", tokenizerSpec, report.PathOf(Path.Combine("runs", config.Slug)));
             results.Add(Profile(config, options, backend => translate
                 ? new PaddedPairsTask(backend, examples, scale.Batch, scale.SourceTokens, scale.TargetTokens, eos)
                 : new LanguageModelingTask(backend, EmbeddedCorpus.Load(), tokenizer, scale.Batch, scale.SourceTokens, Seeds.Derive(settings.Seed, 3))));
@@ -193,18 +192,13 @@ public sealed class Figure2 : IReproduction
         }
     }
 
-    /// <summary>Opens the prepared data; when it is missing, prepares it as <c>flora data prepare</c> does; null (and why) when that fails.</summary>
-    private static (PreparedData? Data, string Note) OpenOrPrepare(string directory, IProgress<string>? log)
+    /// <summary>Opens the prepared data (prepared as <c>flora data prepare</c> does when the default directory is missing); null (and why) when that fails.</summary>
+    private static (PreparedData? Data, string Note) OpenOrPrepare(ReproduceSettings settings, IProgress<string>? log)
     {
         try
         {
-            if (!File.Exists(Path.Combine(directory, PreparedData.ManifestFile)))
-            {
-                log?.Report($"figure2: {directory} is missing; preparing it (flora data prepare)");
-                BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = directory, InstallMissingPackages = true, Progress = line => log?.Report("  " + line) });
-            }
-            var data = PreparedData.Open(directory);
-            return (data, $"Spanish-to-English verse pairs of {directory}");
+            string directory = ArmRunner.EnsureData(settings, log);
+            return (PreparedData.Open(directory), $"Spanish-to-English verse pairs of {directory}");
         }
         catch (Exception e) when (e is FloraException or IOException or UnauthorizedAccessException)
         {
@@ -471,17 +465,11 @@ internal sealed class PaddedPairsTask : ITrainingTask
             targets[r * td + tgt.Length] = _eos;
         }
         Position = Position with { Index = Position.Index + 1 };
-        return new Batch(Upload(_inputs, inputs, b, td), Upload(_targets, targets, b, td), Upload(_source, source, b, ts), lengths);
+        return new Batch(_inputs.Upload(inputs, b, td), _targets.Upload(targets, b, td), _source.Upload(source, b, ts), lengths);
     }
 
     public IEnumerable<Batch> Validation(int maxBatches) => [];
 
-    private Tensor Upload(TensorSlot slot, int[] values, int rows, int columns)
-    {
-        Tensor t = slot.Get(new Shape(rows, columns));
-        _backend.Upload(values, t);
-        return t;
-    }
 
     public void Dispose()
     {
