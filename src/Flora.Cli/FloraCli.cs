@@ -5,14 +5,14 @@ using Spectre.Console;
 namespace Flora.Cli;
 
 /// <summary>
-/// The <c>flora</c> command line. Every command runs inside <see cref="Guard"/>: a user error
+/// The <c>flora</c> command line. Every command runs inside <see cref="CommandGuard.Run"/>: a user error
 /// (<see cref="FloraException"/>, a bad argument, an unwritable file) ends with one line on stderr
 /// and exit code 1; a parse error with exit code 2; anything else is an internal error (exit 70),
 /// with the stack trace only when FLORA_DEBUG is set.
 /// </summary>
 public static class FloraCli
 {
-    public const int UserError = 1, UsageError = 2, InternalError = 70;
+    public const int UserError = CommandGuard.UserError, UsageError = CommandGuard.UsageError, InternalError = CommandGuard.InternalError;
 
     public static int Run(string[] args, IAnsiConsole? console = null, TextWriter? error = null)
     {
@@ -58,26 +58,4 @@ public static class FloraCli
         return console;
     }
 
-    /// <summary>Runs a command body and turns exceptions into one-line errors and exit codes.</summary>
-    public static int Guard(TextWriter error, Func<int> body)
-    {
-        try
-        {
-            return body();
-        }
-        catch (Exception e) when (e is FloraException or ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException)
-        {
-            error.WriteLine($"error: {OneLine(e.Message)}");
-            if (Environment.GetEnvironmentVariable("FLORA_DEBUG") is not null) error.WriteLine(e);
-            return UserError;
-        }
-        catch (Exception e)
-        {
-            error.WriteLine($"internal error: {e.GetType().Name}: {OneLine(e.Message)} (set FLORA_DEBUG=1 for the stack trace)");
-            if (Environment.GetEnvironmentVariable("FLORA_DEBUG") is not null) error.WriteLine(e);
-            return InternalError;
-        }
-    }
-
-    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }

@@ -31,12 +31,7 @@ internal static class TestUtil
         return t;
     }
 
-    public static float[] ToArray(Tensor t)
-    {
-        var a = new float[t.Count];
-        t.Backend.Download(t, a);
-        return a;
-    }
+    public static float[] ToArray(Tensor t) => t.ToArray();
 
     public static double Dot(float[] a, float[] b)
     {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Flora.Devices;
 using Flora.Experiments;
 using Spectre.Console;
 
@@ -16,7 +17,7 @@ internal static class BenchCommand
         {
             batch, steps, warmup,
         };
-        pilot.SetAction(parse => FloraCli.Guard(error, () =>
+        pilot.SetAction(parse => CommandGuard.Run(error, () =>
         {
             var result = PilotBenchmark.Run(parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup));
             Print(console, result);
@@ -30,9 +31,9 @@ internal static class BenchCommand
         {
             model, ranks, optimSteps, optimWarmup,
         };
-        optim.SetAction(parse => FloraCli.Guard(error, () =>
+        optim.SetAction(parse => CommandGuard.Run(error, () =>
         {
-            var table = Flora.Nn.ParameterTable.Parse(parse.GetValue(model)!);
+            var table = ParameterTable.Parse(parse.GetValue(model)!);
             var result = OptimizerBenchmark.Run(table, parse.GetValue(ranks)!, parse.GetValue(optimSteps), parse.GetValue(optimWarmup),
                 new Progress<string>(name => console.MarkupLine($"  timing {Markup.Escape(name)} ...")));
             Print(console, result);
@@ -54,7 +55,7 @@ internal static class BenchCommand
         {
             trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson, trainProfile,
         };
-        train.SetAction(parse => FloraCli.Guard(error, () =>
+        train.SetAction(parse => CommandGuard.Run(error, () =>
         {
             string device = parse.GetValue(trainDevice)!, precision = parse.GetValue(trainPrecision)!;
             string deviceName = device == "cuda" ? DescribeDevice(precision) : $"CPU, {Environment.ProcessorCount} cores";
@@ -84,7 +85,7 @@ internal static class BenchCommand
         var torch = new Option<string?>("--torch") { Description = "JSON written by bench/torch_gpt2.py" };
         var reportOut = new Option<string?>("--out") { Description = "write the side-by-side table as markdown to this file" };
         var compare = new Command("compare", "Side-by-side table of a Flora benchmark and the PyTorch reference measured in the same run.") { ours, torch, reportOut };
-        compare.SetAction(parse => FloraCli.Guard(error, () =>
+        compare.SetAction(parse => CommandGuard.Run(error, () =>
         {
             string markdown = BenchmarkComparison.Markdown(TrainBenchmark.ReadJson(parse.GetValue(ours)!),
                 parse.GetValue(torch) is string t ? BenchmarkComparison.ReadTorch(t) : null);
@@ -98,7 +99,7 @@ internal static class BenchCommand
 
     private static string DescribeDevice(string precision)
     {
-        using var backend = Flora.Backends.Cuda.CudaBackend.Create(precision: Flora.Backends.BackendFactory.ParsePrecision(precision));
+        using var backend = Flora.Backends.Cuda.CudaBackend.Create(precision: Flora.Devices.BackendFactory.ParsePrecision(precision));
         return backend.Description;
     }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Flora.Devices;
 using Flora.Backends;
 using Flora.Experiments;
 using Spectre.Console;
@@ -13,7 +14,7 @@ internal static class CheckCommand
         var device = new Option<string>("--device") { Description = "the device to check against the CPU (cuda)", DefaultValueFactory = _ => "cuda" };
         var precision = new Option<string>("--precision") { Description = "matrix-product precision to check: bf16 (the training default), tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var command = new Command("check", "Run every op on the CPU and on the GPU and compare (exit code 1 on any mismatch).") { device, precision };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             if (parse.GetValue(device) != "cuda") throw new ArgumentException($"flora check compares a device with the CPU: use --device cuda (got '{parse.GetValue(device)}')");
             var gemm = BackendFactory.ParsePrecision(parse.GetValue(precision)!);
@@ -25,7 +26,7 @@ internal static class CheckCommand
             console.Write(table);
             int failed = rows.Count(r => !r.Passed);
             console.MarkupLine(failed == 0 ? $"[green]all {rows.Count} checks passed[/]" : $"[red]{failed} of {rows.Count} checks failed[/]");
-            return failed == 0 ? 0 : FloraCli.UserError;
+            return failed == 0 ? 0 : CommandGuard.UserError;
         }));
         return command;
     }

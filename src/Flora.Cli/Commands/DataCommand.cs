@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Flora.Experiments.Bible;
 using Flora.Data.Corpora;
 using Flora.Reporting;
 using Spectre.Console;
@@ -45,7 +46,7 @@ internal static class DataCommand
             force,
             diatheke,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             var result = BiblePreparation.Prepare(new PrepareOptions
             {
@@ -113,13 +114,13 @@ internal static class DataCommand
         {
             output,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             string path = parse.GetValue(output)!;
             var bible = new SwordBible(EmbeddedCorpus.Module);
-            var verses = bible.ReadBooks(EmbeddedCorpus.Books);
-            string text = EmbeddedCorpus.Layout(verses);
-            byte[] gzip = EmbeddedCorpus.Compress(text);
+            var verses = bible.ReadBooks(EmbeddedCorpusBuilder.Books);
+            string text = EmbeddedCorpusBuilder.Layout(verses);
+            byte[] gzip = EmbeddedCorpusBuilder.Compress(text);
             string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
             if (directory is not null) Directory.CreateDirectory(directory);
             AtomicFile.WriteAllBytes(path, gzip);
@@ -127,10 +128,10 @@ internal static class DataCommand
             int chapters = verses.Select(v => (v.Book, v.Chapter)).Distinct().Count();
             int bytes = System.Text.Encoding.UTF8.GetByteCount(text);
             var corpus = TextCorpus.FromText(text, path);
-            console.MarkupLine($"wrote [bold]{Markup.Escape(path)}[/]: {EmbeddedCorpus.Books.Count} books, {chapters} chapters, {verses.Count} verses");
+            console.MarkupLine($"wrote [bold]{Markup.Escape(path)}[/]: {EmbeddedCorpusBuilder.Books.Count} books, {chapters} chapters, {verses.Count} verses");
             console.MarkupLine($"text {bytes:N0} bytes UTF-8, compressed {gzip.Length:N0} bytes");
             console.MarkupLine($"split by chapter: train {Describe(corpus.TrainSize)}, validation {Describe(corpus.ValidationSize)}, test {Describe(corpus.TestSize)}");
-            console.MarkupLine($"SHA-256 of the text: {EmbeddedCorpus.Sha256(text)}");
+            console.MarkupLine($"SHA-256 of the text: {EmbeddedCorpusBuilder.Sha256(text)}");
             console.MarkupLine($"read with: {Markup.Escape(bible.CommandLine("BOOK"))} for each book");
             return 0;
         }));

@@ -30,7 +30,7 @@ internal static class EvalCommand
         {
             checkpoint, split, maxPairs, beam, lengthPenalty, maxTokens, batch, data, output, device, noStem,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             var options = new EvaluationOptions
             {

@@ -31,7 +31,7 @@ internal static class GenerateCommand
         {
             checkpoint, prompt, source, maxTokens, temperature, topK, greedy, beam, lengthPenalty, seed, device, printIds,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             using var loaded = CheckpointModel.Open(parse.GetValue(checkpoint)!, parse.GetValue(device)!);
             var tokenizer = loaded.Tokenizer;

@@ -15,7 +15,7 @@ internal static class InspectCommand
         {
             file,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             using var st = SafeTensorsFile.Open(parse.GetValue(file)!);
             Print(console, st);

@@ -35,7 +35,7 @@ internal static class MemoryCommand
         {
             model, rank, tau, json, output, quick,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             bool isQuick = parse.GetValue(quick);
             bool explicitModel = parse.GetResult(model) is { Implicit: false };

@@ -30,7 +30,7 @@ internal static class PilotCommand
         {
             data, output, steps, batch, lr, rank, evalEvery, seed, rest, variants, quick,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             bool isQuick = parse.GetValue(quick);
             var options = new PilotOptions

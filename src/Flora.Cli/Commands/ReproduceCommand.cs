@@ -30,7 +30,7 @@ internal static class ReproduceCommand
         {
             name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, models, gptModel, t5Model, results,
         };
-        command.SetAction((parse, cancel) => Task.FromResult(FloraCli.Guard(error, () =>
+        command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
             var requested = parse.GetValue(name)!;
             var experiments = requested.Contains("all") ? Reproductions.All : requested.Select(Reproductions.Find).ToList();

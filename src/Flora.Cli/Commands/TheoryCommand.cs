@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Flora.Backends;
 using Flora.Experiments;
 using Flora.Reporting;
 using Spectre.Console;
@@ -27,7 +28,7 @@ internal static class TheoryCommand
         {
             output, seeds, seed, dims, ranks, quick,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             var grid = parse.GetValue(quick) ? quickGrid : defaults;
             var options = new TheoremOptions

@@ -58,7 +58,7 @@ internal static class TrainCommand
             steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
             task, data, maxSource, maxTarget, initFrom, keepBest,
         };
-        command.SetAction(parse => FloraCli.Guard(error, () =>
+        command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             bool isQuick = parse.GetValue(quick);
             bool Given(Option o) => parse.GetResult(o) is { Implicit: false };

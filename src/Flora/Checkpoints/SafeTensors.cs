@@ -334,8 +334,7 @@ public sealed class SafeTensorsWriter
             int n = Math.Min(ChunkElements, count - start);
             using var part = flat.View(new Shape(n), start);
             var bytes = buffer.AsSpan(0, n * 4);
-            if (tensor.DType == DType.Float32) tensor.Backend.Download(part, MemoryMarshal.Cast<byte, float>(bytes));
-            else tensor.Backend.Download(part, MemoryMarshal.Cast<byte, int>(bytes));
+            part.CopyTo(MemoryMarshal.Cast<byte, int>(bytes));   // the raw 4-byte elements (Float32 or Int32)
             SafeTensorsFile.ToLittleEndian(bytes, 4);
             stream.Write(bytes);
         }
@@ -496,13 +495,13 @@ public sealed class SafeTensorsFile : IDisposable
                 {
                     var floats = MemoryMarshal.Cast<byte, float>(buffer.AsSpan(0, n * 4));
                     ReadFloatRange(info, start, floats);
-                    destination.Backend.Upload(floats, part);
+                    part.CopyFrom<float>(floats);
                 }
                 else
                 {
                     var bytes = buffer.AsSpan(0, n * 4);
                     ReadElements(info, start, bytes);
-                    destination.Backend.Upload(MemoryMarshal.Cast<byte, int>(bytes), part);
+                    part.CopyFrom<int>(MemoryMarshal.Cast<byte, int>(bytes));
                 }
             }
         }

@@ -81,7 +81,7 @@ public class Adafactor : Optimizer
         return options;
     }
 
-    private sealed class State(Parameter parameter) : ParameterState(parameter)
+    private sealed class State(IBackend backend, Parameter parameter) : ParameterState(backend, parameter)
     {
         public Tensor? Rows, Columns, V;
         public Momentum? Momentum;
@@ -90,7 +90,7 @@ public class Adafactor : Optimizer
 
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
-        var state = new State(parameter);
+        var state = new State(Backend, parameter);
         if (Options.Factored && parameter.Shape.Rank == 2)
         {
             state.Rows = state.Add("exp_avg_sq_row", new Shape(parameter.Shape[0]), "row means");

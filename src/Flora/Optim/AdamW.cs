@@ -44,7 +44,7 @@ public sealed class AdamW : Optimizer
 
     public override string Configuration => $"beta2={Beta2} momentum=({Momentum})";
 
-    private sealed class State(Parameter parameter) : ParameterState(parameter)
+    private sealed class State(IBackend backend, Parameter parameter) : ParameterState(backend, parameter)
     {
         public Tensor V = null!;
         public Momentum M = null!;
@@ -52,7 +52,7 @@ public sealed class AdamW : Optimizer
 
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
-        var state = new State(parameter);
+        var state = new State(Backend, parameter);
         state.M = Optim.Momentum.Create(Backend, Momentum, parameter, state, _scratch)!;
         state.V = state.Add("exp_avg_sq", parameter.Shape, "full size");
         return state;

@@ -61,7 +61,7 @@ public sealed class GaLore : Optimizer
     /// <summary>The state of one parameter: Adam moments, and for a projected matrix its projection.</summary>
     public sealed class GaLoreState : ParameterState, IStateScalars
     {
-        internal GaLoreState(Parameter parameter) : base(parameter) { }
+        internal GaLoreState(IBackend backend, Parameter parameter) : base(backend, parameter) { }
 
         /// <summary>True: P (n, r) multiplies from the left (n &lt;= m); false: Q^T (r, m) from the right.</summary>
         public bool Left { get; internal set; }
@@ -88,7 +88,7 @@ public sealed class GaLore : Optimizer
 
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
-        var state = new GaLoreState(parameter);
+        var state = new GaLoreState(Backend, parameter);
         Shape shape = parameter.Shape;
         if (!IsProjected(shape))
         {

@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Nn;
 using Flora.Tensors;
 
@@ -18,8 +19,14 @@ public sealed record StateTensor(string Name, Tensor Tensor, string Description)
 public class ParameterState : IDisposable
 {
     private readonly List<StateTensor> _tensors = new();
+    private readonly IBackend _backend;
 
-    public ParameterState(Parameter parameter) => Parameter = parameter;
+    /// <summary>An empty state of <paramref name="parameter"/>, whose tensors <paramref name="backend"/> allocates.</summary>
+    public ParameterState(IBackend backend, Parameter parameter)
+    {
+        _backend = backend;
+        Parameter = parameter;
+    }
 
     public Parameter Parameter { get; }
 
@@ -33,7 +40,7 @@ public class ParameterState : IDisposable
     /// <summary>Allocates a zero tensor of the state and lists it.</summary>
     public Tensor Add(string name, Shape shape, string description)
     {
-        var tensor = Parameter.Value.Backend.Allocate(shape, MemoryTag.OptimizerState);
+        var tensor = _backend.Allocate(shape, MemoryTag.OptimizerState);
         _tensors.Add(new StateTensor(name, tensor, description));
         return tensor;
     }

@@ -35,7 +35,7 @@ public sealed class Sgd : Optimizer
 
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
-        var state = new ParameterState(parameter);
+        var state = new ParameterState(Backend, parameter);
         if (Momentum > 0) state.Add("momentum_buffer", parameter.Shape, "full size");
         return state;
     }

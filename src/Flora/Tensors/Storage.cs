@@ -38,6 +38,33 @@ public abstract class Storage : IDisposable
 
     public bool IsDisposed => _disposed != 0;
 
+    /// <summary>Copies <paramref name="destination"/>.Length bytes, starting <paramref name="byteOffset"/> bytes into the block, to host memory.</summary>
+    public void CopyToHost(long byteOffset, Span<byte> destination)
+    {
+        CheckRange(byteOffset, destination.Length);
+        if (destination.Length > 0) Read(byteOffset, destination);
+    }
+
+    /// <summary>Copies <paramref name="source"/> into the block, starting <paramref name="byteOffset"/> bytes in.</summary>
+    public void CopyFromHost(ReadOnlySpan<byte> source, long byteOffset)
+    {
+        CheckRange(byteOffset, source.Length);
+        if (source.Length > 0) Write(source, byteOffset);
+    }
+
+    /// <summary>Reads bytes of the block (range already checked).</summary>
+    protected abstract void Read(long byteOffset, Span<byte> destination);
+
+    /// <summary>Writes bytes of the block (range already checked).</summary>
+    protected abstract void Write(ReadOnlySpan<byte> source, long byteOffset);
+
+    private void CheckRange(long byteOffset, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (byteOffset < 0 || byteOffset + length > Bytes)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), $"bytes [{byteOffset}, {byteOffset + length}) are outside a storage of {Bytes} bytes");
+    }
+
     protected abstract void Release();
 
     public void Dispose()
@@ -78,5 +105,9 @@ public sealed unsafe class HostStorage : Storage
 
     protected override IntPtr RawPointer => (IntPtr)_pointer;
     public override bool IsHost => true;
+    protected override void Read(long byteOffset, Span<byte> destination) =>
+        new ReadOnlySpan<byte>((byte*)_pointer + byteOffset, destination.Length).CopyTo(destination);
+    protected override void Write(ReadOnlySpan<byte> source, long byteOffset) =>
+        source.CopyTo(new Span<byte>((byte*)_pointer + byteOffset, source.Length));
     protected override void Release() => NativeMemory.AlignedFree(_pointer);
 }

@@ -1,22 +1,22 @@
-using Flora.Backends;
+using System.Runtime.CompilerServices;
 
 namespace Flora.Tensors;
 
 /// <summary>
 /// A dense, row-major tensor over a <see cref="Tensors.Storage"/>. An owning tensor frees its storage
 /// when disposed; a view (<see cref="View(Shape)"/>) shares the storage of its parent and frees nothing.
-/// Tensors never run element loops: all arithmetic goes through their <see cref="Backend"/>.
+/// Tensors never run element loops: all arithmetic goes through the backend that allocated them
+/// (<c>Flora.Backends.IBackend</c>); a tensor only knows its storage, so it can be copied to and from the host.
 /// </summary>
 public sealed class Tensor : IDisposable
 {
     private readonly bool _ownsStorage;
 
-    internal Tensor(IBackend backend, Storage storage, Shape shape, DType dtype, long offset, bool ownsStorage)
+    internal Tensor(Storage storage, Shape shape, DType dtype, long offset, bool ownsStorage)
     {
         long needed = (offset + shape.Count) * dtype.Size();
         if (offset < 0 || needed > storage.Bytes)
             throw new ArgumentException($"a tensor of shape {shape} at element offset {offset} does not fit in a storage of {storage.Bytes} bytes");
-        Backend = backend;
         Storage = storage;
         Shape = shape;
         DType = dtype;
@@ -24,8 +24,6 @@ public sealed class Tensor : IDisposable
         _ownsStorage = ownsStorage;
     }
 
-    /// <summary>The backend that allocated the storage; ops on this tensor must go to it.</summary>
-    public IBackend Backend { get; }
     public Storage Storage { get; }
     public Shape Shape { get; }
     public DType DType { get; }
@@ -55,7 +53,7 @@ public sealed class Tensor : IDisposable
     {
         if (elementOffset < 0 || elementOffset + shape.Count > Count + CapacityBeyondShape)
             throw new ArgumentException($"a view of shape {shape} at offset {elementOffset} does not fit in a tensor of shape {Shape}");
-        return new Tensor(Backend, Storage, shape, DType, Offset + elementOffset, ownsStorage: false);
+        return new Tensor(Storage, shape, DType, Offset + elementOffset, ownsStorage: false);
     }
 
     /// <summary>Rows [start, start + count) of this tensor read as a matrix.</summary>
@@ -63,11 +61,43 @@ public sealed class Tensor : IDisposable
     {
         if (start < 0 || count < 0 || start + count > Rows)
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {start + count}) are outside a tensor of {Rows} rows");
-        return new Tensor(Backend, Storage, new Shape(count, Columns), DType, Offset + (long)start * Columns, ownsStorage: false);
+        return new Tensor(Storage, new Shape(count, Columns), DType, Offset + (long)start * Columns, ownsStorage: false);
     }
 
     /// <summary>Elements the storage holds beyond this tensor's shape (views of a grown buffer may use them).</summary>
     private long CapacityBeyondShape => Storage.Bytes / DType.Size() - Offset - Count;
+
+    /// <summary>Copies every element to <paramref name="destination"/> (host memory; waits for a device copy to finish).</summary>
+    /// <exception cref="ArgumentException">The element type's size differs from <see cref="DType"/>'s or the lengths differ.</exception>
+    public void CopyTo<T>(Span<T> destination) where T : unmanaged
+    {
+        CheckHostBuffer<T>(destination.Length);
+        Storage.CopyToHost(Offset * DType.Size(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination));
+    }
+
+    /// <summary>Overwrites every element with <paramref name="source"/> (host memory).</summary>
+    /// <exception cref="ArgumentException">The element type's size differs from <see cref="DType"/>'s or the lengths differ.</exception>
+    public void CopyFrom<T>(ReadOnlySpan<T> source) where T : unmanaged
+    {
+        CheckHostBuffer<T>(source.Length);
+        Storage.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(source), Offset * DType.Size());
+    }
+
+    /// <summary>The elements as a new host array (Float32 tensors).</summary>
+    public float[] ToArray()
+    {
+        var values = new float[Count];
+        CopyTo<float>(values);
+        return values;
+    }
+
+    private void CheckHostBuffer<T>(int length) where T : unmanaged
+    {
+        if (Unsafe.SizeOf<T>() != DType.Size())
+            throw new ArgumentException($"a host buffer of {typeof(T).Name} does not match a {DType} tensor");
+        if (length != Count)
+            throw new ArgumentException($"a host buffer of {length} elements does not match tensor {this} of {Count}");
+    }
 
     public bool IsDisposed => Storage.IsDisposed;
 

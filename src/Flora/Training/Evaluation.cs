@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using Flora.Backends;
 using Flora.Data;
 using Flora.Data.Corpora;
 using Flora.Metrics;

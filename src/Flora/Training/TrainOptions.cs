@@ -1,3 +1,5 @@
+using Flora.Backends;
+using Flora.Devices;
 using Flora.Optim;
 
 namespace Flora.Training;
@@ -69,7 +71,7 @@ public sealed record TrainOptions
         if (Task != "lm" && Task != "translate") throw new ArgumentException($"task must be lm or translate, got '{Task}'");
         if (Task == "translate" && Corpus is not null) throw new ArgumentException("--corpus is a language-modelling text: translation reads the pairs of --data");
         new TranslationFormat(MaxSourceTokens: MaxSourceTokens, MaxTargetTokens: MaxTargetTokens).Validate();
-        Backends.BackendFactory.ParsePrecision(Precision);
+        Devices.BackendFactory.ParsePrecision(Precision);
         Pipeline.Validate();
         new LearningRateSchedule(Schedule, WarmupSteps, Steps).Validate();
     }

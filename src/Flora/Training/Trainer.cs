@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Flora.Devices;
 using Flora.Backends;
 using Flora.Data;
 using Flora.Data.Corpora;

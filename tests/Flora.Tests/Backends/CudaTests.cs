@@ -1,3 +1,4 @@
+using Flora.Devices;
 using Flora.Backends;
 using Flora.Backends.Cuda;
 

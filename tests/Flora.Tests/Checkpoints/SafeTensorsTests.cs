@@ -513,11 +513,10 @@ public class SafeTensorsTests(ITestOutputHelper output) : IDisposable
         byte[] old = File.ReadAllBytes(path);
 
         // A device lost in the middle of saving: downloads fail after the second one.
-        using var cpu = TestUtil.Cpu();
         int downloads = 0;
-        cpu.BeforeDownload = () => { if (++downloads > 2) throw new IOException("device lost"); };
-        using var a = cpu.Allocate(new Shape(10), MemoryTag.Parameters);
-        using var b = cpu.Allocate(new Shape((1 << 20) + 5), MemoryTag.Parameters); // two chunks: the second download fails
+        bool Fail() => ++downloads > 2;
+        using var a = FlakyStorage.Tensor(10, Fail);
+        using var b = FlakyStorage.Tensor((1 << 20) + 5, Fail);                   // two chunks: the second download fails
         var writer = new SafeTensorsWriter().Add("a", a).Add("b", b).Add("c", new float[1000]).AddMetadata("step", "200");
         var e = Assert.Throws<IOException>(() => writer.Write(path));
         Assert.Equal("device lost", e.Message);
@@ -828,4 +827,25 @@ public class SafeTensorsTests(ITestOutputHelper output) : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    /// <summary>Host memory whose reads throw once <c>fail</c> says so: a device lost in the middle of a save.</summary>
+    private sealed class FlakyStorage(long bytes, Func<bool> fail) : Storage(new MemoryLedger(), MemoryTag.Parameters, bytes)
+    {
+        private readonly HostStorage _memory = new(new MemoryLedger(), MemoryTag.Parameters, bytes);
+
+        public static Tensor Tensor(int count, Func<bool> fail) =>
+            new(new FlakyStorage(count * 4L, fail), new Shape(count), DType.Float32, 0, ownsStorage: true);
+
+        protected override IntPtr RawPointer => _memory.Pointer;
+        public override bool IsHost => true;
+
+        protected override void Read(long byteOffset, Span<byte> destination)
+        {
+            if (fail()) throw new IOException("device lost");
+            _memory.CopyToHost(byteOffset, destination);
+        }
+
+        protected override void Write(ReadOnlySpan<byte> source, long byteOffset) => _memory.CopyFromHost(source, byteOffset);
+        protected override void Release() => _memory.Dispose();
+    }
 }

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using System.Text.RegularExpressions;
+using Flora.Experiments.Bible;
 using Flora.Cli;
 using Flora.Data.Corpora;
 using Spectre.Console;
@@ -403,7 +404,7 @@ public sealed class CorpusTests : IDisposable
     [Fact]
     public void Embedded_text_matches_the_sha256_in_the_readme()
     {
-        Assert.Equal(ReadmeSha256(), EmbeddedCorpus.Sha256(EmbeddedCorpus.ReadText()));
+        Assert.Equal(ReadmeSha256(), EmbeddedCorpusBuilder.Sha256(EmbeddedCorpus.ReadText()));
     }
 
     [Fact]
@@ -416,7 +417,7 @@ public sealed class CorpusTests : IDisposable
     public void Compressing_the_text_again_gives_the_committed_bytes()
     {
         byte[] committed = EmbeddedCorpus.ReadCompressed();
-        Assert.Equal(committed, EmbeddedCorpus.Compress(EmbeddedCorpus.ReadText()));
+        Assert.Equal(committed, EmbeddedCorpusBuilder.Compress(EmbeddedCorpus.ReadText()));
         Assert.InRange(committed.Length, 400_000, 1_500_000);
     }
 
@@ -445,7 +446,7 @@ public sealed class CorpusTests : IDisposable
     [Fact]
     public void Embedded_books_are_in_canonical_order_and_listed_in_the_readme()
     {
-        var books = EmbeddedCorpus.Books.Select(BibleBooks.Get).ToList();
+        var books = EmbeddedCorpusBuilder.Books.Select(BibleBooks.Get).ToList();
         Assert.Equal(37, books.Count);
         Assert.Equal(books.OrderBy(b => b.Index), books);
         Assert.Equal(27, books.Count(b => b.IsNewTestament));
@@ -499,13 +500,13 @@ public sealed class CorpusTests : IDisposable
     [Fact]
     public void Layout_separates_chapters_and_books_with_one_blank_line()
     {
-        string text = EmbeddedCorpus.Layout([
+        string text = EmbeddedCorpusBuilder.Layout([
             new Verse("Jude", 1, 24, "a"), new Verse("Jude", 1, 25, "b"),
             new Verse("Revelation", 1, 1, "c"), new Verse("Revelation", 2, 1, "d"),
         ]);
         Assert.Equal("a\nb\n\nc\n\nd\n", text);
-        Assert.Throws<ArgumentException>(() => EmbeddedCorpus.Layout([]));
-        Assert.Throws<ArgumentException>(() => EmbeddedCorpus.Layout([new Verse("Jude", 1, 1, "two\nlines")]));
+        Assert.Throws<ArgumentException>(() => EmbeddedCorpusBuilder.Layout([]));
+        Assert.Throws<ArgumentException>(() => EmbeddedCorpusBuilder.Layout([new Verse("Jude", 1, 1, "two\nlines")]));
     }
 
     // ---- Deterministic gzip ----

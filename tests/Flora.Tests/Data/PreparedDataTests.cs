@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using Flora.Experiments.Bible;
 using Flora.Cli;
 using Flora.Data.Corpora;
 using Spectre.Console;

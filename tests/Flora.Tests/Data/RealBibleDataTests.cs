@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Flora.Experiments.Bible;
 using Flora.Data.Corpora;
 using Xunit.Abstractions;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Flora.Experiments.Bible;
 using Flora.Data.Corpora;
 using Flora.Experiments.Reproduce;
 using Flora.Training;

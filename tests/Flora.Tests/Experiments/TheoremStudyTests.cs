@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Xml.Linq;
+using Flora.Backends;
 using Flora.Cli;
 using Flora.Experiments;
 using Flora.Optim;

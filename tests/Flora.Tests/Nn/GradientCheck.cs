@@ -47,11 +47,11 @@ internal static class GradientCheck
         foreach (int i in indices)
         {
             float original = values[i];
-            values[i] = original + eps; x.Backend.Upload(values, x);
+            values[i] = original + eps; x.CopyFrom<float>(values);
             double plus = loss.Evaluate();
-            values[i] = original - eps; x.Backend.Upload(values, x);
+            values[i] = original - eps; x.CopyFrom<float>(values);
             double minus = loss.Evaluate();
-            values[i] = original; x.Backend.Upload(values, x);
+            values[i] = original; x.CopyFrom<float>(values);
             double numeric = (plus - minus) / (2 * eps);
             double error = Math.Abs(numeric - analytic[i]);
             Assert.True(error <= tol * (1 + Math.Abs(analytic[i])),

@@ -60,7 +60,7 @@ public class FloraTests
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "w", n, m, 1);
         var options = MomentumOptions.Flora(r, beta: 0.5f, kappa: 10, seed: 3);
-        using var state = new ParameterState(p);
+        using var state = new ParameterState(cpu, p);
         using var scratch = new MomentumScratch(cpu, r);
         var momentum = (CompressedMomentum)Momentum.Create(cpu, options, p, state, scratch)!;
         using var u = TestUtil.Random(cpu, 9, 1, n, m);
@@ -93,7 +93,7 @@ public class FloraTests
         const double b = 0.9;
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "w", n, m, 1);
-        using var state = new ParameterState(p);
+        using var state = new ParameterState(cpu, p);
         using var scratch = new MomentumScratch(cpu, r);
         var flora = (CompressedMomentum)Momentum.Create(cpu, MomentumOptions.Flora(r, (float)b, kappa: 2, seed: 5), p, state, scratch)!;
         var a0 = Reference.Projection(flora.SeedOfPeriod(0), r, m);
@@ -170,7 +170,7 @@ public class FloraTests
         // First step (M = 0): official yields (1 - beta) u exactly; the paper's variant yields (1 - beta) u A^T A.
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "w", 8, 8, 1);
-        using var state = new ParameterState(p);
+        using var state = new ParameterState(cpu, p);
         using var scratch = new MomentumScratch(cpu, 4);
         var official = Momentum.Create(cpu, MomentumOptions.Flora(4, 0.9f, 100, FloraVariant.Official), p, state, scratch)!;
         using var u = TestUtil.Random(cpu, 4, 1, 8, 8);

@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Optim;
 using Flora.Tensors;
 

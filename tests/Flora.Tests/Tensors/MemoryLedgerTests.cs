@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Tensors;
 
 namespace Flora.Tests.Tensors;

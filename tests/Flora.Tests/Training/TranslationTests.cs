@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Flora.Experiments.Bible;
 using Flora.Backends;
 using Flora.Data.Corpora;
 using Flora.Data.Tokenizers;
@@ -245,7 +246,7 @@ public sealed class TranslationTests : IDisposable
     private static int[] Ints(Tensor t)
     {
         var a = new int[t.Count];
-        t.Backend.Download(t, a);
+        t.CopyTo<int>(a);
         return a;
     }
 }

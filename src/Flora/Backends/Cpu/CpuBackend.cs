@@ -40,7 +40,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public Tensor Allocate(Shape shape, MemoryTag tag, DType dtype = DType.Float32)
     {
         var storage = new HostStorage(Ledger, tag, (long)shape.Count * dtype.Size());
-        return new Tensor(this, storage, shape, dtype, 0, ownsStorage: true);
+        return new Tensor(storage, shape, dtype, 0, ownsStorage: true);
     }
 
     public void Upload(ReadOnlySpan<float> source, Tensor destination)
@@ -55,19 +55,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         source.CopyTo(I(destination));
     }
 
-    /// <summary>Called before every download: lets tests simulate a device lost in the middle of a save.</summary>
-    internal Action? BeforeDownload { get; set; }
-
     public void Download(Tensor source, Span<float> destination)
     {
-        BeforeDownload?.Invoke();
         CheckCount(destination.Length, source, nameof(Download));
         F(source).CopyTo(destination);
     }
 
     public void Download(Tensor source, Span<int> destination)
     {
-        BeforeDownload?.Invoke();
         CheckCount(destination.Length, source, nameof(Download));
         I(source).CopyTo(destination);
     }

@@ -119,4 +119,16 @@ internal sealed class DeviceStorage : Storage
     protected override IntPtr RawPointer => (IntPtr)(long)_pointer;
     public override bool IsHost => false;
     protected override void Release() => _allocator.Free(_pointer, Math.Max(Bytes, 4));
+
+    protected override unsafe void Read(long byteOffset, Span<byte> destination)
+    {
+        fixed (byte* d = destination)
+            Driver.Check(Driver.Functions.MemcpyDtoH(d, _pointer + (ulong)byteOffset, (nuint)destination.Length), $"cuMemcpyDtoH({destination.Length} bytes)");
+    }
+
+    protected override unsafe void Write(ReadOnlySpan<byte> source, long byteOffset)
+    {
+        fixed (byte* s = source)
+            Driver.Check(Driver.Functions.MemcpyHtoD(_pointer + (ulong)byteOffset, s, (nuint)source.Length), $"cuMemcpyHtoD({source.Length} bytes)");
+    }
 }

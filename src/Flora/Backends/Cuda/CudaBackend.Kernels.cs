@@ -28,7 +28,7 @@ public sealed unsafe partial class CudaBackend
     private static void CheckIds(Tensor ids, int vocabulary, string op)
     {
         var host = new int[ids.Count];
-        ids.Backend.Download(ids, host);
+        ids.CopyTo<int>(host);
         for (int n = 0; n < host.Length; n++)
             if ((uint)host[n] >= (uint)vocabulary) throw new ArgumentException($"{op}: token id {host[n]} at position {n} is outside the vocabulary [0, {vocabulary})");
     }
@@ -348,7 +348,7 @@ public sealed unsafe partial class CudaBackend
     private static void CheckTargetRange(Tensor targets, int classes, string op)
     {
         var host = new int[targets.Count];
-        targets.Backend.Download(targets, host);
+        targets.CopyTo<int>(host);
         for (int r = 0; r < host.Length; r++)
             if (host[r] >= classes) throw new ArgumentException($"{op}: target {host[r]} at row {r} is outside [0, {classes}) (negative targets are ignored)");
     }

@@ -3,17 +3,6 @@ using Flora.Tensors;
 
 namespace Flora.Backends.Cuda;
 
-/// <summary>How matrix products compute on the GPU; storage stays fp32 in every mode.</summary>
-public enum GemmPrecision
-{
-    /// <summary>Plain fp32 arithmetic (no tensor cores).</summary>
-    Fp32,
-    /// <summary>TF32 tensor cores: inputs rounded to 10-bit mantissas, fp32 accumulation.</summary>
-    Tf32,
-    /// <summary>bf16 tensor cores: inputs rounded to bf16, fp32 accumulation and output.</summary>
-    Bf16,
-}
-
 /// <summary>
 /// The kernel surface on an NVIDIA GPU: matrix products through cuBLAS, everything else through the
 /// project's kernels (Backends/Cuda/Kernels/*.cu, compiled with NVRTC), device memory from a caching
@@ -147,7 +136,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         long bytes = (long)shape.Count * dtype.Size();
         var storage = new DeviceStorage(_allocator, Ledger, tag, bytes);
-        var tensor = new Tensor(this, storage, shape, dtype, 0, ownsStorage: true);
+        var tensor = new Tensor(storage, shape, dtype, 0, ownsStorage: true);
         if (bytes > 0) Driver.Check(Driver.Functions.MemsetD32(P(tensor), 0, (nuint)((bytes + 3) / 4)), $"cuMemsetD32({bytes} bytes)");
         return tensor;
     }

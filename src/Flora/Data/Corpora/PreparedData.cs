@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace Flora.Data.Corpora;
 
 /// <summary>
-/// A prepared data directory, as <c>flora data prepare</c> (<see cref="BiblePreparation"/>) writes it: by default
+/// A prepared data directory, as <c>flora data prepare</c> (<c>BiblePreparation</c> of Flora.Experiments) writes it: by default
 /// <c>data/prepared/bible-v1</c>, not committed. Plain UTF-8 files (no byte-order mark, "\n" line endings):
 /// <list type="bullet">
 /// <item><c>lm-train.txt</c>, <c>lm-validation.txt</c>, <c>lm-test.txt</c>: the English World English Bible (every book
@@ -15,7 +15,7 @@ namespace Flora.Data.Corpora;
 /// validation when <c>i % 20 == 19</c>, to test when <c>i % 20 == 9</c>, to training otherwise.</item>
 /// <item><c>pairs-train.tsv</c>, <c>pairs-validation.tsv</c>, <c>pairs-test.tsv</c>: Spanish (Reina-Valera 1909) to
 /// English (World English Bible) verse pairs, "reference TAB spanish TAB english" per line, aligned as
-/// <see cref="BibleAlignment"/> describes and split by a hash of the reference as <see cref="ParallelCorpus"/>
+/// <c>BibleAlignment</c> of Flora.Experiments describes and split by a hash of the reference as <see cref="ParallelCorpus"/>
 /// describes (about 2 % test, 2 % validation, 96 % training).</item>
 /// <item><c>manifest.json</c>: <see cref="PreparedManifest"/>, with the SHA-256 of every data file.</item>
 /// </list>

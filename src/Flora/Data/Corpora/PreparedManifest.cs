@@ -6,7 +6,7 @@ namespace Flora.Data.Corpora;
 
 /// <summary>
 /// <c>manifest.json</c> of a prepared data directory (<see cref="PreparedData"/>): what it holds, where it came from,
-/// and the SHA-256 of every file. Written by <see cref="BiblePreparation"/> after the data files, in camelCase JSON;
+/// and the SHA-256 of every file. Written by <c>BiblePreparation</c> of Flora.Experiments after the data files, in camelCase JSON;
 /// it has no time stamp, so the same packages give the same bytes.
 /// </summary>
 /// <param name="FormatVersion">The layout of the directory and its files; <see cref="PreparedData.FormatVersion"/> is the one this code reads.</param>
@@ -98,16 +98,16 @@ public sealed record PreparedFile(
     long Bytes,
     string Sha256);
 
-/// <summary>How the verses were paired (see <see cref="BibleAlignment"/>).</summary>
+/// <summary>How the verses were paired (see <c>BibleAlignment</c> of Flora.Experiments).</summary>
 /// <param name="Source">The language of the pairs' second field: "spanish".</param>
 /// <param name="Target">The language of the pairs' third field: "english".</param>
 /// <param name="Rule">The alignment rule, in words.</param>
 /// <param name="References">Distinct references in either module.</param>
 /// <param name="Aligned">Pairs written, all splits together.</param>
 /// <param name="Dropped">References dropped: <c>References - Aligned</c>.</param>
-/// <param name="DroppedByReason">Dropped references by reason (<see cref="BibleAlignment.Key"/>), every reason listed;
+/// <param name="DroppedByReason">Dropped references by reason (the alignment's reason keys), every reason listed;
 /// "duplicate-reference" counts extra occurrences, outside <paramref name="Dropped"/>.</param>
-/// <param name="Examples">Up to <see cref="BibleAlignment.ExampleCount"/> dropped references per reason that has any.</param>
+/// <param name="Examples">A few dropped references per reason that has any.</param>
 /// <param name="RenumberedChapters">The chapters whose verses were dropped as renumbered, such as "Numbers 13".</param>
 public sealed record PreparedAlignment(
     string Source,

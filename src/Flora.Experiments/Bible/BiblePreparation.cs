@@ -3,7 +3,9 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>What <see cref="BiblePreparation.Prepare"/> does.</summary>
 public sealed record PrepareOptions
@@ -251,7 +253,7 @@ public static class BiblePreparation
         if (englishText.Count == 0) throw new FloraException("the English text has no verse with text: the result would be empty");
         if (!spanish.Any(v => BibleAlignment.NormalizeText(v.Text).Length > 0)) throw new FloraException("the Spanish text has no verse with text: the result would be empty");
 
-        var corpus = TextCorpus.FromText(EmbeddedCorpus.Layout(englishText), "World English Bible");
+        var corpus = TextCorpus.FromText(EmbeddedCorpusBuilder.Layout(englishText), "World English Bible");
         var alignment = BibleAlignment.Align(spanish, english);
         if (alignment.Aligned == 0) throw new FloraException("no verse of the Spanish and English texts aligned: the result would be empty");
 

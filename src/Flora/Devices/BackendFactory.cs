@@ -1,8 +1,9 @@
+using Flora.Backends;
 using Flora.Backends.Cpu;
 using Flora.Backends.Cuda;
 using Flora.Tensors;
 
-namespace Flora.Backends;
+namespace Flora.Devices;
 
 /// <summary>Creates the backend for a device name of the command line.</summary>
 public static class BackendFactory

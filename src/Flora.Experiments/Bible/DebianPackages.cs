@@ -1,7 +1,9 @@
 using System.ComponentModel;
 using System.Diagnostics;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>
 /// The Debian packages the prepared data is read from, asked about with <c>dpkg-query</c> and installed with

@@ -2,7 +2,9 @@ using Flora.Backends;
 using Flora.Optim;
 using Flora.Tensors;
 
-namespace Flora.Nn;
+using Flora.Nn;
+
+namespace Flora.Experiments;
 
 /// <summary>One parameter of a <see cref="ParameterTable"/>: its name in the model, its shape and, for matrices, its layout.</summary>
 public sealed record ParameterSpec(string Name, Shape Shape, WeightLayout Layout = WeightLayout.OutIn)
@@ -27,7 +29,7 @@ public sealed record ParameterSpec(string Name, Shape Shape, WeightLayout Layout
 /// <summary>
 /// The parameters of a model as a list of (name, shape): enough to size optimizer states and
 /// gradient buffers without building the model's modules. Presets: the pilot network of
-/// <see cref="Experiments.PilotStudy"/> and GPT-2 with Hugging Face's parameter names and layout.
+/// <see cref="PilotStudy"/> and GPT-2 with Hugging Face's parameter names and layout.
 /// <see cref="Allocate"/> creates real, zero-filled <see cref="Parameter"/>s (tagged
 /// <see cref="MemoryTag.Parameters"/>), so memory can be measured on the ledger.
 /// </summary>
@@ -70,9 +72,9 @@ public sealed class ParameterTable
         Entries.FirstOrDefault(e => e.Name == name) ?? throw new KeyNotFoundException($"no parameter '{name}' in '{Name}'");
 
     /// <summary>
-    /// The pilot network of <see cref="Experiments.PilotStudy"/>: 784 -> 768 -> 768 (no bias) -> 10, Linear layout (out, in).
+    /// The pilot network of <see cref="PilotStudy"/>: 784 -> 768 -> 768 (no bias) -> 10, Linear layout (out, in).
     /// </summary>
-    public static ParameterTable Pilot(int hidden = 768, int features = 28 * 28, int classes = Experiments.PilotStudy.Classes) =>
+    public static ParameterTable Pilot(int hidden = 768, int features = 28 * 28, int classes = PilotStudy.Classes) =>
         new("pilot",
         [
             new("fc1.weight", new Shape(hidden, features)),

@@ -1,4 +1,6 @@
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>A book of the Bible.</summary>
 /// <param name="Index">Its position in the canon, from 0 (Genesis) to 65 (Revelation).</param>

@@ -1,4 +1,6 @@
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>
 /// Whole-module reading and module listing for the prepared data sets (<see cref="BiblePreparation"/>): the verses

@@ -1,4 +1,6 @@
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>One verse of a Bible text, with its markup removed.</summary>
 /// <param name="Book">The book's canonical English name from <see cref="BibleBooks"/> (such as "1 Samuel"),

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Flora.Devices;
 using Flora.Backends;
 using Flora.Data;
 using Flora.Nn;
@@ -200,16 +201,11 @@ public sealed class Table5 : IReproduction
             testAccuracy, testLoss, memory.PeakTotalBytes, stateBytes, memory, clock.Elapsed.TotalSeconds, curve, divergedAt);
     }
 
-    private static float[][] Download(IReadOnlyList<Parameter> parameters) => parameters.Select(p =>
-    {
-        var values = new float[p.Value.Count];
-        p.Value.Backend.Download(p.Value, values);
-        return values;
-    }).ToArray();
+    private static float[][] Download(IReadOnlyList<Parameter> parameters) => parameters.Select(p => p.Value.ToArray()).ToArray();
 
     private static void Upload(IReadOnlyList<Parameter> parameters, float[][] values)
     {
-        for (int i = 0; i < parameters.Count; i++) parameters[i].Value.Backend.Upload(values[i], parameters[i].Value);
+        for (int i = 0; i < parameters.Count; i++) parameters[i].Value.CopyFrom<float>(values[i]);
     }
 
     private static void WriteOutputs(ReproductionReport report, List<ClassifierArmResult> results, ClassifierScale scale, ReproduceSettings settings,

@@ -1,8 +1,6 @@
-using Flora.Checkpoints;
-using Flora.Nn;
 using Flora.Tensors;
 
-namespace Flora.Training;
+namespace Flora.Nn;
 
 /// <summary>
 /// Where and how a module writes a parameter gradient G: Tensor = Scale G + (Accumulate ? Tensor : 0),
@@ -39,16 +37,4 @@ public interface IGradientSink
 
     /// <summary>Backward of one micro-batch is over; a sink whose accumulation cycle is complete updates the parameters.</summary>
     void EndMicroBatch();
-}
-
-/// <summary>
-/// A sink whose state outlives a backward pass (accumulators mid-cycle, resampling cycles), so that a
-/// checkpoint can hold it: tensors and metadata under a prefix of a safetensors file.
-/// </summary>
-public interface IStatefulSink
-{
-    void SaveState(SafeTensorsWriter writer, string prefix);
-
-    /// <summary>Restores what <see cref="SaveState"/> wrote; throws <see cref="InvalidDataException"/> when it does not fit.</summary>
-    void LoadState(SafeTensorsFile file, string prefix);
 }

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Flora.Optim;
+namespace Flora.Backends;
 
 /// <summary>
 /// How Flora derives every random seed, so that projections can be regenerated instead of stored:

@@ -1,12 +1,8 @@
 using System.Text;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
 
-/// <summary>One verse in two languages.</summary>
-/// <param name="Reference">The verse's reference, "Book C:V" with the book's canonical English name, such as "1 Samuel 3:4".</param>
-/// <param name="Source">The text in the source language (Spanish in the prepared Bible data): one line, no tabs, not empty.</param>
-/// <param name="Target">The text in the target language (English in the prepared Bible data): one line, no tabs, not empty.</param>
-public sealed record VersePair(string Reference, string Source, string Target);
+namespace Flora.Experiments.Bible;
 
 /// <summary>Why a reference of <see cref="BibleAlignment"/> did not become a pair. Each reference gets one reason, the first that applies, in this order.</summary>
 public enum AlignmentDropReason

@@ -3,7 +3,9 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>
 /// Reads a Bible text of the SWORD project (CrossWire) through <c>diatheke</c>, its command-line front end

@@ -2,7 +2,9 @@ using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>
 /// Turns the OSIS markup of one verse, as <c>diatheke -f internal</c> prints it, into plain text.

@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Reporting;
 
 namespace Flora.Experiments;

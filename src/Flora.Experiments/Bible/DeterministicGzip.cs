@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 
-namespace Flora.Data.Corpora;
+using Flora.Data.Corpora;
+
+namespace Flora.Experiments.Bible;
 
 /// <summary>
 /// Gzip (RFC 1952) whose bytes depend only on the input: the header is written here with modification time 0,

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Flora.Experiments.Bible;
 using Flora.Data.Corpora;
 using Flora.Metrics;
 using Flora.Optim;

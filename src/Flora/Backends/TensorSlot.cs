@@ -1,6 +1,7 @@
-using Flora.Backends;
 
-namespace Flora.Tensors;
+using Flora.Tensors;
+
+namespace Flora.Backends;
 
 /// <summary>
 /// A reusable buffer that a module or sink writes every step. <see cref="Get"/> returns a view of the

@@ -1,0 +1,15 @@
+using Flora.Checkpoints;
+
+namespace Flora.Training;
+
+/// <summary>
+/// A sink whose state outlives a backward pass (accumulators mid-cycle, resampling cycles), so that a
+/// checkpoint can hold it: tensors and metadata under a prefix of a safetensors file.
+/// </summary>
+public interface IStatefulSink
+{
+    void SaveState(SafeTensorsWriter writer, string prefix);
+
+    /// <summary>Restores what <see cref="SaveState"/> wrote; throws <see cref="InvalidDataException"/> when it does not fit.</summary>
+    void LoadState(SafeTensorsFile file, string prefix);
+}
