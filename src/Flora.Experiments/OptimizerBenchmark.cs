@@ -46,8 +46,8 @@ public static class OptimizerBenchmark
             };
             foreach (int r in ranks)
             {
-                methods.Add(($"Flora r={r}", () => new Flora.Optim.Flora(backend, parameters, 1e-3f, rank: r)));
-                methods.Add(($"Flora r={r} (official variant)", () => new Flora.Optim.Flora(backend, parameters, 1e-3f, rank: r, variant: FloraVariant.Official)));
+                methods.Add(($"Flora r={r}", () => new FloraAdafactor(backend, parameters, 1e-3f, rank: r)));
+                methods.Add(($"Flora r={r} (official variant)", () => new FloraAdafactor(backend, parameters, 1e-3f, rank: r, variant: FloraVariant.Official)));
             }
             methods.Add(("AdamW", () => new AdamW(backend, parameters, 1e-4f)));
 

@@ -170,7 +170,7 @@ public sealed class ParameterTable
         try
         {
             foreach (var e in Entries)
-                parameters.Add(new Parameter(e.Name, backend.Allocate(e.Shape, MemoryTag.Parameters)));
+                parameters.Add(new Parameter(backend, e.Name, backend.Allocate(e.Shape, MemoryTag.Parameters)));
             return parameters.ToArray();
         }
         catch

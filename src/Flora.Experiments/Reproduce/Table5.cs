@@ -129,7 +129,7 @@ public sealed class Table5 : IReproduction
     public static Optimizer CreateOptimizer(IBackend backend, IReadOnlyList<Parameter> parameters, string optimizer, ClassifierScale scale, ulong seed) => optimizer switch
     {
         "Adam" => new AdamW(backend, parameters, scale.LearningRate, weightDecay: 0f),
-        "FLORA" => new Optim.Flora(backend, parameters, new AdafactorOptions
+        "FLORA" => new FloraAdafactor(backend, parameters, new AdafactorOptions
         {
             LearningRate = scale.LearningRate,
             ScaleParameter = false,

@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 

@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -17,7 +16,7 @@ public sealed class Embedding : Module
         : base(backend, name)
     {
         if (vocabulary <= 0 || dimension <= 0) throw new ArgumentException($"Embedding '{name}': sizes must be positive, got {vocabulary} x {dimension}");
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(vocabulary, dimension), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(vocabulary, dimension), MemoryTag.Parameters));
         backend.FillGaussian(Weight.Value, seed, initStd);
     }
 
@@ -59,7 +58,7 @@ public sealed class PositionEmbedding : Module
     public PositionEmbedding(IBackend backend, string name, int context, int dimension, ulong seed, float initStd)
         : base(backend, name)
     {
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(context, dimension), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(context, dimension), MemoryTag.Parameters));
         backend.FillGaussian(Weight.Value, seed, initStd);
     }
 

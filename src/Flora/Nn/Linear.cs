@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -32,9 +31,9 @@ public sealed class Linear : Module
         OutFeatures = outFeatures;
         Layout = layout;
         var shape = layout == WeightLayout.OutIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures);
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(shape, MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(shape, MemoryTag.Parameters));
         backend.FillGaussian(Weight.Value, seed, initStd ?? 1f / MathF.Sqrt(inFeatures));
-        if (bias) Bias = new Parameter(Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
+        if (bias) Bias = new Parameter(backend, Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
     }
 
     public int InFeatures { get; }

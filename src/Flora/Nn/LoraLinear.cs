@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -25,9 +24,9 @@ public sealed class LoraLinear : Module
         Rank = rank;
         Scale = alpha / rank;
         foreach (var p in baseLayer.Parameters()) p.RequiresGrad = false;
-        A = new Parameter(Join(Name, "lora_A"), Backend.Allocate(new Shape(rank, baseLayer.InFeatures), MemoryTag.Parameters), trainA);
+        A = new Parameter(Backend, Join(Name, "lora_A"), Backend.Allocate(new Shape(rank, baseLayer.InFeatures), MemoryTag.Parameters), trainA);
         Backend.FillGaussian(A.Value, seed, 1f / MathF.Sqrt(rank));
-        B = new Parameter(Join(Name, "lora_B"), Backend.Allocate(new Shape(baseLayer.OutFeatures, rank), MemoryTag.Parameters));
+        B = new Parameter(Backend, Join(Name, "lora_B"), Backend.Allocate(new Shape(baseLayer.OutFeatures, rank), MemoryTag.Parameters));
     }
 
     public Linear Base { get; }
@@ -74,10 +73,16 @@ public sealed class LoraLinear : Module
         return dx;
     }
 
-    /// <summary>W += s B A: folds the adapter into the base weight (B is then reset to zero so the output is unchanged).</summary>
+    /// <summary>
+    /// Folds the adapter into the base weight, W += s B A in the (out, in) layout or W += s A^T B^T in GPT-2's (in, out)
+    /// layout, then resets B to zero: the layer's output is unchanged, and merging twice adds nothing.
+    /// </summary>
     public void Merge()
     {
-        Backend.MatMul(B.Value, false, A.Value, false, Base.Weight.Value, Scale, 1f);
+        if (Base.Layout == WeightLayout.OutIn)
+            Backend.MatMul(B.Value, false, A.Value, false, Base.Weight.Value, Scale, 1f);   // W (out, in) += s B A
+        else
+            Backend.MatMul(A.Value, true, B.Value, true, Base.Weight.Value, Scale, 1f);     // W (in, out) += s A^T B^T
         Backend.Fill(B.Value, 0f);
     }
 

@@ -1,6 +1,6 @@
 using Flora.Backends;
+using Flora.Checkpoints;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -54,6 +54,32 @@ public abstract class Module : IDisposable
 
     /// <summary>This module's parameters, children's included, in a fixed order.</summary>
     public IEnumerable<Parameter> Parameters() => OwnParameters.Concat(Children.SelectMany(c => c.Parameters()));
+
+    /// <summary>Writes every parameter under its name (<see cref="Parameters"/>) to a safetensors file, atomically.</summary>
+    public void SaveWeights(string path)
+    {
+        var writer = new SafeTensorsWriter().AddMetadata("format", "pt");
+        foreach (var p in Parameters()) writer.Add(p.Name, p.Value);
+        writer.Write(path);
+    }
+
+    /// <summary>
+    /// Reads every parameter by name from a safetensors file such as <see cref="SaveWeights"/> writes.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A parameter is missing or has another shape, or the file holds tensors this module lacks.</exception>
+    public void LoadWeights(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        var parameters = Parameters().ToList();
+        foreach (var p in parameters)
+        {
+            if (!file.Contains(p.Name))
+                throw new InvalidDataException($"{path}: no tensor '{p.Name}': the file holds another model ({file.Tensors.Count} tensors, this one has {parameters.Count} parameters)");
+            file.ReadInto(p.Name, p.Value);
+        }
+        if (file.Tensors.Count != parameters.Count)
+            throw new InvalidDataException($"{path}: {file.Tensors.Count} tensors, but this model has {parameters.Count} parameters: the file holds another model");
+    }
 
     /// <summary>
     /// Makes this module and its descendants take their buffers from <paramref name="scope"/>, keyed by

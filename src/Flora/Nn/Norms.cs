@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -12,8 +11,8 @@ public sealed class LayerNorm : Module
     public LayerNorm(IBackend backend, string name, int dimension, float eps = 1e-5f) : base(backend, name)
     {
         Eps = eps;
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
-        Bias = new Parameter(Join(name, "bias"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
+        Bias = new Parameter(backend, Join(name, "bias"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
         backend.Fill(Weight.Value, 1f);
     }
 
@@ -52,7 +51,7 @@ public sealed class RmsNorm : Module
     public RmsNorm(IBackend backend, string name, int dimension, float eps = 1e-6f) : base(backend, name)
     {
         Eps = eps;
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(dimension), MemoryTag.Parameters));
         backend.Fill(Weight.Value, 1f);
     }
 

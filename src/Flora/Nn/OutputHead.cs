@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn;
 
@@ -30,7 +29,7 @@ public sealed class OutputHead : Module
     public OutputHead(IBackend backend, string name, int features, int vocabulary, ulong seed, float initStd) : base(backend, name)
     {
         if (features <= 0 || vocabulary <= 0) throw new ArgumentException($"OutputHead '{name}': sizes must be positive, got {features} features, vocabulary {vocabulary}");
-        Weight = new Parameter(Join(name, "weight"), backend.Allocate(new Shape(vocabulary, features), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(vocabulary, features), MemoryTag.Parameters));
         backend.FillGaussian(Weight.Value, seed, initStd);
         _ownsWeight = true;
     }

@@ -1,3 +1,4 @@
+using Flora.Backends;
 using Flora.Tensors;
 
 namespace Flora.Nn;
@@ -9,13 +10,19 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class Parameter : IDisposable
 {
-    public Parameter(string name, Tensor value, bool requiresGrad = true)
+    /// <summary>A parameter named <paramref name="name"/> holding <paramref name="value"/>, which <paramref name="backend"/> allocated.</summary>
+    public Parameter(IBackend backend, string name, Tensor value, bool requiresGrad = true)
     {
+        Backend = backend;
         Name = name;
         Value = value;
         RequiresGrad = requiresGrad;
     }
 
+    /// <summary>The backend that holds <see cref="Value"/>: optimizers allocate this parameter's state there.</summary>
+    public IBackend Backend { get; }
+
+    /// <summary>The parameter's path in its model, e.g. "h.0.attn.c_attn.weight".</summary>
     public string Name { get; }
     public Tensor Value { get; }
     public Shape Shape => Value.Shape;

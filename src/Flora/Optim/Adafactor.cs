@@ -57,6 +57,11 @@ public class Adafactor : Optimizer
 {
     private readonly MomentumScratch _scratch;
 
+    /// <summary>Adafactor for <paramref name="parameters"/>, on the backend that holds them.</summary>
+    public Adafactor(IEnumerable<Parameter> parameters, AdafactorOptions options)
+        : this(BackendOf(parameters), OneGroup(parameters), options) { }
+
+    /// <summary>Adafactor for <paramref name="parameters"/> (one group), whose state <paramref name="backend"/> allocates.</summary>
     public Adafactor(IBackend backend, IEnumerable<Parameter> parameters, AdafactorOptions options)
         : this(backend, OneGroup(parameters), options) { }
 
@@ -155,34 +160,4 @@ public class Adafactor : Optimizer
         base.Dispose();
         _scratch.Dispose();
     }
-}
-
-/// <summary>
-/// FLORA (Hao, Cao, Mou 2024): Adafactor whose first moment is compressed by Algorithm 2, with
-/// rank r, resampling interval kappa and per-parameter seeds. Eligible matrices keep
-/// r x max(n, m) momentum floats instead of n x m; everything else keeps naive momentum.
-/// Works with the factored and the unfactored second moment.
-/// </summary>
-public sealed class Flora : Adafactor
-{
-    public Flora(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, int rank,
-        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, bool factored = true,
-        float weightDecay = 0, ulong seed = 0)
-        : base(backend, parameters, FloraOptions(learningRate, rank, beta, kappa, variant, factored, weightDecay, seed)) { }
-
-    public Flora(IBackend backend, IEnumerable<Parameter> parameters, AdafactorOptions options)
-        : base(backend, parameters, RequireCompressed(options)) { }
-
-    private static AdafactorOptions FloraOptions(float lr, int rank, float beta, int kappa, FloraVariant variant, bool factored, float wd, ulong seed) =>
-        new()
-        {
-            LearningRate = lr,
-            Factored = factored,
-            WeightDecay = wd,
-            Momentum = MomentumOptions.Flora(rank, beta, kappa, variant, seed),
-        };
-
-    private static AdafactorOptions RequireCompressed(AdafactorOptions options) =>
-        options.Momentum.Kind == MomentumKind.Compressed ? options
-        : throw new ArgumentException($"Flora needs compressed momentum, got {options.Momentum}");
 }

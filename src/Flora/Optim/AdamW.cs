@@ -14,10 +14,16 @@ namespace Flora.Optim;
 /// With <see cref="MomentumKind.Compressed"/> momentum this is FLORA with an Adam-style second moment,
 /// which the official code does not offer. The gradient passed to Update is consumed.
 /// </summary>
-public sealed class AdamW : Optimizer
+public class AdamW : Optimizer
 {
     private readonly MomentumScratch _scratch;
 
+    /// <summary>AdamW for <paramref name="parameters"/>, on the backend that holds them.</summary>
+    public AdamW(IEnumerable<Parameter> parameters, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+        float eps = 1e-8f, float weightDecay = 0.01f)
+        : this(BackendOf(parameters), parameters, learningRate, beta1, beta2, eps, weightDecay) { }
+
+    /// <summary>AdamW for <paramref name="parameters"/> with one group; <paramref name="momentum"/> naive (the default) or FLORA-compressed.</summary>
     public AdamW(IBackend backend, IEnumerable<Parameter> parameters, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
         float eps = 1e-8f, float weightDecay = 0.01f, MomentumOptions? momentum = null)
         : this(backend, OneGroup(parameters), learningRate, beta1, beta2, eps, weightDecay, momentum) { }

@@ -1,7 +1,6 @@
 using Flora.Backends;
 using Flora.Nn;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Optim;
 
@@ -15,11 +14,24 @@ namespace Flora.Optim;
 /// </para>
 /// Parameters are organised in <see cref="ParameterGroup"/>s with their own learning rate and weight
 /// decay. State is created on first use (or all at once by <see cref="States"/>) and can be saved
-/// and loaded with <see cref="OptimizerCheckpoint"/>.
+/// and loaded with <see cref="SaveState"/> and <see cref="LoadState"/>.
+/// <para>
+/// In a training loop of your own, pass <see cref="Gradients"/> to the model's backward and call <see cref="Step"/>
+/// after each backward pass (TorchSharp's <c>optimizer.step()</c>):
+/// <code>
+/// using var opt = new FloraAdafactor(model.Parameters(), learningRate: 1e-2f, rank: 8)
+///     { GradientOptions = new PipelineOptions { Mode = AccumulationMode.Compressed, AccumulationSteps = 4, Rank = 8 } };
+/// for each micro-batch: forward; loss; model.Backward(dLogits, opt.Gradients); opt.Step();
+/// </code>
+/// Every <see cref="PipelineOptions.AccumulationSteps"/>-th <see cref="Step"/> applies the update to the mean of the
+/// micro-batches' gradients (with LOMO, inside the last backward pass).
+/// </para>
 /// </summary>
 public abstract class Optimizer : IDisposable
 {
     private readonly Dictionary<Parameter, (ParameterGroup Group, ParameterState? State)> _parameters = new();
+    private PipelineOptions _gradientOptions = new();
+    private GradientPipeline? _gradients;
 
     protected Optimizer(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float weightDecay)
     {
@@ -34,7 +46,10 @@ public abstract class Optimizer : IDisposable
                     throw new ArgumentException($"parameter '{p.Name}' appears in more than one group");
     }
 
+    /// <summary>The backend that holds the parameters and the state.</summary>
     public IBackend Backend { get; }
+
+    /// <summary>The parameter groups, in the order given.</summary>
     public IReadOnlyList<ParameterGroup> Groups { get; }
 
     /// <summary>Default learning rate of groups that set none.</summary>
@@ -45,6 +60,9 @@ public abstract class Optimizer : IDisposable
 
     /// <summary>Multiplies every group's learning rate; a schedule sets it before each step.</summary>
     public float LearningRateScale { get; set; } = 1f;
+
+    /// <summary>The optimizer's name in checkpoints (its type name unless it was renamed), compared on load.</summary>
+    public virtual string StateName => GetType().Name;
 
     /// <summary>The optimizer's settings that shape its state, written into checkpoints and compared on load.</summary>
     public abstract string Configuration { get; }
@@ -90,11 +108,88 @@ public abstract class Optimizer : IDisposable
 
     protected float WeightDecayOf(ParameterGroup group) => group.WeightDecay ?? WeightDecay;
 
+    /// <summary>
+    /// How gradients reach this optimizer through <see cref="Gradients"/>: accumulation over micro-batches (none,
+    /// full-size, or FLORA's compressed accumulators, Algorithm 1) and LOMO (each parameter updated inside backward).
+    /// Set it before the first backward pass. The default: one micro-batch per update, full-size gradients.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Set after <see cref="Gradients"/> was first used.</exception>
+    public PipelineOptions GradientOptions
+    {
+        get => _gradientOptions;
+        set
+        {
+            if (_gradients is not null) throw new InvalidOperationException("set GradientOptions before the first backward pass (Gradients is already in use)");
+            value.Validate();
+            _gradientOptions = value;
+        }
+    }
+
+    /// <summary>
+    /// The gradient sink to pass to a model's <see cref="Module.Backward"/>: it routes every parameter's gradient as
+    /// <see cref="GradientOptions"/> say, and applies this optimizer when an accumulation cycle completes.
+    /// </summary>
+    public GradientPipeline Gradients => _gradients ??= _gradientOptions.Build(Backend, Groups.SelectMany(g => g.Parameters), this);
+
+    /// <summary>
+    /// Ends a micro-batch (call it after each backward pass). When the accumulation cycle is complete (every call
+    /// without accumulation) the parameters are updated with the mean gradient of the cycle; with LOMO the updates
+    /// already happened inside backward and this only closes the cycle.
+    /// </summary>
+    public void Step() => Gradients.EndMicroBatch();
+
+    /// <summary>
+    /// Discards what has been accumulated since the last update (a skipped batch); updates already applied stay.
+    /// Not needed between steps: the first gradient of a cycle overwrites the previous one.
+    /// </summary>
+    public void ZeroGrad() => _gradients?.Discard();
+
+    /// <summary>
+    /// Writes the optimizer's state (moments, FLORA's compressed momentum, step counts) and that of
+    /// <see cref="Gradients"/> (accumulators of a cycle in progress, projection cycles) to a safetensors file,
+    /// atomically. Projections are regenerated from seeds, so a loop resumed with <see cref="LoadState"/> continues
+    /// bit for bit.
+    /// </summary>
+    public void SaveState(string path)
+    {
+        var writer = new Checkpoints.SafeTensorsWriter().AddMetadata("kind", OptimizerCheckpoint.Kind);
+        OptimizerCheckpoint.AddTo(this, writer);
+        Gradients.SaveState(writer, "gradients/");
+        writer.Write(path);
+    }
+
+    /// <summary>Restores what <see cref="SaveState"/> wrote into an optimizer built with the same settings and parameters.</summary>
+    /// <exception cref="InvalidDataException">The file holds another optimizer, settings or parameters.</exception>
+    public void LoadState(string path)
+    {
+        using var file = Checkpoints.SafeTensorsFile.Open(path);
+        if (!file.Metadata.TryGetValue("kind", out var kind) || kind != OptimizerCheckpoint.Kind)
+            throw new InvalidDataException($"{path}: not an optimizer state file");
+        OptimizerCheckpoint.LoadFrom(this, file);
+        Gradients.LoadState(file, "gradients/");
+    }
+
+    /// <summary>The one backend that holds all of <paramref name="parameters"/>.</summary>
+    /// <exception cref="ArgumentException">There are no parameters, or they live on different backends.</exception>
+    protected static IBackend BackendOf(IEnumerable<Parameter> parameters)
+    {
+        IBackend? backend = null;
+        foreach (var p in parameters)
+        {
+            backend ??= p.Backend;
+            if (!ReferenceEquals(backend, p.Backend))
+                throw new ArgumentException($"parameter '{p.Name}' is on {p.Backend.Name}, the others on {backend.Name}: an optimizer needs one backend");
+        }
+        return backend ?? throw new ArgumentException("an optimizer needs at least one parameter");
+    }
+
     /// <summary>Allocates the state of one parameter (zeros; step 0).</summary>
     protected abstract ParameterState CreateState(Parameter parameter, ParameterGroup group);
 
     public virtual void Dispose()
     {
+        _gradients?.Dispose();
+        _gradients = null;
         foreach (var (_, state) in _parameters.Values) state?.Dispose();
         _parameters.Clear();
         GC.SuppressFinalize(this);

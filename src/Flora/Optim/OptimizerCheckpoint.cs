@@ -23,7 +23,7 @@ public static class OptimizerCheckpoint
     public static void AddTo(Optimizer optimizer, SafeTensorsWriter writer, string prefix = DefaultPrefix)
     {
         var states = optimizer.States;
-        writer.AddMetadata(prefix + "type", optimizer.GetType().Name);
+        writer.AddMetadata(prefix + "type", optimizer.StateName);
         writer.AddMetadata(prefix + "configuration", optimizer.Configuration);
         writer.AddMetadata(prefix + "steps", JsonSerializer.Serialize(states.ToDictionary(s => s.Parameter.Name, s => s.Step)));
         if (states.Any(s => s is IStateScalars))
@@ -37,8 +37,8 @@ public static class OptimizerCheckpoint
     public static void LoadFrom(Optimizer optimizer, SafeTensorsFile file, string prefix = DefaultPrefix)
     {
         string type = Required(file, prefix + "type");
-        if (type != optimizer.GetType().Name)
-            throw new InvalidDataException($"{file.Path}: the checkpoint holds {type} state; this optimizer is {optimizer.GetType().Name}");
+        if (type != optimizer.StateName)
+            throw new InvalidDataException($"{file.Path}: the checkpoint holds {type} state; this optimizer is {optimizer.StateName}");
         string configuration = Required(file, prefix + "configuration");
         if (configuration != optimizer.Configuration)
             throw new InvalidDataException($"{file.Path}: the checkpoint's {type} was configured '{configuration}'; this one is '{optimizer.Configuration}'");

@@ -52,7 +52,7 @@ public sealed record OptimizerSpec
         AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m };
         return Name switch
         {
-            "flora" => new Flora(backend, p, Adafactor(MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed))),
+            "flora" => new FloraAdafactor(backend, p, Adafactor(MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed))),
             "adafactor" => new Adafactor(backend, p, Adafactor(MomentumOptions.None)),
             "adafactor-momentum" => new Adafactor(backend, p, Adafactor(MomentumOptions.Naive(Beta1))),
             "adamw" => new AdamW(backend, p, LearningRate, Beta1, weightDecay: WeightDecay),

@@ -1,7 +1,6 @@
 using Flora.Backends;
 using Flora.Nn;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Optim;
 

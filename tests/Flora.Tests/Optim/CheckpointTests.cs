@@ -10,9 +10,9 @@ public class CheckpointTests
 {
     private static Parameter[] NewParameters(IBackend cpu) =>
     [
-        new Parameter("attn.weight", cpu.Allocate(new Shape(24, 16), MemoryTag.Parameters)),
-        new Parameter("mlp.weight", cpu.Allocate(new Shape(16, 40), MemoryTag.Parameters)),
-        new Parameter("bias", cpu.Allocate(new Shape(16), MemoryTag.Parameters)),
+        new Parameter(cpu, "attn.weight", cpu.Allocate(new Shape(24, 16), MemoryTag.Parameters)),
+        new Parameter(cpu, "mlp.weight", cpu.Allocate(new Shape(16, 40), MemoryTag.Parameters)),
+        new Parameter(cpu, "bias", cpu.Allocate(new Shape(16), MemoryTag.Parameters)),
     ];
 
     private static void Initialise(IBackend cpu, Parameter[] ps)
@@ -36,8 +36,8 @@ public class CheckpointTests
     private static Optimizer Make(string kind, IBackend cpu, Parameter[] ps) => kind switch
     {
         // kappa = 3: the ten continued steps cross several resamplings.
-        "flora-paper" => new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4, kappa: 3, seed: 7),
-        "flora-official" => new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4, kappa: 3, variant: FloraVariant.Official, seed: 7),
+        "flora-paper" => new FloraAdafactor(cpu, ps, 0.05f, rank: 4, kappa: 3, seed: 7),
+        "flora-official" => new FloraAdafactor(cpu, ps, 0.05f, rank: 4, kappa: 3, variant: FloraVariant.Official, seed: 7),
         "adafactor-naive" => new Adafactor(cpu, ps, new AdafactorOptions { LearningRate = 0.05f, Momentum = MomentumOptions.Naive() }),
         "adamw" => new AdamW(cpu, ps, 0.01f),
         "adamw-flora" => new AdamW(cpu, ps, 0.01f, momentum: MomentumOptions.Flora(4, kappa: 3)),
@@ -95,20 +95,20 @@ public class CheckpointTests
         {
             var ps = NewParameters(cpu);
             string path = Path.Combine(dir, "opt.safetensors");
-            using (var flora = new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4)) OptimizerCheckpoint.Save(flora, path);
+            using (var flora = new FloraAdafactor(cpu, ps, 0.05f, rank: 4)) OptimizerCheckpoint.Save(flora, path);
 
             using var adamw = new AdamW(cpu, ps);
             var e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(adamw, path));
             Assert.Contains("holds Flora state; this optimizer is AdamW", e.Message);
 
-            using var otherRank = new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 8);
+            using var otherRank = new FloraAdafactor(cpu, ps, 0.05f, rank: 8);
             e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(otherRank, path));
             Assert.Contains("r=4", e.Message);
             Assert.Contains("r=8", e.Message);
 
             byte[] bytes = File.ReadAllBytes(path);
             File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
-            using var same = new Flora.Optim.Flora(cpu, ps, 0.05f, rank: 4);
+            using var same = new FloraAdafactor(cpu, ps, 0.05f, rank: 4);
             e = Assert.Throws<InvalidDataException>(() => OptimizerCheckpoint.Load(same, path));
             Assert.Contains(path, e.Message);
 

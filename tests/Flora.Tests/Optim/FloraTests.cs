@@ -9,7 +9,7 @@ public class FloraTests
 {
     private static Parameter NewParameter(IBackend cpu, string name, int n, int m, ulong seed)
     {
-        var p = new Parameter(name, cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
+        var p = new Parameter(cpu, name, cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
         cpu.FillGaussian(p.Value, seed, 1f);
         return p;
     }
@@ -26,7 +26,7 @@ public class FloraTests
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "layer.weight", n, m, 1);
         var w = ToDouble(p.Value);
-        using var opt = new Flora.Optim.Flora(cpu, [p], 0.5f, rank: r, beta: 0f, kappa: 1, seed: root);
+        using var opt = new FloraAdafactor(cpu, [p], 0.5f, rank: r, beta: 0f, kappa: 1, seed: root);
         var reference = new Reference.Adafactor(n, m) { Lr = 0.5 };
         ulong parameterSeed = Seeds.ForName(root, "layer.weight");
         bool columns = m <= n;
@@ -120,8 +120,8 @@ public class FloraTests
     public void State_bytes_are_exact_for_a_768_by_3072_weight_at_rank_32()
     {
         using var cpu = TestUtil.Cpu();
-        using var p = new Parameter("mlp.c_fc.weight", cpu.Allocate(new Shape(768, 3072), MemoryTag.Parameters));
-        using var flora = new Flora.Optim.Flora(cpu, [p], 0.01f, rank: 32);
+        using var p = new Parameter(cpu, "mlp.c_fc.weight", cpu.Allocate(new Shape(768, 3072), MemoryTag.Parameters));
+        using var flora = new FloraAdafactor(cpu, [p], 0.01f, rank: 32);
         using var naive = new Adafactor(cpu, [p], new AdafactorOptions { LearningRate = 0.01f, Momentum = MomentumOptions.Naive() });
         var floraMoment = flora.StateOf(p).Tensors.Single(t => t.Name == "exp_avg");
         var naiveMoment = naive.StateOf(p).Tensors.Single(t => t.Name == "exp_avg");
@@ -138,11 +138,11 @@ public class FloraTests
     public void Ineligible_parameters_keep_naive_momentum()
     {
         using var cpu = TestUtil.Cpu();
-        using var embedding = new Parameter("wte", cpu.Allocate(new Shape(500, 16), MemoryTag.Parameters)); // aspect ratio > 4
-        using var bias = new Parameter("b", cpu.Allocate(new Shape(16), MemoryTag.Parameters));
-        using var small = new Parameter("tiny", cpu.Allocate(new Shape(16, 8), MemoryTag.Parameters));       // min dim 8 < r
-        using var ok = new Parameter("attn", cpu.Allocate(new Shape(16, 32), MemoryTag.Parameters));
-        using var flora = new Flora.Optim.Flora(cpu, [embedding, bias, small, ok], 0.01f, rank: 12);
+        using var embedding = new Parameter(cpu, "wte", cpu.Allocate(new Shape(500, 16), MemoryTag.Parameters)); // aspect ratio > 4
+        using var bias = new Parameter(cpu, "b", cpu.Allocate(new Shape(16), MemoryTag.Parameters));
+        using var small = new Parameter(cpu, "tiny", cpu.Allocate(new Shape(16, 8), MemoryTag.Parameters));       // min dim 8 < r
+        using var ok = new Parameter(cpu, "attn", cpu.Allocate(new Shape(16, 32), MemoryTag.Parameters));
+        using var flora = new FloraAdafactor(cpu, [embedding, bias, small, ok], 0.01f, rank: 12);
         Assert.Equal(new Shape(500, 16), flora.StateOf(embedding).Tensors.Single(t => t.Name == "exp_avg").Shape);
         Assert.Equal(new Shape(16), flora.StateOf(bias).Tensors.Single(t => t.Name == "exp_avg").Shape);
         Assert.Equal(new Shape(16, 8), flora.StateOf(small).Tensors.Single(t => t.Name == "exp_avg").Shape);

@@ -217,7 +217,7 @@ public class GaLoreTests
         const float lr = 0.01f, scale = 0.25f, wd = 0.1f;
         using var cpu = TestUtil.Cpu();
         var w0 = Enumerable.Range(0, n * m).Select(i => Math.Sin(i + 1.0)).ToArray();
-        using var p = new Parameter("w", Upload(cpu, w0, n, m));
+        using var p = new Parameter(cpu, "w", Upload(cpu, w0, n, m));
         using var opt = new GaLore(cpu, [p], lr, rank, gap, scale, weightDecay: wd);
         var reference = new ReferenceGaLore(n, m, rank, gap, lr, scale, wd);
         var w = (double[])w0.Clone();
@@ -241,7 +241,7 @@ public class GaLoreTests
         // G = 3 e1 f1^T + 1 e2 f2^T on a 2 x 3 weight, r = 1: P = e1, R = P^T G = [3, 0, 0]. First Adam step: N = R / (|R| + eps) = [1, 0, 0]
         // (0 where R = 0). W = W - lr alpha P N: only W[0, 0] moves, by -0.1 * 0.25 = -0.025.
         using var cpu = TestUtil.Cpu();
-        using var p = new Parameter("w", TestUtil.FromArray(cpu, [1f, 1f, 1f, 1f, 1f, 1f], 2, 3));
+        using var p = new Parameter(cpu, "w", TestUtil.FromArray(cpu, [1f, 1f, 1f, 1f, 1f, 1f], 2, 3));
         using var opt = new GaLore(cpu, [p], 0.1f, rank: 1, updateGap: 10, scale: 0.25f);
         using var g = TestUtil.FromArray(cpu, [3f, 0f, 0f, 0f, 1f, 0f], 2, 3);
         opt.Update(p, g);
@@ -256,7 +256,7 @@ public class GaLoreTests
     {
         const int n = 6, m = 9, rank = 3, gap = 3;
         using var cpu = TestUtil.Cpu();
-        using var p = new Parameter("w", TestUtil.Random(cpu, 1, 0.5f, n, m));
+        using var p = new Parameter(cpu, "w", TestUtil.Random(cpu, 1, 0.5f, n, m));
         using var opt = new GaLore(cpu, [p], 1e-3f, rank, gap);
         var state = opt.StateOfParameter(p);
         Assert.True(state.Left);
@@ -288,9 +288,9 @@ public class GaLoreTests
         // A vector, an embedding-like matrix (40 x 4: more than 4:1), a matrix smaller than the rank.
         Parameter[] Make() =>
         [
-            new Parameter("norm", TestUtil.Random(cpu, 1, 1f, 16)),
-            new Parameter("embed", TestUtil.Random(cpu, 2, 1f, 40, 4)),
-            new Parameter("small", TestUtil.Random(cpu, 3, 1f, 3, 5)),
+            new Parameter(cpu, "norm", TestUtil.Random(cpu, 1, 1f, 16)),
+            new Parameter(cpu, "embed", TestUtil.Random(cpu, 2, 1f, 40, 4)),
+            new Parameter(cpu, "small", TestUtil.Random(cpu, 3, 1f, 3, 5)),
         ];
         var galoreParams = Make();
         var adamParams = Make();
@@ -320,9 +320,9 @@ public class GaLoreTests
     {
         const int rank = 4;
         using var cpu = TestUtil.Cpu();
-        using var wide = new Parameter("wide", cpu.Allocate(new Shape(8, 12), MemoryTag.Parameters));
-        using var tall = new Parameter("tall", cpu.Allocate(new Shape(12, 8), MemoryTag.Parameters));
-        using var bias = new Parameter("bias", cpu.Allocate(new Shape(5), MemoryTag.Parameters));
+        using var wide = new Parameter(cpu, "wide", cpu.Allocate(new Shape(8, 12), MemoryTag.Parameters));
+        using var tall = new Parameter(cpu, "tall", cpu.Allocate(new Shape(12, 8), MemoryTag.Parameters));
+        using var bias = new Parameter(cpu, "bias", cpu.Allocate(new Shape(5), MemoryTag.Parameters));
         using var opt = new GaLore(cpu, [wide, tall, bias], 1e-3f, rank);
         var w = opt.StateOfParameter(wide);
         var t = opt.StateOfParameter(tall);
@@ -348,9 +348,9 @@ public class GaLoreTests
         string dir = Directory.CreateTempSubdirectory("flora-galore-").FullName;
         Parameter[] Make() =>
         [
-            new Parameter("attn.weight", cpu.Allocate(new Shape(12, 16), MemoryTag.Parameters)),
-            new Parameter("mlp.weight", cpu.Allocate(new Shape(20, 8), MemoryTag.Parameters)),
-            new Parameter("bias", cpu.Allocate(new Shape(16), MemoryTag.Parameters)),
+            new Parameter(cpu, "attn.weight", cpu.Allocate(new Shape(12, 16), MemoryTag.Parameters)),
+            new Parameter(cpu, "mlp.weight", cpu.Allocate(new Shape(20, 8), MemoryTag.Parameters)),
+            new Parameter(cpu, "bias", cpu.Allocate(new Shape(16), MemoryTag.Parameters)),
         ];
         void Steps(GaLore opt, Parameter[] ps, int from, int to)
         {
@@ -414,7 +414,7 @@ public class GaLoreTests
     public void Bad_hyper_parameters_are_refused_naming_the_value(int rank, int gap, float scale, string what, string value)
     {
         using var cpu = TestUtil.Cpu();
-        using var p = new Parameter("w", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
+        using var p = new Parameter(cpu, "w", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
         var e = Assert.Throws<ArgumentException>(() => new GaLore(cpu, [p], 1e-3f, rank, gap, scale));
         Assert.Contains(what, e.Message);
         Assert.Contains($"got {value}", e.Message);
@@ -424,7 +424,7 @@ public class GaLoreTests
     public void The_optimizer_spec_creates_GaLore_with_its_defaults()
     {
         using var cpu = TestUtil.Cpu();
-        using var p = new Parameter("w", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
+        using var p = new Parameter(cpu, "w", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
         Assert.Contains("galore", OptimizerSpec.Names);
         var spec = new OptimizerSpec { Name = "galore", Rank = 4, LearningRate = 0.01f };
         using var opt = Assert.IsType<GaLore>(spec.Create(cpu, [p]));

@@ -19,7 +19,7 @@ public class OptimizerTests
 
     private static Parameter NewParameter(IBackend cpu, double[] values, string name = "w", int n = N, int m = M)
     {
-        var p = new Parameter(name, cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
+        var p = new Parameter(cpu, name, cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
         cpu.Upload(values.Select(v => (float)v).ToArray(), p.Value);
         return p;
     }
@@ -186,12 +186,12 @@ public class OptimizerTests
         Parameter[] ps = [p];
         Action make = setting switch
         {
-            "flora rank 0" => () => new Flora.Optim.Flora(cpu, ps, 0.1f, rank: 0),
-            "flora rank -3" => () => new Flora.Optim.Flora(cpu, ps, 0.1f, rank: -3),
-            "flora kappa 0" => () => new Flora.Optim.Flora(cpu, ps, 0.1f, rank: 1, kappa: 0),
-            "flora beta 1" => () => new Flora.Optim.Flora(cpu, ps, 0.1f, rank: 1, beta: 1f),
-            "flora beta -0.1" => () => new Flora.Optim.Flora(cpu, ps, 0.1f, rank: 1, beta: -0.1f),
-            "flora forced rank above dimension" => () => new Flora.Optim.Flora(cpu, ps, new AdafactorOptions
+            "flora rank 0" => () => new FloraAdafactor(cpu, ps, 0.1f, rank: 0),
+            "flora rank -3" => () => new FloraAdafactor(cpu, ps, 0.1f, rank: -3),
+            "flora kappa 0" => () => new FloraAdafactor(cpu, ps, 0.1f, rank: 1, kappa: 0),
+            "flora beta 1" => () => new FloraAdafactor(cpu, ps, 0.1f, rank: 1, beta: 1f),
+            "flora beta -0.1" => () => new FloraAdafactor(cpu, ps, 0.1f, rank: 1, beta: -0.1f),
+            "flora forced rank above dimension" => () => new FloraAdafactor(cpu, ps, new AdafactorOptions
                 { LearningRate = 0.1f, Momentum = MomentumOptions.Flora(5) with { ForceCompression = true } }),
             "adafactor negative weight decay" => () => new Adafactor(cpu, ps, new AdafactorOptions { LearningRate = 0.1f, WeightDecay = -0.1f }),
             "adafactor no learning rate" => () => new Adafactor(cpu, ps, new AdafactorOptions()),

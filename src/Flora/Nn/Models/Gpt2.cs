@@ -1,7 +1,6 @@
 using Flora.Backends;
 using Flora.Optim;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn.Models;
 

@@ -1,7 +1,6 @@
 using Flora.Backends;
 using Flora.Optim;
 using Flora.Tensors;
-using Flora.Training;
 
 namespace Flora.Nn.Models;
 
@@ -50,7 +49,7 @@ public sealed class Vit : Module
         ulong Seed(string name) => Seeds.ForName(seed, name);
         Module A(Linear l) => adapt?.Invoke(l) ?? l;                          // LoRA hook for attention and MLP projections
         _patchEmbed = new Linear(backend, "patch_embed", config.PatchDimension, c, true, Seed("patch_embed"));
-        _classToken = new Parameter("cls_token", backend.Allocate(new Shape(c), MemoryTag.Parameters));
+        _classToken = new Parameter(backend, "cls_token", backend.Allocate(new Shape(c), MemoryTag.Parameters));
         backend.FillGaussian(_classToken.Value, Seed("cls_token"), std);
         _positions = new PositionEmbedding(backend, "pos_embed", config.Patches + 1, c, Seed("pos_embed"), std);
         _blocks = new TransformerBlock[config.Layers];

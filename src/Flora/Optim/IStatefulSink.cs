@@ -1,6 +1,6 @@
 using Flora.Checkpoints;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>
 /// A sink whose state outlives a backward pass (accumulators mid-cycle, resampling cycles), so that a
@@ -12,4 +12,7 @@ public interface IStatefulSink
 
     /// <summary>Restores what <see cref="SaveState"/> wrote; throws <see cref="InvalidDataException"/> when it does not fit.</summary>
     void LoadState(SafeTensorsFile file, string prefix);
+
+    /// <summary>Drops the gradients accumulated in the current cycle, so that the next one starts afresh.</summary>
+    void Discard();
 }

@@ -2,10 +2,9 @@ using System.Text.Json;
 using Flora.Backends;
 using Flora.Checkpoints;
 using Flora.Nn;
-using Flora.Optim;
 using Flora.Tensors;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>
 /// Plain gradient accumulation: each parameter keeps a full-size gradient buffer (O(nm) memory),
@@ -119,6 +118,15 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink
             _seen.Add(p);
             _pending.Add(p);
         }
+    }
+
+    /// <inheritdoc/>
+    public void Discard()
+    {
+        _pending.Clear();
+        _seen.Clear();
+        _arrivals.Clear();
+        _microBatches = 0;
     }
 
     private Dictionary<string, Parameter>? _parametersByName;

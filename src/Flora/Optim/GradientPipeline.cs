@@ -3,7 +3,7 @@ using Flora.Checkpoints;
 using Flora.Nn;
 using Flora.Tensors;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>
 /// The gradient pipeline: routes each parameter's gradient, as backward produces it, to the sink
@@ -73,9 +73,16 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.LoadState(file, $"{prefix}{i}/");
     }
 
+    /// <summary>Backward of one micro-batch is over: sinks whose accumulation cycle is complete apply the optimizer.</summary>
     public void EndMicroBatch()
     {
         foreach (var sink in _sinks) sink.EndMicroBatch();
+    }
+
+    /// <summary>Drops whatever the sinks accumulated since their last update; the next gradient starts a new cycle.</summary>
+    public void Discard()
+    {
+        foreach (var sink in _sinks) (sink as IStatefulSink)?.Discard();
     }
 
     private IGradientSink SinkFor(Parameter parameter) =>

@@ -1,8 +1,7 @@
 using Flora.Backends;
 using Flora.Nn;
-using Flora.Optim;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>How gradients are accumulated across micro-batches.</summary>
 public enum AccumulationMode

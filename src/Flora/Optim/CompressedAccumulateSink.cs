@@ -2,10 +2,9 @@ using System.Text.Json;
 using Flora.Backends;
 using Flora.Checkpoints;
 using Flora.Nn;
-using Flora.Optim;
 using Flora.Tensors;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>
 /// FLORA's compressed gradient accumulation (Algorithm 1). Per matrix W (n, m) it keeps only
@@ -130,6 +129,14 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDi
             file.ReadInto(prefix + name, s.Accumulator);
             _pending.Add(s);
         }
+    }
+
+    /// <inheritdoc/>
+    public void Discard()
+    {
+        foreach (State s in _pending) s.Started = false;                   // the next gradient overwrites C (same seed)
+        _pending.Clear();
+        _microBatches = 0;
     }
 
     private Dictionary<string, Parameter>? _parametersByName;

@@ -1,9 +1,8 @@
 using Flora.Backends;
 using Flora.Nn;
-using Flora.Optim;
 using Flora.Tensors;
 
-namespace Flora.Training;
+namespace Flora.Optim;
 
 /// <summary>
 /// Immediate update (LOMO, Lv et al. 2023): the optimizer updates each parameter the moment its
