@@ -55,30 +55,40 @@ public abstract class Module : IDisposable
     /// <summary>This module's parameters, children's included, in a fixed order.</summary>
     public IEnumerable<Parameter> Parameters() => OwnParameters.Concat(Children.SelectMany(c => c.Parameters()));
 
-    /// <summary>Writes every parameter under its name (<see cref="Parameters"/>) to a safetensors file, atomically.</summary>
-    public void SaveWeights(string path)
+    /// <summary>This module and all its descendants, depth first.</summary>
+    public IEnumerable<Module> Modules() => Children.SelectMany(c => c.Modules()).Prepend(this);
+
+    /// <summary>
+    /// Writes the parameters (all of them, or those <paramref name="include"/> accepts) under their names to a
+    /// safetensors file, atomically.
+    /// </summary>
+    public void SaveWeights(string path, Func<Parameter, bool>? include = null)
     {
         var writer = new SafeTensorsWriter().AddMetadata("format", "pt");
-        foreach (var p in Parameters()) writer.Add(p.Name, p.Value);
+        foreach (var p in Parameters().Where(include ?? (_ => true))) writer.Add(p.Name, p.Value);
         writer.Write(path);
     }
 
     /// <summary>
-    /// Reads every parameter by name from a safetensors file such as <see cref="SaveWeights"/> writes.
+    /// Reads every parameter by name from a safetensors file such as <see cref="SaveWeights"/> writes. Parameters
+    /// that <paramref name="mayBeMissing"/> accepts (new LoRA adapters, say) keep their values when the file lacks them.
     /// </summary>
+    /// <returns>How many parameters were read.</returns>
     /// <exception cref="InvalidDataException">A parameter is missing or has another shape, or the file holds tensors this module lacks.</exception>
-    public void LoadWeights(string path)
+    public int LoadWeights(string path, Func<Parameter, bool>? mayBeMissing = null)
     {
         using var file = SafeTensorsFile.Open(path);
         var parameters = Parameters().ToList();
+        int read = 0;
         foreach (var p in parameters)
         {
-            if (!file.Contains(p.Name))
+            if (file.Contains(p.Name)) { file.ReadInto(p.Name, p.Value); read++; }
+            else if (mayBeMissing?.Invoke(p) != true)
                 throw new InvalidDataException($"{path}: no tensor '{p.Name}': the file holds another model ({file.Tensors.Count} tensors, this one has {parameters.Count} parameters)");
-            file.ReadInto(p.Name, p.Value);
         }
-        if (file.Tensors.Count != parameters.Count)
-            throw new InvalidDataException($"{path}: {file.Tensors.Count} tensors, but this model has {parameters.Count} parameters: the file holds another model");
+        if (file.Tensors.Count != read)
+            throw new InvalidDataException($"{path}: {file.Tensors.Count} tensors, {read} of them match this model's {parameters.Count} parameters: the file holds another model");
+        return read;
     }
 
     /// <summary>
