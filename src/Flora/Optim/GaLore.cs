@@ -26,6 +26,12 @@ public sealed class GaLore : Optimizer
 {
     private readonly TensorSlot _projected;
 
+    /// <summary>GaLore for <paramref name="parameters"/>, on the backend that holds them.</summary>
+    public GaLore(IEnumerable<Parameter> parameters, float learningRate = 1e-3f, int rank = 128, int updateGap = 200,
+        float scale = 0.25f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0f)
+        : this(BackendOf(parameters), OneGroup(parameters), learningRate, rank, updateGap, scale, beta1, beta2, eps, weightDecay) { }
+
+    /// <summary>GaLore for <paramref name="parameters"/> (one group), whose state <paramref name="backend"/> allocates.</summary>
     public GaLore(IBackend backend, IEnumerable<Parameter> parameters, float learningRate = 1e-3f, int rank = 128, int updateGap = 200,
         float scale = 0.25f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0f)
         : this(backend, OneGroup(parameters), learningRate, rank, updateGap, scale, beta1, beta2, eps, weightDecay) { }

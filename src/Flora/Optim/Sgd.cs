@@ -16,6 +16,11 @@ namespace Flora.Optim;
 /// </summary>
 public sealed class Sgd : Optimizer
 {
+    /// <summary>SGD for <paramref name="parameters"/>, on the backend that holds them.</summary>
+    public Sgd(IEnumerable<Parameter> parameters, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
+        : this(BackendOf(parameters), OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
+
+    /// <summary>SGD for <paramref name="parameters"/> (one group), whose state <paramref name="backend"/> allocates.</summary>
     public Sgd(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
         : this(backend, OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
 
