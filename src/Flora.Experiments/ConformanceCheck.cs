@@ -102,11 +102,12 @@ public static class ConformanceCheck
             using var p = Up(b, x, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); using var d = Up(b, y0, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
             b.Gelu(p, r); b.GeluBackward(p, d, dx); return [Host(r), Host(dx)];
         }, 2e-5);
-        Compare("SwiGlu, SwiGluBackward", b =>
+        Compare("SwiGlu, SwiGluBackward (separate gate and up)", b =>
         {
-            using var p = Up(b, x[..(53 * 2 * 97)], [53, 2 * 97]); using var r = b.Allocate(new Shape(53, 97), MemoryTag.Scratch);
-            using var d = Up(b, y0[..(53 * 97)], [53, 97]); using var dx = b.Allocate(new Shape(53, 2 * 97), MemoryTag.Scratch);
-            b.SwiGlu(p, r); b.SwiGluBackward(p, d, dx); return [Host(r), Host(dx)];
+            using var gate = Up(b, x[..(53 * 97)], [53, 97]); using var up = Up(b, x[(53 * 97)..(2 * 53 * 97)], [53, 97]);
+            using var r = b.Allocate(new Shape(53, 97), MemoryTag.Scratch); using var d = Up(b, y0[..(53 * 97)], [53, 97]);
+            using var dg = b.Allocate(new Shape(53, 97), MemoryTag.Scratch); using var du = b.Allocate(new Shape(53, 97), MemoryTag.Scratch);
+            b.SwiGlu(gate, up, r); b.SwiGluBackward(gate, up, d, dg, du); return [Host(r), Host(dg), Host(du)];
         }, 2e-5);
         Compare("Dropout (p = 0.3, Philox mask)", b => { using var p = Up(b, x, [N]); using var r = b.Allocate(new Shape(N), MemoryTag.Scratch); b.Dropout(p, r, 0.3f, 77); return [Host(r)]; }, Ew);
         Compare("Rotary, inverse", b =>
@@ -114,6 +115,15 @@ public static class ConformanceCheck
             using var p = Up(b, x[..(4 * 9 * 40)], [4 * 9, 40]);
             b.Rotary(p, 4, 2, 16, 9, 10000f, false); float[] rotated = Host(p);
             b.Rotary(p, 4, 2, 16, 9, 10000f, true); return [rotated, Host(p)];
+        }, 1e-5);
+        // Llama 3's rope scaling: with theta 500000, head dimension 16 and 64 original positions the 8 frequencies fall in
+        // all three regimes (kept, smoothed, divided by the factor); 300 positions make the angles large.
+        Compare("Rotary with llama3 rope scaling, inverse", b =>
+        {
+            var scaling = new RopeScaling(8, 1, 4, 64);
+            using var p = Up(b, x[..(2 * 300 * 48)], [2 * 300, 48]);
+            b.Rotary(p, 8, 2, 16, 300, 500000f, false, scaling); float[] rotated = Host(p);
+            b.Rotary(p, 8, 2, 16, 300, 500000f, true, scaling); return [rotated, Host(p)];
         }, 1e-5);
 
         // ---- embeddings, norms
@@ -162,6 +172,25 @@ public static class ConformanceCheck
                 b.AttentionForward(shape, new(t, 0), new(t, C), new(t, 2 * C), o, lse);
                 b.AttentionBackward(shape, d, new(t, 0), new(t, C), new(t, 2 * C), o, lse, new(dt, 0), new(dt, C), new(dt, 2 * C));
                 return [Host(o), Host(lse), Host(dt)];
+            }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
+        }
+        // Grouped-query attention (Llama 3, Qwen2, Mistral): 6 query heads over 2 or 3 key/value heads, separate q, k and
+        // v tensors (their own projections), dk and dv summed over each group; head dimension 64 takes the fused kernel.
+        foreach (var (kvHeads, hd, T) in new[] { (2, 16, 37), (3, 16, 37), (2, 64, 150), (3, 64, 150) })
+        {
+            const int B = 2, H = 6;
+            int C = H * hd, Ckv = kvHeads * hd;
+            float[] q = Rand(B * T * C), k = Rand(B * T * Ckv), v = Rand(B * T * Ckv), dOut = Rand(B * T * C);
+            var shape = new AttentionShape(B, H, T, T, hd, true, 1f / MathF.Sqrt(hd), null, kvHeads);
+            Compare($"Attention grouped ({H} query heads over {kvHeads} key/value heads), causal, head dim {hd}, T {T}: forward and backward", b =>
+            {
+                using var qt = Up(b, q, [B * T, C]); using var kt = Up(b, k, [B * T, Ckv]); using var vt = Up(b, v, [B * T, Ckv]);
+                using var o = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch); using var lse = b.Allocate(new Shape(B, H, T), MemoryTag.Scratch);
+                using var d = Up(b, dOut, [B * T, C]); using var dq = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch);
+                using var dk = b.Allocate(new Shape(B * T, Ckv), MemoryTag.Scratch); using var dv = b.Allocate(new Shape(B * T, Ckv), MemoryTag.Scratch);
+                b.AttentionForward(shape, new(qt, 0), new(kt, 0), new(vt, 0), o, lse);
+                b.AttentionBackward(shape, d, new(qt, 0), new(kt, 0), new(vt, 0), o, lse, new(dq, 0), new(dk, 0), new(dv, 0));
+                return [Host(o), Host(lse), Host(dq), Host(dk), Host(dv)];
             }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
         }
         // Cross attention, and with padded keys (source lengths per batch element: the second one past a whole tile of padding).
@@ -325,6 +354,7 @@ public static class ConformanceCheck
         Add("gpt-tiny, Flora r=8, compressed accumulation, 4 steps: training losses (fp32 products)", EndToEnd("fp32", lomo: false), 2e-4);
         if (precision == GemmPrecision.Bf16)
             Add("gpt-tiny, Flora r=8, LOMO, 4 steps: training losses (bf16 products on the GPU)", EndToEnd("bf16", lomo: true), 2e-2);
+        Add("llama-tiny, Flora r=8, compressed accumulation, 4 steps: training losses (fp32 products)", EndToEnd("fp32", lomo: false, "llama-tiny"), 2e-4);
         return rows;
     }
 
@@ -332,16 +362,16 @@ public static class ConformanceCheck
     /// Max relative difference of the per-step losses of the same 4 steps on the CPU and on the GPU (products in
     /// <paramref name="precision"/>): with FLORA's compressed accumulation over 2 micro-batches, or with LOMO.
     /// </summary>
-    private static double EndToEnd(string precision, bool lomo)
+    private static double EndToEnd(string precision, bool lomo, string model = "gpt-tiny")
     {
-        string root = Path.Combine(Path.GetTempPath(), $"flora-check-{Environment.ProcessId}");
+        string root = Path.Combine(Path.GetTempPath(), $"flora-check-{Environment.ProcessId}-{model}");
         try
         {
             double[] Losses(string device)
             {
                 var options = new TrainOptions
                 {
-                    Model = "gpt-tiny", Tokenizer = "bpe:300", SequenceLength = 32, BatchSize = 4, Steps = 4, WarmupSteps = 1,
+                    Model = model, Tokenizer = "bpe:300", SequenceLength = 32, BatchSize = 4, Steps = 4, WarmupSteps = 1,
                     EvalEvery = 100, CheckpointEvery = 100, Device = device, Precision = precision, Dropout = 0.1f,
                     Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.03f, Rank = 8, Kappa = 2 },
                     Accumulation = lomo ? AccumulationMode.None : AccumulationMode.Compressed, AccumulationSteps = lomo ? 1 : 2, Lomo = lomo,

@@ -18,10 +18,24 @@ public readonly record struct ColumnBlock(Tensor Tensor, int Offset)
 /// (usually 1/sqrt(hd)). Rows of q are (b, t) pairs in order, b * Tq + t; likewise for k and v with Tk.
 /// <see cref="KeyLengths"/>, when given, holds for every batch element b how many keys are real: keys
 /// j &gt;= KeyLengths[b] are padding and get no attention (right-padded sources of different lengths).
+/// <see cref="KeyValueHeads"/>, when given (grouped-query attention, Ainslie et al. 2023), is the number of key
+/// and value heads: query head h reads key/value head h / (H / KeyValueHeads), so k and v are
+/// (KeyValueHeads hd) wide; 0 means H (every query head has its own).
 /// </summary>
-public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, bool Causal, float Scale, int[]? KeyLengths = null)
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, bool Causal, float Scale,
+    int[]? KeyLengths = null, int KeyValueHeads = 0)
 {
+    /// <summary>Width of q and of the output: H hd.</summary>
     public int Width => Heads * HeadDim;
+
+    /// <summary>Key/value heads Hkv (H unless grouped).</summary>
+    public int KvHeads => KeyValueHeads == 0 ? Heads : KeyValueHeads;
+
+    /// <summary>Query heads per key/value head, H / Hkv.</summary>
+    public int Group => Heads / KvHeads;
+
+    /// <summary>Width of k and v: Hkv hd.</summary>
+    public int KvWidth => KvHeads * HeadDim;
 
     /// <summary>Keys of batch element b that are not padding.</summary>
     public int ValidKeys(int b) => KeyLengths?[b] ?? KeyLength;
@@ -32,16 +46,24 @@ public readonly record struct AttentionShape(int Batch, int Heads, int QueryLeng
         int keyLength = KeyLength;
         if (KeyLengths is int[] lengths && (lengths.Length != Batch || lengths.Any(l => l < 1 || l > keyLength)))
             throw new ArgumentException($"attention key lengths [{string.Join(", ", lengths.Take(8))}{(lengths.Length > 8 ? ", ..." : "")}] should be {Batch} values in [1, {KeyLength}]");
-        Check(q, QueryLength, "q"); Check(k, KeyLength, "k"); Check(v, KeyLength, "v");
+        if (KeyValueHeads < 0 || KvHeads > Heads || Heads % KvHeads != 0)
+            throw new ArgumentException($"attention: {Heads} query heads do not split into groups over {KeyValueHeads} key/value heads");
+        Check(q, QueryLength, "q"); CheckKv(k, "k"); CheckKv(v, "v");
         if (output.Rows != Batch * QueryLength || output.Columns != Width)
             throw new ArgumentException($"attention output {output.Shape} should be ({Batch * QueryLength}, {Width})");
         if (logSumExp.Count != Batch * Heads * QueryLength)
             throw new ArgumentException($"attention log-sum-exp {logSumExp.Shape} should hold {Batch * Heads * QueryLength} values (B, H, Tq)");
     }
 
-    public void Check(ColumnBlock block, int length, string what)
+    /// <summary>Checks that a query-side block (q, dq) holds B rows of <paramref name="length"/> of width H hd.</summary>
+    public void Check(ColumnBlock block, int length, string what) => Check(block, length, Width, what);
+
+    /// <summary>Checks that a key/value-side block (k, v, dk, dv) holds B Tk rows of width Hkv hd.</summary>
+    public void CheckKv(ColumnBlock block, string what) => Check(block, KeyLength, KvWidth, what);
+
+    private void Check(ColumnBlock block, int length, int width, string what)
     {
-        if (block.Tensor.Rows != Batch * length || block.Offset < 0 || block.Offset + Width > block.Stride)
-            throw new ArgumentException($"attention {what}: columns [{block.Offset}, {block.Offset + Width}) of {block.Tensor.Shape} do not hold {Batch * length} rows of width {Width}");
+        if (block.Tensor.Rows != Batch * length || block.Offset < 0 || block.Offset + width > block.Stride)
+            throw new ArgumentException($"attention {what}: columns [{block.Offset}, {block.Offset + width}) of {block.Tensor.Shape} do not hold {Batch * length} rows of width {width}");
     }
 }

@@ -114,26 +114,32 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// Multi-head scaled dot-product attention: per batch and head, O = softmax(scale Q K^T [causal]) V.
-    /// Saves only the log-sum-exp of every score row (B, H, Tq); backward recomputes the scores.
+    /// Saves only the log-sum-exp of every score row (B, H, Tq); backward recomputes the scores. With grouped
+    /// key/value heads (<see cref="AttentionShape.KeyValueHeads"/>) query head h reads k and v head h / group.
     /// </summary>
     void AttentionForward(AttentionShape shape, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp);
 
-    /// <summary>dq, dk, dv (overwritten) from dOutput, the forward inputs, output and log-sum-exp.</summary>
+    /// <summary>
+    /// dq, dk, dv (overwritten) from dOutput, the forward inputs, output and log-sum-exp. With grouped key/value
+    /// heads, dk and dv of a key/value head are the sums over the query heads of its group.
+    /// </summary>
     void AttentionBackward(AttentionShape shape, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
         ColumnBlock dq, ColumnBlock dk, ColumnBlock dv);
 
     /// <summary>
     /// Rotary position embedding in place on columns [offset, offset + heads headDim) of x (B*T, ...), rotate-half
     /// convention: for i &lt; headDim/2 the pair (x_i, x_{i + headDim/2}) of position t turns by angle
-    /// t theta^(-2i/headDim); inverse turns back (the backward pass). Position t = row % sequenceLength.
+    /// t f_i with f_i = theta^(-2i/headDim), rescaled by <paramref name="scaling"/> when given (Llama 3's rope
+    /// scaling, <see cref="RopeScaling.InverseFrequency"/>); inverse turns back (the backward pass).
+    /// Position t = row % sequenceLength.
     /// </summary>
-    void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse);
+    void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse, RopeScaling? scaling = null);
 
-    /// <summary>y = silu(a) b for x = [a | b] (N, 2F), y (N, F); silu(a) = a sigmoid(a).</summary>
-    void SwiGlu(Tensor x, Tensor y);
+    /// <summary>y = silu(gate) up, all (N, F); silu(a) = a sigmoid(a).</summary>
+    void SwiGlu(Tensor gate, Tensor up, Tensor y);
 
-    /// <summary>dx = [dy b silu'(a) | dy silu(a)] (overwritten).</summary>
-    void SwiGluBackward(Tensor x, Tensor dy, Tensor dx);
+    /// <summary>dGate = dy up silu'(gate), dUp = dy silu(gate) (both overwritten).</summary>
+    void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp);
 
     /// <summary>
     /// Inverted dropout: y = x / (1 - p) where the Philox uniform of (seed, i) is at least p, else 0.

@@ -3,12 +3,14 @@ using Flora.Tensors;
 
 namespace Flora.Nn;
 
-/// <summary>Feed-forward block, GELU (GPT-2: c_fc, gelu, c_proj) or SwiGLU (Llama: fused gate/up, silu(gate) up, down).</summary>
+/// <summary>
+/// Feed-forward block: GELU (GPT-2: c_fc, gelu, c_proj) or SwiGLU (Llama: down(silu(gate(x)) up(x)), with separate
+/// gate_proj, up_proj and down_proj as Hugging Face names them). Shapes: x (N, C), hidden (N, F), y (N, C).
+/// </summary>
 public sealed class Mlp : Module
 {
-    private readonly Module _activation;
-    private Tensor? _hidden;
-    private readonly bool _swiGlu;
+    private readonly Module? _activation;
+    private Tensor? _hidden, _gate;
 
     /// <summary>GELU MLP: up (C -&gt; F), GELU, down (F -&gt; C).</summary>
     public Mlp(IBackend backend, string name, Module up, Module down) : base(backend, name)
@@ -18,48 +20,53 @@ public sealed class Mlp : Module
         _activation = new Gelu(backend, Join(name, "act"));
     }
 
-    /// <summary>SwiGLU MLP: gateUp (C -&gt; 2F) holding [gate | up], silu(gate) up, down (F -&gt; C).</summary>
-    public Mlp(IBackend backend, string name, Module gateUp, Module down, bool swiGlu) : base(backend, name)
+    /// <summary>SwiGLU MLP: gate and up (C -&gt; F each), silu(gate) up, down (F -&gt; C).</summary>
+    public Mlp(IBackend backend, string name, Module gate, Module up, Module down) : base(backend, name)
     {
-        if (!swiGlu) throw new ArgumentException("use the three-argument constructor for a GELU MLP");
-        Up = gateUp;
+        Gate = gate;
+        Up = up;
         Down = down;
-        _swiGlu = true;
-        _activation = null!;
     }
 
-    /// <summary>The up (or fused gate/up) projection: a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
+    /// <summary>The gate projection of a SwiGLU MLP (null for GELU).</summary>
+    public Module? Gate { get; }
+    /// <summary>The up projection: a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
     public Module Up { get; }
+    /// <summary>The down projection (F -&gt; C).</summary>
     public Module Down { get; }
 
-    public override IEnumerable<Module> Children => _swiGlu ? [Up, Down] : [Up, _activation, Down];
+    public override IEnumerable<Module> Children => Gate is not null ? [Gate, Up, Down] : [Up, _activation!, Down];
 
     public override Tensor Forward(Tensor x)
     {
-        Tensor h = Up.Forward(x);                                              // (N, F) or (N, 2F)
-        _hidden = h;
-        Tensor a;
-        if (_swiGlu)
+        if (Gate is null)
         {
-            a = Slot("act").Get(WithLastDimension(h.Shape, h.Columns / 2));   // (N, F)
-            Backend.SwiGlu(h, a);
+            Tensor h = Up.Forward(x);                                          // (N, F)
+            _hidden = h;
+            return Down.Forward(_activation!.Forward(h));                      // (N, C)
         }
-        else a = _activation.Forward(h);
-        return Down.Forward(a);
+        Tensor g = Gate.Forward(x), u = Up.Forward(x);                         // (N, F) each
+        (_gate, _hidden) = (g, u);
+        Tensor a = Slot("act").Get(u.Shape);                                  // (N, F)
+        Backend.SwiGlu(g, u, a);                                               // a = silu(g) u
+        return Down.Forward(a);                                                // (N, C)
     }
 
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor h = Saved(_hidden);
-        Tensor da = Down.Backward(gradOutput, gradients)!;
-        Tensor dh;
-        if (_swiGlu)
-        {
-            dh = GradientSlot("dh").Get(h.Shape);
-            Backend.SwiGluBackward(h, da, dh);
-        }
-        else dh = _activation.Backward(da, gradients)!;
+        Tensor da = Down.Backward(gradOutput, gradients)!;                     // (N, F)
         Up.ComputesInputGradient = ComputesInputGradient;
-        return Up.Backward(dh, gradients);
+        if (Gate is null) return Up.Backward(_activation!.Backward(da, gradients)!, gradients);
+        Tensor g = Saved(_gate);
+        Tensor dg = GradientSlot("dgate").Get(g.Shape), du = GradientSlot("dup").Get(h.Shape);
+        Backend.SwiGluBackward(g, h, da, dg, du);                              // dg = da u silu'(g), du = da silu(g)
+        Gate.ComputesInputGradient = ComputesInputGradient;
+        // x feeds gate and up: dx = dx_gate + dx_up   (N, C)
+        Tensor? dxGate = Gate.Backward(dg, gradients), dxUp = Up.Backward(du, gradients);
+        if (dxGate is null || dxUp is null) return null;
+        Tensor dx = GradientSlot("dx").Get(dxGate.Shape);
+        Backend.Add(dxGate, dxUp, dx);
+        return dx;
     }
 }

@@ -17,7 +17,7 @@ namespace Flora.Nn;
 public sealed class TransformerBlock : Module
 {
     private readonly Module _norm1, _norm2;
-    private readonly SelfAttention _attention;
+    private readonly Module _attention;
     private readonly Mlp _mlp;
     private readonly Module? _normCross;
     private readonly CrossAttention? _cross;
@@ -25,7 +25,7 @@ public sealed class TransformerBlock : Module
     private ActivationScope? _shared;
     private Tensor? _input;
 
-    public TransformerBlock(IBackend backend, string name, Module norm1, SelfAttention attention, Module norm2, Mlp mlp,
+    public TransformerBlock(IBackend backend, string name, Module norm1, Module attention, Module norm2, Mlp mlp,
         float dropout, ModelContext context, Module? normCross = null, CrossAttention? cross = null)
         : base(backend, name)
     {
@@ -40,7 +40,8 @@ public sealed class TransformerBlock : Module
         _dropCross = new Dropout(backend, Join(name, "drop_cross"), dropout, context);
     }
 
-    public SelfAttention Attention => _attention;
+    /// <summary>The self-attention: a <see cref="SelfAttention"/> (fused qkv) or a <see cref="GroupedQueryAttention"/>.</summary>
+    public Module Attention => _attention;
     public CrossAttention? Cross => _cross;
     public Mlp Mlp => _mlp;
     public bool Checkpointed => _shared is not null;

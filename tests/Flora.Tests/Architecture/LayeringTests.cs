@@ -25,6 +25,7 @@ public sealed class LayeringTests
         ["Flora.Data"],
         ["Flora.Nn"],
         ["Flora.Nn.Models"],
+        ["Flora.Nn.Models.HuggingFace"],                            // Hugging Face model directories in and out
         ["Flora.Optim"],
         ["Flora.Training"],
         ["Flora.Experiments.Bible"],                                // preparing the Bible corpora

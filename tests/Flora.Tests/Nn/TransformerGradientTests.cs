@@ -137,7 +137,7 @@ public class TransformerGradientTests
     {
         using var cpu = TestUtil.Cpu();
         using var mlp = swiGlu
-            ? new Mlp(cpu, "mlp", new Linear(cpu, "gu", 6, 10, false, 1), new Linear(cpu, "d", 5, 6, false, 2), swiGlu: true)
+            ? new Mlp(cpu, "mlp", new Linear(cpu, "g", 6, 5, false, 1), new Linear(cpu, "u", 6, 5, false, 4), new Linear(cpu, "d", 5, 6, false, 2))
             : new Mlp(cpu, "mlp", new Linear(cpu, "fc", 6, 10, true, 1), new Linear(cpu, "proj", 10, 6, true, 2));
         using var x = TestUtil.Random(cpu, 3, 1, 4, 6);
         GradientCheck.Run(cpu, mlp, x);

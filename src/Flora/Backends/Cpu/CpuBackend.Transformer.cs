@@ -178,7 +178,8 @@ public sealed unsafe partial class CpuBackend
         for (int b = 0; b < s.Batch; b++)
             for (int h = 0; h < s.Heads; h++)
             {
-                float* qp = HeadBlock(q, b, tq, h, hd), kp = HeadBlock(k, b, tk, h, hd), vp = HeadBlock(v, b, tk, h, hd);
+                int j = h / s.Group;                                                                  // the key/value head of query head h
+                float* qp = HeadBlock(q, b, tq, h, hd), kp = HeadBlock(k, b, tk, j, hd), vp = HeadBlock(v, b, tk, j, hd);
                 float* op = (float*)output.Pointer + ((long)b * tq * output.Columns + h * hd);
                 Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, scores, tk);   // S = scale Q K^T
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
@@ -191,7 +192,7 @@ public sealed unsafe partial class CpuBackend
         ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
     {
         s.Validate(q, k, v, output, logSumExp);
-        s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
+        s.Check(dq, s.QueryLength, "dq"); s.CheckKv(dk, "dk"); s.CheckKv(dv, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
         using var _ = TimeWithGemms(nameof(AttentionBackward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim;
@@ -201,14 +202,16 @@ public sealed unsafe partial class CpuBackend
         for (int b = 0; b < s.Batch; b++)
             for (int h = 0; h < s.Heads; h++)
             {
-                float* qp = HeadBlock(q, b, tq, h, hd), kp = HeadBlock(k, b, tk, h, hd), vp = HeadBlock(v, b, tk, h, hd);
-                float* dqp = HeadBlock(dq, b, tq, h, hd), dkp = HeadBlock(dk, b, tk, h, hd), dvp = HeadBlock(dv, b, tk, h, hd);
+                int j = h / s.Group;                                                                  // the key/value head of query head h
+                float kvBeta = h % s.Group == 0 ? 0f : 1f;                                            // dk, dv: the group's heads add up
+                float* qp = HeadBlock(q, b, tq, h, hd), kp = HeadBlock(k, b, tk, j, hd), vp = HeadBlock(v, b, tk, j, hd);
+                float* dqp = HeadBlock(dq, b, tq, h, hd), dkp = HeadBlock(dk, b, tk, j, hd), dvp = HeadBlock(dv, b, tk, j, hd);
                 long o0 = (long)b * tq * os + h * hd;
                 float* op = (float*)output.Pointer + o0, dop = (float*)dOutput.Pointer + o0;
                 float* lse = (float*)logSumExp.Pointer + ((long)b * s.Heads + h) * tq;
                 Gemm(false, true, tq, tk, hd, s.Scale, qp, q.Stride, kp, k.Stride, 0f, p, tk);      // S = scale Q K^T
                 RecomputeProbabilities(p, tq, tk, s.Causal, s.ValidKeys(b), lse);                             // P = exp(S - lse)
-                Gemm(true, false, tk, hd, tq, 1f, p, tk, dop, os, 0f, dvp, dv.Stride);               // dV = P^T dO
+                Gemm(true, false, tk, hd, tq, 1f, p, tk, dop, os, kvBeta, dvp, dv.Stride);           // dV (+)= P^T dO
                 Gemm(false, true, tq, tk, hd, 1f, dop, os, vp, v.Stride, 0f, dp, tk);                // dP = dO V^T
                 for (int i = 0; i < tq; i++)                                                                    // dS = P (dP - rowsum(dO O))
                 {
@@ -219,7 +222,7 @@ public sealed unsafe partial class CpuBackend
                     TensorPrimitives.Multiply(dps, new ReadOnlySpan<float>(p + (long)i * tk, tk), dps);
                 }
                 Gemm(false, false, tq, hd, tk, s.Scale, dp, tk, kp, k.Stride, 0f, dqp, dq.Stride);   // dQ = scale dS K
-                Gemm(true, false, tk, hd, tq, s.Scale, dp, tk, qp, q.Stride, 0f, dkp, dk.Stride);    // dK = scale dS^T Q
+                Gemm(true, false, tk, hd, tq, s.Scale, dp, tk, qp, q.Stride, kvBeta, dkp, dk.Stride); // dK (+)= scale dS^T Q
             }
     }
 
@@ -283,14 +286,14 @@ public sealed unsafe partial class CpuBackend
 
     // ---- rotary, SwiGLU, dropout ------------------------------------------------------------------------
 
-    public void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse)
+    public void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse, RopeScaling? scaling = null)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"Rotary: head dimension {headDim} must be even");
         if (offset < 0 || offset + heads * headDim > x.Columns || sequenceLength <= 0 || x.Rows % sequenceLength != 0)
             throw new ArgumentException($"Rotary: columns [{offset}, {offset + heads * headDim}) of {x.Shape} with sequence length {sequenceLength} do not fit");
         using var _ = Time(nameof(Rotary));
         int half = headDim / 2, stride = x.Columns;
-        var (cos, sin) = RotaryTable(sequenceLength, headDim, theta);
+        var (cos, sin) = RotaryTable(sequenceLength, headDim, theta, scaling);
         float sign = inverse ? -1f : 1f;
         ChunkedRows(x.Rows, heads * headDim, (r0, rn) =>
         {
@@ -312,37 +315,41 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    private (int Length, int HeadDim, float Theta, float[] Cos, float[] Sin)? _rotaryCache;
+    private (int Length, int HeadDim, float Theta, RopeScaling? Scaling, float[] Cos, float[] Sin)? _rotaryCache;
 
-    /// <summary>cos and sin of t theta^(-2i/headDim) for every position t and i &lt; headDim / 2, computed in double.</summary>
-    private (float[] Cos, float[] Sin) RotaryTable(int length, int headDim, float theta)
+    /// <summary>cos and sin of t f_i (f_i = theta^(-2i/headDim), scaled) for every position t and i &lt; headDim / 2, computed in double.</summary>
+    private (float[] Cos, float[] Sin) RotaryTable(int length, int headDim, float theta, RopeScaling? scaling)
     {
-        if (_rotaryCache is var (l, d, th, c, s) && l == length && d == headDim && th == theta) return (c, s);
+        if (_rotaryCache is var (l, d, th, sc, c, s) && l == length && d == headDim && th == theta && sc == scaling) return (c, s);
         int half = headDim / 2;
         var cos = new float[length * half];
         var sin = new float[length * half];
-        for (int t = 0; t < length; t++)
-            for (int i = 0; i < half; i++)
+        for (int i = 0; i < half; i++)
+        {
+            double f = RopeScaling.InverseFrequency(i, headDim, theta, scaling);
+            for (int t = 0; t < length; t++)
             {
-                double angle = t * Math.Pow(theta, -2.0 * i / headDim);
+                double angle = t * f;
                 cos[t * half + i] = (float)Math.Cos(angle);
                 sin[t * half + i] = (float)Math.Sin(angle);
             }
-        _rotaryCache = (length, headDim, theta, cos, sin);
+        }
+        _rotaryCache = (length, headDim, theta, scaling, cos, sin);
         return (cos, sin);
     }
 
-    public void SwiGlu(Tensor x, Tensor y)
+    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
     {
-        int f = y.Columns;
-        if (x.Columns != 2 * f || x.Rows != y.Rows) throw new ArgumentException($"SwiGlu: input {x.Shape} should be (N, 2F) for output {y.Shape}");
+        if (gate.Count != y.Count || up.Count != y.Count || gate.Columns != y.Columns)
+            throw new ArgumentException($"SwiGlu: gate {gate.Shape}, up {up.Shape} and output {y.Shape} should all be (N, F)");
         using var _ = Time(nameof(SwiGlu));
-        ChunkedRows(x.Rows, x.Columns, (r0, rn) =>
+        int f = y.Columns;
+        ChunkedRows(y.Rows, 2 * f, (r0, rn) =>
         {
             float[] sig = new float[f];
             for (int n = r0; n < r0 + rn; n++)
             {
-                ReadOnlySpan<float> a = F(x).Slice(n * 2 * f, f), b = F(x).Slice(n * 2 * f + f, f);
+                ReadOnlySpan<float> a = F(gate).Slice(n * f, f), b = F(up).Slice(n * f, f);
                 Span<float> ys = F(y).Slice(n * f, f);
                 TensorPrimitives.Sigmoid(a, sig);
                 TensorPrimitives.Multiply(a, sig, ys);              // silu(a)
@@ -351,18 +358,19 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    public void SwiGluBackward(Tensor x, Tensor dy, Tensor dx)
+    public void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp)
     {
-        int f = dy.Columns;
-        if (x.Columns != 2 * f || x.Rows != dy.Rows || dx.Count != x.Count) throw new ArgumentException($"SwiGluBackward: input {x.Shape}, gradient {dy.Shape} and dx {dx.Shape} do not agree");
+        if (gate.Count != dy.Count || up.Count != dy.Count || dGate.Count != dy.Count || dUp.Count != dy.Count || gate.Columns != dy.Columns)
+            throw new ArgumentException($"SwiGluBackward: gate {gate.Shape}, up {up.Shape}, gradient {dy.Shape}, dGate {dGate.Shape} and dUp {dUp.Shape} should all be (N, F)");
         using var _ = Time(nameof(SwiGluBackward));
-        ChunkedRows(x.Rows, x.Columns, (r0, rn) =>
+        int f = dy.Columns;
+        ChunkedRows(dy.Rows, 2 * f, (r0, rn) =>
         {
             float[] sig = new float[f], t = new float[f];
             for (int n = r0; n < r0 + rn; n++)
             {
-                ReadOnlySpan<float> a = F(x).Slice(n * 2 * f, f), b = F(x).Slice(n * 2 * f + f, f), dys = F(dy).Slice(n * f, f);
-                Span<float> da = F(dx).Slice(n * 2 * f, f), db = F(dx).Slice(n * 2 * f + f, f);
+                ReadOnlySpan<float> a = F(gate).Slice(n * f, f), b = F(up).Slice(n * f, f), dys = F(dy).Slice(n * f, f);
+                Span<float> da = F(dGate).Slice(n * f, f), db = F(dUp).Slice(n * f, f);
                 TensorPrimitives.Sigmoid(a, sig);
                 TensorPrimitives.Multiply(a, sig, t);               // silu(a)
                 TensorPrimitives.Multiply(dys, t, db);              // db = dy silu(a)

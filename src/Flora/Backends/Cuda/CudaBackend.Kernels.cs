@@ -84,48 +84,51 @@ public sealed unsafe partial class CudaBackend
     public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         s.Validate(q, k, v, output, logSumExp);
-        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads, g = s.Group, hkv = s.KvHeads;
         if (UsesFusedAttention(s, q, k, v, output, null, null, null))
         {
-            var (q16, k16, v16) = Operands16(q, k, v);
+            var (fq, fk, fv) = Operands16(q, k, v);
             if (!_fusedForwardReady) { _device.AllowSharedMemory("flash_attention_forward", FusedForwardSharedBytes); _fusedForwardReady = true; }
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
                 _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)FusedForwardSharedBytes,
-                    HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk),
-                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s));
+                    HeadBase(q, fq, 2, 0, tq), HeadBase(k, fk, 2, 0, tk), HeadBase(v, fv, 2, 0, tk),
+                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), g);
             return;
         }
+        // Heads as strided batches. Grouped key/value heads: one batch per member m of the groups, over the Hkv
+        // groups: query heads m, g + m, 2g + m, ... (stride g hd columns, g score blocks) against key/value heads
+        // 0, 1, 2, ... (stride hd); without groups (g = 1) one batch of all heads.
         long scoreStride = (long)tq * tk;
         Tensor scores = _scores.Get(new Shape(h * tq * tk));                        // (H, Tq, Tk) for one batch element at a time
-        if (Precision == GemmPrecision.Bf16)
+        bool half = Precision == GemmPrecision.Bf16;
+        int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
+        ulong q16 = 0, k16 = 0, v16 = 0, p16 = 0;
+        if (half)
         {
-            var (q16, k16, v16) = Operands16(q, k, v);
-            Tensor p16 = _probabilities16.Get(new Shape(h * tq * tk));
-            for (int b = 0; b < s.Batch; b++)
-            {
-                using (TimeProduct("attention S", tq, tk, hd, h))                   // S_h = scale Q_h K_h^T
-                    _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, HeadBase(k, k16, 2, b, tk), k.Stride, hd,
-                        HeadBase(q, q16, 2, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, CuBlas.R16BF);
-                using (Time(nameof(AttentionForward)))
-                    _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), P(p16), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
-                using (TimeProduct("attention PV", tq, hd, tk, h))                  // O_h = P_h V_h
-                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f, HeadBase(v, v16, 2, b, tk), v.Stride, hd,
-                        P(p16), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute, CuBlas.R16BF);
-            }
-            return;
+            (q16, k16, v16) = Operands16(q, k, v);
+            p16 = P(_probabilities16.Get(new Shape(h * tq * tk)));
         }
+        ulong Member(ulong headZero, int m, int elementSize) => headZero + (ulong)((long)m * hd * elementSize);
+        ulong Scores(ulong baseAddress, int m, int elementSize) => baseAddress + (ulong)(m * scoreStride * elementSize);
         for (int b = 0; b < s.Batch; b++)
         {
-            // S_h = scale Q_h K_h^T, all heads of batch b as one strided batch (head stride hd columns).
+            ulong qb = half ? HeadBase(q, q16, 2, b, tq) : HeadBase(q, P(q.Tensor), 4, b, tq);
+            ulong kb = half ? HeadBase(k, k16, 2, b, tk) : HeadBase(k, P(k.Tensor), 4, b, tk);
+            ulong vb = half ? HeadBase(v, v16, 2, b, tk) : HeadBase(v, P(v.Tensor), 4, b, tk);
+            // S_h = scale Q_h K_(h/g)^T
             using (TimeProduct("attention S", tq, tk, hd, h))
-                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale,
-                    HeadBase(k, P(k.Tensor), 4, b, tk), k.Stride, hd, HeadBase(q, P(q.Tensor), 4, b, tq), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute);
+                for (int m = 0; m < g; m++)
+                    _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, kb, k.Stride, hd,
+                        Member(qb, m, es), q.Stride, (long)g * hd, 0f, Scores(P(scores), m, 4), tk, g * scoreStride, hkv, _compute, input);
             using (Time(nameof(AttentionForward)))
-                _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
-            // O_h = P_h V_h, written into the head's columns of the output.
+                if (half) _device.Launch("attention_softmax_bf16", (uint)(h * tq), 1, Threads, 0, P(scores), p16, LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
+                else _device.Launch("attention_softmax", (uint)(h * tq), 1, Threads, 0, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
+            // O_h = P_h V_(h/g), written into the head's columns of the output; P as bf16 in bf16 mode.
+            ulong probabilities = half ? p16 : P(scores);
             using (TimeProduct("attention PV", tq, hd, tk, h))
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f,
-                    HeadBase(v, P(v.Tensor), 4, b, tk), v.Stride, hd, P(scores), tk, scoreStride, 0f, OutputBase(output, b, tq), output.Columns, hd, h, _compute);
+                for (int m = 0; m < g; m++)
+                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, 1f, vb, v.Stride, hd,
+                        Scores(probabilities, m, es), tk, g * scoreStride, 0f, Member(OutputBase(output, b, tq), m, 4), output.Columns, (long)g * hd, hkv, _compute, input);
         }
     }
 
@@ -133,9 +136,9 @@ public sealed unsafe partial class CudaBackend
         ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
     {
         s.Validate(q, k, v, output, logSumExp);
-        s.Check(dq, s.QueryLength, "dq"); s.Check(dk, s.KeyLength, "dk"); s.Check(dv, s.KeyLength, "dv");
+        s.Check(dq, s.QueryLength, "dq"); s.CheckKv(dk, "dk"); s.CheckKv(dv, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
-        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads;
+        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads, g = s.Group, hkv = s.KvHeads;
         if (UsesFusedAttention(s, q, k, v, output, dq, dk, dv))
         {
             FusedAttentionBackward(s, dOutput, q, k, v, output, logSumExp, dq, dk, dv);
@@ -156,24 +159,31 @@ public sealed unsafe partial class CudaBackend
         ulong K(int b) => half ? HeadBase(k, k16, 2, b, tk) : HeadBase(k, P(k.Tensor), 4, b, tk);
         ulong V(int b) => half ? HeadBase(v, v16, 2, b, tk) : HeadBase(v, P(v.Tensor), 4, b, tk);
         ulong DOut(int b) => half ? dOut16 + (ulong)((long)b * tq * dOutput.Columns * 2) : OutputBase(dOutput, b, tq);
+        // Group member m (see AttentionForward): query-side head m of each group, its score block.
+        ulong Member(ulong headZero, int m, int elementSize) => headZero + (ulong)((long)m * hd * elementSize);
+        ulong Scores(ulong baseAddress, int m, int elementSize) => baseAddress + (ulong)(m * scoreStride * elementSize);
+        long qs = (long)g * hd, ss = g * scoreStride;
         // The products read P and dS as bf16 copies in bf16 mode, as the fp32 scores buffer otherwise.
         ulong probabilities = half ? p16 : P(scores), scoreGradients = half ? p16 : P(dp);
         for (int b = 0; b < s.Batch; b++)
         {
             using (TimeProduct("attention backward S", tq, tk, hd, h))
-                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, K(b), k.Stride, hd, Q(b), q.Stride, hd, 0f, P(scores), tk, scoreStride, h, _compute, input); // S
+                for (int m = 0; m < g; m++)                                                                       // S_h = scale Q_h K_j^T
+                    _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, s.Scale, K(b), k.Stride, hd, Member(Q(b), m, es), q.Stride, qs,
+                        0f, Scores(P(scores), m, 4), tk, ss, hkv, _compute, input);
             using (Time(nameof(AttentionBackward)))
                 if (half) Elementwise("attention_probabilities_bf16", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), p16, h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
                 else Elementwise("attention_probabilities", (long)h * tq * tk, P(scores), LseBase(logSumExp, b, h, tq), h * tq, tq, tk, s.Causal ? 1 : 0, s.ValidKeys(b));
             using (TimeProduct("attention dV, dP", tq, tk, hd, 2 * h))
-            {
-                // dV_h = P_h^T dO_h   (Tk, hd)
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, DOut(b), dOutput.Columns, hd, probabilities, tk, scoreStride, 0f,
-                    HeadBase(dv, P(dv.Tensor), 4, b, tk), dv.Stride, hd, h, _compute, input);
-                // dP_h = dO_h V_h^T   (Tq, Tk)
-                _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, 1f, V(b), v.Stride, hd, DOut(b), dOutput.Columns, hd, 0f,
-                    P(dp), tk, scoreStride, h, _compute, input);
-            }
+                for (int m = 0; m < g; m++)
+                {
+                    // dV_j (+)= P_h^T dO_h   (Tk, hd): the group's heads add up
+                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, 1f, Member(DOut(b), m, es), dOutput.Columns, qs, Scores(probabilities, m, es), tk, ss,
+                        m == 0 ? 0f : 1f, HeadBase(dv, P(dv.Tensor), 4, b, tk), dv.Stride, hd, hkv, _compute, input);
+                    // dP_h = dO_h V_j^T   (Tq, Tk)
+                    _blas.GemmStridedBatched(CuBlas.OpT, CuBlas.OpN, tk, tq, hd, 1f, V(b), v.Stride, hd, Member(DOut(b), m, es), dOutput.Columns, qs, 0f,
+                        Scores(P(dp), m, 4), tk, ss, hkv, _compute, input);
+                }
             using (Time(nameof(AttentionBackward)))
             {
                 // d_i = rowsum(dO_i O_i); dS = P (dP - d)
@@ -182,13 +192,14 @@ public sealed unsafe partial class CudaBackend
                 else Elementwise("attention_softmax_backward", (long)h * tq * tk, P(scores), P(dp), P(d), h * tq, tk);
             }
             using (TimeProduct("attention dQ, dK", tq, tk, hd, 2 * h))
-            {
-                // dQ_h = scale dS_h K_h   (Tq, hd);  dK_h = scale dS_h^T Q_h   (Tk, hd)
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, K(b), k.Stride, hd, scoreGradients, tk, scoreStride, 0f,
-                    HeadBase(dq, P(dq.Tensor), 4, b, tq), dq.Stride, hd, h, _compute, input);
-                _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, s.Scale, Q(b), q.Stride, hd, scoreGradients, tk, scoreStride, 0f,
-                    HeadBase(dk, P(dk.Tensor), 4, b, tk), dk.Stride, hd, h, _compute, input);
-            }
+                for (int m = 0; m < g; m++)
+                {
+                    // dQ_h = scale dS_h K_j   (Tq, hd);  dK_j (+)= scale dS_h^T Q_h   (Tk, hd)
+                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpN, hd, tq, tk, s.Scale, K(b), k.Stride, hd, Scores(scoreGradients, m, es), tk, ss, 0f,
+                        Member(HeadBase(dq, P(dq.Tensor), 4, b, tq), m, 4), dq.Stride, qs, hkv, _compute, input);
+                    _blas.GemmStridedBatched(CuBlas.OpN, CuBlas.OpT, hd, tk, tq, s.Scale, Member(Q(b), m, es), q.Stride, qs, Scores(scoreGradients, m, es), tk, ss,
+                        m == 0 ? 0f : 1f, HeadBase(dk, P(dk.Tensor), 4, b, tk), dk.Stride, hd, hkv, _compute, input);
+                }
         }
     }
 
@@ -224,10 +235,10 @@ public sealed unsafe partial class CudaBackend
             Elementwise("zero_columns", (long)rows * s.Width, Address(dq), (long)dq.Stride, rows, s.Width);   // dq gathers atomic adds
         }
         using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))
-            _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * h), 128, (uint)FusedBackwardSharedBytes,
+            _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * s.KvHeads), 128, (uint)FusedBackwardSharedBytes,
                 HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
                 dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
-                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s));
+                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), s.Group);
     }
 
     /// <summary>The key lengths of <paramref name="s"/> on the device (0 when every key is real).</summary>
@@ -245,12 +256,15 @@ public sealed unsafe partial class CudaBackend
 
     private static ulong Address(ColumnBlock c) => P(c.Tensor) + (ulong)(c.Offset * 4L);
 
-    /// <summary>bf16 copies of the tensors q, k and v live in (converted once each, however many of them are the same tensor).</summary>
+    /// <summary>
+    /// bf16 copies of the tensors q, k and v live in (converted once each, however many of them are the same tensor:
+    /// a fused qkv projection, or separate q, k and v projections).
+    /// </summary>
     private (ulong Q, ulong K, ulong V) Operands16(ColumnBlock q, ColumnBlock k, ColumnBlock v)
     {
         ulong q16 = ToBf16(q.Tensor, _operandA);
         ulong k16 = k.Tensor == q.Tensor ? q16 : ToBf16(k.Tensor, _operandB);
-        ulong v16 = v.Tensor == q.Tensor ? q16 : v.Tensor == k.Tensor ? k16 : throw new ArgumentException("attention: v must share its tensor with q or k");
+        ulong v16 = v.Tensor == q.Tensor ? q16 : v.Tensor == k.Tensor ? k16 : ToBf16(v.Tensor, _operandV);
         return (q16, k16, v16);
     }
 
@@ -265,29 +279,30 @@ public sealed unsafe partial class CudaBackend
 
     private static ulong LseBase(Tensor lse, int b, int heads, int length) => P(lse) + (ulong)((long)b * heads * length * 4);
 
-    public void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse)
+    public void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse, RopeScaling? scaling = null)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"Rotary: head dimension {headDim} must be even");
         if (offset < 0 || offset + heads * headDim > x.Columns || sequenceLength <= 0 || x.Rows % sequenceLength != 0)
             throw new ArgumentException($"Rotary: columns [{offset}, {offset + heads * headDim}) of {x.Shape} with sequence length {sequenceLength} do not fit");
         using var _ = Time(nameof(Rotary));
-        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, theta, inverse ? -1f : 1f);
+        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, theta, inverse ? -1f : 1f,
+            scaling?.Factor ?? 0.0, scaling?.LowFrequencyFactor ?? 0.0, scaling?.HighFrequencyFactor ?? 0.0, scaling?.OriginalContext ?? 0.0);
     }
 
-    public void SwiGlu(Tensor x, Tensor y)
+    public void SwiGlu(Tensor gate, Tensor up, Tensor y)
     {
-        int f = y.Columns;
-        if (x.Columns != 2 * f || x.Rows != y.Rows) throw new ArgumentException($"SwiGlu: input {x.Shape} should be (N, 2F) for output {y.Shape}");
+        if (gate.Count != y.Count || up.Count != y.Count || gate.Columns != y.Columns)
+            throw new ArgumentException($"SwiGlu: gate {gate.Shape}, up {up.Shape} and output {y.Shape} should all be (N, F)");
         using var _ = Time(nameof(SwiGlu));
-        Elementwise("swiglu", y.Count, P(x), P(y), y.Rows, f);
+        Elementwise("swiglu", y.Count, P(gate), P(up), P(y), (long)y.Count);
     }
 
-    public void SwiGluBackward(Tensor x, Tensor dy, Tensor dx)
+    public void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp)
     {
-        int f = dy.Columns;
-        if (x.Columns != 2 * f || x.Rows != dy.Rows || dx.Count != x.Count) throw new ArgumentException($"SwiGluBackward: input {x.Shape}, gradient {dy.Shape} and dx {dx.Shape} do not agree");
+        if (gate.Count != dy.Count || up.Count != dy.Count || dGate.Count != dy.Count || dUp.Count != dy.Count || gate.Columns != dy.Columns)
+            throw new ArgumentException($"SwiGluBackward: gate {gate.Shape}, up {up.Shape}, gradient {dy.Shape}, dGate {dGate.Shape} and dUp {dUp.Shape} should all be (N, F)");
         using var _ = Time(nameof(SwiGluBackward));
-        Elementwise("swiglu_backward", dy.Count, P(x), P(dy), P(dx), dy.Rows, f);
+        Elementwise("swiglu_backward", dy.Count, P(gate), P(up), P(dy), P(dGate), P(dUp), (long)dy.Count);
     }
 
     public void Dropout(Tensor x, Tensor y, float p, ulong seed)

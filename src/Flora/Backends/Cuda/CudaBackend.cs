@@ -17,7 +17,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly CudaAllocator _allocator;
     private readonly int _compute;
     private readonly TensorSlot _partials, _scores, _scoreGradients, _rowDots;
-    private readonly TensorSlot _operandA, _operandB, _operandC, _probabilities16;
+    private readonly TensorSlot _operandA, _operandB, _operandC, _operandV, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
     private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _keyLengths;
@@ -47,6 +47,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         _operandA = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _operandB = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _operandC = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _operandV = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _probabilities16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _coefficients = new TensorSlot(this, MemoryTag.Scratch);
         _gramA = new TensorSlot(this, MemoryTag.Scratch);
@@ -519,6 +520,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         _operandA.Dispose();
         _operandB.Dispose();
         _operandC.Dispose();
+        _operandV.Dispose();
         _probabilities16.Dispose();
         _coefficients.Dispose();
         _gramA.Dispose();

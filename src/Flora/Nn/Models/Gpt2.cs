@@ -13,11 +13,33 @@ public sealed record Gpt2Config(int Layers, int Heads, int Embed, int Vocabulary
     public static Gpt2Config Small(int vocabulary) => new(4, 4, 256, vocabulary, 256);
     public static Gpt2Config Tiny(int vocabulary) => new(2, 2, 64, vocabulary, 64);
 
+    /// <summary>Width of the MLP's hidden layer (Hugging Face's n_inner); null means 4 C.</summary>
+    public int? Inner { get; init; }
+
+    /// <summary>LayerNorm epsilon (layer_norm_epsilon).</summary>
+    public float LayerNormEps { get; init; } = 1e-5f;
+
+    /// <summary>The MLP width in effect.</summary>
+    public int InnerSize => Inner ?? 4 * Embed;
+
+    /// <summary>Parameters of a model of these sizes, counted from the shapes (the output projection is tied to wte).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long c = Embed, f = InnerSize;
+            long layer = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * f + f) + (f * c + c);
+            return (long)Vocabulary * c + (long)Context * c + Layers * layer + 2 * c;
+        }
+    }
+
     public void Validate()
     {
         if (Layers <= 0 || Heads <= 0 || Embed <= 0 || Vocabulary <= 0 || Context <= 0)
             throw new ArgumentException($"GPT-2 sizes must be positive: {this}");
         if (Embed % Heads != 0) throw new ArgumentException($"GPT-2: {Embed} channels do not split into {Heads} heads");
+        if (InnerSize <= 0) throw new ArgumentException($"GPT-2: the MLP width must be positive, got {InnerSize}");
+        if (!(LayerNormEps > 0)) throw new ArgumentException($"GPT-2: the LayerNorm epsilon must be positive, got {LayerNormEps}");
     }
 }
 
@@ -55,12 +77,12 @@ public sealed class Gpt2 : LanguageModel
                 A(new Linear(backend, $"{h}.attn.c_attn", c, 3 * c, true, Seed($"{h}.attn.c_attn"), WeightLayout.InOut, std)),
                 A(new Linear(backend, $"{h}.attn.c_proj", c, c, true, Seed($"{h}.attn.c_proj"), WeightLayout.InOut, residualStd)));
             var mlp = new Mlp(backend, $"{h}.mlp",
-                A(new Linear(backend, $"{h}.mlp.c_fc", c, 4 * c, true, Seed($"{h}.mlp.c_fc"), WeightLayout.InOut, std)),
-                A(new Linear(backend, $"{h}.mlp.c_proj", 4 * c, c, true, Seed($"{h}.mlp.c_proj"), WeightLayout.InOut, residualStd)));
-            _blocks[i] = new TransformerBlock(backend, h, new LayerNorm(backend, $"{h}.ln_1", c), attention,
-                new LayerNorm(backend, $"{h}.ln_2", c), mlp, config.Dropout, Context);
+                A(new Linear(backend, $"{h}.mlp.c_fc", c, config.InnerSize, true, Seed($"{h}.mlp.c_fc"), WeightLayout.InOut, std)),
+                A(new Linear(backend, $"{h}.mlp.c_proj", config.InnerSize, c, true, Seed($"{h}.mlp.c_proj"), WeightLayout.InOut, residualStd)));
+            _blocks[i] = new TransformerBlock(backend, h, new LayerNorm(backend, $"{h}.ln_1", c, config.LayerNormEps), attention,
+                new LayerNorm(backend, $"{h}.ln_2", c, config.LayerNormEps), mlp, config.Dropout, Context);
         }
-        _lnF = new LayerNorm(backend, "ln_f", c);
+        _lnF = new LayerNorm(backend, "ln_f", c, config.LayerNormEps);
         _head = new OutputHead(backend, "lm_head", _wte.Weight);
         _gradientBuffers = TransformerBlock.ShareGradientBuffers(_blocks, backend);
     }

@@ -108,7 +108,7 @@ public sealed class T5 : LanguageModel
             throw new ArgumentException($"T5: {lengths.Length} source lengths for {sourceIds.Shape[0]} sources of {sourceIds.Shape[1]} positions (each length in [1, {sourceIds.Shape[1]}])");
         _source = sourceIds;
         _sourceLengths = lengths;
-        foreach (var block in _encoder) block.Attention.KeyLengths = lengths;      // padding keys masked in the encoder
+        foreach (var block in _encoder) ((SelfAttention)block.Attention).KeyLengths = lengths;      // padding keys masked in the encoder
     }
 
     private int[]? _sourceLengths;

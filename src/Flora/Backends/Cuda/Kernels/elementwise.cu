@@ -43,23 +43,22 @@ FLORA_KERNEL void gelu_backward(const float* x, const float* dy, float* dx, int 
 }
 
 // x = [a | b] (rows, 2f) -> y = silu(a) b (rows, f)
-FLORA_KERNEL void swiglu(const float* x, float* y, int rows, int f) {
-    GRID_STRIDE(i, (long long)rows * f) {
-        long long r = i / f, c = i % f;
-        float a = x[r * 2 * f + c], b = x[r * 2 * f + f + c];
+// y = silu(a) b for gate a and up b, all (N, F) and contiguous.
+FLORA_KERNEL void swiglu(const float* gate, const float* up, float* y, long long n) {
+    GRID_STRIDE(i, n) {
+        float a = gate[i], b = up[i];
         float s = 1.0f / (1.0f + expf(-a));
         y[i] = a * s * b;
     }
 }
 
-FLORA_KERNEL void swiglu_backward(const float* x, const float* dy, float* dx, int rows, int f) {
-    GRID_STRIDE(i, (long long)rows * f) {
-        long long r = i / f, c = i % f;
-        float a = x[r * 2 * f + c], b = x[r * 2 * f + f + c];
+FLORA_KERNEL void swiglu_backward(const float* gate, const float* up, const float* dy, float* dGate, float* dUp, long long n) {
+    GRID_STRIDE(i, n) {
+        float a = gate[i], b = up[i];
         float s = 1.0f / (1.0f + expf(-a));
         float g = dy[i];
-        dx[r * 2 * f + c] = g * b * s * (1.0f + a * (1.0f - s));    // silu'(a) = s (1 + a (1 - s))
-        dx[r * 2 * f + f + c] = g * a * s;
+        dGate[i] = g * b * s * (1.0f + a * (1.0f - s));    // silu'(a) = s (1 + a (1 - s))
+        dUp[i] = g * a * s;
     }
 }
 

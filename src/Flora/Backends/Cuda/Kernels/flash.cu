@@ -118,13 +118,14 @@ __device__ __forceinline__ void c_to_a(const float c[8][4], unsigned int a[4][4]
 // Forward: grid (query tiles of 128, batch * heads), 256 threads (8 warps x 16 query rows), dynamic shared memory
 // (FusedForwardSharedBytes on the host); each K/V tile staged
 // in shared memory serves all 128 rows, and the next one is in flight while it is used. q, k, v (bf16) and o (fp32)
-// point at head 0 of batch 0 (the column offset applied); head h starts 64 h columns in. lse (B, H, Tq) =
-// log sum_j exp(scale s_ij), natural log, as the other attention path saves it.
+// point at head 0 of batch 0 (the column offset applied); head h starts 64 h columns in, and reads key/value head
+// h / group of k and v (grouped-query attention; group 1 otherwise). lse (B, H, Tq) = log sum_j exp(scale s_ij),
+// natural log, as the other attention path saves it.
 #define FA_QROWS 128
 FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                           long long qStride, long long kStride, long long vStride,
                                           float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
-                                          const int* keyLengths) {
+                                          const int* keyLengths, int group) {
     extern __shared__ __align__(16) unsigned short smem[];            // dynamic: Q (128 rows), then K and V twice each
     const int T = FA_TILE * FA_LD;
     unsigned short *Qs = smem, *Ks = Qs + FA_QROWS * FA_LD, *Vs = Ks + 2 * T;   // Ks, Vs: buffers 0 and 1, T apart
@@ -132,8 +133,8 @@ FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward(const unsigned 
     int bh = blockIdx.y, b = bh / heads, h = bh % heads;
     int q0 = tile * FA_QROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const unsigned short* qb = q + (long long)b * tq * qStride + h * FA_D;
-    const unsigned short* kb = k + (long long)b * tk * kStride + h * FA_D;
-    const unsigned short* vb = v + (long long)b * tk * vStride + h * FA_D;
+    const unsigned short* kb = k + (long long)b * tk * kStride + (h / group) * FA_D;
+    const unsigned short* vb = v + (long long)b * tk * vStride + (h / group) * FA_D;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
 
     if (keyLengths != nullptr) tk = min(tk, keyLengths[b]);           // keys past the source's length are padding
@@ -234,9 +235,10 @@ FLORA_KERNEL void zero_columns(float* x, long long stride, int rows, int cols) {
     GRID_STRIDE(i, (long long)rows * cols) x[(i / cols) * stride + i % cols] = 0.f;
 }
 
-// Backward: grid (key tiles, batch * heads), 128 threads, dynamic shared memory (FusedBackwardSharedBytes on the host).
-// Each block owns 64 keys: it walks the query tiles that can see them (the next one in flight while the current
-// one is used) and accumulates dK and dV in registers; dQ (zeroed before) receives each tile's contribution
+// Backward: grid (key tiles, batch * key/value heads), 128 threads, dynamic shared memory (FusedBackwardSharedBytes on
+// the host). Each block owns 64 keys of one key/value head: it walks the query tiles that can see them, for each of the
+// `group` query heads that read this key/value head in turn (the next tile in flight while the current one is used),
+// and accumulates dK and dV over all of them in registers; dQ (zeroed before) receives each tile's contribution
 // through atomic adds. Per query tile:
 //   phase 1 (warp = 16 query rows): S = Q K^T, dP = dO V^T, P = exp(scale S - lse), dS = P (dP - D);
 //            dQ += scale dS K; P and dS go to shared memory (row-major, [query][key]);
@@ -245,51 +247,50 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
                                            long long qStride, long long kStride, long long vStride,
                                            const unsigned short* dO, long long dOStride, const float* lse, const float* D,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
-                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths) {
+                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group) {
     extern __shared__ __align__(16) unsigned short smem[];
     const int T = FA_TILE * FA_LD;
     unsigned short *Ks = smem, *Vs = Ks + T, *Qs = Vs + T, *dOs = Qs + 2 * T, *Ps = dOs + 2 * T, *dSs = Ps + T;  // Qs, dOs: two buffers
     float* lseS = reinterpret_cast<float*>(dSs + T);                 // two buffers of 64
     float* Drow = lseS + 2 * FA_TILE;                                 // two buffers of 64
-    int bh = blockIdx.y, b = bh / heads, h = bh % heads;
+    int kvHeads = heads / group, b = blockIdx.y / kvHeads, kvh = blockIdx.y % kvHeads;
     int k0 = blockIdx.x * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
-    const unsigned short* qb = q + (long long)b * tq * qStride + h * FA_D;
-    const unsigned short* dOb = dO + (long long)b * tq * dOStride + h * FA_D;
     int validKeys = keyLengths != nullptr ? min(tk, keyLengths[b]) : tk;   // keys past the source's length are padding
     if (k0 >= validKeys) {                                            // a tile of padding keys: no gradient
         for (int i = threadIdx.x; i < FA_TILE * FA_D; i += blockDim.x) {
             int key = k0 + i / FA_D, d = i % FA_D;
             if (key >= tk) continue;
-            dk[((long long)b * tk + key) * dkStride + h * FA_D + d] = 0.f;
-            dv[((long long)b * tk + key) * dvStride + h * FA_D + d] = 0.f;
+            dk[((long long)b * tk + key) * dkStride + kvh * FA_D + d] = 0.f;
+            dv[((long long)b * tk + key) * dvStride + kvh * FA_D + d] = 0.f;
         }
         return;
     }
     int qStart = causal ? k0 : 0;                                     // earlier queries see none of these keys
-    int tiles = qStart < tq ? (tq - qStart + FA_TILE - 1) / FA_TILE : 0;
+    int tiles = qStart < tq ? (tq - qStart + FA_TILE - 1) / FA_TILE : 0, steps = group * tiles;
 
-    // Stages query tile j (rows qStart + 64 j ..) into buffer j & 1, with its lse (in log2 units) and D.
+    // Step j is query tile j % tiles (rows qStart + 64 (j % tiles) ..) of query head kvh group + j / tiles.
+    // Stages it into buffer j & 1, with its lse (in log2 units) and D.
     auto stage = [&](int j) {
-        int q0 = qStart + j * FA_TILE, buffer = j & 1;
-        stage_tile(Qs + buffer * T, qb, qStride, q0, tq, FA_TILE);
-        stage_tile(dOs + buffer * T, dOb, dOStride, q0, tq, FA_TILE);
+        int h = kvh * group + j / tiles, bh = b * heads + h, q0 = qStart + (j % tiles) * FA_TILE, buffer = j & 1;
+        stage_tile(Qs + buffer * T, q + (long long)b * tq * qStride + h * FA_D, qStride, q0, tq, FA_TILE);
+        stage_tile(dOs + buffer * T, dO + (long long)b * tq * dOStride + h * FA_D, dOStride, q0, tq, FA_TILE);
         for (int r = threadIdx.x; r < FA_TILE; r += blockDim.x) {
             bool in = q0 + r < tq;
             lseS[buffer * FA_TILE + r] = in ? lse[(long long)bh * tq + q0 + r] * log2e : 0.f;
             Drow[buffer * FA_TILE + r] = in ? D[(long long)bh * tq + q0 + r] : 0.f;
         }
     };
-    stage_tile(Ks, k + (long long)b * tk * kStride + h * FA_D, kStride, k0, tk, FA_TILE);
-    stage_tile(Vs, v + (long long)b * tk * vStride + h * FA_D, vStride, k0, tk, FA_TILE);
-    if (tiles > 0) stage(0);
+    stage_tile(Ks, k + (long long)b * tk * kStride + kvh * FA_D, kStride, k0, tk, FA_TILE);
+    stage_tile(Vs, v + (long long)b * tk * vStride + kvh * FA_D, vStride, k0, tk, FA_TILE);
+    if (steps > 0) stage(0);
     cp_async_commit();
     float dkAcc[8][4], dvAcc[8][4];
     for (int nt = 0; nt < 8; nt++)
         for (int e = 0; e < 4; e++) dkAcc[nt][e] = dvAcc[nt][e] = 0.f;
-    for (int j = 0; j < tiles; j++) {
-        int q0 = qStart + j * FA_TILE, buffer = j & 1;
-        if (j + 1 < tiles) stage(j + 1);
+    for (int j = 0; j < steps; j++) {
+        int h = kvh * group + j / tiles, q0 = qStart + (j % tiles) * FA_TILE, buffer = j & 1;
+        if (j + 1 < steps) stage(j + 1);
         cp_async_commit();
         cp_async_wait_all_but_one();                                  // tile j (and K, V) have landed
         __syncthreads();
@@ -322,7 +323,7 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
         for (int r = 0; r < 2; r++) {
             int row = q0 + w16 + g + r * 8;
             if (row >= tq) continue;
-            float* dqRow = dq + ((long long)b * tq + row) * dqStride + h * FA_D;
+            float* dqRow = dq + ((long long)b * tq + row) * dqStride + h * FA_D;   // h: this step's query head
             for (int nt = 0; nt < 8; nt++) {
                 atomicAdd(dqRow + nt * 8 + 2 * t, scale * dqPart[nt][2 * r]);
                 atomicAdd(dqRow + nt * 8 + 2 * t + 1, scale * dqPart[nt][2 * r + 1]);
@@ -349,8 +350,8 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward(const unsigned
     for (int r = 0; r < 2; r++) {
         int key = k0 + w16 + g + r * 8;
         if (key >= tk) continue;
-        float* dkRow = dk + ((long long)b * tk + key) * dkStride + h * FA_D;
-        float* dvRow = dv + ((long long)b * tk + key) * dvStride + h * FA_D;
+        float* dkRow = dk + ((long long)b * tk + key) * dkStride + kvh * FA_D;
+        float* dvRow = dv + ((long long)b * tk + key) * dvStride + kvh * FA_D;
         for (int nt = 0; nt < 8; nt++) {
             *reinterpret_cast<float2*>(dkRow + nt * 8 + 2 * t) = make_float2(scale * dkAcc[nt][2 * r], scale * dkAcc[nt][2 * r + 1]);
             *reinterpret_cast<float2*>(dvRow + nt * 8 + 2 * t) = make_float2(dvAcc[nt][2 * r], dvAcc[nt][2 * r + 1]);

@@ -9,15 +9,28 @@ FLORA_KERNEL void embedding_backward(const float* dout, const int* ids, float* d
     GRID_STRIDE(i, (long long)n * cols) atomicAdd(&dtable[(long long)ids[i / cols] * cols + i % cols], alpha * dout[i]);
 }
 
-// Rotate-half rotary positions in place: pair (x_i, x_{i+half}) of position t turns by t theta^(-2i/hd).
+// Rotate-half rotary positions in place: pair (x_i, x_{i+half}) of position t turns by t f_i, f_i = theta^(-2i/hd),
+// rescaled as Llama 3 does when factor > 0 (RopeScaling.Apply: wavelengths below original / highFactor kept, above
+// original / lowFactor divided by factor, smoothly interpolated between).
 // One thread per (row, head, i); angles in double, as the CPU backend computes them.
-FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, int headDim, int sequence, float theta, float sign) {
+FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, int headDim, int sequence, float theta, float sign,
+                         double factor, double lowFactor, double highFactor, double original) {
     int half = headDim / 2;
     GRID_STRIDE(k, (long long)rows * heads * half) {
         long long row = k / (heads * half);
         int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
         int t = (int)(row % sequence);
-        double angle = t * pow((double)theta, -2.0 * i / headDim);
+        double f = pow((double)theta, -2.0 * i / headDim);
+        if (factor > 0.0) {
+            double wavelength = 2.0 * 3.141592653589793 / f;
+            if (wavelength < original / highFactor) { }
+            else if (wavelength > original / lowFactor) f = f / factor;
+            else {
+                double s = (original / wavelength - lowFactor) / (highFactor - lowFactor);
+                f = (1.0 - s) * f / factor + s * f;
+            }
+        }
+        double angle = t * f;
         float c = (float)cos(angle), s = sign * (float)sin(angle);
         float* p = x + row * stride + offset + h * headDim;
         float a = p[i], b = p[i + half];
