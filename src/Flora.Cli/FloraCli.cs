@@ -28,6 +28,7 @@ public static class FloraCli
         root.Subcommands.Add(TheoryCommand.Create(console, error));
         root.Subcommands.Add(MemoryCommand.Create(console, error));
         root.Subcommands.Add(InspectCommand.Create(console, error));
+        root.Subcommands.Add(ExportCommand.Create(console, error));
         root.Subcommands.Add(DataCommand.Create(console, error));
         root.Subcommands.Add(ReproduceCommand.Create(console, error));
         var parsed = root.Parse(args);

@@ -15,7 +15,7 @@ internal static class EvalCommand
     public static Command Create(IAnsiConsole console, TextWriter error)
     {
         var d = new EvaluationOptions { Checkpoint = "" };
-        var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model directory", Required = true };
         var split = new Option<string>("--split") { Description = "train, validation or test", DefaultValueFactory = _ => "validation" };
         var maxPairs = new Option<int>("--max-pairs") { Description = "evaluate the first N pairs of the split (0 = all)", DefaultValueFactory = _ => 0 };
         var beam = new Option<int>("--beam") { Description = "beam size (1 = greedy)", DefaultValueFactory = _ => d.Beam.BeamSize };

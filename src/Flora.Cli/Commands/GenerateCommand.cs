@@ -15,7 +15,7 @@ internal static class GenerateCommand
 {
     public static Command Create(IAnsiConsole console, TextWriter error)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model directory", Required = true };
         var prompt = new Option<string>("--prompt") { Description = "text to continue", DefaultValueFactory = _ => "In the beginning" };
         var source = new Option<string?>("--source") { Description = "translation checkpoints: the sentence to translate" };
         var maxTokens = Options.PositiveInt("--max-tokens", "tokens to generate", 60);
@@ -36,7 +36,7 @@ internal static class GenerateCommand
             using var loaded = CheckpointModel.Open(parse.GetValue(checkpoint)!, parse.GetValue(device)!);
             var tokenizer = loaded.Tokenizer;
             int eos = tokenizer.EndOfText ?? -1;
-            console.MarkupLine($"[grey]{Markup.Escape(loaded.Info.Model)}, step {loaded.Info.Step}[/]");
+            console.MarkupLine($"[grey]{Markup.Escape(loaded.Info.Model)}, {(loaded.IsHuggingFace ? Markup.Escape(loaded.Directory) : $"step {loaded.Info.Step}")}[/]");
             if (loaded.Options.Task == "translate")
             {
                 string text = parse.GetValue(source) ?? throw new ArgumentException("this checkpoint translates: give the sentence with --source");

@@ -1,23 +1,33 @@
 using System.CommandLine;
 using System.Globalization;
 using Flora.Checkpoints;
+using Flora.Nn.Models.HuggingFace;
 using Spectre.Console;
 
 namespace Flora.Cli.Commands;
 
-/// <summary><c>flora inspect FILE</c>: the metadata and the tensors of a safetensors file.</summary>
+/// <summary>
+/// <c>flora inspect FILE</c>: the metadata and the tensors of a safetensors file; <c>flora inspect DIR</c>: a Hugging Face
+/// model directory's configuration, parameter count, weight files and tokenizer files (headers only: nothing is loaded).
+/// </summary>
 internal static class InspectCommand
 {
     public static Command Create(IAnsiConsole console, TextWriter error)
     {
-        var file = new Argument<string>("file") { Description = "a .safetensors file (a Flora checkpoint or a Hugging Face model)" };
-        var command = new Command("inspect", "Print the metadata and the tensors (name, dtype, shape, size) of a safetensors file.")
+        var file = new Argument<string>("path") { Description = "a .safetensors file (a Flora checkpoint or a Hugging Face model), or a Hugging Face model directory" };
+        var command = new Command("inspect", "Print the metadata and the tensors (name, dtype, shape, size) of a safetensors file, or the configuration and parameter count of a Hugging Face model directory.")
         {
             file,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
-            using var st = SafeTensorsFile.Open(parse.GetValue(file)!);
+            string path = parse.GetValue(file)!;
+            if (Directory.Exists(path))
+            {
+                Print(console, HfDirectory.Open(path));
+                return 0;
+            }
+            using var st = SafeTensorsFile.Open(path);
             Print(console, st);
             return 0;
         }));
@@ -46,6 +56,33 @@ internal static class InspectCommand
         foreach (var t in file.Tensors)
             table.AddRow(Markup.Escape(t.Name), t.DType.Code(), t.ShapeText, Mib(t.ByteCount));
         console.Write(table);
+    }
+
+    private static void Print(IAnsiConsole console, HfDirectory directory)
+    {
+        var c = directory.Config;
+        console.MarkupLine($"[bold]{Markup.Escape(directory.Path)}[/]: {c.ClassName} (model_type {c.ModelType}), {c.ParameterCount:N0} parameters");
+        var table = new Table().AddColumns("setting", "value");
+        void Row(string name, object? value) => table.AddRow(Markup.Escape(name), Markup.Escape(Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""));
+        if (c.Gpt2 is { } g)
+        {
+            Row("layers", g.Layers); Row("heads", g.Heads); Row("hidden size", g.Embed); Row("MLP width", g.InnerSize);
+            Row("vocabulary", g.Vocabulary); Row("positions", g.Context); Row("layer norm epsilon", g.LayerNormEps); Row("tied embeddings", true);
+        }
+        else if (c.Llama is { } l)
+        {
+            Row("layers", l.Layers); Row("heads (key/value)", $"{l.Heads} ({l.KvHeads})"); Row("head size", l.HeadSize); Row("hidden size", l.Embed);
+            Row("MLP width (SwiGLU)", l.Intermediate); Row("vocabulary", l.Vocabulary); Row("positions", l.Context); Row("rms norm epsilon", l.NormEps);
+            Row("rope theta", l.RopeTheta);
+            Row("rope scaling", l.RopeScaling is { } s ? $"llama3: factor {s.Factor}, low {s.LowFrequencyFactor}, high {s.HighFrequencyFactor}, original {s.OriginalContext}" : "none");
+            Row("q/k/v biases", l.AttentionBias); Row("tied embeddings", l.TiedEmbeddings); Row("sliding window", l.SlidingWindow?.ToString(CultureInfo.InvariantCulture) ?? "none");
+        }
+        console.Write(table);
+        long bytes = directory.WeightFiles.Sum(f => new FileInfo(f).Length);
+        console.MarkupLine($"weights: {directory.WeightFiles.Count} file(s), {Mib(bytes)} MiB, {directory.StoredElements:N0} elements stored as "
+            + Markup.Escape(string.Join(", ", directory.StoredDTypes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} ({kv.Value} tensors)"))));
+        var tokenizer = directory.TokenizerFiles;
+        console.MarkupLine("tokenizer: " + (tokenizer.Count == 0 ? "none" : Markup.Escape(string.Join(", ", tokenizer))));
     }
 
     private static string Mib(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F3", CultureInfo.InvariantCulture);

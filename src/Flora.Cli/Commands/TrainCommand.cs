@@ -50,7 +50,7 @@ internal static class TrainCommand
         var maxSource = new Option<int>("--max-source") { Description = "translation: source tokens kept (the paper's 512)", DefaultValueFactory = _ => d.MaxSourceTokens };
         var maxTarget = new Option<int>("--max-target") { Description = "translation: target tokens kept (the paper's 128)", DefaultValueFactory = _ => d.MaxTargetTokens };
 
-        var initFrom = new Option<string?>("--init-from") { Description = "fine-tune: start from this checkpoint's (or run's) model weights; use its tokenizer (--tokenizer RUN/tokenizer)" };
+        var initFrom = new Option<string?>("--init-from") { Description = "fine-tune: start from this checkpoint's (or run's) model weights (use its tokenizer: --tokenizer RUN/tokenizer), or from a Hugging Face model directory (its config.json is the model, its tokenizer the default)" };
         var keepBest = new Option<bool>("--keep-best") { Description = "also keep the checkpoint of the lowest validation loss in RUN/best" };
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
@@ -99,6 +99,11 @@ internal static class TrainCommand
                 InitFrom = parse.GetValue(initFrom),
                 KeepBest = parse.GetValue(keepBest),
             };
+            if (Flora.Nn.Models.HuggingFace.HfDirectory.IsModelDirectory(options.InitFrom))
+            {
+                if (Given(model)) throw new ArgumentException($"--model: the model is {options.InitFrom}'s (its config.json); leave --model out");
+                options = options with { Model = Trainer.HuggingFaceModel, Tokenizer = Given(tokenizer) ? options.Tokenizer : TokenizerSetup.HuggingFace };
+            }
             string? resumeFrom = parse.GetValue(resume);
             return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
         }));

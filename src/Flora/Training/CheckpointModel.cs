@@ -3,32 +3,45 @@ using Flora.Backends;
 using Flora.Data.Tokenizers;
 using Flora.Nn;
 using Flora.Nn.Models;
+using Flora.Nn.Models.HuggingFace;
 
 namespace Flora.Training;
 
 /// <summary>
 /// A trained model ready to use: a checkpoint's weights in the model its options describe, on a backend, with
 /// the tokenizer it was trained with (a different tokenizer in the run directory is an error, not a silent
-/// mismatch). For generation and evaluation; training resumes through <see cref="Trainer"/>.
+/// mismatch), or a Hugging Face model directory with its tokenizer. For generation, evaluation and export;
+/// training resumes through <see cref="Trainer"/>.
 /// </summary>
 public sealed class CheckpointModel : IDisposable
 {
-    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, ByteLevelBpe tokenizer, LanguageModel model)
+    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, ByteLevelBpe tokenizer, LanguageModel model, bool huggingFace = false)
     {
-        (Backend, Info, Directory, Tokenizer, Model) = (backend, info, directory, tokenizer, model);
+        (Backend, Info, Directory, Tokenizer, Model, IsHuggingFace) = (backend, info, directory, tokenizer, model, huggingFace);
     }
 
     public IBackend Backend { get; }
     public CheckpointInfo Info { get; }
-    /// <summary>The checkpoint directory (run/checkpoints/step-N).</summary>
+    /// <summary>The checkpoint directory (run/checkpoints/step-N), or the Hugging Face model directory.</summary>
     public string Directory { get; }
+
+    /// <summary>Whether <see cref="Directory"/> is a Hugging Face model directory rather than a training checkpoint.</summary>
+    public bool IsHuggingFace { get; }
+
+    /// <summary>Where outputs about this model go by default: the run directory, or runs/NAME for a Hugging Face directory.</summary>
+    public string RunDirectory => IsHuggingFace ? Path.Combine("runs", Path.GetFileName(Directory)) : Trainer.RunDirectoryOf(Directory);
+
+    /// <summary>The directory the tokenizer's files are in (Hugging Face layout) when the model uses a Hugging Face tokenizer.</summary>
+    public string? HuggingFaceTokenizerDirectory =>
+        IsHuggingFace ? Directory : Options.Tokenizer == TokenizerSetup.HuggingFace ? Path.Combine(RunDirectory, TokenizerSetup.Directory) : null;
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model { get; }
     public TrainOptions Options => Info.Options;
 
-    /// <summary>Opens a run directory (its latest checkpoint) or a checkpoint directory on <paramref name="device"/>.</summary>
+    /// <summary>Opens a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model directory on <paramref name="device"/>.</summary>
     public static CheckpointModel Open(string path, string device = "cpu", string precision = "bf16")
     {
+        if (!File.Exists(Path.Combine(path, TrainingCheckpoint.StateFile)) && HfDirectory.IsModelDirectory(path)) return OpenHuggingFace(path, device, precision);
         string directory = TrainingCheckpoint.Resolve(path);
         var info = TrainingCheckpoint.ReadInfo(directory);
         string run = Trainer.RunDirectoryOf(directory);
@@ -39,8 +52,10 @@ public sealed class CheckpointModel : IDisposable
         try
         {
             var o = info.Options;
-            var model = ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f,
-                o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null, o.SequenceLength);
+            Func<Linear, Module>? adapt = o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null;
+            var model = o.Model == Trainer.HuggingFaceModel
+                ? HfModelConfig.Read(Path.Combine(directory, TrainingCheckpoint.ConfigFile)).CreateModel(backend, o.Seed, adapt)
+                : ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f, adapt, o.SequenceLength);
             try
             {
                 TrainingCheckpoint.LoadWeights(directory, model);
@@ -51,6 +66,30 @@ public sealed class CheckpointModel : IDisposable
                 throw;
             }
             return new CheckpointModel(backend, info, directory, tokenizer, model);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A Hugging Face model directory with its own tokenizer, as step 0 of a language-modelling "run".</summary>
+    private static CheckpointModel OpenHuggingFace(string path, string device, string precision)
+    {
+        var source = HfDirectory.Open(path);
+        var (tokenizer, identity) = TokenizerSetup.LoadHuggingFace(source.Path);
+        var backend = BackendFactory.Create(device, precision: precision);
+        try
+        {
+            var model = source.CreateModel(backend);
+            var options = new TrainOptions
+            {
+                Model = Trainer.HuggingFaceModel, Tokenizer = TokenizerSetup.HuggingFace, InitFrom = source.Path,
+                SequenceLength = Math.Min(new TrainOptions().SequenceLength, model.MaxSequenceLength), Device = device, Precision = precision,
+            };
+            var info = new CheckpointInfo(source.Path, 0, new Flora.Data.DataPosition(0, 0), options, model.Describe(), identity);
+            return new CheckpointModel(backend, info, source.Path, tokenizer, model, huggingFace: true);
         }
         catch
         {

@@ -58,7 +58,7 @@ public static class Evaluation
         using var loaded = CheckpointModel.Open(o.Checkpoint, o.Device, o.Precision);
         var info = loaded.Info;
         string split = PreparedData.SplitName(o.Split);
-        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(Trainer.RunDirectoryOf(loaded.Directory), "eval", $"{split}-step-{info.Step}"));
+        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(loaded.RunDirectory, "eval", $"{split}-step-{info.Step}"));
         var files = new Dictionary<string, string>();
         double lossSum;
         long lossTokens;

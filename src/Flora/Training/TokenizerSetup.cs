@@ -5,18 +5,38 @@ namespace Flora.Training;
 
 /// <summary>
 /// The tokenizer of a run: "gpt2" (GPT-2's, embedded), "bpe:N" (a byte-level BPE of N tokens trained
-/// deterministically on the training text and saved in the run's tokenizer/ directory), or a directory
-/// holding encoder.json and vocab.bpe. Its identity (a SHA-256 of its two files, or "gpt2") goes into
+/// deterministically on the training text and saved in the run's tokenizer/ directory), "hf" (the tokenizer of the
+/// Hugging Face directory the run starts from, whose files are copied into the run's tokenizer/ directory), or a
+/// directory holding encoder.json and vocab.bpe. Its identity (a SHA-256 of its files, or "gpt2") goes into
 /// checkpoints, so that a checkpoint is never read with another tokenizer.
 /// </summary>
 public static class TokenizerSetup
 {
     public const string Directory = "tokenizer";
 
-    public static (ByteLevelBpe Tokenizer, string Identity) Prepare(string spec, string runDirectory, Func<string> trainingText)
+    /// <summary>The tokenizer spec of a run that uses its Hugging Face directory's tokenizer.</summary>
+    public const string HuggingFace = "hf";
+
+    /// <summary>
+    /// The run's tokenizer from <paramref name="spec"/>, trained or copied into the run directory when needed;
+    /// <paramref name="huggingFaceDirectory"/> is the model directory whose tokenizer "hf" means.
+    /// </summary>
+    public static (ByteLevelBpe Tokenizer, string Identity) Prepare(string spec, string runDirectory, Func<string> trainingText, string? huggingFaceDirectory = null)
     {
         if (spec == "gpt2") return (ByteLevelBpe.Gpt2(), "gpt2");
         string saved = Path.Combine(runDirectory, Directory);
+        if (spec == HuggingFace)
+        {
+            if (huggingFaceDirectory is null) throw new ArgumentException("tokenizer 'hf' is the tokenizer of a Hugging Face model directory: start from one with --init-from");
+            var (tokenizer, _) = LoadHuggingFace(huggingFaceDirectory);                 // refuses before anything is copied
+            System.IO.Directory.CreateDirectory(saved);
+            foreach (string name in Flora.Nn.Models.HuggingFace.HfDirectory.TokenizerFileNames)
+            {
+                string from = Path.Combine(huggingFaceDirectory, name);
+                if (File.Exists(from)) File.Copy(from, Path.Combine(saved, name), overwrite: true);
+            }
+            return (tokenizer, HuggingFaceIdentity(saved));
+        }
         if (spec.StartsWith("bpe:", StringComparison.Ordinal))
         {
             if (!int.TryParse(spec.AsSpan(4), out int size) || size < 257)
@@ -37,7 +57,39 @@ public static class TokenizerSetup
     /// <summary>The tokenizer a checkpoint was trained with: GPT-2's, or the run's saved one.</summary>
     public static (ByteLevelBpe Tokenizer, string Identity) ForCheckpoint(TrainOptions options, string runDirectory) =>
         options.Tokenizer == "gpt2" ? (ByteLevelBpe.Gpt2(), "gpt2")
+        : options.Tokenizer == HuggingFace ? LoadHuggingFace(Path.Combine(runDirectory, Directory))
         : Load(options.Tokenizer.StartsWith("bpe:", StringComparison.Ordinal) ? Path.Combine(runDirectory, Directory) : options.Tokenizer);
+
+    /// <summary>
+    /// The tokenizer of a Hugging Face directory and its identity. Read today: GPT-2-style byte-level BPE files
+    /// (vocab.json and merges.txt). tokenizer.json alone is refused with a message that says what to pass instead.
+    /// </summary>
+    /// <exception cref="FloraException">The directory has no tokenizer Flora reads.</exception>
+    public static (ByteLevelBpe Tokenizer, string Identity) LoadHuggingFace(string directory)
+    {
+        string vocab = Path.Combine(directory, "vocab.json"), merges = Path.Combine(directory, "merges.txt");
+        if (File.Exists(vocab) && File.Exists(merges)) return (ByteLevelBpe.Load(vocab, merges), HuggingFaceIdentity(directory));
+        if (File.Exists(Path.Combine(directory, "tokenizer.json")))
+            throw new FloraException($"{directory}: its tokenizer is a tokenizer.json without GPT-2's vocab.json and merges.txt, which Flora cannot read yet: give --tokenizer (gpt2, or a directory with encoder.json and vocab.bpe)");
+        throw new FloraException($"{directory}: no tokenizer (vocab.json and merges.txt, or tokenizer.json): give --tokenizer");
+    }
+
+    /// <summary>SHA-256 over the tokenizer files of a Hugging Face directory (names and contents, in name order).</summary>
+    private static string HuggingFaceIdentity(string directory)
+    {
+        using var sha = SHA256.Create();
+        foreach (string name in Flora.Nn.Models.HuggingFace.HfDirectory.TokenizerFileNames.Where(n => n != "generation_config.json").Order(StringComparer.Ordinal))
+        {
+            string path = Path.Combine(directory, name);
+            if (!File.Exists(path)) continue;
+            byte[] label = System.Text.Encoding.UTF8.GetBytes(name + "\0");
+            sha.TransformBlock(label, 0, label.Length, null, 0);
+            byte[] bytes = File.ReadAllBytes(path);
+            sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
+        }
+        sha.TransformFinalBlock([], 0, 0);
+        return "hf:" + Convert.ToHexString(sha.Hash!).ToLowerInvariant();
+    }
 
     private static (ByteLevelBpe, string) Load(string directory) => (ByteLevelBpe.LoadDirectory(directory), Identity(directory));
 

@@ -10,6 +10,7 @@ namespace Flora.Training;
 /// </summary>
 public sealed record TrainOptions
 {
+    /// <summary>A preset of <see cref="Nn.Models.ModelFactory"/>, or "hf" for the model of the Hugging Face directory <see cref="InitFrom"/> (set by the trainer).</summary>
     public string Model { get; init; } = "gpt-small";
     /// <summary>"bpe:N" (train a byte-level BPE of N tokens on the training text), "gpt2", or a directory with encoder.json and vocab.bpe.</summary>
     public string Tokenizer { get; init; } = "bpe:4096";
@@ -50,7 +51,10 @@ public sealed record TrainOptions
     public string Precision { get; init; } = "bf16";
     public string OutputDirectory { get; init; } = "runs/train";
     public bool CheckFinite { get; init; } = true;
-    /// <summary>Fine-tuning: a checkpoint (or run directory) whose model weights initialise this run (LoRA adapters keep their own initialisation).</summary>
+    /// <summary>
+    /// Fine-tuning: a checkpoint (or run directory) whose model weights initialise this run, or a Hugging Face model
+    /// directory, whose config.json then defines the model (LoRA adapters keep their own initialisation).
+    /// </summary>
     public string? InitFrom { get; init; }
     /// <summary>Also keep the checkpoint of the lowest validation loss in RUN/best (the paper's model selection).</summary>
     public bool KeepBest { get; init; }

@@ -6,6 +6,7 @@ using Flora.Data.Corpora;
 using Flora.Data.Tokenizers;
 using Flora.Nn;
 using Flora.Nn.Models;
+using Flora.Nn.Models.HuggingFace;
 using Flora.Optim;
 using Flora.Reporting;
 using Flora.Tensors;
@@ -61,6 +62,10 @@ public sealed class Trainer : IDisposable
             resume = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(resumeFrom));
             options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps), OutputDirectory = RunDirectoryOf(resume.Directory) };
         }
+        // Fine-tuning a Hugging Face model: its directory is checked whole (config, headers, shapes) before anything is written.
+        HfDirectory? huggingFace = resume is null && HfDirectory.IsModelDirectory(options.InitFrom) ? HfDirectory.Open(options.InitFrom!) : null;
+        if (huggingFace is not null) options = options with { Model = HuggingFaceModel };
+        else if (resume is null && options.Model == HuggingFaceModel) throw new ArgumentException($"model '{HuggingFaceModel}' is read from a Hugging Face model directory: give one with --init-from");
         options.Validate();
         _options = options;
         Directory.CreateDirectory(options.OutputDirectory);
@@ -74,7 +79,7 @@ public sealed class Trainer : IDisposable
             TextCorpus? corpus = translate ? null : options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
             (Tokenizer, _tokenizerIdentity) = resume is null
                 ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory,
-                    () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)))
+                    () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)), huggingFace?.Path)
                 : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
             if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
                 throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
@@ -82,11 +87,21 @@ public sealed class Trainer : IDisposable
             Func<Linear, Module>? adapt = options.LoraRank > 0
                 ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
                 : null;
-            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
+            _model = options.Model != HuggingFaceModel
+                ? ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength)
+                : huggingFace?.CreateModel(_backend, options.Seed, adapt, options.Dropout)                                  // weights loaded
+                  ?? HfModelConfig.Read(Path.Combine(resume!.Directory, TrainingCheckpoint.ConfigFile)).CreateModel(_backend, options.Seed, adapt, options.Dropout);
+            if (options.Model == HuggingFaceModel)
+            {
+                if (Tokenizer.VocabularySize > _model.Vocabulary)
+                    throw new ArgumentException($"the tokenizer has {Tokenizer.VocabularySize} tokens but the model only {_model.Vocabulary}: pass the model's own tokenizer");
+                if (!translate && options.SequenceLength > _model.MaxSequenceLength)
+                    throw new ArgumentException($"--seq-len {options.SequenceLength} is longer than the model's {_model.MaxSequenceLength} positions");
+            }
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
                 foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
-            if (options.InitFrom is string init && resume is null)
+            if (options.InitFrom is string init && resume is null && huggingFace is null)
             {
                 var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));
                 if (source.TokenizerHash != _tokenizerIdentity)
@@ -119,6 +134,9 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainOptions Options => _options;
+
+    /// <summary>The <see cref="TrainOptions.Model"/> of a run whose model is a Hugging Face directory's (its config.json, in every checkpoint).</summary>
+    public const string HuggingFaceModel = "hf";
 
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
     public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>

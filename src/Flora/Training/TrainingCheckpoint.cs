@@ -4,6 +4,7 @@ using Flora.Checkpoints;
 using Flora.Data;
 using Flora.Nn;
 using Flora.Nn.Models;
+using Flora.Nn.Models.HuggingFace;
 using Flora.Optim;
 
 namespace Flora.Training;
@@ -19,7 +20,8 @@ public sealed record CheckpointInfo(string Directory, long Step, DataPosition Po
 /// <item>state.safetensors: the optimizer state (FLORA's compressed momentum among it), the gradient
 /// pipeline's state (accumulators mid-cycle, resampling cycles), and metadata: step, data position,
 /// seed, options, model description, tokenizer hash;</item>
-/// <item>config.json: a Hugging Face configuration, for GPT-2 models.</item>
+/// <item>config.json: the Hugging Face configuration, for GPT-2 and Llama-style models (the source directory's, for a
+/// run that started from one: the model of a resumed "hf" run is built from it).</item>
 /// </list>
 /// It is written into step-NNNNNNNN.tmp, each file flushed to disk, then the directory is renamed and
 /// the pointer file checkpoints/latest replaced atomically: a crash at any moment leaves the previous
@@ -81,7 +83,7 @@ public static class TrainingCheckpoint
         pipeline.SaveState(state, "pipeline/");
         state.Write(Path.Combine(temp, StateFile));
 
-        if (model is Gpt2 gpt2) WriteDurably(Path.Combine(temp, ConfigFile), HuggingFaceConfig(gpt2.Config));
+        if (model is Gpt2 or Llama) WriteDurably(Path.Combine(temp, ConfigFile), HfModelConfig.For(model).ToJson());
 
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(temp, final);
@@ -162,27 +164,4 @@ public static class TrainingCheckpoint
         using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.Write(text);
         stream.Flush(flushToDisk: true);
     }
-
-    /// <summary>A Hugging Face GPT2Config for GPT2LMHeadModel.from_pretrained.</summary>
-    public static string HuggingFaceConfig(Gpt2Config c) => JsonSerializer.Serialize(new Dictionary<string, object?>
-    {
-        ["architectures"] = new[] { "GPT2LMHeadModel" },
-        ["model_type"] = "gpt2",
-        ["vocab_size"] = c.Vocabulary,
-        ["n_positions"] = c.Context,
-        ["n_ctx"] = c.Context,
-        ["n_embd"] = c.Embed,
-        ["n_layer"] = c.Layers,
-        ["n_head"] = c.Heads,
-        ["n_inner"] = null,
-        ["activation_function"] = "gelu_new",
-        ["layer_norm_epsilon"] = 1e-5,
-        ["resid_pdrop"] = c.Dropout,
-        ["embd_pdrop"] = c.Dropout,
-        ["attn_pdrop"] = 0.0,
-        ["initializer_range"] = 0.02,
-        ["tie_word_embeddings"] = true,
-        ["bos_token_id"] = c.Vocabulary - 1,
-        ["eos_token_id"] = c.Vocabulary - 1,
-    }, new JsonSerializerOptions { WriteIndented = true });
 }
