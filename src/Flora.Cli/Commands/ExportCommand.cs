@@ -20,16 +20,17 @@ internal static class ExportCommand
         var peft = new Option<bool>("--peft") { Description = "write the LoRA adapters alone as a PEFT adapter (adapter_model.safetensors, adapter_config.json)" };
         var shard = new Option<string>("--max-shard-size") { Description = "split the weights into shards of at most this size (bytes, or with KB, MB, GB)", DefaultValueFactory = _ => "5GB" };
         var overwrite = new Option<bool>("--overwrite") { Description = "replace the output directory if it exists" };
+        var checkIds = new Option<string?>("--check-ids") { Description = $"also write {ModelExport.CheckFile}: the input_ids of this safetensors file (a fixture's expected.safetensors, say) and Flora's logits for them, which bench/hf_roundtrip.py compares with transformers" };
         var command = new Command("export", "Write a run's model as a Hugging Face directory (config.json, safetensors weights, tokenizer files), or its LoRA adapters as a PEFT adapter.")
         {
-            checkpoint, output, merge, peft, shard, overwrite,
+            checkpoint, output, merge, peft, shard, overwrite, checkIds,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             if (parse.GetValue(merge) && parse.GetValue(peft)) throw new ArgumentException("--merge-lora and --peft exclude each other");
             var lora = parse.GetValue(merge) ? LoraExport.Merge : parse.GetValue(peft) ? LoraExport.Peft : LoraExport.None;
             long maxShard = ParseSize(parse.GetValue(shard)!);
-            string written = ModelExport.Run(parse.GetValue(checkpoint)!, parse.GetValue(output)!, lora, maxShard, parse.GetValue(overwrite));
+            string written = ModelExport.Run(parse.GetValue(checkpoint)!, parse.GetValue(output)!, lora, maxShard, parse.GetValue(overwrite), parse.GetValue(checkIds));
             console.MarkupLine($"wrote {Markup.Escape(written)}:");
             foreach (var file in new DirectoryInfo(written).GetFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
                 console.MarkupLine($"  {Markup.Escape(file.Name)} ({file.Length:N0} bytes)");

@@ -15,9 +15,11 @@ namespace Flora.Training;
 /// </summary>
 public sealed class CheckpointModel : IDisposable
 {
-    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, ByteLevelBpe tokenizer, LanguageModel model, bool huggingFace = false)
+    private readonly Lazy<ByteLevelBpe> _tokenizer;
+
+    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, Lazy<ByteLevelBpe> tokenizer, LanguageModel model, bool huggingFace = false)
     {
-        (Backend, Info, Directory, Tokenizer, Model, IsHuggingFace) = (backend, info, directory, tokenizer, model, huggingFace);
+        (Backend, Info, Directory, _tokenizer, Model, IsHuggingFace) = (backend, info, directory, tokenizer, model, huggingFace);
     }
 
     public IBackend Backend { get; }
@@ -34,7 +36,11 @@ public sealed class CheckpointModel : IDisposable
     /// <summary>The directory the tokenizer's files are in (Hugging Face layout) when the model uses a Hugging Face tokenizer.</summary>
     public string? HuggingFaceTokenizerDirectory =>
         IsHuggingFace ? Directory : Options.Tokenizer == TokenizerSetup.HuggingFace ? Path.Combine(RunDirectory, TokenizerSetup.Directory) : null;
-    public ByteLevelBpe Tokenizer { get; }
+    /// <summary>
+    /// The tokenizer. A Hugging Face directory's is read when first asked for, so that a directory without a tokenizer
+    /// Flora reads can still be exported; asking for it then throws a <see cref="FloraException"/> that says so.
+    /// </summary>
+    public ByteLevelBpe Tokenizer => _tokenizer.Value;
     public LanguageModel Model { get; }
     public TrainOptions Options => Info.Options;
 
@@ -65,7 +71,7 @@ public sealed class CheckpointModel : IDisposable
                 model.Dispose();
                 throw;
             }
-            return new CheckpointModel(backend, info, directory, tokenizer, model);
+            return new CheckpointModel(backend, info, directory, new Lazy<ByteLevelBpe>(() => tokenizer), model);
         }
         catch
         {
@@ -78,7 +84,7 @@ public sealed class CheckpointModel : IDisposable
     private static CheckpointModel OpenHuggingFace(string path, string device, string precision)
     {
         var source = HfDirectory.Open(path);
-        var (tokenizer, identity) = TokenizerSetup.LoadHuggingFace(source.Path);
+        var tokenizer = new Lazy<ByteLevelBpe>(() => TokenizerSetup.LoadHuggingFace(source.Path).Tokenizer);
         var backend = BackendFactory.Create(device, precision: precision);
         try
         {
@@ -88,7 +94,7 @@ public sealed class CheckpointModel : IDisposable
                 Model = Trainer.HuggingFaceModel, Tokenizer = TokenizerSetup.HuggingFace, InitFrom = source.Path,
                 SequenceLength = Math.Min(new TrainOptions().SequenceLength, model.MaxSequenceLength), Device = device, Precision = precision,
             };
-            var info = new CheckpointInfo(source.Path, 0, new Flora.Data.DataPosition(0, 0), options, model.Describe(), identity);
+            var info = new CheckpointInfo(source.Path, 0, new Flora.Data.DataPosition(0, 0), options, model.Describe(), "");
             return new CheckpointModel(backend, info, source.Path, tokenizer, model, huggingFace: true);
         }
         catch

@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Flora.Checkpoints;
 using Flora.Nn.Models.HuggingFace;
+using Flora.Tensors;
 
 namespace Flora.Training;
 
@@ -12,10 +14,20 @@ namespace Flora.Training;
 /// </summary>
 public static class ModelExport
 {
-    /// <summary>Exports <paramref name="source"/> to <paramref name="output"/>; returns the written directory.</summary>
-    public static string Run(string source, string output, LoraExport lora = LoraExport.None, long maxShardBytes = 5_000_000_000, bool overwrite = false)
+    /// <summary>The file <see cref="Run"/> writes beside the export when asked for a check: input_ids and Flora's logits for them.</summary>
+    public const string CheckFile = "flora_check.safetensors";
+
+    /// <summary>
+    /// Exports <paramref name="source"/> to <paramref name="output"/>; returns the written directory. With
+    /// <paramref name="checkIds"/> (a safetensors file holding input_ids (B, T), I64 or I32, such as a fixture's
+    /// expected.safetensors) it also writes <see cref="CheckFile"/> into the export: those ids and the logits (B, T, V)
+    /// of the model as Flora computes them before export, for bench/hf_roundtrip.py to compare with transformers.
+    /// </summary>
+    public static string Run(string source, string output, LoraExport lora = LoraExport.None, long maxShardBytes = 5_000_000_000, bool overwrite = false,
+        string? checkIds = null)
     {
         using var loaded = CheckpointModel.Open(source);
+        (int[] Ids, int Batch, float[] Logits)? check = checkIds is null ? null : Logits(loaded, checkIds);
         var options = new HfExportOptions
         {
             Lora = lora,
@@ -24,7 +36,31 @@ public static class ModelExport
             BaseModel = loaded.Options.Model == Trainer.HuggingFaceModel ? loaded.Options.InitFrom : null,
             WriteTokenizer = directory => WriteTokenizer(loaded, directory),
         };
-        return HfExport.Save(loaded.Model, output, options);
+        string written = HfExport.Save(loaded.Model, output, options);
+        if (check is var (ids, batch, logits))
+        {
+            int length = ids.Length / batch;
+            new SafeTensorsWriter().AddMetadata("format", "pt").AddMetadata("source", Path.GetFullPath(source))
+                .Add("input_ids", ids.Select(i => (long)i).ToArray(), new Shape(batch, length))
+                .Add("logits", logits, new Shape(batch, length, logits.Length / ids.Length))
+                .Write(Path.Combine(written, CheckFile));
+        }
+        return written;
+    }
+
+    /// <summary>The ids of <paramref name="path"/> and the loaded model's logits for them (dropout off).</summary>
+    private static (int[] Ids, int Batch, float[] Logits) Logits(CheckpointModel loaded, string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        var info = file.GetInfo("input_ids");
+        if (info.Shape.Count != 2) throw new InvalidDataException($"{path}: input_ids {info.ShapeText} should be (B, T)");
+        int[] ids = info.DType == SafeTensorDType.I64 ? file.ReadLongs("input_ids").Select(v => checked((int)v)).ToArray() : file.ReadInts("input_ids");
+        if (ids.Any(i => i < 0 || i >= loaded.Model.Vocabulary)) throw new InvalidDataException($"{path}: input_ids outside the model's vocabulary of {loaded.Model.Vocabulary}");
+        int batch = (int)info.Shape[0];
+        using var t = loaded.Backend.Allocate(new Shape(batch, ids.Length / batch), MemoryTag.Activations, DType.Int32);
+        loaded.Backend.Upload(ids, t);
+        loaded.Model.Context.Training = false;
+        return (ids, batch, loaded.Model.Forward(t).ToArray());
     }
 
     /// <summary>The tokenizer files of <paramref name="loaded"/> into <paramref name="directory"/>.</summary>

@@ -46,10 +46,10 @@ public sealed class Table6Tests(ITestOutputHelper output)
             var galore = rows[0];
             Assert.Equal(0.01, Double(galore, "lr"), 1e-6);
             Assert.Equal(0.01 / 3, Double(rows[1], "lr"), 1e-6);                           // FLORA's learning rate is 3 times smaller
-            // llama-tiny (2 layers, 64 channels): GaLore projects qkv (192 x 64), o (64 x 64) and down (64 x 172) of each layer,
-            // each projection r x 64; the fused gate_up (344 x 64) is more than 4:1 and keeps AdamW state.
-            Assert.Equal(6, Long(galore, "projected_matrices"));
-            Assert.Equal(6L * 8 * 64 * 4, Long(galore, "projection_bytes"));
+            // llama-tiny (2 layers, 64 channels): GaLore projects q, k, v, o (64 x 64), gate and up (172 x 64) and down
+            // (64 x 172) of each layer, each projection r x 64.
+            Assert.Equal(14, Long(galore, "projected_matrices"));
+            Assert.Equal(14L * 8 * 64 * 4, Long(galore, "projection_bytes"));
             Assert.True(Long(galore, "optimizer_state_bytes") > Long(galore, "moment_bytes"), "GaLore's state includes its projections");
             foreach (var r in rows.Skip(1)) Assert.Equal(0, Long(r, "projection_bytes"));
             Assert.True(Long(rows[2], "optimizer_state_bytes") > Long(galore, "optimizer_state_bytes"), "full-rank AdamW keeps more state than GaLore");

@@ -117,7 +117,7 @@ public sealed class HfModelConfig
             if (!names.Any(accepted.Contains))
                 throw new InvalidDataException($"{path}: architectures [{string.Join(", ", names)}] is not supported for model_type {modelType} (expected {accepted[0]})");
         }
-        if (json["quantization_config"] is not null) throw new InvalidDataException($"{path}: quantization_config: quantized weights are not supported");
+        if (json["quantization_config"] is not null) r.Refuse("quantization_config", "{ ... }", "quantized weights");
         return architecture == HfArchitecture.Gpt2
             ? new HfModelConfig(architecture, ParseGpt2(r), null, json, path)
             : new HfModelConfig(architecture, null, ParseLlama(r, architecture), json, path);
@@ -127,11 +127,11 @@ public sealed class HfModelConfig
     {
         string act = r.String("activation_function") ?? "gelu_new";
         if (act is not ("gelu_new" or "gelu_pytorch_tanh"))
-            r.Refuse("activation_function", $"'{act}' (Flora's GPT-2 computes gelu_new, the tanh approximation)");
-        if (r.Bool("tie_word_embeddings") == false) r.Refuse("tie_word_embeddings", "false (GPT-2's output projection is its token embedding)");
-        if (r.Bool("scale_attn_weights") == false) r.Refuse("scale_attn_weights", "false (scores are scaled by 1/sqrt(head size))");
+            r.Refuse("activation_function", $"'{act}'", "Flora's GPT-2 computes gelu_new, the tanh approximation");
+        if (r.Bool("tie_word_embeddings") == false) r.Refuse("tie_word_embeddings", "false", "GPT-2's output projection is its token embedding");
+        if (r.Bool("scale_attn_weights") == false) r.Refuse("scale_attn_weights", "false", "scores are scaled by 1/sqrt(head size)");
         if (r.Bool("scale_attn_by_inverse_layer_idx") == true) r.Refuse("scale_attn_by_inverse_layer_idx", "true");
-        if (r.Bool("add_cross_attention") == true) r.Refuse("add_cross_attention", "true");
+        if (r.Bool("add_cross_attention") == true) r.Refuse("add_cross_attention", "true", "GPT-2 as a decoder of an encoder");
         int embed = r.Int("n_embd") ?? r.Required<int>("hidden_size");
         int positions = r.Int("n_positions") ?? r.Required<int>("n_ctx");
         var config = new Gpt2Config(r.Int("n_layer") ?? r.Required<int>("num_hidden_layers"), r.Int("n_head") ?? r.Required<int>("num_attention_heads"),
@@ -147,12 +147,13 @@ public sealed class HfModelConfig
     private static LlamaConfig ParseLlama(Reader r, HfArchitecture architecture)
     {
         string act = r.String("hidden_act") ?? "silu";
-        if (act != "silu") r.Refuse("hidden_act", $"'{act}' (the Llama family's MLP is SwiGLU: silu)");
-        if (r.Bool("mlp_bias") == true) r.Refuse("mlp_bias", "true (biases on gate, up and down)");
+        if (act != "silu") r.Refuse("hidden_act", $"'{act}'", "the Llama family's MLP is SwiGLU: silu");
+        if (r.Bool("mlp_bias") == true) r.Refuse("mlp_bias", "true", "biases on gate, up and down");
         bool qkvBias = architecture == HfArchitecture.Qwen2;
         if (architecture != HfArchitecture.Qwen2 && r.Bool("attention_bias") == true)
-            r.Refuse("attention_bias", "true (biases on q, k, v and o: only Qwen2's q, k and v biases are supported)");
-        if (r.Double("partial_rotary_factor") is double partial && partial != 1) r.Refuse("partial_rotary_factor", $"{partial} (rotary positions on part of each head)");
+            r.Refuse("attention_bias", "true", "biases on q, k, v and o; only Qwen2's biases on q, k and v are");
+        if (r.Double("partial_rotary_factor") is double partial && partial != 1)
+            r.Refuse("partial_rotary_factor", partial.ToString(CultureInfo.InvariantCulture), "rotary positions on part of each head");
 
         int embed = r.Required<int>("hidden_size"), heads = r.Required<int>("num_attention_heads");
         var (theta, scaling) = Rope(r);
@@ -182,11 +183,11 @@ public sealed class HfModelConfig
         if (node is not JsonObject o) throw new InvalidDataException($"{r.Path}: {field} is not an object");
         var inner = new Reader(o, r.Path, field + ".");
         if (o.Any(p => p.Value is JsonObject))
-            r.Refuse(field, "with settings per attention type (only one rotary setting for every layer is supported)");
+            r.Refuse(field, "{ settings per attention type }", "one rotary setting for every layer is");
         if (inner.Double("rope_theta") is double t) theta = t;
         string type = inner.String("rope_type") ?? inner.String("type") ?? "default";
         if (type == "default") return (theta, null);
-        if (type != "llama3") r.Refuse(field, $"of type '{type}' (only llama3 rope scaling, or none, is supported)");
+        if (type != "llama3") r.Refuse(field + (o.ContainsKey("rope_type") ? ".rope_type" : ".type"), $"'{type}'", "only llama3 rope scaling, or none");
         var scaling = new RopeScaling(inner.Required<double>("factor"), inner.Required<double>("low_freq_factor"),
             inner.Required<double>("high_freq_factor"), inner.Required<double>("original_max_position_embeddings"));
         r.Check(scaling.Validate);
@@ -342,7 +343,8 @@ public sealed class HfModelConfig
         }
 
         /// <summary>Throws: <paramref name="field"/> has a value that changes the math in a way Flora does not compute.</summary>
-        public void Refuse(string field, string value) => throw Bad(field, $"{value} is not supported");
+        public void Refuse(string field, string value, string? note = null) =>
+            throw new InvalidDataException($"{path}: {prefix}{field} = {value} is not supported{(note is null ? "" : $" ({note})")}");
 
         /// <summary>Runs a validation and turns its ArgumentException into an error naming the file.</summary>
         public void Check(Action validate)

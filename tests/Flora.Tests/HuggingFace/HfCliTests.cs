@@ -1,0 +1,105 @@
+using System.Text.Json.Nodes;
+using Flora.Checkpoints;
+using Flora.Nn.Models.HuggingFace;
+using Flora.Tensors;
+using Flora.Training;
+using static Flora.Tests.TestCli;
+
+namespace Flora.Tests.HuggingFace;
+
+/// <summary>
+/// The command line with Hugging Face directories: a small Llama trained from a preset is exported with its tokenizer;
+/// the export is inspected, generates and evaluates exactly as the run does, fine-tunes with LoRA and FLORA's compressed
+/// accumulation from --init-from, resumes, and is exported again, merged and as a PEFT adapter.
+/// </summary>
+public sealed class HfCliTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("flora-hf-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    private string P(string name) => Path.Combine(_temp, name);
+
+    private static string Ok((int Code, string Out, string Error) result)
+    {
+        Assert.True(result.Code == 0, $"exit {result.Code}: {result.Error}\n{result.Out}");
+        return result.Out;
+    }
+
+    private static readonly string[] Small = ["--batch", "2", "--seq-len", "16", "--eval-every", "100", "--checkpoint-every", "100", "--warmup", "1"];
+
+    [Fact]
+    public void A_llama_goes_out_and_back_in_through_the_command_line()
+    {
+        Ok(RunCli(["train", "--model", "llama-tiny", "--tokenizer", "bpe:300", "--steps", "2", "--out", P("run1"), .. Small]));
+        string export = Ok(RunCli("export", "--checkpoint", P("run1"), "--out", P("hf1")));
+        Assert.Contains("model.safetensors", export);
+        foreach (string file in new[] { "config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json" })
+            Assert.True(File.Exists(Path.Combine(P("hf1"), file)), $"{file} missing");
+        Assert.Equal("LlamaForCausalLM", JsonNode.Parse(File.ReadAllText(Path.Combine(P("hf1"), "config.json")))!["architectures"]![0]!.GetValue<string>());
+
+        string inspect = Ok(RunCli("inspect", P("hf1")));
+        Assert.Contains("LlamaForCausalLM", inspect);
+        Assert.Contains($"{HfDirectory.Open(P("hf1")).Config.ParameterCount:N0} parameters", inspect);
+        Assert.Contains("vocab.json", inspect);
+
+        // The exported directory is the run's model: the same greedy text and the same validation loss.
+        string[] generate = ["generate", "--prompt", "In the beginning", "--max-tokens", "6", "--greedy", "--print-ids"];
+        Assert.Equal(LastLine(Ok(RunCli([.. generate, "--checkpoint", P("run1")]))), LastLine(Ok(RunCli([.. generate, "--checkpoint", P("hf1")]))));
+        Ok(RunCli("eval", "--checkpoint", P("run1"), "--out", P("eval1")));
+        Ok(RunCli("eval", "--checkpoint", P("hf1"), "--out", P("eval-hf1")));
+        double Loss(string dir) => JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Evaluation.ScoresFile)))!["loss"]!.GetValue<double>();
+        Assert.Equal(Loss(P("eval1")), Loss(P("eval-hf1")), 1e-6);
+
+        // Fine-tuning from the directory: its tokenizer, LoRA, FLORA's compressed accumulation; then resuming.
+        var usage = RunCli(["train", "--init-from", P("hf1"), "--model", "llama-tiny", "--steps", "1", "--out", P("refused"), .. Small]);
+        Assert.Equal(1, usage.Code);
+        Assert.Contains("leave --model out", usage.Error);
+        Ok(RunCli(["train", "--init-from", P("hf1"), "--lora", "4", "--optimizer", "flora", "--rank", "4", "--accumulate", "compressed", "--tau", "2",
+            "--steps", "2", "--out", P("run2"), .. Small]));
+        Assert.True(File.Exists(Path.Combine(P("run2"), "tokenizer", "vocab.json")));
+        Ok(RunCli("train", "--resume", P("run2"), "--steps", "3"));
+
+        var refused = RunCli("export", "--checkpoint", P("run2"), "--out", P("hf2"));
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("--merge-lora or --peft", refused.Error);
+        Assert.False(Directory.Exists(P("hf2")));
+        Ok(RunCli("export", "--checkpoint", P("run2"), "--out", P("hf2"), "--merge-lora", "--max-shard-size", "30KB"));
+        Assert.True(File.Exists(Path.Combine(P("hf2"), HfDirectory.IndexFile)));
+        Ok(RunCli("export", "--checkpoint", P("run2"), "--out", P("peft2"), "--peft"));
+        var adapter = JsonNode.Parse(File.ReadAllText(Path.Combine(P("peft2"), HfExport.AdapterConfigFile)))!;
+        Assert.Equal(4, adapter["r"]!.GetValue<int>());
+        Assert.Equal(Path.GetFullPath(P("hf1")), adapter["base_model_name_or_path"]!.GetValue<string>());
+
+        // The merged export computes what the fine-tuned run computes.
+        using var run = CheckpointModel.Open(P("run2"));
+        using var merged = CheckpointModel.Open(P("hf2"));
+        int[] ids = HfModelTests.Ids(run.Model.Vocabulary);
+        HfModelTests.AssertClose(HfModelTests.Logits(run.Backend, run.Model, ids).Select(x => (double)x).ToArray(),
+            HfModelTests.Logits(merged.Backend, merged.Model, ids), 1e-5, "merged export");
+    }
+
+    [Fact]
+    public void A_gpt2_directory_fine_tunes_with_its_own_tokenizer()
+    {
+        Ok(RunCli(["train", "--model", "gpt-tiny", "--tokenizer", "bpe:300", "--steps", "1", "--out", P("gpt"), .. Small]));
+        // --check-ids: the ids of a file like a fixture's expected.safetensors, and Flora's logits for them, for bench/hf_roundtrip.py.
+        long[] ids = [5, 17, 2, 99, 250, 3, 8, 13, 21, 34];
+        new SafeTensorsWriter().Add("input_ids", ids, new Shape(2, 5)).Write(P("ids.safetensors"));
+        Ok(RunCli("export", "--checkpoint", P("gpt"), "--out", P("gpt-hf"), "--check-ids", P("ids.safetensors")));
+        Assert.Contains("GPT2LMHeadModel", Ok(RunCli("inspect", P("gpt-hf"))));
+        using (var check = SafeTensorsFile.Open(Path.Combine(P("gpt-hf"), ModelExport.CheckFile)))
+        using (var exported = CheckpointModel.Open(P("gpt-hf")))
+        {
+            Assert.Equal(ids, check.ReadLongs("input_ids"));
+            Assert.Equal([2L, 5, exported.Model.Vocabulary], check.GetInfo("logits").Shape);
+            Assert.Equal(HfModelTests.Logits(exported.Backend, exported.Model, ids.Select(i => (int)i).ToArray()), check.ReadFloats("logits"));
+        }
+        string train = Ok(RunCli(["train", "--init-from", P("gpt-hf"), "--optimizer", "adamw", "--lomo", "--steps", "2", "--out", P("gpt-ft"), .. Small]));
+        Assert.Contains("GPT-2", train);
+        var options = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(P("gpt-ft"))).Options;
+        Assert.Equal((Trainer.HuggingFaceModel, TokenizerSetup.HuggingFace), (options.Model, options.Tokenizer));
+    }
+
+    private static string LastLine(string text) => text.TrimEnd().Split('\n')[^1];
+}
