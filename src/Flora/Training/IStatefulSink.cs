@@ -1,4 +1,5 @@
 using Flora.Checkpoints;
+using Flora.Distributed;
 
 namespace Flora.Training;
 
@@ -12,4 +13,14 @@ public interface IStatefulSink
 
     /// <summary>Restores what <see cref="SaveState"/> wrote; throws <see cref="InvalidDataException"/> when it does not fit.</summary>
     void LoadState(SafeTensorsFile file, string prefix);
+}
+
+/// <summary>
+/// A sink that can train data parallel: it hands each gradient to a <see cref="IGradientReducer"/> (averaging
+/// across ranks) between the moment the gradient is final and the update that uses it.
+/// </summary>
+public interface IDataParallelSink
+{
+    /// <summary>The reducer, or null in a single process.</summary>
+    IGradientReducer? Reducer { get; set; }
 }
