@@ -321,9 +321,12 @@ public sealed class Trainer : IDisposable
         double sum = 0;
         long count = 0;
         int index = 0;
-        foreach (var batch in _task.Validation(_options.EvalBatches))
+        // Data parallel: EvalBatches global batches (ranks x per-rank batches), the ranks taking turns: the windows one process
+        // with the global batch would evaluate, each rank evaluating as many batches as a single process would.
+        int world = _communicator?.WorldSize ?? 1;
+        foreach (var batch in _task.Validation(_options.EvalBatches * world))
         {
-            if (_communicator is { WorldSize: > 1 } c && index++ % c.WorldSize != c.Rank) continue;   // data parallel: ranks share the batches
+            if (world > 1 && index++ % world != _communicator!.Rank) continue;
             if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
             double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
             sum += loss * _model.CountedRows;
