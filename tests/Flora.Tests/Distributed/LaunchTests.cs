@@ -76,12 +76,16 @@ public class LaunchTests
     [Fact]
     public void Launched_ranks_that_fail_report_their_error_with_their_rank_and_the_launch_fails()
     {
-        // Two real processes of this program; without --device cuda each rank refuses at once, before loading anything.
+        // Real processes of this program; without --device cuda each rank refuses at once, before loading anything.
         string output = Path.Combine(Path.GetTempPath(), $"flora-launch-{Guid.NewGuid():N}");
         var (code, _, error) = TestCli.RunCli("launch", "-n", "2", "--", "train", "--device", "cpu", "--out", output);
         Assert.Equal(1, code);
+        Assert.Matches(@"error: rank [01] exited with code 1; stopped the other ranks", error);   // whichever failed first
+
+        // A rank other than 0 prints only errors, forwarded with its rank (rank 0 writes to the terminal itself).
+        (code, _, error) = TestCli.RunCli("launch", "--rank", "1", "--world-size", "2", "--master", Path.Combine(output, "rv"), "--", "train", "--device", "cpu", "--out", output);
+        Assert.Equal(1, code);
         Assert.Contains("[rank 1] error: data-parallel training runs on GPUs through NCCL: pass --device cuda", error);
-        Assert.Contains("exited with code 1; stopped the other ranks", error);
         Assert.False(Directory.Exists(output));
     }
 }
