@@ -1,5 +1,6 @@
 using Flora.Backends;
 using Flora.Checkpoints;
+using Flora.Distributed;
 using Flora.Nn;
 using Flora.Tensors;
 
@@ -60,6 +61,19 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
                 ? $"parameter '{parameter.Name}' became NaN or infinite in its update"
                 : $"the gradient of '{parameter.Name}' is NaN or infinite");
         SinkFor(parameter).OnGradient(parameter, gradient);
+    }
+
+    /// <summary>
+    /// Data parallel: every sink averages its gradients across ranks through <paramref name="reducer"/> before it
+    /// updates (call after the routes are set). Throws for a sink that cannot.
+    /// </summary>
+    public void UseReducer(IGradientReducer reducer)
+    {
+        foreach (var sink in _sinks)
+        {
+            if (sink is not IDataParallelSink parallel) throw new ArgumentException($"{sink.GetType().Name} cannot average gradients across ranks");
+            parallel.Reducer = reducer;
+        }
     }
 
     /// <summary>Saves every stateful sink's state under "{prefix}{index}/".</summary>

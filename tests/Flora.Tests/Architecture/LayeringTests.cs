@@ -27,6 +27,7 @@ public sealed class LayeringTests
         ["Flora.Nn.Models"],
         ["Flora.Nn.Models.HuggingFace"],                            // Hugging Face model directories in and out
         ["Flora.Optim"],
+        ["Flora.Distributed"],                                      // communicators, rendezvous, the gradient reducer
         ["Flora.Training"],
         ["Flora.Experiments.Bible"],                                // preparing the Bible corpora
         ["Flora.Experiments"],
