@@ -32,8 +32,8 @@ public static class TokenizerSetup
             System.IO.Directory.CreateDirectory(saved);
             foreach (string name in Flora.Nn.Models.HuggingFace.HfDirectory.TokenizerFileNames)
             {
-                string from = Path.Combine(huggingFaceDirectory, name);
-                if (File.Exists(from)) File.Copy(from, Path.Combine(saved, name), overwrite: true);
+                string from = Path.Combine(huggingFaceDirectory, name), to = Path.Combine(saved, name);
+                if (File.Exists(from) && !File.Exists(to)) File.Copy(from, to);          // rank 0 copies; other ranks find the files
             }
             return (tokenizer, HuggingFaceIdentity(saved));
         }
