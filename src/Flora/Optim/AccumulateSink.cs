@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Flora.Backends;
 using Flora.Checkpoints;
-using Flora.Distributed;
 using Flora.Nn;
 using Flora.Tensors;
 

@@ -1,6 +1,5 @@
 using Flora.Backends;
 using Flora.Checkpoints;
-using Flora.Distributed;
 using Flora.Nn;
 using Flora.Tensors;
 

@@ -1,5 +1,4 @@
 using Flora.Checkpoints;
-using Flora.Distributed;
 
 namespace Flora.Optim;
 

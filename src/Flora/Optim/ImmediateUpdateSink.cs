@@ -1,5 +1,4 @@
 using Flora.Backends;
-using Flora.Distributed;
 using Flora.Nn;
 using Flora.Tensors;
 

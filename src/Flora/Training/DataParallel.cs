@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Flora.Optim;
 using Flora.Backends;
 using Flora.Distributed;
 using Flora.Nn.Models;

@@ -35,7 +35,7 @@ public class GradientReducerTests
             using var cpu = TestUtil.Cpu();
             using var reducer = new GradientReducer(cpu, group.Join(rank, cpu), Compression);
             reducer.Step = step;
-            using var p = new Parameter("h.0.mlp.weight", cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
+            using var p = new Parameter(cpu, "h.0.mlp.weight", cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
             using var g = TestUtil.FromArray(cpu, GradientOf(rank, n, m), n, m);
             reducer.Ready(p, g, GradientForm.Full);
             reducer.Complete();
@@ -71,7 +71,7 @@ public class GradientReducerTests
         using var cpu = TestUtil.Cpu();
         using var projection = new RandomProjection(cpu, Rank);
         var reducer = new GradientReducer(cpu, new InProcessGroup(1).Join(0, cpu), Compression);
-        using var p = new Parameter("w", cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
+        using var p = new Parameter(cpu, "w", cpu.Allocate(new Shape(n, m), MemoryTag.Parameters));
         Tensor a = projection.Generate(reducer.SeedFor(p, 3), new Shape(n, m), CompressedAxis.Columns);
         var compressed = new double[n * Rank];
         for (int k = 0; k < World; k++)
@@ -97,8 +97,8 @@ public class GradientReducerTests
         {
             using var cpu = TestUtil.Cpu();
             using var reducer = new GradientReducer(cpu, group.Join(rank, cpu), Compression);
-            using var p = new Parameter("h.0.attn.c_attn.weight", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
-            using var q = new Parameter("h.1.attn.c_attn.weight", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
+            using var p = new Parameter(cpu, "h.0.attn.c_attn.weight", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
+            using var q = new Parameter(cpu, "h.1.attn.c_attn.weight", cpu.Allocate(new Shape(8, 8), MemoryTag.Parameters));
             return new[] { reducer.SeedFor(p, 1), reducer.SeedFor(p, 2), reducer.SeedFor(q, 1) };
         });
         Assert.All(seeds, s => Assert.Equal(seeds[0], s));
@@ -112,9 +112,9 @@ public class GradientReducerTests
         {
             using var cpu = TestUtil.Cpu();
             using var reducer = new GradientReducer(cpu, group.Join(rank, cpu), Compression);
-            using var bias = new Parameter("b", cpu.Allocate(new Shape(16), MemoryTag.Parameters));
-            using var embedding = new Parameter("wte", cpu.Allocate(new Shape(64, 8), MemoryTag.Parameters));   // aspect ratio 8 > 4: ineligible
-            using var matrix = new Parameter("w", cpu.Allocate(new Shape(16, 16), MemoryTag.Parameters));
+            using var bias = new Parameter(cpu, "b", cpu.Allocate(new Shape(16), MemoryTag.Parameters));
+            using var embedding = new Parameter(cpu, "wte", cpu.Allocate(new Shape(64, 8), MemoryTag.Parameters));   // aspect ratio 8 > 4: ineligible
+            using var matrix = new Parameter(cpu, "w", cpu.Allocate(new Shape(16, 16), MemoryTag.Parameters));
             using var gb = TestUtil.FromArray(cpu, GradientOf(rank, 1, 16), 16);
             using var ge = TestUtil.FromArray(cpu, GradientOf(rank, 64, 8, 1), 64, 8);
             using var gc = TestUtil.FromArray(cpu, GradientOf(rank, 16, Rank, 2), 16, Rank);       // an accumulator C, already compressed
