@@ -42,7 +42,6 @@ FLORA_KERNEL void gelu_backward(const float* x, const float* dy, float* dx, int 
     }
 }
 
-// x = [a | b] (rows, 2f) -> y = silu(a) b (rows, f)
 // y = silu(a) b for gate a and up b, all (N, F) and contiguous.
 FLORA_KERNEL void swiglu(const float* gate, const float* up, float* y, long long n) {
     GRID_STRIDE(i, n) {

@@ -21,13 +21,12 @@ FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, 
         int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
         int t = (int)(row % sequence);
         double f = pow((double)theta, -2.0 * i / headDim);
-        if (factor > 0.0) {
-            double wavelength = 2.0 * 3.141592653589793 / f;
-            if (wavelength < original / highFactor) { }
-            else if (wavelength > original / lowFactor) f = f / factor;
+        double wavelength = 2.0 * 3.141592653589793 / f;
+        if (factor > 0.0 && !(wavelength < original / highFactor)) {             // high frequencies stay as they are
+            if (wavelength > original / lowFactor) f = f / factor;
             else {
-                double s = (original / wavelength - lowFactor) / (highFactor - lowFactor);
-                f = (1.0 - s) * f / factor + s * f;
+                double smooth = (original / wavelength - lowFactor) / (highFactor - lowFactor);
+                f = (1.0 - smooth) * f / factor + smooth * f;
             }
         }
         double angle = t * f;
