@@ -1,6 +1,7 @@
 using Flora.Backends;
 using Flora.Nn;
 using Flora.Nn.Models;
+using Flora.Optim;
 using Flora.Tensors;
 
 namespace Flora.Tests.Nn;
@@ -89,6 +90,28 @@ public class GroupedQueryAttentionTests
         using var ids = cpu.Allocate(new Shape(2, 5), MemoryTag.Activations, DType.Int32);
         cpu.Upload(Enumerable.Range(0, 10).Select(_ => rng.Next(11)).ToArray(), ids);
         GradientCheck.Run(cpu, model, ids, eps: 2e-3f, maxChecksPerTensor: 12);
+    }
+
+    [Fact]
+    public void Activation_checkpointing_recomputes_a_grouped_llama_exactly()
+    {
+        using var cpu = TestUtil.Cpu();
+        var config = new LlamaConfig(3, 4, 16, 24, 13, 8, 500000f) { KeyValueHeads = 2, HeadDim = 8, TiedEmbeddings = true, RopeScaling = new RopeScaling(8, 1, 4, 16) };
+        using var plain = new Llama(cpu, config, seed: 4);
+        using var checkpointed = new Llama(cpu, config, seed: 4);
+        checkpointed.EnableCheckpointing();
+        var rng = new Random(2);
+        using var ids = cpu.Allocate(new Shape(2, 6), MemoryTag.Activations, DType.Int32);
+        using var targets = cpu.Allocate(new Shape(2, 6), MemoryTag.Activations, DType.Int32);
+        cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), ids);
+        cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), targets);
+        var sinkA = new AccumulateSink(cpu, new Sgd(cpu, plain.Parameters(), 1f));
+        var sinkB = new AccumulateSink(cpu, new Sgd(cpu, checkpointed.Parameters(), 1f));
+        Assert.Equal(plain.ForwardLoss(ids, targets), checkpointed.ForwardLoss(ids, targets));
+        plain.BackwardLoss(sinkA);
+        checkpointed.BackwardLoss(sinkB);
+        foreach (var (a, b) in plain.Parameters().Zip(checkpointed.Parameters()))
+            Assert.Equal(a.Grad!.ToArray(), b.Grad!.ToArray());
     }
 
     private static (float[] O, float[] Dq, float[] Dk, float[] Dv) Run(IBackend b, AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor dOut)
