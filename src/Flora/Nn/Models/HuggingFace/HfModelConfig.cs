@@ -113,7 +113,7 @@ public sealed class HfModelConfig
         if (json["architectures"] is JsonArray classes && classes.Count > 0)
         {
             var names = classes.Select(c => c?.GetValueKind() == JsonValueKind.String ? c.GetValue<string>() : "").ToArray();
-            string[] accepted = architecture == HfArchitecture.Gpt2 ? ["GPT2LMHeadModel", "GPT2Model"] : [ClassOf(architecture), TypeBase(architecture) + "Model"];
+            string[] accepted = architecture == HfArchitecture.Gpt2 ? ["GPT2LMHeadModel", "GPT2Model"] : [ClassOf(architecture)];   // GPT-2's head is its embedding
             if (!names.Any(accepted.Contains))
                 throw new InvalidDataException($"{path}: architectures [{string.Join(", ", names)}] is not supported for model_type {modelType} (expected {accepted[0]})");
         }
