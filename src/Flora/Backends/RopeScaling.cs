@@ -10,6 +10,10 @@ namespace Flora.Backends;
 /// (HighFrequencyFactor - LowFrequencyFactor), a smooth passage between the two.</item>
 /// </list>
 /// </summary>
+/// <param name="Factor">How much longer the new context is (factor: 8 for Llama 3.1, 32 for Llama 3.2).</param>
+/// <param name="LowFrequencyFactor">low_freq_factor (1 in Llama 3).</param>
+/// <param name="HighFrequencyFactor">high_freq_factor (4 in Llama 3).</param>
+/// <param name="OriginalContext">original_max_position_embeddings (8192 in Llama 3).</param>
 public sealed record RopeScaling(double Factor, double LowFrequencyFactor, double HighFrequencyFactor, double OriginalContext)
 {
     /// <summary>Throws <see cref="ArgumentException"/> naming the first value that makes no sense.</summary>

@@ -72,7 +72,10 @@ public sealed class HfModelConfig
         _ => null,
     };
 
-    /// <summary>Builds the model these sizes describe (weights freshly initialised; <see cref="HfDirectory"/> loads them).</summary>
+    /// <summary>
+    /// Builds the model these sizes describe (weights freshly initialised; <see cref="HfDirectory"/> loads them). The model
+    /// remembers this configuration: <see cref="For"/> gives it back, so that an export keeps every field of the source.
+    /// </summary>
     public LanguageModel CreateModel(IBackend backend, ulong seed = 0, Func<Linear, Module>? adapt = null, float dropout = 0f)
     {
         LanguageModel model = Gpt2 is not null ? new Gpt2(backend, Gpt2 with { Dropout = dropout }, seed, adapt) : new Llama(backend, Llama!, seed, adapt);
@@ -222,9 +225,6 @@ public sealed class HfModelConfig
             _ => throw new ArgumentException($"{model.GetType().Name} has no Hugging Face layout: only GPT-2 and Llama-style models are written as Hugging Face directories"),
         };
     }
-
-    /// <summary>Remembers that <paramref name="model"/> was built from this configuration (its export keeps every field).</summary>
-    internal void Remember(LanguageModel model) => Sources.AddOrUpdate(model, this);
 
     private static HfModelConfig Generated(HfArchitecture architecture, Gpt2Config? g, LlamaConfig? l)
     {
