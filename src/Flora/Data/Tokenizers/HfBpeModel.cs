@@ -79,8 +79,9 @@ internal sealed class HfBpeModel
             }
         }
         var (vocab, tokens) = ParseVocab(j);
-        string? prefix = j.StringOrNull("continuing_subword_prefix");
-        string? suffix = j.StringOrNull("end_of_word_suffix");
+        // An empty prefix or suffix (GPT-2's file has both) changes nothing.
+        string? prefix = NullIfEmpty(j.StringOrNull("continuing_subword_prefix"));
+        string? suffix = NullIfEmpty(j.StringOrNull("end_of_word_suffix"));
         var merges = ParseMerges(j, vocab, prefix?.Length ?? 0, out int mergeCount);
         int unkId = -1;
         string? unk = j.StringOrNull("unk_token");
@@ -92,6 +93,8 @@ internal sealed class HfBpeModel
         return new HfBpeModel(vocab, tokens, merges, unkId, j.Bool("fuse_unk", false), j.Bool("byte_fallback", false),
             j.Bool("ignore_merges", false), prefix, suffix) { MergeCount = mergeCount };
     }
+
+    private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
     private static (Dictionary<string, int>, Dictionary<int, string>) ParseVocab(HfJson j)
     {

@@ -68,7 +68,8 @@ internal abstract class HfNormalizer
 
     private sealed class UnicodeForm(NormalizationForm form) : HfNormalizer
     {
-        public override string Normalize(string text) => text.Normalize(form);
+        // string.Normalize does nothing under invariant globalization, which the library runs with.
+        public override string Normalize(string text) => UnicodeNormalization.Normalize(text, form);
     }
 
     private sealed class Prepend(string prefix) : HfNormalizer
