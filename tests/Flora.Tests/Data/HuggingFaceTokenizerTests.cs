@@ -94,7 +94,9 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
     // ---- a byte-level BPE in the style of Llama 3 ----
 
     /// <summary>A byte-level vocabulary of a few characters (ids 0-18), 15 merges (ids 19-33) and two specials.</summary>
-    private static HuggingFaceTokenizer Llama3Style()
+    private static HuggingFaceTokenizer Llama3Style() => HuggingFaceTokenizer.FromJson(Llama3StyleJson());
+
+    private static string Llama3StyleJson()
     {
         string[] tokens =
         [
@@ -105,7 +107,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         [
             "l l", "H e", "He ll", "Hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "1 2", "12 3", "' s", "Ġ o", "Ġo k", "Ċ Ċ",
         ];
-        return HuggingFaceTokenizer.FromJson(TokenizerJson(Bpe(tokens, merges), preTokenizer: SplitThenByteLevel(Llama3Pattern),
+        return TokenizerJson(Bpe(tokens, merges), preTokenizer: SplitThenByteLevel(Llama3Pattern),
             postProcessor: new
             {
                 type = "Sequence",
@@ -116,7 +118,22 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
                 },
             },
             decoder: ByteLevelDecoder,
-            added: [AddedJson(34, "<|begin_of_text|>"), AddedJson(35, "<|end_of_text|>")]));
+            added: [AddedJson(34, "<|begin_of_text|>"), AddedJson(35, "<|end_of_text|>")]);
+    }
+
+    [Fact]
+    public void Directory_TakesEachOfBosAndEosFromTheFirstConfigurationThatNamesIt()
+    {
+        File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), Llama3StyleJson());
+        File.WriteAllText(Path.Combine(_temp, "tokenizer_config.json"), """{"model_max_length": 8192, "eos_token": null}""");
+        File.WriteAllText(Path.Combine(_temp, "special_tokens_map.json"), """{"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>"}""");
+
+        var tokenizer = HuggingFaceTokenizer.Load(_temp);
+
+        Assert.Equal(35, tokenizer.BeginOfText); // from special_tokens_map.json, over the template's 34
+        Assert.Null(tokenizer.EndOfText);        // tokenizer_config.json says null
+        File.Delete(Path.Combine(_temp, "special_tokens_map.json"));
+        Assert.Equal(34, HuggingFaceTokenizer.Load(_temp).BeginOfText);
     }
 
     [Fact]

@@ -31,10 +31,11 @@ namespace Flora.Data.Tokenizers;
 /// and the JSON path. Patterns are matched on code points, as in the Rust library (see <c>HfRegex</c>).</para>
 /// <para>The input is a .NET string, which may hold lone surrogates that a Rust string cannot: they are read
 /// as U+FFFD. Decoding an id that is not a token throws, where the Rust library skips it.</para>
-/// <para>Microsoft.ML.Tokenizers 3.0.0 was measured as a possible engine: its byte-level BPE gives GPT-2's
-/// ids on plain text but matches its pattern on UTF-16 code units (so letters outside the Basic
-/// Multilingual Plane split words differently), has no byte fallback for BPE and reads no
-/// <c>tokenizer.json</c>; this class therefore implements the pipeline itself.</para>
+/// <para>Microsoft.ML.Tokenizers 3.0.0 was measured as a possible engine: its byte-level <c>BpeTokenizer</c>
+/// gave GPT-2's ids on all 434 reference strings of the tests, but its BPE has no byte fallback (its
+/// SentencePiece tokenizer reads only <c>tokenizer.model</c>), it reads no <c>tokenizer.json</c>, has none of
+/// the library's added-token matching, <c>Split</c>/<c>Metaspace</c> steps, templates or decoders, and its
+/// pattern pre-tokenizer matches on UTF-16 code units. This class therefore implements the pipeline itself.</para>
 /// </remarks>
 public sealed class HuggingFaceTokenizer : ITokenizer
 {
@@ -88,14 +89,16 @@ public sealed class HuggingFaceTokenizer : ITokenizer
     public IReadOnlyList<AddedToken> AddedTokens => _addedTokens;
 
     /// <summary>
-    /// BOS: the token named by <c>bos_token</c> in <c>tokenizer_config.json</c> (or <c>special_tokens_map.json</c>)
-    /// when a directory was loaded; otherwise the special token the single-text template starts with, if any.
+    /// BOS: the token named by <c>bos_token</c> in <c>tokenizer_config.json</c> (or else <c>special_tokens_map.json</c>)
+    /// when a directory was loaded and one of them has the key; otherwise the special token the single-text
+    /// template starts with, if any.
     /// </summary>
     public int? BeginOfText { get; private init; }
 
     /// <summary>
-    /// EOS: the token named by <c>eos_token</c> in <c>tokenizer_config.json</c> (or <c>special_tokens_map.json</c>)
-    /// when a directory was loaded; otherwise the special token the single-text template ends with, if any.
+    /// EOS: the token named by <c>eos_token</c> in <c>tokenizer_config.json</c> (or else <c>special_tokens_map.json</c>)
+    /// when a directory was loaded and one of them has the key; otherwise the special token the single-text
+    /// template ends with, if any.
     /// </summary>
     public int? EndOfText { get; private init; }
 
@@ -139,16 +142,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         {
             throw new DataFormatException(Path.Combine(directory, FileName), "file not found (nor tokenizer.json.gz): not a Hugging Face tokenizer directory");
         }
-        HuggingFaceTokenizer tokenizer = Parse(BpeFiles.ReadFile(file), file);
-        foreach (string name in new[] { "tokenizer_config.json", "special_tokens_map.json" })
-        {
-            string config = Path.Combine(directory, name);
-            if (File.Exists(config))
-            {
-                return tokenizer.WithConfiguration(config);
-            }
-        }
-        return tokenizer;
+        return Parse(BpeFiles.ReadFile(file), file).WithConfiguration(directory);
     }
 
     /// <summary>Reads a tokenizer from the text of a <c>tokenizer.json</c>; <paramref name="name"/> stands for the file in messages.</summary>
@@ -267,48 +261,71 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         return result.ToArray();
     }
 
-    /// <summary>Takes BOS and EOS from a <c>tokenizer_config.json</c> or <c>special_tokens_map.json</c>.</summary>
-    private HuggingFaceTokenizer WithConfiguration(string configFile)
+    /// <summary>
+    /// Takes BOS and EOS from the directory's <c>tokenizer_config.json</c>, then <c>special_tokens_map.json</c> for a key
+    /// the first does not have; a key neither has keeps the template's token.
+    /// </summary>
+    private HuggingFaceTokenizer WithConfiguration(string directory)
     {
-        byte[] bytes = BpeFiles.ReadFile(configFile);
-        JsonDocument document;
-        try
+        int? bos = BeginOfText, eos = EndOfText;
+        bool foundBos = false, foundEos = false, any = false;
+        foreach (string name in new[] { "tokenizer_config.json", "special_tokens_map.json" })
         {
-            document = JsonDocument.Parse(bytes);
-        }
-        catch (JsonException e)
-        {
-            throw new DataFormatException(configFile, $"not valid JSON (line {e.LineNumber + 1}): {FirstLine(e.Message)}");
-        }
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            string file = Path.Combine(directory, name);
+            if (!File.Exists(file))
             {
-                throw new DataFormatException(configFile, "expected a JSON object");
+                continue;
             }
-            int? bos = ConfiguredToken(configFile, document.RootElement, "bos_token", BeginOfText);
-            int? eos = ConfiguredToken(configFile, document.RootElement, "eos_token", EndOfText);
-            var identity = new StringBuilder(Identity);
-            identity.Append(CultureInfo.InvariantCulture, $"+bos={bos?.ToString(CultureInfo.InvariantCulture) ?? "none"}");
-            identity.Append(CultureInfo.InvariantCulture, $"+eos={eos?.ToString(CultureInfo.InvariantCulture) ?? "none"}");
-            return new HuggingFaceTokenizer(Source, _normalizer, _preTokenizer, _model, _postProcessor, _decoder, _added, identity.ToString())
+            any = true;
+            byte[] bytes = BpeFiles.ReadFile(file);
+            JsonDocument document;
+            try
             {
-                BeginOfText = bos,
-                EndOfText = eos,
-            };
+                document = JsonDocument.Parse(bytes);
+            }
+            catch (JsonException e)
+            {
+                throw new DataFormatException(file, $"not valid JSON (line {e.LineNumber + 1}): {FirstLine(e.Message)}");
+            }
+            using (document)
+            {
+                if (document.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    throw new DataFormatException(file, "expected a JSON object");
+                }
+                if (!foundBos)
+                {
+                    (foundBos, bos) = ConfiguredToken(file, document.RootElement, "bos_token", bos);
+                }
+                if (!foundEos)
+                {
+                    (foundEos, eos) = ConfiguredToken(file, document.RootElement, "eos_token", eos);
+                }
+            }
         }
+        if (!any)
+        {
+            return this;
+        }
+        string identity = Identity + string.Create(CultureInfo.InvariantCulture,
+            $"+bos={bos?.ToString(CultureInfo.InvariantCulture) ?? "none"}+eos={eos?.ToString(CultureInfo.InvariantCulture) ?? "none"}");
+        return new HuggingFaceTokenizer(Source, _normalizer, _preTokenizer, _model, _postProcessor, _decoder, _added, identity)
+        {
+            BeginOfText = bos,
+            EndOfText = eos,
+        };
     }
 
-    /// <summary>The token a configuration names under <paramref name="key"/>: null when it says null, <paramref name="fallback"/> when it says nothing.</summary>
-    private int? ConfiguredToken(string file, JsonElement root, string key, int? fallback)
+    /// <summary>The token a configuration names under <paramref name="key"/> (null when it says null), or (false, <paramref name="fallback"/>) when it says nothing.</summary>
+    private (bool Found, int? Id) ConfiguredToken(string file, JsonElement root, string key, int? fallback)
     {
         if (!root.TryGetProperty(key, out JsonElement value))
         {
-            return fallback;
+            return (false, fallback);
         }
         if (value.ValueKind == JsonValueKind.Null)
         {
-            return null;
+            return (true, null);
         }
         string? content = value.ValueKind switch
         {
@@ -320,7 +337,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         {
             throw new DataFormatException(file, $"{key}: expected a token (a string or an object with 'content'), found {HfJson.Kind(value)}");
         }
-        return TokenId(content) ?? throw new DataFormatException(file, $"{key}: {BpeFiles.Show(content)} is not a token of {Source}");
+        return (true, TokenId(content) ?? throw new DataFormatException(file, $"{key}: {BpeFiles.Show(content)} is not a token of {Source}"));
     }
 
     private static int? SingleId(int[]? ids) => ids is { Length: 1 } ? ids[0] : null;
