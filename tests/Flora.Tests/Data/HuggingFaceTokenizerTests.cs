@@ -484,6 +484,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
         var pieces = regex.Matches(text).Select(m => text.Substring(m.Start, m.Length)).ToArray();
 
         Assert.Equal(["a\U00020000b", " ", "\U0001D7D9\U0001D7DA", " \U0001F600!"], pieces);
+        Assert.Equal([(3, 2), (8, 2)], HfRegex.Literal("\U0001F600").Matches("ab \U0001F600 c \U0001F600"));
     }
 
     // ---- bad files ----

@@ -33,9 +33,9 @@ internal sealed class HfRegex
     };
 
     private readonly Regex _regex;
-    private readonly char[] _standIns;
+    private readonly char[]? _standIns; // null: a literal, matched on the text itself
 
-    private HfRegex(Regex regex, char[] standIns)
+    private HfRegex(Regex regex, char[]? standIns)
     {
         _regex = regex;
         _standIns = standIns;
@@ -60,15 +60,15 @@ internal sealed class HfRegex
         return new HfRegex(regex, StandIns(pattern));
     }
 
-    /// <summary>A regex matching a literal string.</summary>
+    /// <summary>A regex matching a literal string (on UTF-16 units, which finds the same matches in valid text).</summary>
     public static HfRegex Literal(string text) =>
-        new(new Regex(Regex.Escape(text), RegexOptions.CultureInvariant), StandIns(text));
+        new(new Regex(Regex.Escape(text), RegexOptions.CultureInvariant), standIns: null);
 
     /// <summary>The matches in <paramref name="text"/>, left to right, as (start, length) in UTF-16 units of the text.</summary>
     public List<(int Start, int Length)> Matches(string text)
     {
         var result = new List<(int, int)>();
-        if (text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
+        if (_standIns is null || text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {
             foreach (ValueMatch m in _regex.EnumerateMatches(text))
             {
