@@ -20,6 +20,7 @@ public static class FloraCli
         error ??= Console.Error;
         var root = new RootCommand("Flora: train neural networks with FLORA, low-rank gradient compression (Hao, Cao, Mou, ICML 2024).");
         root.Subcommands.Add(TrainCommand.Create(console, error));
+        root.Subcommands.Add(LaunchCommand.Create(console, error));
         root.Subcommands.Add(GenerateCommand.Create(console, error));
         root.Subcommands.Add(EvalCommand.Create(console, error));
         root.Subcommands.Add(CheckCommand.Create(console, error));

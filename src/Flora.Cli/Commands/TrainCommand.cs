@@ -52,11 +52,13 @@ internal static class TrainCommand
 
         var initFrom = new Option<string?>("--init-from") { Description = "fine-tune: start from this checkpoint's (or run's) model weights; use its tokenizer (--tokenizer RUN/tokenizer)" };
         var keepBest = new Option<bool>("--keep-best") { Description = "also keep the checkpoint of the lowest validation loss in RUN/best" };
+        var allReduce = DataParallelCli.AllReduce();
+        var allReduceRank = DataParallelCli.AllReduceRank();
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
             model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
             steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
-            task, data, maxSource, maxTarget, initFrom, keepBest,
+            task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -98,6 +100,8 @@ internal static class TrainCommand
                 OutputDirectory = parse.GetValue(output)!,
                 InitFrom = parse.GetValue(initFrom),
                 KeepBest = parse.GetValue(keepBest),
+                AllReduce = parse.GetValue(allReduce),
+                AllReduceRank = parse.GetValue(allReduceRank),
             };
             string? resumeFrom = parse.GetValue(resume);
             return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
@@ -107,6 +111,12 @@ internal static class TrainCommand
 
     private static int Execute(IAnsiConsole console, TrainOptions options, string? resumeFrom, int extendSteps)
     {
+        var worker = DataParallelWorker.FromEnvironment();                     // a rank started by flora launch, or null
+        if (worker is not null && resumeFrom is null && options.Device != "cuda")
+            throw new ArgumentException("data-parallel training runs on GPUs through NCCL: pass --device cuda");
+        if (worker is { Rank: not 0 }) console = DataParallelCli.Silent();     // rank 0 reports; the others print only errors
+        if (worker is null && options.AllReduce != Flora.Distributed.AllReduceMode.Plain)
+            console.MarkupLine("[yellow]note[/]: --allreduce applies to data-parallel runs (flora launch); a single process has nothing to all-reduce");
         var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -118,7 +128,7 @@ internal static class TrainCommand
         try
         {
             console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
-            using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom);
+            using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, connect: worker is null ? null : worker.Connect);
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
@@ -130,6 +140,7 @@ internal static class TrainCommand
                 report("train", p.Step, text, p.ValidationLoss is not null || p.Step % 10 == 0);
             }), cancel.Token));
             PrintSummary(console, result, o);
+            if (result.DataParallel is { } parallel && trainer.IsLead) DataParallelCli.Write(o.OutputDirectory, parallel, result);
             return cancel.IsCancellationRequested ? 130 : 0;
         }
         finally
@@ -147,6 +158,7 @@ internal static class TrainCommand
         table.AddRow("throughput", $"{r.TokensPerSecond:N0} tokens/s ({r.TokensSeen:N0} tokens in {r.Seconds:F1} s)");
         table.AddRow("data loading", $"{r.DataSeconds * 1e3:N0} ms, {r.DataSeconds / Math.Max(r.Seconds, 1e-9):P1} of the run");
         table.AddRow("optimizer state", $"{r.OptimizerStateBytes / 1048576.0:F2} MiB");
+        if (r.DataParallel is { } parallel) DataParallelCli.AddRows(table, parallel);
         table.AddRow("last checkpoint", Markup.Escape(r.LastCheckpoint ?? "none"));
         console.Write(table);
         var memory = new Table().Title("memory ledger (peak bytes by category)").AddColumns("category", "peak MiB", "at overall peak MiB");

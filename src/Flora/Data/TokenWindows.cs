@@ -52,18 +52,37 @@ public sealed class TokenWindows : IDisposable
     public Tensor Targets { get; }
     public DataPosition Position { get; set; }
 
+    /// <summary>This reader's shard (data-parallel rank) and the number of shards; 0 of 1 reads everything.</summary>
+    public (int Index, int Count) Shard { get; private set; } = (0, 1);
+
+    /// <summary>
+    /// Data parallel: each of <paramref name="count"/> readers (ranks) takes its own rows of every global batch of
+    /// <paramref name="count"/> x <see cref="BatchSize"/> windows: reader k reads windows [k B, (k + 1) B) of it. So the
+    /// readers together read exactly what one reader with batch count x B would, no window twice in a pass, and the
+    /// position (a window index of the global batch) is the same on every rank.
+    /// </summary>
+    public void SetShard(int index, int count)
+    {
+        if (count <= 0 || index < 0 || index >= count) throw new ArgumentException($"shard {index} of {count} does not exist");
+        if (WindowCount < (long)BatchSize * count)
+            throw new FloraException($"{count} ranks x batch {BatchSize} = {BatchSize * (long)count} windows per step, but the text has only {WindowCount} windows of {SequenceLength + 1} tokens; use a smaller --batch or --seq-len, or more text");
+        Shard = (index, count);
+    }
+
     /// <summary>Fills <see cref="Inputs"/> and <see cref="Targets"/> with the next batch (drops an epoch's last partial batch).</summary>
     public void Next()
     {
-        if (Position.Index + BatchSize > WindowCount) Position = new DataPosition(Position.Epoch + 1, 0);
+        long global = (long)BatchSize * Shard.Count;                       // windows every rank together reads per batch
+        if (Position.Index + global > WindowCount) Position = new DataPosition(Position.Epoch + 1, 0);
         int[] order = OrderOf(Position.Epoch);
+        long first = Position.Index + (long)Shard.Index * BatchSize;
         for (int b = 0; b < BatchSize; b++)
         {
-            long start = (long)order[Position.Index + b] * SequenceLength;
+            long start = (long)order[first + b] * SequenceLength;
             _tokens.Slice(start, SequenceLength).CopyTo(_hostInputs.AsSpan(b * SequenceLength));
             _tokens.Slice(start + 1, SequenceLength).CopyTo(_hostTargets.AsSpan(b * SequenceLength));
         }
-        Position = Position with { Index = Position.Index + BatchSize };
+        Position = Position with { Index = Position.Index + global };
         _backend.Upload(_hostInputs, Inputs);
         _backend.Upload(_hostTargets, Targets);
     }

@@ -14,5 +14,12 @@ public sealed class ModelContext
     public long Step { get; set; }
     public ulong Seed { get; init; }
 
-    public ulong SeedFor(string layer) => Seeds.Derive(Seeds.ForName(Seed, layer), (ulong)Step);
+    /// <summary>Data parallel: the rank, so that ranks draw different dropout masks (rank 0 draws a single process's).</summary>
+    public int Shard { get; set; }
+
+    public ulong SeedFor(string layer)
+    {
+        ulong seed = Seeds.Derive(Seeds.ForName(Seed, layer), (ulong)Step);
+        return Shard == 0 ? seed : Seeds.Derive(seed, (ulong)Shard);
+    }
 }

@@ -14,7 +14,7 @@ namespace Flora.Optim;
 /// last backward pass of the cycle, as soon as its gradient is complete (for a parameter used several
 /// times per step, <see cref="Parameter.UsesPerStep"/>, at its last gradient).
 /// </summary>
-public sealed class AccumulateSink : IGradientSink, IStatefulSink
+public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallelSink
 {
     private readonly IBackend _backend;
     private readonly Optimizer _optimizer;
@@ -44,19 +44,37 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         if (_seen.Add(parameter)) _pending.Add(parameter);
-        if (_immediate && _microBatches == AccumulationSteps - 1)
+        if ((_immediate || Reducer is not null) && _microBatches == AccumulationSteps - 1)
         {
             int arrived = _arrivals.GetValueOrDefault(parameter) + 1;
             if (arrived < parameter.UsesPerStep) { _arrivals[parameter] = arrived; return; }
             _arrivals[parameter] = 0;
+            if (!_immediate)
+            {
+                // Data parallel: the gradient of the cycle is final; its all-reduce overlaps the rest of backward.
+                if (_reduced.Add(parameter)) Reducer!.Ready(parameter, parameter.Grad!, GradientForm.Full);
+                return;
+            }
+            Reducer?.Reduce(parameter, parameter.Grad!, GradientForm.Full);
             Apply(parameter);
             _pending.Remove(parameter);
         }
     }
 
+    /// <summary>Data parallel: averages every gradient across ranks before it is used (null in a single process).</summary>
+    public IGradientReducer? Reducer { get; set; }
+
+    private readonly HashSet<Parameter> _reduced = new();
+
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
+        if (Reducer is not null)
+        {
+            foreach (var p in _pending) if (_reduced.Add(p)) Reducer.Ready(p, p.Grad!, GradientForm.Full);
+            Reducer.Complete();
+            _reduced.Clear();
+        }
         if (!_immediate && _pending.Count > 0 && _clipNorm is not null) Clip();
         foreach (var p in _pending) Apply(p);
         _pending.Clear();

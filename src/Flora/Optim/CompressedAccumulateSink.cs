@@ -22,7 +22,7 @@ namespace Flora.Optim;
 /// With tau = 1 this is the pilot study's RRP; with <c>resample: false</c> the seed never changes (RP).
 /// Only matrices are accepted; route vectors and ineligible matrices to an <see cref="AccumulateSink"/>.
 /// </summary>
-public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDisposable
+public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDataParallelSink, IDisposable
 {
     private readonly IBackend _backend;
     private readonly TensorSlot _scratch;
@@ -80,12 +80,40 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDi
         Tensor a = _projection.Generate(s.Seed, parameter.Shape, s.Axis);
         _projection.Compress(gradient, a, s.Accumulator, s.Axis, beta: s.Started ? 1f : 0f);   // C += G A^T
         if (!s.Started) { s.Started = true; _pending.Add(s); }
-        if (_immediate && LastMicroBatch) Flush(s, a, gradient);
+        if (_immediate && LastMicroBatch)
+        {
+            Reducer?.Reduce(parameter, s.Accumulator, GradientForm.Compressed);    // data parallel: mean_k C_k, before decompression
+            Flush(s, a, gradient);
+        }
+        else if (Reducer is not null && LastMicroBatch)
+        {
+            int arrived = _arrivals.GetValueOrDefault(parameter) + 1;
+            if (arrived < parameter.UsesPerStep) { _arrivals[parameter] = arrived; return; }
+            _arrivals[parameter] = 0;
+            if (_reduced.Add(s)) Reducer.Ready(parameter, s.Accumulator, GradientForm.Compressed);   // final for this cycle
+        }
     }
+
+    /// <summary>
+    /// Data parallel: averages each compressed accumulator across ranks before decompression (null in a single
+    /// process). Every rank projects with the same seed, so the mean of the accumulators is the accumulator of the
+    /// mean gradient: the all-reduce moves r x max(n, m) numbers per matrix instead of n x m.
+    /// </summary>
+    public IGradientReducer? Reducer { get; set; }
+
+    private readonly Dictionary<Parameter, int> _arrivals = new();
+    private readonly HashSet<State> _reduced = new();
 
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
+        if (Reducer is not null)
+        {
+            foreach (State s in _pending)
+                if (s.Started && _reduced.Add(s)) Reducer.Ready(s.Parameter, s.Accumulator, GradientForm.Compressed);
+            Reducer.Complete();
+            _reduced.Clear();
+        }
         foreach (State s in _pending)
             if (s.Started) Flush(s, _projection.Generate(s.Seed, s.Parameter.Shape, s.Axis), _scratch.Get(s.Parameter.Shape));
         _pending.Clear();

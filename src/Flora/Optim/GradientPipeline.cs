@@ -62,6 +62,19 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         SinkFor(parameter).OnGradient(parameter, gradient);
     }
 
+    /// <summary>
+    /// Data parallel: every sink averages its gradients across ranks through <paramref name="reducer"/> before it
+    /// updates (call after the routes are set). Throws for a sink that cannot.
+    /// </summary>
+    public void UseReducer(IGradientReducer reducer)
+    {
+        foreach (var sink in _sinks)
+        {
+            if (sink is not IDataParallelSink parallel) throw new ArgumentException($"{sink.GetType().Name} cannot average gradients across ranks");
+            parallel.Reducer = reducer;
+        }
+    }
+
     /// <summary>Saves every stateful sink's state under "{prefix}{index}/".</summary>
     public void SaveState(SafeTensorsWriter writer, string prefix)
     {

@@ -16,3 +16,13 @@ public interface IStatefulSink
     /// <summary>Drops the gradients accumulated in the current cycle, so that the next one starts afresh.</summary>
     void Discard();
 }
+
+/// <summary>
+/// A sink that can train data parallel: it hands each gradient to a <see cref="IGradientReducer"/> (averaging
+/// across ranks) between the moment the gradient is final and the update that uses it.
+/// </summary>
+public interface IDataParallelSink
+{
+    /// <summary>The reducer, or null in a single process.</summary>
+    IGradientReducer? Reducer { get; set; }
+}

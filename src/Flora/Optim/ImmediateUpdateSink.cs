@@ -12,7 +12,7 @@ namespace Flora.Optim;
 /// A parameter that receives several gradients per step (<see cref="Parameter.UsesPerStep"/>, a tied
 /// embedding) collects them in a gradient buffer and is updated at the last one.
 /// </summary>
-public sealed class ImmediateUpdateSink : IGradientSink
+public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
 {
     private readonly IBackend _backend;
     private readonly TensorSlot _scratch;
@@ -33,7 +33,8 @@ public sealed class ImmediateUpdateSink : IGradientSink
             parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
             return _arrivals.GetValueOrDefault(parameter) > 0 ? GradientTarget.AddTo(parameter.Grad) : GradientTarget.Overwrite(parameter.Grad);
         }
-        return _optimizer.FusedTarget(parameter) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
+        // Data parallel needs the gradient itself (to average it) before the update: no update fused into the product.
+        return (Reducer is null ? _optimizer.FusedTarget(parameter) : null) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
     }
 
     public void OnGradient(Parameter parameter, Tensor gradient)
@@ -44,8 +45,13 @@ public sealed class ImmediateUpdateSink : IGradientSink
             if (arrived < parameter.UsesPerStep) { _arrivals[parameter] = arrived; return; }
             _arrivals[parameter] = 0;
         }
-        if (gradient != parameter.Value) _optimizer.Update(parameter, gradient); // else already applied by the product
+        if (gradient == parameter.Value) return;                                 // already applied by the product
+        Reducer?.Reduce(parameter, gradient, GradientForm.Full);                 // data parallel: the mean over ranks, inside backward
+        _optimizer.Update(parameter, gradient);
     }
+
+    /// <summary>Data parallel: averages each gradient across ranks before its update (null in a single process).</summary>
+    public IGradientReducer? Reducer { get; set; }
 
     public void EndMicroBatch() { }
 }

@@ -25,11 +25,22 @@ public interface ITrainingTask : IDisposable
 }
 
 /// <summary>
+/// A task whose training batches can be split among data-parallel ranks: after <see cref="SetShard"/>(k, n), rank k
+/// reads its own part of every step's data, the n ranks together no example twice in a pass, and
+/// <see cref="ITrainingTask.Position"/> stays the same on every rank (so rank 0's checkpoint holds it).
+/// </summary>
+public interface IShardedTask
+{
+    /// <summary>Makes this reader rank <paramref name="index"/> of <paramref name="count"/>.</summary>
+    void SetShard(int index, int count);
+}
+
+/// <summary>
 /// Next-token prediction on a text corpus (the embedded English corpus by default): the training and
 /// validation splits tokenised once into token files of a cache (<see cref="TokenStore.Cached"/>, keyed by
 /// tokenizer and text, mapped from disk on later runs), cut into windows by <see cref="TokenWindows"/>.
 /// </summary>
-public sealed class LanguageModelingTask : ITrainingTask
+public sealed class LanguageModelingTask : ITrainingTask, IShardedTask
 {
     private readonly TokenStore _trainTokens, _validationTokens;
     private readonly TokenWindows _train, _validation;
@@ -70,6 +81,9 @@ public sealed class LanguageModelingTask : ITrainingTask
         get => _train.Position;
         set => _train.Position = value;
     }
+
+    /// <summary>Rank <paramref name="index"/> of <paramref name="count"/> reads windows [index B, (index + 1) B) of every global batch of count x B.</summary>
+    public void SetShard(int index, int count) => _train.SetShard(index, count);
 
     public IEnumerable<Batch> Validation(int maxBatches) => _validation.Sequential(maxBatches).Select(b => new Batch(b.Inputs, b.Targets, null));
 

@@ -1,5 +1,6 @@
 using Flora.Backends;
 using Flora.Devices;
+using Flora.Distributed;
 using Flora.Optim;
 
 namespace Flora.Training;
@@ -54,6 +55,12 @@ public sealed record TrainOptions
     public string? InitFrom { get; init; }
     /// <summary>Also keep the checkpoint of the lowest validation loss in RUN/best (the paper's model selection).</summary>
     public bool KeepBest { get; init; }
+    /// <summary>Data parallel: plain all-reduce of the gradients, or FLORA-compressed (docs/distributed.md).</summary>
+    public AllReduceMode AllReduce { get; init; } = AllReduceMode.Plain;
+    /// <summary>Rank of the compressed all-reduce's projection; 0 uses the optimizer's rank.</summary>
+    public int AllReduceRank { get; init; }
+    /// <summary>Data-parallel ranks the run trains on (set by the trainer from its communicator; 1 in a single process). <see cref="BatchSize"/> is per rank.</summary>
+    public int WorldSize { get; init; } = 1;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()
@@ -73,8 +80,15 @@ public sealed record TrainOptions
         new TranslationFormat(MaxSourceTokens: MaxSourceTokens, MaxTargetTokens: MaxTargetTokens).Validate();
         Devices.BackendFactory.ParsePrecision(Precision);
         Pipeline.Validate();
+        if (WorldSize <= 0) throw new ArgumentException($"world size must be positive, got {WorldSize}");
+        if (AllReduceRank < 0) throw new ArgumentException($"the all-reduce rank must be non-negative, got {AllReduceRank}");
+        if (AllReduce == AllReduceMode.Compressed && WireRank <= 0)
+            throw new ArgumentException("the compressed all-reduce needs a projection rank: pass --allreduce-rank");
         new LearningRateSchedule(Schedule, WarmupSteps, Steps).Validate();
     }
+
+    /// <summary>The rank r of the compressed all-reduce: <see cref="AllReduceRank"/>, else the optimizer's.</summary>
+    public int WireRank => AllReduceRank > 0 ? AllReduceRank : Optimizer.Rank;
 
     /// <summary>The gradient path these options ask for.</summary>
     public PipelineOptions Pipeline => new()

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Flora.Devices;
+using Flora.Distributed;
 using Flora.Backends;
 using Flora.Data;
 using Flora.Data.Corpora;
@@ -23,7 +24,8 @@ public sealed record StepTimings(double Step, double Forward, double Backward, d
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
-    string? LastCheckpoint, double DataSeconds = 0, double? BestValidationLoss = null, long BestStep = 0, string? BestCheckpoint = null);
+    string? LastCheckpoint, double DataSeconds = 0, double? BestValidationLoss = null, long BestStep = 0, string? BestCheckpoint = null,
+    DataParallelReport? DataParallel = null);
 
 /// <summary>
 /// The training loop:
@@ -47,13 +49,17 @@ public sealed class Trainer : IDisposable
     private readonly ITrainingTask _task;
     private readonly string _tokenizerIdentity;
     private readonly long _startStep;
+    private readonly ICommunicator? _communicator;
+    private readonly GradientReducer? _reducer;
 
     /// <summary>
     /// A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to:
     /// then every setting comes from the checkpoint, except that <paramref name="options"/>' steps extend the
     /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on).
+    /// With <paramref name="connect"/> the run is one rank of a data-parallel run: it is called with the backend
+    /// and returns the rank's communicator, which the trainer then owns (<see cref="DataParallel"/>).
     /// </summary>
-    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null)
+    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null, Func<IBackend, ICommunicator>? connect = null)
     {
         CheckpointInfo? resume = null;
         if (resumeFrom is not null)
@@ -68,6 +74,13 @@ public sealed class Trainer : IDisposable
         _backend = BackendFactory.Create(options.Device, precision: options.Precision);
         try
         {
+            if (connect is not null)
+            {
+                _communicator = connect(_backend);
+                _options = options = DataParallel.CheckWorldSize(options, resume, _communicator.WorldSize);
+            }
+            else DataParallel.CheckWorldSize(options, resume, 1);
+            DataParallel.BeforeTokenizer(_communicator);
             bool translate = options.Task == "translate";
             PreparedData? prepared = translate ? PreparedData.Open(options.Data ?? PreparedData.DefaultDirectory) : null;
             IReadOnlyList<VersePair> trainPairs = prepared?.ReadPairs(CorpusSplit.Train) ?? [];
@@ -76,6 +89,7 @@ public sealed class Trainer : IDisposable
                 ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory,
                     () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)))
                 : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
+            DataParallel.AfterTokenizer(_communicator);
             if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
                 throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
 
@@ -110,6 +124,7 @@ public sealed class Trainer : IDisposable
                 _task.Position = resume.Position;
                 _startStep = resume.Step;
             }
+            if (_communicator is not null) _reducer = DataParallel.Join(_communicator, options, _tokenizerIdentity, _backend, _model, _pipeline, _task);
         }
         catch
         {
@@ -130,37 +145,48 @@ public sealed class Trainer : IDisposable
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model => _model;
     public long StartStep => _startStep;
-    public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}";
+    public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}" +
+        (_communicator is null ? "" : $"; data parallel over {_communicator.WorldSize} ranks ({_communicator.Description}, all-reduce {_options.AllReduce.ToString().ToLowerInvariant()}), global batch {_communicator.WorldSize} x {_options.BatchSize}");
+
+    /// <summary>This rank's communicator in a data-parallel run, else null.</summary>
+    public ICommunicator? Communicator => _communicator;
+
+    /// <summary>Whether this process writes logs, charts and checkpoints: a single process, or rank 0.</summary>
+    public bool IsLead => _communicator is null || _communicator.Rank == 0;
 
     /// <summary>Trains from the start (or the resumed) step to <see cref="TrainOptions.Steps"/>.</summary>
     public TrainResult Run(IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var o = _options;
         var schedule = new LearningRateSchedule(o.Schedule, o.WarmupSteps, o.Steps);
-        using var log = new MetricsLog(o.OutputDirectory, _startStep);
-        var output = RunOutput.Create(o.OutputDirectory);
+        using var log = IsLead ? new MetricsLog(o.OutputDirectory, _startStep) : null;   // data parallel: rank 0 writes
+        var output = IsLead ? RunOutput.Create(o.OutputDirectory) : null;
         var clock = Stopwatch.StartNew();
-        double elapsedBefore = log.Rows.Count > 0 ? log.Rows[^1].ElapsedSeconds : 0;
+        double elapsedBefore = log?.Rows.Count > 0 ? log.Rows[^1].ElapsedSeconds : 0;
         long tokens = 0;
         double dataSeconds = 0;
         string? checkpoint = null;
         long step = _startStep;
         double? lastValidation = null;
         // The best validation loss so far (also over the rows of a resumed run) and its checkpoint (KeepBest).
-        var earlier = log.Rows.Where(r => r.ValidationLoss is double v && double.IsFinite(v)).OrderBy(r => r.ValidationLoss).FirstOrDefault();
+        var earlier = (log?.Rows ?? []).Where(r => r.ValidationLoss is double v && double.IsFinite(v)).OrderBy(r => r.ValidationLoss).FirstOrDefault();
         double? bestValidation = earlier?.ValidationLoss;
         long bestStep = earlier?.Step ?? 0;
         string? bestCheckpoint = o.KeepBest && Directory.Exists(Path.Combine(o.OutputDirectory, TrainingCheckpoint.Best)) ? Path.Combine(o.OutputDirectory, TrainingCheckpoint.Best) : null;
         var recent = new Queue<double>();
+        bool stopAgreed = false;                                            // data parallel: every rank stops after the same step
+        bool Stopping() => _communicator is null ? cancel.IsCancellationRequested : stopAgreed;
         try
         {
-            while (step < o.Steps && !cancel.IsCancellationRequested)
+            while (step < o.Steps && !Stopping())
             {
                 step++;
                 long stepStart = Stopwatch.GetTimestamp();
                 _optimizer.LearningRateScale = schedule.Factor(step);
                 _pipeline.Step = step;
+                if (_reducer is not null) _reducer.Step = step;
                 var (loss, stepTokens, dataTicks) = TrainStep(step);
+                if (_communicator is not null) (loss, stepTokens, stopAgreed) = DataParallel.StepTotals(_communicator, loss, stepTokens, cancel.IsCancellationRequested);
                 tokens += stepTokens;
                 dataSeconds += (double)dataTicks / Stopwatch.Frequency;
                 double tokensPerSecond = stepTokens / Stopwatch.GetElapsedTime(stepStart).TotalSeconds;
@@ -169,26 +195,27 @@ public sealed class Trainer : IDisposable
                 if (validation is double v && double.IsFinite(v) && (bestValidation is null || v < bestValidation))
                 {
                     (bestValidation, bestStep) = (v, step);
-                    if (o.KeepBest) bestCheckpoint = TrainingCheckpoint.SaveBest(o.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, o, _tokenizerIdentity);
+                    if (o.KeepBest && IsLead) bestCheckpoint = TrainingCheckpoint.SaveBest(o.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, o, _tokenizerIdentity);
                 }
-                log.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
+                log?.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
                     elapsedBefore + clock.Elapsed.TotalSeconds));
                 recent.Enqueue(loss);
                 if (recent.Count > 20) recent.Dequeue();
-                if (validation is not null) output.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
-                if (step % o.CheckpointEvery == 0 || step == o.Steps) checkpoint = SaveCheckpoint(step);
+                if (validation is not null && log is not null) output?.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
+                if ((step % o.CheckpointEvery == 0 || step == o.Steps) && IsLead) checkpoint = SaveCheckpoint(step);
                 progress?.Report(new TrainProgress(step, o.Steps, loss, tokensPerSecond, validation));
             }
-            if (cancel.IsCancellationRequested && step > _startStep && step % o.CheckpointEvery != 0) checkpoint = SaveCheckpoint(step);
+            if (Stopping() && step > _startStep && step % o.CheckpointEvery != 0 && IsLead) checkpoint = SaveCheckpoint(step);
         }
         finally
         {
-            if (log.Rows.Count > 0) output.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
+            if (log?.Rows.Count > 0) output!.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
         }
         double seconds = clock.Elapsed.TotalSeconds;
         return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
             tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
-            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds, bestValidation, bestStep, bestCheckpoint);
+            _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds, bestValidation, bestStep, bestCheckpoint,
+            _reducer is null ? null : DataParallel.Report(_reducer, o, step - _startStep));
     }
 
     /// <summary>
@@ -293,14 +320,20 @@ public sealed class Trainer : IDisposable
         _model.Context.Training = false;
         double sum = 0;
         long count = 0;
-        foreach (var batch in _task.Validation(_options.EvalBatches))
+        int index = 0;
+        // Data parallel: EvalBatches global batches (ranks x per-rank batches), the ranks taking turns: the windows one process
+        // with the global batch would evaluate, each rank evaluating as many batches as a single process would.
+        int world = _communicator?.WorldSize ?? 1;
+        foreach (var batch in _task.Validation(_options.EvalBatches * world))
         {
+            if (world > 1 && index++ % world != _communicator!.Rank) continue;
             if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
             double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
             sum += loss * _model.CountedRows;
             count += _model.CountedRows;
         }
         _model.Context.Training = true;
+        if (_communicator is not null) (sum, count) = DataParallel.Sum(_communicator, sum, count);
         return count == 0 ? double.NaN : sum / count;
     }
 
@@ -310,9 +343,11 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         _task?.Dispose();
+        _reducer?.Dispose();
         _pipeline?.Dispose();
         _optimizer?.Dispose();
         _model?.Dispose();
+        _communicator?.Dispose();
         _backend?.Dispose();
     }
 }

@@ -89,7 +89,7 @@ public sealed class TranslationTemplate
 /// repeat the end token, targets are -1 (no loss); encoder sources are right-padded and their real lengths
 /// go with the batch, so attention masks the padding. The position (pass, batch) resumes the same sequence.
 /// </summary>
-public sealed class TranslationTask : ITrainingTask
+public sealed class TranslationTask : ITrainingTask, IShardedTask
 {
     private const int BucketBatches = 64;
     private readonly IBackend _backend;
@@ -141,10 +141,20 @@ public sealed class TranslationTask : ITrainingTask
     {
         if (_train.Length == 0) throw new InvalidOperationException("this translation task was made for evaluation: it has no training batches");
         int[][] batches = BatchesOf(Position.Epoch);
-        if (Position.Index >= batches.Length) { Position = new DataPosition(Position.Epoch + 1, 0); batches = BatchesOf(Position.Epoch); }
-        int[] members = batches[Position.Index];
-        Position = Position with { Index = Position.Index + 1 };
+        if (Position.Index + _shardCount > batches.Length) { Position = new DataPosition(Position.Epoch + 1, 0); batches = BatchesOf(Position.Epoch); }
+        int[] members = batches[Position.Index + _shardIndex];
+        Position = Position with { Index = Position.Index + _shardCount };
         return Fill(members.Select(i => _train[i]).ToArray());
+    }
+
+    private int _shardIndex, _shardCount = 1;
+
+    /// <summary>Data parallel: of every <paramref name="count"/> consecutive batches of a pass, rank <paramref name="index"/> trains on the index-th.</summary>
+    public void SetShard(int index, int count)
+    {
+        if (count <= 0 || index < 0 || index >= count) throw new ArgumentException($"shard {index} of {count} does not exist");
+        if (BatchesOf(0).Length < count) throw new FloraException($"{count} ranks need {count} batches per step, but a pass has only {BatchesOf(0).Length} batches of {_batchSize} pairs");
+        (_shardIndex, _shardCount) = (index, count);
     }
 
     public IEnumerable<Batch> Validation(int maxBatches)

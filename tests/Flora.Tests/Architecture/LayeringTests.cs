@@ -26,6 +26,7 @@ public sealed class LayeringTests
         ["Flora.Nn"],
         ["Flora.Nn.Models"],
         ["Flora.Optim"],
+        ["Flora.Distributed"],                                      // communicators, rendezvous, the gradient reducer
         ["Flora.Training"],
         ["Flora.Experiments.Bible"],                                // preparing the Bible corpora
         ["Flora.Experiments"],
