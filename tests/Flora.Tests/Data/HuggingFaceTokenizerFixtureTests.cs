@@ -1,4 +1,6 @@
+using System.IO.Compression;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Flora.Data.Tokenizers;
 using Xunit.Abstractions;
 
@@ -61,6 +63,88 @@ public sealed class HuggingFaceTokenizerFixtureTests(ITestOutputHelper output)
         }
         output.WriteLine($"{name}: {cases.Count} cases; ids {idsEqual}, ids_no_special {plainEqual}, decoded {decodedEqual} equal");
         Assert.True(wrong.Count == 0, $"{name}: {wrong.Count} differences in {cases.Count} cases:\n" + string.Join("\n", wrong.Take(12)));
+    }
+
+    /// <summary>
+    /// Variants of the fixtures with options they do not use (added tokens with lstrip, rstrip and single_word, the
+    /// other split behaviours and invert, NFKC, NFD, Metaspace "always" with split and the Metaspace decoder, unknown
+    /// tokens without byte fallback, ignore_merges, a prefix space, a template that appends EOS, no decoder): each is
+    /// a list of edits of a fixture's tokenizer.json with the ids and texts Hugging Face's tokenizers gave for 120
+    /// strings (<c>Data/hf-variants.json.gz</c>, written by <c>Data/hf-variants.mjs</c>).
+    /// </summary>
+    [Fact]
+    public void Variants_of_the_fixtures_give_the_ids_and_text_of_Hugging_Face()
+    {
+        using var document = JsonDocument.Parse(Gunzip(Path.Combine(AppContext.BaseDirectory, "Data", "hf-variants.json.gz")));
+        var wrong = new List<string>();
+        int variants = 0, cases = 0;
+        foreach (JsonElement variant in document.RootElement.GetProperty("variants").EnumerateArray())
+        {
+            string name = variant.GetProperty("name").GetString()!;
+            string directory = Path.Combine(TokenizersDirectory(), variant.GetProperty("base").GetString()!);
+            Assert.True(Directory.Exists(directory), $"fixtures missing: {directory}");
+            string file = Path.Combine(directory, "tokenizer.json");
+            byte[] bytes = File.Exists(file) ? File.ReadAllBytes(file) : Gunzip(file + ".gz");
+            JsonNode json = JsonNode.Parse(bytes)!;
+            foreach (JsonElement edit in variant.GetProperty("edits").EnumerateArray())
+            {
+                Apply(json, edit[0].GetString()!, JsonNode.Parse(edit[1].GetRawText()));
+            }
+            var tokenizer = HuggingFaceTokenizer.FromJson(json.ToJsonString(), name);
+            variants++;
+            foreach (JsonElement c in variant.GetProperty("cases").EnumerateArray())
+            {
+                cases++;
+                string text = c.GetProperty("text").GetString()!;
+                int[] ids = Ints(c.GetProperty("ids")), plain = Ints(c.GetProperty("ids_no_special"));
+                if (!tokenizer.EncodeWithSpecialTokens(text).SequenceEqual(ids) || !tokenizer.Encode(text).SequenceEqual(plain)
+                    || tokenizer.Decode(plain) != c.GetProperty("decoded").GetString()
+                    || tokenizer.Decode(ids, skipSpecialTokens: true) != c.GetProperty("decoded_skip_special").GetString())
+                {
+                    wrong.Add($"{name}: {Show(text)}: expected [{string.Join(",", ids)}], got [{string.Join(",", tokenizer.EncodeWithSpecialTokens(text))}]");
+                }
+            }
+        }
+        output.WriteLine($"{variants} variants, {cases} cases, {cases - wrong.Count} equal");
+        Assert.True(variants >= 15 && cases >= 1800, $"only {variants} variants and {cases} cases");
+        Assert.True(wrong.Count == 0, $"{wrong.Count} of {cases} differ:\n" + string.Join("\n", wrong.Take(12)));
+    }
+
+    /// <summary>Sets the value at a JSON pointer; a pointer ending in "/-" appends to an array.</summary>
+    private static void Apply(JsonNode json, string pointer, JsonNode? value)
+    {
+        string[] parts = pointer.Split('/')[1..];
+        JsonNode node = json;
+        foreach (string part in parts[..^1])
+        {
+            node = node is JsonArray array ? array[int.Parse(part, System.Globalization.CultureInfo.InvariantCulture)]! : node[part]!;
+        }
+        string last = parts[^1];
+        if (node is JsonArray list)
+        {
+            if (last == "-")
+            {
+                list.Add(value);
+            }
+            else
+            {
+                list[int.Parse(last, System.Globalization.CultureInfo.InvariantCulture)] = value;
+            }
+        }
+        else
+        {
+            node[last] = value;
+        }
+    }
+
+    private static int[] Ints(JsonElement array) => array.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    private static byte[] Gunzip(string path)
+    {
+        using var gzip = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
+        var result = new MemoryStream();
+        gzip.CopyTo(result);
+        return result.ToArray();
     }
 
     /// <summary>tests/fixtures/hf/tokenizers, found from the test binaries upwards.</summary>
