@@ -52,7 +52,7 @@ internal static class GenerateCommand
             }
             if (loaded.Model.IsEncoderDecoder) throw new ArgumentException($"{loaded.Info.Model} is an encoder-decoder: it needs a translation run and --source");
             string promptText = parse.GetValue(prompt)!;
-            int[] promptIds = tokenizer.Encode(promptText);
+            int[] promptIds = tokenizer.EncodeWithSpecialTokens(promptText);                 // as transformers' tokenizer(prompt): BOS where the tokenizer adds one
             int[] generated = parse.GetValue(beam) > 0
                 ? BeamSearch.Generate(loaded.Model, [promptIds], eos, new BeamOptions(parse.GetValue(beam), parse.GetValue(lengthPenalty), parse.GetValue(maxTokens)))[0]
                 : Generator.Sample(loaded.Model, promptIds, parse.GetValue(maxTokens),

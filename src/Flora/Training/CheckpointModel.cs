@@ -15,9 +15,9 @@ namespace Flora.Training;
 /// </summary>
 public sealed class CheckpointModel : IDisposable
 {
-    private readonly Lazy<ByteLevelBpe> _tokenizer;
+    private readonly Lazy<ITokenizer> _tokenizer;
 
-    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, Lazy<ByteLevelBpe> tokenizer, LanguageModel model, bool huggingFace = false)
+    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, Lazy<ITokenizer> tokenizer, LanguageModel model, bool huggingFace = false)
     {
         (Backend, Info, Directory, _tokenizer, Model, IsHuggingFace) = (backend, info, directory, tokenizer, model, huggingFace);
     }
@@ -40,7 +40,7 @@ public sealed class CheckpointModel : IDisposable
     /// The tokenizer. A Hugging Face directory's is read when first asked for, so that a directory without a tokenizer
     /// Flora reads can still be exported; asking for it then throws a <see cref="FloraException"/> that says so.
     /// </summary>
-    public ByteLevelBpe Tokenizer => _tokenizer.Value;
+    public ITokenizer Tokenizer => _tokenizer.Value;
     public LanguageModel Model { get; }
     public TrainOptions Options => Info.Options;
 
@@ -71,7 +71,7 @@ public sealed class CheckpointModel : IDisposable
                 model.Dispose();
                 throw;
             }
-            return new CheckpointModel(backend, info, directory, new Lazy<ByteLevelBpe>(() => tokenizer), model);
+            return new CheckpointModel(backend, info, directory, new Lazy<ITokenizer>(() => tokenizer), model);
         }
         catch
         {
@@ -84,7 +84,7 @@ public sealed class CheckpointModel : IDisposable
     private static CheckpointModel OpenHuggingFace(string path, string device, string precision)
     {
         var source = HfDirectory.Open(path);
-        var tokenizer = new Lazy<ByteLevelBpe>(() => TokenizerSetup.LoadHuggingFace(source.Path).Tokenizer);
+        var tokenizer = new Lazy<ITokenizer>(() => TokenizerSetup.LoadHuggingFace(source.Path).Tokenizer);
         var backend = BackendFactory.Create(device, precision: precision);
         try
         {

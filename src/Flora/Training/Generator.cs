@@ -47,7 +47,7 @@ public static class Generator
     }
 
     /// <summary>Prompt text in, completion text out.</summary>
-    public static string Complete(LanguageModel model, ByteLevelBpe tokenizer, string prompt, int maxTokens, SamplingOptions options) =>
+    public static string Complete(LanguageModel model, ITokenizer tokenizer, string prompt, int maxTokens, SamplingOptions options) =>
         tokenizer.Decode(Sample(model, tokenizer.Encode(prompt), maxTokens, options, tokenizer.EndOfText).ToArray());
 
     private static int ArgMax(float[] x)

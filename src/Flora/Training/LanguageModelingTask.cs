@@ -52,7 +52,7 @@ public sealed class LanguageModelingTask : ITrainingTask, IShardedTask
     /// (see <see cref="TokenizerSetup.Identity"/>); <paramref name="cacheDirectory"/> is where token files are kept
     /// (null tokenises in memory every time).
     /// </summary>
-    public LanguageModelingTask(IBackend backend, TextCorpus corpus, ByteLevelBpe tokenizer, int batchSize, int sequenceLength, ulong seed,
+    public LanguageModelingTask(IBackend backend, TextCorpus corpus, ITokenizer tokenizer, int batchSize, int sequenceLength, ulong seed,
         string tokenizerIdentity = "", string? cacheDirectory = null)
     {
         _trainTokens = TokenStore.Cached(cacheDirectory, tokenizerIdentity, corpus.Train, tokenizer.Encode, out bool trainHit);

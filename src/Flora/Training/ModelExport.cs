@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flora.Checkpoints;
+using Flora.Data.Tokenizers;
 using Flora.Nn.Models.HuggingFace;
 using Flora.Tensors;
 
@@ -72,7 +73,8 @@ public static class ModelExport
                 if (File.Exists(Path.Combine(from, name))) File.Copy(Path.Combine(from, name), Path.Combine(directory, name), overwrite: true);
             return;
         }
-        var tokenizer = loaded.Tokenizer;
+        if (loaded.Tokenizer is not ByteLevelBpe tokenizer)
+            throw new InvalidOperationException($"a run's own tokenizer is GPT-2-style byte-level BPE, not {loaded.Tokenizer.GetType().Name}");
         string staging = Path.Combine(directory, ".tokenizer");
         tokenizer.Save(staging);                                                    // encoder.json and vocab.bpe: GPT-2's formats
         File.Move(Path.Combine(staging, "encoder.json"), Path.Combine(directory, "vocab.json"));

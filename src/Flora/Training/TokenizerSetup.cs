@@ -21,7 +21,7 @@ public static class TokenizerSetup
     /// The run's tokenizer from <paramref name="spec"/>, trained or copied into the run directory when needed;
     /// <paramref name="huggingFaceDirectory"/> is the model directory whose tokenizer "hf" means.
     /// </summary>
-    public static (ByteLevelBpe Tokenizer, string Identity) Prepare(string spec, string runDirectory, Func<string> trainingText, string? huggingFaceDirectory = null)
+    public static (ITokenizer Tokenizer, string Identity) Prepare(string spec, string runDirectory, Func<string> trainingText, string? huggingFaceDirectory = null)
     {
         if (spec == "gpt2") return (ByteLevelBpe.Gpt2(), "gpt2");
         string saved = Path.Combine(runDirectory, Directory);
@@ -55,23 +55,25 @@ public static class TokenizerSetup
     }
 
     /// <summary>The tokenizer a checkpoint was trained with: GPT-2's, or the run's saved one.</summary>
-    public static (ByteLevelBpe Tokenizer, string Identity) ForCheckpoint(TrainOptions options, string runDirectory) =>
+    public static (ITokenizer Tokenizer, string Identity) ForCheckpoint(TrainOptions options, string runDirectory) =>
         options.Tokenizer == "gpt2" ? (ByteLevelBpe.Gpt2(), "gpt2")
         : options.Tokenizer == HuggingFace ? LoadHuggingFace(Path.Combine(runDirectory, Directory))
         : Load(options.Tokenizer.StartsWith("bpe:", StringComparison.Ordinal) ? Path.Combine(runDirectory, Directory) : options.Tokenizer);
 
+    private static (ITokenizer, string) Load(string directory) => (ByteLevelBpe.LoadDirectory(directory), Identity(directory));
+
     /// <summary>
-    /// The tokenizer of a Hugging Face directory and its identity. Read today: GPT-2-style byte-level BPE files
-    /// (vocab.json and merges.txt). tokenizer.json alone is refused with a message that says what to pass instead.
+    /// The tokenizer of a Hugging Face directory and its identity: its tokenizer.json (<see cref="HuggingFaceTokenizer"/>,
+    /// with BOS and EOS from tokenizer_config.json), as transformers' fast tokenizers read it; else GPT-2's files
+    /// vocab.json and merges.txt (<see cref="ByteLevelBpe"/>).
     /// </summary>
-    /// <exception cref="FloraException">The directory has no tokenizer Flora reads.</exception>
-    public static (ByteLevelBpe Tokenizer, string Identity) LoadHuggingFace(string directory)
+    /// <exception cref="FloraException">The directory has no tokenizer, or one Flora cannot read (the message says why).</exception>
+    public static (ITokenizer Tokenizer, string Identity) LoadHuggingFace(string directory)
     {
+        if (HuggingFaceTokenizer.IsTokenizerDirectory(directory)) return (HuggingFaceTokenizer.Load(directory), HuggingFaceIdentity(directory));
         string vocab = Path.Combine(directory, "vocab.json"), merges = Path.Combine(directory, "merges.txt");
         if (File.Exists(vocab) && File.Exists(merges)) return (ByteLevelBpe.Load(vocab, merges), HuggingFaceIdentity(directory));
-        if (File.Exists(Path.Combine(directory, "tokenizer.json")))
-            throw new FloraException($"{directory}: its tokenizer is a tokenizer.json without GPT-2's vocab.json and merges.txt, which Flora cannot read yet: give --tokenizer (gpt2, or a directory with encoder.json and vocab.bpe)");
-        throw new FloraException($"{directory}: no tokenizer (vocab.json and merges.txt, or tokenizer.json): give --tokenizer");
+        throw new FloraException($"{directory}: no tokenizer (tokenizer.json, or vocab.json and merges.txt): give --tokenizer");
     }
 
     /// <summary>SHA-256 over the tokenizer files of a Hugging Face directory (names and contents, in name order).</summary>
@@ -90,8 +92,6 @@ public static class TokenizerSetup
         sha.TransformFinalBlock([], 0, 0);
         return "hf:" + Convert.ToHexString(sha.Hash!).ToLowerInvariant();
     }
-
-    private static (ByteLevelBpe, string) Load(string directory) => (ByteLevelBpe.LoadDirectory(directory), Identity(directory));
 
     public static string Identity(string directory)
     {

@@ -154,13 +154,13 @@ public sealed class Trainer : IDisposable
     public const string HuggingFaceModel = "hf";
 
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
-    public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
+    public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ITokenizer tokenizer, LanguageModel model) =>
         new(tokenizer, new TranslationFormat(MaxSourceTokens: options.MaxSourceTokens, MaxTargetTokens: options.MaxTargetTokens),
             model.IsEncoderDecoder ? TranslationLayout.EncoderDecoder : TranslationLayout.DecoderOnly, model.MaxSequenceLength);
 
     /// <summary>The run directory a checkpoint directory (run/checkpoints/step-N) belongs to.</summary>
     public static string RunDirectoryOf(string checkpointDirectory) => Path.GetFullPath(Path.Combine(checkpointDirectory, "..", ".."));
-    public ByteLevelBpe Tokenizer { get; }
+    public ITokenizer Tokenizer { get; }
     public LanguageModel Model => _model;
     public long StartStep => _startStep;
     public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}" +

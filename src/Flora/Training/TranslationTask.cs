@@ -38,10 +38,10 @@ public readonly record struct TranslationExample(int[] Prompt, int[] Source, int
 /// </summary>
 public sealed class TranslationTemplate
 {
-    private readonly ByteLevelBpe _tokenizer;
+    private readonly ITokenizer _tokenizer;
     private readonly int[] _head, _middle;
 
-    public TranslationTemplate(ByteLevelBpe tokenizer, TranslationFormat format, TranslationLayout layout, int context)
+    public TranslationTemplate(ITokenizer tokenizer, TranslationFormat format, TranslationLayout layout, int context)
     {
         format.Validate();
         _tokenizer = tokenizer;

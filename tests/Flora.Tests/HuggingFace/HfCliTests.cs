@@ -101,5 +101,26 @@ public sealed class HfCliTests : IDisposable
         Assert.Equal((Trainer.HuggingFaceModel, TokenizerSetup.HuggingFace), (options.Model, options.Tokenizer));
     }
 
+    [Fact]
+    public void A_llama_directory_with_a_tokenizer_json_trains_generates_and_exports_with_it()
+    {
+        // A Llama 3-style tokenizer.json (2000 tokens and three specials; BOS <|begin_of_text|> = 2000 before every text).
+        string fixture = Path.Combine(HfFixtureTests.Tokenizers, "llama3-style", "tokenizer.json");
+        Assert.True(File.Exists(fixture), $"{fixture} is missing (tests/fixtures/hf/README.md)");
+        string dir = HfTestModel.Llama(vocabulary: 2003).Randomize(7).Write(P("llama3"));
+        File.Copy(fixture, Path.Combine(dir, "tokenizer.json"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}""");
+
+        string generated = Ok(RunCli("generate", "--checkpoint", dir, "--prompt", "In the beginning", "--max-tokens", "3", "--greedy", "--print-ids"));
+        Assert.StartsWith("ids: 2000,", LastLine(generated));                                // BOS, as transformers' tokenizer(prompt) adds it
+        Ok(RunCli(["train", "--init-from", dir, "--steps", "2", "--out", P("run3"), .. Small]));
+        Assert.True(File.Exists(Path.Combine(P("run3"), "tokenizer", "tokenizer.json")));
+        Ok(RunCli("export", "--checkpoint", P("run3"), "--out", P("out3")));
+        Assert.Equal(File.ReadAllBytes(fixture), File.ReadAllBytes(Path.Combine(P("out3"), "tokenizer.json")));
+        using var exported = CheckpointModel.Open(P("out3"));
+        Assert.IsType<Flora.Data.Tokenizers.HuggingFaceTokenizer>(exported.Tokenizer);
+        Assert.Equal(2000, exported.Tokenizer.BeginOfText);
+    }
+
     private static string LastLine(string text) => text.TrimEnd().Split('\n')[^1];
 }

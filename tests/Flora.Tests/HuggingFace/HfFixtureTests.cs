@@ -17,6 +17,9 @@ public sealed class HfFixtureTests
 {
     internal static readonly string Models = Path.Combine(FindRepositoryRoot(), "tests", "fixtures", "hf", "models");
 
+    /// <summary>The tokenizer fixtures (tokenizers/NAME/tokenizer.json).</summary>
+    internal static readonly string Tokenizers = Path.Combine(FindRepositoryRoot(), "tests", "fixtures", "hf", "tokenizers");
+
     private static string FindRepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

@@ -47,12 +47,13 @@ internal sealed class HfTestModel
     /// is "llama3" (theta 500000, factor 8, low 1, high 4, 256 original positions: with head size 8 the four frequencies
     /// are one kept, one smoothed and two divided, as in the fixtures), or a plain theta.
     /// </summary>
-    public static HfTestModel Llama(string modelType = "llama", int kvHeads = 2, bool tied = true, string rope = "llama3", bool transformers5 = true, int headDim = 8)
+    public static HfTestModel Llama(string modelType = "llama", int kvHeads = 2, bool tied = true, string rope = "llama3", bool transformers5 = true, int headDim = 8,
+        int vocabulary = 61)
     {
         string className = modelType switch { "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM" };
         var config = new JsonObject
         {
-            ["architectures"] = new JsonArray(className), ["model_type"] = modelType, ["vocab_size"] = 61, ["hidden_size"] = 16,
+            ["architectures"] = new JsonArray(className), ["model_type"] = modelType, ["vocab_size"] = vocabulary, ["hidden_size"] = 16,
             ["intermediate_size"] = 24, ["num_hidden_layers"] = 2, ["num_attention_heads"] = 4, ["num_key_value_heads"] = kvHeads,
             ["head_dim"] = headDim, ["max_position_embeddings"] = 64, ["rms_norm_eps"] = 1e-5, ["hidden_act"] = "silu",
             ["tie_word_embeddings"] = tied, ["attention_dropout"] = 0.0, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["dtype"] = "float32",
@@ -70,7 +71,7 @@ internal sealed class HfTestModel
         if (modelType == "mistral") config["sliding_window"] = 4096;
         if (modelType == "qwen2") { config["use_sliding_window"] = false; config["sliding_window"] = null; }
         long q = 4 * headDim, kv = kvHeads * headDim;
-        var layout = new List<(string, long[])> { ("model.embed_tokens.weight", [61, 16]) };
+        var layout = new List<(string, long[])> { ("model.embed_tokens.weight", [vocabulary, 16]) };
         for (int i = 0; i < 2; i++)
         {
             string p = $"model.layers.{i}";
@@ -81,7 +82,7 @@ internal sealed class HfTestModel
                 layout.AddRange([($"{p}.self_attn.q_proj.bias", [q]), ($"{p}.self_attn.k_proj.bias", [kv]), ($"{p}.self_attn.v_proj.bias", [kv])]);
         }
         layout.Add(("model.norm.weight", [16]));
-        if (!tied) layout.Add(("lm_head.weight", [61, 16]));
+        if (!tied) layout.Add(("lm_head.weight", [vocabulary, 16]));
         return new HfTestModel(config, layout);
     }
 
