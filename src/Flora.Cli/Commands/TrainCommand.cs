@@ -15,7 +15,7 @@ internal static class TrainCommand
     {
         var d = new TrainOptions();
         var model = new Option<string>("--model") { Description = $"model preset: {string.Join(", ", ModelFactory.Presets)}", DefaultValueFactory = _ => d.Model };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "bpe:N (train N tokens on the corpus), gpt2, or a directory with encoder.json and vocab.bpe", DefaultValueFactory = _ => d.Tokenizer };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "bpe:N (train N tokens on the corpus), gpt2, hf (the tokenizer of the --init-from Hugging Face directory, the default there), or a directory with encoder.json and vocab.bpe", DefaultValueFactory = _ => d.Tokenizer };
         var corpus = new Option<string?>("--corpus") { Description = "a UTF-8 text file to train on (default: the embedded World English Bible selection)" };
         var optimizer = new Option<string>("--optimizer") { Description = $"optimizer: {string.Join(", ", OptimizerSpec.Names)}", DefaultValueFactory = _ => d.Optimizer.Name };
         var lr = Options.PositiveFloat("--lr", "peak learning rate (default: 0.03 for Adafactor and Flora, which scale it by each weight's RMS; 0.001 for AdamW; 0.1 for SGD)", d.Optimizer.LearningRate);

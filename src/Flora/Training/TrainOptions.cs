@@ -13,7 +13,10 @@ public sealed record TrainOptions
 {
     /// <summary>A preset of <see cref="Nn.Models.ModelFactory"/>, or "hf" for the model of the Hugging Face directory <see cref="InitFrom"/> (set by the trainer).</summary>
     public string Model { get; init; } = "gpt-small";
-    /// <summary>"bpe:N" (train a byte-level BPE of N tokens on the training text), "gpt2", or a directory with encoder.json and vocab.bpe.</summary>
+    /// <summary>
+    /// "bpe:N" (train a byte-level BPE of N tokens on the training text), "gpt2", "hf" (the tokenizer of the Hugging Face
+    /// directory <see cref="InitFrom"/>: tokenizer.json, or vocab.json and merges.txt), or a directory with encoder.json and vocab.bpe.
+    /// </summary>
     public string Tokenizer { get; init; } = "bpe:4096";
     /// <summary>A UTF-8 text file to train on; null for the embedded English corpus.</summary>
     public string? Corpus { get; init; }
