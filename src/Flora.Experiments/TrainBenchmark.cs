@@ -10,7 +10,11 @@ public sealed record TrainBenchRow(
     string Model, string Optimizer, bool Lomo, long Parameters, int BatchSize, int SequenceLength,
     double MillisecondsPerStep, double TokensPerSecond, double ModelFlopsUtilization,
     double ForwardMilliseconds, double BackwardMilliseconds, double OptimizerMilliseconds, double GemmShare,
-    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null);
+    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null)
+{
+    /// <summary>The OpenBLAS kernel family the row was measured with (CPU runs), e.g. "Cooperlake"; null on a GPU.</summary>
+    public string? BlasKernels { get; init; }
+}
 
 public sealed record TrainBenchReport(string Device, string Precision, string Date, double PeakTflops, int Warmup, int Steps, IReadOnlyList<TrainBenchRow> Rows);
 
@@ -58,6 +62,22 @@ public static class TrainBenchmark
         finally
         {
             if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// For rows of the same configuration measured with different OpenBLAS kernel families, one line each:
+    /// "gpt-small, flora r=32: Cooperlake 5,300 tokens/s against Prescott 1,400 tokens/s: 3.79x", the first family
+    /// measured being the numerator. Nothing when every row used the same family.
+    /// </summary>
+    public static IEnumerable<string> KernelComparison(IReadOnlyList<TrainBenchRow> rows)
+    {
+        foreach (var group in rows.Where(r => r.BlasKernels is not null).GroupBy(r => (r.Model, r.Optimizer, r.Lomo)))
+        {
+            var first = group.First();
+            foreach (var other in group.Skip(1).Where(o => o.BlasKernels != first.BlasKernels))
+                yield return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{first.Model}, {first.Optimizer}{(first.Lomo ? ", LOMO" : "")}: {first.BlasKernels} {first.TokensPerSecond:N0} tokens/s against {other.BlasKernels} {other.TokensPerSecond:N0} tokens/s: {first.TokensPerSecond / other.TokensPerSecond:F2}x");
         }
     }
 
