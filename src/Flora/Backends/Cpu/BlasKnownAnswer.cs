@@ -65,6 +65,16 @@ internal static class BlasKnownAnswer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double WorstError(Case c, float[] a, float[] b, float[] c0, float[] result)
     {
+        // op(A) (M, K) and op(B) (K, N) densely in float64, and op(B)'s magnitudes, so that the inner loop runs along
+        // contiguous rows without branches.
+        var opA = new double[c.M * c.K];
+        var opB = new double[c.K * c.N];
+        for (int i = 0; i < c.M; i++)
+            for (int p = 0; p < c.K; p++) opA[i * c.K + p] = c.TransA ? a[p * c.Lda + i] : a[i * c.Lda + p];
+        for (int p = 0; p < c.K; p++)
+            for (int j = 0; j < c.N; j++) opB[p * c.N + j] = c.TransB ? b[j * c.Ldb + p] : b[p * c.Ldb + j];
+        var absB = new double[opB.Length];
+        for (int i = 0; i < opB.Length; i++) absB[i] = Math.Abs(opB[i]);
         var exact = new double[c.N];
         var magnitude = new double[c.N];
         double worst = 0;
@@ -74,12 +84,13 @@ internal static class BlasKnownAnswer
             Array.Clear(magnitude);
             for (int p = 0; p < c.K; p++)
             {
-                double x = c.TransA ? a[p * c.Lda + i] : a[i * c.Lda + p];
-                for (int j = 0; j < c.N; j++)
+                double x = opA[i * c.K + p], ax = Math.Abs(x);
+                var row = opB.AsSpan(p * c.N, c.N);
+                var absRow = absB.AsSpan(p * c.N, c.N);
+                for (int j = 0; j < row.Length; j++)
                 {
-                    double y = c.TransB ? b[j * c.Ldb + p] : b[p * c.Ldb + j];
-                    exact[j] += x * y;
-                    magnitude[j] += Math.Abs(x * y);
+                    exact[j] += x * row[j];
+                    magnitude[j] += ax * absRow[j];
                 }
             }
             for (int j = 0; j < c.N; j++)

@@ -133,6 +133,8 @@ internal static unsafe class OpenBlas
     /// calling OpenBLAS's exported gotoblas_dynamic_quit/init again re-points a live instance's internals underneath
     /// its thread pool and buffers; dlmopen into a new link-map namespace also loads a second C library. The variable
     /// gets its previous value (normally none) back right after the load so that nothing started later inherits it.
+    /// (setenv is not safe against a getenv running at the same moment in another thread; this runs once, when the
+    /// first CPU backend is made, before Flora starts threads of its own.)
     /// </para>
     /// </summary>
     private static (Api? Instance, string? Failure) LoadFamily(Api original, string family)
