@@ -190,12 +190,14 @@ public class BlasKernelFamilyTests
     }
 
     [Fact]
-    public void Kernel_comparison_divides_the_first_familys_tokens_per_second_by_each_others()
+    public void Kernel_comparison_divides_the_first_familys_best_tokens_per_second_by_each_others()
     {
         TrainBenchRow Row(string kernels, double tokens) =>
             new("gpt-small", "flora r=32", false, 1, 8, 128, 1, tokens, double.NaN, 0, 0, 0, 0.8, 0, 0, 0) { BlasKernels = kernels };
         var lines = TrainBenchmark.KernelComparison([Row("Cooperlake", 5000), Row("Prescott", 1250)]).ToList();
         Assert.Equal(["gpt-small, flora r=32: Cooperlake 5,000 tokens/s against Prescott 1,250 tokens/s: 4.00x"], lines);
         Assert.Empty(TrainBenchmark.KernelComparison([Row("Haswell", 5000), Row("Haswell", 4000)]));
+        lines = TrainBenchmark.KernelComparison([Row("Cooperlake", 1600), Row("Prescott", 600), Row("Cooperlake", 4000), Row("Prescott", 1000)]).ToList();
+        Assert.Equal(["gpt-small, flora r=32: Cooperlake 4,000 tokens/s against Prescott 1,000 tokens/s: 4.00x (best of 2 and 2 runs)"], lines);
     }
 }
