@@ -28,6 +28,7 @@ public static class ModelExport
         string? checkIds = null)
     {
         using var loaded = CheckpointModel.Open(source);
+        if (lora == LoraExport.Peft) CheckOnlyAdaptersTrained(loaded);
         (int[] Ids, int Batch, float[] Logits)? check = checkIds is null ? null : Logits(loaded, checkIds);
         var options = new HfExportOptions
         {
@@ -62,6 +63,20 @@ public static class ModelExport
         loaded.Backend.Upload(ids, t);
         loaded.Model.Context.Training = false;
         return (ids, batch, loaded.Model.Forward(t).ToArray());
+    }
+
+    /// <summary>
+    /// A PEFT adapter holds the adapters alone: the run must have started from a Hugging Face directory (the adapter's
+    /// base) and left every other weight as it was there; otherwise (embeddings or norms trained too) it is refused, so
+    /// that no training is lost silently.
+    /// </summary>
+    private static void CheckOnlyAdaptersTrained(CheckpointModel loaded)
+    {
+        var o = loaded.Options;
+        if (o.Model != Trainer.HuggingFaceModel || !HfDirectory.IsModelDirectory(o.InitFrom))
+            throw new ArgumentException($"a PEFT adapter applies to the Hugging Face model its run started from (--init-from), and {loaded.Directory}'s run has none{(o.InitFrom is null ? "" : $" ({o.InitFrom} is not one, or is gone)")}: export with --merge-lora");
+        if (HfDirectory.Open(o.InitFrom!).FirstChangedParameter(loaded.Model) is string changed)
+            throw new ArgumentException($"the run trained '{changed}' besides the LoRA adapters, which a PEFT adapter cannot carry: export with --merge-lora");
     }
 
     /// <summary>The tokenizer files of <paramref name="loaded"/> into <paramref name="directory"/>.</summary>

@@ -60,6 +60,9 @@ public sealed class HfCliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(P("run2"), "tokenizer", "vocab.json")));
         Ok(RunCli("train", "--resume", P("run2"), "--steps", "3"));
 
+        var notFromHf = RunCli("export", "--checkpoint", P("run1"), "--out", P("peft1"), "--peft");
+        Assert.Equal(1, notFromHf.Code);
+        Assert.Contains("--merge-lora", notFromHf.Error);
         var refused = RunCli("export", "--checkpoint", P("run2"), "--out", P("hf2"));
         Assert.Equal(1, refused.Code);
         Assert.Contains("--merge-lora or --peft", refused.Error);

@@ -269,6 +269,7 @@ public sealed class HfModelTests : IDisposable
         var hf = HfDirectory.Open(dir);
         using var model = hf.CreateModel(cpu, adapt: l => new LoraLinear(l, Math.Min(4, Math.Min(l.InFeatures, l.OutFeatures)), 8f, Seeds.ForName(1, l.Name)));
         foreach (var lora in model.Modules().OfType<LoraLinear>()) cpu.FillGaussian(lora.B.Value, 9, 0.1f);     // as if trained
+        Assert.Null(hf.FirstChangedParameter(model));                                    // only adapters differ from the directory
         int[] ids = Ids(61);
         float[] adapted = Logits(cpu, model, ids);
 
@@ -298,6 +299,7 @@ public sealed class HfModelTests : IDisposable
         AssertClose(adapted.Select(x => (double)x).ToArray(), Logits(cpu, applied, ids), 1e-5, "base + PEFT adapter");
 
         string merged = HfExport.Save(model, Path.Combine(_temp, "merged"), new HfExportOptions { Lora = LoraExport.Merge });
+        Assert.Equal("model.layers.0.self_attn.q_proj.weight", hf.FirstChangedParameter(model));    // merging changed the weights
         using var reloaded = HfDirectory.Open(merged).CreateModel(cpu);
         AssertClose(adapted.Select(x => (double)x).ToArray(), Logits(cpu, reloaded, ids), 1e-5, "merged");
     }

@@ -173,6 +173,30 @@ public sealed class HfDirectory
     }
 
     /// <summary>
+    /// The first parameter of <paramref name="model"/> (a model of this configuration; LoRA adapters aside) whose values
+    /// differ from the stored weights (upcast as on load), or null when every one is as stored. Reads one tensor at a time.
+    /// </summary>
+    public string? FirstChangedParameter(LanguageModel model)
+    {
+        var open = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var p in model.Parameters())
+            {
+                if (LoraLinear.IsAdapter(p.Name)) continue;
+                if (!_tensors.TryGetValue(p.Name, out var where)) return p.Name;
+                if (!open.TryGetValue(where.File, out var file)) open[where.File] = file = SafeTensorsFile.Open(where.File);
+                if (!file.GetInfo(where.Tensor).HasShape(p.Shape) || !file.ReadFloats(where.Tensor).AsSpan().SequenceEqual(p.Value.ToArray())) return p.Name;
+            }
+            return null;
+        }
+        finally
+        {
+            foreach (var file in open.Values) file.Dispose();
+        }
+    }
+
+    /// <summary>
     /// Reads every parameter of <paramref name="model"/> (a model of this configuration) from the weights; LoRA adapters
     /// keep their values.
     /// </summary>
