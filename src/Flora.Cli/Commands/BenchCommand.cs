@@ -23,7 +23,7 @@ internal static class BenchCommand
             return 0;
         }));
         var model = new Option<string>("--model") { Description = "parameter table: pilot, gpt2-124m or gpt2-350m", DefaultValueFactory = _ => "gpt2-124m" };
-        var ranks = new Option<int[]>("--ranks") { Description = "FLORA ranks to time", DefaultValueFactory = _ => [32, 256], AllowMultipleArgumentsPerToken = true };
+        var ranks = Options.Ints("--ranks", "FLORA ranks to time", NumberRange.Positive, [32, 256]);
         var optimSteps = Options.PositiveInt("--steps", "timed steps per optimizer", 5);
         var optimWarmup = Options.PositiveInt("--warmup", "untimed steps before timing", 2);
         var optim = new Command("optim", "Time of one optimizer step over a model's parameter table: Adafactor, naive momentum, FLORA, AdamW.")
