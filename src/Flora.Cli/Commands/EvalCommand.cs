@@ -50,6 +50,7 @@ internal static class EvalCommand
             };
             console.MarkupLine($"[bold]flora eval[/]: {Markup.Escape(options.Checkpoint)}, {Markup.Escape(parse.GetValue(split)!)} split");
             EvaluationResult result = EvaluateWithProgress(console, options);
+            foreach (string note in result.Notes) error.WriteLine($"warning: {note}");
             Print(console, result);
             return 0;
         }));

@@ -34,10 +34,16 @@ internal static class GenerateCommand
         command.SetAction(parse => FloraCli.Guard(error, () =>
         {
             using var loaded = CheckpointModel.Open(parse.GetValue(checkpoint)!, parse.GetValue(device)!);
+            foreach (string note in loaded.Notes) error.WriteLine($"warning: {note}");
             var tokenizer = loaded.Tokenizer;
+            bool translates = loaded.Options.Task == "translate";
+            if (!translates && parse.GetValue(source) is not null)
+                throw new ArgumentException($"--source is for translation checkpoints; {loaded.Directory} is a language model: give the text to continue with --prompt");
+            if (translates && parse.GetResult(prompt) is { Implicit: false })
+                throw new ArgumentException($"--prompt is for language-model checkpoints; {loaded.Directory} translates: give the sentence with --source");
             int eos = tokenizer.EndOfText ?? -1;
             console.MarkupLine($"[grey]{Markup.Escape(loaded.Info.Model)}, step {loaded.Info.Step}[/]");
-            if (loaded.Options.Task == "translate")
+            if (translates)
             {
                 string text = parse.GetValue(source) ?? throw new ArgumentException("this checkpoint translates: give the sentence with --source");
                 var template = loaded.TranslationTemplate;

@@ -44,6 +44,7 @@ internal static class TrainCommand
         var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32 (fp32 storage and optimizer state in every case)", DefaultValueFactory = _ => d.Precision };
         var output = new Option<string>("--out") { Description = "run directory (metrics, charts, checkpoints)", DefaultValueFactory = _ => d.OutputDirectory };
         var resume = new Option<string?>("--resume") { Description = "continue the run in this directory (or checkpoint); its own settings are used, --steps may extend it" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "start a new run in --out even if it holds another run (that run is moved aside to OUT.replaced-DATE)" };
         var quick = new Option<bool>("--quick") { Description = "a short run for CI: gpt-tiny, bpe:512, 40 steps" };
         var task = new Option<string>("--task") { Description = "lm (next-token prediction on the corpus) or translate (Spanish to English verse pairs of --data)", DefaultValueFactory = _ => d.Task };
         var data = new Option<string?>("--data") { Description = $"a directory made by 'flora data prepare' (default {Flora.Data.Corpora.PreparedData.DefaultDirectory})" };
@@ -55,7 +56,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
             model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
-            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
+            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, overwrite, quick,
             task, data, maxSource, maxTarget, initFrom, keepBest,
         };
         command.SetAction(parse => FloraCli.Guard(error, () =>
@@ -100,27 +101,46 @@ internal static class TrainCommand
                 KeepBest = parse.GetValue(keepBest),
             };
             string? resumeFrom = parse.GetValue(resume);
-            return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
+            if (resumeFrom is not null && command.Options.Where(o => o != resume && o != steps && Given(o)).Select(o => o.Name).ToList() is { Count: > 0 } fixedOnResume)
+                throw new ArgumentException($"--resume continues a run with its own settings: {string.Join(", ", fixedOnResume)} cannot be given with it " +
+                    "(only --steps, to extend the run); start a new run to change them");
+            return Execute(console, error, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0, parse.GetValue(overwrite));
         }));
         return command;
     }
 
-    private static int Execute(IAnsiConsole console, TrainOptions options, string? resumeFrom, int extendSteps)
+    /// <summary>
+    /// Trains until done or stopped. Ctrl+C (SIGINT) and SIGTERM (what schedulers and container runtimes send) both
+    /// finish the step, write a checkpoint and exit with 130 and 143; while preparing, they stop before training
+    /// with no checkpoint to write. A second signal ends the process at once.
+    /// </summary>
+    private static int Execute(IAnsiConsole console, TextWriter error, TrainOptions options, string? resumeFrom, int extendSteps, bool overwrite)
     {
-        var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            cancel.Cancel();
-            console.MarkupLine("[yellow]stopping after this step; writing a checkpoint[/]");
-        };
-        Console.CancelKeyPress += onCancel;
+        using var stop = new StopSignals(console);
         try
         {
             console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
-            using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom);
+            Trainer trainer;
+            try
+            {
+                trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, overwrite: overwrite, cancel: stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.Token.IsCancellationRequested)
+            {
+                console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
+                return stop.ExitCode;
+            }
+            using var _ = trainer;
+            foreach (string notice in trainer.Notices) error.WriteLine($"warning: {notice}");
+            if (stop.Token.IsCancellationRequested)
+            {
+                console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
+                return stop.ExitCode;
+            }
+            stop.Training = true;
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
+            if (trainer.Layout.Length > 0) console.MarkupLine(Markup.Escape(trainer.Layout));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
                 $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
             var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new SynchronousProgress<TrainProgress>(p =>
@@ -128,13 +148,13 @@ internal static class TrainCommand
                 string text = $"step {p.Step}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s";
                 if (p.ValidationLoss is double v) text += $"  val {v:F4} (ppl {Math.Exp(v):F1})";
                 report("train", p.Step, text, p.ValidationLoss is not null || p.Step % 10 == 0);
-            }), cancel.Token));
+            }), stop.Token));
             PrintSummary(console, result, o);
-            return cancel.IsCancellationRequested ? 130 : 0;
+            return stop.Token.IsCancellationRequested ? stop.ExitCode : 0;
         }
-        finally
+        catch (Exception e) when (stop.Token.IsCancellationRequested && e is OperationCanceledException)
         {
-            Console.CancelKeyPress -= onCancel;
+            return stop.ExitCode;
         }
     }
 

@@ -34,7 +34,11 @@ public readonly record struct EvaluationProgress(string Phase, int Done, int Tot
 /// <summary>The scores of an evaluation and where its files are.</summary>
 public sealed record EvaluationResult(
     string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
-    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds);
+    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds)
+{
+    /// <summary>One-line notes about the checkpoint (an older one loaded without checksums).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Evaluates a checkpoint on a split. Translation: the loss and perplexity of the reference translations
@@ -57,7 +61,7 @@ public static class Evaluation
         using var loaded = CheckpointModel.Open(o.Checkpoint, o.Device, o.Precision);
         var info = loaded.Info;
         string split = PreparedData.SplitName(o.Split);
-        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(Trainer.RunDirectoryOf(loaded.Directory), "eval", $"{split}-step-{info.Step}"));
+        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(TrainingCheckpoint.RunDirectoryOf(loaded.Directory) ?? loaded.Directory, "eval", $"{split}-step-{info.Step}"));
         var files = new Dictionary<string, string>();
         double lossSum;
         long lossTokens;
@@ -96,7 +100,7 @@ public static class Evaluation
         }
         double loss = lossTokens == 0 ? double.NaN : lossSum / lossTokens;
         var result = new EvaluationResult(loaded.Directory, info.Step, info.Options.Task, split, pairs, loss, Math.Exp(loss), lossTokens,
-            bleu, rouge, output, clock.Elapsed.TotalSeconds);
+            bleu, rouge, output, clock.Elapsed.TotalSeconds) { Notes = loaded.Notes };
         files[ScoresFile] = Scores(result, o);
         WriteAtomically(output, files);
         return result;

@@ -46,42 +46,89 @@ public sealed class Trainer : IDisposable
     private readonly ITrainingTask _task;
     private readonly string _tokenizerIdentity;
     private readonly long _startStep;
+    private readonly RunDirectory _run;
+    private readonly RunLayout _layout;
+    private readonly List<string> _notices = new();
 
     /// <summary>
     /// A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to:
     /// then every setting comes from the checkpoint, except that <paramref name="options"/>' steps extend the
-    /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on).
+    /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on);
+    /// fewer steps than the run's are an error, and 0 keeps the run's. A run directory with no checkpoint yet
+    /// (killed while preparing) starts again from its run.json.
+    /// <para>
+    /// A new run needs a new or empty directory: one that holds another run is refused unless
+    /// <paramref name="overwrite"/> moves that run aside. The run directory is locked while the trainer lives.
+    /// <paramref name="cancel"/> stops the preparation between its phases (nothing is trained, no checkpoint written).
+    /// </para>
     /// </summary>
-    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null)
+    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null, bool overwrite = false, CancellationToken cancel = default)
     {
-        CheckpointInfo? resume = null;
-        if (resumeFrom is not null)
-        {
-            resume = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(resumeFrom));
-            options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps), OutputDirectory = RunDirectoryOf(resume.Directory) };
-        }
-        options.Validate();
-        _options = options;
-        Directory.CreateDirectory(options.OutputDirectory);
         Tokenizer = null!;
-        _backend = BackendFactory.Create(options.Device, precision: options.Precision);
         try
         {
+            CheckpointInfo? resume = null;
+            RunManifest? recorded;
+            if (resumeFrom is null)
+            {
+                options = options with
+                {
+                    Corpus = options.Corpus is null ? null : Path.GetFullPath(options.Corpus),
+                    Data = options.Task == "translate" ? Path.GetFullPath(options.Data ?? PreparedData.DefaultDirectory) : options.Data,
+                };
+                options.Validate();
+                _run = RunDirectory.CreateFresh(options.OutputDirectory, overwrite, _notices);
+                options = options with { OutputDirectory = _run.Path };
+                recorded = null;
+            }
+            else
+            {
+                var (run, checkpoint) = FindResumePoint(resumeFrom);
+                _run = RunDirectory.OpenExisting(run, _notices);
+                recorded = RunManifest.Read(_run.Path);
+                TrainOptions planned;
+                if (checkpoint is not null)
+                {
+                    resume = TrainingCheckpoint.ReadInfo(checkpoint);
+                    planned = resume.Options;
+                    if (recorded is null)
+                        _notices.Add($"{_run.Path} has no {RunManifest.FileName} (made by an older flora): its corpus and tokenizer were not recorded and are not checked");
+                    if (LatestOf(_run.Path) is string latest && Path.GetFullPath(latest) != Path.GetFullPath(checkpoint))
+                        _notices.Add($"resuming from {checkpoint}, not the run's latest checkpoint ({latest}): the later checkpoints and metrics are replaced as the run passes them");
+                }
+                else
+                {
+                    planned = recorded!.Options;
+                    _notices.Add($"{_run.Path} has no checkpoint yet: starting the run again from step 0 with its recorded settings");
+                }
+                options = planned with { Steps = ExtendedSteps(options.Steps, planned.Steps, resume?.Step ?? 0), OutputDirectory = _run.Path };
+                options.Validate();
+            }
+            _options = options;
+            _backend = BackendFactory.Create(options.Device, precision: options.Precision);
             bool translate = options.Task == "translate";
+            RunManifest.CheckUnchanged(recorded?.Corpus, "corpus");
+            RunManifest.CheckUnchanged(recorded?.Data, "prepared data's manifest");
             PreparedData? prepared = translate ? PreparedData.Open(options.Data ?? PreparedData.DefaultDirectory) : null;
             IReadOnlyList<VersePair> trainPairs = prepared?.ReadPairs(CorpusSplit.Train) ?? [];
             TextCorpus? corpus = translate ? null : options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
+            recorded ??= new RunManifest(options, options.Corpus is null || translate ? null : FileIdentity.Of(options.Corpus),
+                prepared is null ? null : FileIdentity.Of(Path.Combine(prepared.Directory, PreparedData.ManifestFile)), options.Tokenizer, null);
+            if (resume is null) recorded.Write(_run.Path);
+            cancel.ThrowIfCancellationRequested();
+
             (Tokenizer, _tokenizerIdentity) = resume is null
                 ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory,
                     () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)))
                 : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
+            recorded.CheckTokenizer(_run.Path, _tokenizerIdentity);
             if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
                 throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
+            if (recorded.TokenizerHash is null) (recorded with { TokenizerHash = _tokenizerIdentity }).Write(_run.Path);
+            cancel.ThrowIfCancellationRequested();
 
-            Func<Linear, Module>? adapt = options.LoraRank > 0
-                ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
-                : null;
-            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
+            var adapters = new List<LoraLinear>();
+            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, RunLayout.LoraAdapter(options, adapters), options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
                 foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
@@ -90,13 +137,15 @@ public sealed class Trainer : IDisposable
                 var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));
                 if (source.TokenizerHash != _tokenizerIdentity)
                     throw new InvalidDataException($"{source.Directory}: the checkpoint was trained with another tokenizer than this run's ({options.Tokenizer}); pass its tokenizer directory");
-                TrainingCheckpoint.InitialiseFrom(source.Directory, _model);
+                TrainingCheckpoint.InitialiseFrom(source.Directory, _model, _notices);
             }
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
+            _layout = new RunLayout(options, trainable, _pipeline, adapters, _notices);
+            cancel.ThrowIfCancellationRequested();
             _task = task ?? (prepared is not null
                 ? new TranslationTask(_backend, TranslationTemplateOf(options, Tokenizer, _model), trainPairs.Select(p => (p.Source, p.Target)).ToArray(),
                     prepared.ReadPairs(CorpusSplit.Validation).Select(p => (p.Source, p.Target)).ToArray(), options.BatchSize, Seeds.Derive(options.Seed, 3),
@@ -105,7 +154,7 @@ public sealed class Trainer : IDisposable
                     _tokenizerIdentity, TokenStore.DefaultCacheDirectory));
             if (resume is not null)
             {
-                TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline);
+                TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline, _notices);
                 _task.Position = resume.Position;
                 _startStep = resume.Step;
             }
@@ -119,17 +168,63 @@ public sealed class Trainer : IDisposable
 
     public TrainOptions Options => _options;
 
+    /// <summary>
+    /// One-line notices of the set-up for the user: a run moved aside, a stale lock taken over, an unverified
+    /// (older) checkpoint, a LoRA rank capped, a run restarted.
+    /// </summary>
+    public IReadOnlyList<string> Notices => _notices;
+
+    /// <summary>How many matrices FLORA compresses and where LoRA sits; empty when the run uses neither.</summary>
+    public string Layout => _layout.ToString();
+
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
     public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
         new(tokenizer, new TranslationFormat(MaxSourceTokens: options.MaxSourceTokens, MaxTargetTokens: options.MaxTargetTokens),
             model.IsEncoderDecoder ? TranslationLayout.EncoderDecoder : TranslationLayout.DecoderOnly, model.MaxSequenceLength);
 
-    /// <summary>The run directory a checkpoint directory (run/checkpoints/step-N) belongs to.</summary>
-    public static string RunDirectoryOf(string checkpointDirectory) => Path.GetFullPath(Path.Combine(checkpointDirectory, "..", ".."));
+    /// <summary>The run directory a checkpoint directory (RUN/checkpoints/step-N or RUN/best) belongs to.</summary>
+    /// <exception cref="FloraException">The checkpoint is not inside a run directory (a copy of its own).</exception>
+    public static string RunDirectoryOf(string checkpointDirectory) => TrainingCheckpoint.RunDirectoryOf(checkpointDirectory)
+        ?? throw new FloraException($"{checkpointDirectory} is a checkpoint outside a run directory (RUN/{TrainingCheckpoint.Directory}/step-N or RUN/{TrainingCheckpoint.Best}): " +
+            "give the run directory, or copy the whole run");
+
+    /// <summary>The run directory and the checkpoint (null: none yet, the run restarts from its run.json) that <paramref name="resumeFrom"/> names.</summary>
+    private static (string Run, string? Checkpoint) FindResumePoint(string resumeFrom)
+    {
+        if (File.Exists(Path.Combine(resumeFrom, TrainingCheckpoint.StateFile))) return (RunDirectoryOf(resumeFrom), resumeFrom);
+        if (Directory.Exists(resumeFrom) && !File.Exists(Path.Combine(resumeFrom, TrainingCheckpoint.Directory, TrainingCheckpoint.Latest))
+            && File.Exists(Path.Combine(resumeFrom, RunManifest.FileName)))
+            return (resumeFrom, null);
+        return (resumeFrom, TrainingCheckpoint.Resolve(resumeFrom));
+    }
+
+    /// <summary>The latest checkpoint of a run, or null when it has none (or its reference is broken: resuming a named checkpoint still works).</summary>
+    private static string? LatestOf(string run)
+    {
+        try { return TrainingCheckpoint.Resolve(run); }
+        catch (Exception e) when (e is FloraException or InvalidDataException or IOException) { return null; }
+    }
+
+    /// <summary>The steps of a resumed run: the run's own (<paramref name="requested"/> 0 or equal), or more; never fewer, and more than done.</summary>
+    private static int ExtendedSteps(int requested, int planned, long done)
+    {
+        if (requested > 0 && requested < planned)
+            throw new ArgumentException($"--steps {requested} is fewer than the run's {planned}: a resumed run can only be extended (its learning-rate schedule spans all its steps)");
+        int steps = Math.Max(requested, planned);
+        if (steps <= done)
+            throw new ArgumentException(requested > planned
+                ? $"--steps {requested} does not extend the run: its checkpoint is at step {done}; give more than {done}"
+                : $"the run already reached step {done} of {planned}: give --steps with more than {done} to extend it");
+        return steps;
+    }
+
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model => _model;
     public long StartStep => _startStep;
     public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}";
+
+    /// <summary>The highest loss a run may reach: ten times a uniform guess's, and never so high that its perplexity overflows.</summary>
+    private double DivergenceLimit => Math.Min(10 * Math.Log(Tokenizer.VocabularySize), Math.Log(double.MaxValue));
 
     /// <summary>Trains from the start (or the resumed) step to <see cref="TrainOptions.Steps"/>.</summary>
     public TrainResult Run(IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
@@ -172,6 +267,9 @@ public sealed class Trainer : IDisposable
                 }
                 log.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
                     elapsedBefore + clock.Elapsed.TotalSeconds));
+                if (loss > DivergenceLimit || validation > DivergenceLimit)
+                    throw new NonFiniteException(step, $"the run diverged: the {(loss > DivergenceLimit ? $"training loss is {loss:F1}" : $"validation loss is {validation:F1}")}, " +
+                        $"above {DivergenceLimit:F1} (ten times a uniform guess's loss, or where perplexity overflows)");
                 recent.Enqueue(loss);
                 if (recent.Count > 20) recent.Dequeue();
                 if (validation is not null) output.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
@@ -313,5 +411,6 @@ public sealed class Trainer : IDisposable
         _optimizer?.Dispose();
         _model?.Dispose();
         _backend?.Dispose();
+        _run?.Dispose();
     }
 }

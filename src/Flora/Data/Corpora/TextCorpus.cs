@@ -113,14 +113,41 @@ public sealed class TextCorpus
         };
     }
 
+    /// <summary>The largest corpus file <see cref="FromFile"/> reads (its text is held in memory several times while split).</summary>
+    public const long MaxFileBytes = 1L << 30;
+
     /// <summary>Reads a UTF-8 text file and splits it by the rule on the class.</summary>
     /// <param name="path">The file; a UTF-8 byte-order mark is allowed.</param>
-    /// <exception cref="DataFormatException">The file is missing, empty, not valid UTF-8, or too short to split.</exception>
+    /// <exception cref="DataFormatException">
+    /// The file is missing, a directory, not a regular file (a device, a pipe), larger than <see cref="MaxFileBytes"/>,
+    /// empty, not valid UTF-8, or too short to split.
+    /// </exception>
     public static TextCorpus FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        return FromText(Decode(path, ReadFile(path)), path);
+    }
+
+    /// <summary>
+    /// The bytes of a corpus file, read as a stream with its size checked first: a file that yields more bytes
+    /// than its size (a device such as /dev/zero, a pipe, a /proc file) is not a regular file and is refused.
+    /// </summary>
+    internal static byte[] ReadFile(string path)
+    {
+        if (Directory.Exists(path)) throw new DataFormatException(path, "is a directory: give a UTF-8 text file");
         if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
-        byte[] bytes = File.ReadAllBytes(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long length = stream.Length;
+        if (length > MaxFileBytes)
+            throw new DataFormatException(path, $"{length / 1048576.0:N0} MiB: a corpus file may have at most {MaxFileBytes / 1048576:N0} MiB; split the text");
+        byte[] bytes = new byte[length];
+        stream.ReadExactly(bytes);
+        if (stream.ReadByte() >= 0) throw new DataFormatException(path, "not a regular file (a device or a pipe): give a UTF-8 text file");
+        return bytes;
+    }
+
+    private static string Decode(string path, byte[] bytes)
+    {
         if (bytes.Length == 0) throw new DataFormatException(path, "the file is empty: a text corpus needs UTF-8 text");
         string text;
         try
@@ -131,7 +158,7 @@ public sealed class TextCorpus
         {
             throw new DataFormatException(path, $"not valid UTF-8 (first bad byte at offset {Utf8Bytes.FirstInvalid(bytes)}): save the text as UTF-8");
         }
-        return FromText(text, path);
+        return text;
     }
 
     /// <summary>Splits a text by the rule on the class.</summary>
