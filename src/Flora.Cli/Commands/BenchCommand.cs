@@ -86,6 +86,8 @@ internal static class BenchCommand
         var compare = new Command("compare", "Side-by-side table of a Flora benchmark and the PyTorch reference measured in the same run.") { ours, torch, reportOut };
         compare.SetAction(parse => FloraCli.Guard(error, () =>
         {
+            foreach (string? input in new[] { parse.GetValue(ours), parse.GetValue(torch) })
+                if (input is not null) Flora.Data.RegularFile.Open(input, 64 << 20).Dispose();   // a directory, /dev/zero: refused before reading
             string markdown = BenchmarkComparison.Markdown(TrainBenchmark.ReadJson(parse.GetValue(ours)!),
                 parse.GetValue(torch) is string t ? BenchmarkComparison.ReadTorch(t) : null);
             if (parse.GetValue(reportOut) is string path) File.WriteAllText(path, markdown);

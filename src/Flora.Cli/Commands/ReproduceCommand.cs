@@ -32,6 +32,7 @@ internal static class ReproduceCommand
         };
         command.SetAction((parse, cancel) => Task.FromResult(FloraCli.Guard(error, () =>
         {
+            RunOutput.Create(parse.GetValue(output)!);                          // a bad --out fails now, not after the first experiment
             var requested = parse.GetValue(name)!;
             var experiments = requested.Contains("all") ? Reproductions.All : requested.Select(Reproductions.Find).ToList();
             var scaleValue = parse.GetValue(scale) switch

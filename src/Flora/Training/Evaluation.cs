@@ -62,6 +62,7 @@ public static class Evaluation
         var info = loaded.Info;
         string split = PreparedData.SplitName(o.Split);
         string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(TrainingCheckpoint.RunDirectoryOf(loaded.Directory) ?? loaded.Directory, "eval", $"{split}-step-{info.Step}"));
+        CheckOutput(output);
         var files = new Dictionary<string, string>();
         double lossSum;
         long lossTokens;
@@ -186,6 +187,18 @@ public static class Evaluation
             scores["generation"] = new { beam = o.Beam.BeamSize, length_penalty = o.Beam.LengthPenalty, max_tokens = o.Beam.MaxTokens };
         scores["seconds"] = r.Seconds;
         return JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>
+    /// The output directory is replaced as a whole at the end, so it must be new, empty or an earlier evaluation's
+    /// (it holds scores.json): anything else (a run directory, a home directory, the root) is refused before the
+    /// evaluation runs, as is a place that cannot be written.
+    /// </summary>
+    private static void CheckOutput(string output)
+    {
+        if (System.IO.Directory.Exists(output) && System.IO.Directory.EnumerateFileSystemEntries(output).Any() && !File.Exists(Path.Combine(output, ScoresFile)))
+            throw new FloraException($"--out {output} holds files that are not an evaluation's (no {ScoresFile}), and the evaluation replaces the directory: choose a new directory");
+        Reporting.RunOutput.Create(output);
     }
 
     /// <summary>Writes the files into a temporary sibling directory, then replaces <paramref name="directory"/> with it.</summary>

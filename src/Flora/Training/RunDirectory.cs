@@ -11,8 +11,9 @@ namespace Flora.Training;
 internal sealed class RunDirectory : IDisposable
 {
     private readonly RunLock _lock;
+    private readonly bool _existed;
 
-    private RunDirectory(string path, RunLock runLock) => (Path, _lock) = (path, runLock);
+    private RunDirectory(string path, RunLock runLock, bool existed) => (Path, _lock, _existed) = (path, runLock, existed);
 
     /// <summary>The absolute path of the run directory.</summary>
     public string Path { get; }
@@ -28,7 +29,7 @@ internal sealed class RunDirectory : IDisposable
         if (System.IO.Path.GetPathRoot(full) == full)
             throw new FloraException($"--out {path}: the root of the file system cannot hold a run; choose a directory of its own for the run");
         if (File.Exists(full)) throw new FloraException($"--out {full} is a file: choose a directory for the run");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any(e => !IsLockFile(e)))
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any(e => !IsLeftover(e)))
         {
             if (RunLock.Holder(full) is string holder)
                 throw new FloraException($"{full} is in use by {holder}: wait for it to end, or choose another --out");
@@ -49,17 +50,39 @@ internal sealed class RunDirectory : IDisposable
 
     private static RunDirectory Open(string full, ICollection<string> notices)
     {
+        bool existed = Directory.Exists(full);
         RunOutput.Create(full);                                               // exists and can be written to
         var runLock = RunLock.Acquire(full, out string? notice);
         if (notice is not null) notices.Add(notice);
-        return new RunDirectory(full, runLock);
+        return new RunDirectory(full, runLock, existed);
+    }
+
+    /// <summary>
+    /// Removes what a new run wrote before it failed to start (bad settings found late, an interruption while
+    /// preparing): the directory itself if the run created it, its entries if it was empty. Releases the lock.
+    /// </summary>
+    public void Abandon()
+    {
+        _lock.Dispose();
+        try
+        {
+            if (!_existed) Directory.Delete(Path, recursive: true);
+            else
+                foreach (var entry in new DirectoryInfo(Path).EnumerateFileSystemInfos())
+                    if (entry is DirectoryInfo d) d.Delete(recursive: true);
+                    else entry.Delete();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* the error that made the run fail matters more */ }
     }
 
     /// <summary>Whether <paramref name="directory"/> holds a run's files (a manifest, checkpoints, metrics, a tokenizer).</summary>
     public static bool HoldsRun(string directory) =>
         RunEntries.Any(e => File.Exists(System.IO.Path.Combine(directory, e)) || Directory.Exists(System.IO.Path.Combine(directory, e)));
 
-    private static bool IsLockFile(string entry) => System.IO.Path.GetFileName(entry) is RunLock.FileName or RunLock.OwnerFile;
+    /// <summary>What a run killed before it wrote anything leaves: its lock, a temporary file, a write probe.</summary>
+    private static bool IsLeftover(string entry) => System.IO.Path.GetFileName(entry) is var name
+        && (name is RunLock.FileName or RunLock.OwnerFile || name.StartsWith(".flora-write-probe-", StringComparison.Ordinal)
+            || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal)));
 
     private static string LatestOf(string run)
     {

@@ -162,6 +162,7 @@ public sealed class Trainer : IDisposable
         catch
         {
             Dispose();
+            if (resumeFrom is null) _run?.Abandon();                          // a new run that never started leaves nothing behind
             throw;
         }
     }

@@ -114,7 +114,7 @@ public sealed class TextCorpus
     }
 
     /// <summary>The largest corpus file <see cref="FromFile"/> reads (its text is held in memory several times while split).</summary>
-    public const long MaxFileBytes = 1L << 30;
+    public const long MaxFileBytes = 1L << 29;
 
     /// <summary>Reads a UTF-8 text file and splits it by the rule on the class.</summary>
     /// <param name="path">The file; a UTF-8 byte-order mark is allowed.</param>
@@ -125,25 +125,7 @@ public sealed class TextCorpus
     public static TextCorpus FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        return FromText(Decode(path, ReadFile(path)), path);
-    }
-
-    /// <summary>
-    /// The bytes of a corpus file, read as a stream with its size checked first: a file that yields more bytes
-    /// than its size (a device such as /dev/zero, a pipe, a /proc file) is not a regular file and is refused.
-    /// </summary>
-    internal static byte[] ReadFile(string path)
-    {
-        if (Directory.Exists(path)) throw new DataFormatException(path, "is a directory: give a UTF-8 text file");
-        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        long length = stream.Length;
-        if (length > MaxFileBytes)
-            throw new DataFormatException(path, $"{length / 1048576.0:N0} MiB: a corpus file may have at most {MaxFileBytes / 1048576:N0} MiB; split the text");
-        byte[] bytes = new byte[length];
-        stream.ReadExactly(bytes);
-        if (stream.ReadByte() >= 0) throw new DataFormatException(path, "not a regular file (a device or a pipe): give a UTF-8 text file");
-        return bytes;
+        return FromText(Decode(path, RegularFile.ReadAllBytes(path, MaxFileBytes)), path);
     }
 
     private static string Decode(string path, byte[] bytes)
