@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Flora.Reporting;
 using Flora.Tests.Hostile;
 using Flora.Training;
 using Xunit.Abstractions;
@@ -14,8 +15,8 @@ namespace Flora.Tests.Training;
 /// </summary>
 public class KillResumeTests(ITestOutputHelper output) : IDisposable
 {
-    private const int Steps = 40, Kills = 24;
-    private static readonly TimeSpan Budget = TimeSpan.FromSeconds(75);
+    private const int Steps = 40, Kills = 20;
+    private static readonly TimeSpan Budget = TimeSpan.FromSeconds(60);
     private readonly string _temp = Directory.CreateTempSubdirectory("flora-kill-").FullName;
 
     private string[] Arguments(string run) =>
@@ -37,18 +38,31 @@ public class KillResumeTests(ITestOutputHelper output) : IDisposable
         catch (Exception e) when (e is IOException or FormatException) { return 0; }
     }
 
-    /// <summary>A moment to kill at: a random delay, or the instant a tokenizer or a checkpoint is being written.</summary>
-    private static (string Moment, Func<bool> Now) PickMoment(Random random, string run)
+    /// <summary>
+    /// A moment to kill at: a random time while the process starts and prepares; the instant it writes its tokenizer
+    /// or a checkpoint; or a few steps on, at a random point of a step (half the kills, so the run makes progress).
+    /// </summary>
+    private static Func<bool> PickMoment(Random random, string run, DateTime started, int latest)
     {
         var clock = Stopwatch.StartNew();
-        int delay = random.Next(50, 1500);
+        int delay = random.Next(100, 1500), steps = random.Next(1, 6), extra = random.Next(0, 30);
+        Stopwatch? reached = null;
         return random.Next(4) switch
         {
-            0 => ("writing the tokenizer", () => Directory.Exists(Path.Combine(run, TokenizerSetup.Directory + ".tmp")) || clock.ElapsedMilliseconds > 3000),
-            1 => ("writing a checkpoint", () => Directory.Exists(Path.Combine(run, TrainingCheckpoint.Directory))
-                && Directory.EnumerateDirectories(Path.Combine(run, TrainingCheckpoint.Directory), "*.tmp").Any() || clock.ElapsedMilliseconds > 3000),
-            _ => ($"after {delay} ms", () => clock.ElapsedMilliseconds >= delay),
+            0 => () => clock.ElapsedMilliseconds >= delay,
+            1 => () => Writing(run, started) is not null || clock.ElapsedMilliseconds > 4000,
+            _ => () => (reached ??= LatestStep(run) >= latest + steps ? Stopwatch.StartNew() : null) is { } r && r.ElapsedMilliseconds >= extra,
         };
+    }
+
+    /// <summary>What the run started at <paramref name="started"/> is writing right now: its tokenizer, a checkpoint, or null.</summary>
+    private static string? Writing(string run, DateTime started)
+    {
+        bool Fresh(string dir) => Directory.Exists(dir) && Directory.GetLastWriteTimeUtc(dir) >= started;   // not one a killed run left
+        if (Fresh(Path.Combine(run, TokenizerSetup.Directory + AtomicDirectory.TempSuffix))) return "while writing the tokenizer";
+        string checkpoints = Path.Combine(run, TrainingCheckpoint.Directory);
+        try { return Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, "*" + AtomicDirectory.TempSuffix).Any(Fresh) ? "while writing a checkpoint" : null; }
+        catch (DirectoryNotFoundException) { return null; }
     }
 
     /// <summary>After a kill: the latest checkpoint (if any) is complete and matches its manifest; a tokenizer (if any) loads.</summary>
@@ -59,7 +73,7 @@ public class KillResumeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void Dozens_of_sigkills_at_random_moments_then_resume_give_the_uninterrupted_curve()
+    public void Twenty_sigkills_at_random_moments_then_resume_give_the_uninterrupted_curve()
     {
         string whole = Path.Combine(_temp, "whole"), killed = Path.Combine(_temp, "killed");
         using (var p = Start(Arguments(whole)))
@@ -77,25 +91,22 @@ public class KillResumeTests(ITestOutputHelper output) : IDisposable
         {
             bool resume = File.Exists(Path.Combine(killed, RunManifest.FileName));
             int before = LatestStep(killed);
+            var started = DateTime.UtcNow.AddMilliseconds(-20);
             using var p = Start(resume ? ["train", "--resume", killed] : Arguments(killed));
-            if (kills >= Kills || clock.Elapsed > Budget)
+            bool last = kills >= Kills || clock.Elapsed > Budget;
+            if (!last) p.WaitUntil(PickMoment(random, killed, started, before), TimeSpan.FromSeconds(30));
+            if (last || p.HasExited)
             {
                 var r = p.Wait(TimeSpan.FromMinutes(2));
-                Assert.True(r.Code == 0, $"the final {(resume ? "resume" : "run")} failed (seed {seed}): {r}");
-                break;
+                Assert.True(r.Code == 0, $"a {(resume ? "resumed" : "new")} run failed (seed {seed}): {r}");
+                if (LatestStep(killed) == Steps) break;
+                continue;
             }
-            var (moment, now) = PickMoment(random, killed);
-            p.WaitUntil(now, TimeSpan.FromSeconds(30));
-            if (p.HasExited)
-            {
-                var r = p.Wait(TimeSpan.FromSeconds(10));
-                Assert.True(r.Code == 0, $"a {(resume ? "resumed" : "new")} run failed before its kill (seed {seed}): {r}");
-                break;                                                        // it finished before the moment came
-            }
+            string moment = Writing(killed, started) ?? (Directory.Exists(Path.Combine(killed, TrainingCheckpoint.Directory)) ? "between steps" : "while starting or preparing");
             p.Signal(9);
             p.Wait(TimeSpan.FromSeconds(10));
             kills++;
-            moments[moment.StartsWith("after", StringComparison.Ordinal) ? "at a random time" : moment] = moments.GetValueOrDefault(moment.StartsWith("after", StringComparison.Ordinal) ? "at a random time" : moment) + 1;
+            moments[moment] = moments.GetValueOrDefault(moment) + 1;
             int after = LatestStep(killed);
             if (after < before) lostSteps++;
             output.WriteLine($"kill {kills} {moment}: latest checkpoint step {before} -> {after}");
