@@ -67,43 +67,10 @@ public sealed class Trainer : IDisposable
         Tokenizer = null!;
         try
         {
-            CheckpointInfo? resume = null;
-            RunManifest? recorded;
-            if (resumeFrom is null)
-            {
-                options = options with
-                {
-                    Corpus = options.Corpus is null ? null : Path.GetFullPath(options.Corpus),
-                    Data = options.Task == "translate" ? Path.GetFullPath(options.Data ?? PreparedData.DefaultDirectory) : options.Data,
-                };
-                options.Validate();
-                _run = RunDirectory.CreateFresh(options.OutputDirectory, overwrite, _notices);
-                options = options with { OutputDirectory = _run.Path };
-                recorded = null;
-            }
-            else
-            {
-                var (run, checkpoint) = FindResumePoint(resumeFrom);
-                _run = RunDirectory.OpenExisting(run, _notices);
-                recorded = RunManifest.Read(_run.Path);
-                TrainOptions planned;
-                if (checkpoint is not null)
-                {
-                    resume = TrainingCheckpoint.ReadInfo(checkpoint);
-                    planned = resume.Options;
-                    if (recorded is null)
-                        _notices.Add($"{_run.Path} has no {RunManifest.FileName} (made by an older flora): its corpus and tokenizer were not recorded and are not checked");
-                    if (LatestOf(_run.Path) is string latest && Path.GetFullPath(latest) != Path.GetFullPath(checkpoint))
-                        _notices.Add($"resuming from {checkpoint}, not the run's latest checkpoint ({latest}): the later checkpoints and metrics are replaced as the run passes them");
-                }
-                else
-                {
-                    planned = recorded!.Options;
-                    _notices.Add($"{_run.Path} has no checkpoint yet: starting the run again from step 0 with its recorded settings");
-                }
-                options = planned with { Steps = ExtendedSteps(options.Steps, planned.Steps, resume?.Step ?? 0), OutputDirectory = _run.Path };
-                options.Validate();
-            }
+            var start = resumeFrom is null ? RunStart.Fresh(options, overwrite, _notices) : RunStart.Resume(resumeFrom, options.Steps, _notices);
+            (_run, options) = (start.Directory, start.Options);
+            CheckpointInfo? resume = start.Checkpoint;
+            RunManifest? recorded = start.Recorded;
             _options = options;
             _backend = BackendFactory.Create(options.Device, precision: options.Precision);
             bool translate = options.Task == "translate";
@@ -188,36 +155,6 @@ public sealed class Trainer : IDisposable
     public static string RunDirectoryOf(string checkpointDirectory) => TrainingCheckpoint.RunDirectoryOf(checkpointDirectory)
         ?? throw new FloraException($"{checkpointDirectory} is a checkpoint outside a run directory (RUN/{TrainingCheckpoint.Directory}/step-N or RUN/{TrainingCheckpoint.Best}): " +
             "give the run directory, or copy the whole run");
-
-    /// <summary>The run directory and the checkpoint (null: none yet, the run restarts from its run.json) that <paramref name="resumeFrom"/> names.</summary>
-    private static (string Run, string? Checkpoint) FindResumePoint(string resumeFrom)
-    {
-        if (File.Exists(Path.Combine(resumeFrom, TrainingCheckpoint.StateFile))) return (RunDirectoryOf(resumeFrom), resumeFrom);
-        if (Directory.Exists(resumeFrom) && !File.Exists(Path.Combine(resumeFrom, TrainingCheckpoint.Directory, TrainingCheckpoint.Latest))
-            && File.Exists(Path.Combine(resumeFrom, RunManifest.FileName)))
-            return (resumeFrom, null);
-        return (resumeFrom, TrainingCheckpoint.Resolve(resumeFrom));
-    }
-
-    /// <summary>The latest checkpoint of a run, or null when it has none (or its reference is broken: resuming a named checkpoint still works).</summary>
-    private static string? LatestOf(string run)
-    {
-        try { return TrainingCheckpoint.Resolve(run); }
-        catch (Exception e) when (e is FloraException or InvalidDataException or IOException) { return null; }
-    }
-
-    /// <summary>The steps of a resumed run: the run's own (<paramref name="requested"/> 0 or equal), or more; never fewer, and more than done.</summary>
-    private static int ExtendedSteps(int requested, int planned, long done)
-    {
-        if (requested > 0 && requested < planned)
-            throw new ArgumentException($"--steps {requested} is fewer than the run's {planned}: a resumed run can only be extended (its learning-rate schedule spans all its steps)");
-        int steps = Math.Max(requested, planned);
-        if (steps <= done)
-            throw new ArgumentException(requested > planned
-                ? $"--steps {requested} does not extend the run: its checkpoint is at step {done}; give more than {done}"
-                : $"the run already reached step {done} of {planned}: give --steps with more than {done} to extend it");
-        return steps;
-    }
 
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model => _model;
