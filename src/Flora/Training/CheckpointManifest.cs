@@ -18,6 +18,9 @@ public sealed record CheckpointVerification(string Directory, IReadOnlyList<Chec
 }
 
 /// <summary>One file of a checkpoint as its manifest lists it.</summary>
+/// <param name="Name">The file's name in the checkpoint directory.</param>
+/// <param name="Bytes">Its size.</param>
+/// <param name="Sha256">Its SHA-256, in lower-case hexadecimal.</param>
 public sealed record CheckpointFile(string Name, long Bytes, string Sha256);
 
 /// <summary>

@@ -37,7 +37,7 @@ internal sealed class RunLayout
                 throw new ArgumentException($"--lora {o.LoraRank} is larger than every adapted matrix's smaller side (at most {largest}): LoRA's rank must be at most that");
             if (capped > 0)
                 notices.Add($"--lora {o.LoraRank} is larger than the smaller side of {capped} of the {adapters.Count} adapted matrices: their adapters have that side's rank instead");
-            _parts.Add($"LoRA r = {o.LoraRank} on {adapters.Count} projections (attention and MLP; {capped} capped), the model frozen");
+            _parts.Add($"LoRA r = {o.LoraRank} on {adapters.Count} projections (attention and MLP{(capped > 0 ? $"; {capped} capped at their smaller side" : "")}), the rest frozen");
         }
         if (o.Optimizer.Name is "flora" or "adamw-flora" or "galore")
         {
@@ -45,14 +45,14 @@ internal sealed class RunLayout
             string what = o.Optimizer.Name == "galore" ? "GaLore projects" : "FLORA momentum compresses";
             if (compressed == 0)
                 throw new ArgumentException($"{what} none of the {of} at rank {o.Optimizer.Rank} ({rule}): use a smaller --rank, or an optimizer without FLORA");
-            _parts.Add($"{what} {compressed} of {of} (r = {o.Optimizer.Rank})");
+            _parts.Add($"{what} {compressed} of the {matrices.Length} trainable matrices (r = {o.Optimizer.Rank})");
         }
         if (o.Accumulation == AccumulationMode.Compressed)
         {
             int compressed = matrices.Count(p => pipeline.SinkOf(p) is CompressedAccumulateSink);
             if (compressed == 0)
                 throw new ArgumentException($"compressed accumulation compresses none of the {of} at rank {o.Pipeline.Rank} ({rule}): use a smaller --rank, or --accumulate naive");
-            _parts.Add($"compressed accumulation: {compressed} of {of} (r = {o.Pipeline.Rank}, tau = {o.AccumulationSteps})");
+            _parts.Add($"compressed accumulation: {compressed} of the {matrices.Length} trainable matrices (r = {o.Pipeline.Rank}, tau = {o.AccumulationSteps})");
         }
     }
 

@@ -21,10 +21,9 @@ public sealed record CheckpointInfo(string Directory, long Step, DataPosition Po
 /// <item>state.safetensors: the optimizer state (FLORA's compressed momentum among it), the gradient
 /// pipeline's state (accumulators mid-cycle, resampling cycles), and metadata: step, data position,
 /// seed, options, model description, tokenizer hash;</item>
-/// <item>config.json: a Hugging Face configuration, for GPT-2 models.</item>
+/// <item>config.json: a Hugging Face configuration, for GPT-2 models;</item>
+/// <item>manifest.json: the size and SHA-256 of each of these files, checked on every load.</item>
 /// </list>
-/// <item>manifest.json: the size and SHA-256 of each of these files (<see cref="CheckpointManifest"/>), checked
-/// on every load.</item>
 /// It is written into step-NNNNNNNN.tmp, each file flushed to disk, then the directory is renamed and
 /// the pointer file checkpoints/latest replaced atomically: a crash at any moment leaves the previous
 /// checkpoint intact and pointed to, and a failed write (a full disk) removes the temporary directory. Only
