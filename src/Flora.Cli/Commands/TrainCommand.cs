@@ -117,26 +117,22 @@ internal static class TrainCommand
     private static int Execute(IAnsiConsole console, TextWriter error, TrainOptions options, string? resumeFrom, int extendSteps, bool overwrite)
     {
         using var stop = new StopSignals(console);
+        console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
+        Trainer? trainer = null;
         try
         {
-            console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
-            Trainer trainer;
-            try
-            {
-                trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, overwrite: overwrite, cancel: stop.Token);
-            }
-            catch (OperationCanceledException) when (stop.Token.IsCancellationRequested)
-            {
-                console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
-                return stop.ExitCode;
-            }
-            using var _ = trainer;
+            trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, overwrite: overwrite, cancel: stop.Token);
+            stop.Token.ThrowIfCancellationRequested();
+        }
+        catch (OperationCanceledException) when (stop.Token.IsCancellationRequested)
+        {
+            trainer?.Dispose();
+            console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
+            return stop.ExitCode;
+        }
+        using (trainer)
+        {
             foreach (string notice in trainer.Notices) error.WriteLine($"warning: {notice}");
-            if (stop.Token.IsCancellationRequested)
-            {
-                console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
-                return stop.ExitCode;
-            }
             stop.Training = true;
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
@@ -151,10 +147,6 @@ internal static class TrainCommand
             }), stop.Token));
             PrintSummary(console, result, o);
             return stop.Token.IsCancellationRequested ? stop.ExitCode : 0;
-        }
-        catch (Exception e) when (stop.Token.IsCancellationRequested && e is OperationCanceledException)
-        {
-            return stop.ExitCode;
         }
     }
 
