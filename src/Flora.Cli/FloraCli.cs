@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Flora.Cli.Commands;
 using Spectre.Console;
 
@@ -18,6 +19,20 @@ public static class FloraCli
     {
         console ??= DefaultConsole();
         error ??= Console.Error;
+        var parsed = CreateRoot(console, error).Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // Errors about a value (an option's or an argument's) first: they name the problem; the rest follow from it.
+            foreach (var e in parsed.Errors.OrderBy(e => e.SymbolResult is CommandResult ? 1 : 0)) error.WriteLine($"error: {e.Message}");
+            error.WriteLine("run 'flora --help' for usage");
+            return UsageError;
+        }
+        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error });
+    }
+
+    /// <summary>The <c>flora</c> command and its subcommands, writing to <paramref name="console"/> and <paramref name="error"/>.</summary>
+    public static RootCommand CreateRoot(IAnsiConsole console, TextWriter error)
+    {
         var root = new RootCommand("Flora: train neural networks with FLORA, low-rank gradient compression (Hao, Cao, Mou, ICML 2024).");
         root.Subcommands.Add(TrainCommand.Create(console, error));
         root.Subcommands.Add(LaunchCommand.Create(console, error));
@@ -31,14 +46,7 @@ public static class FloraCli
         root.Subcommands.Add(InspectCommand.Create(console, error));
         root.Subcommands.Add(DataCommand.Create(console, error));
         root.Subcommands.Add(ReproduceCommand.Create(console, error));
-        var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var e in parsed.Errors) error.WriteLine($"error: {e.Message}");
-            error.WriteLine("run 'flora --help' for usage");
-            return UsageError;
-        }
-        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error });
+        return root;
     }
 
     /// <summary>

@@ -21,9 +21,9 @@ internal static class PilotCommand
         var lr = Options.PositiveFloat("--lr", "SGD learning rate (the paper: 0.01)", defaults.LearningRate);
         var rank = Options.PositiveInt("--rank", "rank r of LoRA and of the projections (the paper: 8)", defaults.Rank);
         var evalEvery = Options.PositiveInt("--eval-every", "evaluate test accuracy every N steps", defaults.EvalEvery);
-        var seed = new Option<ulong>("--seed") { Description = "seed of the initial weights, data order and projections", DefaultValueFactory = _ => 0 };
-        var rest = new Option<PilotRest>("--rest") { Description = "how the layers around the square layer are treated", DefaultValueFactory = _ => defaults.Rest };
-        var variants = new Option<PilotVariant[]>("--variants") { Description = "variants to run (default: all five)", AllowMultipleArgumentsPerToken = true };
+        var seed = Options.Seed("--seed", "seed of the initial weights, data order and projections", 0);
+        var rest = Options.Choice("--rest", "how the layers around the square layer are treated", defaults.Rest);
+        var variants = Options.Choices<PilotVariant>("--variants", "variants to run (default: all five)");
         var quick = new Option<bool>("--quick") { Description = $"a short run for CI: {QuickSteps} steps (unless --steps is given), evaluation every {QuickEvalEvery} steps on the first {QuickTestExamples} test images" };
 
         var command = new Command("pilot", "Pilot study of the paper (Figure 1): SGD, LoRA, LoRA(B), RP and RRP on a 768x768 layer, Fashion-MNIST.")

@@ -17,11 +17,11 @@ internal static class ReproduceCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var output = new Option<string>("--out") { Description = "root output directory; each experiment writes OUT/SCALE/NAME", DefaultValueFactory = _ => "runs/reproduce" };
-        var seed = new Option<ulong>("--seed") { Description = "root seed of every run", DefaultValueFactory = _ => 0 };
+        var seed = Options.Seed("--seed", "root seed of every run", 0);
         var data = new Option<string?>("--data") { Description = "prepared data directory (default: data/prepared/bible-v1, prepared when missing)" };
-        var steps = new Option<int?>("--steps") { Description = "override the scale's training steps (to fit a time budget)" };
-        var ranks = new Option<int[]>("--ranks") { Description = "override the scale's ranks", AllowMultipleArgumentsPerToken = true };
-        var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (0 = all)" };
+        var steps = Options.OptionalInt("--steps", "override the scale's training steps (to fit a time budget)", NumberRange.Positive);
+        var ranks = Options.Ints("--ranks", "override the scale's ranks", NumberRange.Positive);
+        var testPairs = Options.OptionalInt("--test-pairs", "override how many test pairs are translated per arm (0 = all)", NumberRange.NonNegative);
         var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
         var t5Model = new Option<string?>("--t5-model") { Description = "the encoder-decoder model of the text experiments instead of the scale's" };
@@ -32,6 +32,7 @@ internal static class ReproduceCommand
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
+            RunOutput.Create(parse.GetValue(output)!);                          // a bad --out fails now, not after the first experiment
             var requested = parse.GetValue(name)!;
             var experiments = requested.Contains("all") ? Reproductions.All : requested.Select(Reproductions.Find).ToList();
             var scaleValue = parse.GetValue(scale) switch
@@ -40,8 +41,6 @@ internal static class ReproduceCommand
                 "paper" => ReproductionScale.Paper,
                 var other => throw new ArgumentException($"--scale must be default or paper, got '{other}'"),
             };
-            if (parse.GetValue(steps) is int st && st <= 0) throw new ArgumentException($"--steps must be positive, got {st}");
-            if (parse.GetValue(ranks) is { Length: > 0 } rk && rk.Any(r => r <= 0)) throw new ArgumentException($"--ranks must be positive, got {string.Join(' ', rk)}");
             string commandLine = string.Join(' ', ["flora", .. parse.Tokens.Select(t => t.Value)]);
             var summaries = new List<ReproductionSummary>();
             foreach (var experiment in experiments)

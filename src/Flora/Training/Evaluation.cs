@@ -35,7 +35,11 @@ public readonly record struct EvaluationProgress(string Phase, int Done, int Tot
 /// <summary>The scores of an evaluation and where its files are.</summary>
 public sealed record EvaluationResult(
     string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
-    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds);
+    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds)
+{
+    /// <summary>One-line notes about the checkpoint (an older one loaded without checksums).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Evaluates a checkpoint on a split. Translation: the loss and perplexity of the reference translations
@@ -58,7 +62,8 @@ public static class Evaluation
         using var loaded = CheckpointModel.Open(o.Checkpoint, o.Device, o.Precision);
         var info = loaded.Info;
         string split = PreparedData.SplitName(o.Split);
-        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(Trainer.RunDirectoryOf(loaded.Directory), "eval", $"{split}-step-{info.Step}"));
+        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(TrainingCheckpoint.RunDirectoryOf(loaded.Directory) ?? loaded.Directory, "eval", $"{split}-step-{info.Step}"));
+        CheckOutput(output);
         var files = new Dictionary<string, string>();
         double lossSum;
         long lossTokens;
@@ -97,7 +102,7 @@ public static class Evaluation
         }
         double loss = lossTokens == 0 ? double.NaN : lossSum / lossTokens;
         var result = new EvaluationResult(loaded.Directory, info.Step, info.Options.Task, split, pairs, loss, Math.Exp(loss), lossTokens,
-            bleu, rouge, output, clock.Elapsed.TotalSeconds);
+            bleu, rouge, output, clock.Elapsed.TotalSeconds) { Notes = loaded.Notes };
         files[ScoresFile] = Scores(result, o);
         WriteAtomically(output, files);
         return result;
@@ -183,6 +188,18 @@ public static class Evaluation
             scores["generation"] = new { beam = o.Beam.BeamSize, length_penalty = o.Beam.LengthPenalty, max_tokens = o.Beam.MaxTokens };
         scores["seconds"] = r.Seconds;
         return JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>
+    /// The output directory is replaced as a whole at the end, so it must be new, empty or an earlier evaluation's
+    /// (it holds scores.json): anything else (a run directory, a home directory, the root) is refused before the
+    /// evaluation runs, as is a place that cannot be written.
+    /// </summary>
+    private static void CheckOutput(string output)
+    {
+        if (System.IO.Directory.Exists(output) && System.IO.Directory.EnumerateFileSystemEntries(output).Any() && !File.Exists(Path.Combine(output, ScoresFile)))
+            throw new FloraException($"--out {output} holds files that are not an evaluation's (no {ScoresFile}), and the evaluation replaces the directory: choose a new directory");
+        Reporting.RunOutput.Create(output);
     }
 
     /// <summary>Writes the files into a temporary sibling directory, then replaces <paramref name="directory"/> with it.</summary>

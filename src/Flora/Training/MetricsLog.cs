@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Flora.Reporting;
 
 namespace Flora.Training;
@@ -19,6 +20,8 @@ public sealed class MetricsLog : IDisposable
     public const string CsvFile = "metrics.csv", JsonFile = "metrics.jsonl";
     private const string Header = "step,train_loss,learning_rate,tokens_per_second,val_loss,val_perplexity,elapsed_seconds";
     private readonly StreamWriter _csv, _json;
+    /// <summary>A diverged run's perplexity is infinite: written as "Infinity", never an exception that loses the step.</summary>
+    private static readonly JsonSerializerOptions JsonOptions = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
     private readonly List<TrainMetrics> _rows = new();
 
     public MetricsLog(string directory, long resumeStep)
@@ -48,7 +51,7 @@ public sealed class MetricsLog : IDisposable
         {
             step = r.Step, trainLoss = r.TrainLoss, learningRate = r.LearningRate, tokensPerSecond = r.TokensPerSecond,
             valLoss = r.ValidationLoss, valPerplexity = r.ValidationPerplexity, elapsedSeconds = r.ElapsedSeconds,
-        }));
+        }, JsonOptions));
         _csv.Flush();
         _json.Flush();
     }
