@@ -44,6 +44,9 @@ public sealed class AdamW : Optimizer
 
     public override string Configuration => $"beta2={Beta2} momentum=({Momentum})";
 
+    /// <inheritdoc/>
+    public override long Resamplings => States.OfType<State>().Select(s => (s.M as CompressedMomentum)?.Resamplings ?? 0).DefaultIfEmpty(0).Max();
+
     private sealed class State(IBackend backend, Parameter parameter) : ParameterState(backend, parameter)
     {
         public Tensor V = null!;

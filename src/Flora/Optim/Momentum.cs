@@ -169,6 +169,9 @@ public sealed class CompressedMomentum : Momentum
     /// <summary>True for Algorithm 2 as printed, whose yield decompress(M) is a rank-r product that need not be materialised.</summary>
     public bool YieldsLowRank => _variant == FloraVariant.Paper;
 
+    /// <summary>Transfers of M to a new projection so far (the resampling period of the latest update).</summary>
+    public long Resamplings { get; private set; }
+
     /// <summary>Seed of the projection of resampling period <paramref name="period"/>.</summary>
     public ulong SeedOfPeriod(long period) => Seeds.Derive(_parameterSeed, (ulong)period);
 
@@ -197,6 +200,7 @@ public sealed class CompressedMomentum : Momentum
         if (!YieldsLowRank) throw new InvalidOperationException("the official variant's yield is not low-rank");
         long period = t / _kappa;
         if (t > 0 && t % _kappa == 0) TransferTo(period - 1, period);               // lines 10-13
+        Resamplings = period;
         Tensor a = P.Generate(SeedOfPeriod(period), _shape, _axis);
         P.Compress(u, a, _m, _axis, alpha: 1 - _beta, beta: _beta);                 // line 19
         return a;
@@ -216,6 +220,7 @@ public sealed class CompressedMomentum : Momentum
         Tensor aOld = P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
         P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old
         if (newPeriod != oldPeriod) Transfer(aOld, aNew);
+        Resamplings = newPeriod;
         _backend.Axpby(1 - _beta, compressed, _beta, _m);                           // M = beta M + (1 - beta) c
         return u;
     }

@@ -18,6 +18,8 @@ public sealed record OptimizerSpec
     public FloraVariant Variant { get; init; } = FloraVariant.Paper;
     /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
     public bool Factored { get; init; } = true;
+    /// <summary>Adafactor with momentum (and FLORA): average before clipping (the paper's) or after clipping and the learning rate (Hugging Face's).</summary>
+    public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
     public ulong Seed { get; init; }
     /// <summary>GaLore: steps between two SVDs of the gradient (update_proj_gap; the GaLore paper's 200).</summary>
     public int GaLoreGap { get; init; } = 200;
@@ -49,7 +51,7 @@ public sealed record OptimizerSpec
     public Optimizer Create(IBackend backend, IEnumerable<Parameter> parameters)
     {
         var p = parameters.ToArray();
-        AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m };
+        AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m, MomentumOrder = MomentumOrder };
         return Name switch
         {
             "flora" => new Flora(backend, p, Adafactor(MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed))),
