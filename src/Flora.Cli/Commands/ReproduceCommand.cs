@@ -21,14 +21,15 @@ internal static class ReproduceCommand
         var data = new Option<string?>("--data") { Description = "prepared data directory (default: data/prepared/bible-v1, prepared when missing)" };
         var steps = new Option<int?>("--steps") { Description = "override the scale's training steps (to fit a time budget)" };
         var ranks = new Option<int[]>("--ranks") { Description = "override the scale's ranks", AllowMultipleArgumentsPerToken = true };
-        var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (0 = all)" };
+        var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (drawn at random with a fixed seed; 0 = all)" };
+        var seeds = new Option<int?>("--seeds") { Description = "override the seeds per compared arm (the scales' 3; --quick 1)" };
         var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
         var t5Model = new Option<string?>("--t5-model") { Description = "the encoder-decoder model of the text experiments instead of the scale's" };
         var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
         var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
         {
-            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, models, gptModel, t5Model, results,
+            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, models, gptModel, t5Model, results,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
@@ -41,6 +42,7 @@ internal static class ReproduceCommand
                 var other => throw new ArgumentException($"--scale must be default or paper, got '{other}'"),
             };
             if (parse.GetValue(steps) is int st && st <= 0) throw new ArgumentException($"--steps must be positive, got {st}");
+            if (parse.GetValue(seeds) is int sd && sd <= 0) throw new ArgumentException($"--seeds must be positive, got {sd}");
             if (parse.GetValue(ranks) is { Length: > 0 } rk && rk.Any(r => r <= 0)) throw new ArgumentException($"--ranks must be positive, got {string.Join(' ', rk)}");
             string commandLine = string.Join(' ', ["flora", .. parse.Tokens.Select(t => t.Value)]);
             var summaries = new List<ReproductionSummary>();
@@ -51,7 +53,7 @@ internal static class ReproduceCommand
                     Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
                     Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
                     GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model),
-                    TestPairs = parse.GetValue(testPairs), Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
+                    TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds), Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
                     OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),
                 };
                 console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");

@@ -23,13 +23,17 @@ internal static class TrainCommand
         var kappa = Options.PositiveInt("--kappa", "FLORA resampling interval (steps)", d.Optimizer.Kappa);
         var beta1 = new Option<float>("--beta1") { Description = "momentum decay", DefaultValueFactory = _ => d.Optimizer.Beta1 };
         var weightDecay = new Option<float>("--weight-decay") { Description = "decoupled weight decay", DefaultValueFactory = _ => 0f };
-        var variant = new Option<FloraVariant>("--variant") { Description = "FLORA momentum: paper (Algorithm 2) or official (PyTorch code)", DefaultValueFactory = _ => FloraVariant.Paper };
+        var variant = new Option<FloraVariant>("--variant") { Description = $"FLORA momentum: paper (Algorithm 2 as printed) or official (the official PyTorch code's: only the history compressed); default {d.Optimizer.Variant.ToString().ToLowerInvariant()}", DefaultValueFactory = _ => d.Optimizer.Variant };
+        var momentumOrder = new Option<string>("--momentum-order") { Description = "Adafactor's momentum: paper (average the preconditioned update, then clip; the official FLORA code's) or hf (clip and scale by the learning rate, then average; Hugging Face's Adafactor(beta1))", DefaultValueFactory = _ => "paper" };
         var unfactored = new Option<bool>("--unfactored") { Description = "Adafactor's unfactored (linear-memory) second moment" };
         var accumulate = new Option<AccumulationMode>("--accumulate") { Description = "gradient accumulation: none, naive or compressed (FLORA, Algorithm 1)", DefaultValueFactory = _ => d.Accumulation };
         var tau = Options.PositiveInt("--tau", "micro-batches per update when accumulating", 1);
         var lomo = new Option<bool>("--lomo") { Description = "update each parameter inside backward (no gradient buffers)" };
         var checkpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
-        var lora = new Option<int>("--lora") { Description = "train LoRA adapters of this rank instead of the model (0 = off)", DefaultValueFactory = _ => 0 };
+        var lora = new Option<int>("--lora") { Description = "LoRA adapters of this rank on every attention and feed-forward matrix, which stay frozen; embeddings and vector weights train too, as in the FLORA paper (0 = off)", DefaultValueFactory = _ => 0 };
+        var loraAdaptersOnly = new Option<bool>("--lora-adapters-only") { Description = "with --lora: train only the adapters (the common fine-tuning practice) instead of the paper's LoRA" };
+        var evalBatches = Options.PositiveInt("--eval-batches", "validation batches per evaluation (drawn at random with a fixed seed from the whole validation split)", d.EvalBatches);
+        var earlyStop = new Option<int>("--early-stop") { Description = "stop after N evaluations in a row without a new best validation loss (0 = off)", DefaultValueFactory = _ => 0 };
         var steps = Options.PositiveInt("--steps", "optimizer steps", d.Steps);
         var batch = Options.PositiveInt("--batch", "sequences per micro-batch", d.BatchSize);
         var seqLen = Options.PositiveInt("--seq-len", "tokens per sequence", d.SequenceLength);
@@ -54,9 +58,9 @@ internal static class TrainCommand
         var keepBest = new Option<bool>("--keep-best") { Description = "also keep the checkpoint of the lowest validation loss in RUN/best" };
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
-            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
-            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, quick,
-            task, data, maxSource, maxTarget, initFrom, keepBest,
+            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, lora,
+            loraAdaptersOnly, steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, evalBatches, earlyStop, checkpointEvery, seed, device, precision,
+            output, resume, quick, task, data, maxSource, maxTarget, initFrom, keepBest,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -77,12 +81,21 @@ internal static class TrainCommand
                     LearningRate = Given(lr) ? parse.GetValue(lr) : OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
                     Beta1 = parse.GetValue(beta1), WeightDecay = parse.GetValue(weightDecay), Variant = parse.GetValue(variant),
                     Factored = !parse.GetValue(unfactored), Seed = parse.GetValue(seed),
+                    MomentumOrder = parse.GetValue(momentumOrder) switch
+                    {
+                        "paper" => AdafactorMomentumOrder.AverageThenClip,
+                        "hf" => AdafactorMomentumOrder.ClipThenAverage,
+                        var other => throw new ArgumentException($"--momentum-order must be paper or hf, got '{other}'"),
+                    },
                 },
                 Accumulation = parse.GetValue(accumulate),
                 AccumulationSteps = parse.GetValue(tau),
                 Lomo = parse.GetValue(lomo),
                 ActivationCheckpointing = parse.GetValue(checkpointing),
                 LoraRank = parse.GetValue(lora),
+                LoraMode = parse.GetValue(loraAdaptersOnly) ? LoraMode.AdaptersOnly : LoraMode.Paper,
+                EvalBatches = parse.GetValue(evalBatches),
+                EarlyStoppingPatience = parse.GetValue(earlyStop),
                 Steps = isQuick && !Given(steps) ? 40 : parse.GetValue(steps),
                 BatchSize = parse.GetValue(batch),
                 SequenceLength = isQuick && !Given(seqLen) ? 64 : parse.GetValue(seqLen),

@@ -27,6 +27,8 @@ public sealed record ReproduceSettings
     public int? Steps { get; init; }
     public IReadOnlyList<int>? Ranks { get; init; }
     public int? TestPairs { get; init; }
+    /// <summary>Seeds per compared arm (mean and spread over them); null = the scale's (3, or 1 for --quick).</summary>
+    public int? Seeds { get; init; }
     /// <summary>Which model families to run where an experiment has several ("gpt", "t5"); null = all.</summary>
     public IReadOnlyList<string>? Models { get; init; }
     /// <summary>Model presets replacing the scale's decoder-only and encoder-decoder models (e.g. gpt2-350m); null = the scale's.</summary>

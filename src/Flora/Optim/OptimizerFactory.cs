@@ -39,14 +39,16 @@ public sealed record OptimizerSpec
 
     public override string ToString() => Name switch
     {
-        "flora" => $"Flora (Adafactor, compressed momentum beta {Beta1}, r = {Rank}, kappa = {Kappa}, {Variant.ToString().ToLowerInvariant()}{(Factored ? "" : ", unfactored")}), lr {LearningRate}",
+        "flora" => $"Flora (Adafactor, compressed momentum beta {Beta1}, r = {Rank}, kappa = {Kappa}, {Variant.ToString().ToLowerInvariant()}{(Factored ? "" : ", unfactored")}{Order}), lr {LearningRate}",
         "adamw-flora" => $"AdamW with FLORA momentum (r = {Rank}, kappa = {Kappa}), lr {LearningRate}, weight decay {WeightDecay}",
-        "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}, lr {LearningRate}",
+        "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}{Order}, lr {LearningRate}",
         "adafactor" => $"Adafactor{(Factored ? "" : " (unfactored)")}, lr {LearningRate}",
         "adamw" => $"AdamW, lr {LearningRate}, weight decay {WeightDecay}",
         "galore" => $"GaLore (AdamW in the gradient's rank-{Rank} SVD subspace, refreshed every {GaLoreGap} steps, scale {GaLoreScale}), lr {LearningRate}, weight decay {WeightDecay}",
         _ => $"{Name}, lr {LearningRate}",
     };
+
+    private string Order => MomentumOrder == AdafactorMomentumOrder.ClipThenAverage ? ", momentum after clipping (Hugging Face's order)" : "";
 
     public Optimizer Create(IBackend backend, IEnumerable<Parameter> parameters)
     {
