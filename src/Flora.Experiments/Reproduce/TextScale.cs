@@ -38,7 +38,7 @@ public sealed record TextScale(
             ? new TextScale("gpt2-124m", "t5-small-size", "gpt2", [8, 32, 128, 256], Steps: 5000, EvalEvery: 250, EvalBatches: 40, MaxSource: 512, MaxTarget: 128,
                 Context: 1024, NaiveGrid: [3e-3f, 1e-2f, 3e-2f], LoraGrid: [1e-2f, 3e-2f, 1e-1f], TestPairs: 300, MaxNewTokens: 96, PretrainSteps: 1500, PretrainBatch: 8,
                 FineTuneExamples: 200 * 16, Seeds: 3, EarlyStopPatience: 4)
-            : new TextScale("gpt-small", "t5-tiny", "bpe:2048", [8, 32], Steps: 600, EvalEvery: 50, EvalBatches: 16, MaxSource: 64, MaxTarget: 64, Context: 144,
+            : new TextScale("gpt-small", "t5-tiny", "bpe:2048", [8, 32], Steps: 300, EvalEvery: 50, EvalBatches: 16, MaxSource: 64, MaxTarget: 64, Context: 144,
                 NaiveGrid: [0.003f, 0.01f, 0.03f], LoraGrid: [0.01f, 0.03f, 0.1f], TestPairs: 64, MaxNewTokens: 48, PretrainSteps: 600, PretrainBatch: 8,
                 FineTuneExamples: 150 * 16, Seeds: 3, EarlyStopPatience: 4);
         return scale with
