@@ -22,6 +22,8 @@ internal static class ReproduceCommand
         var steps = new Option<int?>("--steps") { Description = "override the scale's training steps (to fit a time budget)" };
         var ranks = new Option<int[]>("--ranks") { Description = "override the scale's ranks", AllowMultipleArgumentsPerToken = true };
         var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (drawn at random with a fixed seed; 0 = all)" };
+        var naiveLrs = new Option<float[]>("--naive-lrs") { Description = "learning rates of Naive's sweep instead of the scale's grid (not extended)", AllowMultipleArgumentsPerToken = true };
+        var loraLrs = new Option<float[]>("--lora-lrs") { Description = "learning rates of LoRA's sweep instead of the scale's grid (not extended)", AllowMultipleArgumentsPerToken = true };
         var seeds = new Option<int?>("--seeds") { Description = "override the seeds per compared arm (the scales' 3; --quick 1)" };
         var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
@@ -29,7 +31,7 @@ internal static class ReproduceCommand
         var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
         var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
         {
-            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, models, gptModel, t5Model, results,
+            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, naiveLrs, loraLrs, models, gptModel, t5Model, results,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
@@ -53,7 +55,8 @@ internal static class ReproduceCommand
                     Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
                     Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
                     GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model),
-                    TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds), Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
+                    TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds),
+                    NaiveGrid = parse.GetValue(naiveLrs) is { Length: > 0 } nl ? nl : null, LoraGrid = parse.GetValue(loraLrs) is { Length: > 0 } ll ? ll : null, Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
                     OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),
                 };
                 console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");

@@ -47,11 +47,11 @@ public sealed class AccumulationReproduction(string name, bool unfactored) : IRe
             Optimizer = Base(lr, Tau).Optimizer with { Rank = r },
         });
 
-        var naive = runner.Sweep(Naive, scale.NaiveGrid, "naive");
+        var naive = runner.Sweep(Naive, scale.NaiveGrid, "naive", scale.GridExtensions);
         float lr = naive.LearningRate;
         var none = runner.Run(new Arm("None", 0, Base(lr, 1)), "none");
         int top = scale.Ranks[^1];
-        var loraTop = runner.Sweep(lr2 => Lora(top, lr2), scale.LoraGrid, $"lora{top}");
+        var loraTop = runner.Sweep(lr2 => Lora(top, lr2), scale.LoraGrid, $"lora{top}", scale.GridExtensions);
         var firsts = new List<ArmResult> { none, naive };
         foreach (int r in scale.Ranks) firsts.Add(r == top ? loraTop : runner.Run(Lora(r, loraTop.LearningRate), $"lora{r}"));
         foreach (int r in scale.Ranks) firsts.Add(runner.Run(Flora(r, lr), $"flora{r}"));

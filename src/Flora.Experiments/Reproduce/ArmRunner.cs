@@ -194,7 +194,7 @@ public sealed class ArmRunner
         var rates = tried.Select(r => r.LearningRate).Order().ToList();
         bool inside = !chosen.Failed && rates.Count > 2 && chosen.LearningRate > rates[0] && chosen.LearningRate < rates[^1];
         SweepNotes[runPrefix] = $"{string.Join(", ", rates.Select(Format))}: chose {Format(chosen.LearningRate)}"
-            + (inside ? " (inside the grid)" : " (at the edge of the grid after extending it)");
+            + (inside ? " (inside the grid)" : maxExtensions == 0 ? " (grid fixed on the command line, not extended)" : " (at the edge of the grid after extending it)");
         _log?.Report($"{runPrefix}: learning rate {Format(chosen.LearningRate)} chosen on validation loss from {string.Join(", ", rates.Select(Format))}");
         return chosen;
     }

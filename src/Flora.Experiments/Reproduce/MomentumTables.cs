@@ -92,11 +92,11 @@ public sealed class Table2Reproduction : IReproduction
             var o = Base(scale, s, model, tokenizer, data, "flora", lr);
             return new("Flora", r, o with { Optimizer = o.Optimizer with { Rank = r } });
         }
-        var naive = runner.Sweep(Naive, scale.NaiveGrid, $"{family}-naive");
+        var naive = runner.Sweep(Naive, scale.NaiveGrid, $"{family}-naive", scale.GridExtensions);
         float best = naive.LearningRate;
         var none = runner.Run(new Arm("None", 0, Base(scale, s, model, tokenizer, data, "adafactor", best)), $"{family}-none");
         int top = scale.Ranks[^1];
-        var loraTop = runner.Sweep(lr => Lora(top, lr), scale.LoraGrid, $"{family}-lora{top}");
+        var loraTop = runner.Sweep(lr => Lora(top, lr), scale.LoraGrid, $"{family}-lora{top}", scale.GridExtensions);
         var firsts = new List<ArmResult> { none, naive };
         foreach (int r in scale.Ranks) firsts.Add(r == top ? loraTop : runner.Run(Lora(r, loraTop.LearningRate), $"{family}-lora{r}"));
         foreach (int r in scale.Ranks) firsts.Add(runner.Run(Flora(r, best), $"{family}-flora{r}"));
@@ -130,7 +130,7 @@ public sealed class Table3Reproduction : IReproduction
         string family = s.Models is { Count: > 0 } m ? m[0] : "t5";
         string model = family == "gpt" ? scale.GptModel : scale.T5Model;
         int rank = scale.Ranks[^1];
-        var naiveFirst = runner.Sweep(lr => new Arm("Naive", 0, Table2Reproduction.Base(scale, s, model, tokenizer, data, "adafactor-momentum", lr)), scale.NaiveGrid, "naive");
+        var naiveFirst = runner.Sweep(lr => new Arm("Naive", 0, Table2Reproduction.Base(scale, s, model, tokenizer, data, "adafactor-momentum", lr)), scale.NaiveGrid, "naive", scale.GridExtensions);
         var naive = runner.Seeds(naiveFirst, "naive");
         var rows = new List<(int Paper, int Ours, ArmSeries Series)>();
         foreach (int paperKappa in s.Quick ? [1, 10, 1000] : Kappas)
@@ -207,7 +207,7 @@ public sealed class AblationReproduction : IReproduction
                 var o = Table2Reproduction.Base(scale, s, model, tokenizer, data, "flora", lr);
                 return new Arm(method, rank, o with { Optimizer = o.Optimizer with { Rank = rank, Kappa = kappa, Variant = variant } });
             }
-            var first = runner.Sweep(Make, scale.NaiveGrid, variant.ToString().ToLowerInvariant());
+            var first = runner.Sweep(Make, scale.NaiveGrid, variant.ToString().ToLowerInvariant(), scale.GridExtensions);
             series[variant] = runner.Seeds(first, variant.ToString().ToLowerInvariant());
         }
         var paper = series[FloraVariant.Paper];

@@ -12,7 +12,7 @@ namespace Flora.Experiments.Reproduce;
 public sealed record TextScale(
     string GptModel, string T5Model, string Tokenizer, IReadOnlyList<int> Ranks, int Steps, int EvalEvery, int EvalBatches,
     int MaxSource, int MaxTarget, int Context, IReadOnlyList<float> NaiveGrid, IReadOnlyList<float> LoraGrid, int TestPairs, int MaxNewTokens,
-    int PretrainSteps, int PretrainBatch, int FineTuneExamples, int Seeds = 3, int EarlyStopPatience = 0)
+    int PretrainSteps, int PretrainBatch, int FineTuneExamples, int Seeds = 3, int EarlyStopPatience = 0, int GridExtensions = 2)
 {
     /// <summary>The paper's resampling interval (Table 2 and the default of the official code).</summary>
     public const int PaperKappa = 1000;
@@ -49,6 +49,9 @@ public sealed record TextScale(
             Ranks = s.Ranks ?? scale.Ranks,
             TestPairs = s.TestPairs ?? scale.TestPairs,
             Seeds = s.Seeds ?? scale.Seeds,
+            NaiveGrid = s.NaiveGrid ?? scale.NaiveGrid,
+            LoraGrid = s.LoraGrid ?? scale.LoraGrid,
+            GridExtensions = s.NaiveGrid is not null || s.LoraGrid is not null ? 0 : scale.GridExtensions,
             FineTuneExamples = s.Steps is int steps ? steps * 16 : scale.FineTuneExamples,
         };
     }
