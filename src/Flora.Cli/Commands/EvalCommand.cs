@@ -17,7 +17,7 @@ internal static class EvalCommand
         var d = new EvaluationOptions { Checkpoint = "" };
         var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
         var split = new Option<string>("--split") { Description = "train, validation or test", DefaultValueFactory = _ => "validation" };
-        var maxPairs = new Option<int>("--max-pairs") { Description = "evaluate the first N pairs of the split (0 = all)", DefaultValueFactory = _ => 0 };
+        var maxPairs = new Option<int>("--max-pairs") { Description = "evaluate N pairs of the split, drawn at random with a fixed seed (the same N every time; 0 = all)", DefaultValueFactory = _ => 0 };
         var beam = new Option<int>("--beam") { Description = "beam size (1 = greedy)", DefaultValueFactory = _ => d.Beam.BeamSize };
         var lengthPenalty = new Option<float>("--length-penalty") { Description = "beam score = log-probability / length^penalty", DefaultValueFactory = _ => d.Beam.LengthPenalty };
         var maxTokens = new Option<int>("--max-tokens") { Description = "longest translation in tokens", DefaultValueFactory = _ => d.Beam.MaxTokens };
