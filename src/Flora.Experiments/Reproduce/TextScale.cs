@@ -32,7 +32,7 @@ public sealed record TextScale(
         var scale = s.Quick
             ? new TextScale("gpt-tiny", "t5-tiny", "bpe:512", [8], Steps: 24, EvalEvery: 12, EvalBatches: 4, MaxSource: 32, MaxTarget: 32, Context: 80,
                 NaiveGrid: [0.01f, 0.03f], LoraGrid: [0.03f], TestPairs: 16, MaxNewTokens: 24, PretrainSteps: 30, PretrainBatch: 8, FineTuneExamples: 24 * 16,
-                Seeds: 1)
+                Seeds: 1, GridExtensions: 1)
             : s.Scale == ReproductionScale.Paper
             // 5,000 steps: five of the paper's kappa = 1000, so FLORA resamples 4 times; early stopping after 1,000 steps without a better validation loss.
             ? new TextScale("gpt2-124m", "t5-small-size", "gpt2", [8, 32, 128, 256], Steps: 5000, EvalEvery: 250, EvalBatches: 40, MaxSource: 512, MaxTarget: 128,
