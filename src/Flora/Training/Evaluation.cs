@@ -32,7 +32,7 @@ public sealed record EvaluationOptions
 /// <summary>Progress of an evaluation: the phase ("loss", "generation") and how far it is.</summary>
 public readonly record struct EvaluationProgress(string Phase, int Done, int Total);
 
-/// <summary>The scores of an evaluation and where its files are.</summary>
+/// <summary>The scores of an evaluation and where its files are (<c>MeanSentenceBleu</c>: the mean of the pairs' sentence BLEU, translation only).</summary>
 public sealed record EvaluationResult(
     string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
     BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds, double? MeanSentenceBleu = null);

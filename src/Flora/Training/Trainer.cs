@@ -19,7 +19,10 @@ public readonly record struct TrainProgress(long Step, long Steps, double Loss, 
 public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
     IReadOnlyList<(string Op, double Share)> Ops, Flora.Backends.OpProfiler? Profile = null, double ProfiledSeconds = 0);
 
-/// <summary>The outcome of a run.</summary>
+/// <summary>
+/// The outcome of a run; <c>Resamplings</c> counts the new random projections FLORA drew (per matrix: momentum transfers or
+/// compressed-accumulation cycles), <c>TrainableParameters</c> the parameters that trained.
+/// </summary>
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,

@@ -37,6 +37,21 @@ public sealed class ReproductionRulesTests
         Assert.True(PlannedResamplings(t6.Steps, t6.Kappa) >= 4, $"Table 6: {t6.Steps} steps at kappa {t6.Kappa}");
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData(1000)]
+    public void Table2s_flora_arms_at_paper_scale_resample_even_when_early_stopping_ends_them_first(int? steps)
+    {
+        var settings = Paper(steps);
+        var scale = TextScale.For(settings);
+        var o = Table2Reproduction.Base(scale, settings, scale.GptModel, "gpt2", "data", "flora", 0.01f);
+        Assert.Equal(scale.Kappa, o.Optimizer.Kappa);
+        Assert.True(PlannedResamplings(o.Steps, o.Optimizer.Kappa) >= 4, $"{o.Steps} steps at kappa {o.Optimizer.Kappa}");
+        // The earliest early stop: the best validation loss at the first evaluation, then patience evaluations without a better one.
+        int earliest = o.EarlyStoppingPatience > 0 ? Math.Min(o.Steps, o.EvalEvery * (1 + o.EarlyStoppingPatience)) : o.Steps;
+        Assert.True(PlannedResamplings(earliest, o.Optimizer.Kappa) >= 1, $"early stopping at step {earliest} comes before the first resampling (kappa {o.Optimizer.Kappa})");
+    }
+
     [Fact]
     public void Kappa_is_the_papers_when_the_run_holds_five_of_them_and_a_fifth_of_the_run_otherwise()
     {
