@@ -217,7 +217,7 @@ public class Adafactor : Optimizer
 public sealed class Flora : Adafactor
 {
     public Flora(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, int rank,
-        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, bool factored = true,
+        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Official, bool factored = true,
         float weightDecay = 0, ulong seed = 0)
         : base(backend, parameters, FloraOptions(learningRate, rank, beta, kappa, variant, factored, weightDecay, seed)) { }
 

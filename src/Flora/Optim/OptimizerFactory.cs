@@ -15,7 +15,8 @@ public sealed record OptimizerSpec
     public float Beta1 { get; init; } = 0.9f;
     public int Rank { get; init; } = 32;
     public int Kappa { get; init; } = 1000;
-    public FloraVariant Variant { get; init; } = FloraVariant.Paper;
+    /// <summary>FLORA's momentum variant: the official code's by default (better than Algorithm 2 as printed in our ablation).</summary>
+    public FloraVariant Variant { get; init; } = FloraVariant.Official;
     /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
     public bool Factored { get; init; } = true;
     /// <summary>Adafactor with momentum (and FLORA): average before clipping (the paper's) or after clipping and the learning rate (Hugging Face's).</summary>
