@@ -68,8 +68,13 @@ public sealed record TextScale(
     };
 
     /// <summary>Directory shared by the experiments of one scale (tokenizer, pretrained model): next to the experiment's own.</summary>
-    public static string SharedDirectory(ReproduceSettings s) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(s.OutputDirectory))!, $"shared-{s.ScaleName}");
+    public static string SharedDirectory(ReproduceSettings s)
+    {
+        string full = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(s.OutputDirectory))!, $"shared-{s.ScaleName}");
+        // Relative to the working directory when it lies below it, so that the commands written into table.md name no machine's paths.
+        string relative = Path.GetRelativePath(Directory.GetCurrentDirectory(), full);
+        return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? full : relative;
+    }
 
     /// <summary>The tokenizer of every text experiment at a scale: GPT-2's, or a BPE trained once on both sides of the training pairs.</summary>
     public string PrepareTokenizer(ReproduceSettings s, string data, IProgress<string>? log)
