@@ -91,6 +91,8 @@ public sealed class Figure1Reproduction : IReproduction
             md.AppendLine($"| {PilotStudy.DisplayName(v)} | {Mean(v, r => r.FinalTrainLoss):F4} ± {Sd(v):F4} | {Mean(v, r => r.TestAccuracy):P2} | {Mean(v, r => r.TestLoss):F4} | {paper} |");
         }
         report.AddMarkdown(md.ToString());
+        report.AddMarkdown($"resamplings per FLORA arm: RRP (FLORA's resampled projection) draws a new projection at every step, {options.Steps - 1} in "
+            + $"{options.Steps} steps; RP and LoRA(B) keep one projection throughout.");
 
         var inv = new StringBuilder("Where LoRA(B) sits relative to LoRA (one seed each, SGD, LoRA and LoRA(B) only; gap ratio = (LoRA(B) - LoRA) / (LoRA(B) - SGD): "
             + "0 means LoRA(B) is as good as LoRA, 1 means LoRA is as good as SGD while LoRA(B) is not):\n\n"
