@@ -110,6 +110,32 @@ public sealed class ReproductionRulesTests
     }
 
     [Fact]
+    public void Early_stopping_ends_a_run_after_patience_evaluations_without_a_better_validation_loss()
+    {
+        string dir = Directory.CreateTempSubdirectory("flora-early-").FullName;
+        try
+        {
+            // A learning rate too small to change a float32 weight: the validation loss stays the same, so it never improves
+            // after the first evaluation (step 2); with patience 2 the run stops at the evaluation of step 6, not at step 20.
+            var options = new TrainOptions
+            {
+                Model = "gpt-tiny", Tokenizer = "bpe:300", Steps = 20, BatchSize = 2, SequenceLength = 16, EvalEvery = 2, EvalBatches = 1,
+                Schedule = ScheduleKind.Constant, WarmupSteps = 0, EarlyStoppingPatience = 2, CheckpointEvery = 100,
+                Optimizer = new OptimizerSpec { Name = "sgd", LearningRate = 1e-12f }, OutputDirectory = dir,
+            };
+            using var trainer = new Trainer(options);
+            var result = trainer.Run();
+            Assert.Equal(6, result.LastStep);
+            Assert.Equal(2, result.BestStep);
+            Assert.NotNull(result.LastCheckpoint);                          // the stopped run leaves a checkpoint to resume from
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void LoRA_as_the_paper_ran_it_trains_embeddings_and_vector_weights_and_adapters_only_does_not()
     {
         string dir = Directory.CreateTempSubdirectory("flora-lora-").FullName;
