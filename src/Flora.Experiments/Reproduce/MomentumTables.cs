@@ -148,7 +148,7 @@ public sealed class Table3Reproduction : IReproduction
             + $"A run of {scale.Steps} steps resamples only when kappa < {scale.Steps}.");
         report.AddMarkdown(TextTables.RenderSeries([naive, .. rows.Select(r => r.Series)], null, PaperNumbers.Table3T5, "R1/R2/RL (T5 60M, XSum)", "state",
             r => r.OptimizerStateBytes, Label));
-        report.AddMarkdown("resamplings per FLORA arm: " + string.Join(", ", rows.Select(r => $"kappa {r.Ours}: {r.Series.Resamplings}"))
+        report.AddMarkdown("resamplings per FLORA arm: " + string.Join(", ", rows.Select(r => $"kappa {r.Ours}: {(r.Series.Failed ? "diverged" : r.Series.Resamplings)}"))
             + " (an arm with 0 measured a fixed random projection; its claim is not tested). " + Table2Reproduction.SweepLine(runner, "naive"));
         report.WriteChart("validation.svg", TextTables.Curves($"{Name}: validation loss by kappa", [naive.First, .. rows.Select(r => r.Series.First)],
             r => r.Arm.Method == "Naive" ? "Naive" : $"kappa={r.Arm.Options.Optimizer.Kappa}"));
