@@ -197,10 +197,12 @@ public sealed class Table6Reproduction : IReproduction
 
     private static string Setting(ReproduceSettings settings, Scale scale) =>
         $"Setting: {scale.Model} (Llama-style: RMSNorm, rotary positions, SwiGLU; fused q/k/v and gate/up projections) trained from scratch on the "
-        + $"embedded English corpus (World English Bible), tokenizer {scale.Tokenizer}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, "
+        + (scale.PreparedText ? "whole prepared English Bible (World English Bible with the deuterocanon, lm-train.txt of flora data prepare)" : "embedded English corpus (World English Bible)")
+        + $", tokenizer {scale.Tokenizer}, up to {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens"
+        + (scale.EarlyStopPatience > 0 ? $" (early stopping after {scale.EarlyStopPatience} evaluations without a better validation loss)" : "") + ", "
         + $"cosine schedule with {scale.Warmup} warm-up steps, no weight decay, seed {settings.Seed}. Rank r = {scale.Rank} for GaLore and FLORA; GaLore refreshes "
         + $"its projection every {GaLoreGap} steps with scale {GaLoreScale.ToString(CultureInfo.InvariantCulture)} and learning rate "
-        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa 1000) takes a third of it, "
+        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa {scale.Kappa}) takes a third of it, "
         + $"{ArmRunner.Format(scale.FloraLearningRate)}, as in the paper. AdamW at {ArmRunner.Format(scale.AdamWLearningRate)} is the full-rank reference, and "
         + $"FLORA on its own base optimizer (Adafactor, the official implementation) runs at its relative rate {ArmRunner.Format(scale.AdafactorFloraLearningRate)}. "
         + "Each arm keeps its best validation checkpoint, whose test-split perplexity is reported (PPL); memory is the peak of the memory ledger over the run "
@@ -209,7 +211,7 @@ public sealed class Table6Reproduction : IReproduction
     private static string Table(IReadOnlyList<Row> rows, Scale scale)
     {
         var md = new StringBuilder();
-        md.AppendLine($"| model | optimizer | lr | PPL (test, mean ± sd, seeds) | best val PPL (seed 1) | final val PPL (seed 1) | final val PPL | Mem GiB (MiB) | optimizer state (MiB) | of which projections (MiB) | paper PPL ({scale.PaperModel}) | paper Mem GiB ({scale.PaperModel}) |");
+        md.AppendLine($"| model | optimizer | lr | PPL (test, mean ± sd, seeds) | best val PPL (first seed) | final val PPL (first seed) | Mem GiB (MiB) | optimizer state (MiB) | of which projections (MiB) | paper PPL ({scale.PaperModel}) | paper Mem GiB ({scale.PaperModel}) |");
         md.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var r in rows)
         {
