@@ -17,7 +17,7 @@ internal static class EvalCommand
         var d = new EvaluationOptions { Checkpoint = "" };
         var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
         var split = new Option<string>("--split") { Description = "train, validation or test", DefaultValueFactory = _ => "validation" };
-        var maxPairs = Options.NonNegativeInt("--max-pairs", "evaluate the first N pairs of the split (0 = all)", 0);
+        var maxPairs = Options.NonNegativeInt("--max-pairs", "evaluate N pairs of the split, drawn at random with a fixed seed (the same N every time; 0 = all)", 0);
         var beam = Options.PositiveInt("--beam", "beam size (1 = greedy)", d.Beam.BeamSize);
         var lengthPenalty = Options.Float("--length-penalty", "beam score = log-probability / length^penalty", d.Beam.LengthPenalty, NumberRange.Finite);
         var maxTokens = Options.PositiveInt("--max-tokens", "longest translation in tokens", d.Beam.MaxTokens);

@@ -40,6 +40,14 @@ internal static class Options
         return Register(option, range);
     }
 
+    /// <summary>Several numbers (<c>--naive-lrs 0.01 0.03</c>), each in <paramref name="range"/>.</summary>
+    public static Option<float[]> Floats(string name, string description, NumberRange range) =>
+        Register(new Option<float[]>(name)
+        {
+            Description = description, AllowMultipleArgumentsPerToken = true,
+            CustomParser = r => r.Tokens.Select(t => NumberSyntax.ParseFloat(name, t.Value, range, out string? e) is float v && e is null ? v : Fail<float>(r, e!)).ToArray(),
+        }, range);
+
     public static Option<float> PositiveFloat(string name, string description, float defaultValue) => Float(name, description, defaultValue, NumberRange.Positive);
 
     public static Option<float> Float(string name, string description, float defaultValue, NumberRange range) =>

@@ -23,13 +23,18 @@ internal static class TrainCommand
         var kappa = Options.PositiveInt("--kappa", "FLORA resampling interval (steps)", d.Optimizer.Kappa);
         var beta1 = Options.Float("--beta1", "momentum decay", d.Optimizer.Beta1, NumberRange.Fraction);
         var weightDecay = Options.Float("--weight-decay", "decoupled weight decay", 0f, NumberRange.NonNegative);
-        var variant = Options.Choice("--variant", "FLORA momentum: paper (Algorithm 2) or official (PyTorch code)", FloraVariant.Paper);
+        var variant = Options.Choice("--variant", $"FLORA momentum: paper (Algorithm 2 as printed) or official (the official PyTorch code's: only the history compressed); default {d.Optimizer.Variant.ToString().ToLowerInvariant()}", d.Optimizer.Variant);
+        var momentumOrder = new Option<string>("--momentum-order") { Description = "Adafactor's momentum: paper (average the preconditioned update, then clip; the official FLORA code's) or hf (clip and scale by the learning rate, then average; Hugging Face's Adafactor(beta1))", DefaultValueFactory = _ => "paper" };
+        momentumOrder.AcceptOnlyFromAmong("paper", "hf");
         var unfactored = new Option<bool>("--unfactored") { Description = "Adafactor's unfactored (linear-memory) second moment" };
         var accumulate = Options.Choice("--accumulate", "gradient accumulation: none, naive or compressed (FLORA, Algorithm 1)", d.Accumulation);
         var tau = Options.PositiveInt("--tau", "micro-batches per update when accumulating", 1);
         var lomo = new Option<bool>("--lomo") { Description = "update each parameter inside backward (no gradient buffers)" };
         var checkpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
-        var lora = Options.NonNegativeInt("--lora", "train LoRA adapters of this rank instead of the model (0 = off)", 0);
+        var lora = Options.NonNegativeInt("--lora", "LoRA adapters of this rank on every attention and feed-forward matrix, which stay frozen; embeddings and vector weights train too, as in the FLORA paper (0 = off)", 0);
+        var loraAdaptersOnly = new Option<bool>("--lora-adapters-only") { Description = "with --lora: train only the adapters (the common fine-tuning practice) instead of the paper's LoRA" };
+        var evalBatches = Options.PositiveInt("--eval-batches", "validation batches per evaluation (drawn at random with a fixed seed from the whole validation split)", d.EvalBatches);
+        var earlyStop = Options.NonNegativeInt("--early-stop", "stop after N evaluations in a row without a new best validation loss (0 = off)", 0);
         var steps = Options.PositiveInt("--steps", "optimizer steps", d.Steps);
         var batch = Options.PositiveInt("--batch", "sequences per micro-batch", d.BatchSize);
         var seqLen = Options.PositiveInt("--seq-len", "tokens per sequence", d.SequenceLength);
@@ -57,9 +62,9 @@ internal static class TrainCommand
         var allReduceRank = DataParallelCli.AllReduceRank();
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
-            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
-            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, output, resume, overwrite, quick,
-            task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
+            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, lora,
+            loraAdaptersOnly, steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, evalBatches, earlyStop, checkpointEvery, seed, device, precision,
+            output, resume, overwrite, quick, task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -80,12 +85,21 @@ internal static class TrainCommand
                     LearningRate = Given(lr) ? parse.GetValue(lr) : OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
                     Beta1 = parse.GetValue(beta1), WeightDecay = parse.GetValue(weightDecay), Variant = parse.GetValue(variant),
                     Factored = !parse.GetValue(unfactored), Seed = parse.GetValue(seed),
+                    MomentumOrder = parse.GetValue(momentumOrder) switch
+                    {
+                        "paper" => AdafactorMomentumOrder.AverageThenClip,
+                        "hf" => AdafactorMomentumOrder.ClipThenAverage,
+                        var other => throw new ArgumentException($"--momentum-order must be paper or hf, got '{other}'"),
+                    },
                 },
                 Accumulation = parse.GetValue(accumulate),
                 AccumulationSteps = parse.GetValue(tau),
                 Lomo = parse.GetValue(lomo),
                 ActivationCheckpointing = parse.GetValue(checkpointing),
                 LoraRank = parse.GetValue(lora),
+                LoraMode = parse.GetValue(loraAdaptersOnly) ? LoraMode.AdaptersOnly : LoraMode.Paper,
+                EvalBatches = parse.GetValue(evalBatches),
+                EarlyStoppingPatience = parse.GetValue(earlyStop),
                 Steps = isQuick && !Given(steps) ? 40 : parse.GetValue(steps),
                 BatchSize = parse.GetValue(batch),
                 SequenceLength = isQuick && !Given(seqLen) ? 64 : parse.GetValue(seqLen),

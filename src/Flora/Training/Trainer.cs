@@ -20,12 +20,15 @@ public readonly record struct TrainProgress(long Step, long Steps, double Loss, 
 public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
     IReadOnlyList<(string Op, double Share)> Ops, Flora.Backends.OpProfiler? Profile = null, double ProfiledSeconds = 0);
 
-/// <summary>The outcome of a run.</summary>
+/// <summary>
+/// The outcome of a run; <c>Resamplings</c> counts the new random projections FLORA drew (per matrix: momentum transfers or
+/// compressed-accumulation cycles), <c>TrainableParameters</c> the parameters that trained.
+/// </summary>
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
     string? LastCheckpoint, double DataSeconds = 0, double? BestValidationLoss = null, long BestStep = 0, string? BestCheckpoint = null,
-    DataParallelReport? DataParallel = null);
+    DataParallelReport? DataParallel = null, long Resamplings = 0, long TrainableParameters = 0);
 
 /// <summary>
 /// The training loop:
@@ -116,8 +119,7 @@ public sealed class Trainer : IDisposable
             var adapters = new List<LoraLinear>();
             _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, RunLayout.LoraAdapter(options, adapters), options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
-            if (options.LoraRank > 0)
-                foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
+            if (options.LoraRank > 0) SelectLoraTrainable(_model.Parameters().ToArray(), options.LoraMode);
             if (options.InitFrom is string init && resume is null)
             {
                 var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));
@@ -164,6 +166,19 @@ public sealed class Trainer : IDisposable
 
     /// <summary>How many matrices FLORA compresses and where LoRA sits; empty when the run uses neither.</summary>
     public string Layout => _layout.ToString();
+
+    /// <summary>
+    /// Which parameters of a LoRA-wrapped model train: the adapters always; the wrapped matrices (each "NAME.weight"
+    /// with a "NAME.lora_A" beside it) never; everything else (embeddings, biases, norms, unwrapped matrices) only in
+    /// <see cref="LoraMode.Paper"/>.
+    /// </summary>
+    public static void SelectLoraTrainable(IReadOnlyList<Parameter> parameters, LoraMode mode)
+    {
+        static string Owner(string name) => name.LastIndexOf('.') is int i and >= 0 ? name[..i] : "";
+        var wrapped = parameters.Where(p => LoraLinear.IsAdapter(p.Name)).Select(p => Owner(p.Name) + ".weight").ToHashSet(StringComparer.Ordinal);
+        foreach (var p in parameters)
+            p.RequiresGrad = LoraLinear.IsAdapter(p.Name) || (mode == LoraMode.Paper && !wrapped.Contains(p.Name));
+    }
 
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
     public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
@@ -213,9 +228,11 @@ public sealed class Trainer : IDisposable
         var recent = new Queue<double>();
         bool stopAgreed = false;                                            // data parallel: every rank stops after the same step
         bool Stopping() => _communicator is null ? cancel.IsCancellationRequested : stopAgreed;
+        int sinceBest = 0;
+        bool stoppedEarly = false;                                          // data parallel: validation is all-reduced, so every rank agrees
         try
         {
-            while (step < o.Steps && !Stopping())
+            while (step < o.Steps && !Stopping() && !stoppedEarly)
             {
                 step++;
                 long stepStart = Stopwatch.GetTimestamp();
@@ -233,7 +250,9 @@ public sealed class Trainer : IDisposable
                 {
                     (bestValidation, bestStep) = (v, step);
                     if (o.KeepBest && IsLead) bestCheckpoint = TrainingCheckpoint.SaveBest(o.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, o, _tokenizerIdentity);
+                    sinceBest = 0;
                 }
+                else if (validation is not null && o.EarlyStoppingPatience > 0 && ++sinceBest >= o.EarlyStoppingPatience) stoppedEarly = true;
                 log?.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
                     elapsedBefore + clock.Elapsed.TotalSeconds));
                 if (loss > DivergenceLimit || validation > DivergenceLimit)
@@ -242,7 +261,7 @@ public sealed class Trainer : IDisposable
                 recent.Enqueue(loss);
                 if (recent.Count > 20) recent.Dequeue();
                 if (validation is not null && log is not null) output?.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
-                if ((step % o.CheckpointEvery == 0 || step == o.Steps) && IsLead) checkpoint = SaveCheckpoint(step);
+                if ((step % o.CheckpointEvery == 0 || step == o.Steps || stoppedEarly) && IsLead) checkpoint = SaveCheckpoint(step);
                 progress?.Report(new TrainProgress(step, o.Steps, loss, tokensPerSecond, validation));
             }
             if (Stopping() && step > _startStep && step % o.CheckpointEvery != 0 && IsLead) checkpoint = SaveCheckpoint(step);
@@ -255,7 +274,8 @@ public sealed class Trainer : IDisposable
         return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
             tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
             _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds, bestValidation, bestStep, bestCheckpoint,
-            _reducer is null ? null : DataParallel.Report(_reducer, o, step - _startStep));
+            _reducer is null ? null : DataParallel.Report(_reducer, o, step - _startStep),
+            Resamplings, _model.Parameters().Where(p => p.RequiresGrad).Sum(p => (long)p.Value.Count));
     }
 
     /// <summary>
@@ -345,6 +365,10 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Bytes of optimizer state.</summary>
     public long OptimizerStateBytes => _optimizer.StateBytes;
+
+    /// <summary>New random projections FLORA drew so far (compressed momentum's transfers, or compressed accumulation's cycles), per matrix.</summary>
+    public long Resamplings => Math.Max(_optimizer.Resamplings,
+        _pipeline.Sinks.OfType<CompressedAccumulateSink>().Select(s => s.Resamplings).DefaultIfEmpty(0).Max());
 
     /// <summary>Names the first parameter holding a NaN or an infinity, for the message of a diverged run.</summary>
     private string FirstNonFiniteParameter()

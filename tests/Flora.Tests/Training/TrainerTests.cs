@@ -232,7 +232,10 @@ public class TrainerFeatureTests : IDisposable
     public void Lora_training_changes_only_the_adapters()
     {
         string output = Path.Combine(_temp, "lora");
-        var options = TrainerTests.Tiny(_temp, output) with { LoraRank = 4, Steps = 3, Optimizer = new OptimizerSpec { Name = "adamw", LearningRate = 1e-2f } };
+        var options = TrainerTests.Tiny(_temp, output) with
+        {
+            LoraRank = 4, LoraMode = LoraMode.AdaptersOnly, Steps = 3, Optimizer = new OptimizerSpec { Name = "adamw", LearningRate = 1e-2f },
+        };
         using var trainer = new Trainer(options);
         var initial = trainer.Model.Parameters().ToDictionary(p => p.Name, p => TestUtil.ToArray(p.Value));
         trainer.Run();
