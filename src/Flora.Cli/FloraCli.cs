@@ -27,7 +27,8 @@ public static class FloraCli
             error.WriteLine("run 'flora --help' for usage");
             return UsageError;
         }
-        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error });
+        // Help goes where the commands' own output goes (the console given, a test's writer).
+        return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error, Output = console.Profile.Out.Writer });
     }
 
     /// <summary>The <c>flora</c> command and its subcommands, writing to <paramref name="console"/> and <paramref name="error"/>.</summary>
@@ -50,21 +51,28 @@ public static class FloraCli
     }
 
     /// <summary>
-    /// The terminal when there is one; when output is redirected (a CI log, a file), plain text
-    /// without colour codes, 140 columns wide so that tables keep their headers.
+    /// The terminal when there is one; when output is redirected (a CI log, a file, a pipe), <see cref="Redirected"/>.
     /// </summary>
-    private static IAnsiConsole DefaultConsole()
+    private static IAnsiConsole DefaultConsole() => Console.IsOutputRedirected ? Redirected(Console.Out) : AnsiConsole.Console;
+
+    /// <summary>
+    /// Plain text without colour codes or interaction, and never wrapped: a line of JSON (a checkpoint's options that
+    /// <c>flora inspect</c> prints) stays one line that a program can read. Tables keep their natural width.
+    /// </summary>
+    internal static IAnsiConsole Redirected(TextWriter output)
     {
-        if (!Console.IsOutputRedirected) return AnsiConsole.Console;
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Ansi = AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
             Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(Console.Out),
+            Out = new AnsiConsoleOutput(output),
         });
-        console.Profile.Width = 140;
+        console.Profile.Width = UnwrappedWidth;
         return console;
     }
+
+    /// <summary>Columns of a redirected console: wider than any line Flora prints, so nothing wraps.</summary>
+    internal const int UnwrappedWidth = 1 << 20;
 
 }

@@ -18,7 +18,7 @@ internal static class TrainCommand
         var tokenizer = new Option<string>("--tokenizer") { Description = "bpe:N (train N tokens on the corpus), gpt2, or a directory with encoder.json and vocab.bpe", DefaultValueFactory = _ => d.Tokenizer };
         var corpus = new Option<string?>("--corpus") { Description = "a UTF-8 text file to train on (default: the embedded World English Bible selection)" };
         var optimizer = new Option<string>("--optimizer") { Description = $"optimizer: {string.Join(", ", OptimizerSpec.Names)}", DefaultValueFactory = _ => d.Optimizer.Name };
-        var lr = Options.PositiveFloat("--lr", "peak learning rate (default: 0.03 for Adafactor and Flora, which scale it by each weight's RMS; 0.001 for AdamW; 0.1 for SGD)", d.Optimizer.LearningRate);
+        var lr = Options.OptionalFloat("--lr", "peak learning rate; by default the optimizer's own: " + OptimizerDefaults(), NumberRange.Positive);
         var rank = Options.PositiveInt("--rank", "FLORA rank r (momentum and compressed accumulation)", d.Optimizer.Rank);
         var kappa = Options.PositiveInt("--kappa", "FLORA resampling interval (steps)", d.Optimizer.Kappa);
         var beta1 = Options.Float("--beta1", "momentum decay", d.Optimizer.Beta1, NumberRange.Fraction);
@@ -82,7 +82,7 @@ internal static class TrainCommand
                 Optimizer = new OptimizerSpec
                 {
                     Name = parse.GetValue(optimizer)!, Rank = parse.GetValue(rank), Kappa = parse.GetValue(kappa),
-                    LearningRate = Given(lr) ? parse.GetValue(lr) : OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
+                    LearningRate = parse.GetValue(lr) ?? OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
                     Beta1 = parse.GetValue(beta1), WeightDecay = parse.GetValue(weightDecay), Variant = parse.GetValue(variant),
                     Factored = !parse.GetValue(unfactored), Seed = parse.GetValue(seed),
                     MomentumOrder = parse.GetValue(momentumOrder) switch
@@ -126,6 +126,12 @@ internal static class TrainCommand
         }));
         return command;
     }
+
+    /// <summary>"0.03 for flora, adafactor, ...; 0.001 for adamw, ...": each optimizer's default learning rate, for --help.</summary>
+    private static string OptimizerDefaults() => string.Join("; ", OptimizerSpec.Names
+        .GroupBy(n => OptimizerSpec.DefaultLearningRate(n))
+        .Select(g => $"{g.Key.ToString(System.Globalization.CultureInfo.InvariantCulture)} for {string.Join(", ", g)}")) +
+        " (Adafactor-based optimizers scale it by each weight's RMS)";
 
     /// <summary>
     /// Trains until done or stopped. Ctrl+C (SIGINT) and SIGTERM (what schedulers and container runtimes send) both

@@ -12,7 +12,7 @@ public sealed record TrainMetrics(long Step, double TrainLoss, double LearningRa
 }
 
 /// <summary>
-/// metrics.csv and metrics.jsonl of a run, one row per step, flushed as they are written so a crash
+/// metrics.csv and metrics.jsonl of a run (the same snake_case names in both, as Hugging Face's Trainer logs), one row per step, flushed as they are written so a crash
 /// loses nothing already logged. On resume, rows after the checkpoint's step are dropped first.
 /// </summary>
 public sealed class MetricsLog : IDisposable
@@ -49,8 +49,8 @@ public sealed class MetricsLog : IDisposable
             F(r.ValidationLoss), F(r.ValidationPerplexity), F(r.ElapsedSeconds)));
         _json.WriteLine(JsonSerializer.Serialize(new
         {
-            step = r.Step, trainLoss = r.TrainLoss, learningRate = r.LearningRate, tokensPerSecond = r.TokensPerSecond,
-            valLoss = r.ValidationLoss, valPerplexity = r.ValidationPerplexity, elapsedSeconds = r.ElapsedSeconds,
+            step = r.Step, train_loss = r.TrainLoss, learning_rate = r.LearningRate, tokens_per_second = r.TokensPerSecond,
+            val_loss = r.ValidationLoss, val_perplexity = r.ValidationPerplexity, elapsed_seconds = r.ElapsedSeconds,
         }, JsonOptions));
         _csv.Flush();
         _json.Flush();

@@ -32,6 +32,12 @@ public sealed record CheckpointInfo(string Directory, long Step, DataPosition Po
 /// </summary>
 public static partial class TrainingCheckpoint
 {
+    /// <summary>
+    /// How a checkpoint stores its run's options: enums by name ("Official", "Compressed"). Checkpoints written before
+    /// (enums as numbers) still read: the converter accepts both.
+    /// </summary>
+    internal static readonly JsonSerializerOptions OptionsJson = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+
     public const string Kind = "flora.training-state";
     public const int Version = 1;
     public const string ModelFile = "model.safetensors", StateFile = "state.safetensors", ConfigFile = "config.json", Latest = "latest";
@@ -93,7 +99,7 @@ public static partial class TrainingCheckpoint
             .AddMetadata("step", step.ToString(CultureInfo.InvariantCulture))
             .AddMetadata("data_epoch", position.Epoch.ToString(CultureInfo.InvariantCulture))
             .AddMetadata("data_index", position.Index.ToString(CultureInfo.InvariantCulture))
-            .AddMetadata("options", JsonSerializer.Serialize(options))
+            .AddMetadata("options", JsonSerializer.Serialize(options, OptionsJson))
             .AddMetadata("model", model.Describe())
             .AddMetadata("tokenizer", tokenizerHash);
         OptimizerCheckpoint.AddTo(optimizer, state);
@@ -152,7 +158,7 @@ public static partial class TrainingCheckpoint
         if (Meta("kind") != Kind) throw new InvalidDataException($"{file.Path}: not a training state file");
         if (Meta("version") != Version.ToString(CultureInfo.InvariantCulture)) throw new InvalidDataException($"{file.Path}: state version {Meta("version")} is not supported");
         TrainOptions options;
-        try { options = JsonSerializer.Deserialize<TrainOptions>(Meta("options")) ?? throw new InvalidDataException($"{file.Path}: empty options"); }
+        try { options = JsonSerializer.Deserialize<TrainOptions>(Meta("options"), OptionsJson) ?? throw new InvalidDataException($"{file.Path}: empty options"); }
         catch (JsonException e) { throw new InvalidDataException($"{file.Path}: corrupt options: {e.Message}"); }
         long P(string key) => long.TryParse(Meta(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= 0 ? v
             : throw new InvalidDataException($"{file.Path}: metadata '{key}' is not a non-negative integer");
