@@ -17,10 +17,14 @@ public sealed class CheckpointModel : IDisposable
 {
     private readonly Lazy<ITokenizer> _tokenizer;
 
-    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, Lazy<ITokenizer> tokenizer, LanguageModel model, bool huggingFace = false)
+    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, Lazy<ITokenizer> tokenizer, LanguageModel model, IReadOnlyList<string> notes,
+        bool huggingFace = false)
     {
-        (Backend, Info, Directory, _tokenizer, Model, IsHuggingFace) = (backend, info, directory, tokenizer, model, huggingFace);
+        (Backend, Info, Directory, _tokenizer, Model, Notes, IsHuggingFace) = (backend, info, directory, tokenizer, model, notes, huggingFace);
     }
+
+    /// <summary>One-line notes for the user, such as an older checkpoint loaded without checksums.</summary>
+    public IReadOnlyList<string> Notes { get; }
 
     public IBackend Backend { get; }
     public CheckpointInfo Info { get; }
@@ -31,7 +35,7 @@ public sealed class CheckpointModel : IDisposable
     public bool IsHuggingFace { get; }
 
     /// <summary>Where outputs about this model go by default: the run directory, or runs/NAME for a Hugging Face directory.</summary>
-    public string RunDirectory => IsHuggingFace ? Path.Combine("runs", Path.GetFileName(Directory)) : Trainer.RunDirectoryOf(Directory);
+    public string RunDirectory => IsHuggingFace ? Path.Combine("runs", Path.GetFileName(Directory)) : TrainingCheckpoint.RunDirectoryOf(Directory) ?? Directory;
 
     /// <summary>The directory the tokenizer's files are in (Hugging Face layout) when the model uses a Hugging Face tokenizer.</summary>
     public string? HuggingFaceTokenizerDirectory =>
@@ -44,13 +48,18 @@ public sealed class CheckpointModel : IDisposable
     public LanguageModel Model { get; }
     public TrainOptions Options => Info.Options;
 
-    /// <summary>Opens a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model directory on <paramref name="device"/>.</summary>
+    /// <summary>
+    /// Opens a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model directory on
+    /// <paramref name="device"/>: a checkpoint's checksums are checked, and weights holding NaN or infinities are
+    /// refused. A checkpoint copied out of its run finds its tokenizer in its own directory.
+    /// </summary>
     public static CheckpointModel Open(string path, string device = "cpu", string precision = "bf16")
     {
         if (!File.Exists(Path.Combine(path, TrainingCheckpoint.StateFile)) && HfDirectory.IsModelDirectory(path)) return OpenHuggingFace(path, device, precision);
         string directory = TrainingCheckpoint.Resolve(path);
         var info = TrainingCheckpoint.ReadInfo(directory);
-        string run = Trainer.RunDirectoryOf(directory);
+        string run = TrainingCheckpoint.RunDirectoryOf(directory) ?? directory;
+        var notes = new List<string>();
         var (tokenizer, identity) = TokenizerSetup.ForCheckpoint(info.Options, run);
         if (identity != info.TokenizerHash)
             throw new InvalidDataException($"{directory}: the tokenizer in {run} is not the one this checkpoint was trained with");
@@ -58,20 +67,19 @@ public sealed class CheckpointModel : IDisposable
         try
         {
             var o = info.Options;
-            Func<Linear, Module>? adapt = o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null;
             var model = o.Model == Trainer.HuggingFaceModel
-                ? HfModelConfig.Read(Path.Combine(directory, TrainingCheckpoint.ConfigFile)).CreateModel(backend, o.Seed, adapt)
-                : ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f, adapt, o.SequenceLength);
+                ? HfModelConfig.Read(Path.Combine(directory, TrainingCheckpoint.ConfigFile)).CreateModel(backend, o.Seed, RunLayout.LoraAdapter(o))
+                : ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
             try
             {
-                TrainingCheckpoint.LoadWeights(directory, model);
+                TrainingCheckpoint.LoadWeights(directory, model, notes);
             }
             catch
             {
                 model.Dispose();
                 throw;
             }
-            return new CheckpointModel(backend, info, directory, new Lazy<ITokenizer>(() => tokenizer), model);
+            return new CheckpointModel(backend, info, directory, new Lazy<ITokenizer>(() => tokenizer), model, notes);
         }
         catch
         {
@@ -95,7 +103,7 @@ public sealed class CheckpointModel : IDisposable
                 SequenceLength = Math.Min(new TrainOptions().SequenceLength, model.MaxSequenceLength), Device = device, Precision = precision,
             };
             var info = new CheckpointInfo(source.Path, 0, new Flora.Data.DataPosition(0, 0), options, model.Describe(), "");
-            return new CheckpointModel(backend, info, source.Path, tokenizer, model, huggingFace: true);
+            return new CheckpointModel(backend, info, source.Path, tokenizer, model, [], huggingFace: true);
         }
         catch
         {

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Flora.Data.Tokenizers;
+using Flora.Reporting;
 
 namespace Flora.Training;
 
@@ -8,7 +9,8 @@ namespace Flora.Training;
 /// deterministically on the training text and saved in the run's tokenizer/ directory), "hf" (the tokenizer of the
 /// Hugging Face directory the run starts from, whose files are copied into the run's tokenizer/ directory), or a
 /// directory holding encoder.json and vocab.bpe. Its identity (a SHA-256 of its files, or "gpt2") goes into
-/// checkpoints, so that a checkpoint is never read with another tokenizer.
+/// checkpoints, so that a checkpoint is never read with another tokenizer. A trained tokenizer is saved
+/// atomically (tokenizer.tmp, renamed), so a run killed while saving it leaves no half-written tokenizer.
 /// </summary>
 public static class TokenizerSetup
 {
@@ -29,12 +31,12 @@ public static class TokenizerSetup
         {
             if (huggingFaceDirectory is null) throw new ArgumentException("tokenizer 'hf' is the tokenizer of a Hugging Face model directory: start from one with --init-from");
             var (tokenizer, _) = LoadHuggingFace(huggingFaceDirectory);                 // refuses before anything is copied
-            System.IO.Directory.CreateDirectory(saved);
-            foreach (string name in Flora.Nn.Models.HuggingFace.HfDirectory.TokenizerFileNames)
-            {
-                string from = Path.Combine(huggingFaceDirectory, name), to = Path.Combine(saved, name);
-                if (File.Exists(from) && !File.Exists(to)) File.Copy(from, to);          // rank 0 copies; other ranks find the files
-            }
+            if (!System.IO.Directory.Exists(saved))                                      // rank 0 copies; other ranks find the copy
+                AtomicDirectory.Write(saved, temporary =>
+                {
+                    foreach (string name in Flora.Nn.Models.HuggingFace.HfDirectory.TokenizerFileNames)
+                        if (File.Exists(Path.Combine(huggingFaceDirectory, name))) File.Copy(Path.Combine(huggingFaceDirectory, name), Path.Combine(temporary, name));
+                });
             return (tokenizer, HuggingFaceIdentity(saved));
         }
         if (spec.StartsWith("bpe:", StringComparison.Ordinal))
@@ -46,11 +48,14 @@ public static class TokenizerSetup
                 var trainer = new BpeTrainer(size);
                 trainer.AddText(trainingText());
                 trainer.Train();
-                trainer.Save(saved);
+                AtomicDirectory.Write(saved, trainer.Save);
             }
             return Load(saved);
         }
         if (!System.IO.Directory.Exists(spec)) throw new FloraException($"tokenizer '{spec}': not 'gpt2', 'bpe:N' or a directory with encoder.json and vocab.bpe");
+        foreach (string name in new[] { "encoder.json", "vocab.bpe" })
+            if (!File.Exists(Path.Combine(spec, name)) && !File.Exists(Path.Combine(spec, name + ".gz")))
+                throw new FloraException($"tokenizer '{spec}': the directory has no {name} (a tokenizer directory holds encoder.json and vocab.bpe)");
         return Load(spec);
     }
 
