@@ -51,11 +51,12 @@ public sealed class HfCliTests : IDisposable
         double Loss(string dir) => JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Evaluation.ScoresFile)))!["loss"]!.GetValue<double>();
         Assert.Equal(Loss(P("eval1")), Loss(P("eval-hf1")), 1e-6);
 
-        // Fine-tuning from the directory: its tokenizer, LoRA, FLORA's compressed accumulation; then resuming.
+        // Fine-tuning from the directory: its tokenizer, LoRA (adapters only, so that a PEFT adapter holds every change),
+        // FLORA's compressed accumulation; then resuming.
         var usage = RunCli(["train", "--init-from", P("hf1"), "--model", "llama-tiny", "--steps", "1", "--out", P("refused"), .. Small]);
         Assert.Equal(1, usage.Code);
         Assert.Contains("leave --model out", usage.Error);
-        Ok(RunCli(["train", "--init-from", P("hf1"), "--lora", "4", "--optimizer", "flora", "--rank", "4", "--accumulate", "compressed", "--tau", "2",
+        Ok(RunCli(["train", "--init-from", P("hf1"), "--lora", "16", "--lora-adapters-only", "--optimizer", "flora", "--rank", "4", "--accumulate", "compressed", "--tau", "2",
             "--steps", "2", "--out", P("run2"), .. Small]));
         Assert.True(File.Exists(Path.Combine(P("run2"), "tokenizer", "vocab.json")));
         Ok(RunCli("train", "--resume", P("run2"), "--steps", "3"));
@@ -71,8 +72,15 @@ public sealed class HfCliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(P("hf2"), HfDirectory.IndexFile)));
         Ok(RunCli("export", "--checkpoint", P("run2"), "--out", P("peft2"), "--peft"));
         var adapter = JsonNode.Parse(File.ReadAllText(Path.Combine(P("peft2"), HfExport.AdapterConfigFile)))!;
-        Assert.Equal(4, adapter["r"]!.GetValue<int>());
+        Assert.Equal(16, adapter["r"]!.GetValue<int>());
         Assert.Equal(Path.GetFullPath(P("hf1")), adapter["base_model_name_or_path"]!.GetValue<string>());
+
+        // The paper's LoRA (the default) also trains embeddings and norms, which a PEFT adapter cannot carry: refused.
+        Ok(RunCli(["train", "--init-from", P("hf1"), "--lora", "16", "--rank", "4", "--steps", "1", "--out", P("run4"), .. Small]));
+        var lossy = RunCli("export", "--checkpoint", P("run4"), "--out", P("peft4"), "--peft");
+        Assert.Equal(1, lossy.Code);
+        Assert.Contains("besides the LoRA adapters", lossy.Error);
+        Assert.False(Directory.Exists(P("peft4")));
 
         // The merged export computes what the fine-tuned run computes.
         using var run = CheckpointModel.Open(P("run2"));
@@ -116,7 +124,7 @@ public sealed class HfCliTests : IDisposable
 
         string generated = Ok(RunCli("generate", "--checkpoint", dir, "--prompt", "In the beginning", "--max-tokens", "3", "--greedy", "--print-ids"));
         Assert.StartsWith("ids: 2000,", LastLine(generated));                                // BOS, as transformers' tokenizer(prompt) adds it
-        Ok(RunCli(["train", "--init-from", dir, "--steps", "2", "--out", P("run3"), .. Small]));
+        Ok(RunCli(["train", "--init-from", dir, "--rank", "8", "--steps", "2", "--out", P("run3"), .. Small]));
         Assert.True(File.Exists(Path.Combine(P("run3"), "tokenizer", "tokenizer.json")));
         Ok(RunCli("export", "--checkpoint", P("run3"), "--out", P("out3")));
         Assert.Equal(File.ReadAllBytes(fixture), File.ReadAllBytes(Path.Combine(P("out3"), "tokenizer.json")));
