@@ -49,11 +49,14 @@ internal static class BenchCommand
         var trainDevice = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var trainPrecision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var trainTokenizer = new Option<string>("--tokenizer") { Description = "bpe:N or gpt2", DefaultValueFactory = _ => "bpe:4096" };
+        var trainWeights = new Option<string>("--weights") { Description = "weight matrices: fp32, bf16 (stochastic rounding) or auto (bf16 on cuda above 1B parameters)", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Weights };
+        var trainCheckpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
+        var trainVocabulary = new Option<string>("--vocabulary") { Description = "model vocabulary: tokenizer (its size), published (each preset's published size: llama-1b/3b 128,256, llama-7b 32,000, gpt2-* 50,257), or a number", DefaultValueFactory = _ => "tokenizer" };
         var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var trainProfile = new Option<string?>("--profile") { Description = "append a per-op and per-product profile of one step of each configuration to this markdown file" };
         var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson, trainProfile,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainVocabulary, trainJson, trainProfile,
         };
         train.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -70,9 +73,11 @@ internal static class BenchCommand
                         {
                             Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
                             BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
-                            Optimizer = TrainBenchmark.ParseOptimizer(optimizer),
+                            Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
+                            ActivationCheckpointing = parse.GetValue(trainCheckpointing),
+                            Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
                         };
-                        console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")} ...");
+                        console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" : "")} ...");
                         rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)));
                     }
             var report = new TrainBenchReport(deviceName, device == "cuda" ? precision : "fp32", DateTime.UtcNow.ToString("yyyy-MM-dd"), peak, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), rows);
@@ -106,13 +111,17 @@ internal static class BenchCommand
     private static void Print(IAnsiConsole console, TrainBenchReport r)
     {
         console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(r.Device)}; median of {r.Steps} steps after {r.Warmup} warm-up; precision {r.Precision}");
-        var table = new Table().AddColumns("model", "optimizer", "LOMO", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
+        var table = new Table().AddColumns("model", "optimizer", "LOMO", "weights", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
         foreach (var row in r.Rows)
-            table.AddRow(Markup.Escape(row.Model), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
+            table.AddRow(Markup.Escape(row.Model), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.Weights + (row.Checkpointing ? ", ckpt" : ""), $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
                 double.IsNaN(row.ModelFlopsUtilization) ? "-" : $"{row.ModelFlopsUtilization:P1}", $"{row.ForwardMilliseconds:F1}", $"{row.BackwardMilliseconds:F1}",
                 $"{row.OptimizerMilliseconds:F1}", $"{row.GemmShare:P1}", $"{row.PeakLedgerBytes / 1048576.0:N0}", row.DriverUsedBytes == 0 ? "-" : $"{row.DriverUsedBytes / 1048576.0:N0}",
                 $"{row.OptimizerStateBytes / 1048576.0:N1}");
         console.Write(table);
+        foreach (var row in r.Rows.Where(row => row.PeakByTag is not null))
+            console.MarkupLine(Markup.Escape($"  {row.Model}, {row.Optimizer}: at the peak of {row.PeakLedgerBytes / 1073741824.0:F2} GiB (ledger), " +
+                string.Join(", ", row.PeakByTag!.Where(kv => kv.Value > 0).Select(kv => $"{kv.Key} {kv.Value / 1073741824.0:F2}")) + " GiB" +
+                (row.DriverUsedBytes > 0 ? $"; driver {row.DriverUsedBytes / 1073741824.0:F2} GiB" : "") + $"; vocabulary {row.Vocabulary:N0}, {row.Parameters:N0} parameters"));
         if (r.Rows.Count == 1 && r.Rows[0].GemmShare is var share)
             console.MarkupLine($"GEMM share {share:P1} (target on the CPU: at least 70 %: {(share >= 0.7 ? "[green]met[/]" : "[red]missed[/]")})");
     }

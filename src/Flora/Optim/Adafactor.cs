@@ -109,7 +109,7 @@ public class Adafactor : Optimizer
         return state;
     }
 
-    public override void Update(Parameter parameter, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = (State)StateOf(parameter);
         var group = GroupOf(parameter);
@@ -141,12 +141,12 @@ public class Adafactor : Optimizer
             // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it to W
             // in one product, W = keep W - (lr / clip) M A, never forming the n x m update.
             Tensor a = flora.UpdateCompressed(u, t);
-            Backend.AdafactorLowRankUpdate(parameter.Value, flora.Moment, a, flora.Axis == CompressedAxis.Columns,
+            Backend.AdafactorLowRankUpdate(weight, flora.Moment, a, flora.Axis == CompressedAxis.Columns,
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
         if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
-        Backend.AdafactorUpdate(parameter.Value, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
+        Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 
     /// <summary>The relative or external step size of the official code, before the parameter scale (applied by the backend).</summary>

@@ -39,8 +39,10 @@ public sealed class CheckpointModel : IDisposable
         try
         {
             var o = info.Options;
-            var model = ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f,
-                o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null, o.SequenceLength);
+            LanguageModel model;
+            using (WeightStorage.Use(o.WeightType(null)))                             // the weight type the run recorded
+                model = ModelFactory.Create(o.Model, backend, o.ModelVocabulary(tokenizer.VocabularySize), o.Seed, 0f,
+                    o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null, o.SequenceLength);
             try
             {
                 TrainingCheckpoint.LoadWeights(directory, model);

@@ -96,7 +96,12 @@ public sealed class Trainer : IDisposable
             Func<Linear, Module>? adapt = options.LoraRank > 0
                 ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
                 : null;
-            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength);
+            int vocabulary = options.ModelVocabulary(Tokenizer.VocabularySize);
+            // Weight matrices in fp32 or bf16 ("auto" resolved here and recorded, so that checkpoints say what they hold).
+            var weights = options.WeightType(PresetParameters(options.Model, vocabulary));
+            _options = options = options with { Weights = weights == DType.BFloat16 ? "bf16" : "fp32" };
+            using (WeightStorage.Use(weights))
+                _model = ModelFactory.Create(options.Model, _backend, vocabulary, options.Seed, options.Dropout, adapt, options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0)
                 foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
@@ -110,6 +115,7 @@ public sealed class Trainer : IDisposable
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
+            _optimizer.RoundingSeed = Seeds.Derive(options.Seed, 13);                  // bf16 weights: stochastic rounding streams
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
             _task = task ?? (prepared is not null
@@ -134,6 +140,9 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainOptions Options => _options;
+
+    /// <summary>Parameters of a preset counted from its shapes before it is built (for "auto" weights), or null when not known.</summary>
+    private static long? PresetParameters(string model, int vocabulary) => null;
 
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
     public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
@@ -310,7 +319,11 @@ public sealed class Trainer : IDisposable
     private string FirstNonFiniteParameter()
     {
         foreach (var p in _model.Parameters())
-            if (!double.IsFinite(_backend.SumOfSquares(p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
+        {
+            using Tensor? wide = p.Value.DType == DType.Float32 ? null : _backend.Allocate(p.Shape, MemoryTag.Scratch);   // bf16 weights: read widened
+            if (wide is not null) _backend.Copy(p.Value, wide);
+            if (!double.IsFinite(_backend.SumOfSquares(wide ?? p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
+        }
         return "every parameter is finite: the overflow is in the activations";
     }
 
