@@ -62,6 +62,9 @@ public sealed record TrainOptions
     /// </summary>
     public string Weights { get; init; } = "auto";
 
+    /// <summary>How bf16 weights take their new fp32 values: stochastically (the default) or to nearest (for comparisons).</summary>
+    public WeightRounding WeightRounding { get; init; } = WeightRounding.Stochastic;
+
     /// <summary>Above this many parameters "auto" weights are bf16 on CUDA: from there the weights are most of a FLORA or LOMO run's memory.</summary>
     public const long AutoBf16Parameters = 1_000_000_000;
     public string OutputDirectory { get; init; } = "runs/train";

@@ -116,6 +116,7 @@ public sealed class Trainer : IDisposable
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
             _optimizer.RoundingSeed = Seeds.Derive(options.Seed, 13);                  // bf16 weights: stochastic rounding streams
+            _optimizer.Rounding = options.WeightRounding;
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
             _task = task ?? (prepared is not null
