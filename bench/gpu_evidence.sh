@@ -3,17 +3,17 @@
 #   1. flora check --device cuda (bf16, the training default, and fp32)
 #   2. the PyTorch reference (bench/torch_gpt2.py) and flora bench train on the same GPU, then the side-by-side table
 #   3. Hugging Face interop: a GPT-2 trained by Flora on the GPU, loaded by transformers, greedy continuations compared
-# Usage: bench/gpu_evidence.sh OUT_DIR    (FLORA=path/to/flora, default ./.gpu/flora, the self-contained build)
+# Usage: bench/gpu_evidence.sh OUT_DIR    (FLORA=path/to/flora, default ./.gpu/Flora.Cli, the self-contained build)
 set -u
 out=${1:?usage: bench/gpu_evidence.sh OUT_DIR}
-flora=${FLORA:-./.gpu/flora}
+flora=${FLORA:-./.gpu/Flora.Cli}
 mkdir -p "$out"
 step() { echo "== $1: exit code $2"; }
 
 "$flora" check --device cuda --precision bf16 > "$out/check-bf16.txt" 2>&1; step "check bf16" $?
 "$flora" check --device cuda --precision fp32 > "$out/check-fp32.txt" 2>&1; step "check fp32" $?
 
-python3 bench/torch_gpt2.py --json "$out/torch.json" > "$out/torch.txt" 2>&1; step "PyTorch reference" $?
+python3 bench/torch_gpt2.py --modes eager,compiled --warmup 6 --json "$out/torch.json" > "$out/torch.txt" 2>&1; step "PyTorch reference" $?
 "$flora" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer adamw,adafactor,adafactor-momentum,flora:32,flora:256 --lomo both \
   --batch 8 --seq-len 1024 --tokenizer gpt2 --warmup 5 --steps 12 --json "$out/flora.json" --profile "$out/profile.md" > "$out/bench.txt" 2>&1
 step "flora bench train" $?

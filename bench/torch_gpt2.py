@@ -2,8 +2,9 @@
 """PyTorch reference for `flora bench train --device cuda`.
 
 GPT-2 from transformers.GPT2Config (random init), batch 8 x 1024 tokens, bf16 autocast, SDPA attention,
-median step time of 12 steps after 4 warm-up steps, peak = torch.cuda.max_memory_allocated, optimizer state
-in MiB. Optimizers:
+median step time of 12 steps after the warm-up steps, peak = torch.cuda.max_memory_allocated, optimizer state
+in MiB; eager, or with --modes eager,compiled also torch.compile(model) (the speed-minded PyTorch user's choice;
+compilation happens in the warm-up, so give it at least 6 steps). Optimizers:
   - AdamW (torch, fused)
   - Adafactor (transformers), without momentum and with momentum 0.9 (scale_parameter, no relative step)
   - Flora r=32 and r=256: FLORA written here in the style of the authors' PyTorch code (a per-parameter
@@ -126,12 +127,14 @@ def state_bytes(optimizer):
     return sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
 
 
-def bench(model_name, optimizer_name, batch, seq, warmup, steps):
+def bench(model_name, optimizer_name, batch, seq, warmup, steps, compiled):
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=50257, n_positions=1024, **SIZES[model_name])
     config._attn_implementation = "sdpa"
     model = GPT2LMHeadModel(config).cuda().train()
     optimizer = make_optimizer(optimizer_name, model)
+    if compiled:
+        model = torch.compile(model)
     x = torch.randint(0, config.vocab_size, (batch, seq), device="cuda")
     torch.cuda.reset_peak_memory_stats()
     times = []
@@ -147,7 +150,7 @@ def bench(model_name, optimizer_name, batch, seq, warmup, steps):
         if i >= warmup:
             times.append(time.perf_counter() - start)
     ms = statistics.median(times) * 1000
-    row = dict(model=model_name, optimizer=label(optimizer_name), millisecondsPerStep=ms, tokensPerSecond=batch * seq / (ms / 1000),
+    row = dict(model=model_name, optimizer=label(optimizer_name), compiled=compiled, millisecondsPerStep=ms, tokensPerSecond=batch * seq / (ms / 1000),
                peakGiB=torch.cuda.max_memory_allocated() / 2**30, stateMiB=state_bytes(optimizer) / 2**20)
     del model, optimizer, x, loss
     torch.cuda.empty_cache()
@@ -162,15 +165,20 @@ def main():
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--modes", default="eager", help="eager, compiled, or eager,compiled")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     rows = []
     for model_name in args.models.split(","):
         for optimizer_name in args.optimizers.split(","):
-            row = bench(model_name, optimizer_name, args.batch, args.seq_len, args.warmup, args.steps)
-            print(f"{row['model']:10} {row['optimizer']:22} {row['millisecondsPerStep']:8.1f} ms {row['tokensPerSecond']:10,.0f} tok/s "
+          for mode in args.modes.split(","):
+            if mode not in ("eager", "compiled"):
+                raise SystemExit(f"unknown mode {mode!r}: use eager or compiled")
+            row = bench(model_name, optimizer_name, args.batch, args.seq_len, args.warmup, args.steps, mode == "compiled")
+            print(f"{row['model']:10} {row['optimizer']:22} {mode:8} {row['millisecondsPerStep']:8.1f} ms {row['tokensPerSecond']:10,.0f} tok/s "
                   f"peak {row['peakGiB']:6.2f} GiB state {row['stateMiB']:8.1f} MiB", flush=True)
             rows.append(row)
+            torch._dynamo.reset()
     report = dict(device=torch.cuda.get_device_name(), versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, bf16 autocast, SDPA", rows=rows)
     if args.json:
         with open(args.json, "w") as f:

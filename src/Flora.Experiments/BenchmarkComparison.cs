@@ -4,8 +4,9 @@ using System.Text.Json;
 
 namespace Flora.Experiments;
 
-/// <summary>One row of bench/torch_gpt2.py's JSON.</summary>
-public sealed record TorchBenchRow(string Model, string Optimizer, double MillisecondsPerStep, double TokensPerSecond, double PeakGiB, double StateMiB);
+/// <summary>One row of bench/torch_gpt2.py's JSON: eager PyTorch, or <paramref name="Compiled"/> with torch.compile(model).</summary>
+public sealed record TorchBenchRow(string Model, string Optimizer, double MillisecondsPerStep, double TokensPerSecond, double PeakGiB, double StateMiB,
+    bool Compiled = false);
 
 public sealed record TorchBenchReport(string Device, string Versions, IReadOnlyList<TorchBenchRow> Rows);
 
@@ -35,27 +36,42 @@ public static class BenchmarkComparison
         sb.AppendLine($"Flora: {ours.Device}; precision {ours.Precision}; median of {ours.Steps} steps after {ours.Warmup}; {ours.Date}.");
         if (torch is not null) sb.AppendLine($"PyTorch (same run): {torch.Device}; {torch.Versions}.");
         sb.AppendLine();
-        sb.AppendLine("| model | optimizer | LOMO | Flora ms/step | Flora tokens/s | MFU | Flora peak GiB (ledger / driver) | state MiB | PyTorch ms/step | PyTorch tokens/s | PyTorch peak GiB | speed-up |");
-        sb.AppendLine("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| model | optimizer | LOMO | Flora ms/step | Flora tokens/s | MFU | Flora peak GiB (ledger / driver) | state MiB | PyTorch ms/step | PyTorch tokens/s | PyTorch peak GiB | speed-up | compiled ms/step | compiled tokens/s | compiled peak GiB | speed-up over compiled |");
+        sb.AppendLine("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var r in ours.Rows)
         {
-            var t = torch?.Rows.FirstOrDefault(x => ModelKey(x.Model) == ModelKey(r.Model) && Key(x.Optimizer) == Key(r.Optimizer));
+            var t = TorchRow(torch, r.Model, r.Optimizer, compiled: false);
+            var tc = TorchRow(torch, r.Model, r.Optimizer, compiled: true);
             sb.AppendLine(string.Create(c, $"| {r.Model} | {r.Optimizer} | {(r.Lomo ? "on" : "off")} | {r.MillisecondsPerStep:F1} | {r.TokensPerSecond:N0} | " +
                 $"{(double.IsNaN(r.ModelFlopsUtilization) ? "-" : r.ModelFlopsUtilization.ToString("P1", c))} | {r.PeakLedgerBytes / 1073741824.0:F2} / {r.DriverUsedBytes / 1073741824.0:F2} | {r.OptimizerStateBytes / 1048576.0:F1} | " +
-                $"{(t is null ? "-" : t.MillisecondsPerStep.ToString("F1", c))} | {(t is null ? "-" : t.TokensPerSecond.ToString("N0", c))} | {(t is null ? "-" : t.PeakGiB.ToString("F2", c))} | " +
-                $"{(t is null ? "-" : (t.MillisecondsPerStep / r.MillisecondsPerStep).ToString("F2", c) + "x")} |"));
+                $"{TorchCells(t, r, c)} | {TorchCells(tc, r, c)} |"));
         }
         sb.AppendLine();
         foreach (string model in ours.Rows.Select(r => r.Model).Distinct()) Targets(sb, c, model, ours.Rows.Where(r => r.Model == model).ToList(), torch);
         return sb.ToString();
     }
 
+    private static TorchBenchRow? TorchRow(TorchBenchReport? torch, string model, string optimizer, bool compiled) =>
+        torch?.Rows.FirstOrDefault(x => ModelKey(x.Model) == ModelKey(model) && Key(x.Optimizer) == Key(optimizer) && x.Compiled == compiled);
+
+    /// <summary>"ms | tokens/s | peak | speed-up" of a PyTorch row next to ours, or dashes.</summary>
+    private static string TorchCells(TorchBenchRow? t, TrainBenchRow r, CultureInfo c) => t is null ? "- | - | - | -"
+        : string.Create(c, $"{t.MillisecondsPerStep:F1} | {t.TokensPerSecond:N0} | {t.PeakGiB:F2} | {t.MillisecondsPerStep / r.MillisecondsPerStep:F2}x");
+
     /// <summary>The targets of the CUDA issue, read off one model's rows: speed against PyTorch, FLORA's cost over Adafactor, memory.</summary>
     private static void Targets(StringBuilder sb, CultureInfo c, string model, List<TrainBenchRow> rows, TorchBenchReport? torch)
     {
         TrainBenchRow? Row(string optimizer, bool lomo) => rows.FirstOrDefault(r => Key(r.Optimizer) == Key(optimizer) && r.Lomo == lomo);
-        TorchBenchRow? Torch(string optimizer) => torch?.Rows.FirstOrDefault(x => ModelKey(x.Model) == ModelKey(model) && Key(x.Optimizer) == Key(optimizer));
+        TorchBenchRow? Torch(string optimizer) => TorchRow(torch, model, optimizer, compiled: false);
+        TorchBenchRow? Compiled(string optimizer) => TorchRow(torch, model, optimizer, compiled: true);
         sb.AppendLine($"{model}:");
+        if (Row("flora r=256", false) is { } fc && Compiled("adamw") is { } adamwCompiled)
+            sb.AppendLine(string.Create(c, $"- Flora r=256 {fc.TokensPerSecond:N0} tokens/s against compiled PyTorch's fused AdamW {adamwCompiled.TokensPerSecond:N0}: {fc.TokensPerSecond / adamwCompiled.TokensPerSecond:F2}x (target at least 1.3x)."));
+        if (Row("flora r=256", false) is { } fm && Compiled("flora r=256") is { } floraCompiled)
+            sb.AppendLine(string.Create(c, $"- Flora r=256 peak {fm.PeakLedgerBytes / 1073741824.0:F2} GiB against compiled PyTorch's FLORA r=256 {floraCompiled.PeakGiB:F2} GiB: {fm.PeakLedgerBytes / 1073741824.0 / floraCompiled.PeakGiB:F2}x (target at most 0.8x)."));
+        if (Compiled("adamw") is { } compiledAdamw)
+            foreach (var r in rows.Where(r => !r.Lomo))
+                sb.AppendLine(string.Create(c, $"- {r.Optimizer}: peak {r.PeakLedgerBytes / 1073741824.0:F2} GiB against compiled PyTorch AdamW's {compiledAdamw.PeakGiB:F2} GiB ({(r.PeakLedgerBytes / 1073741824.0 < compiledAdamw.PeakGiB ? "below" : "NOT below")})."));
         if (Row("flora r=256", false) is { } flora && Torch("adamw") is { } adamw)
             sb.AppendLine(string.Create(c, $"- Flora r=256 {flora.TokensPerSecond:N0} tokens/s against PyTorch's fused AdamW {adamw.TokensPerSecond:N0}: {flora.TokensPerSecond / adamw.TokensPerSecond:F2}x (target at least 1x, stretch 2x)."));
         foreach (bool lomo in new[] { false, true })

@@ -28,4 +28,26 @@ public class BenchmarkComparisonTests
         Assert.Contains("- adamw: peak 13.00 GiB against PyTorch's 12.68 GiB (NOT below)", md);
         Assert.Contains("- flora r=256: peak 7.00 GiB against PyTorch's 12.00 GiB (below); with LOMO 7.00 GiB, 5.00 GiB below PyTorch, gradients are 0.46 GiB (met).", md);
     }
+
+    [Fact]
+    public void Compiled_PyTorch_rows_get_their_own_columns_and_the_targets_against_them()
+    {
+        const long GiB = 1L << 30;
+        var ours = new TrainBenchReport("H100", "bf16", "2026-12-07", 989, 6, 12,
+            [Row("flora r=256", false, 40, 6 * GiB), Row("adamw", false, 38, 8 * GiB)]);
+        var torch = new TorchBenchReport("H100", "torch 2.11",
+        [
+            new("gpt2-124m", "AdamW (fused)", 60.0, 136_000, 12.5, 949),
+            new("gpt2-124m", "AdamW (fused)", 32.0, 256_000, 6.5, 949, Compiled: true),
+            new("gpt2-124m", "Flora r=256", 62.0, 132_000, 6.0, 258, Compiled: true),
+        ]);
+        string md = BenchmarkComparison.Markdown(ours, torch);
+
+        Assert.Contains("| gpt2-124m | adamw | off | 38.0 | 215,579 | ", md);
+        Assert.Contains("60.0 | 136,000 | 12.50 | 1.58x | 32.0 | 256,000 | 6.50 | 0.84x |", md);                // 60 / 38, 32 / 38
+        Assert.Contains("- | - | - | - | 62.0 | 132,000 | 6.00 | 1.55x |", md);                     // flora: compiled only
+        Assert.Contains("against compiled PyTorch's fused AdamW 256,000: 0.80x (target at least 1.3x)", md);   // 204,800 / 256,000
+        Assert.Contains("6.00 GiB against compiled PyTorch's FLORA r=256 6.00 GiB: 1.00x (target at most 0.8x)", md);
+        Assert.Contains("- adamw: peak 8.00 GiB against compiled PyTorch AdamW's 6.50 GiB (NOT below).", md);
+    }
 }
