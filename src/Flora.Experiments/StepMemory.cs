@@ -192,3 +192,31 @@ public static class StepMemory
         }
     }
 }
+
+/// <summary>The model presets <see cref="StepMemory"/> estimates: each as a builder of any layer count and vocabulary, with its own.</summary>
+public static class StepMemoryPresets
+{
+    /// <summary>The presets with a stack of identical layers that the estimate knows.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["gpt2-124m", "gpt2-350m", "llama-60m", "llama-small"];
+
+    /// <summary>
+    /// The builder, layer count and vocabulary of preset <paramref name="name"/> (the published vocabulary of the shape
+    /// it copies, or <paramref name="vocabulary"/> when given) for sequences of <paramref name="sequenceLength"/> tokens.
+    /// </summary>
+    public static (ModelBuilder Build, int Layers, int Vocabulary) Get(string name, int sequenceLength, int? vocabulary = null)
+    {
+        int context = Math.Max(sequenceLength, 1);
+        (ModelBuilder, int, int) Gpt2(Gpt2Config c) =>
+            ((b, l, v) => new Gpt2(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary);
+        (ModelBuilder, int, int) Llama(LlamaConfig c) =>
+            ((b, l, v) => new Llama(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary);
+        return name switch
+        {
+            "gpt2-124m" => Gpt2(Gpt2Config.Gpt2_124M()),
+            "gpt2-350m" => Gpt2(Gpt2Config.Gpt2_350M()),
+            "llama-60m" => Llama(LlamaConfig.Llama60M()),
+            "llama-small" => Llama(LlamaConfig.Small(32000)),
+            _ => throw new ArgumentException($"no memory estimate for '{name}': choose one of {string.Join(", ", Names)}"),
+        };
+    }
+}

@@ -99,7 +99,39 @@ internal static class BenchCommand
             return 0;
         }));
 
-        return new Command("bench", "Benchmarks.") { pilot, optim, train, compare };
+        var memoryModels = new Option<string>("--model") { Description = $"model preset(s), comma-separated: {string.Join(", ", StepMemoryPresets.Names)}", DefaultValueFactory = _ => "llama-7b" };
+        var memoryOptimizer = new Option<string>("--optimizer") { Description = "optimizer; flora:R sets the rank", DefaultValueFactory = _ => "flora:256" };
+        var memoryLomo = new Option<string>("--lomo") { Description = "on or off", DefaultValueFactory = _ => "on" };
+        var memoryCheckpointing = new Option<string>("--activation-checkpointing") { Description = "on or off", DefaultValueFactory = _ => "on" };
+        var memoryWeights = new Option<string>("--weights") { Description = "fp32 or bf16", DefaultValueFactory = _ => "bf16" };
+        var memoryBatch = Options.PositiveInt("--batch", "sequences per step", 1);
+        var memorySeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 2048);
+        var memoryVocabulary = new Option<int?>("--vocabulary") { Description = "model vocabulary (default: the published one of the preset's shape)" };
+        var memoryBudget = new Option<double>("--budget") { Description = "GiB the estimate is compared with", DefaultValueFactory = _ => 24 };
+        var memory = new Command("memory", "Peak GPU memory of one training step of a model too large to build here, per ledger tag, from ledgers of 2- and 3-layer versions stepped on the CPU.")
+        {
+            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryBudget,
+        };
+        memory.SetAction(parse => CommandGuard.Run(error, () =>
+        {
+            bool OnOff(Option<string> o) => parse.GetValue(o) switch { "on" => true, "off" => false, var v => throw new ArgumentException($"{o.Name} must be on or off, got '{v}'") };
+            var optimizer = TrainBenchmark.ParseOptimizer(parse.GetValue(memoryOptimizer)!);
+            var settings = new StepMemorySettings
+            {
+                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing),
+                Weights = Flora.Nn.WeightStorage.Parse(parse.GetValue(memoryWeights)!), Batch = parse.GetValue(memoryBatch), SequenceLength = parse.GetValue(memorySeqLen),
+            };
+            double budget = parse.GetValue(memoryBudget);
+            foreach (string name in parse.GetValue(memoryModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var (build, layers, vocabulary) = StepMemoryPresets.Get(name, settings.SequenceLength, parse.GetValue(memoryVocabulary));
+                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, settings, new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")));
+                Print(console, estimate, budget);
+            }
+            return 0;
+        }));
+
+        return new Command("bench", "Benchmarks.") { pilot, optim, train, compare, memory };
     }
 
     private static string DescribeDevice(string precision)
@@ -124,6 +156,22 @@ internal static class BenchCommand
                 (row.DriverUsedBytes > 0 ? $"; driver {row.DriverUsedBytes / 1073741824.0:F2} GiB" : "") + $"; vocabulary {row.Vocabulary:N0}, {row.Parameters:N0} parameters"));
         if (r.Rows.Count == 1 && r.Rows[0].GemmShare is var share)
             console.MarkupLine($"GEMM share {share:P1} (target on the CPU: at least 70 %: {(share >= 0.7 ? "[green]met[/]" : "[red]missed[/]")})");
+    }
+
+    private static void Print(IAnsiConsole console, StepMemoryEstimate e, double budgetGiB)
+    {
+        var s = e.Settings;
+        console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
+            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(s.Checkpointing ? "on" : "off")}, " +
+            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, batch {s.Batch} x {s.SequenceLength} tokens"));
+        var table = new Table().AddColumns("ledger tag", "GiB", "from");
+        table.Columns[1].RightAligned();
+        foreach (var t in e.Tags) table.AddRow(t.Tag.ToString(), $"{t.Bytes / 1073741824.0:F2}", Markup.Escape(t.Source));
+        table.AddRow("[bold]total[/]", $"[bold]{e.TotalBytes / 1073741824.0:F2}[/]", "each tag at its own peak: an upper bound of the ledger's peak");
+        console.Write(table);
+        double total = e.TotalBytes / 1073741824.0;
+        console.MarkupLine($"estimated peak {total:F2} GiB against {budgetGiB:F0} GiB: {(total < budgetGiB ? "[green]under[/]" : "[red]over[/]")} " +
+            "(the driver adds the CUDA context, about 0.5 GiB, and the caching allocator's rounding)");
     }
 
     private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)
