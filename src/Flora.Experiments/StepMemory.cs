@@ -113,21 +113,21 @@ public static class StepMemory
                 $"ledger of 2 and 3 layers at {ProbeTokens} and {2 * ProbeTokens} tokens per sequence, extrapolated to {layers} layers and {settings.SequenceLength:N0} (affine in tokens, in layers)"),
         };
         // The CUDA scratch formula needs the parameter shapes at full size: vocabulary dimensions scaled up.
-        var fullShapes = p11.Shapes.Select(s => s.Rank == 2 && (s[0] == v0 || s[1] == v0)
+        List<Shape> Full(IEnumerable<Shape> shapes) => shapes.Select(s => s.Rank == 2 && (s[0] == v0 || s[1] == v0)
             ? new Shape(s[0] == v0 ? vocabulary : s[0], s[1] == v0 ? vocabulary : s[1]) : s).ToList();
-        var scratch = CudaScratch(settings, fullShapes, vocabulary);
+        var scratch = CudaScratch(settings, Full(p11.Shapes), Full(p11.Untied), vocabulary);
         tags.Add(new(MemoryTag.Scratch, scratch.Sum(s => s.Bytes), "CUDA backend buffers by formula: " + string.Join("; ", scratch.Select(s => $"{s.What} {s.Bytes / 1048576.0:N0} MiB"))));
         return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings, tags);
     }
 
     /// <summary>
     /// The CUDA backend's scratch buffers in a step with bf16 products (each a slot that keeps its largest size):
-    /// the pipeline's gradient buffer (LOMO: the largest trainable parameter), the optimizer's fp32 copy of a bf16
+    /// the pipeline's gradient buffer (LOMO: the largest parameter with one gradient per step), the optimizer's fp32 copy of a bf16
     /// weight (the largest), FLORA's projection and bf16 update (the largest compressed matrix), the fused head's
     /// logits of a chunk of rows (fp32, about 256 MiB at most) and their bf16 gradients, the bf16 copies of product
     /// operands (activations; bf16 weights are read in place), cuBLASLt's 32 MiB workspace.
     /// </summary>
-    public static IReadOnlyList<(string What, long Bytes)> CudaScratch(StepMemorySettings s, IReadOnlyList<Shape> parameters, int vocabulary)
+    public static IReadOnlyList<(string What, long Bytes)> CudaScratch(StepMemorySettings s, IReadOnlyList<Shape> parameters, IReadOnlyList<Shape> untied, int vocabulary)
     {
         long tokens = (long)s.Batch * s.SequenceLength;
         long largest = parameters.Max(p => (long)p.Count);
@@ -135,7 +135,7 @@ public static class StepMemory
         int width = matrices.Where(p => p[0] != vocabulary && p[1] != vocabulary).Select(p => Math.Max(p[0], p[1])).DefaultIfEmpty(1).Max();
         int channels = matrices.Where(p => p[0] == vocabulary || p[1] == vocabulary).Select(p => p[0] == vocabulary ? p[1] : p[0]).DefaultIfEmpty(width).Max();
         var rows = new List<(string, long)>();
-        if (s.Lomo) rows.Add(("LOMO gradient (largest parameter, fp32)", largest * 4));
+        if (s.Lomo) rows.Add(("LOMO gradient (largest untied parameter, fp32)", untied.Max(p => (long)p.Count) * 4));
         if (s.Weights == DType.BFloat16) rows.Add(("fp32 copy of a bf16 weight being updated", largest * 4));
         if (s.Optimizer.Contains("flora"))
         {
@@ -156,8 +156,10 @@ public static class StepMemory
     }
 
     /// <summary>Per-tag peak bytes of one training step on the CPU, the parameter count and the parameter shapes.</summary>
-    private sealed class ProbeResult(Dictionary<MemoryTag, long> peaks, long parameterCount, IReadOnlyList<Shape> shapes)
+    private sealed class ProbeResult(Dictionary<MemoryTag, long> peaks, long parameterCount, IReadOnlyList<Shape> shapes, IReadOnlyList<Shape> untied)
     {
+        /// <summary>Shapes of the parameters with one gradient per step (LOMO updates them from the shared scratch; a tied one collects its gradients in a buffer).</summary>
+        public IReadOnlyList<Shape> Untied => untied;
         public long this[MemoryTag tag] => peaks[tag];
         public IReadOnlyDictionary<MemoryTag, long> Peaks => peaks;
         public long ParameterCount => parameterCount;
@@ -188,7 +190,8 @@ public static class StepMemory
             model.BackwardLoss(optimizer.Gradients);
             optimizer.Step();
             var snapshot = backend.Ledger.Snapshot();
-            return new ProbeResult(snapshot.Tags.ToDictionary(t => t.Tag, t => t.PeakBytes), model.ParameterCount, model.Parameters().Select(p => p.Shape).ToList());
+            return new ProbeResult(snapshot.Tags.ToDictionary(t => t.Tag, t => t.PeakBytes), model.ParameterCount, model.Parameters().Select(p => p.Shape).ToList(),
+                model.Parameters().Where(p => p.UsesPerStep == 1).Select(p => p.Shape).ToList());
         }
     }
 }
