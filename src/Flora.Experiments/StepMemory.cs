@@ -14,11 +14,15 @@ public sealed record StepMemorySettings
     public string Optimizer { get; init; } = "flora";
     /// <summary>FLORA's rank r.</summary>
     public int Rank { get; init; } = 256;
+    /// <summary>Each parameter updated inside backward from one shared gradient buffer.</summary>
     public bool Lomo { get; init; } = true;
+    /// <summary>Activation checkpointing: each block recomputed in backward.</summary>
     public bool Checkpointing { get; init; } = true;
     /// <summary>The type of the weight matrices (<see cref="WeightStorage"/>).</summary>
     public DType Weights { get; init; } = DType.BFloat16;
+    /// <summary>Sequences per step.</summary>
     public int Batch { get; init; } = 1;
+    /// <summary>Tokens per sequence.</summary>
     public int SequenceLength { get; init; } = 2048;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
@@ -38,6 +42,7 @@ public sealed record StepMemoryEstimate(string Model, long Parameters, int Layer
     /// <summary>The sum over tags (each at its own peak: an upper bound of the ledger's total peak).</summary>
     public long TotalBytes => Tags.Sum(t => t.Bytes);
 
+    /// <summary>The estimate of <paramref name="tag"/>.</summary>
     public TagEstimate this[MemoryTag tag] => Tags.First(t => t.Tag == tag);
 }
 
@@ -62,6 +67,11 @@ public static class StepMemory
 {
     private const int ProbeTokens = 16;
 
+    /// <summary>
+    /// The estimate for the model <paramref name="build"/> makes at <paramref name="layers"/> layers (at least 2) and
+    /// <paramref name="vocabulary"/> rows, trained as <paramref name="settings"/> say; <paramref name="progress"/> hears of each probe.
+    /// </summary>
+    /// <exception cref="ArgumentException">Bad settings, fewer than 2 layers, or a vocabulary matrix FLORA would compress at full size.</exception>
     public static StepMemoryEstimate Estimate(string name, ModelBuilder build, int layers, int vocabulary, StepMemorySettings settings, IProgress<string>? progress = null)
     {
         settings.Validate();

@@ -87,6 +87,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         else F(tensor).Fill(value);
     }
 
+    /// <inheritdoc/>
     public void StochasticRound(Tensor source, Tensor destination, ulong seed)
     {
         CheckSameCount(source, destination, nameof(StochasticRound));

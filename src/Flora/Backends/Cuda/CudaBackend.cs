@@ -198,6 +198,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         else Elementwise("fill", tensor.Count, P(tensor), value, tensor.Count);
     }
 
+    /// <inheritdoc/>
     public void StochasticRound(Tensor source, Tensor destination, ulong seed)
     {
         if (source.Count != destination.Count || source.DType != DType.Float32 || destination.DType != DType.BFloat16)
