@@ -11,7 +11,11 @@ public sealed record TrainBenchRow(
     double MillisecondsPerStep, double TokensPerSecond, double ModelFlopsUtilization,
     double ForwardMilliseconds, double BackwardMilliseconds, double OptimizerMilliseconds, double GemmShare,
     long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null,
-    string Weights = "fp32", bool Checkpointing = false, int Vocabulary = 0, IReadOnlyDictionary<string, long>? PeakByTag = null);
+    string Weights = "fp32", bool Checkpointing = false, int Vocabulary = 0, IReadOnlyDictionary<string, long>? PeakByTag = null)
+{
+    /// <summary>The OpenBLAS kernel family the row was measured with (CPU runs), e.g. "Cooperlake"; null on a GPU.</summary>
+    public string? BlasKernels { get; init; }
+}
 
 public sealed record TrainBenchReport(string Device, string Precision, string Date, double PeakTflops, int Warmup, int Steps, IReadOnlyList<TrainBenchRow> Rows);
 
@@ -83,6 +87,28 @@ public static class TrainBenchmark
         finally
         {
             if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// For rows of the same configuration measured with different OpenBLAS kernel families, one line per family after
+    /// the first: "gpt-small, flora r=32: Cooperlake 5,300 tokens/s against Prescott 1,400 tokens/s: 3.79x", the first
+    /// family measured being the numerator. A family measured more than once (--blas-family auto,generic,auto,generic)
+    /// counts with its best run, the least disturbed by anything else on the machine, and the line says so. Nothing
+    /// when every row used the same family.
+    /// </summary>
+    public static IEnumerable<string> KernelComparison(IReadOnlyList<TrainBenchRow> rows)
+    {
+        foreach (var group in rows.Where(r => r.BlasKernels is not null).GroupBy(r => (r.Model, r.Optimizer, r.Lomo)))
+        {
+            var families = group.GroupBy(r => r.BlasKernels!).Select(f => (Family: f.Key, Best: f.Max(r => r.TokensPerSecond), Runs: f.Count())).ToList();
+            var (first, best, runs) = families[0];
+            foreach (var other in families.Skip(1))
+            {
+                string repeated = runs > 1 || other.Runs > 1 ? $" (best of {runs} and {other.Runs} runs)" : "";
+                yield return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{group.Key.Model}, {group.Key.Optimizer}{(group.Key.Lomo ? ", LOMO" : "")}: {first} {best:N0} tokens/s against {other.Family} {other.Best:N0} tokens/s: {best / other.Best:F2}x{repeated}");
+            }
         }
     }
 

@@ -54,32 +54,43 @@ internal static class BenchCommand
         var trainVocabulary = new Option<string>("--vocabulary") { Description = "model vocabulary: tokenizer (its size), published (each preset's published size: llama-1b/3b 128,256, llama-7b 32,000, gpt2-* 50,257), or a number", DefaultValueFactory = _ => "tokenizer" };
         var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var trainProfile = new Option<string?>("--profile") { Description = "append a per-op and per-product profile of one step of each configuration to this markdown file" };
+        var trainBlas = new Option<string>("--blas-family") { Description = "CPU: OpenBLAS kernel families to time in turn, comma-separated: auto (selected at load), detected (OpenBLAS's own choice), generic (Prescott) or a family (Haswell, SkylakeX, ...); e.g. auto,generic", DefaultValueFactory = _ => "auto" };
         var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainVocabulary, trainJson, trainProfile,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainVocabulary, trainJson, trainProfile, trainBlas,
         };
         train.SetAction(parse => CommandGuard.Run(error, () =>
         {
             string device = parse.GetValue(trainDevice)!, precision = parse.GetValue(trainPrecision)!;
-            string deviceName = device == "cuda" ? DescribeDevice(precision) : $"CPU, {Environment.ProcessorCount} cores";
+            string deviceName = device == "cuda" ? DescribeDevice(precision) : $"CPU, {Environment.ProcessorCount} cores, {Flora.Backends.Cpu.CpuBackend.BlasDescription}";
             double peak = TrainBenchmark.PeakTflops(device, precision, deviceName);
             bool[] lomos = parse.GetValue(trainLomo) switch { "off" => [false], "on" => [true], "both" => [false, true], var v => throw new ArgumentException($"--lomo must be off, on or both, got '{v}'") };
             var rows = new List<TrainBenchRow>();
-            foreach (string model in parse.GetValue(trainModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                foreach (string optimizer in parse.GetValue(trainOptimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                    foreach (bool lomo in lomos)
-                    {
-                        var options = new Flora.Training.TrainOptions
-                        {
-                            Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
-                            BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
-                            Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
-                            ActivationCheckpointing = parse.GetValue(trainCheckpointing),
-                            Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
-                        };
-                        console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" : "")} ...");
-                        rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)));
-                    }
+            string[] families = device == "cpu" ? parse.GetValue(trainBlas)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : ["auto"];
+            try
+            {
+                foreach (string model in parse.GetValue(trainModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    foreach (string optimizer in parse.GetValue(trainOptimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        foreach (bool lomo in lomos)
+                            foreach (string family in families)
+                            {
+                                var options = new Flora.Training.TrainOptions
+                                {
+                                    Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
+                                    BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
+                                    Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
+                                    ActivationCheckpointing = parse.GetValue(trainCheckpointing),
+                                    Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
+                                };
+                                string? kernels = device == "cpu" ? Flora.Backends.Cpu.OpenBlas.Use(family) : null;
+                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
+                                rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)) with { BlasKernels = kernels });
+                            }
+            }
+            finally
+            {
+                if (device == "cpu") Flora.Backends.Cpu.OpenBlas.Use("auto");
+            }
             var report = new TrainBenchReport(deviceName, device == "cuda" ? precision : "fp32", DateTime.UtcNow.ToString("yyyy-MM-dd"), peak, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), rows);
             if (parse.GetValue(trainJson) is string json) TrainBenchmark.WriteJson(report, json);
             Print(console, report);
@@ -143,13 +154,15 @@ internal static class BenchCommand
     private static void Print(IAnsiConsole console, TrainBenchReport r)
     {
         console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(r.Device)}; median of {r.Steps} steps after {r.Warmup} warm-up; precision {r.Precision}");
+        bool kernels = r.Rows.Select(row => row.BlasKernels).Distinct().Count() > 1;
         var table = new Table().AddColumns("model", "optimizer", "LOMO", "weights", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
         foreach (var row in r.Rows)
-            table.AddRow(Markup.Escape(row.Model), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.Weights + (row.Checkpointing ? ", ckpt" : ""), $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
+            table.AddRow(Markup.Escape(row.Model + (kernels ? $" ({row.BlasKernels} kernels)" : "")), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.Weights + (row.Checkpointing ? ", ckpt" : ""), $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
                 double.IsNaN(row.ModelFlopsUtilization) ? "-" : $"{row.ModelFlopsUtilization:P1}", $"{row.ForwardMilliseconds:F1}", $"{row.BackwardMilliseconds:F1}",
                 $"{row.OptimizerMilliseconds:F1}", $"{row.GemmShare:P1}", $"{row.PeakLedgerBytes / 1048576.0:N0}", row.DriverUsedBytes == 0 ? "-" : $"{row.DriverUsedBytes / 1048576.0:N0}",
                 $"{row.OptimizerStateBytes / 1048576.0:N1}");
         console.Write(table);
+        foreach (string line in TrainBenchmark.KernelComparison(r.Rows)) console.MarkupLine(Markup.Escape(line));
         foreach (var row in r.Rows.Where(row => row.PeakByTag is not null))
             console.MarkupLine(Markup.Escape($"  {row.Model}, {row.Optimizer}: at the peak of {row.PeakLedgerBytes / 1073741824.0:F2} GiB (ledger), " +
                 string.Join(", ", row.PeakByTag!.Where(kv => kv.Value > 0).Select(kv => $"{kv.Key} {kv.Value / 1073741824.0:F2}")) + " GiB" +

@@ -133,6 +133,7 @@ internal static class TrainCommand
             using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, connect: worker is null ? null : worker.Connect);
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
+            if (o.Device == "cpu") console.MarkupLine(Markup.Escape(Flora.Backends.Cpu.CpuBackend.BlasDescription));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
                 $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
             var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new SynchronousProgress<TrainProgress>(p =>

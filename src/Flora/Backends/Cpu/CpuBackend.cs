@@ -32,8 +32,8 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public DType ProductOperandType => DType.Float32;
 
-    /// <summary>The OpenBLAS library in use and its thread count, for reports.</summary>
-    public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads)";
+    /// <summary>The OpenBLAS library in use, its thread count and kernel family with how it was chosen, for reports.</summary>
+    public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads, {OpenBlas.KernelDescription})";
 
     // ---- memory ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Flora.Backends.Cpu;
 
 /// <summary>
-/// The LAPACK routines Flora uses, from the OpenBLAS library that <see cref="OpenBlas"/> loaded (Debian's
+/// The LAPACK routines Flora uses, from the OpenBLAS instance that <see cref="OpenBlas"/> selected at load (Debian's
 /// OpenBLAS bundles LAPACK). The Fortran symbols are bound (LAPACKE is not exported by Debian's build): every
 /// argument is passed by address, matrices are column-major, and each character argument has a hidden length
 /// argument at the end (gfortran's convention).
@@ -13,8 +13,8 @@ internal static unsafe class Lapack
     // sgesvd_(jobu, jobvt, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, info, len(jobu), len(jobvt))
     private static readonly Lazy<IntPtr> Sgesvd = new(() =>
     {
-        IntPtr handle = NativeLibrary.Load(OpenBlas.LibraryPath);
-        return NativeLibrary.TryGetExport(handle, "sgesvd_", out IntPtr address) ? address
+        IntPtr address = OpenBlas.Export("sgesvd_");
+        return address != IntPtr.Zero ? address
             : throw new FloraException($"{OpenBlas.LibraryPath} has no LAPACK routine sgesvd_: install an OpenBLAS with LAPACK ('sudo apt-get install {OpenBlas.DebianPackage}')");
     }, LazyThreadSafetyMode.ExecutionAndPublication);
 

@@ -27,7 +27,10 @@ internal static class BpeFiles
     private static readonly UTF8Encoding Utf8NoBom = new(encoderShouldEmitUTF8Identifier: false);
 
     /// <summary>All bytes of a file, decompressed when it is gzip (by name or by its magic bytes).</summary>
-    public static byte[] ReadFile(string path)
+    public static byte[] ReadFile(string path) => ReadFile(path, out _);
+
+    /// <summary>All bytes of a file, decompressed when it is gzip; <paramref name="stored"/> gets the bytes as stored.</summary>
+    public static byte[] ReadFile(string path, out byte[] stored)
     {
         if (!File.Exists(path))
         {
@@ -43,6 +46,7 @@ internal static class BpeFiles
         {
             throw new DataFormatException(path, $"cannot read the file: {e.Message}");
         }
+        stored = bytes;
         bool gzip = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
             || (bytes.Length >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b);
         return gzip ? Gunzip(bytes, path) : bytes;

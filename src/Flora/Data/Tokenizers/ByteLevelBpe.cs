@@ -24,8 +24,10 @@ namespace Flora.Data.Tokenizers;
 /// encoded text (with lone surrogates replaced by U+FFFD); invalid byte sequences, such as a
 /// token sequence cut inside a character, become U+FFFD as in GPT-2.</para>
 /// <para>An instance is immutable apart from its cache and safe to use from several threads.</para>
+/// <para>As an <see cref="ITokenizer"/> it has no post-processor: <see cref="EncodeWithSpecialTokens"/>
+/// is <see cref="Encode(string)"/>, and it defines no beginning-of-text token.</para>
 /// </remarks>
-public sealed class ByteLevelBpe
+public sealed class ByteLevelBpe : ITokenizer
 {
     /// <summary>GPT-2's end-of-text token.</summary>
     public const string EndOfTextToken = "<|endoftext|>";
@@ -51,6 +53,8 @@ public sealed class ByteLevelBpe
     private readonly (string Left, string Right)[] _merges;
     private readonly string[] _specialTexts;
     private readonly int[] _specialIds;
+    private readonly AddedToken[] _addedTokens;
+    private readonly Lazy<string> _identity;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
     private int _cachedWords;
@@ -59,7 +63,7 @@ public sealed class ByteLevelBpe
     private static MergeScratch? t_scratch;
 
     private ByteLevelBpe(string[] tokens, Dictionary<string, int> ids, byte[][] tokenBytes, int[] byteIds, Dictionary<long, int> ranks,
-        int[] mergeResults, (string, string)[] merges, string[] specialTexts, int[] specialIds)
+        int[] mergeResults, (string, string)[] merges, string[] specialTexts, int[] specialIds, string? identity)
     {
         _tokens = tokens;
         _ids = ids;
@@ -70,6 +74,9 @@ public sealed class ByteLevelBpe
         _merges = merges;
         _specialTexts = specialTexts;
         _specialIds = specialIds;
+        _addedTokens = specialIds.Select((id, i) => new AddedToken(id, specialTexts[i], Special: true)).ToArray();
+        _identity = identity is not null ? new Lazy<string>(identity)
+            : new Lazy<string>(() => Sha256Hex(BpeFiles.FormatEncoder(_tokens), BpeFiles.FormatMerges(_merges)));
         _cacheLookup = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
         int endOfText = Array.IndexOf(specialTexts, EndOfTextToken);
         EndOfText = endOfText >= 0 ? specialIds[endOfText] : null;
@@ -90,6 +97,19 @@ public sealed class ByteLevelBpe
     /// <summary>The special tokens' texts, in id order.</summary>
     public IReadOnlyList<string> SpecialTokens => _specialTexts;
 
+    /// <summary>The special tokens (<c>&lt;|name|&gt;</c>, see <see cref="SpecialTokens"/>), in id order.</summary>
+    public IReadOnlyList<AddedToken> AddedTokens => _addedTokens;
+
+    /// <summary>Always null: GPT-2 marks only the end of a text.</summary>
+    public int? BeginOfText => null;
+
+    /// <summary>
+    /// "gpt2" for <see cref="Gpt2"/>; otherwise the SHA-256 (lower-case hex) of <c>encoder.json</c>
+    /// followed by <c>vocab.bpe</c>, as the files are stored (compressed or not), or, for a tokenizer
+    /// made in memory, as <see cref="Save"/> writes them.
+    /// </summary>
+    public string Identity => _identity.Value;
+
     /// <summary>Words now in the merge cache (for tests).</summary>
     internal int CachedWords => _cache.Count;
 
@@ -107,9 +127,9 @@ public sealed class ByteLevelBpe
     {
         ArgumentException.ThrowIfNullOrEmpty(encoderJsonPath);
         ArgumentException.ThrowIfNullOrEmpty(vocabBpePath);
-        string[] tokens = BpeFiles.ParseEncoder(BpeFiles.ReadFile(encoderJsonPath), encoderJsonPath);
-        List<MergeLine> merges = BpeFiles.ParseMerges(BpeFiles.ReadFile(vocabBpePath), vocabBpePath);
-        return Create(tokens, merges, encoderJsonPath, vocabBpePath);
+        string[] tokens = BpeFiles.ParseEncoder(BpeFiles.ReadFile(encoderJsonPath, out byte[] encoderStored), encoderJsonPath);
+        List<MergeLine> merges = BpeFiles.ParseMerges(BpeFiles.ReadFile(vocabBpePath, out byte[] mergesStored), vocabBpePath);
+        return Create(tokens, merges, encoderJsonPath, vocabBpePath, Sha256Hex(encoderStored, mergesStored));
     }
 
     /// <summary>Loads <c>encoder.json</c> and <c>vocab.bpe</c> (or their <c>.gz</c> copies) from a directory.</summary>
@@ -135,7 +155,7 @@ public sealed class ByteLevelBpe
         byte[] encoder = ReadResource(assembly, Gpt2EncoderResource, encoderName);
         byte[] merges = ReadResource(assembly, Gpt2MergesResource, mergesName);
         return Create(BpeFiles.ParseEncoder(encoder, encoderName), BpeFiles.ParseMerges(merges, mergesName),
-            encoderName, mergesName);
+            encoderName, mergesName, identity: "gpt2");
     }
 
     private static byte[] ReadResource(Assembly assembly, string resource, string name)
@@ -146,7 +166,8 @@ public sealed class ByteLevelBpe
     }
 
     /// <summary>Builds a tokenizer from a vocabulary (token string by id) and merges in rank order.</summary>
-    internal static ByteLevelBpe Create(string[] tokens, IReadOnlyList<MergeLine> merges, string encoderName, string mergesName)
+    internal static ByteLevelBpe Create(string[] tokens, IReadOnlyList<MergeLine> merges, string encoderName, string mergesName,
+        string? identity = null)
     {
         var ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
         var tokenBytes = new byte[tokens.Length][];
@@ -229,7 +250,17 @@ public sealed class ByteLevelBpe
             }
         }
         return new ByteLevelBpe(tokens, ids, tokenBytes, byteIds, ranks, results, mergeStrings,
-            specialTexts.ToArray(), specialIds.ToArray());
+            specialTexts.ToArray(), specialIds.ToArray(), identity);
+    }
+
+    private static string Sha256Hex(params byte[][] parts)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (byte[] part in parts)
+        {
+            sha.AppendData(part);
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
     private static int MergePart(Dictionary<string, int> ids, string part, int line, string left, string right,
@@ -263,6 +294,9 @@ public sealed class ByteLevelBpe
         EncodeTo(text, ids, allowSpecial);
         return ids.ToArray();
     }
+
+    /// <summary>The same as <see cref="Encode(string)"/>: GPT-2 adds no tokens around a text.</summary>
+    public int[] EncodeWithSpecialTokens(string text) => Encode(text);
 
     /// <summary>Encodes a text and appends its ids to <paramref name="ids"/>.</summary>
     public void EncodeTo(ReadOnlySpan<char> text, List<int> ids, bool allowSpecial = false)
@@ -487,6 +521,26 @@ public sealed class ByteLevelBpe
         }
     }
 
+    /// <summary>Decodes ids to text, leaving out the special tokens (<see cref="SpecialTokens"/>) when <paramref name="skipSpecialTokens"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An id is outside the vocabulary.</exception>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens)
+    {
+        if (!skipSpecialTokens || _specialIds.Length == 0)
+        {
+            return Decode(ids);
+        }
+        var kept = new List<int>(ids.Length);
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (Array.IndexOf(_specialIds, id) < 0)
+            {
+                kept.Add(id);
+            }
+        }
+        return Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(kept));
+    }
+
     /// <summary>The text of one token (GPT-2 51 -&gt; "T", 995 -&gt; " world"); a token that is part of a character gives U+FFFD.</summary>
     public string TokenText(int id)
     {
@@ -509,10 +563,10 @@ public sealed class ByteLevelBpe
     }
 
     /// <summary>The id of a token given as written in <c>encoder.json</c> ("Ġworld"), or null.</summary>
-    public int? TokenId(string tokenString)
+    public int? TokenId(string token)
     {
-        ArgumentNullException.ThrowIfNull(tokenString);
-        return _ids.TryGetValue(tokenString, out int id) ? id : null;
+        ArgumentNullException.ThrowIfNull(token);
+        return _ids.TryGetValue(token, out int id) ? id : null;
     }
 
     /// <summary>Writes <c>encoder.json</c> and <c>vocab.bpe</c> into a directory (created if needed), in GPT-2's exact format.</summary>
