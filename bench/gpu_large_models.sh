@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 12 on the GPU machine: bf16 weights conform on the GPU, and the Llama 1B to 7B shapes train on one card.
 #   flora: 1. flora check --device cuda (bf16 products: the bf16-weight rows are among the others)
-#          2. flora bench memory (the CPU-side estimate per ledger tag, to set beside the measurement)
+#          2. flora bench memory --model llama-7b (the CPU-side estimate per ledger tag, to set beside the measurement)
 #          3. flora bench train: llama-1b, llama-3b, llama-7b with bf16 weights, LOMO, activation checkpointing,
 #             FLORA r = 256, batch 1 x 2048, each preset's published vocabulary (128,256; 128,256; 32,000)
 #   torch: 4. bench/torch_llama.py: PyTorch on the same shapes with bf16 weights (AdamW, Adafactor, FLORA in the
@@ -20,7 +20,7 @@ step() { echo "== $1: exit code $2"; }
 if [ "$stage" = flora ] || [ "$stage" = all ]; then
   "$flora" check --device cuda --precision bf16 > "$out/check-bf16.txt" 2>&1; step "check bf16" $?
   grep -E "bf16 weight|StochasticRound|bf16 table|Copy fp32|bf16 weights" "$out/check-bf16.txt"
-  "$flora" bench memory --model llama-1b,llama-3b,llama-7b > "$out/estimate.txt" 2>&1; step "memory estimate" $?
+  "$flora" bench memory --model llama-7b > "$out/estimate.txt" 2>&1; step "memory estimate" $?
   grep "estimated peak" "$out/estimate.txt"
   "$flora" bench train --device cuda --model llama-1b,llama-3b,llama-7b --weights bf16 --lomo on --activation-checkpointing \
     --optimizer flora:256 --batch 1 --seq-len 2048 --vocabulary published --warmup 2 --steps 5 \
