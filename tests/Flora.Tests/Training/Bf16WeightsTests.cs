@@ -209,3 +209,35 @@ public class Bf16WeightsTests : IDisposable
         public void Report(TrainProgress value) => report(value);
     }
 }
+
+/// <summary>Every model family builds, runs and updates with bf16 weights (no op refuses them).</summary>
+public class Bf16ModelFamiliesTests
+{
+    [Theory]
+    [InlineData("gpt-tiny")]
+    [InlineData("llama-tiny")]
+    [InlineData("t5-tiny")]
+    public void A_model_with_bf16_weights_matches_its_fp32_twin_holding_the_same_values_and_trains(string preset)
+    {
+        using var cpu = TestUtil.Cpu();
+        Flora.Nn.Models.LanguageModel half, full;
+        using (WeightStorage.Use(DType.BFloat16)) half = Flora.Nn.Models.ModelFactory.Create(preset, cpu, 97, seed: 5, context: 16);
+        full = Flora.Nn.Models.ModelFactory.Create(preset, cpu, 97, seed: 5, context: 16);
+        foreach (var (h, f) in half.Parameters().Zip(full.Parameters())) cpu.Copy(h.Value, f.Value);    // the same (bf16) values
+        using var ids = TestUtil.Labels(cpu, Enumerable.Range(0, 32).Select(i => (i * 13 + 1) % 97).ToArray());
+        using var inputs = ids.View(new Shape(2, 16));
+        using var targets = TestUtil.Labels(cpu, Enumerable.Range(0, 32).Select(i => (i * 13 + 2) % 97).ToArray());
+        using var targetView = targets.View(new Shape(2, 16));
+        if (half.IsEncoderDecoder) { half.SetSource(inputs); full.SetSource(inputs); }
+        Assert.Equal(full.ForwardLoss(inputs, targetView), half.ForwardLoss(inputs, targetView));
+        using var optimizer = new AdamW(cpu, half.Parameters(), learningRate: 1e-2f) { GradientOptions = new PipelineOptions { Lomo = true } };
+        var before = half.Parameters().Where(p => p.Value.DType == DType.BFloat16).Select(Bf16WeightsTests.Values).ToArray();
+        half.BackwardLoss(optimizer.Gradients);
+        optimizer.Step();
+        var after = half.Parameters().Where(p => p.Value.DType == DType.BFloat16).Select(Bf16WeightsTests.Values).ToArray();
+        Assert.NotEmpty(before);
+        Assert.All(before.Zip(after), pair => Assert.NotEqual(pair.First, pair.Second));
+        half.Dispose();
+        full.Dispose();
+    }
+}
