@@ -69,10 +69,13 @@ public static class StepMemory
 
     /// <summary>
     /// The estimate for the model <paramref name="build"/> makes at <paramref name="layers"/> layers (at least 2) and
-    /// <paramref name="vocabulary"/> rows, trained as <paramref name="settings"/> say; <paramref name="progress"/> hears of each probe.
+    /// <paramref name="vocabulary"/> rows, trained as <paramref name="settings"/> say; <paramref name="progress"/> hears of
+    /// each probe; <paramref name="attention"/> (query heads, head size) adds the CUDA backend's unfused attention buffers
+    /// where the fused kernel does not apply (null: none counted).
     /// </summary>
     /// <exception cref="ArgumentException">Bad settings, fewer than 2 layers, or a vocabulary matrix FLORA would compress at full size.</exception>
-    public static StepMemoryEstimate Estimate(string name, ModelBuilder build, int layers, int vocabulary, StepMemorySettings settings, IProgress<string>? progress = null)
+    public static StepMemoryEstimate Estimate(string name, ModelBuilder build, int layers, int vocabulary, StepMemorySettings settings,
+        IProgress<string>? progress = null, (int Heads, int HeadDim)? attention = null)
     {
         settings.Validate();
         if (layers < 2 || vocabulary <= 1) throw new ArgumentException($"the estimate is for stacks of at least 2 layers (got {layers}) and a vocabulary larger than 1 (got {vocabulary})");
@@ -125,7 +128,7 @@ public static class StepMemory
         // The CUDA scratch formula needs the parameter shapes at full size: vocabulary dimensions scaled up.
         List<Shape> Full(IEnumerable<Shape> shapes) => shapes.Select(s => s.Rank == 2 && (s[0] == v0 || s[1] == v0)
             ? new Shape(s[0] == v0 ? vocabulary : s[0], s[1] == v0 ? vocabulary : s[1]) : s).ToList();
-        var scratch = CudaScratch(settings, Full(p11.Shapes), Full(p11.Untied), vocabulary);
+        var scratch = CudaScratch(settings, Full(p11.Shapes), Full(p11.Untied), vocabulary, attention);
         tags.Add(new(MemoryTag.Scratch, scratch.Sum(s => s.Bytes), "CUDA backend buffers by formula: " + string.Join("; ", scratch.Select(s => $"{s.What} {s.Bytes / 1048576.0:N0} MiB"))));
         return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings, tags);
     }
@@ -135,9 +138,11 @@ public static class StepMemory
     /// the pipeline's gradient buffer (LOMO: the largest parameter with one gradient per step), the optimizer's fp32 copy of a bf16
     /// weight (the largest), FLORA's projection and bf16 update (the largest compressed matrix), the fused head's
     /// logits of a chunk of rows (fp32, about 256 MiB at most) and their bf16 gradients, the bf16 copies of product
-    /// operands (activations; bf16 weights are read in place), cuBLASLt's 32 MiB workspace.
+    /// operands (activations; bf16 weights are read in place), cuBLASLt's 32 MiB workspace, and, for a head size other
+    /// than the fused attention kernel's 64, the unfused attention's score buffers of one sequence.
     /// </summary>
-    public static IReadOnlyList<(string What, long Bytes)> CudaScratch(StepMemorySettings s, IReadOnlyList<Shape> parameters, IReadOnlyList<Shape> untied, int vocabulary)
+    public static IReadOnlyList<(string What, long Bytes)> CudaScratch(StepMemorySettings s, IReadOnlyList<Shape> parameters, IReadOnlyList<Shape> untied, int vocabulary,
+        (int Heads, int HeadDim)? attention = null)
     {
         long tokens = (long)s.Batch * s.SequenceLength;
         long largest = parameters.Max(p => (long)p.Count);
@@ -162,6 +167,10 @@ public static class StepMemory
         if (vocabulary % 128 != 0) rows.Add(("fused head: padded bf16 copy of the output weight", ld * channels * 2));
         rows.Add(("bf16 copies of product operands (three, and two reused gradients)", 5 * tokens * width * 2));
         rows.Add(("cuBLASLt workspace", 32L << 20));
+        // The fused attention kernel takes head size 64; other sizes go through device memory, one sequence at a time:
+        // scores and their gradients in fp32, probabilities in bf16 (H x T x T each).
+        if (attention is (int heads, int headDim) && headDim != 64)
+            rows.Add(($"unfused attention (head size {headDim}): scores, score gradients, bf16 probabilities", 10L * heads * s.SequenceLength * s.SequenceLength));
         return rows;
     }
 
@@ -213,16 +222,16 @@ public static class StepMemoryPresets
     public static IReadOnlyList<string> Names { get; } = ["gpt2-124m", "gpt2-350m", "llama-60m", "llama-small"];
 
     /// <summary>
-    /// The builder, layer count and vocabulary of preset <paramref name="name"/> (the published vocabulary of the shape
+    /// The builder, layer count, vocabulary and attention heads of preset <paramref name="name"/> (the published vocabulary of the shape
     /// it copies, or <paramref name="vocabulary"/> when given) for sequences of <paramref name="sequenceLength"/> tokens.
     /// </summary>
-    public static (ModelBuilder Build, int Layers, int Vocabulary) Get(string name, int sequenceLength, int? vocabulary = null)
+    public static (ModelBuilder Build, int Layers, int Vocabulary, (int Heads, int HeadDim) Attention) Get(string name, int sequenceLength, int? vocabulary = null)
     {
         int context = Math.Max(sequenceLength, 1);
-        (ModelBuilder, int, int) Gpt2(Gpt2Config c) =>
-            ((b, l, v) => new Gpt2(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary);
-        (ModelBuilder, int, int) Llama(LlamaConfig c) =>
-            ((b, l, v) => new Llama(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary);
+        (ModelBuilder, int, int, (int, int)) Gpt2(Gpt2Config c) =>
+            ((b, l, v) => new Gpt2(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary, (c.Heads, c.Embed / c.Heads));
+        (ModelBuilder, int, int, (int, int)) Llama(LlamaConfig c) =>
+            ((b, l, v) => new Llama(b, c with { Layers = l, Vocabulary = v, Context = context }, seed: 1), c.Layers, vocabulary ?? c.Vocabulary, (c.Heads, c.Embed / c.Heads));
         return name switch
         {
             "gpt2-124m" => Gpt2(Gpt2Config.Gpt2_124M()),

@@ -135,8 +135,8 @@ internal static class BenchCommand
             double budget = parse.GetValue(memoryBudget);
             foreach (string name in parse.GetValue(memoryModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
-                var (build, layers, vocabulary) = StepMemoryPresets.Get(name, settings.SequenceLength, parse.GetValue(memoryVocabulary));
-                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, settings, new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")));
+                var (build, layers, vocabulary, attention) = StepMemoryPresets.Get(name, settings.SequenceLength, parse.GetValue(memoryVocabulary));
+                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, settings, new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")), attention);
                 Print(console, estimate, budget);
             }
             return 0;
