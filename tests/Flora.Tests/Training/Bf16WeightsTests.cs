@@ -172,6 +172,26 @@ public class Bf16WeightsTests : IDisposable
         Assert.Equal("fp32", trainer.Options.Weights);                                     // resolved and recorded
     }
 
+    [Fact]
+    public void Data_parallel_ranks_round_with_the_same_bits_and_keep_identical_bf16_replicas()
+    {
+        var options = Tiny("dp") with
+        {
+            Steps = 3, EvalEvery = 3, CheckpointEvery = 3, BatchSize = 2, Lomo = true,
+            Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.05f, Rank = 4, Kappa = 2 },
+        };
+        var replicas = Flora.Distributed.InProcessGroup.Run(2, (group, rank) =>
+        {
+            using var trainer = new Trainer(options, connect: backend => group.Join(rank, backend));
+            var start = trainer.Model.Parameters().Select(Values).ToArray();
+            trainer.Run();
+            Assert.All(trainer.Model.Parameters().Where(p => p.Shape.Rank == 2 && p.Name != "wpe.weight"), p => Assert.Equal(DType.BFloat16, p.Value.DType));
+            return (Start: start, End: trainer.Model.Parameters().Select(Values).ToArray());
+        });
+        Assert.Equal(replicas[0].End, replicas[1].End);                                   // bit for bit: the same rounding bits on both ranks
+        Assert.NotEqual(replicas[0].Start, replicas[0].End);
+    }
+
     private static List<TrainMetrics> Train(TrainOptions options, string? resume = null, long? stopAfter = null)
     {
         using var trainer = new Trainer(options, resume);
