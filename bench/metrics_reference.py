@@ -7,6 +7,8 @@ each one with the real packages and compares with the 'expected' values stored t
   - tokenize_13a: sacrebleu's Tokenizer13a on one line;
   - bleu: sacrebleu.metrics.BLEU() with its defaults, corpus_score(hypotheses, [references]): the score line
     (str(score)), score, precisions, brevity penalty, ratio, lengths, counts, totals and signature;
+  - sentence_bleu: sacrebleu.sentence_bleu(hypothesis, [reference]) (effective order on), the same fields, the
+    signature of BLEU(effective_order=True), and a check that the two agree;
   - rouge (only if rouge_score is importable): rouge_scorer.RougeScorer(['rouge1', 'rouge2', 'rougeL'],
     use_stemmer=stem).score(target, prediction), and the tokens of the default tokenizer;
   - rouge_corpus (likewise): the arithmetic mean of the per-pair precision, recall and F-measure;
@@ -49,7 +51,7 @@ except ImportError:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CASES = os.path.join(HERE, os.pardir, "tests", "Flora.Tests", "Metrics", "metric_cases.json")
-REPRODUCED_SACREBLEU = "2.4.0"
+REPRODUCED_SACREBLEU = "2.6.0"
 
 # Absolute tolerances for floats; BLEU's log sum may differ in the last bit between Python versions
 # (Python 3.12's sum() compensates rounding), and the corpus means likewise.
@@ -113,6 +115,26 @@ def bleu_actual(case):
         "counts": [int(c) for c in score.counts],
         "totals": [int(t) for t in score.totals],
         "signature": str(bleu.get_signature()),
+    }
+
+
+def sentence_bleu_actual(case):
+    score = sacrebleu.sentence_bleu(case["hypothesis"], [case["reference"]])
+    metric = BLEU(effective_order=True)
+    again = metric.sentence_score(case["hypothesis"], [case["reference"]])
+    if abs(float(again.score) - float(score.score)) > 1e-12:
+        raise RuntimeError(f"{case['name']}: sentence_bleu {score.score} but BLEU(effective_order=True).sentence_score {again.score}")
+    return {
+        "line": str(score),
+        "score": float(score.score),
+        "precisions": [float(p) for p in score.precisions],
+        "bp": float(score.bp),
+        "ratio": float(score.ratio),
+        "sys_len": int(score.sys_len),
+        "ref_len": int(score.ref_len),
+        "counts": [int(c) for c in score.counts],
+        "totals": [int(t) for t in score.totals],
+        "signature": str(metric.get_signature()),
     }
 
 
@@ -183,6 +205,7 @@ def main(args):
     sections = [
         ("tokenize_13a", lambda c: tokenize_13a_actual(c, tokenizer), {}),
         ("bleu", bleu_actual, {"score": BLEU_TOLERANCE, "precisions": BLEU_TOLERANCE, "bp": BLEU_TOLERANCE, "ratio": BLEU_TOLERANCE}),
+        ("sentence_bleu", sentence_bleu_actual, {"score": BLEU_TOLERANCE, "precisions": BLEU_TOLERANCE, "bp": BLEU_TOLERANCE, "ratio": BLEU_TOLERANCE}),
         ("rouge", rouge_actual, {"rouge1": ROUGE_TOLERANCE, "rouge2": ROUGE_TOLERANCE, "rougeL": ROUGE_TOLERANCE}),
         ("rouge_corpus", rouge_corpus_actual, {"rouge1": ROUGE_TOLERANCE, "rouge2": ROUGE_TOLERANCE, "rougeL": ROUGE_TOLERANCE}),
     ]
@@ -193,13 +216,13 @@ def main(args):
         for case in doc.get(section, []):
             actual = compute(case)
             label = case["name"] + (f" (stem={case['stem']})" if "stem" in case else "")
-            if section == "bleu":
-                print(f"     bleu: {label}: {actual['line']} | counts {actual['counts']} totals {actual['totals']}")
+            if section in ("bleu", "sentence_bleu"):
+                print(f"     {section}: {label}: {actual['line']} | counts {actual['counts']} totals {actual['totals']}")
             if args.update:
                 case["expected"] = actual
                 continue
             expected = dict(case.get("expected", {}))
-            if section == "bleu" and "signature" in expected and sacrebleu.__version__ != REPRODUCED_SACREBLEU:
+            if section in ("bleu", "sentence_bleu") and "signature" in expected and sacrebleu.__version__ != REPRODUCED_SACREBLEU:
                 # Only the version part of the signature may differ between 2.x releases.
                 strip = lambda s: s.rsplit("|version:", 1)[0]
                 if strip(expected["signature"]) == strip(actual["signature"]):

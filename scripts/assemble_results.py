@@ -17,7 +17,9 @@ def section(name):
             t = re.sub(r"\nCommands:\n\n```\n(.*?)```\n", lambda m: f"\nCommands: [{d.relative_to(root / 'docs')}/commands.txt]({d.relative_to(root / 'docs')}/commands.txt)\n", t, flags=re.S)
             # every heading one level down: the experiment's title becomes a section of this page
             t = "\n".join("#" + l if l.startswith("#") else l for l in t.split("\n"))
-            parts.append(t.strip() + f"\n\nFiles: [{d.relative_to(root / 'docs')}]({d.relative_to(root / 'docs')}/)")
+            # A note.md beside an older table re-judges it under the current rules (resampling, every arm, LoRA as the paper ran it).
+            note = (d / "note.md").read_text().strip() if (d / "note.md").exists() else ""
+            parts.append(t.strip() + (f"\n\n{note}" if note else "") + f"\n\nFiles: [{d.relative_to(root / 'docs')}]({d.relative_to(root / 'docs')}/)")
     return "\n\n".join(parts)
 
 out = [intro.strip()]

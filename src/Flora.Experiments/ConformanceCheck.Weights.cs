@@ -116,7 +116,8 @@ public static partial class ConformanceCheck
         }
 
         // ---- optimizer steps on bf16 weights through Optimizer.Update: fp32 working copy, stochastic rounding
-        foreach (string optimizer in new[] { "adamw", "adafactor", "flora", "sgd" })
+        // flora-paper: Algorithm 2 as printed, whose update is a low-rank product written into the fp32 copy.
+        foreach (string optimizer in new[] { "adamw", "adafactor", "flora", "flora-paper", "sgd" })
         {
             const int Rows = 96, Cols = 160;
             float[] w = Rand(Rows * Cols, 0.05f), grad = Rand(Rows * Cols, 0.01f);
@@ -124,7 +125,12 @@ public static partial class ConformanceCheck
             {
                 using var value = Bf16(b, w, [Rows, Cols]);
                 var parameter = new Parameter(b, "layer.weight", value);
-                var spec = new OptimizerSpec { Name = optimizer, LearningRate = OptimizerSpec.DefaultLearningRate(optimizer), Rank = 16, Kappa = 2 };
+                string name = optimizer.Replace("-paper", "");
+                var spec = new OptimizerSpec
+                {
+                    Name = name, LearningRate = OptimizerSpec.DefaultLearningRate(name), Rank = 16, Kappa = 2,
+                    Variant = optimizer.EndsWith("-paper", StringComparison.Ordinal) ? FloraVariant.Paper : FloraVariant.Official,
+                };
                 using var opt = spec.Create(b, [parameter]);
                 opt.RoundingSeed = 99;
                 using var g = b.Allocate(new Shape(Rows, Cols), MemoryTag.Scratch);

@@ -37,6 +37,28 @@ public enum PilotRest
     Frozen,
 }
 
+/// <summary>Which layer of the pilot network is the square layer under study.</summary>
+public enum PilotLayer
+{
+    /// <summary>784 -> 768 -> [768 x 768] -> 10: the square layer in the middle.</summary>
+    Middle,
+    /// <summary>
+    /// [768 x 768] -> 768 -> 10: the square layer first, as the paper's Figure 1 caption says ("the first layer of the
+    /// network with a shape of 768 x 768"); the image is cut to its last 768 pixels (the first 16 are background).
+    /// </summary>
+    First,
+}
+
+/// <summary>How LoRA's A is initialised in the pilot study.</summary>
+public enum PilotLoraInit
+{
+    /// <summary>A ~ N(0, 1/r), the paper's random projection (LoRA(B) then follows RP exactly).</summary>
+    Gaussian,
+    /// <summary>The LoRA reference code's kaiming_uniform_(a = sqrt(5)): U(-1/sqrt(in), 1/sqrt(in)).</summary>
+    KaimingUniform,
+}
+
+/// <summary>Settings of the pilot study (Figure 1).</summary>
 public sealed record PilotOptions
 {
     public int Steps { get; init; } = 2000;
@@ -47,6 +69,10 @@ public sealed record PilotOptions
     public int EvalEvery { get; init; } = 100;
     public ulong Seed { get; init; } = 0;
     public PilotRest Rest { get; init; } = PilotRest.Frozen;
+    /// <summary>Where the square layer under study sits.</summary>
+    public PilotLayer Layer { get; init; } = PilotLayer.Middle;
+    /// <summary>LoRA's initialisation of A.</summary>
+    public PilotLoraInit LoraInit { get; init; } = PilotLoraInit.Gaussian;
     public IReadOnlyList<PilotVariant> Variants { get; init; } = Enum.GetValues<PilotVariant>();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
@@ -94,7 +120,10 @@ public static class PilotStudy
     public static int FinalWindow(int steps) => Math.Clamp(steps / 10, 1, 50);
 
     public static string DescribeNetwork(PilotOptions o) =>
-        $"{28 * 28} -> {o.Hidden} (ReLU) -> [{o.Hidden}x{o.Hidden}, no bias, the layer under study] (ReLU) -> {Classes}; " +
+        (o.Layer == PilotLayer.First
+            ? $"[{o.Hidden}x{o.Hidden}, no bias, the layer under study, reading the last {o.Hidden} of the {28 * 28} pixels] (ReLU) -> {o.Hidden} (ReLU) -> {Classes}; "
+            : $"{28 * 28} -> {o.Hidden} (ReLU) -> [{o.Hidden}x{o.Hidden}, no bias, the layer under study] (ReLU) -> {Classes}; ") +
+        (o.LoraInit == PilotLoraInit.Gaussian ? "LoRA's A ~ N(0, 1/r); " : "LoRA's A ~ U(-1/sqrt(in), 1/sqrt(in)) (the LoRA code's Kaiming init); ") +
         (o.Rest == PilotRest.Trained
             ? "the input and output layers (weights and biases) are trained by plain SGD at the same learning rate in every variant"
             : "the input and output layers are frozen at the shared random initialisation in every variant");
@@ -108,6 +137,7 @@ public static class PilotStudy
         Action<IReadOnlyList<PilotVariantResult>, IReadOnlyList<PilotStep>>? variantDone = null)
     {
         options.Validate();
+        (train, test) = (InputsFor(train, options), InputsFor(test, options));
         var results = new List<PilotVariantResult>();
         var log = new List<PilotStep>();
         foreach (var variant in options.Variants)
@@ -116,6 +146,17 @@ public static class PilotStudy
             variantDone?.Invoke(results, log);
         }
         return (results, log);
+    }
+
+    /// <summary>The images as the network reads them: whole, or (square layer first) cut to their last <see cref="PilotOptions.Hidden"/> pixels.</summary>
+    public static ImageDataset InputsFor(ImageDataset data, PilotOptions o)
+    {
+        if (o.Layer == PilotLayer.Middle || data.Features == o.Hidden) return data;
+        if (data.Features < o.Hidden) throw new ArgumentException($"the first layer is {o.Hidden} x {o.Hidden} but the images have {data.Features} pixels");
+        int skip = data.Features - o.Hidden;
+        var pixels = new float[data.Count * o.Hidden];
+        for (int i = 0; i < data.Count; i++) Array.Copy(data.Pixels, i * data.Features + skip, pixels, i * o.Hidden, o.Hidden);
+        return new ImageDataset(data.Name + $" (last {o.Hidden} pixels)", data.Count, 1, o.Hidden, pixels, data.Labels, data.Classes);
     }
 
     /// <summary>Seed of the square layer's projection (RP's A, RRP's first A, LoRA's A).</summary>
@@ -175,13 +216,33 @@ public static class PilotStudy
     public static Sequential BuildModel(IBackend backend, PilotVariant variant, int features, PilotOptions o, out Parameter[] trainable)
     {
         ulong root = o.Seed;
-        var fc1 = new Linear(backend, "fc1", features, o.Hidden, bias: true, seed: Seeds.Derive(root, 1));
-        Module fc2 = new Linear(backend, SquareLayer, o.Hidden, o.Hidden, bias: false, seed: Seeds.Derive(root, 2));
+        bool first = o.Layer == PilotLayer.First;
+        Module fc1 = first
+            ? new Linear(backend, SquareLayer, o.Hidden, o.Hidden, bias: false, seed: Seeds.Derive(root, 2))
+            : new Linear(backend, "fc1", features, o.Hidden, bias: true, seed: Seeds.Derive(root, 1));
+        Module fc2 = first
+            ? new Linear(backend, "fc1", o.Hidden, o.Hidden, bias: true, seed: Seeds.Derive(root, 1))
+            : new Linear(backend, SquareLayer, o.Hidden, o.Hidden, bias: false, seed: Seeds.Derive(root, 2));
         var fc3 = new Linear(backend, "fc3", o.Hidden, Classes, bias: true, seed: Seeds.Derive(root, 3));
-        if (variant is PilotVariant.Lora or PilotVariant.LoraB)
-            fc2 = new LoraLinear((Linear)fc2, o.Rank, alpha: o.Rank, ProjectionSeed(o), trainA: variant == PilotVariant.Lora);
+        Module Patch(Module m)
+        {
+            if (variant is not (PilotVariant.Lora or PilotVariant.LoraB)) return m;
+            var lora = new LoraLinear((Linear)m, o.Rank, alpha: o.Rank, ProjectionSeed(o), trainA: variant == PilotVariant.Lora);
+            if (o.LoraInit == PilotLoraInit.KaimingUniform)
+            {
+                // U(-b, b) with b = 1/sqrt(in), the bound kaiming_uniform_(a = sqrt(5)) gives for fan_in = in.
+                float bound = 1f / MathF.Sqrt(((Linear)m).InFeatures);
+                var values = new float[lora.A.Value.Count];
+                var random = new Random((int)(ProjectionSeed(o) & 0x7FFFFFFF));
+                for (int i = 0; i < values.Length; i++) values[i] = (float)((2 * random.NextDouble() - 1) * bound);
+                lora.A.Value.CopyFrom<float>(values);
+            }
+            return lora;
+        }
+        if (first) fc1 = Patch(fc1); else fc2 = Patch(fc2);
+        var rest = (first ? fc2 : fc1).Parameters().Concat(fc3.Parameters());
         if (o.Rest == PilotRest.Frozen)
-            foreach (var p in fc1.Parameters().Concat(fc3.Parameters())) p.RequiresGrad = false;
+            foreach (var p in rest) p.RequiresGrad = false;
         var model = new Sequential(backend, "", fc1, new Relu(backend, "relu1"), fc2, new Relu(backend, "relu2"), fc3)
         {
             ComputesInputGradient = false,

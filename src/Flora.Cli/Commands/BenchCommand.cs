@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Flora.Reporting;
 using Flora.Devices;
 using Flora.Experiments;
 using Spectre.Console;
@@ -24,7 +25,7 @@ internal static class BenchCommand
             return 0;
         }));
         var model = new Option<string>("--model") { Description = "parameter table: pilot, gpt2-124m or gpt2-350m", DefaultValueFactory = _ => "gpt2-124m" };
-        var ranks = new Option<int[]>("--ranks") { Description = "FLORA ranks to time", DefaultValueFactory = _ => [32, 256], AllowMultipleArgumentsPerToken = true };
+        var ranks = Options.Ints("--ranks", "FLORA ranks to time", NumberRange.Positive, [32, 256]);
         var optimSteps = Options.PositiveInt("--steps", "timed steps per optimizer", 5);
         var optimWarmup = Options.PositiveInt("--warmup", "untimed steps before timing", 2);
         var optim = new Command("optim", "Time of one optimizer step over a model's parameter table: Adafactor, naive momentum, FLORA, AdamW.")
@@ -103,6 +104,8 @@ internal static class BenchCommand
         var compare = new Command("compare", "Side-by-side table of a Flora benchmark and the PyTorch reference measured in the same run.") { ours, torch, reportOut };
         compare.SetAction(parse => CommandGuard.Run(error, () =>
         {
+            foreach (string? input in new[] { parse.GetValue(ours), parse.GetValue(torch) })
+                if (input is not null) Flora.Reporting.RegularFile.Open(input, 64 << 20).Dispose();   // a directory, /dev/zero: refused before reading
             string markdown = BenchmarkComparison.Markdown(TrainBenchmark.ReadJson(parse.GetValue(ours)!),
                 parse.GetValue(torch) is string t ? BenchmarkComparison.ReadTorch(t) : null);
             if (parse.GetValue(reportOut) is string path) File.WriteAllText(path, markdown);

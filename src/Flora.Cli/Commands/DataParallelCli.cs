@@ -56,22 +56,12 @@ internal static class DataParallelCli
     public const string ReportFile = "data-parallel.json";
 
     /// <summary>--allreduce plain|compressed.</summary>
-    public static Option<AllReduceMode> AllReduce() => new("--allreduce")
-    {
-        Description = "data parallel (flora launch): all-reduce plain gradients, or compressed with FLORA's shared projection (docs/distributed.md)",
-        DefaultValueFactory = _ => AllReduceMode.Plain,
-    };
+    public static Option<AllReduceMode> AllReduce() => Options.Choice("--allreduce",
+        "data parallel (flora launch): all-reduce plain gradients, or compressed with FLORA's shared projection (docs/distributed.md)", AllReduceMode.Plain);
 
     /// <summary>--allreduce-rank: the rank r of the compressed all-reduce (0: the FLORA rank).</summary>
     public static Option<int> AllReduceRank()
-    {
-        var option = new Option<int>("--allreduce-rank") { Description = "rank r of the compressed all-reduce's projection (default: the FLORA rank, --rank)", DefaultValueFactory = _ => 0 };
-        option.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() < 0) r.AddError($"--allreduce-rank must be positive, got {r.GetValueOrDefault<int>()}");
-        });
-        return option;
-    }
+        => Options.NonNegativeInt("--allreduce-rank", "rank r of the compressed all-reduce's projection (default 0: the FLORA rank, --rank)", 0);
 
     /// <summary>A console that prints nothing: ranks other than 0 keep quiet (errors still go to stderr).</summary>
     public static IAnsiConsole Silent() => AnsiConsole.Create(new AnsiConsoleSettings

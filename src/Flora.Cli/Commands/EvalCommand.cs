@@ -17,11 +17,11 @@ internal static class EvalCommand
         var d = new EvaluationOptions { Checkpoint = "" };
         var checkpoint = new Option<string>("--checkpoint") { Description = "a run directory (its latest checkpoint) or a checkpoint directory", Required = true };
         var split = new Option<string>("--split") { Description = "train, validation or test", DefaultValueFactory = _ => "validation" };
-        var maxPairs = new Option<int>("--max-pairs") { Description = "evaluate the first N pairs of the split (0 = all)", DefaultValueFactory = _ => 0 };
-        var beam = new Option<int>("--beam") { Description = "beam size (1 = greedy)", DefaultValueFactory = _ => d.Beam.BeamSize };
-        var lengthPenalty = new Option<float>("--length-penalty") { Description = "beam score = log-probability / length^penalty", DefaultValueFactory = _ => d.Beam.LengthPenalty };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "longest translation in tokens", DefaultValueFactory = _ => d.Beam.MaxTokens };
-        var batch = new Option<int>("--batch") { Description = "pairs per batch (loss and generation)", DefaultValueFactory = _ => d.BatchSize };
+        var maxPairs = Options.NonNegativeInt("--max-pairs", "evaluate N pairs of the split, drawn at random with a fixed seed (the same N every time; 0 = all)", 0);
+        var beam = Options.PositiveInt("--beam", "beam size (1 = greedy)", d.Beam.BeamSize);
+        var lengthPenalty = Options.Float("--length-penalty", "beam score = log-probability / length^penalty", d.Beam.LengthPenalty, NumberRange.Finite);
+        var maxTokens = Options.PositiveInt("--max-tokens", "longest translation in tokens", d.Beam.MaxTokens);
+        var batch = Options.PositiveInt("--batch", "pairs per batch (loss and generation)", d.BatchSize);
         var data = new Option<string?>("--data") { Description = "prepared data directory (default: the one the run trained on)" };
         var output = new Option<string?>("--out") { Description = "output directory (default: RUN/eval/SPLIT-step-N)" };
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
@@ -50,6 +50,7 @@ internal static class EvalCommand
             };
             console.MarkupLine($"[bold]flora eval[/]: {Markup.Escape(options.Checkpoint)}, {Markup.Escape(parse.GetValue(split)!)} split");
             EvaluationResult result = EvaluateWithProgress(console, options);
+            foreach (string note in result.Notes) error.WriteLine($"warning: {note}");
             Print(console, result);
             return 0;
         }));

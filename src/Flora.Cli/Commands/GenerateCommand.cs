@@ -20,11 +20,11 @@ internal static class GenerateCommand
         var source = new Option<string?>("--source") { Description = "translation checkpoints: the sentence to translate" };
         var maxTokens = Options.PositiveInt("--max-tokens", "tokens to generate", 60);
         var temperature = Options.PositiveFloat("--temperature", "softmax temperature", 0.8f);
-        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 40 };
+        var topK = Options.NonNegativeInt("--top-k", "sample among the k most likely tokens (0 = all)", 40);
         var greedy = new Option<bool>("--greedy") { Description = "always take the most likely token" };
-        var beam = new Option<int>("--beam") { Description = "beam search with this many beams (language models: instead of sampling; translation: 1 = greedy)", DefaultValueFactory = _ => 0 };
-        var lengthPenalty = new Option<float>("--length-penalty") { Description = "beam score = log-probability / length^penalty", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 0 };
+        var beam = Options.NonNegativeInt("--beam", "beam search with this many beams (language models: instead of sampling; translation: 1 = greedy)", 0);
+        var lengthPenalty = Options.Float("--length-penalty", "beam score = log-probability / length^penalty", 1f, NumberRange.Finite);
+        var seed = Options.Seed("--seed", "sampling seed", 0);
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var printIds = new Option<bool>("--print-ids") { Description = "also print the prompt's and the generated token ids" };
         var command = new Command("generate", "Generate text from a checkpoint (greedy, temperature, top-k, beam search; translation with --source).")
@@ -34,10 +34,16 @@ internal static class GenerateCommand
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
             using var loaded = CheckpointModel.Open(parse.GetValue(checkpoint)!, parse.GetValue(device)!);
+            foreach (string note in loaded.Notes) error.WriteLine($"warning: {note}");
             var tokenizer = loaded.Tokenizer;
+            bool translates = loaded.Options.Task == "translate";
+            if (!translates && parse.GetValue(source) is not null)
+                throw new ArgumentException($"--source is for translation checkpoints; {loaded.Directory} is a language model: give the text to continue with --prompt");
+            if (translates && parse.GetResult(prompt) is { Implicit: false })
+                throw new ArgumentException($"--prompt is for language-model checkpoints; {loaded.Directory} translates: give the sentence with --source");
             int eos = tokenizer.EndOfText ?? -1;
             console.MarkupLine($"[grey]{Markup.Escape(loaded.Info.Model)}, step {loaded.Info.Step}[/]");
-            if (loaded.Options.Task == "translate")
+            if (translates)
             {
                 string text = parse.GetValue(source) ?? throw new ArgumentException("this checkpoint translates: give the sentence with --source");
                 var template = loaded.TranslationTemplate;

@@ -21,14 +21,16 @@ internal static class PilotCommand
         var lr = Options.PositiveFloat("--lr", "SGD learning rate (the paper: 0.01)", defaults.LearningRate);
         var rank = Options.PositiveInt("--rank", "rank r of LoRA and of the projections (the paper: 8)", defaults.Rank);
         var evalEvery = Options.PositiveInt("--eval-every", "evaluate test accuracy every N steps", defaults.EvalEvery);
-        var seed = new Option<ulong>("--seed") { Description = "seed of the initial weights, data order and projections", DefaultValueFactory = _ => 0 };
-        var rest = new Option<PilotRest>("--rest") { Description = "how the layers around the square layer are treated", DefaultValueFactory = _ => defaults.Rest };
-        var variants = new Option<PilotVariant[]>("--variants") { Description = "variants to run (default: all five)", AllowMultipleArgumentsPerToken = true };
+        var seed = Options.Seed("--seed", "seed of the initial weights, data order and projections", 0);
+        var rest = Options.Choice("--rest", "how the layers around the square layer are treated", defaults.Rest);
+        var layer = Options.Choice("--layer", "the square layer under study: middle (784 -> 768 -> [768x768] -> 10) or first ([768x768] on the last 768 pixels -> 768 -> 10, as the paper's caption)", defaults.Layer);
+        var loraInit = Options.Choice("--lora-init", "LoRA's A: gaussian (N(0, 1/r)) or kaiminguniform (the LoRA code's U(-1/sqrt(in), 1/sqrt(in)))", defaults.LoraInit);
+        var variants = Options.Choices<PilotVariant>("--variants", "variants to run (default: all five)");
         var quick = new Option<bool>("--quick") { Description = $"a short run for CI: {QuickSteps} steps (unless --steps is given), evaluation every {QuickEvalEvery} steps on the first {QuickTestExamples} test images" };
 
         var command = new Command("pilot", "Pilot study of the paper (Figure 1): SGD, LoRA, LoRA(B), RP and RRP on a 768x768 layer, Fashion-MNIST.")
         {
-            data, output, steps, batch, lr, rank, evalEvery, seed, rest, variants, quick,
+            data, output, steps, batch, lr, rank, evalEvery, seed, rest, layer, loraInit, variants, quick,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -42,6 +44,8 @@ internal static class PilotCommand
                 EvalEvery = isQuick && parse.GetResult(evalEvery) is null or { Implicit: true } ? QuickEvalEvery : parse.GetValue(evalEvery),
                 Seed = parse.GetValue(seed),
                 Rest = parse.GetValue(rest),
+                Layer = parse.GetValue(layer),
+                LoraInit = parse.GetValue(loraInit),
                 Variants = parse.GetValue(variants) is { Length: > 0 } v ? v.Distinct().ToArray() : Enum.GetValues<PilotVariant>(),
             };
             options.Validate();

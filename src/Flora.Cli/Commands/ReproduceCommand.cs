@@ -17,21 +17,25 @@ internal static class ReproduceCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var output = new Option<string>("--out") { Description = "root output directory; each experiment writes OUT/SCALE/NAME", DefaultValueFactory = _ => "runs/reproduce" };
-        var seed = new Option<ulong>("--seed") { Description = "root seed of every run", DefaultValueFactory = _ => 0 };
+        var seed = Options.Seed("--seed", "root seed of every run", 0);
         var data = new Option<string?>("--data") { Description = "prepared data directory (default: data/prepared/bible-v1, prepared when missing)" };
-        var steps = new Option<int?>("--steps") { Description = "override the scale's training steps (to fit a time budget)" };
-        var ranks = new Option<int[]>("--ranks") { Description = "override the scale's ranks", AllowMultipleArgumentsPerToken = true };
-        var testPairs = new Option<int?>("--test-pairs") { Description = "override how many test pairs are translated per arm (0 = all)" };
+        var steps = Options.OptionalInt("--steps", "override the scale's training steps (to fit a time budget)", NumberRange.Positive);
+        var ranks = Options.Ints("--ranks", "override the scale's ranks", NumberRange.Positive);
+        var testPairs = Options.OptionalInt("--test-pairs", "override how many test pairs are translated per arm (drawn at random with a fixed seed; 0 = all)", NumberRange.NonNegative);
+        var naiveLrs = Options.Floats("--naive-lrs", "learning rates of Naive's sweep instead of the scale's grid (not extended)", NumberRange.Positive);
+        var loraLrs = Options.Floats("--lora-lrs", "learning rates of LoRA's sweep instead of the scale's grid (not extended)", NumberRange.Positive);
+        var seeds = Options.OptionalInt("--seeds", "override the seeds per compared arm (the scales' 3; --quick 1)", NumberRange.Positive);
         var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
         var t5Model = new Option<string?>("--t5-model") { Description = "the encoder-decoder model of the text experiments instead of the scale's" };
         var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
         var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
         {
-            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, models, gptModel, t5Model, results,
+            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, naiveLrs, loraLrs, models, gptModel, t5Model, results,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
+            RunOutput.Create(parse.GetValue(output)!);                          // a bad --out fails now, not after the first experiment
             var requested = parse.GetValue(name)!;
             var experiments = requested.Contains("all") ? Reproductions.All : requested.Select(Reproductions.Find).ToList();
             var scaleValue = parse.GetValue(scale) switch
@@ -40,8 +44,6 @@ internal static class ReproduceCommand
                 "paper" => ReproductionScale.Paper,
                 var other => throw new ArgumentException($"--scale must be default or paper, got '{other}'"),
             };
-            if (parse.GetValue(steps) is int st && st <= 0) throw new ArgumentException($"--steps must be positive, got {st}");
-            if (parse.GetValue(ranks) is { Length: > 0 } rk && rk.Any(r => r <= 0)) throw new ArgumentException($"--ranks must be positive, got {string.Join(' ', rk)}");
             string commandLine = string.Join(' ', ["flora", .. parse.Tokens.Select(t => t.Value)]);
             var summaries = new List<ReproductionSummary>();
             foreach (var experiment in experiments)
@@ -51,7 +53,8 @@ internal static class ReproduceCommand
                     Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
                     Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
                     GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model),
-                    TestPairs = parse.GetValue(testPairs), Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
+                    TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds),
+                    NaiveGrid = parse.GetValue(naiveLrs) is { Length: > 0 } nl ? nl : null, LoraGrid = parse.GetValue(loraLrs) is { Length: > 0 } ll ? ll : null, Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
                     OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),
                 };
                 console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");

@@ -15,9 +15,9 @@ internal static class TheoryCommand
         var quickGrid = TheoremOptions.Quick;
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "runs/theory" };
         var seeds = Options.PositiveInt("--seeds", "independent projections per (d, r); every figure is their mean", defaults.Seeds);
-        var seed = new Option<ulong>("--seed") { Description = "root seed of the projections and of the test matrix G", DefaultValueFactory = _ => defaults.Seed };
-        var dims = new Option<int[]>("--dims") { Description = $"dimensions d (default: {string.Join(' ', defaults.Dimensions)})", AllowMultipleArgumentsPerToken = true };
-        var ranks = new Option<int[]>("--ranks") { Description = $"ranks r (default: {string.Join(' ', defaults.Ranks)})", AllowMultipleArgumentsPerToken = true };
+        var seed = Options.Seed("--seed", "root seed of the projections and of the test matrix G", defaults.Seed);
+        var dims = Options.Ints("--dims", $"dimensions d (default: {string.Join(' ', defaults.Dimensions)})", NumberRange.Positive);
+        var ranks = Options.Ints("--ranks", $"ranks r (default: {string.Join(' ', defaults.Ranks)})", NumberRange.Positive);
         var quick = new Option<bool>("--quick")
         {
             Description = $"a small grid for CI: d in {{{string.Join(", ", quickGrid.Dimensions)}}}, r in {{{string.Join(", ", quickGrid.Ranks)}}}, " +

@@ -18,38 +18,44 @@ internal static class TrainCommand
         var tokenizer = new Option<string>("--tokenizer") { Description = "bpe:N (train N tokens on the corpus), gpt2, or a directory with encoder.json and vocab.bpe", DefaultValueFactory = _ => d.Tokenizer };
         var corpus = new Option<string?>("--corpus") { Description = "a UTF-8 text file to train on (default: the embedded World English Bible selection)" };
         var optimizer = new Option<string>("--optimizer") { Description = $"optimizer: {string.Join(", ", OptimizerSpec.Names)}", DefaultValueFactory = _ => d.Optimizer.Name };
-        var lr = Options.PositiveFloat("--lr", "peak learning rate (default: 0.03 for Adafactor and Flora, which scale it by each weight's RMS; 0.001 for AdamW; 0.1 for SGD)", d.Optimizer.LearningRate);
+        var lr = Options.OptionalFloat("--lr", "peak learning rate; by default the optimizer's own: " + OptimizerDefaults(), NumberRange.Positive);
         var rank = Options.PositiveInt("--rank", "FLORA rank r (momentum and compressed accumulation)", d.Optimizer.Rank);
         var kappa = Options.PositiveInt("--kappa", "FLORA resampling interval (steps)", d.Optimizer.Kappa);
-        var beta1 = new Option<float>("--beta1") { Description = "momentum decay", DefaultValueFactory = _ => d.Optimizer.Beta1 };
-        var weightDecay = new Option<float>("--weight-decay") { Description = "decoupled weight decay", DefaultValueFactory = _ => 0f };
-        var variant = new Option<FloraVariant>("--variant") { Description = "FLORA momentum: paper (Algorithm 2) or official (PyTorch code)", DefaultValueFactory = _ => FloraVariant.Paper };
+        var beta1 = Options.Float("--beta1", "momentum decay", d.Optimizer.Beta1, NumberRange.Fraction);
+        var weightDecay = Options.Float("--weight-decay", "decoupled weight decay", 0f, NumberRange.NonNegative);
+        var variant = Options.Choice("--variant", $"FLORA momentum: paper (Algorithm 2 as printed) or official (the official PyTorch code's: only the history compressed); default {d.Optimizer.Variant.ToString().ToLowerInvariant()}", d.Optimizer.Variant);
+        var momentumOrder = new Option<string>("--momentum-order") { Description = "Adafactor's momentum: paper (average the preconditioned update, then clip; the official FLORA code's) or hf (clip and scale by the learning rate, then average; Hugging Face's Adafactor(beta1))", DefaultValueFactory = _ => "paper" };
+        momentumOrder.AcceptOnlyFromAmong("paper", "hf");
         var unfactored = new Option<bool>("--unfactored") { Description = "Adafactor's unfactored (linear-memory) second moment" };
-        var accumulate = new Option<AccumulationMode>("--accumulate") { Description = "gradient accumulation: none, naive or compressed (FLORA, Algorithm 1)", DefaultValueFactory = _ => d.Accumulation };
+        var accumulate = Options.Choice("--accumulate", "gradient accumulation: none, naive or compressed (FLORA, Algorithm 1)", d.Accumulation);
         var tau = Options.PositiveInt("--tau", "micro-batches per update when accumulating", 1);
         var lomo = new Option<bool>("--lomo") { Description = "update each parameter inside backward (no gradient buffers)" };
         var checkpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
-        var lora = new Option<int>("--lora") { Description = "train LoRA adapters of this rank instead of the model (0 = off)", DefaultValueFactory = _ => 0 };
+        var lora = Options.NonNegativeInt("--lora", "LoRA adapters of this rank on every attention and feed-forward matrix, which stay frozen; embeddings and vector weights train too, as in the FLORA paper (0 = off)", 0);
+        var loraAdaptersOnly = new Option<bool>("--lora-adapters-only") { Description = "with --lora: train only the adapters (the common fine-tuning practice) instead of the paper's LoRA" };
+        var evalBatches = Options.PositiveInt("--eval-batches", "validation batches per evaluation (drawn at random with a fixed seed from the whole validation split)", d.EvalBatches);
+        var earlyStop = Options.NonNegativeInt("--early-stop", "stop after N evaluations in a row without a new best validation loss (0 = off)", 0);
         var steps = Options.PositiveInt("--steps", "optimizer steps", d.Steps);
         var batch = Options.PositiveInt("--batch", "sequences per micro-batch", d.BatchSize);
         var seqLen = Options.PositiveInt("--seq-len", "tokens per sequence", d.SequenceLength);
-        var schedule = new Option<ScheduleKind>("--schedule") { Description = "learning-rate schedule: constant or cosine (with linear warm-up)", DefaultValueFactory = _ => d.Schedule };
-        var warmup = new Option<int>("--warmup") { Description = "warm-up steps of the cosine schedule", DefaultValueFactory = _ => d.WarmupSteps };
-        var clip = new Option<float?>("--clip") { Description = "clip the global gradient norm (needs full gradients: not with --lomo or compressed accumulation)" };
-        var dropout = new Option<float>("--dropout") { Description = "dropout on embeddings and residual branches", DefaultValueFactory = _ => 0f };
+        var schedule = Options.Choice("--schedule", "learning-rate schedule: constant or cosine (with linear warm-up)", d.Schedule);
+        var warmup = Options.NonNegativeInt("--warmup", "warm-up steps of the cosine schedule", d.WarmupSteps);
+        var clip = Options.OptionalFloat("--clip", "clip the global gradient norm (needs full gradients: not with --lomo or compressed accumulation)", NumberRange.Positive);
+        var dropout = Options.Float("--dropout", "dropout on embeddings and residual branches", 0f, NumberRange.Fraction);
         var evalEvery = Options.PositiveInt("--eval-every", "evaluate every N steps", d.EvalEvery);
         var checkpointEvery = Options.PositiveInt("--checkpoint-every", "write a checkpoint every N steps", d.CheckpointEvery);
-        var seed = new Option<ulong>("--seed") { Description = "seed of initialisation, data order, dropout and projections", DefaultValueFactory = _ => 0 };
+        var seed = Options.Seed("--seed", "seed of initialisation, data order, dropout and projections", 0);
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32 (fp32 optimizer state in every case)", DefaultValueFactory = _ => d.Precision };
         var weights = new Option<string>("--weights") { Description = "weight matrices in fp32, or bf16 (updated in fp32, written back with stochastic rounding); auto: bf16 on cuda above 1B parameters", DefaultValueFactory = _ => d.Weights };
         var output = new Option<string>("--out") { Description = "run directory (metrics, charts, checkpoints)", DefaultValueFactory = _ => d.OutputDirectory };
         var resume = new Option<string?>("--resume") { Description = "continue the run in this directory (or checkpoint); its own settings are used, --steps may extend it" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "start a new run in --out even if it holds another run (that run is moved aside to OUT.replaced-DATE)" };
         var quick = new Option<bool>("--quick") { Description = "a short run for CI: gpt-tiny, bpe:512, 40 steps" };
         var task = new Option<string>("--task") { Description = "lm (next-token prediction on the corpus) or translate (Spanish to English verse pairs of --data)", DefaultValueFactory = _ => d.Task };
         var data = new Option<string?>("--data") { Description = $"a directory made by 'flora data prepare' (default {Flora.Data.Corpora.PreparedData.DefaultDirectory})" };
-        var maxSource = new Option<int>("--max-source") { Description = "translation: source tokens kept (the paper's 512)", DefaultValueFactory = _ => d.MaxSourceTokens };
-        var maxTarget = new Option<int>("--max-target") { Description = "translation: target tokens kept (the paper's 128)", DefaultValueFactory = _ => d.MaxTargetTokens };
+        var maxSource = Options.PositiveInt("--max-source", "translation: source tokens kept (the paper's 512)", d.MaxSourceTokens);
+        var maxTarget = Options.PositiveInt("--max-target", "translation: target tokens kept (the paper's 128)", d.MaxTargetTokens);
 
         var initFrom = new Option<string?>("--init-from") { Description = "fine-tune: start from this checkpoint's (or run's) model weights; use its tokenizer (--tokenizer RUN/tokenizer)" };
         var keepBest = new Option<bool>("--keep-best") { Description = "also keep the checkpoint of the lowest validation loss in RUN/best" };
@@ -57,9 +63,9 @@ internal static class TrainCommand
         var allReduceRank = DataParallelCli.AllReduceRank();
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
-            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, unfactored, accumulate, tau, lomo, checkpointing, lora,
-            steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, checkpointEvery, seed, device, precision, weights, output, resume, quick,
-            task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
+            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, lora,
+            loraAdaptersOnly, steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, evalBatches, earlyStop, checkpointEvery, seed, device, precision,
+            weights, output, resume, overwrite, quick, task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -77,15 +83,24 @@ internal static class TrainCommand
                 Optimizer = new OptimizerSpec
                 {
                     Name = parse.GetValue(optimizer)!, Rank = parse.GetValue(rank), Kappa = parse.GetValue(kappa),
-                    LearningRate = Given(lr) ? parse.GetValue(lr) : OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
+                    LearningRate = parse.GetValue(lr) ?? OptimizerSpec.DefaultLearningRate(parse.GetValue(optimizer)!),
                     Beta1 = parse.GetValue(beta1), WeightDecay = parse.GetValue(weightDecay), Variant = parse.GetValue(variant),
                     Factored = !parse.GetValue(unfactored), Seed = parse.GetValue(seed),
+                    MomentumOrder = parse.GetValue(momentumOrder) switch
+                    {
+                        "paper" => AdafactorMomentumOrder.AverageThenClip,
+                        "hf" => AdafactorMomentumOrder.ClipThenAverage,
+                        var other => throw new ArgumentException($"--momentum-order must be paper or hf, got '{other}'"),
+                    },
                 },
                 Accumulation = parse.GetValue(accumulate),
                 AccumulationSteps = parse.GetValue(tau),
                 Lomo = parse.GetValue(lomo),
                 ActivationCheckpointing = parse.GetValue(checkpointing),
                 LoraRank = parse.GetValue(lora),
+                LoraMode = parse.GetValue(loraAdaptersOnly) ? LoraMode.AdaptersOnly : LoraMode.Paper,
+                EvalBatches = parse.GetValue(evalBatches),
+                EarlyStoppingPatience = parse.GetValue(earlyStop),
                 Steps = isQuick && !Given(steps) ? 40 : parse.GetValue(steps),
                 BatchSize = parse.GetValue(batch),
                 SequenceLength = isQuick && !Given(seqLen) ? 64 : parse.GetValue(seqLen),
@@ -106,12 +121,26 @@ internal static class TrainCommand
                 AllReduceRank = parse.GetValue(allReduceRank),
             };
             string? resumeFrom = parse.GetValue(resume);
-            return Execute(console, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0);
+            if (resumeFrom is not null && command.Options.Where(o => o != resume && o != steps && Given(o)).Select(o => o.Name).ToList() is { Count: > 0 } fixedOnResume)
+                throw new ArgumentException($"--resume continues a run with its own settings: {string.Join(", ", fixedOnResume)} cannot be given with it " +
+                    "(only --steps, to extend the run); start a new run to change them");
+            return Execute(console, error, options, resumeFrom, Given(steps) ? parse.GetValue(steps) : 0, parse.GetValue(overwrite));
         }));
         return command;
     }
 
-    private static int Execute(IAnsiConsole console, TrainOptions options, string? resumeFrom, int extendSteps)
+    /// <summary>"0.03 for flora, adafactor, ...; 0.001 for adamw, ...": each optimizer's default learning rate, for --help.</summary>
+    private static string OptimizerDefaults() => string.Join("; ", OptimizerSpec.Names
+        .GroupBy(n => OptimizerSpec.DefaultLearningRate(n))
+        .Select(g => $"{g.Key.ToString(System.Globalization.CultureInfo.InvariantCulture)} for {string.Join(", ", g)}")) +
+        " (Adafactor-based optimizers scale it by each weight's RMS)";
+
+    /// <summary>
+    /// Trains until done or stopped. Ctrl+C (SIGINT) and SIGTERM (what schedulers and container runtimes send) both
+    /// finish the step, write a checkpoint and exit with 130 and 143; while preparing, they stop before training
+    /// with no checkpoint to write. A second signal ends the process at once.
+    /// </summary>
+    private static int Execute(IAnsiConsole console, TextWriter error, TrainOptions options, string? resumeFrom, int extendSteps, bool overwrite)
     {
         var worker = DataParallelWorker.FromEnvironment();                     // a rank started by flora launch, or null
         if (worker is not null && resumeFrom is null && options.Device != "cuda")
@@ -119,20 +148,28 @@ internal static class TrainCommand
         if (worker is { Rank: not 0 }) console = DataParallelCli.Silent();     // rank 0 reports; the others print only errors
         if (worker is null && options.AllReduce != Flora.Distributed.AllReduceMode.Plain)
             console.MarkupLine("[yellow]note[/]: --allreduce applies to data-parallel runs (flora launch); a single process has nothing to all-reduce");
-        var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            cancel.Cancel();
-            console.MarkupLine("[yellow]stopping after this step; writing a checkpoint[/]");
-        };
-        Console.CancelKeyPress += onCancel;
+        using var stop = new StopSignals(console);
+        console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
+        Trainer? trainer = null;
         try
         {
-            console.MarkupLine(resumeFrom is null ? "[bold]flora train[/]: preparing (tokenizer, data, model)" : $"[bold]flora train[/]: resuming {Markup.Escape(resumeFrom)}");
-            using var trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, connect: worker is null ? null : worker.Connect);
+            trainer = new Trainer(resumeFrom is null ? options : options with { Steps = extendSteps }, resumeFrom, overwrite: overwrite, cancel: stop.Token,
+                connect: worker is null ? null : worker.Connect, lead: worker is not { Rank: not 0 });
+            stop.Token.ThrowIfCancellationRequested();
+        }
+        catch (OperationCanceledException) when (stop.Token.IsCancellationRequested)
+        {
+            trainer?.Dispose();
+            console.MarkupLine("stopped before training: nothing was trained, so there is no checkpoint");
+            return stop.ExitCode;
+        }
+        using (trainer)
+        {
+            foreach (string notice in trainer.Notices) error.WriteLine($"warning: {notice}");
+            stop.Training = true;
             var o = trainer.Options;
             console.MarkupLine(Markup.Escape(trainer.Describe()));
+            if (trainer.Layout.Length > 0) console.MarkupLine(Markup.Escape(trainer.Layout));
             if (o.Device == "cpu") console.MarkupLine(Markup.Escape(Flora.Backends.Cpu.CpuBackend.BlasDescription));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
                 $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
@@ -141,14 +178,10 @@ internal static class TrainCommand
                 string text = $"step {p.Step}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s";
                 if (p.ValidationLoss is double v) text += $"  val {v:F4} (ppl {Math.Exp(v):F1})";
                 report("train", p.Step, text, p.ValidationLoss is not null || p.Step % 10 == 0);
-            }), cancel.Token));
+            }), stop.Token));
             PrintSummary(console, result, o);
             if (result.DataParallel is { } parallel && trainer.IsLead) DataParallelCli.Write(o.OutputDirectory, parallel, result);
-            return cancel.IsCancellationRequested ? 130 : 0;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
+            return stop.Token.IsCancellationRequested ? stop.ExitCode : 0;
         }
     }
 

@@ -17,14 +17,55 @@ public sealed record Arm(string Method, int Rank, TrainOptions Options, string G
     public string Label => Rank > 0 ? $"{Method}({Rank})" : Method;
 }
 
-/// <summary>What one arm measured: model selection on validation, the test scores of the selected checkpoint, memory.</summary>
+/// <summary>
+/// What one arm measured: model selection on validation, the test scores of the selected checkpoint, memory; the new
+/// random projections FLORA drew during the run (Resamplings: momentum transfers or accumulation cycles, per matrix),
+/// the parameters that trained (for LoRA: adapters, plus embeddings and vectors as the paper ran it), the step training
+/// ended at (before the planned last one when early stopping ended it) and the mean sentence BLEU of the test pairs.
+/// </summary>
 public sealed record ArmResult(
     Arm Arm, float LearningRate, double? BestValidationLoss, long BestStep, double? TestLoss, double? TestPerplexity,
     BleuScore? Bleu, RougeCorpusScores? Rouge, long PeakBytes, long OptimizerStateBytes, long AccumulatorPeakBytes,
-    long GradientPeakBytes, double Seconds, IReadOnlyList<(long Step, double Loss)> ValidationCurve, string Command, string? Failure)
+    long GradientPeakBytes, double Seconds, IReadOnlyList<(long Step, double Loss)> ValidationCurve, string Command, string? Failure,
+    long Resamplings = 0, long TrainableParameters = 0, long LastStep = 0, double? SentenceBleu = null)
 {
+    /// <summary>Whether the run diverged.</summary>
     public bool Failed => Failure is not null;
+    /// <summary>Peak memory in GiB.</summary>
     public double PeakGiB => PeakBytes / (1024.0 * 1024 * 1024);
+    /// <summary>The run's seed.</summary>
+    public ulong Seed => Arm.Options.Seed;
+}
+
+/// <summary>One arm run with several seeds at one learning rate: the rows a verdict compares (mean and spread).</summary>
+public sealed record ArmSeries(IReadOnlyList<ArmResult> Runs)
+{
+    /// <summary>The first seed's run (the one the learning-rate sweep chose).</summary>
+    public ArmResult First => Runs[0];
+    /// <summary>The arm (of the first seed).</summary>
+    public Arm Arm => First.Arm;
+    /// <summary>The paper's label of the arm.</summary>
+    public string Label => First.Arm.Label;
+    /// <summary>Whether any seed diverged.</summary>
+    public bool Failed => Runs.Any(r => r.Failed || r.TestLoss is null);
+    /// <summary>Mean test loss over the seeds (NaN when a seed failed).</summary>
+    public double TestLoss => Failed ? double.NaN : Runs.Average(r => r.TestLoss!.Value);
+    /// <summary>Sample standard deviation of the test loss over the seeds (0 for one seed).</summary>
+    public double TestLossSpread => Spread(Runs.Select(r => r.TestLoss ?? double.NaN).ToArray());
+    /// <summary>Mean best validation loss over the seeds.</summary>
+    public double BestValidationLoss => Runs.Any(r => r.BestValidationLoss is null) ? double.NaN : Runs.Average(r => r.BestValidationLoss!.Value);
+    /// <summary>Mean corpus BLEU over the seeds (null without BLEU).</summary>
+    public double? Bleu => Runs.All(r => r.Bleu is not null) ? Runs.Average(r => r.Bleu!.Score) : null;
+    /// <summary>The fewest resamplings any seed made (they are equal unless a run stopped early).</summary>
+    public long Resamplings => Runs.Min(r => r.Resamplings);
+
+    /// <summary>Sample standard deviation (n - 1); 0 for fewer than two values.</summary>
+    public static double Spread(IReadOnlyList<double> values)
+    {
+        if (values.Count < 2) return 0;
+        double mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
+    }
 }
 
 /// <summary>
@@ -108,29 +149,76 @@ public sealed class ArmRunner
         var memory = trained.Memory;
         var result = new ArmResult(arm, options.Optimizer.LearningRate, trained.BestValidationLoss, trained.BestStep, test?.Loss, test?.Perplexity,
             test?.Bleu, test?.Rouge, memory.PeakTotalBytes, trained.OptimizerStateBytes, memory[MemoryTag.Accumulator].PeakBytes,
-            memory[MemoryTag.Gradients].PeakBytes, clock.Elapsed.TotalSeconds, curve, command, null);
+            memory[MemoryTag.Gradients].PeakBytes, clock.Elapsed.TotalSeconds, curve, command, null,
+            trained.Resamplings, trained.TrainableParameters, trained.LastStep, test?.MeanSentenceBleu);
         _log?.Report($"  best validation {result.BestValidationLoss:F3} at step {result.BestStep}; test loss {result.TestLoss:F3}"
-            + (result.Bleu is { } b ? $", BLEU {b.Score:F2}" : "") + $"; peak {memory.PeakTotalBytes / 1048576.0:F1} MiB; {result.Seconds:F0} s");
+            + (result.Bleu is { } b ? $", BLEU {b.Score:F2}" : "") + $"; peak {memory.PeakTotalBytes / 1048576.0:F1} MiB; "
+            + $"resamplings {result.Resamplings}; trainable {result.TrainableParameters:N0}; {result.Seconds:F0} s"
+            + (trained.LastStep < options.Steps ? $"; stopped early at step {trained.LastStep}" : ""));
         All.Add(result);
         return result;
     }
 
     /// <summary>
     /// The paper's learning-rate protocol: trains <paramref name="make"/>(lr) for every rate of the grid and keeps the
-    /// one of the lowest best-validation loss (diverged runs lose).
+    /// one of the lowest best-validation loss (diverged runs lose). When the best rate is at an end of the grid, the
+    /// grid is extended past that end by the ratio of its neighbours (up to <paramref name="maxExtensions"/> times), so
+    /// that the rate chosen has a worse (or diverged) rate on both sides whenever the budget allows.
     /// </summary>
-    public ArmResult Sweep(Func<float, Arm> make, IReadOnlyList<float> grid, string runPrefix)
+    public ArmResult Sweep(Func<float, Arm> make, IReadOnlyList<float> grid, string runPrefix, int maxExtensions = 2)
     {
-        ArmResult? best = null;
-        foreach (float lr in grid)
+        if (grid.Count == 0) throw new ArgumentException("the learning-rate grid is empty");
+        var tried = new List<ArmResult>();
+        ArmResult RunAt(float lr)
         {
             var r = Run(make(lr), $"{runPrefix}-lr{Format(lr)}");
-            if (!r.Failed && (best is null || best.Failed || r.BestValidationLoss < best.BestValidationLoss)) best = r;
-            best ??= r;
+            tried.Add(r);
+            return r;
         }
-        if (best is null) throw new ArgumentException("the learning-rate grid is empty");
-        _log?.Report($"{runPrefix}: learning rate {Format(best.LearningRate)} chosen on validation loss");
-        return best;
+        static bool Better(ArmResult a, ArmResult? b) => !a.Failed && (b is null || b.Failed || a.BestValidationLoss < b.BestValidationLoss);
+        foreach (float lr in grid.Order()) RunAt(lr);
+        float ratio = grid.Count > 1 ? grid.Max() / grid.Order().ElementAt(grid.Count - 2) : 3f;
+        for (int extension = 0; extension < maxExtensions; extension++)
+        {
+            var ordered = tried.OrderBy(r => r.LearningRate).ToList();
+            ArmResult? best = null;
+            foreach (var r in ordered) if (Better(r, best)) best = r;
+            if (best is null || ordered.Count < 2 && extension > 0) break;
+            if (best == ordered[^1]) RunAt(best.LearningRate * ratio);
+            else if (best == ordered[0]) RunAt(best.LearningRate / ratio);
+            else break;
+        }
+        ArmResult? chosen = null;
+        foreach (var r in tried) if (Better(r, chosen)) chosen = r;
+        chosen ??= tried[0];
+        var rates = tried.Select(r => r.LearningRate).Order().ToList();
+        bool inside = !chosen.Failed && rates.Count > 2 && chosen.LearningRate > rates[0] && chosen.LearningRate < rates[^1];
+        SweepNotes[runPrefix] = $"{string.Join(", ", rates.Select(Format))}: chose {Format(chosen.LearningRate)}"
+            + (inside ? " (inside the grid)" : maxExtensions == 0 ? " (grid fixed on the command line, not extended)" : " (at the edge of the grid after extending it)");
+        _log?.Report($"{runPrefix}: learning rate {Format(chosen.LearningRate)} chosen on validation loss from {string.Join(", ", rates.Select(Format))}");
+        return chosen;
+    }
+
+    /// <summary>Per swept arm (its run prefix): the rates tried and the one chosen, for the tables' notes.</summary>
+    public Dictionary<string, string> SweepNotes { get; } = new();
+
+    /// <summary>Number of seeds the verdicts compare (mean and spread over them).</summary>
+    public int SeedCount { get; init; } = 1;
+
+    /// <summary>
+    /// <paramref name="first"/> (seed s) and the same arm with seeds s + 1, ..., s + <see cref="SeedCount"/> - 1
+    /// (initialisation, data order, projections and dropout all derive from the seed), at the same learning rate.
+    /// </summary>
+    public ArmSeries Seeds(ArmResult first, string runName)
+    {
+        var runs = new List<ArmResult> { first };
+        for (int k = 1; k < SeedCount; k++)
+        {
+            var o = first.Arm.Options;
+            ulong seed = o.Seed + (ulong)k;
+            runs.Add(Run(first.Arm with { Options = o with { Seed = seed, Optimizer = o.Optimizer with { Seed = o.Optimizer.Seed + (ulong)k } } }, $"{runName}-seed{seed}"));
+        }
+        return new ArmSeries(runs);
     }
 
     public static string Format(float lr) => lr.ToString("0.#####", CultureInfo.InvariantCulture);
@@ -147,16 +235,18 @@ public sealed class ArmRunner
         Add("--optimizer", o.Optimizer.Name); Add("--lr", Format(o.Optimizer.LearningRate));
         if (o.Optimizer.Name.Contains("flora") || o.Accumulation == AccumulationMode.Compressed) { Add("--rank", o.Optimizer.Rank); Add("--kappa", o.Optimizer.Kappa); }
         else if (o.Optimizer.Name == "galore") Add("--rank", o.Optimizer.Rank);
-        if (o.Optimizer.Name.Contains("flora") && o.Optimizer.Variant != FloraVariant.Paper) Add("--variant", o.Optimizer.Variant.ToString().ToLowerInvariant());
+        if (o.Optimizer.Name.Contains("flora")) Add("--variant", o.Optimizer.Variant.ToString().ToLowerInvariant());
+        if (o.Optimizer.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage) Add("--momentum-order", "hf");
         if (o.Optimizer.Name.Contains("momentum") || o.Optimizer.Name.Contains("flora")) Add("--beta1", o.Optimizer.Beta1);
         Flag("--unfactored", !o.Optimizer.Factored);
         if (o.Accumulation != AccumulationMode.None) { Add("--accumulate", o.Accumulation.ToString().ToLowerInvariant()); Add("--tau", o.AccumulationSteps); }
         Flag("--lomo", o.Lomo); Flag("--activation-checkpointing", o.ActivationCheckpointing);
-        if (o.LoraRank > 0) Add("--lora", o.LoraRank);
+        if (o.LoraRank > 0) { Add("--lora", o.LoraRank); Flag("--lora-adapters-only", o.LoraMode == LoraMode.AdaptersOnly); }
         Add("--init-from", o.InitFrom);
         Add("--steps", o.Steps); Add("--batch", o.BatchSize); Add("--seq-len", o.SequenceLength);
         Add("--schedule", o.Schedule.ToString().ToLowerInvariant()); if (o.Schedule != ScheduleKind.Constant) Add("--warmup", o.WarmupSteps);
-        Add("--eval-every", o.EvalEvery); Flag("--keep-best", o.KeepBest); Add("--seed", o.Seed); Add("--device", o.Device);
+        Add("--eval-every", o.EvalEvery); Add("--eval-batches", o.EvalBatches); Flag("--keep-best", o.KeepBest);
+        if (o.EarlyStoppingPatience > 0) Add("--early-stop", o.EarlyStoppingPatience); Add("--seed", o.Seed); Add("--device", o.Device);
         Add("--out", o.OutputDirectory);
         return s.ToString();
     }

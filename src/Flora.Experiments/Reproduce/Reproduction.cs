@@ -27,6 +27,12 @@ public sealed record ReproduceSettings
     public int? Steps { get; init; }
     public IReadOnlyList<int>? Ranks { get; init; }
     public int? TestPairs { get; init; }
+    /// <summary>Learning rates of Naive's (and the ablation's) sweep instead of the scale's grid; a grid given here is not extended.</summary>
+    public IReadOnlyList<float>? NaiveGrid { get; init; }
+    /// <summary>Learning rates of LoRA's sweep instead of the scale's grid; a grid given here is not extended.</summary>
+    public IReadOnlyList<float>? LoraGrid { get; init; }
+    /// <summary>Seeds per compared arm (mean and spread over them); null = the scale's (3, or 1 for --quick).</summary>
+    public int? Seeds { get; init; }
     /// <summary>Which model families to run where an experiment has several ("gpt", "t5"); null = all.</summary>
     public IReadOnlyList<string>? Models { get; init; }
     /// <summary>Model presets replacing the scale's decoder-only and encoder-decoder models (e.g. gpt2-350m); null = the scale's.</summary>

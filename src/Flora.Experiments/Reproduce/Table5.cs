@@ -17,7 +17,7 @@ namespace Flora.Experiments.Reproduce;
 public sealed record ClassifierArmResult(
     string Size, string Optimizer, VitConfig Config, long Parameters, double BestValidationAccuracy, long BestStep,
     double TestAccuracy, double TestLoss, long PeakBytes, long OptimizerStateBytes, MemorySnapshot Memory, double Seconds,
-    IReadOnlyList<(long Step, double TrainLoss, double? ValidationAccuracy)> Curve, long DivergedAt = 0)
+    IReadOnlyList<(long Step, double TrainLoss, double? ValidationAccuracy)> Curve, long DivergedAt = 0, long Resamplings = 0, int Kappa = 0)
 {
     public bool Diverged => DivergedAt > 0;
     public double PeakGiB => PeakBytes / (1024.0 * 1024 * 1024);
@@ -65,7 +65,7 @@ public sealed class Table5 : IReproduction
         "Its memory numbers also point there: the saving (0.98 GiB for ViT-Base, 86 M parameters; 2.78 GiB for ViT-Large, 304 M) is more than " +
         "the whole of Adam's first moment (0.32 / 1.13 GiB) and close to Adam's two moments (0.64 / 2.27 GiB), which only an optimizer that " +
         "drops Adam's full-size second moment can save; `adamw-flora` (Adam with a compressed first moment) could save at most the first. " +
-        "So FLORA here is Adafactor (factored second moment, update clipping at 1) with compressed momentum (beta 0.9, kappa 1000). To give both " +
+        "So FLORA here is Adafactor (factored second moment, update clipping at 1) with compressed momentum (beta 0.9, kappa 1000, or a fifth of a shorter run). To give both " +
         "arms the same learning rate, Adafactor's parameter scaling (scale_parameter) is off: its step is then lr times a normalised update, " +
         "like Adam's, instead of lr times the weight's RMS. Adam is AdamW with weight decay 0. Both arms keep full-size gradient buffers (no " +
         "accumulation, no LOMO), so the memory difference is the optimizer state.";
@@ -126,14 +126,15 @@ public sealed class Table5 : IReproduction
     }
 
     /// <summary>The optimizer of an arm (see <see cref="FloraChoice"/>).</summary>
-    public static Optimizer CreateOptimizer(IBackend backend, IReadOnlyList<Parameter> parameters, string optimizer, ClassifierScale scale, ulong seed) => optimizer switch
+    public static Optimizer CreateOptimizer(IBackend backend, IReadOnlyList<Parameter> parameters, string optimizer, ClassifierScale scale, ulong seed,
+        int kappa = TextScale.PaperKappa) => optimizer switch
     {
         "Adam" => new AdamW(backend, parameters, scale.LearningRate, weightDecay: 0f),
         "FLORA" => new FloraAdafactor(backend, parameters, new AdafactorOptions
         {
             LearningRate = scale.LearningRate,
             ScaleParameter = false,
-            Momentum = MomentumOptions.Flora(scale.Rank, 0.9f, 1000, FloraVariant.Paper, Seeds.Derive(seed, 11)),
+            Momentum = MomentumOptions.Flora(scale.Rank, 0.9f, kappa, Table2Reproduction.Variant, Seeds.Derive(seed, 11)),
         }),
         _ => throw new ArgumentException($"unknown arm '{optimizer}': Adam or FLORA"),
     };
@@ -150,14 +151,15 @@ public sealed class Table5 : IReproduction
         using var backend = BackendFactory.Create(settings.Device, precision: settings.Precision);
         using var model = new PatchedVit(new Vit(backend, size.Config, seed));
         var parameters = model.Parameters().ToArray();
-        using var optimizer = CreateOptimizer(backend, parameters, optimizerName, scale, seed);
+        int steps = Math.Max(1, scale.Epochs * (train.Count / scale.Batch));
+        int kappa = TextScale.ScaledKappa(TextScale.PaperKappa, steps);                  // resample at least 4 times in the run
+        using var optimizer = CreateOptimizer(backend, parameters, optimizerName, scale, seed, kappa);
         using var pipeline = new PipelineOptions().Build(backend, parameters, optimizer);   // one full-size gradient buffer per parameter
         using var batches = new ImageBatcher(backend, train, scale.Batch, (int)(Seeds.Derive(seed, 5) & 0x7FFFFFFF));
         using var validate = new ClassifierEvaluator(backend, validation, scale.Batch);
         using var evaluateTest = new ClassifierEvaluator(backend, test, scale.Batch);
         using var loss = new SoftmaxCrossEntropyLoss(backend);
 
-        int steps = Math.Max(1, scale.Epochs * (train.Count / scale.Batch));
         int evalEvery = Math.Max(1, steps / Math.Max(1, scale.Evaluations));
         var schedule = new LearningRateSchedule(ScheduleKind.Cosine, Math.Max(1, steps / 20), steps);
         var curve = new List<(long, double, double?)>();
@@ -198,7 +200,8 @@ public sealed class Table5 : IReproduction
             (testAccuracy, testLoss) = evaluateTest.Evaluate(model);
         }
         return new ClassifierArmResult(size.Name, optimizerName, size.Config, parameters.Sum(p => (long)p.Value.Count), best, bestStep,
-            testAccuracy, testLoss, memory.PeakTotalBytes, stateBytes, memory, clock.Elapsed.TotalSeconds, curve, divergedAt);
+            testAccuracy, testLoss, memory.PeakTotalBytes, stateBytes, memory, clock.Elapsed.TotalSeconds, curve, divergedAt, optimizer.Resamplings,
+            optimizerName == "FLORA" ? kappa : 0);
     }
 
     private static float[][] Download(IReadOnlyList<Parameter> parameters) => parameters.Select(p => p.Value.ToArray()).ToArray();
@@ -261,6 +264,10 @@ public sealed class Table5 : IReproduction
             md.AppendLine($"| {r.Size} ({r.Config.Layers} x {r.Config.Embed}, {r.Parameters / 1e6:F2} M) | {r.Optimizer}{(r.Diverged ? $" (diverged at step {r.DivergedAt})" : "")} | {100 * r.TestAccuracy:F2} | {ReproductionReport.GiB(r.PeakBytes)} GiB = {r.PeakBytes / 1048576.0:F1} MiB{saving} | " +
                 $"{r.OptimizerStateBytes / 1048576.0:F2} MiB | {paper.Accuracy:F2} | {paper.GiB:F2} GiB{paperSaving} |");
         }
+        var flora = results.Where(r => r.Optimizer == "FLORA").ToList();
+        if (flora.Count > 0)
+            md.AppendLine().AppendLine($"resamplings per FLORA arm: {string.Join(", ", flora.Select(r => r.Resamplings).Distinct())} (kappa = {string.Join(", ", flora.Select(r => r.Kappa).Distinct())} here, "
+                + $"the paper's {TextScale.PaperKappa}: a fifth of the run when the run is shorter than five of the paper's). One seed per arm.");
         md.AppendLine().AppendLine("Charts: `accuracy.svg` (validation accuracy), `loss.svg` (training loss); every point in `curves.csv`.");
         report.AddMarkdown(md.ToString());
     }

@@ -31,23 +31,32 @@ public sealed class Table6Reproduction : IReproduction
     /// <summary>The sizes of one scale. GaLore's learning rate is the GaLore paper's 0.01; FLORA's is a third of it.</summary>
     public sealed record Scale(
         string Model, string PaperModel, string Tokenizer, int Rank, int Steps, int Batch, int SequenceLength, int Warmup, int EvalEvery, int EvalBatches,
-        float GaLoreLearningRate = 0.01f, float AdamWLearningRate = 1e-3f, float AdafactorFloraLearningRate = 3e-2f)
+        float GaLoreLearningRate = 0.01f, float AdamWLearningRate = 1e-3f, float AdafactorFloraLearningRate = 3e-2f, bool PreparedText = false, int Seeds = 3,
+        int EarlyStopPatience = 0)
     {
+        /// <summary>FLORA's resampling interval: the paper's 1000, or a fifth of a shorter run.</summary>
+        public int Kappa => TextScale.ScaledKappa(TextScale.PaperKappa, Steps);
+
         public float FloraLearningRate => GaLoreLearningRate / 3;
 
         public static Scale For(ReproduceSettings s)
         {
             var scale = s.Quick
-                ? new Scale("llama-tiny", "60M", "bpe:512", Rank: 8, Steps: 30, Batch: 8, SequenceLength: 64, Warmup: 3, EvalEvery: 15, EvalBatches: 4)
+                ? new Scale("llama-tiny", "60M", "bpe:512", Rank: 8, Steps: 30, Batch: 8, SequenceLength: 64, Warmup: 3, EvalEvery: 15, EvalBatches: 4, Seeds: 1)
                 : s.Scale == ReproductionScale.Paper
-                // GaLore's 60M setting: rank 128 of 512 channels, sequences of 256 tokens.
-                ? new Scale("llama-60m", "60M", "gpt2", Rank: 128, Steps: 1000, Batch: 16, SequenceLength: 256, Warmup: 100, EvalEvery: 100, EvalBatches: 20)
+                // GaLore's 60M setting: rank 128 of 512 channels, sequences of 256 tokens. The data budget: the whole prepared English Bible
+                // (about 1.05 M GPT-2 tokens of training text, 256 steps of 16 x 256 tokens per pass) for 600 steps, about 2.3 passes, with early
+                // stopping after 3 evaluations without a better validation loss; 1,000 steps on the smaller embedded corpus (9 passes) over-fitted
+                // (validation perplexity 44 at best, 159 at the end).
+                ? new Scale("llama-60m", "60M", "gpt2", Rank: 128, Steps: 600, Batch: 16, SequenceLength: 256, Warmup: 60, EvalEvery: 50, EvalBatches: 20,
+                    PreparedText: true, Seeds: 3, EarlyStopPatience: 3)
                 // A quarter of the 256 channels, like GaLore's 128 of 512.
                 : new Scale("llama-small", "60M", "bpe:2048", Rank: 64, Steps: 250, Batch: 8, SequenceLength: 64, Warmup: 30, EvalEvery: 50, EvalBatches: 10);
             return scale with
             {
                 Steps = s.Steps ?? scale.Steps,
                 Rank = s.Ranks is { Count: > 0 } ranks ? ranks[0] : scale.Rank,
+                Seeds = s.Seeds ?? scale.Seeds,
             };
         }
     }
@@ -62,8 +71,12 @@ public sealed class Table6Reproduction : IReproduction
 
     /// <summary>One arm's result with the split of its optimizer state read back from its checkpoint.</summary>
     public sealed record Row(string Key, string Label, ArmResult Result, double? FinalValidationLoss, long ProjectionBytes, long MomentBytes,
-        int ProjectedMatrices, IReadOnlyList<string> UnprojectedMatrices)
+        int ProjectedMatrices, IReadOnlyList<string> UnprojectedMatrices, ArmSeries? Series = null)
     {
+        /// <summary>Mean test perplexity over the seeds (the first seed's when there is one).</summary>
+        public double? MeanPerplexity => Series is { Failed: false } s ? s.Runs.Average(r => r.TestPerplexity ?? double.NaN) : Perplexity;
+        /// <summary>Sample standard deviation of the test perplexity over the seeds.</summary>
+        public double PerplexitySpread => Series is { Failed: false } s ? ArmSeries.Spread(s.Runs.Select(r => r.TestPerplexity ?? double.NaN).ToArray()) : 0;
         public double? FinalPerplexity => FinalValidationLoss is double v ? Math.Exp(v) : null;
         public double? BestPerplexity => Result.BestValidationLoss is double v ? Math.Exp(v) : null;
         /// <summary>Test perplexity of the best checkpoint, or the best validation perplexity when there is none.</summary>
@@ -75,13 +88,17 @@ public sealed class Table6Reproduction : IReproduction
         var scale = Scale.For(settings);
         var report = new ReproductionReport(settings, Name, Title);
         string tokenizer = PrepareTokenizer(settings, scale, log);
+        string? corpus = scale.PreparedText ? Path.Combine(ArmRunner.EnsureData(settings, log), "lm-train.txt") : null;
         var baseOptions = new TrainOptions
         {
-            Model = scale.Model, Tokenizer = tokenizer, Corpus = null, Task = "lm", SequenceLength = scale.SequenceLength, BatchSize = scale.Batch,
+            Model = scale.Model, Tokenizer = tokenizer, Corpus = corpus, Task = "lm", SequenceLength = scale.SequenceLength, BatchSize = scale.Batch,
             Steps = scale.Steps, Schedule = ScheduleKind.Cosine, WarmupSteps = scale.Warmup, EvalEvery = Math.Min(scale.EvalEvery, scale.Steps),
-            EvalBatches = scale.EvalBatches, Seed = settings.Seed,
+            EvalBatches = scale.EvalBatches, Seed = settings.Seed, EarlyStoppingPatience = scale.EarlyStopPatience,
         };
-        OptimizerSpec Spec(string name, float lr) => new() { Name = name, LearningRate = lr, Rank = scale.Rank, Seed = settings.Seed, WeightDecay = 0f };
+        OptimizerSpec Spec(string name, float lr) => new()
+        {
+            Name = name, LearningRate = lr, Rank = scale.Rank, Seed = settings.Seed, WeightDecay = 0f, Kappa = scale.Kappa, Variant = Table2Reproduction.Variant,
+        };
         var arms = new (string Key, string Label, Arm Arm)[]
         {
             ("galore", $"GaLore({scale.Rank})", new Arm("GaLore", scale.Rank, baseOptions with
@@ -93,18 +110,22 @@ public sealed class Table6Reproduction : IReproduction
         };
         log?.Report($"table6 ({settings.ScaleName}): {scale.Model}, rank {scale.Rank}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, device {settings.Device}");
 
-        var runner = new ArmRunner(settings, log, cancel, testPairs: 0, maxNewTokens: 1);   // (generation settings are unused by language modelling)
+        var runner = new ArmRunner(settings, log, cancel, testPairs: 0, maxNewTokens: 1) { SeedCount = scale.Seeds };   // (generation settings are unused by language modelling)
         var rows = new List<Row>();
         foreach (var (key, label, arm) in arms)
         {
             cancel.ThrowIfCancellationRequested();
             var result = runner.Run(arm, key);
-            rows.Add(Describe(key, label, result, Path.Combine(settings.OutputDirectory, "runs", key)));
-            report.AddCommand(CommandOf(result.Arm.Options));
+            var series = key == "adamw" ? new ArmSeries([result]) : runner.Seeds(result, key);
+            rows.Add(Describe(key, label, result, Path.Combine(settings.OutputDirectory, "runs", key)) with { Series = series });
+            foreach (var r in series.Runs) report.AddCommand(CommandOf(r.Arm.Options));
         }
 
         report.AddMarkdown(Setting(settings, scale));
         report.AddMarkdown(Table(rows, scale));
+        var floraRows = rows.Where(r => r.Key.StartsWith("flora", StringComparison.Ordinal) && r.Series is not null).Select(r => r.Series!).ToList();
+        report.AddMarkdown(TextTables.ResamplingLine(floraRows, scale.Kappa) + $". Seeds: {scale.Seeds} for GaLore and both FLORA arms (perplexity: mean ± sample "
+            + "standard deviation of the test perplexity over the seeds), one for the AdamW reference.");
         report.AddMarkdown(PaperTable());
         report.AddMarkdown(StateNote(rows));
         report.WriteCsv(Csv(rows, scale));
@@ -176,10 +197,12 @@ public sealed class Table6Reproduction : IReproduction
 
     private static string Setting(ReproduceSettings settings, Scale scale) =>
         $"Setting: {scale.Model} (Llama-style: RMSNorm, rotary positions, SwiGLU; fused q/k/v and gate/up projections) trained from scratch on the "
-        + $"embedded English corpus (World English Bible), tokenizer {scale.Tokenizer}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, "
+        + (scale.PreparedText ? "whole prepared English Bible (World English Bible with the deuterocanon, lm-train.txt of flora data prepare)" : "embedded English corpus (World English Bible)")
+        + $", tokenizer {scale.Tokenizer}, up to {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens"
+        + (scale.EarlyStopPatience > 0 ? $" (early stopping after {scale.EarlyStopPatience} evaluations without a better validation loss)" : "") + ", "
         + $"cosine schedule with {scale.Warmup} warm-up steps, no weight decay, seed {settings.Seed}. Rank r = {scale.Rank} for GaLore and FLORA; GaLore refreshes "
         + $"its projection every {GaLoreGap} steps with scale {GaLoreScale.ToString(CultureInfo.InvariantCulture)} and learning rate "
-        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa 1000) takes a third of it, "
+        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa {scale.Kappa}) takes a third of it, "
         + $"{ArmRunner.Format(scale.FloraLearningRate)}, as in the paper. AdamW at {ArmRunner.Format(scale.AdamWLearningRate)} is the full-rank reference, and "
         + $"FLORA on its own base optimizer (Adafactor, the official implementation) runs at its relative rate {ArmRunner.Format(scale.AdafactorFloraLearningRate)}. "
         + "Each arm keeps its best validation checkpoint, whose test-split perplexity is reported (PPL); memory is the peak of the memory ledger over the run "
@@ -188,7 +211,7 @@ public sealed class Table6Reproduction : IReproduction
     private static string Table(IReadOnlyList<Row> rows, Scale scale)
     {
         var md = new StringBuilder();
-        md.AppendLine($"| model | optimizer | lr | PPL (test) | best val PPL | final val PPL | Mem GiB (MiB) | optimizer state (MiB) | of which projections (MiB) | paper PPL ({scale.PaperModel}) | paper Mem GiB ({scale.PaperModel}) |");
+        md.AppendLine($"| model | optimizer | lr | PPL (test, mean ± sd, seeds) | best val PPL (first seed) | final val PPL (first seed) | Mem GiB (MiB) | optimizer state (MiB) | of which projections (MiB) | paper PPL ({scale.PaperModel}) | paper Mem GiB ({scale.PaperModel}) |");
         md.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var r in rows)
         {
@@ -197,7 +220,7 @@ public sealed class Table6Reproduction : IReproduction
             string lr = ArmRunner.Format(r.Result.LearningRate);
             md.AppendLine(r.Result.Failed
                 ? $"| {scale.Model} | {r.Label} | {lr} | {r.Result.Failure} | - | - | - | - | - | {paperPpl} | {paperMem} |"
-                : $"| {scale.Model} | {r.Label} | {lr} | {F(r.Result.TestPerplexity, "0.00")} | {F(r.BestPerplexity, "0.00")} | {F(r.FinalPerplexity, "0.00")} | "
+                : $"| {scale.Model} | {r.Label} | {lr} | {F(r.MeanPerplexity, "0.00")} ± {F(r.PerplexitySpread, "0.00")} ({r.Series?.Runs.Count ?? 1}) | {F(r.BestPerplexity, "0.00")} | {F(r.FinalPerplexity, "0.00")} | "
                 + $"{ReproductionReport.GiB(r.Result.PeakBytes)} ({MiB(r.Result.PeakBytes)}) | {MiB(r.Result.OptimizerStateBytes)} | {(r.Key == "galore" ? MiB(r.ProjectionBytes) : "-")} | {paperPpl} | {paperMem} |");
         }
         return md.ToString();
@@ -283,13 +306,13 @@ public sealed class Table6Reproduction : IReproduction
     }
 
     private static string Outcome(Row r) => r.Result.Failed ? r.Result.Failure! :
-        $"PPL {F(r.Perplexity, "0.00")}, peak {ReproductionReport.GiB(r.Result.PeakBytes)} GiB, optimizer state {MiB(r.Result.OptimizerStateBytes)} MiB";
+        $"PPL {F(r.MeanPerplexity, "0.00")}, peak {ReproductionReport.GiB(r.Result.PeakBytes)} GiB, optimizer state {MiB(r.Result.OptimizerStateBytes)} MiB";
 
     /// <summary>One FLORA arm against GaLore, in words, and whether it is lower or similar in both perplexity and peak memory.</summary>
     private static (string Text, bool Holds) Compare(Row flora, Row galore)
     {
-        if (flora.Result.Failed) return ($"{flora.Result.Failure} (GaLore: PPL {F(galore.Perplexity, "0.00")})", false);
-        double gp = galore.Perplexity ?? double.NaN, fp = flora.Perplexity ?? double.NaN;
+        if (flora.Result.Failed || flora.Series is { Failed: true }) return ($"{flora.Result.Failure ?? "a seed diverged"} (GaLore: PPL {F(galore.MeanPerplexity, "0.00")})", false);
+        double gp = galore.MeanPerplexity ?? double.NaN, fp = flora.MeanPerplexity ?? double.NaN;
         long gm = galore.Result.PeakBytes, fm = flora.Result.PeakBytes;
         bool better = fp <= gp * 1.02, lighter = fm <= gm * 1.02;
         string ppl = fp < gp ? $"PPL {fp:F2} vs GaLore's {gp:F2} ({100 * (gp - fp) / gp:F1}% lower)"

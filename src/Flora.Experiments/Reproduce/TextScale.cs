@@ -12,20 +12,35 @@ namespace Flora.Experiments.Reproduce;
 public sealed record TextScale(
     string GptModel, string T5Model, string Tokenizer, IReadOnlyList<int> Ranks, int Steps, int EvalEvery, int EvalBatches,
     int MaxSource, int MaxTarget, int Context, IReadOnlyList<float> NaiveGrid, IReadOnlyList<float> LoraGrid, int TestPairs, int MaxNewTokens,
-    int PretrainSteps, int PretrainBatch, int FineTuneExamples)
+    int PretrainSteps, int PretrainBatch, int FineTuneExamples, int Seeds = 3, int EarlyStopPatience = 0, int GridExtensions = 2)
 {
+    /// <summary>The paper's resampling interval (Table 2 and the default of the official code).</summary>
+    public const int PaperKappa = 1000;
+
+    /// <summary>
+    /// The resampling interval the momentum experiments use in place of the paper's <paramref name="paperKappa"/>: the
+    /// paper's 1000 when the run lasts at least 5 of them, else a fifth of the run, so that FLORA draws a new projection
+    /// four times or more; other intervals (Table 3's 1, 10, 100, 10000) are kept as they are.
+    /// </summary>
+    public static int ScaledKappa(int paperKappa, int steps) => paperKappa == PaperKappa ? Math.Clamp(steps / 5, 1, PaperKappa) : paperKappa;
+
+    /// <summary>Table 2's kappa at this scale.</summary>
+    public int Kappa => ScaledKappa(PaperKappa, Steps);
+
     public static TextScale For(ReproduceSettings s)
     {
         var scale = s.Quick
             ? new TextScale("gpt-tiny", "t5-tiny", "bpe:512", [8], Steps: 24, EvalEvery: 12, EvalBatches: 4, MaxSource: 32, MaxTarget: 32, Context: 80,
-                NaiveGrid: [0.01f, 0.03f], LoraGrid: [0.03f], TestPairs: 16, MaxNewTokens: 24, PretrainSteps: 30, PretrainBatch: 8, FineTuneExamples: 24 * 16)
+                NaiveGrid: [0.01f, 0.03f], LoraGrid: [0.03f], TestPairs: 16, MaxNewTokens: 24, PretrainSteps: 30, PretrainBatch: 8, FineTuneExamples: 24 * 16,
+                Seeds: 1, GridExtensions: 1)
             : s.Scale == ReproductionScale.Paper
-            ? new TextScale("gpt2-124m", "t5-small-size", "gpt2", [8, 32, 128, 256], Steps: 1500, EvalEvery: 250, EvalBatches: 20, MaxSource: 512, MaxTarget: 128,
-                Context: 1024, NaiveGrid: [3e-3f, 1e-2f, 3e-2f], LoraGrid: [1e-2f, 3e-2f], TestPairs: 200, MaxNewTokens: 96, PretrainSteps: 1500, PretrainBatch: 8,
-                FineTuneExamples: 200 * 16)
-            : new TextScale("gpt-small", "t5-tiny", "bpe:2048", [8, 32], Steps: 300, EvalEvery: 50, EvalBatches: 10, MaxSource: 64, MaxTarget: 64, Context: 144,
-                NaiveGrid: [0.01f, 0.03f, 0.1f], LoraGrid: [0.03f, 0.1f], TestPairs: 100, MaxNewTokens: 64, PretrainSteps: 600, PretrainBatch: 8,
-                FineTuneExamples: 150 * 16);
+            // 5,000 steps: five of the paper's kappa = 1000, so FLORA resamples 4 times; early stopping after 1,000 steps without a better validation loss.
+            ? new TextScale("gpt2-124m", "t5-small-size", "gpt2", [8, 32, 128, 256], Steps: 5000, EvalEvery: 250, EvalBatches: 40, MaxSource: 512, MaxTarget: 128,
+                Context: 1024, NaiveGrid: [3e-3f, 1e-2f, 3e-2f], LoraGrid: [1e-2f, 3e-2f, 1e-1f], TestPairs: 300, MaxNewTokens: 96, PretrainSteps: 1500, PretrainBatch: 8,
+                FineTuneExamples: 200 * 16, Seeds: 3, EarlyStopPatience: 4)
+            : new TextScale("gpt-small", "t5-tiny", "bpe:2048", [8, 32], Steps: 300, EvalEvery: 50, EvalBatches: 16, MaxSource: 64, MaxTarget: 64, Context: 144,
+                NaiveGrid: [0.003f, 0.01f, 0.03f], LoraGrid: [0.01f, 0.03f, 0.1f], TestPairs: 64, MaxNewTokens: 48, PretrainSteps: 600, PretrainBatch: 8,
+                FineTuneExamples: 150 * 16, Seeds: 3, EarlyStopPatience: 4);
         return scale with
         {
             GptModel = s.GptModel ?? scale.GptModel,
@@ -33,6 +48,10 @@ public sealed record TextScale(
             Steps = s.Steps ?? scale.Steps,
             Ranks = s.Ranks ?? scale.Ranks,
             TestPairs = s.TestPairs ?? scale.TestPairs,
+            Seeds = s.Seeds ?? scale.Seeds,
+            NaiveGrid = s.NaiveGrid ?? scale.NaiveGrid,
+            LoraGrid = s.LoraGrid ?? scale.LoraGrid,
+            GridExtensions = s.NaiveGrid is not null || s.LoraGrid is not null ? 0 : scale.GridExtensions,
             FineTuneExamples = s.Steps is int steps ? steps * 16 : scale.FineTuneExamples,
         };
     }
@@ -44,13 +63,18 @@ public sealed record TextScale(
     {
         Model = model, Tokenizer = tokenizer, Task = "translate", Data = data, MaxSourceTokens = MaxSource, MaxTargetTokens = MaxTarget,
         SequenceLength = Context, BatchSize = batch, Steps = steps, Schedule = ScheduleKind.Constant, WarmupSteps = 0,
-        EvalEvery = Math.Min(EvalEvery, steps), EvalBatches = EvalBatches, Seed = seed,
+        EvalEvery = Math.Min(EvalEvery, steps), EvalBatches = EvalBatches, Seed = seed, EarlyStoppingPatience = EarlyStopPatience,
         Optimizer = new OptimizerSpec { Name = "adafactor", LearningRate = 0.03f, Seed = seed },
     };
 
     /// <summary>Directory shared by the experiments of one scale (tokenizer, pretrained model): next to the experiment's own.</summary>
-    public static string SharedDirectory(ReproduceSettings s) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(s.OutputDirectory))!, $"shared-{s.ScaleName}");
+    public static string SharedDirectory(ReproduceSettings s)
+    {
+        string full = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(s.OutputDirectory))!, $"shared-{s.ScaleName}");
+        // Relative to the working directory when it lies below it, so that the commands written into table.md name no machine's paths.
+        string relative = Path.GetRelativePath(Directory.GetCurrentDirectory(), full);
+        return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? full : relative;
+    }
 
     /// <summary>The tokenizer of every text experiment at a scale: GPT-2's, or a BPE trained once on both sides of the training pairs.</summary>
     public string PrepareTokenizer(ReproduceSettings s, string data, IProgress<string>? log)

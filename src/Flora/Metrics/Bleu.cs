@@ -6,14 +6,16 @@ using System.Text.RegularExpressions;
 namespace Flora.Metrics;
 
 /// <summary>
-/// Corpus BLEU exactly as SacreBLEU 2.4.0 computes it with its defaults (<c>sacrebleu.BLEU().corpus_score</c>,
+/// Corpus BLEU exactly as SacreBLEU 2.6.0 computes it with its defaults (<c>sacrebleu.BLEU().corpus_score</c>,
 /// or the <c>sacrebleu</c> command without options) for one reference per hypothesis: tokenizer "13a",
-/// case-sensitive, n-grams up to order 4, exponential smoothing ("exp"), brevity penalty, effective order off.
+/// case-sensitive, n-grams up to order 4, exponential smoothing ("exp"), brevity penalty, effective order off;
+/// and sentence BLEU as <c>sacrebleu.sentence_bleu</c> computes it (the same with effective order on, see
+/// <see cref="Sentence"/>).
 /// </summary>
 /// <remarks>
 /// <para>
 /// The BLEU computation, the 13a tokenizer and the score line are unchanged from SacreBLEU 2.0.0 through 2.6.0;
-/// the signature names 2.4.0, the version this reproduces.
+/// the signature names 2.6.0, the version whose numbers the test cases were computed with.
 /// </para>
 /// <para>
 /// Each segment is right-stripped of whitespace, tokenized with <see cref="Tokenize13a"/> and split on spaces.
@@ -31,13 +33,16 @@ namespace Flora.Metrics;
 public static class SacreBleu
 {
     /// <summary>The SacreBLEU release whose behaviour this reproduces, as written in <see cref="Signature"/>.</summary>
-    public const string Version = "2.4.0";
+    public const string Version = "2.6.0";
 
     /// <summary>The largest n-gram order.</summary>
     public const int MaxOrder = 4;
 
-    /// <summary>SacreBLEU's signature for these settings and one reference per hypothesis.</summary>
+    /// <summary>SacreBLEU's signature for these settings and one reference per hypothesis (corpus BLEU, effective order off).</summary>
     public const string Signature = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" + Version;
+
+    /// <summary>The signature of sentence BLEU (<see cref="Sentence"/>): the same settings with effective order on.</summary>
+    public const string SentenceSignature = "nrefs:1|case:mixed|eff:yes|tok:13a|smooth:exp|version:" + Version;
 
     // The four rules of the 13a tokenizer (mteval-v13a), applied one after the other to the whole line.
     // 1. Space out the ASCII symbols  {|}~ [\]^_` space!"#$%& ()*+ :;<=>?@ /  (not ' , - . nor letters or digits).
@@ -146,11 +151,29 @@ public static class SacreBleu
     }
 
     /// <summary>
-    /// BLEU from already summed statistics (SacreBLEU's <c>compute_bleu</c> with smoothing "exp" and effective
-    /// order off): matched and total n-grams per order (1 to <see cref="MaxOrder"/>), system and reference length.
+    /// Sentence BLEU of one hypothesis against one reference, as <c>sacrebleu.sentence_bleu(hypothesis, [reference])</c>
+    /// computes it: the statistics of <see cref="Corpus"/> for a corpus of one segment, scored with effective order
+    /// on, so that the geometric mean runs over the orders the hypothesis has n-grams of (a two-word hypothesis is
+    /// scored on its unigram and bigram precisions instead of getting 0 for lacking trigrams).
+    /// </summary>
+    /// <exception cref="ArgumentNullException">Either string is null.</exception>
+    public static BleuScore Sentence(string hypothesis, string reference)
+    {
+        ArgumentNullException.ThrowIfNull(hypothesis);
+        ArgumentNullException.ThrowIfNull(reference);
+        var corpus = Corpus([hypothesis], [reference]);
+        return FromStatistics(corpus.Counts, corpus.Totals, corpus.SystemLength, corpus.ReferenceLength, effectiveOrder: true);
+    }
+
+    /// <summary>
+    /// BLEU from already summed statistics (SacreBLEU's <c>compute_bleu</c> with smoothing "exp"): matched and
+    /// total n-grams per order (1 to <see cref="MaxOrder"/>), system and reference length. With
+    /// <paramref name="effectiveOrder"/> the mean of the log precisions runs over orders 1 to the highest order with
+    /// at least one hypothesis n-gram (SacreBLEU's <c>effective_order</c>, on in sentence BLEU); otherwise over all four.
     /// </summary>
     /// <exception cref="ArgumentException">The arrays do not have <see cref="MaxOrder"/> entries, or a number is negative.</exception>
-    public static BleuScore FromStatistics(IReadOnlyList<long> counts, IReadOnlyList<long> totals, long systemLength, long referenceLength)
+    public static BleuScore FromStatistics(IReadOnlyList<long> counts, IReadOnlyList<long> totals, long systemLength, long referenceLength,
+        bool effectiveOrder = false)
     {
         ArgumentNullException.ThrowIfNull(counts);
         ArgumentNullException.ThrowIfNull(totals);
@@ -175,15 +198,20 @@ public static class SacreBleu
         long[] totalsCopy = totals.ToArray();
         if (countsCopy.All(c => c == 0))
         {
-            return new BleuScore(0.0, precisions, brevityPenalty, ratio, systemLength, referenceLength, countsCopy, totalsCopy);
+            return new BleuScore(0.0, precisions, brevityPenalty, ratio, systemLength, referenceLength, countsCopy, totalsCopy, effectiveOrder);
         }
 
         double smoothing = 1.0;
+        int order = MaxOrder;
         for (int n = 0; n < MaxOrder; n++)
         {
             if (totalsCopy[n] == 0)
             {
                 break;
+            }
+            if (effectiveOrder)
+            {
+                order = n + 1;
             }
             if (countsCopy[n] == 0)
             {
@@ -198,12 +226,12 @@ public static class SacreBleu
 
         // Summed left to right as Python's sum() does up to 3.11 (3.12 compensates; the two differ by an ulp at most).
         double logSum = 0.0;
-        foreach (double p in precisions)
+        for (int n = 0; n < order; n++)
         {
-            logSum += p == 0.0 ? -9999999999.0 : Math.Log(p);
+            logSum += precisions[n] == 0.0 ? -9999999999.0 : Math.Log(precisions[n]);
         }
-        double score = brevityPenalty * Math.Exp(logSum / MaxOrder);
-        return new BleuScore(score, precisions, brevityPenalty, ratio, systemLength, referenceLength, countsCopy, totalsCopy);
+        double score = brevityPenalty * Math.Exp(logSum / order);
+        return new BleuScore(score, precisions, brevityPenalty, ratio, systemLength, referenceLength, countsCopy, totalsCopy, effectiveOrder);
     }
 
     /// <summary>The tokens of one segment as SacreBLEU's BLEU sees them: right-stripped, then 13a-tokenized.</summary>
@@ -295,6 +323,7 @@ public static class SacreBleu
 /// <param name="ReferenceLength">Tokens in all references (r).</param>
 /// <param name="Counts">Clipped matching n-grams per order.</param>
 /// <param name="Totals">Hypothesis n-grams per order.</param>
+/// <param name="EffectiveOrder">Whether the score averages only the orders the hypotheses have n-grams of (sentence BLEU).</param>
 public sealed record BleuScore(
     double Score,
     IReadOnlyList<double> Precisions,
@@ -303,10 +332,11 @@ public sealed record BleuScore(
     long SystemLength,
     long ReferenceLength,
     IReadOnlyList<long> Counts,
-    IReadOnlyList<long> Totals)
+    IReadOnlyList<long> Totals,
+    bool EffectiveOrder = false)
 {
     /// <summary>SacreBLEU's reproducibility signature for the settings used.</summary>
-    public string Signature => SacreBleu.Signature;
+    public string Signature => EffectiveOrder ? SacreBleu.SentenceSignature : SacreBleu.Signature;
 
     /// <summary>
     /// SacreBLEU's score line, e.g. "BLEU = 27.38 60.0/33.3/20.0/12.5 (BP = 1.000 ratio = 1.000 hyp_len = 5 ref_len = 5)",
@@ -320,7 +350,7 @@ public sealed record BleuScore(
             + $"ratio = {SacreBleu.FormatFixed(Ratio, 3)} hyp_len = {SystemLength} ref_len = {ReferenceLength})");
     }
 
-    /// <summary>The score line with the signature, as the <c>sacrebleu</c> command prints it in text mode: "BLEU|nrefs:1|...|version:2.4.0 = 27.38 ...".</summary>
+    /// <summary>The score line with the signature, as the <c>sacrebleu</c> command prints it in text mode: "BLEU|nrefs:1|...|version:2.6.0 = 27.38 ...".</summary>
     public string ToStringWithSignature() => "BLEU|" + Signature + " =" + ToString()["BLEU =".Length..];
 }
 

@@ -4,6 +4,21 @@ using Flora.Tensors;
 
 namespace Flora.Optim;
 
+/// <summary>Where Adafactor's first moment (beta1) sits relative to update clipping and the learning rate.</summary>
+public enum AdafactorMomentumOrder
+{
+    /// <summary>
+    /// The paper's and the official FLORA code's order: average the preconditioned update u, then clip the average
+    /// and scale it by the learning rate (m = b1 m + (1 - b1) u; W -= lr_t clip(m)).
+    /// </summary>
+    AverageThenClip,
+    /// <summary>
+    /// Hugging Face's <c>Adafactor(beta1=...)</c>: clip u and scale it by the learning rate first, then average
+    /// (m = b1 m + (1 - b1) lr_t clip(u); W -= m). Costs two reductions per parameter (on a GPU, two synchronisations).
+    /// </summary>
+    ClipThenAverage,
+}
+
 /// <summary>
 /// Adafactor settings, with the semantics of the official Adafactor/FLORA code (Shazeer and Stern 2018;
 /// Hugging Face; flora-opt): eps = (1e-30, 1e-3), clip threshold 1, decay rate -0.8
@@ -25,6 +40,8 @@ public sealed record AdafactorOptions
     /// <summary>Factored (row and column) second moment for matrices; false keeps a full-size one.</summary>
     public bool Factored { get; init; } = true;
     public MomentumOptions Momentum { get; init; } = MomentumOptions.None;
+    /// <summary>Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate (Hugging Face's).</summary>
+    public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()
@@ -77,8 +94,12 @@ public class Adafactor : Optimizer
 
     public AdafactorOptions Options { get; }
 
+    /// <inheritdoc/>
+    public override long Resamplings => States.OfType<State>().Select(s => (s.Momentum as CompressedMomentum)?.Resamplings ?? 0).DefaultIfEmpty(0).Max();
+
     public override string Configuration =>
-        $"factored={Options.Factored} momentum=({Options.Momentum})";
+        $"factored={Options.Factored} momentum=({Options.Momentum})"
+        + (Options.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage && Options.Momentum.Kind != MomentumKind.None ? " order=clip-then-average" : "");
 
     private static AdafactorOptions Validated(AdafactorOptions options)
     {
@@ -116,6 +137,11 @@ public class Adafactor : Optimizer
         long t = state.Step++;                                   // 0-based step of Algorithm 2
         long step = t + 1;                                       // 1-based step of Adafactor
         float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
+        if (state.Momentum is not null && Options.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage)
+        {
+            UpdateClipThenAverage(weight, gradient, state, group, t, step, decay);
+            return;
+        }
 
         // u = the preconditioned update, in place of the gradient; with naive momentum the precondition kernel
         // writes m = b1 m + (1 - b1) u directly (one pass instead of two), and m is the update. FLORA's low-rank
@@ -147,6 +173,31 @@ public class Adafactor : Optimizer
         }
         if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
         Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
+    }
+
+    /// <summary>
+    /// Hugging Face's order: u = G / sqrt(v^); u = u / max(1, RMS(u) / d); u = lr_t u (lr_t with the parameter scale);
+    /// m = b1 m + (1 - b1) u (naive, or FLORA's compressed average of the scaled update); W = W (1 - wd lr_t) - m.
+    /// </summary>
+    private void UpdateClipThenAverage(Tensor weight, Tensor gradient, State state, ParameterGroup group, long t, long step, float decay)
+    {
+        Tensor u = gradient;                                                        // (n, m), in place of the gradient
+        if (state.Factored)
+        {
+            Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
+            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u);
+        }
+        else
+        {
+            Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
+            Backend.DivideBySqrt(gradient, state.V!, u);
+        }
+        float lr = RelativeStepSize(group, step);
+        if (Options.ScaleParameter) lr *= Math.Max(Options.Eps2, Rms(weight));
+        float clip = Math.Max(1f, Rms(u) / Options.ClipThreshold);
+        Backend.Scale(u, lr / clip);                                                // u = lr_t clip(u)
+        Tensor m = state.Momentum!.Apply(u, t);                                     // m = b1 m + (1 - b1) u
+        Backend.Axpby(-1f, m, 1f - WeightDecayOf(group) * lr, weight);              // W = W (1 - wd lr_t) - m
     }
 
     /// <summary>The relative or external step size of the official code, before the parameter scale (applied by the backend).</summary>

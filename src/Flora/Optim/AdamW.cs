@@ -50,6 +50,9 @@ public class AdamW : Optimizer
 
     public override string Configuration => $"beta2={Beta2} momentum=({Momentum})";
 
+    /// <inheritdoc/>
+    public override long Resamplings => States.OfType<State>().Select(s => (s.M as CompressedMomentum)?.Resamplings ?? 0).DefaultIfEmpty(0).Max();
+
     private sealed class State(IBackend backend, Parameter parameter) : ParameterState(backend, parameter)
     {
         public Tensor V = null!;

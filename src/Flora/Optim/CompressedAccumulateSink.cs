@@ -67,6 +67,9 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
     /// <summary>Seed of the projection <paramref name="parameter"/> uses in the current cycle.</summary>
     public ulong CurrentSeed(Parameter parameter) => StateOf(parameter).Seed;
 
+    /// <summary>New projections drawn so far per matrix (completed cycles; the largest over the matrices): 0 without resampling.</summary>
+    public long Resamplings => _states.Count == 0 ? 0 : (long)_states.Values.Max(s => s.Cycle);
+
     /// <summary>Bytes of all compressed accumulators.</summary>
     public long AccumulatorBytes => _states.Values.Sum(s => s.Accumulator.Bytes);
 

@@ -30,12 +30,12 @@ public sealed class FloraAdafactor : Adafactor
     /// <param name="weightDecay">Decoupled weight decay.</param>
     /// <param name="seed">Root of every projection seed.</param>
     public FloraAdafactor(IEnumerable<Parameter> parameters, float learningRate, int rank, float beta = 0.9f, int kappa = 1000,
-        FloraVariant variant = FloraVariant.Paper, bool factored = true, float weightDecay = 0, ulong seed = 0)
+        FloraVariant variant = FloraVariant.Official, bool factored = true, float weightDecay = 0, ulong seed = 0)
         : this(BackendOf(parameters), parameters, learningRate, rank, beta, kappa, variant, factored, weightDecay, seed) { }
 
     /// <summary>FLORA on Adafactor for <paramref name="parameters"/>, whose state <paramref name="backend"/> allocates.</summary>
     public FloraAdafactor(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, int rank,
-        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, bool factored = true,
+        float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Official, bool factored = true,
         float weightDecay = 0, ulong seed = 0)
         : base(backend, parameters, FloraOptions(learningRate, rank, beta, kappa, variant, factored, weightDecay, seed)) { }
 

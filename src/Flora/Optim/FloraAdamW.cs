@@ -21,12 +21,12 @@ public sealed class FloraAdamW : AdamW
     /// <param name="variant">Algorithm 2 as printed, or the official code's order.</param>
     /// <param name="seed">Root of every projection seed.</param>
     public FloraAdamW(IEnumerable<Parameter> parameters, float learningRate, int rank, float beta1 = 0.9f, float beta2 = 0.999f,
-        int kappa = 1000, float weightDecay = 0.01f, FloraVariant variant = FloraVariant.Paper, ulong seed = 0)
+        int kappa = 1000, float weightDecay = 0.01f, FloraVariant variant = FloraVariant.Official, ulong seed = 0)
         : this(BackendOf(parameters), parameters, learningRate, rank, beta1, beta2, kappa, weightDecay, variant, seed) { }
 
     /// <summary>FLORA on AdamW for <paramref name="parameters"/>, whose state <paramref name="backend"/> allocates.</summary>
     public FloraAdamW(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, int rank, float beta1 = 0.9f,
-        float beta2 = 0.999f, int kappa = 1000, float weightDecay = 0.01f, FloraVariant variant = FloraVariant.Paper, ulong seed = 0)
+        float beta2 = 0.999f, int kappa = 1000, float weightDecay = 0.01f, FloraVariant variant = FloraVariant.Official, ulong seed = 0)
         : base(backend, parameters, learningRate, beta1, beta2, weightDecay: weightDecay,
             momentum: MomentumOptions.Flora(rank, beta1, kappa, variant, seed)) { }
 }

@@ -51,7 +51,7 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         return this;
     }
 
-    public GradientTarget Target(Parameter parameter) => SinkFor(parameter).Target(parameter);
+    public GradientTarget Target(Parameter parameter) => SinkOf(parameter).Target(parameter);
 
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
@@ -59,7 +59,7 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
             throw new NonFiniteException(Step, gradient == parameter.Value
                 ? $"parameter '{parameter.Name}' became NaN or infinite in its update"
                 : $"the gradient of '{parameter.Name}' is NaN or infinite");
-        SinkFor(parameter).OnGradient(parameter, gradient);
+        SinkOf(parameter).OnGradient(parameter, gradient);
     }
 
     /// <summary>
@@ -98,7 +98,8 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         foreach (var sink in _sinks) (sink as IStatefulSink)?.Discard();
     }
 
-    private IGradientSink SinkFor(Parameter parameter) =>
+    /// <summary>The sink the gradients of <paramref name="parameter"/> go to.</summary>
+    public IGradientSink SinkOf(Parameter parameter) =>
         _routes.TryGetValue(parameter, out var sink) ? sink
         : _default ?? throw new InvalidOperationException($"no gradient sink for '{parameter.Name}': call UseByDefault or Use first");
 

@@ -15,7 +15,10 @@ public enum MomentumKind
     Compressed,
 }
 
-/// <summary>Which form of FLORA's compressed momentum to use.</summary>
+/// <summary>
+/// Which form of FLORA's compressed momentum to use. The default is <see cref="Official"/>: our ablation (a learning-rate
+/// sweep per variant, 3 seeds, several resamplings; docs/results.md) found it better than Algorithm 2 as printed.
+/// </summary>
 public enum FloraVariant
 {
     /// <summary>Algorithm 2 as printed: M = beta M' + (1 - beta) compress(u); yield decompress(M).</summary>
@@ -31,13 +34,14 @@ public sealed record MomentumOptions
     public float Beta { get; init; } = 0.9f;
     public int Rank { get; init; }
     public int Kappa { get; init; } = 1000;
-    public FloraVariant Variant { get; init; } = FloraVariant.Paper;
+    /// <summary>The form of compressed momentum (default: the official code's, the better one in our ablation).</summary>
+    public FloraVariant Variant { get; init; } = FloraVariant.Official;
     public bool ForceCompression { get; init; }
     public ulong Seed { get; init; }
 
     public static MomentumOptions None { get; } = new() { Kind = MomentumKind.None };
     public static MomentumOptions Naive(float beta = 0.9f) => new() { Kind = MomentumKind.Naive, Beta = beta };
-    public static MomentumOptions Flora(int rank, float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Paper, ulong seed = 0) =>
+    public static MomentumOptions Flora(int rank, float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Official, ulong seed = 0) =>
         new() { Kind = MomentumKind.Compressed, Beta = beta, Rank = rank, Kappa = kappa, Variant = variant, Seed = seed };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
@@ -169,6 +173,9 @@ public sealed class CompressedMomentum : Momentum
     /// <summary>True for Algorithm 2 as printed, whose yield decompress(M) is a rank-r product that need not be materialised.</summary>
     public bool YieldsLowRank => _variant == FloraVariant.Paper;
 
+    /// <summary>Transfers of M to a new projection so far (the resampling period of the latest update).</summary>
+    public long Resamplings { get; private set; }
+
     /// <summary>Seed of the projection of resampling period <paramref name="period"/>.</summary>
     public ulong SeedOfPeriod(long period) => Seeds.Derive(_parameterSeed, (ulong)period);
 
@@ -197,6 +204,7 @@ public sealed class CompressedMomentum : Momentum
         if (!YieldsLowRank) throw new InvalidOperationException("the official variant's yield is not low-rank");
         long period = t / _kappa;
         if (t > 0 && t % _kappa == 0) TransferTo(period - 1, period);               // lines 10-13
+        Resamplings = period;
         Tensor a = P.Generate(SeedOfPeriod(period), _shape, _axis);
         P.Compress(u, a, _m, _axis, alpha: 1 - _beta, beta: _beta);                 // line 19
         return a;
@@ -216,6 +224,7 @@ public sealed class CompressedMomentum : Momentum
         Tensor aOld = P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
         P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old
         if (newPeriod != oldPeriod) Transfer(aOld, aNew);
+        Resamplings = newPeriod;
         _backend.Axpby(1 - _beta, compressed, _beta, _m);                           // M = beta M + (1 - beta) c
         return u;
     }

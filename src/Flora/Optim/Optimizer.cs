@@ -128,6 +128,12 @@ public abstract class Optimizer : IDisposable
     /// <summary>Bytes of all optimizer state.</summary>
     public long StateBytes => States.Sum(s => s.Bytes);
 
+    /// <summary>
+    /// How many times FLORA's compressed momentum moved to a new projection so far (per matrix, the largest over the
+    /// matrices); 0 for optimizers without compressed momentum, and for a run shorter than its resampling interval.
+    /// </summary>
+    public virtual long Resamplings => 0;
+
     /// <summary>The state of <paramref name="parameter"/>, created on first use.</summary>
     public ParameterState StateOf(Parameter parameter)
     {

@@ -15,9 +15,12 @@ public sealed record OptimizerSpec
     public float Beta1 { get; init; } = 0.9f;
     public int Rank { get; init; } = 32;
     public int Kappa { get; init; } = 1000;
-    public FloraVariant Variant { get; init; } = FloraVariant.Paper;
+    /// <summary>FLORA's momentum variant: the official code's by default (better than Algorithm 2 as printed in our ablation).</summary>
+    public FloraVariant Variant { get; init; } = FloraVariant.Official;
     /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
     public bool Factored { get; init; } = true;
+    /// <summary>Adafactor with momentum (and FLORA): average before clipping (the paper's) or after clipping and the learning rate (Hugging Face's).</summary>
+    public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
     public ulong Seed { get; init; }
     /// <summary>GaLore: steps between two SVDs of the gradient (update_proj_gap; the GaLore paper's 200).</summary>
     public int GaLoreGap { get; init; } = 200;
@@ -37,19 +40,21 @@ public sealed record OptimizerSpec
 
     public override string ToString() => Name switch
     {
-        "flora" => $"Flora (Adafactor, compressed momentum beta {Beta1}, r = {Rank}, kappa = {Kappa}, {Variant.ToString().ToLowerInvariant()}{(Factored ? "" : ", unfactored")}), lr {LearningRate}",
+        "flora" => $"Flora (Adafactor, compressed momentum beta {Beta1}, r = {Rank}, kappa = {Kappa}, {Variant.ToString().ToLowerInvariant()}{(Factored ? "" : ", unfactored")}{Order}), lr {LearningRate}",
         "adamw-flora" => $"AdamW with FLORA momentum (r = {Rank}, kappa = {Kappa}), lr {LearningRate}, weight decay {WeightDecay}",
-        "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}, lr {LearningRate}",
+        "adafactor-momentum" => $"Adafactor with naive momentum {Beta1}{(Factored ? "" : ", unfactored")}{Order}, lr {LearningRate}",
         "adafactor" => $"Adafactor{(Factored ? "" : " (unfactored)")}, lr {LearningRate}",
         "adamw" => $"AdamW, lr {LearningRate}, weight decay {WeightDecay}",
         "galore" => $"GaLore (AdamW in the gradient's rank-{Rank} SVD subspace, refreshed every {GaLoreGap} steps, scale {GaLoreScale}), lr {LearningRate}, weight decay {WeightDecay}",
         _ => $"{Name}, lr {LearningRate}",
     };
 
+    private string Order => MomentumOrder == AdafactorMomentumOrder.ClipThenAverage ? ", momentum after clipping (Hugging Face's order)" : "";
+
     public Optimizer Create(IBackend backend, IEnumerable<Parameter> parameters)
     {
         var p = parameters.ToArray();
-        AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m };
+        AdafactorOptions Adafactor(MomentumOptions m) => new() { LearningRate = LearningRate, WeightDecay = WeightDecay, Factored = Factored, Momentum = m, MomentumOrder = MomentumOrder };
         return Name switch
         {
             "flora" => new FloraAdafactor(backend, p, Adafactor(MomentumOptions.Flora(Rank, Beta1, Kappa, Variant, Seed))),

@@ -35,8 +35,9 @@ public sealed class RunOutput
     /// can be created and deleted in it.
     /// </summary>
     /// <exception cref="FloraException">
-    /// "cannot write to output directory X: reason" when the path is invalid, is an existing
-    /// file, or cannot be created or written (permission denied, read-only file system, ...).
+    /// "cannot write to output directory X: reason" when the path is invalid, is the root of the
+    /// file system, is an existing file, or cannot be created or written (permission denied,
+    /// read-only file system, ...).
     /// </exception>
     public static RunOutput Create(string directory)
     {
@@ -53,6 +54,8 @@ public sealed class RunOutput
             throw Fail(directory, e.Message, e);
         }
 
+        if (Path.GetPathRoot(full) == full)
+            throw Fail(full, "it is the root of the file system; choose a directory of its own");
         if (File.Exists(full))
             throw Fail(full, "the path is an existing file, not a directory");
         for (string? parent = Path.GetDirectoryName(full); parent is not null; parent = Path.GetDirectoryName(parent))

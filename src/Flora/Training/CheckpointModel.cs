@@ -13,10 +13,13 @@ namespace Flora.Training;
 /// </summary>
 public sealed class CheckpointModel : IDisposable
 {
-    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, ByteLevelBpe tokenizer, LanguageModel model)
+    private CheckpointModel(IBackend backend, CheckpointInfo info, string directory, ByteLevelBpe tokenizer, LanguageModel model, IReadOnlyList<string> notes)
     {
-        (Backend, Info, Directory, Tokenizer, Model) = (backend, info, directory, tokenizer, model);
+        (Backend, Info, Directory, Tokenizer, Model, Notes) = (backend, info, directory, tokenizer, model, notes);
     }
+
+    /// <summary>One-line notes for the user, such as an older checkpoint loaded without checksums.</summary>
+    public IReadOnlyList<string> Notes { get; }
 
     public IBackend Backend { get; }
     public CheckpointInfo Info { get; }
@@ -26,12 +29,17 @@ public sealed class CheckpointModel : IDisposable
     public LanguageModel Model { get; }
     public TrainOptions Options => Info.Options;
 
-    /// <summary>Opens a run directory (its latest checkpoint) or a checkpoint directory on <paramref name="device"/>.</summary>
+    /// <summary>
+    /// Opens a run directory (its latest checkpoint) or a checkpoint directory on <paramref name="device"/>: its
+    /// checksums are checked, and weights holding NaN or infinities are refused. A checkpoint copied out of its run
+    /// finds its tokenizer in its own directory.
+    /// </summary>
     public static CheckpointModel Open(string path, string device = "cpu", string precision = "bf16")
     {
         string directory = TrainingCheckpoint.Resolve(path);
         var info = TrainingCheckpoint.ReadInfo(directory);
-        string run = Trainer.RunDirectoryOf(directory);
+        string run = TrainingCheckpoint.RunDirectoryOf(directory) ?? directory;
+        var notes = new List<string>();
         var (tokenizer, identity) = TokenizerSetup.ForCheckpoint(info.Options, run);
         if (identity != info.TokenizerHash)
             throw new InvalidDataException($"{directory}: the tokenizer in {run} is not the one this checkpoint was trained with");
@@ -41,18 +49,17 @@ public sealed class CheckpointModel : IDisposable
             var o = info.Options;
             LanguageModel model;
             using (WeightStorage.Use(o.WeightType(null)))                             // the weight type the run recorded
-                model = ModelFactory.Create(o.Model, backend, o.ModelVocabulary(tokenizer.VocabularySize), o.Seed, 0f,
-                    o.LoraRank > 0 ? l => new LoraLinear(l, Math.Min(o.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), o.LoraAlpha, 0) : null, o.SequenceLength);
+                model = ModelFactory.Create(o.Model, backend, o.ModelVocabulary(tokenizer.VocabularySize), o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
             try
             {
-                TrainingCheckpoint.LoadWeights(directory, model);
+                TrainingCheckpoint.LoadWeights(directory, model, notes);
             }
             catch
             {
                 model.Dispose();
                 throw;
             }
-            return new CheckpointModel(backend, info, directory, tokenizer, model);
+            return new CheckpointModel(backend, info, directory, tokenizer, model, notes);
         }
         catch
         {

@@ -15,7 +15,7 @@ public sealed record EvaluationOptions
     /// <summary>A run directory (its latest checkpoint) or a checkpoint directory.</summary>
     public required string Checkpoint { get; init; }
     public CorpusSplit Split { get; init; } = CorpusSplit.Validation;
-    /// <summary>The first N pairs of the split (0 = all).</summary>
+    /// <summary>N pairs of the split drawn at random with a fixed seed (<see cref="HeldOut"/>: the same N every time, in split order); 0 = all.</summary>
     public int MaxPairs { get; init; }
     public BeamOptions Beam { get; init; } = new(BeamSize: 1);
     /// <summary>Prepared data directory; null = the one the run trained on.</summary>
@@ -32,10 +32,14 @@ public sealed record EvaluationOptions
 /// <summary>Progress of an evaluation: the phase ("loss", "generation") and how far it is.</summary>
 public readonly record struct EvaluationProgress(string Phase, int Done, int Total);
 
-/// <summary>The scores of an evaluation and where its files are.</summary>
+/// <summary>The scores of an evaluation and where its files are (<c>MeanSentenceBleu</c>: the mean of the pairs' sentence BLEU, translation only).</summary>
 public sealed record EvaluationResult(
     string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
-    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds);
+    BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds, double? MeanSentenceBleu = null)
+{
+    /// <summary>One-line notes about the checkpoint (an older one loaded without checksums).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Evaluates a checkpoint on a split. Translation: the loss and perplexity of the reference translations
@@ -58,19 +62,21 @@ public static class Evaluation
         using var loaded = CheckpointModel.Open(o.Checkpoint, o.Device, o.Precision);
         var info = loaded.Info;
         string split = PreparedData.SplitName(o.Split);
-        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(Trainer.RunDirectoryOf(loaded.Directory), "eval", $"{split}-step-{info.Step}"));
+        string output = Path.GetFullPath(o.OutputDirectory ?? Path.Combine(TrainingCheckpoint.RunDirectoryOf(loaded.Directory) ?? loaded.Directory, "eval", $"{split}-step-{info.Step}"));
+        CheckOutput(output);
         var files = new Dictionary<string, string>();
         double lossSum;
         long lossTokens;
         BleuScore? bleu = null;
         RougeCorpusScores? rouge = null;
+        double? sentenceBleu = null;
         int pairs = 0;
         if (info.Options.Task == "translate")
         {
             string dataDirectory = o.Data ?? info.Options.Data ?? PreparedData.DefaultDirectory;
             var data = PreparedData.Open(dataDirectory);
             IReadOnlyList<VersePair> all = data.ReadPairs(o.Split);
-            var selected = o.MaxPairs > 0 ? all.Take(o.MaxPairs).ToArray() : all.ToArray();
+            var selected = HeldOut.Sample(all, o.MaxPairs);
             pairs = selected.Length;
             if (pairs == 0) throw new FloraException($"{dataDirectory}: the {split} split has no pairs");
             var template = loaded.TranslationTemplate;
@@ -87,6 +93,9 @@ public static class Evaluation
             string[] references = selected.Select(p => p.Target).ToArray();
             bleu = SacreBleu.Corpus(hypotheses, references);
             rouge = Rouge.Corpus(references, hypotheses, o.Stem);
+            double[] sentences = hypotheses.Zip(references, (h, r) => SacreBleu.Sentence(h, r).Score).ToArray();
+            sentenceBleu = sentences.Average();
+            files["sentence-bleu.txt"] = Lines(sentences.Select(b => b.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture)));
             files["sources.txt"] = Lines(selected.Select(p => p.Source));
             files["hypotheses.txt"] = Lines(hypotheses);
             files["references.txt"] = Lines(references);
@@ -97,7 +106,7 @@ public static class Evaluation
         }
         double loss = lossTokens == 0 ? double.NaN : lossSum / lossTokens;
         var result = new EvaluationResult(loaded.Directory, info.Step, info.Options.Task, split, pairs, loss, Math.Exp(loss), lossTokens,
-            bleu, rouge, output, clock.Elapsed.TotalSeconds);
+            bleu, rouge, output, clock.Elapsed.TotalSeconds, sentenceBleu) { Notes = loaded.Notes };
         files[ScoresFile] = Scores(result, o);
         WriteAtomically(output, files);
         return result;
@@ -177,12 +186,26 @@ public static class Evaluation
                 score = b.Score, signature = b.Signature, line = b.ToString(), precisions = b.Precisions, brevity_penalty = b.BrevityPenalty,
                 ratio = b.Ratio, hyp_len = b.SystemLength, ref_len = b.ReferenceLength,
             };
+        if (r.MeanSentenceBleu is double sb)
+            scores["sentence_bleu"] = new { mean = sb, signature = SacreBleu.SentenceSignature, file = "sentence-bleu.txt" };
         if (r.Rouge is RougeCorpusScores g)
             scores["rouge"] = new { stemmer = o.Stem, rouge1 = Score(g.Rouge1), rouge2 = Score(g.Rouge2), rougeL = Score(g.RougeL), aggregation = "mean of per-pair scores" };
         if (r.Task == "translate")
             scores["generation"] = new { beam = o.Beam.BeamSize, length_penalty = o.Beam.LengthPenalty, max_tokens = o.Beam.MaxTokens };
         scores["seconds"] = r.Seconds;
         return JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>
+    /// The output directory is replaced as a whole at the end, so it must be new, empty or an earlier evaluation's
+    /// (it holds scores.json): anything else (a run directory, a home directory, the root) is refused before the
+    /// evaluation runs, as is a place that cannot be written.
+    /// </summary>
+    private static void CheckOutput(string output)
+    {
+        if (System.IO.Directory.Exists(output) && System.IO.Directory.EnumerateFileSystemEntries(output).Any() && !File.Exists(Path.Combine(output, ScoresFile)))
+            throw new FloraException($"--out {output} holds files that are not an evaluation's (no {ScoresFile}), and the evaluation replaces the directory: choose a new directory");
+        Reporting.RunOutput.Create(output);
     }
 
     /// <summary>Writes the files into a temporary sibling directory, then replaces <paramref name="directory"/> with it.</summary>

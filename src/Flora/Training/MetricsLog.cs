@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Flora.Reporting;
 
 namespace Flora.Training;
@@ -11,7 +12,7 @@ public sealed record TrainMetrics(long Step, double TrainLoss, double LearningRa
 }
 
 /// <summary>
-/// metrics.csv and metrics.jsonl of a run, one row per step, flushed as they are written so a crash
+/// metrics.csv and metrics.jsonl of a run (the same snake_case names in both, as Hugging Face's Trainer logs), one row per step, flushed as they are written so a crash
 /// loses nothing already logged. On resume, rows after the checkpoint's step are dropped first.
 /// </summary>
 public sealed class MetricsLog : IDisposable
@@ -19,6 +20,8 @@ public sealed class MetricsLog : IDisposable
     public const string CsvFile = "metrics.csv", JsonFile = "metrics.jsonl";
     private const string Header = "step,train_loss,learning_rate,tokens_per_second,val_loss,val_perplexity,elapsed_seconds";
     private readonly StreamWriter _csv, _json;
+    /// <summary>A diverged run's perplexity is infinite: written as "Infinity", never an exception that loses the step.</summary>
+    private static readonly JsonSerializerOptions JsonOptions = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
     private readonly List<TrainMetrics> _rows = new();
 
     public MetricsLog(string directory, long resumeStep)
@@ -46,9 +49,9 @@ public sealed class MetricsLog : IDisposable
             F(r.ValidationLoss), F(r.ValidationPerplexity), F(r.ElapsedSeconds)));
         _json.WriteLine(JsonSerializer.Serialize(new
         {
-            step = r.Step, trainLoss = r.TrainLoss, learningRate = r.LearningRate, tokensPerSecond = r.TokensPerSecond,
-            valLoss = r.ValidationLoss, valPerplexity = r.ValidationPerplexity, elapsedSeconds = r.ElapsedSeconds,
-        }));
+            step = r.Step, train_loss = r.TrainLoss, learning_rate = r.LearningRate, tokens_per_second = r.TokensPerSecond,
+            val_loss = r.ValidationLoss, val_perplexity = r.ValidationPerplexity, elapsed_seconds = r.ElapsedSeconds,
+        }, JsonOptions));
         _csv.Flush();
         _json.Flush();
     }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Flora.Data.Tokenizers;
+using Flora.Reporting;
 
 namespace Flora.Training;
 
@@ -7,7 +8,8 @@ namespace Flora.Training;
 /// The tokenizer of a run: "gpt2" (GPT-2's, embedded), "bpe:N" (a byte-level BPE of N tokens trained
 /// deterministically on the training text and saved in the run's tokenizer/ directory), or a directory
 /// holding encoder.json and vocab.bpe. Its identity (a SHA-256 of its two files, or "gpt2") goes into
-/// checkpoints, so that a checkpoint is never read with another tokenizer.
+/// checkpoints, so that a checkpoint is never read with another tokenizer. A trained tokenizer is saved
+/// atomically (tokenizer.tmp, renamed), so a run killed while saving it leaves no half-written tokenizer.
 /// </summary>
 public static class TokenizerSetup
 {
@@ -26,11 +28,14 @@ public static class TokenizerSetup
                 var trainer = new BpeTrainer(size);
                 trainer.AddText(trainingText());
                 trainer.Train();
-                trainer.Save(saved);
+                AtomicDirectory.Write(saved, trainer.Save);
             }
             return Load(saved);
         }
         if (!System.IO.Directory.Exists(spec)) throw new FloraException($"tokenizer '{spec}': not 'gpt2', 'bpe:N' or a directory with encoder.json and vocab.bpe");
+        foreach (string name in new[] { "encoder.json", "vocab.bpe" })
+            if (!File.Exists(Path.Combine(spec, name)) && !File.Exists(Path.Combine(spec, name + ".gz")))
+                throw new FloraException($"tokenizer '{spec}': the directory has no {name} (a tokenizer directory holds encoder.json and vocab.bpe)");
         return Load(spec);
     }
 

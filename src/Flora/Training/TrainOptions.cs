@@ -5,6 +5,18 @@ using Flora.Optim;
 
 namespace Flora.Training;
 
+/// <summary>Which parameters train when LoRA adapters wrap the attention and feed-forward matrices.</summary>
+public enum LoraMode
+{
+    /// <summary>
+    /// The FLORA paper's LoRA baseline (Section 3.1): the wrapped matrices are frozen and their adapters train, while
+    /// token embeddings and vector weights (biases, norms) train as usual, with their own optimizer state.
+    /// </summary>
+    Paper,
+    /// <summary>Only the adapters train; everything else is frozen (the common fine-tuning practice).</summary>
+    AdaptersOnly,
+}
+
 /// <summary>
 /// Everything that defines a training run. A checkpoint stores it, and a resumed run takes it from the
 /// checkpoint, so that the continued run is the same run.
@@ -39,8 +51,12 @@ public sealed record TrainOptions
     public int AccumulationRank { get; init; }
     public bool Lomo { get; init; }
     public bool ActivationCheckpointing { get; init; }
-    /// <summary>LoRA rank: wrap every attention and MLP projection and train only the adapters; 0 = off.</summary>
+    /// <summary>LoRA rank: wrap every attention and MLP projection with adapters of this rank (which other parameters train: <see cref="LoraMode"/>); 0 = off.</summary>
     public int LoraRank { get; init; }
+    /// <summary>With LoRA: also train embeddings and vector weights (the paper's baseline, default) or only the adapters.</summary>
+    public LoraMode LoraMode { get; init; } = LoraMode.Paper;
+    /// <summary>Stop after this many evaluations in a row without a new best validation loss (0 = run every step).</summary>
+    public int EarlyStoppingPatience { get; init; }
     public float LoraAlpha { get; init; } = 16f;
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Cosine;
     public int WarmupSteps { get; init; } = 50;
@@ -92,6 +108,7 @@ public sealed record TrainOptions
         if (KeepCheckpoints <= 0) throw new ArgumentException($"checkpoints to keep must be positive, got {KeepCheckpoints}");
         if (Vocabulary < 0) throw new ArgumentException($"vocabulary must be non-negative (0: the tokenizer's), got {Vocabulary}");
         if (LoraRank < 0) throw new ArgumentException($"LoRA rank must be non-negative, got {LoraRank}");
+        if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be non-negative, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (Device != "cpu" && Device != "cuda") throw new ArgumentException($"device must be cpu or cuda, got '{Device}'");
         if (Task != "lm" && Task != "translate") throw new ArgumentException($"task must be lm or translate, got '{Task}'");

@@ -20,12 +20,15 @@ public readonly record struct TrainProgress(long Step, long Steps, double Loss, 
 public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
     IReadOnlyList<(string Op, double Share)> Ops, Flora.Backends.OpProfiler? Profile = null, double ProfiledSeconds = 0);
 
-/// <summary>The outcome of a run.</summary>
+/// <summary>
+/// The outcome of a run; <c>Resamplings</c> counts the new random projections FLORA drew (per matrix: momentum transfers or
+/// compressed-accumulation cycles), <c>TrainableParameters</c> the parameters that trained.
+/// </summary>
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
     string? LastCheckpoint, double DataSeconds = 0, double? BestValidationLoss = null, long BestStep = 0, string? BestCheckpoint = null,
-    DataParallelReport? DataParallel = null);
+    DataParallelReport? DataParallel = null, long Resamplings = 0, long TrainableParameters = 0);
 
 /// <summary>
 /// The training loop:
@@ -51,66 +54,83 @@ public sealed class Trainer : IDisposable
     private readonly long _startStep;
     private readonly ICommunicator? _communicator;
     private readonly GradientReducer? _reducer;
+    private readonly RunDirectory _run;
+    private readonly RunLayout _layout;
+    private readonly List<string> _notices = new();
 
     /// <summary>
     /// A new run, or (with <paramref name="resumeFrom"/>) the continuation of the run a checkpoint belongs to:
     /// then every setting comes from the checkpoint, except that <paramref name="options"/>' steps extend the
-    /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on).
+    /// run when they are more than the checkpoint's (the cosine schedule then stretches from that point on);
+    /// fewer steps than the run's are an error, and 0 keeps the run's. A run directory with no checkpoint yet
+    /// (killed while preparing) starts again from its run.json.
+    /// <para>
+    /// A new run needs a new or empty directory: one that holds another run is refused unless
+    /// <paramref name="overwrite"/> moves that run aside. The run directory is locked while the trainer lives.
+    /// <paramref name="cancel"/> stops the preparation between its phases (nothing is trained, no checkpoint written).
+    /// </para>
+    /// <para>
     /// With <paramref name="connect"/> the run is one rank of a data-parallel run: it is called with the backend
-    /// and returns the rank's communicator, which the trainer then owns (<see cref="DataParallel"/>).
+    /// and returns the rank's communicator, which the trainer then owns (<see cref="DataParallel"/>). Only the lead
+    /// (rank 0, <paramref name="lead"/>) takes the run directory and writes to it; the other ranks read it.
+    /// </para>
     /// </summary>
-    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null, Func<IBackend, ICommunicator>? connect = null)
+    public Trainer(TrainOptions options, string? resumeFrom = null, ITrainingTask? task = null, bool overwrite = false, CancellationToken cancel = default,
+        Func<IBackend, ICommunicator>? connect = null, bool lead = true)
     {
-        CheckpointInfo? resume = null;
-        if (resumeFrom is not null)
-        {
-            resume = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(resumeFrom));
-            options = resume.Options with { Steps = Math.Max(options.Steps, resume.Options.Steps), OutputDirectory = RunDirectoryOf(resume.Directory) };
-        }
-        options.Validate();
-        _options = options;
-        Directory.CreateDirectory(options.OutputDirectory);
         Tokenizer = null!;
-        _backend = BackendFactory.Create(options.Device, precision: options.Precision);
         try
         {
+            var start = resumeFrom is null ? RunStart.Fresh(options, overwrite, _notices, lead) : RunStart.Resume(resumeFrom, options.Steps, _notices, lead);
+            (_run, options) = (start.Directory, start.Options);
+            CheckpointInfo? resume = start.Checkpoint;
+            RunManifest? recorded = start.Recorded;
+            _options = options;
+            _backend = BackendFactory.Create(options.Device, precision: options.Precision);
             if (connect is not null)
             {
                 _communicator = connect(_backend);
                 _options = options = DataParallel.CheckWorldSize(options, resume, _communicator.WorldSize);
             }
             else DataParallel.CheckWorldSize(options, resume, 1);
-            DataParallel.BeforeTokenizer(_communicator);
             bool translate = options.Task == "translate";
+            RunManifest.CheckUnchanged(recorded?.Corpus, "corpus");
+            RunManifest.CheckUnchanged(recorded?.Data, "prepared data's manifest");
             PreparedData? prepared = translate ? PreparedData.Open(options.Data ?? PreparedData.DefaultDirectory) : null;
             IReadOnlyList<VersePair> trainPairs = prepared?.ReadPairs(CorpusSplit.Train) ?? [];
             TextCorpus? corpus = translate ? null : options.Corpus is null ? EmbeddedCorpus.Load() : TextCorpus.FromFile(options.Corpus);
+            recorded ??= new RunManifest(options, options.Corpus is null || translate ? null : FileIdentity.Of(options.Corpus),
+                prepared is null ? null : FileIdentity.Of(Path.Combine(prepared.Directory, PreparedData.ManifestFile)), options.Tokenizer, null);
+            if (resume is null && _run.IsLead) recorded.Write(_run.Path);
+            cancel.ThrowIfCancellationRequested();
+
+            DataParallel.BeforeTokenizer(_communicator);                      // ranks other than 0 wait for rank 0's tokenizer
             (Tokenizer, _tokenizerIdentity) = resume is null
                 ? TokenizerSetup.Prepare(options.Tokenizer, options.OutputDirectory,
                     () => corpus?.Train ?? string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target)))
                 : TokenizerSetup.ForCheckpoint(options, options.OutputDirectory);
             DataParallel.AfterTokenizer(_communicator);
+            recorded.CheckTokenizer(_run.Path, _tokenizerIdentity);
             if (resume is not null && resume.TokenizerHash != _tokenizerIdentity)
                 throw new InvalidDataException($"{resume.Directory}: the checkpoint was trained with tokenizer {resume.TokenizerHash[..Math.Min(12, resume.TokenizerHash.Length)]}, but this run's is {_tokenizerIdentity[..Math.Min(12, _tokenizerIdentity.Length)]}");
+            if (recorded.TokenizerHash is null && _run.IsLead) (recorded with { TokenizerHash = _tokenizerIdentity }).Write(_run.Path);
+            cancel.ThrowIfCancellationRequested();
 
-            Func<Linear, Module>? adapt = options.LoraRank > 0
-                ? l => new LoraLinear(l, Math.Min(options.LoraRank, Math.Min(l.InFeatures, l.OutFeatures)), options.LoraAlpha, Seeds.ForName(options.Seed, l.Name + ".lora"))
-                : null;
+            var adapters = new List<LoraLinear>();
             int vocabulary = options.ModelVocabulary(Tokenizer.VocabularySize);
             // Weight matrices in fp32 or bf16 ("auto" resolved here and recorded, so that checkpoints say what they hold).
             var weights = options.WeightType(PresetParameters(options.Model, vocabulary));
             _options = options = options with { Weights = weights == DType.BFloat16 ? "bf16" : "fp32" };
             using (WeightStorage.Use(weights))
-                _model = ModelFactory.Create(options.Model, _backend, vocabulary, options.Seed, options.Dropout, adapt, options.SequenceLength);
+                _model = ModelFactory.Create(options.Model, _backend, vocabulary, options.Seed, options.Dropout, RunLayout.LoraAdapter(options, adapters), options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
-            if (options.LoraRank > 0)
-                foreach (var p in _model.Parameters()) p.RequiresGrad = LoraLinear.IsAdapter(p.Name);
+            if (options.LoraRank > 0) SelectLoraTrainable(_model.Parameters().ToArray(), options.LoraMode);
             if (options.InitFrom is string init && resume is null)
             {
                 var source = TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(init));
                 if (source.TokenizerHash != _tokenizerIdentity)
                     throw new InvalidDataException($"{source.Directory}: the checkpoint was trained with another tokenizer than this run's ({options.Tokenizer}); pass its tokenizer directory");
-                TrainingCheckpoint.InitialiseFrom(source.Directory, _model);
+                TrainingCheckpoint.InitialiseFrom(source.Directory, _model, _notices);
             }
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
@@ -119,6 +139,8 @@ public sealed class Trainer : IDisposable
             _optimizer.Rounding = options.WeightRounding;
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
+            _layout = new RunLayout(options, trainable, _pipeline, adapters, _notices);
+            cancel.ThrowIfCancellationRequested();
             _task = task ?? (prepared is not null
                 ? new TranslationTask(_backend, TranslationTemplateOf(options, Tokenizer, _model), trainPairs.Select(p => (p.Source, p.Target)).ToArray(),
                     prepared.ReadPairs(CorpusSplit.Validation).Select(p => (p.Source, p.Target)).ToArray(), options.BatchSize, Seeds.Derive(options.Seed, 3),
@@ -127,7 +149,7 @@ public sealed class Trainer : IDisposable
                     _tokenizerIdentity, TokenStore.DefaultCacheDirectory));
             if (resume is not null)
             {
-                TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline);
+                TrainingCheckpoint.Load(resume.Directory, _model, _optimizer, _pipeline, _notices);
                 _task.Position = resume.Position;
                 _startStep = resume.Step;
             }
@@ -136,6 +158,7 @@ public sealed class Trainer : IDisposable
         catch
         {
             Dispose();
+            if (resumeFrom is null) _run?.Abandon();                          // a new run that never started leaves nothing behind
             throw;
         }
     }
@@ -145,13 +168,39 @@ public sealed class Trainer : IDisposable
     /// <summary>Parameters of a preset counted from its shapes before it is built (for "auto" weights), or null when not known.</summary>
     private static long? PresetParameters(string model, int vocabulary) => null;
 
+    /// <summary>
+    /// One-line notices of the set-up for the user: a run moved aside, a stale lock taken over, an unverified
+    /// (older) checkpoint, a LoRA rank capped, a run restarted.
+    /// </summary>
+    public IReadOnlyList<string> Notices => _notices;
+
+    /// <summary>How many matrices FLORA compresses and where LoRA sits; empty when the run uses neither.</summary>
+    public string Layout => _layout.ToString();
+
+    /// <summary>
+    /// Which parameters of a LoRA-wrapped model train: the adapters always; the wrapped matrices (each "NAME.weight"
+    /// with a "NAME.lora_A" beside it) never; everything else (embeddings, biases, norms, unwrapped matrices) only in
+    /// <see cref="LoraMode.Paper"/>.
+    /// </summary>
+    public static void SelectLoraTrainable(IReadOnlyList<Parameter> parameters, LoraMode mode)
+    {
+        static string Owner(string name) => name.LastIndexOf('.') is int i and >= 0 ? name[..i] : "";
+        var wrapped = parameters.Where(p => LoraLinear.IsAdapter(p.Name)).Select(p => Owner(p.Name) + ".weight").ToHashSet(StringComparer.Ordinal);
+        foreach (var p in parameters)
+            p.RequiresGrad = LoraLinear.IsAdapter(p.Name) || (mode == LoraMode.Paper && !wrapped.Contains(p.Name));
+    }
+
     /// <summary>How a run's translation pairs become model input (the model decides the layout, its context the room).</summary>
     public static TranslationTemplate TranslationTemplateOf(TrainOptions options, ByteLevelBpe tokenizer, LanguageModel model) =>
         new(tokenizer, new TranslationFormat(MaxSourceTokens: options.MaxSourceTokens, MaxTargetTokens: options.MaxTargetTokens),
             model.IsEncoderDecoder ? TranslationLayout.EncoderDecoder : TranslationLayout.DecoderOnly, model.MaxSequenceLength);
 
-    /// <summary>The run directory a checkpoint directory (run/checkpoints/step-N) belongs to.</summary>
-    public static string RunDirectoryOf(string checkpointDirectory) => Path.GetFullPath(Path.Combine(checkpointDirectory, "..", ".."));
+    /// <summary>The run directory a checkpoint directory (RUN/checkpoints/step-N or RUN/best) belongs to.</summary>
+    /// <exception cref="FloraException">The checkpoint is not inside a run directory (a copy of its own).</exception>
+    public static string RunDirectoryOf(string checkpointDirectory) => TrainingCheckpoint.RunDirectoryOf(checkpointDirectory)
+        ?? throw new FloraException($"{checkpointDirectory} is a checkpoint outside a run directory (RUN/{TrainingCheckpoint.Directory}/step-N or RUN/{TrainingCheckpoint.Best}): " +
+            "give the run directory, or copy the whole run");
+
     public ByteLevelBpe Tokenizer { get; }
     public LanguageModel Model => _model;
     public long StartStep => _startStep;
@@ -163,6 +212,9 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Whether this process writes logs, charts and checkpoints: a single process, or rank 0.</summary>
     public bool IsLead => _communicator is null || _communicator.Rank == 0;
+
+    /// <summary>The highest loss a run may reach: ten times a uniform guess's, and never so high that its perplexity overflows.</summary>
+    private double DivergenceLimit => Math.Min(10 * Math.Log(Tokenizer.VocabularySize), Math.Log(double.MaxValue));
 
     /// <summary>Trains from the start (or the resumed) step to <see cref="TrainOptions.Steps"/>.</summary>
     public TrainResult Run(IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
@@ -186,9 +238,11 @@ public sealed class Trainer : IDisposable
         var recent = new Queue<double>();
         bool stopAgreed = false;                                            // data parallel: every rank stops after the same step
         bool Stopping() => _communicator is null ? cancel.IsCancellationRequested : stopAgreed;
+        int sinceBest = 0;
+        bool stoppedEarly = false;                                          // data parallel: validation is all-reduced, so every rank agrees
         try
         {
-            while (step < o.Steps && !Stopping())
+            while (step < o.Steps && !Stopping() && !stoppedEarly)
             {
                 step++;
                 long stepStart = Stopwatch.GetTimestamp();
@@ -206,13 +260,18 @@ public sealed class Trainer : IDisposable
                 {
                     (bestValidation, bestStep) = (v, step);
                     if (o.KeepBest && IsLead) bestCheckpoint = TrainingCheckpoint.SaveBest(o.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, o, _tokenizerIdentity);
+                    sinceBest = 0;
                 }
+                else if (validation is not null && o.EarlyStoppingPatience > 0 && ++sinceBest >= o.EarlyStoppingPatience) stoppedEarly = true;
                 log?.Add(new TrainMetrics(step, loss, o.Optimizer.LearningRate * _optimizer.LearningRateScale, tokensPerSecond, validation,
                     elapsedBefore + clock.Elapsed.TotalSeconds));
+                if (loss > DivergenceLimit || validation > DivergenceLimit)
+                    throw new NonFiniteException(step, $"the run diverged: the {(loss > DivergenceLimit ? $"training loss is {loss:F1}" : $"validation loss is {validation:F1}")}, " +
+                        $"above {DivergenceLimit:F1} (ten times a uniform guess's loss, or where perplexity overflows)");
                 recent.Enqueue(loss);
                 if (recent.Count > 20) recent.Dequeue();
                 if (validation is not null && log is not null) output?.WriteChart("loss.svg", log.Chart($"{o.Model}, {o.Optimizer.Name}: loss"));
-                if ((step % o.CheckpointEvery == 0 || step == o.Steps) && IsLead) checkpoint = SaveCheckpoint(step);
+                if ((step % o.CheckpointEvery == 0 || step == o.Steps || stoppedEarly) && IsLead) checkpoint = SaveCheckpoint(step);
                 progress?.Report(new TrainProgress(step, o.Steps, loss, tokensPerSecond, validation));
             }
             if (Stopping() && step > _startStep && step % o.CheckpointEvery != 0 && IsLead) checkpoint = SaveCheckpoint(step);
@@ -225,7 +284,8 @@ public sealed class Trainer : IDisposable
         return new TrainResult(_startStep + 1, step, recent.Count > 0 ? recent.Average() : double.NaN, lastValidation,
             tokens / Math.Max(seconds, 1e-9), tokens, seconds, _backend.Ledger.Snapshot(), _optimizer.StateBytes,
             _model.Describe(), _task.Describe(), o.Optimizer.ToString(), checkpoint, dataSeconds, bestValidation, bestStep, bestCheckpoint,
-            _reducer is null ? null : DataParallel.Report(_reducer, o, step - _startStep));
+            _reducer is null ? null : DataParallel.Report(_reducer, o, step - _startStep),
+            Resamplings, _model.Parameters().Where(p => p.RequiresGrad).Sum(p => (long)p.Value.Count));
     }
 
     /// <summary>
@@ -316,15 +376,15 @@ public sealed class Trainer : IDisposable
     /// <summary>Bytes of optimizer state.</summary>
     public long OptimizerStateBytes => _optimizer.StateBytes;
 
+    /// <summary>New random projections FLORA drew so far (compressed momentum's transfers, or compressed accumulation's cycles), per matrix.</summary>
+    public long Resamplings => Math.Max(_optimizer.Resamplings,
+        _pipeline.Sinks.OfType<CompressedAccumulateSink>().Select(s => s.Resamplings).DefaultIfEmpty(0).Max());
+
     /// <summary>Names the first parameter holding a NaN or an infinity, for the message of a diverged run.</summary>
     private string FirstNonFiniteParameter()
     {
         foreach (var p in _model.Parameters())
-        {
-            using Tensor? wide = p.Value.DType == DType.Float32 ? null : _backend.Allocate(p.Shape, MemoryTag.Scratch);   // bf16 weights: read widened
-            if (wide is not null) _backend.Copy(p.Value, wide);
-            if (!double.IsFinite(_backend.SumOfSquares(wide ?? p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
-        }
+            if (!TrainingCheckpoint.IsFinite(_backend, p.Value)) return $"parameter '{p.Name}' holds NaN or infinite values";
         return "every parameter is finite: the overflow is in the activations";
     }
 
@@ -363,5 +423,6 @@ public sealed class Trainer : IDisposable
         _model?.Dispose();
         _communicator?.Dispose();
         _backend?.Dispose();
+        _run?.Dispose();
     }
 }

@@ -95,6 +95,7 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
     private readonly IBackend _backend;
     private readonly TranslationTemplate _template;
     private readonly TranslationExample[] _train, _validation;
+    private readonly Dictionary<int, TranslationExample[]> _heldOut = new();
     private readonly int _batchSize;
     private readonly ulong _seed;
     private readonly TensorSlot _inputs, _targets, _source;
@@ -118,7 +119,7 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
         if (validation.Count == 0) throw new FloraException($"{source}: no validation pairs");
         (_backend, _template, _batchSize, _seed) = (backend, template, batchSize, seed);
         _train = train.Select(p => template.Encode(p.Source, p.Target)).ToArray();
-        _validation = validation.Select(p => template.Encode(p.Source, p.Target)).OrderBy(Length).ToArray();
+        _validation = validation.Select(p => template.Encode(p.Source, p.Target)).ToArray();
         _inputs = new TensorSlot(backend, MemoryTag.Activations, DType.Int32);
         _targets = new TensorSlot(backend, MemoryTag.Activations, DType.Int32);
         _source = new TensorSlot(backend, MemoryTag.Activations, DType.Int32);
@@ -157,10 +158,19 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
         (_shardIndex, _shardCount) = (index, count);
     }
 
+    /// <summary>
+    /// Batches of validation pairs: all of them, or, when <paramref name="maxBatches"/> batches hold fewer, that many
+    /// pairs drawn at random from the whole split with a fixed seed (<see cref="HeldOut"/>); sorted by length so
+    /// that a batch holds pairs of similar length.
+    /// </summary>
     public IEnumerable<Batch> Validation(int maxBatches)
     {
-        for (int start = 0, n = 0; start < _validation.Length && n < maxBatches; start += _batchSize, n++)
-            yield return Fill(_validation[start..Math.Min(_validation.Length, start + _batchSize)]);
+        int wanted = (int)Math.Min(_validation.Length, (long)Math.Max(0, maxBatches) * _batchSize);
+        if (wanted == 0) yield break;
+        if (!_heldOut.TryGetValue(wanted, out var pairs))
+            _heldOut[wanted] = pairs = HeldOut.Sample(_validation, wanted).OrderBy(Length).ToArray();
+        for (int start = 0; start < pairs.Length; start += _batchSize)
+            yield return Fill(pairs[start..Math.Min(pairs.Length, start + _batchSize)]);
     }
 
     /// <summary>The batches of a pass: shuffled, bucketed by length, the batches shuffled again (all from seed and pass).</summary>

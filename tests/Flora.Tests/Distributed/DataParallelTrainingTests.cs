@@ -34,7 +34,7 @@ public class DataParallelTrainingTests : IDisposable
     private static RankRun[] TrainRanks(int world, TrainOptions options, string? resume = null, long? stopAfter = null) =>
         InProcessGroup.Run(world, (group, rank) =>
         {
-            using var trainer = new Trainer(options, resume, connect: backend => group.Join(rank, backend));
+            using var trainer = new Trainer(options, resume, connect: backend => group.Join(rank, backend), lead: rank == 0);
             return Train(trainer, rank == 0 ? stopAfter : null);
         });
 
@@ -162,7 +162,7 @@ public class DataParallelTrainingTests : IDisposable
         var options = Options("mismatch");
         var e = Assert.Throws<AggregateException>(() => InProcessGroup.Run(2, (group, rank) =>
         {
-            using var trainer = new Trainer(options with { Seed = (ulong)rank }, connect: backend => group.Join(rank, backend));
+            using var trainer = new Trainer(options with { Seed = (ulong)rank }, connect: backend => group.Join(rank, backend), lead: rank == 0);
             return 0;
         }));
         Assert.Equal(2, e.InnerExceptions.Count);

@@ -4,7 +4,7 @@ namespace Flora.Tests.Metrics;
 
 /// <summary>
 /// The shared case table <c>Metrics/metric_cases.json</c>: inputs written by hand, expected values produced by
-/// <c>bench/metrics_reference.py --update</c> with SacreBLEU 2.4.0 and rouge-score's scorer (NLTK 3.8's Porter
+/// <c>bench/metrics_reference.py --update</c> with SacreBLEU 2.4.0, then 2.6.0 (BLEU and sentence BLEU), and rouge-score's scorer (NLTK 3.8's Porter
 /// stemmer); the same script re-checks them against whatever sacrebleu / rouge_score is installed.
 /// </summary>
 internal static class MetricCases

@@ -3,7 +3,7 @@ using Flora.Metrics;
 namespace Flora.Tests.Metrics;
 
 /// <summary>
-/// Corpus BLEU and the 13a tokenizer against SacreBLEU 2.4.0's defaults (<c>sacrebleu.BLEU()</c>: tok 13a,
+/// Corpus BLEU and the 13a tokenizer against SacreBLEU 2.6.0's defaults (<c>sacrebleu.BLEU()</c>: tok 13a,
 /// mixed case, exp smoothing, effective order off, one reference per hypothesis).
 /// </summary>
 public sealed class SacreBleuTests
@@ -254,9 +254,9 @@ public sealed class SacreBleuTests
     public void Signature_IsSacreBleus()
     {
         BleuScore s = SacreBleu.Corpus(["a b c d"], ["a b c d"]);
-        Assert.Equal("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.0", s.Signature);
+        Assert.Equal("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0", s.Signature);
         Assert.Equal(
-            "BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.0 = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 ratio = 1.000 hyp_len = 4 ref_len = 4)",
+            "BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 ratio = 1.000 hyp_len = 4 ref_len = 4)",
             s.ToStringWithSignature());
     }
 

@@ -14,7 +14,9 @@ namespace Flora.Tests.Optim;
 /// </summary>
 public class Bf16UpdateTests
 {
-    private static readonly string[] Names = ["adamw", "adafactor", "flora", "adamw-flora", "sgd", "sgd-momentum", "galore"];
+    // "flora-paper": Algorithm 2 as printed, whose update is the low-rank product applied to the weight (AdafactorLowRankUpdate).
+    // "-clipfirst": Adafactor's momentum after clipping (Hugging Face's order), a path of its own.
+    private static readonly string[] Names = ["adamw", "adafactor", "flora", "flora-paper", "flora-clipfirst", "adafactor-momentum-clipfirst", "adamw-flora", "sgd", "sgd-momentum", "galore"];
 
     public static TheoryData<string> Optimizers => new(Names);
 
@@ -29,7 +31,13 @@ public class Bf16UpdateTests
         var full = new Parameter(cpu, "h.0.mlp.c_fc.weight", cpu.Allocate(new Shape(rows, cols), MemoryTag.Parameters));
         cpu.Copy(init, half.Value);                                      // bf16 values
         cpu.Copy(half.Value, full.Value);                                // the same values in fp32
-        var spec = new OptimizerSpec { Name = name, LearningRate = OptimizerSpec.DefaultLearningRate(name), Rank = 8, Kappa = 2, GaLoreGap = 2 };
+        string optimizer = name.Replace("-paper", "").Replace("-clipfirst", "");
+        var spec = new OptimizerSpec
+        {
+            Name = optimizer, LearningRate = OptimizerSpec.DefaultLearningRate(optimizer), Rank = 8, Kappa = 2, GaLoreGap = 2,
+            Variant = name.EndsWith("-paper", StringComparison.Ordinal) ? FloraVariant.Paper : FloraVariant.Official,
+            MomentumOrder = name.EndsWith("-clipfirst", StringComparison.Ordinal) ? AdafactorMomentumOrder.ClipThenAverage : AdafactorMomentumOrder.AverageThenClip,
+        };
         using var bf16 = spec.Create(cpu, [half]);
         using var fp32 = spec.Create(cpu, [full]);
         bf16.RoundingSeed = 1234;

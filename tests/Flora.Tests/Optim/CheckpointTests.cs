@@ -36,7 +36,7 @@ public class CheckpointTests
     private static Optimizer Make(string kind, IBackend cpu, Parameter[] ps) => kind switch
     {
         // kappa = 3: the ten continued steps cross several resamplings.
-        "flora-paper" => new FloraAdafactor(cpu, ps, 0.05f, rank: 4, kappa: 3, seed: 7),
+        "flora-paper" => new FloraAdafactor(cpu, ps, 0.05f, rank: 4, kappa: 3, variant: FloraVariant.Paper, seed: 7),
         "flora-official" => new FloraAdafactor(cpu, ps, 0.05f, rank: 4, kappa: 3, variant: FloraVariant.Official, seed: 7),
         "adafactor-naive" => new Adafactor(cpu, ps, new AdafactorOptions { LearningRate = 0.05f, Momentum = MomentumOptions.Naive() }),
         "adamw" => new AdamW(cpu, ps, 0.01f),

@@ -26,7 +26,7 @@ public class FloraTests
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "layer.weight", n, m, 1);
         var w = ToDouble(p.Value);
-        using var opt = new FloraAdafactor(cpu, [p], 0.5f, rank: r, beta: 0f, kappa: 1, seed: root);
+        using var opt = new FloraAdafactor(cpu, [p], 0.5f, rank: r, beta: 0f, kappa: 1, variant: FloraVariant.Paper, seed: root);
         var reference = new Reference.Adafactor(n, m) { Lr = 0.5 };
         ulong parameterSeed = Seeds.ForName(root, "layer.weight");
         bool columns = m <= n;
@@ -59,7 +59,7 @@ public class FloraTests
         const int r = 4;
         using var cpu = TestUtil.Cpu();
         using var p = NewParameter(cpu, "w", n, m, 1);
-        var options = MomentumOptions.Flora(r, beta: 0.5f, kappa: 10, seed: 3);
+        var options = MomentumOptions.Flora(r, beta: 0.5f, kappa: 10, variant: FloraVariant.Paper, seed: 3);
         using var state = new ParameterState(cpu, p);
         using var scratch = new MomentumScratch(cpu, r);
         var momentum = (CompressedMomentum)Momentum.Create(cpu, options, p, state, scratch)!;
@@ -95,7 +95,7 @@ public class FloraTests
         using var p = NewParameter(cpu, "w", n, m, 1);
         using var state = new ParameterState(cpu, p);
         using var scratch = new MomentumScratch(cpu, r);
-        var flora = (CompressedMomentum)Momentum.Create(cpu, MomentumOptions.Flora(r, (float)b, kappa: 2, seed: 5), p, state, scratch)!;
+        var flora = (CompressedMomentum)Momentum.Create(cpu, MomentumOptions.Flora(r, (float)b, kappa: 2, variant: FloraVariant.Paper, seed: 5), p, state, scratch)!;
         var a0 = Reference.Projection(flora.SeedOfPeriod(0), r, m);
         var a1 = Reference.Projection(flora.SeedOfPeriod(1), r, m);
         var mRef = new double[n * r];

@@ -34,7 +34,7 @@ public class Bf16WeightsTests : IDisposable
         {
             Weights = weights, WeightRounding = rounding, BatchSize = 8, Steps = 200, EvalEvery = 200, EvalBatches = 8, CheckpointEvery = 1000,
             WarmupSteps = 10, Schedule = ScheduleKind.Constant, Seed = 1,
-            Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.003f, Rank = 8, Kappa = 50 },
+            Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.003f, Rank = 8, Kappa = 50, Variant = FloraVariant.Paper },
         };
         double shareBelowHalfStep = 0;
         double Validation(TrainOptions options, bool measure = false)
@@ -70,8 +70,9 @@ public class Bf16WeightsTests : IDisposable
 
     public static TheoryData<string, bool, string> Optimizers => new()
     {
-        { "flora", false, "none" },          // FLORA's low-rank update (AdafactorLowRankUpdate) on the fp32 copy
-        { "flora", true, "none" },           // ... inside backward
+        { "flora-paper", false, "none" },    // FLORA's low-rank update (AdafactorLowRankUpdate) on the fp32 copy
+        { "flora-paper", true, "none" },     // ... inside backward
+        { "flora", false, "none" },          // the official variant (the default): the update decompressed whole
         { "flora", false, "compressed" },    // FLORA's compressed accumulation
         { "adamw", false, "none" },
         { "adamw", true, "none" },
@@ -88,7 +89,11 @@ public class Bf16WeightsTests : IDisposable
         {
             Steps = 24, EvalEvery = 24, CheckpointEvery = 1000, Lomo = lomo,
             Accumulation = Enum.Parse<AccumulationMode>(accumulation, ignoreCase: true), AccumulationSteps = accumulation == "none" ? 1 : 2,
-            Optimizer = new OptimizerSpec { Name = optimizer, LearningRate = OptimizerSpec.DefaultLearningRate(optimizer), Rank = 4, Kappa = 5, GaLoreGap = 10 },
+            Optimizer = new OptimizerSpec
+            {
+                Name = optimizer.Replace("-paper", ""), LearningRate = OptimizerSpec.DefaultLearningRate(optimizer.Replace("-paper", "")), Rank = 4, Kappa = 5, GaLoreGap = 10,
+                Variant = optimizer.EndsWith("-paper", StringComparison.Ordinal) ? FloraVariant.Paper : FloraVariant.Official,
+            },
         };
         using var trainer = new Trainer(options);
         var matrices = trainer.Model.Parameters().Where(p => p.Shape.Rank == 2 && p.Name != "wpe.weight").ToArray();
@@ -107,7 +112,7 @@ public class Bf16WeightsTests : IDisposable
     }
 
     [Theory]
-    [InlineData("flora", true, "none")]
+    [InlineData("flora-paper", true, "none")]
     [InlineData("flora", false, "compressed")]
     [InlineData("adamw", false, "none")]
     public void A_bf16_run_resumes_bit_for_bit_and_its_checkpoints_hold_bf16_tensors(string optimizer, bool lomo, string accumulation)
@@ -115,7 +120,11 @@ public class Bf16WeightsTests : IDisposable
         var options = Tiny("unused") with
         {
             Lomo = lomo, Accumulation = Enum.Parse<AccumulationMode>(accumulation, ignoreCase: true), AccumulationSteps = accumulation == "none" ? 1 : 2,
-            Optimizer = TrainerTests.Tiny(_temp, "").Optimizer with { Name = optimizer, LearningRate = OptimizerSpec.DefaultLearningRate(optimizer) },
+            Optimizer = TrainerTests.Tiny(_temp, "").Optimizer with
+            {
+                Name = optimizer.Replace("-paper", ""), LearningRate = OptimizerSpec.DefaultLearningRate(optimizer.Replace("-paper", "")),
+                Variant = optimizer.EndsWith("-paper", StringComparison.Ordinal) ? FloraVariant.Paper : FloraVariant.Official,
+            },
             Dropout = 0.1f,
         };
         string whole = Path.Combine(_temp, "whole"), split = Path.Combine(_temp, "split");
@@ -182,7 +191,7 @@ public class Bf16WeightsTests : IDisposable
         };
         var replicas = Flora.Distributed.InProcessGroup.Run(2, (group, rank) =>
         {
-            using var trainer = new Trainer(options, connect: backend => group.Join(rank, backend));
+            using var trainer = new Trainer(options, connect: backend => group.Join(rank, backend), lead: rank == 0);
             var start = trainer.Model.Parameters().Select(Values).ToArray();
             trainer.Run();
             Assert.All(trainer.Model.Parameters().Where(p => p.Shape.Rank == 2 && p.Name != "wpe.weight"), p => Assert.Equal(DType.BFloat16, p.Value.DType));

@@ -16,7 +16,7 @@ public class PipelineCompositionTests
             new Linear(cpu, "fc1", 24, 32, seed: 1), new Gelu(cpu), new Linear(cpu, "fc2", 32, 24, seed: 2));
         net.ComputesInputGradient = false;
         var trainable = net.Parameters().ToArray();
-        using var optimizer = new FloraAdafactor(cpu, trainable, 0.05f, rank: 6, kappa: 4, seed: 3);
+        using var optimizer = new FloraAdafactor(cpu, trainable, 0.05f, rank: 6, kappa: 4, variant: FloraVariant.Paper, seed: 3);
         using var pipeline = options.Build(cpu, trainable, optimizer);
         using var x = cpu.Allocate(new Shape(5, 24), MemoryTag.Activations);
         using var dy = cpu.Allocate(new Shape(5, 24), MemoryTag.Activations);

@@ -133,8 +133,13 @@ public class TrainerTests : IDisposable
         Train(Tiny(_temp, other) with { Steps = 4, Model = "llama-tiny" });
         File.Copy(Path.Combine(TrainingCheckpoint.Resolve(other), TrainingCheckpoint.ModelFile), Path.Combine(checkpoint, TrainingCheckpoint.ModelFile), overwrite: true);
         e = Assert.Throws<InvalidDataException>(() => new Trainer(Tiny(_temp, output), resumeFrom: output));
+        Assert.Contains("checksum mismatch", e.Message);                     // the manifest notices first
+        string manifest = File.ReadAllText(Path.Combine(checkpoint, CheckpointManifest.FileName));
+        CheckpointManifest.Write(checkpoint);                                // with matching checksums, the shapes do
+        e = Assert.Throws<InvalidDataException>(() => new Trainer(Tiny(_temp, output), resumeFrom: output));
         Assert.Contains("another model", e.Message);
         File.WriteAllBytes(Path.Combine(checkpoint, TrainingCheckpoint.ModelFile), model);
+        File.WriteAllText(Path.Combine(checkpoint, CheckpointManifest.FileName), manifest);
 
         // The state of another optimizer: load it into a trainer built for AdamW.
         using (var adamw = new Trainer(Tiny(_temp, Path.Combine(_temp, "adamw")) with { Optimizer = new OptimizerSpec { Name = "adamw" } }))
@@ -162,7 +167,7 @@ public class TrainerTests : IDisposable
         string output = Path.Combine(_temp, "run");
         var options = Tiny(_temp, output) with
         {
-            Steps = 12, CheckpointEvery = 2, Schedule = ScheduleKind.Constant,
+            Steps = 12, CheckpointEvery = 1, Schedule = ScheduleKind.Constant,
             Optimizer = new OptimizerSpec { Name = "sgd", LearningRate = 1e8f },
         };
         using var trainer = new Trainer(options);
@@ -227,7 +232,10 @@ public class TrainerFeatureTests : IDisposable
     public void Lora_training_changes_only_the_adapters()
     {
         string output = Path.Combine(_temp, "lora");
-        var options = TrainerTests.Tiny(_temp, output) with { LoraRank = 4, Steps = 3, Optimizer = new OptimizerSpec { Name = "adamw", LearningRate = 1e-2f } };
+        var options = TrainerTests.Tiny(_temp, output) with
+        {
+            LoraRank = 4, LoraMode = LoraMode.AdaptersOnly, Steps = 3, Optimizer = new OptimizerSpec { Name = "adamw", LearningRate = 1e-2f },
+        };
         using var trainer = new Trainer(options);
         var initial = trainer.Model.Parameters().ToDictionary(p => p.Name, p => TestUtil.ToArray(p.Value));
         trainer.Run();

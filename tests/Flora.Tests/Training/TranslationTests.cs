@@ -214,10 +214,14 @@ public sealed class TranslationTests : IDisposable
             string[] hypotheses = File.ReadAllLines(Path.Combine(eval.OutputDirectory, "hypotheses.txt"));
             string[] references = File.ReadAllLines(Path.Combine(eval.OutputDirectory, "references.txt"));
             Assert.Equal(5, hypotheses.Length);
-            Assert.Equal(PreparedData.Open(data).ReadPairs(CorpusSplit.Validation).Take(5).Select(p => p.Target), references);
+            // Five pairs drawn at random with the fixed seed from the whole split, in split order (not the first five).
+            var split = PreparedData.Open(data).ReadPairs(CorpusSplit.Validation);
+            Assert.Equal(HeldOut.Sample(split, 5).Select(p => p.Target), references);
+            Assert.Equal(5, File.ReadAllLines(Path.Combine(eval.OutputDirectory, "sentence-bleu.txt")).Length);
             using var scores = JsonDocument.Parse(File.ReadAllText(Path.Combine(eval.OutputDirectory, Evaluation.ScoresFile)));
+            Assert.Equal(Flora.Metrics.SacreBleu.SentenceSignature, scores.RootElement.GetProperty("sentence_bleu").GetProperty("signature").GetString());
             Assert.Equal(eval.Bleu.Score, scores.RootElement.GetProperty("bleu").GetProperty("score").GetDouble(), 9);
-            Assert.Equal("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.0", scores.RootElement.GetProperty("bleu").GetProperty("signature").GetString());
+            Assert.Equal("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0", scores.RootElement.GetProperty("bleu").GetProperty("signature").GetString());
             Assert.True(scores.RootElement.GetProperty("rouge").GetProperty("rougeL").GetProperty("f").GetDouble() >= 0);
             Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(eval.OutputDirectory)!, ".*"));   // no temporary directory left
         }

@@ -1,3 +1,4 @@
+using Flora.Reporting;
 using System.Text;
 
 namespace Flora.Data.Corpora;
@@ -113,14 +114,23 @@ public sealed class TextCorpus
         };
     }
 
+    /// <summary>The largest corpus file <see cref="FromFile"/> reads (its text is held in memory several times while split).</summary>
+    public const long MaxFileBytes = 1L << 29;
+
     /// <summary>Reads a UTF-8 text file and splits it by the rule on the class.</summary>
     /// <param name="path">The file; a UTF-8 byte-order mark is allowed.</param>
-    /// <exception cref="DataFormatException">The file is missing, empty, not valid UTF-8, or too short to split.</exception>
+    /// <exception cref="DataFormatException">
+    /// The file is missing, a directory, not a regular file (a device, a pipe), larger than <see cref="MaxFileBytes"/>,
+    /// empty, not valid UTF-8, or too short to split.
+    /// </exception>
     public static TextCorpus FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
-        byte[] bytes = File.ReadAllBytes(path);
+        return FromText(Decode(path, RegularFile.ReadAllBytes(path, MaxFileBytes)), path);
+    }
+
+    private static string Decode(string path, byte[] bytes)
+    {
         if (bytes.Length == 0) throw new DataFormatException(path, "the file is empty: a text corpus needs UTF-8 text");
         string text;
         try
@@ -131,7 +141,7 @@ public sealed class TextCorpus
         {
             throw new DataFormatException(path, $"not valid UTF-8 (first bad byte at offset {Utf8Bytes.FirstInvalid(bytes)}): save the text as UTF-8");
         }
-        return FromText(text, path);
+        return text;
     }
 
     /// <summary>Splits a text by the rule on the class.</summary>

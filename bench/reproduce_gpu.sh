@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The most informative part of the paper-scale reproductions that fits in about 5 minutes of one H100, under the rules
+# of the reproductions (FLORA resamples during the run, LoRA as the paper ran it, several seeds, held-out pairs drawn at
+# random, every claim judged on its own):
+#
+#   Table 2, GPT-2 124M: None, Naive, LoRA(256) and Flora(256), 3 seeds each, 1,000 steps of batch 4, so kappa is a fifth
+#   of the run (200 instead of the paper's 1000) and every FLORA arm resamples 4 times; 100 test pairs per run.
+#   12 runs of about 25 to 28 s each (the 600-step runs of docs/results/paper/table2-gpt took 20 to 22 s each, with
+#   10 s of training at about 17 ms per step; 1,000 steps add about 7 s, four evaluations of 160 validation pairs a
+#   second or two, the 100 test pairs about the same as before): 5 to 6 minutes, plus the start of the machine.
+#
+# What is cut, and why:
+#   - the learning-rate sweeps: Naive's rate is 0.01, the best of 0.003 / 0.01 / 0.03 in the earlier sweep (inside the grid);
+#     LoRA's is 0.03, the best of 0.01 / 0.03 for adapters only (now that embeddings and vectors train too, a sweep would
+#     be needed to be sure: rerun with --lora-lrs 0.01 0.03 0.1 when there is time);
+#   - ranks 8, 32 and 128 (Flora(256) and LoRA(256) are the paper's headline rows; each rank adds 3 runs, 75 s);
+#   - the T5 setting, Table 3, Table 6 and the ablation at paper scale (each 20 to 60 minutes with the new rules:
+#     see docs/results.md, "GPU time of each table");
+#   - the paper's 5,000-step runs at kappa = 1000 (100 s an arm; 20 minutes for these 12 runs).
+#
+# Usage, on the GPU machine from the repository root: bench/reproduce_gpu.sh OUT
+#   FLORA=path/to/flora (default ./.gpu/flora, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
+#   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
+# Then copy OUT/paper/table2 to docs/results/paper/table2-gpt and run scripts/assemble_results.py.
+set -u
+out=${1:?usage: bench/reproduce_gpu.sh OUT}
+flora=${FLORA:-./.gpu/flora}
+data=${DATA:-data/prepared/bible-v1}
+[ -f "$data/manifest.json" ] || { echo "no prepared data in $data: run 'flora data prepare' on a machine with the Bible packages and carry it"; exit 1; }
+mkdir -p "$out"
+start=$(date +%s)
+"$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps 1000 --seeds 3 --test-pairs 100 \
+  --naive-lrs 0.01 --lora-lrs 0.03 --out "$out" 2>&1 | tee "$out/table2-gpt.log"
+echo "== table2 (gpt2-124m): exit code ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s"
