@@ -47,7 +47,9 @@ public sealed class CheckpointModel : IDisposable
         try
         {
             var o = info.Options;
-            var model = ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
+            LanguageModel model;
+            using (WeightStorage.Use(o.WeightType(null)))                             // the weight type the run recorded
+                model = ModelFactory.Create(o.Model, backend, o.ModelVocabulary(tokenizer.VocabularySize), o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
             try
             {
                 TrainingCheckpoint.LoadWeights(directory, model, notes);

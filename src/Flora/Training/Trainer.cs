@@ -117,7 +117,12 @@ public sealed class Trainer : IDisposable
             cancel.ThrowIfCancellationRequested();
 
             var adapters = new List<LoraLinear>();
-            _model = ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, RunLayout.LoraAdapter(options, adapters), options.SequenceLength);
+            int vocabulary = options.ModelVocabulary(Tokenizer.VocabularySize);
+            // Weight matrices in fp32 or bf16 ("auto" resolved here and recorded, so that checkpoints say what they hold).
+            var weights = options.WeightType(PresetParameters(options.Model, vocabulary));
+            _options = options = options with { Weights = weights == DType.BFloat16 ? "bf16" : "fp32" };
+            using (WeightStorage.Use(weights))
+                _model = ModelFactory.Create(options.Model, _backend, vocabulary, options.Seed, options.Dropout, RunLayout.LoraAdapter(options, adapters), options.SequenceLength);
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0) SelectLoraTrainable(_model.Parameters().ToArray(), options.LoraMode);
             if (options.InitFrom is string init && resume is null)
@@ -130,6 +135,8 @@ public sealed class Trainer : IDisposable
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
+            _optimizer.RoundingSeed = Seeds.Derive(options.Seed, 13);                  // bf16 weights: stochastic rounding streams
+            _optimizer.Rounding = options.WeightRounding;
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
             _layout = new RunLayout(options, trainable, _pipeline, adapters, _notices);
@@ -157,6 +164,9 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainOptions Options => _options;
+
+    /// <summary>Parameters of a preset counted from its shapes before it is built (for "auto" weights), or null when not known.</summary>
+    private static long? PresetParameters(string model, int vocabulary) => null;
 
     /// <summary>
     /// One-line notices of the set-up for the user: a run moved aside, a stale lock taken over, an unverified
@@ -374,7 +384,7 @@ public sealed class Trainer : IDisposable
     private string FirstNonFiniteParameter()
     {
         foreach (var p in _model.Parameters())
-            if (!double.IsFinite(_backend.SumOfSquares(p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
+            if (!TrainingCheckpoint.IsFinite(_backend, p.Value)) return $"parameter '{p.Name}' holds NaN or infinite values";
         return "every parameter is finite: the overflow is in the activations";
     }
 
