@@ -48,7 +48,32 @@ public static class BenchmarkComparison
         }
         sb.AppendLine();
         foreach (string model in ours.Rows.Select(r => r.Model).Distinct()) Targets(sb, c, model, ours.Rows.Where(r => r.Model == model).ToList(), torch);
+        LargeModelTargets(sb, c, ours.Rows.Where(r => r.Weights == "bf16").ToList(), torch);
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// Issue 12's targets for rows with bf16 weights (the 1B to 7B Llama shapes): the peak against 24 GiB (stretch 20 GiB)
+    /// for the 7B shape, and tokens/s against the fastest PyTorch configuration of the same model that fitted on the card.
+    /// </summary>
+    private static void LargeModelTargets(StringBuilder sb, CultureInfo c, List<TrainBenchRow> rows, TorchBenchReport? torch)
+    {
+        if (rows.Count == 0) return;
+        sb.AppendLine("bf16 weights (issue 12):");
+        foreach (var r in rows)
+        {
+            double ledger = r.PeakLedgerBytes / 1073741824.0, driver = r.DriverUsedBytes / 1073741824.0;
+            string parts = r.PeakByTag is null ? "" : " (" + string.Join(", ", r.PeakByTag.Where(kv => kv.Value > 0).Select(kv => string.Create(c, $"{kv.Key} {kv.Value / 1073741824.0:F2}"))) + ")";
+            string memory = string.Create(c, $"- {r.Model}, {r.Optimizer}{(r.Lomo ? ", LOMO" : "")}{(r.Checkpointing ? ", checkpointing" : "")}: peak {ledger:F2} GiB (ledger){parts}, {driver:F2} GiB (driver)");
+            if (r.Model.Contains("7b", StringComparison.OrdinalIgnoreCase))
+                memory += string.Create(c, $"; target under 24 GiB: {(driver > 0 && driver < 24 && ledger < 24 ? "met" : "NOT met")}, stretch under 20 GiB: {(driver > 0 && driver < 20 && ledger < 20 ? "met" : "not met")}");
+            sb.AppendLine(memory + ".");
+            var fastest = torch?.Rows.Where(t => ModelKey(t.Model) == ModelKey(r.Model)).OrderByDescending(t => t.TokensPerSecond).FirstOrDefault();
+            sb.AppendLine(fastest is null
+                ? $"  {r.TokensPerSecond.ToString("N0", c)} tokens/s; no PyTorch configuration of {r.Model} was measured (or none fitted)."
+                : string.Create(c, $"  {r.TokensPerSecond:N0} tokens/s against PyTorch's fastest that fitted, {fastest.Optimizer}{(fastest.Compiled ? " compiled" : "")} at {fastest.TokensPerSecond:N0} ({fastest.PeakGiB:F2} GiB): {r.TokensPerSecond / fastest.TokensPerSecond:F2}x (target at least 1x)."));
+        }
+        sb.AppendLine();
     }
 
     private static TorchBenchRow? TorchRow(TorchBenchReport? torch, string model, string optimizer, bool compiled) =>

@@ -20,7 +20,7 @@ public sealed record ConformanceRow(string Op, double Error, double Tolerance, s
 /// products against a float64 reference on the host; the Philox fill bit for bit. Then a few training
 /// steps of a tiny GPT on both, with fp32 products, compared step by step.
 /// </summary>
-public static class ConformanceCheck
+public static partial class ConformanceCheck
 {
     public static IReadOnlyList<ConformanceRow> Run(GemmPrecision precision, IProgress<string>? progress = null)
     {
@@ -348,6 +348,9 @@ public static class ConformanceCheck
             double Worst(float[] r) => r.Select((v, i) => Math.Abs(v - exact[i]) / scale[i]).Max();
             Add("Sum, SumOfSquares, SumOfMagnitudes, Dot, MaxMagnitude (vs float64, per sum of |terms|)", Math.Max(Worst(c[0]), Worst(g[0])), 2e-6);
         }
+
+        // ---- bf16 weights: stochastic rounding bit for bit, products, lookups and updates that read bf16 weights
+        WeightRows(cpu, gpu, "cuda", precision, gemmTolerance, Add);
 
         // ---- end to end: a few training steps of a tiny GPT with FLORA on both backends (fp32 products)
         progress?.Report("training steps on both backends");

@@ -10,7 +10,8 @@ public sealed record TrainBenchRow(
     string Model, string Optimizer, bool Lomo, long Parameters, int BatchSize, int SequenceLength,
     double MillisecondsPerStep, double TokensPerSecond, double ModelFlopsUtilization,
     double ForwardMilliseconds, double BackwardMilliseconds, double OptimizerMilliseconds, double GemmShare,
-    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null)
+    long PeakLedgerBytes, long DriverUsedBytes, long OptimizerStateBytes, IReadOnlyDictionary<string, double>? OpShares = null,
+    string Weights = "fp32", bool Checkpointing = false, int Vocabulary = 0, IReadOnlyDictionary<string, long>? PeakByTag = null)
 {
     /// <summary>The OpenBLAS kernel family the row was measured with (CPU runs), e.g. "Cooperlake"; null on a GPU.</summary>
     public string? BlasKernels { get; init; }
@@ -36,6 +37,27 @@ public static class TrainBenchmark
         return new OptimizerSpec { Name = parts[0], Rank = rank, LearningRate = OptimizerSpec.DefaultLearningRate(parts[0]) };
     }
 
+    /// <summary>
+    /// The model vocabulary of <c>--vocabulary</c> for <paramref name="model"/>: "tokenizer" (0: the tokenizer's size),
+    /// "published" (the preset's published vocabulary, or the tokenizer's for presets without one), or a number.
+    /// </summary>
+    public static int ParseVocabulary(string spec, string model) => spec switch
+    {
+        "tokenizer" => 0,
+        "published" => PublishedVocabulary(model) ?? 0,
+        _ when int.TryParse(spec, out int v) && v > 0 => v,
+        _ => throw new ArgumentException($"--vocabulary must be tokenizer, published or a positive number, got '{spec}'"),
+    };
+
+    /// <summary>The vocabulary of the published model a preset has the shape of (Llama 3.2 1B and 3B, Llama 2 7B, GPT-2), else null.</summary>
+    public static int? PublishedVocabulary(string model) => model switch
+    {
+        "llama-1b" or "llama-3b" => 128_256,
+        "llama-7b" => 32_000,
+        "gpt2-124m" or "gpt2-350m" => 50_257,
+        _ => null,
+    };
+
     /// <summary>Dense peak TFLOP/s of the device for the precision (H100/H200 SXM figures), for MFU.</summary>
     public static double PeakTflops(string device, string precision, string deviceName) =>
         device != "cuda" ? double.NaN
@@ -52,12 +74,15 @@ public static class TrainBenchmark
             long driverUsed = trainer.Backend is CudaBackend cuda ? cuda.MemoryReadings().DriverUsed : 0;
             double flops = trainer.Model.TrainingFlopsPerToken(options.SequenceLength) * t.TokensPerSecond;
             string optimizer = options.Optimizer.Name + (options.Optimizer.Name.Contains("flora") ? $" r={options.Optimizer.Rank}" : "");
+            var ledger = trainer.Backend.Ledger.Snapshot();
             if (profilePath is not null && t.Profile is not null)
                 File.AppendAllText(profilePath, ProfileMarkdown($"{options.Model}, {optimizer}{(options.Lomo ? ", LOMO" : "")}", t.Profile, t.ProfiledSeconds));
             return new TrainBenchRow(options.Model, optimizer, options.Lomo, trainer.Model.ParameterCount, options.BatchSize, options.SequenceLength,
                 t.Step * 1000, t.TokensPerSecond, flops / (peakTflops * 1e12), t.Forward * 1000, t.Backward * 1000, t.Optimizer * 1000, t.GemmShare,
-                trainer.Backend.Ledger.PeakTotal, driverUsed, trainer.OptimizerStateBytes,
-                t.Ops.Take(16).ToDictionary(o => o.Op, o => Math.Round(o.Share, 4)));
+                ledger.PeakTotalBytes, driverUsed, trainer.OptimizerStateBytes,
+                t.Ops.Take(16).ToDictionary(o => o.Op, o => Math.Round(o.Share, 4)),
+                trainer.Options.Weights, options.ActivationCheckpointing, trainer.Model.Vocabulary,
+                ledger.Tags.ToDictionary(u => u.Tag.ToString(), u => u.BytesAtTotalPeak));
         }
         finally
         {

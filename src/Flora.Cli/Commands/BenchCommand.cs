@@ -50,12 +50,15 @@ internal static class BenchCommand
         var trainDevice = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var trainPrecision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var trainTokenizer = new Option<string>("--tokenizer") { Description = "bpe:N or gpt2", DefaultValueFactory = _ => "bpe:4096" };
+        var trainWeights = new Option<string>("--weights") { Description = "weight matrices: fp32, bf16 (stochastic rounding) or auto (bf16 on cuda above 1B parameters)", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Weights };
+        var trainCheckpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
+        var trainVocabulary = new Option<string>("--vocabulary") { Description = "model vocabulary: tokenizer (its size), published (each preset's published size: llama-1b/3b 128,256, llama-7b 32,000, gpt2-* 50,257), or a number", DefaultValueFactory = _ => "tokenizer" };
         var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var trainProfile = new Option<string?>("--profile") { Description = "append a per-op and per-product profile of one step of each configuration to this markdown file" };
         var trainBlas = new Option<string>("--blas-family") { Description = "CPU: OpenBLAS kernel families to time in turn, comma-separated: auto (selected at load), detected (OpenBLAS's own choice), generic (Prescott) or a family (Haswell, SkylakeX, ...); e.g. auto,generic", DefaultValueFactory = _ => "auto" };
         var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainJson, trainProfile, trainBlas,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainVocabulary, trainJson, trainProfile, trainBlas,
         };
         train.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -76,10 +79,12 @@ internal static class BenchCommand
                                 {
                                     Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
                                     BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
-                                    Optimizer = TrainBenchmark.ParseOptimizer(optimizer),
+                                    Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
+                                    ActivationCheckpointing = parse.GetValue(trainCheckpointing),
+                                    Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
                                 };
                                 string? kernels = device == "cpu" ? Flora.Backends.Cpu.OpenBlas.Use(family) : null;
-                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
+                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
                                 rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)) with { BlasKernels = kernels });
                             }
             }
@@ -108,7 +113,39 @@ internal static class BenchCommand
             return 0;
         }));
 
-        return new Command("bench", "Benchmarks.") { pilot, optim, train, compare };
+        var memoryModels = new Option<string>("--model") { Description = $"model preset(s), comma-separated: {string.Join(", ", StepMemoryPresets.Names)}", DefaultValueFactory = _ => "llama-7b" };
+        var memoryOptimizer = new Option<string>("--optimizer") { Description = "optimizer; flora:R sets the rank", DefaultValueFactory = _ => "flora:256" };
+        var memoryLomo = new Option<string>("--lomo") { Description = "on or off", DefaultValueFactory = _ => "on" };
+        var memoryCheckpointing = new Option<string>("--activation-checkpointing") { Description = "on or off", DefaultValueFactory = _ => "on" };
+        var memoryWeights = new Option<string>("--weights") { Description = "fp32 or bf16", DefaultValueFactory = _ => "bf16" };
+        var memoryBatch = Options.PositiveInt("--batch", "sequences per step", 1);
+        var memorySeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 2048);
+        var memoryVocabulary = new Option<int?>("--vocabulary") { Description = "model vocabulary (default: the published one of the preset's shape)" };
+        var memoryBudget = new Option<double>("--budget") { Description = "GiB the estimate is compared with", DefaultValueFactory = _ => 24 };
+        var memory = new Command("memory", "Peak GPU memory of one training step of a model too large to build here, per ledger tag, from ledgers of 2- and 3-layer versions stepped on the CPU.")
+        {
+            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryBudget,
+        };
+        memory.SetAction(parse => CommandGuard.Run(error, () =>
+        {
+            bool OnOff(Option<string> o) => parse.GetValue(o) switch { "on" => true, "off" => false, var v => throw new ArgumentException($"{o.Name} must be on or off, got '{v}'") };
+            var optimizer = TrainBenchmark.ParseOptimizer(parse.GetValue(memoryOptimizer)!);
+            var settings = new StepMemorySettings
+            {
+                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing),
+                Weights = Flora.Nn.WeightStorage.Parse(parse.GetValue(memoryWeights)!), Batch = parse.GetValue(memoryBatch), SequenceLength = parse.GetValue(memorySeqLen),
+            };
+            double budget = parse.GetValue(memoryBudget);
+            foreach (string name in parse.GetValue(memoryModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var (build, layers, vocabulary, attention) = StepMemoryPresets.Get(name, settings.SequenceLength, parse.GetValue(memoryVocabulary));
+                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, settings, new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")), attention);
+                Print(console, estimate, budget);
+            }
+            return 0;
+        }));
+
+        return new Command("bench", "Benchmarks.") { pilot, optim, train, compare, memory };
     }
 
     private static string DescribeDevice(string precision)
@@ -121,16 +158,36 @@ internal static class BenchCommand
     {
         console.MarkupLine($"[bold]flora bench train[/]: {Markup.Escape(r.Device)}; median of {r.Steps} steps after {r.Warmup} warm-up; precision {r.Precision}");
         bool kernels = r.Rows.Select(row => row.BlasKernels).Distinct().Count() > 1;
-        var table = new Table().AddColumns("model", "optimizer", "LOMO", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
+        var table = new Table().AddColumns("model", "optimizer", "LOMO", "weights", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
         foreach (var row in r.Rows)
-            table.AddRow(Markup.Escape(row.Model + (kernels ? $" ({row.BlasKernels} kernels)" : "")), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
+            table.AddRow(Markup.Escape(row.Model + (kernels ? $" ({row.BlasKernels} kernels)" : "")), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.Weights + (row.Checkpointing ? ", ckpt" : ""), $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
                 double.IsNaN(row.ModelFlopsUtilization) ? "-" : $"{row.ModelFlopsUtilization:P1}", $"{row.ForwardMilliseconds:F1}", $"{row.BackwardMilliseconds:F1}",
                 $"{row.OptimizerMilliseconds:F1}", $"{row.GemmShare:P1}", $"{row.PeakLedgerBytes / 1048576.0:N0}", row.DriverUsedBytes == 0 ? "-" : $"{row.DriverUsedBytes / 1048576.0:N0}",
                 $"{row.OptimizerStateBytes / 1048576.0:N1}");
         console.Write(table);
         foreach (string line in TrainBenchmark.KernelComparison(r.Rows)) console.MarkupLine(Markup.Escape(line));
+        foreach (var row in r.Rows.Where(row => row.PeakByTag is not null))
+            console.MarkupLine(Markup.Escape($"  {row.Model}, {row.Optimizer}: at the peak of {row.PeakLedgerBytes / 1073741824.0:F2} GiB (ledger), " +
+                string.Join(", ", row.PeakByTag!.Where(kv => kv.Value > 0).Select(kv => $"{kv.Key} {kv.Value / 1073741824.0:F2}")) + " GiB" +
+                (row.DriverUsedBytes > 0 ? $"; driver {row.DriverUsedBytes / 1073741824.0:F2} GiB" : "") + $"; vocabulary {row.Vocabulary:N0}, {row.Parameters:N0} parameters"));
         if (r.Rows.Count == 1 && r.Rows[0].GemmShare is var share)
             console.MarkupLine($"GEMM share {share:P1} (target on the CPU: at least 70 %: {(share >= 0.7 ? "[green]met[/]" : "[red]missed[/]")})");
+    }
+
+    private static void Print(IAnsiConsole console, StepMemoryEstimate e, double budgetGiB)
+    {
+        var s = e.Settings;
+        console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
+            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(s.Checkpointing ? "on" : "off")}, " +
+            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, batch {s.Batch} x {s.SequenceLength} tokens"));
+        var table = new Table().AddColumns("ledger tag", "GiB", "from");
+        table.Columns[1].RightAligned();
+        foreach (var t in e.Tags) table.AddRow(t.Tag.ToString(), $"{t.Bytes / 1073741824.0:F2}", Markup.Escape(t.Source));
+        table.AddRow("[bold]total[/]", $"[bold]{e.TotalBytes / 1073741824.0:F2}[/]", "each tag at its own peak: an upper bound of the ledger's peak");
+        console.Write(table);
+        double total = e.TotalBytes / 1073741824.0;
+        console.MarkupLine($"estimated peak {total:F2} GiB against {budgetGiB:F0} GiB: {(total < budgetGiB ? "[green]under[/]" : "[red]over[/]")} " +
+            "(the driver adds the CUDA context, about 0.5 GiB, and the caching allocator's rounding)");
     }
 
     private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)

@@ -46,7 +46,8 @@ internal static class TrainCommand
         var checkpointEvery = Options.PositiveInt("--checkpoint-every", "write a checkpoint every N steps", d.CheckpointEvery);
         var seed = Options.Seed("--seed", "seed of initialisation, data order, dropout and projections", 0);
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
-        var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32 (fp32 storage and optimizer state in every case)", DefaultValueFactory = _ => d.Precision };
+        var precision = new Option<string>("--precision") { Description = "GPU matrix products: bf16, tf32 or fp32 (fp32 optimizer state in every case)", DefaultValueFactory = _ => d.Precision };
+        var weights = new Option<string>("--weights") { Description = "weight matrices in fp32, or bf16 (updated in fp32, written back with stochastic rounding); auto: bf16 on cuda above 1B parameters", DefaultValueFactory = _ => d.Weights };
         var output = new Option<string>("--out") { Description = "run directory (metrics, charts, checkpoints)", DefaultValueFactory = _ => d.OutputDirectory };
         var resume = new Option<string?>("--resume") { Description = "continue the run in this directory (or checkpoint); its own settings are used, --steps may extend it" };
         var overwrite = new Option<bool>("--overwrite") { Description = "start a new run in --out even if it holds another run (that run is moved aside to OUT.replaced-DATE)" };
@@ -64,7 +65,7 @@ internal static class TrainCommand
         {
             model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, lora,
             loraAdaptersOnly, steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, evalBatches, earlyStop, checkpointEvery, seed, device, precision,
-            output, resume, overwrite, quick, task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
+            weights, output, resume, overwrite, quick, task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
         };
         command.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -112,6 +113,7 @@ internal static class TrainCommand
                 Seed = parse.GetValue(seed),
                 Device = parse.GetValue(device)!,
                 Precision = parse.GetValue(precision)!,
+                Weights = parse.GetValue(weights)!,
                 OutputDirectory = parse.GetValue(output)!,
                 InitFrom = parse.GetValue(initFrom),
                 KeepBest = parse.GetValue(keepBest),

@@ -40,17 +40,30 @@ public interface IBackend : IDisposable
     void Download(Tensor source, Span<float> destination);
     void Download(Tensor source, Span<int> destination);
 
-    /// <summary>destination = source (same element count; shapes may differ).</summary>
+    /// <summary>
+    /// destination = source (same element count; shapes may differ). Between Float32 and BFloat16 the elements are
+    /// converted: widening is exact, narrowing rounds to nearest even (<see cref="BFloat16.RoundToNearestEven"/>).
+    /// </summary>
     void Copy(Tensor source, Tensor destination);
 
-    /// <summary>Every element of <paramref name="tensor"/> = <paramref name="value"/>.</summary>
+    /// <summary>Every element of <paramref name="tensor"/> = <paramref name="value"/> (rounded to nearest even in a BFloat16 tensor).</summary>
     void Fill(Tensor tensor, float value);
+
+    /// <summary>
+    /// destination (BFloat16) = source (Float32) rounded stochastically: each element goes to the bf16 neighbour
+    /// farther from zero with probability equal to its fraction of the gap between the two neighbours, so the rounding
+    /// is unbiased and updates smaller than half a bf16 step survive on average (bf16 weights). The 16 random bits of
+    /// element i are those of <see cref="StochasticRounding"/> for (<paramref name="seed"/>, i): a pure function of
+    /// the seed and the index, bit-identical on every backend. Same element count; shapes may differ.
+    /// </summary>
+    void StochasticRound(Tensor source, Tensor destination, ulong seed);
 
     // ---- matrix products -----------------------------------------------------------------------
 
     /// <summary>
     /// C = alpha op(A) op(B) + beta C, where op(X) is X or its transpose. A, B and C are read as matrices.
-    /// With beta = 1 the product accumulates into C (how parameter gradients accumulate).
+    /// With beta = 1 the product accumulates into C (how parameter gradients accumulate). A and B may be BFloat16
+    /// (weights stored in bf16) on every backend; C is Float32.
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
 
@@ -91,7 +104,7 @@ public interface IBackend : IDisposable
 
     // ---- transformer layers ---------------------------------------------------------------------
 
-    /// <summary>output[n, :] = table[ids[n], :]; table (V, C), ids Int32 (N), output (N, C).</summary>
+    /// <summary>output[n, :] = table[ids[n], :]; table (V, C) Float32 or BFloat16 (widened exactly), ids Int32 (N), output (N, C) Float32.</summary>
     void EmbeddingForward(Tensor table, Tensor ids, Tensor output);
 
     /// <summary>gradTable[ids[n], :] += alpha gradOutput[n, :] (rows of repeated ids add up).</summary>
@@ -170,6 +183,7 @@ public interface IBackend : IDisposable
     /// With gradients, of gradScale times that sum, where dlogits = gradScale (softmax - onehot):
     /// dx = dlogits W (overwritten) when <paramref name="dx"/> is given, and
     /// dWeight = weightBeta dWeight + weightScale dlogits^T x when <paramref name="dWeight"/> is given.
+    /// The weight may be BFloat16 (its gradient is Float32).
     /// </summary>
     (double Sum, int Count) LinearCrossEntropy(Tensor x, Tensor weight, Tensor targets, float gradScale,
         Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta);
@@ -244,7 +258,8 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// tensor[i] = std * z(seed, i) where z is the Philox4x32-10 Gaussian of <see cref="Philox"/>:
-    /// a pure function of (seed, i), the same on every backend and for any thread count.
+    /// a pure function of (seed, i), the same on every backend and for any thread count. A BFloat16 tensor gets the
+    /// same Float32 values rounded to nearest even.
     /// </summary>
     void FillGaussian(Tensor tensor, ulong seed, float std);
 

@@ -9,6 +9,7 @@ namespace Flora.Backends;
 /// Derive(parent, index) = Mix(parent XOR Mix(index))
 /// ForName(root, name)   = Derive(root, FNV-1a-64(UTF-8 bytes of name))
 /// projection seed of parameter p in resampling period k = Derive(ForName(root, p.Name), k)
+/// stochastic-rounding seed of a bf16 weight p at its update t = Derive(ForName(rounding root, p.Name), t)
 /// </code>
 /// The result depends only on the run's root seed, the parameter's name and the period number,
 /// never on the order parameters are visited in or on the device.

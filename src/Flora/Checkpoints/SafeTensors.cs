@@ -71,6 +71,7 @@ public static class SafeTensorDTypeExtensions
     {
         DType.Float32 => SafeTensorDType.F32,
         DType.Int32 => SafeTensorDType.I32,
+        DType.BFloat16 => SafeTensorDType.BF16,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 }
@@ -157,8 +158,8 @@ public sealed class SafeTensorsWriter
     public SafeTensorsWriter Add(string name, Tensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        if (tensor.DType is not (DType.Float32 or DType.Int32))
-            throw new ArgumentException($"tensor '{name}' is {tensor.DType}; only Float32 and Int32 tensors can be saved", nameof(tensor));
+        if (tensor.DType is not (DType.Float32 or DType.Int32 or DType.BFloat16))
+            throw new ArgumentException($"tensor '{name}' is {tensor.DType}; only Float32, Int32 and BFloat16 tensors can be saved", nameof(tensor));
         if (tensor.IsDisposed) throw new ArgumentException($"tensor '{name}' is disposed", nameof(tensor));
         return AddEntry(name, tensor.DType.ToSafeTensorDType(), ToLongs(tensor.Shape), tensor);
     }
@@ -333,9 +334,11 @@ public sealed class SafeTensorsWriter
         {
             int n = Math.Min(ChunkElements, count - start);
             using var part = flat.View(new Shape(n), start);
-            var bytes = buffer.AsSpan(0, n * 4);
-            part.CopyTo(MemoryMarshal.Cast<byte, int>(bytes));   // the raw 4-byte elements (Float32 or Int32)
-            SafeTensorsFile.ToLittleEndian(bytes, 4);
+            int size = tensor.DType.Size();
+            var bytes = buffer.AsSpan(0, n * size);
+            if (size == 2) part.CopyTo(MemoryMarshal.Cast<byte, ushort>(bytes));   // the raw bits of BFloat16 elements
+            else part.CopyTo(MemoryMarshal.Cast<byte, int>(bytes));                // the raw 4-byte elements (Float32 or Int32)
+            SafeTensorsFile.ToLittleEndian(bytes, size);
             stream.Write(bytes);
         }
     }
@@ -463,8 +466,9 @@ public sealed class SafeTensorsFile : IDisposable
 
     /// <summary>
     /// Reads tensor <paramref name="name"/> into <paramref name="destination"/>, which must have the
-    /// same shape: a Float32 tensor takes F32, F16 or BF16 data (converted), an Int32 tensor takes
-    /// I32. The data goes through the destination's backend a chunk at a time.
+    /// same shape: a Float32 tensor takes F32, F16 or BF16 data (converted exactly), a BFloat16 tensor takes BF16
+    /// (bit for bit) or F32 and F16 (rounded to nearest even), an Int32 tensor takes I32. The data goes through the
+    /// destination's backend a chunk at a time.
     /// </summary>
     public void ReadInto(string name, Tensor destination)
     {
@@ -474,7 +478,7 @@ public sealed class SafeTensorsFile : IDisposable
             throw Bad(Path, $"tensor '{name}' has shape {info.ShapeText} in the file but {destination.Shape} here");
         bool fits = destination.DType switch
         {
-            DType.Float32 => info.DType is SafeTensorDType.F32 or SafeTensorDType.F16 or SafeTensorDType.BF16,
+            DType.Float32 or DType.BFloat16 => info.DType is SafeTensorDType.F32 or SafeTensorDType.F16 or SafeTensorDType.BF16,
             DType.Int32 => info.DType == SafeTensorDType.I32,
             _ => false,
         };
@@ -491,7 +495,19 @@ public sealed class SafeTensorsFile : IDisposable
             {
                 int n = Math.Min(chunk, count - start);
                 using var part = flat.View(new Shape(n), start);
-                if (destination.DType == DType.Float32)
+                if (destination.DType == DType.BFloat16)
+                {
+                    var bits = MemoryMarshal.Cast<byte, ushort>(buffer.AsSpan(0, n * 2));
+                    if (info.DType == SafeTensorDType.BF16) ReadElements(info, start, MemoryMarshal.AsBytes(bits));
+                    else
+                    {
+                        var floats = MemoryMarshal.Cast<byte, float>(buffer.AsSpan(0, n * 4));
+                        ReadFloatRange(info, start, floats);
+                        for (int i = 0; i < n; i++) bits[i] = BFloat16.RoundToNearestEven(floats[i]);   // in place: bits[i] lies before floats[i]
+                    }
+                    part.CopyFrom<ushort>(bits);
+                }
+                else if (destination.DType == DType.Float32)
                 {
                     var floats = MemoryMarshal.Cast<byte, float>(buffer.AsSpan(0, n * 4));
                     ReadFloatRange(info, start, floats);

@@ -88,7 +88,7 @@ public sealed class GradientReducer : IGradientReducer, IDisposable
     /// <inheritdoc/>
     public void Ready(Parameter parameter, Tensor gradient, GradientForm form)
     {
-        FullBytes += parameter.Value.Bytes;
+        FullBytes += (long)parameter.Value.Count * DType.Float32.Size();                  // the fp32 gradient, whatever the weight type
         if (form == GradientForm.Compressed) _compressedForm.Add(parameter);
         Tensor payload = gradient;
         if (form == GradientForm.Full && Compresses(parameter))

@@ -194,7 +194,15 @@ public sealed class InProcessGroup
             int at = 0;
             foreach (var t in tensors)
             {
-                if (t.DType != DType.Float32) throw new ArgumentException($"the in-process group reduces float32 tensors, got {t.DType}");
+                if (t.DType == DType.BFloat16)                                          // bf16 weights (broadcast): exact as doubles
+                {
+                    var bits = new ushort[t.Count];
+                    t.CopyTo<ushort>(bits);
+                    for (int i = 0; i < bits.Length; i++) values[at + i] = BFloat16.ToSingle(bits[i]);
+                    at += bits.Length;
+                    continue;
+                }
+                if (t.DType != DType.Float32) throw new ArgumentException($"the in-process group reduces float32 and bfloat16 tensors, got {t.DType}");
                 var host = new float[t.Count];
                 t.CopyTo<float>(host);
                 for (int i = 0; i < host.Length; i++) values[at + i] = host[i];
@@ -208,6 +216,14 @@ public sealed class InProcessGroup
             int at = 0;
             foreach (var t in tensors)
             {
+                if (t.DType == DType.BFloat16)
+                {
+                    var bits = new ushort[t.Count];
+                    for (int i = 0; i < bits.Length; i++) bits[i] = BFloat16.RoundToNearestEven((float)values[at + i]);
+                    t.CopyFrom<ushort>(bits);
+                    at += bits.Length;
+                    continue;
+                }
                 var host = new float[t.Count];
                 for (int i = 0; i < host.Length; i++) host[i] = (float)values[at + i];
                 t.CopyFrom<float>(host);

@@ -7,6 +7,7 @@ namespace Flora.Nn;
 /// Token embedding: ids Int32 (B, T) -> rows of the table W (V, C), output (B, T, C). Backward adds
 /// each row's gradient into the row of its id. The weight can also serve as a tied output projection
 /// (<see cref="OutputHead"/>), so it may receive two gradients per step (<see cref="Parameter.UsesPerStep"/>).
+/// The table is stored in <see cref="WeightStorage.Matrices"/>.
 /// </summary>
 public sealed class Embedding : Module
 {
@@ -16,7 +17,7 @@ public sealed class Embedding : Module
         : base(backend, name)
     {
         if (vocabulary <= 0 || dimension <= 0) throw new ArgumentException($"Embedding '{name}': sizes must be positive, got {vocabulary} x {dimension}");
-        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(vocabulary, dimension), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), WeightStorage.AllocateMatrix(backend, new Shape(vocabulary, dimension)));
         backend.FillGaussian(Weight.Value, seed, initStd);
     }
 
@@ -51,7 +52,7 @@ public sealed class Embedding : Module
 
 /// <summary>
 /// Learned absolute positions: y[b, t, :] = x[b, t, :] + P[t, :], P (context, C). Backward sums the
-/// gradient over the batch into the first T rows of P.
+/// gradient over the batch into the first T rows of P. P stays Float32 (it is added, not multiplied; see <see cref="WeightStorage"/>).
 /// </summary>
 public sealed class PositionEmbedding : Module
 {

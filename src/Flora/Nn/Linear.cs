@@ -15,7 +15,8 @@ public enum WeightLayout
 /// <summary>
 /// y = x W^T + b (or x W + b for <see cref="WeightLayout.InOut"/>). Shapes: x (N, in), y (N, out),
 /// b (out); leading dimensions of x beyond the last are flattened into N. Weights start
-/// N(0, initStd^2) from a Philox seed (default initStd 1/sqrt(in)), biases at zero.
+/// N(0, initStd^2) from a Philox seed (default initStd 1/sqrt(in)), biases at zero. W is stored in
+/// <see cref="WeightStorage.Matrices"/> (bf16 weights are read by the products directly); b stays Float32.
 /// </summary>
 public sealed class Linear : Module
 {
@@ -31,7 +32,7 @@ public sealed class Linear : Module
         OutFeatures = outFeatures;
         Layout = layout;
         var shape = layout == WeightLayout.OutIn ? new Shape(outFeatures, inFeatures) : new Shape(inFeatures, outFeatures);
-        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(shape, MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), WeightStorage.AllocateMatrix(backend, shape));
         backend.FillGaussian(Weight.Value, seed, initStd ?? 1f / MathF.Sqrt(inFeatures));
         if (bias) Bias = new Parameter(backend, Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
     }

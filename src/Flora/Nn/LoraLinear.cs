@@ -8,6 +8,7 @@ namespace Flora.Nn;
 /// A (r, in) ~ N(0, 1/r), B (out, r) = 0 and scale s = alpha / r. W and b are frozen; A and B are
 /// ordinary parameters with their own optimizer state. In LoRA(B) mode A is frozen too, which is
 /// the random projection of the paper's Section 2.2: the update of W + s B A is then -eta s^2 G A^T A.
+/// A and B are stored in <see cref="WeightStorage.Matrices"/>, like the weight they adapt.
 /// </summary>
 public sealed class LoraLinear : Module
 {
@@ -24,9 +25,9 @@ public sealed class LoraLinear : Module
         Rank = rank;
         Scale = alpha / rank;
         foreach (var p in baseLayer.Parameters()) p.RequiresGrad = false;
-        A = new Parameter(Backend, Join(Name, "lora_A"), Backend.Allocate(new Shape(rank, baseLayer.InFeatures), MemoryTag.Parameters), trainA);
+        A = new Parameter(Backend, Join(Name, "lora_A"), WeightStorage.AllocateMatrix(Backend, new Shape(rank, baseLayer.InFeatures)), trainA);
         Backend.FillGaussian(A.Value, seed, 1f / MathF.Sqrt(rank));
-        B = new Parameter(Backend, Join(Name, "lora_B"), Backend.Allocate(new Shape(baseLayer.OutFeatures, rank), MemoryTag.Parameters));
+        B = new Parameter(Backend, Join(Name, "lora_B"), WeightStorage.AllocateMatrix(Backend, new Shape(baseLayer.OutFeatures, rank)));
     }
 
     public Linear Base { get; }
@@ -79,10 +80,16 @@ public sealed class LoraLinear : Module
     /// </summary>
     public void Merge()
     {
+        Tensor w = Base.Weight.Value;
+        // A bf16 weight is merged in fp32 and rounded to nearest once: merging is deterministic, not a training step.
+        using Tensor? wide = w.DType == DType.Float32 ? null : Backend.Allocate(w.Shape, MemoryTag.Scratch);
+        if (wide is not null) Backend.Copy(w, wide);
+        Tensor target = wide ?? w;
         if (Base.Layout == WeightLayout.OutIn)
-            Backend.MatMul(B.Value, false, A.Value, false, Base.Weight.Value, Scale, 1f);   // W (out, in) += s B A
+            Backend.MatMul(B.Value, false, A.Value, false, target, Scale, 1f);   // W (out, in) += s B A
         else
-            Backend.MatMul(A.Value, true, B.Value, true, Base.Weight.Value, Scale, 1f);     // W (in, out) += s A^T B^T
+            Backend.MatMul(A.Value, true, B.Value, true, target, Scale, 1f);     // W (in, out) += s A^T B^T
+        if (wide is not null) Backend.Copy(wide, w);
         Backend.Fill(B.Value, 0f);
     }
 

@@ -25,11 +25,11 @@ public sealed class OutputHead : Module
         weight.UsesPerStep++;
     }
 
-    /// <summary>A head with its own weight "name.weight" (V, C), N(0, initStd^2) from a Philox seed.</summary>
+    /// <summary>A head with its own weight "name.weight" (V, C), N(0, initStd^2) from a Philox seed, stored in <see cref="WeightStorage.Matrices"/>.</summary>
     public OutputHead(IBackend backend, string name, int features, int vocabulary, ulong seed, float initStd) : base(backend, name)
     {
         if (features <= 0 || vocabulary <= 0) throw new ArgumentException($"OutputHead '{name}': sizes must be positive, got {features} features, vocabulary {vocabulary}");
-        Weight = new Parameter(backend, Join(name, "weight"), backend.Allocate(new Shape(vocabulary, features), MemoryTag.Parameters));
+        Weight = new Parameter(backend, Join(name, "weight"), WeightStorage.AllocateMatrix(backend, new Shape(vocabulary, features)));
         backend.FillGaussian(Weight.Value, seed, initStd);
         _ownsWeight = true;
     }

@@ -130,7 +130,7 @@ public class Adafactor : Optimizer
         return state;
     }
 
-    public override void Update(Parameter parameter, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = (State)StateOf(parameter);
         var group = GroupOf(parameter);
@@ -139,7 +139,7 @@ public class Adafactor : Optimizer
         float decay = 1f - MathF.Pow(step, Options.DecayRate);   // beta2_t
         if (state.Momentum is not null && Options.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage)
         {
-            UpdateClipThenAverage(parameter, gradient, state, group, t, step, decay);
+            UpdateClipThenAverage(weight, gradient, state, group, t, step, decay);
             return;
         }
 
@@ -167,19 +167,19 @@ public class Adafactor : Optimizer
             // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it to W
             // in one product, W = keep W - (lr / clip) M A, never forming the n x m update.
             Tensor a = flora.UpdateCompressed(u, t);
-            Backend.AdafactorLowRankUpdate(parameter.Value, flora.Moment, a, flora.Axis == CompressedAxis.Columns,
+            Backend.AdafactorLowRankUpdate(weight, flora.Moment, a, flora.Axis == CompressedAxis.Columns,
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
         if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
-        Backend.AdafactorUpdate(parameter.Value, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
+        Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 
     /// <summary>
     /// Hugging Face's order: u = G / sqrt(v^); u = u / max(1, RMS(u) / d); u = lr_t u (lr_t with the parameter scale);
     /// m = b1 m + (1 - b1) u (naive, or FLORA's compressed average of the scaled update); W = W (1 - wd lr_t) - m.
     /// </summary>
-    private void UpdateClipThenAverage(Parameter parameter, Tensor gradient, State state, ParameterGroup group, long t, long step, float decay)
+    private void UpdateClipThenAverage(Tensor weight, Tensor gradient, State state, ParameterGroup group, long t, long step, float decay)
     {
         Tensor u = gradient;                                                        // (n, m), in place of the gradient
         if (state.Factored)
@@ -193,11 +193,11 @@ public class Adafactor : Optimizer
             Backend.DivideBySqrt(gradient, state.V!, u);
         }
         float lr = RelativeStepSize(group, step);
-        if (Options.ScaleParameter) lr *= Math.Max(Options.Eps2, Rms(parameter.Value));
+        if (Options.ScaleParameter) lr *= Math.Max(Options.Eps2, Rms(weight));
         float clip = Math.Max(1f, Rms(u) / Options.ClipThreshold);
         Backend.Scale(u, lr / clip);                                                // u = lr_t clip(u)
         Tensor m = state.Momentum!.Apply(u, t);                                     // m = b1 m + (1 - b1) u
-        Backend.Axpby(-1f, m, 1f - WeightDecayOf(group) * lr, parameter.Value);     // W = W (1 - wd lr_t) - m
+        Backend.Axpby(-1f, m, 1f - WeightDecayOf(group) * lr, weight);              // W = W (1 - wd lr_t) - m
     }
 
     /// <summary>The relative or external step size of the official code, before the parameter scale (applied by the backend).</summary>

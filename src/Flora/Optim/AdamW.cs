@@ -67,7 +67,7 @@ public class AdamW : Optimizer
         return state;
     }
 
-    public override void Update(Parameter parameter, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = (State)StateOf(parameter);
         var group = GroupOf(parameter);
@@ -76,7 +76,7 @@ public class AdamW : Optimizer
         Backend.SquaredMovingAverage(gradient, state.V, Beta2, 0f);                 // v = b2 v + (1 - b2) g^2
         Tensor m = state.M.Apply(gradient, t);                                      // m = b1 m + (1 - b1) g
         float bc1 = 1f - MathF.Pow(Beta1, step), bc2 = 1f - MathF.Pow(Beta2, step);
-        Backend.AdamApply(parameter.Value, m, state.V, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
+        Backend.AdamApply(weight, m, state.V, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
     }
 
     public override void Dispose()

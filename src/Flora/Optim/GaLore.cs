@@ -114,7 +114,7 @@ public sealed class GaLore : Optimizer
         return state;
     }
 
-    public override void Update(Parameter parameter, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = StateOfParameter(parameter);
         var group = GroupOf(parameter);
@@ -127,7 +127,7 @@ public sealed class GaLore : Optimizer
             // Plain AdamW, the same ops as AdamW with naive momentum.
             Backend.SquaredMovingAverage(gradient, state.V, Beta2, 0f);             // v = b2 v + (1 - b2) g^2
             Backend.Axpby(1 - Beta1, gradient, Beta1, state.M);                     // m = b1 m + (1 - b1) g
-            Backend.AdamApply(parameter.Value, state.M, state.V, lr, weightDecay, Eps, bc1, bc2);
+            Backend.AdamApply(weight, state.M, state.V, lr, weightDecay, Eps, bc1, bc2);
             return;
         }
         if (state.ProjectionStep < 0 || t - state.ProjectionStep >= UpdateGap)
@@ -147,8 +147,8 @@ public sealed class GaLore : Optimizer
         Backend.AdamApply(r, state.M, state.V, -1f, 0f, Eps, bc1, bc2);
         // W = (1 - lr weightDecay) W - lr alpha (P N  or  N Q^T): one product that also applies the decay.
         float alpha = -lr * Scale, keep = 1f - lr * weightDecay;
-        if (state.Left) Backend.MatMul(projection, false, r, false, parameter.Value, alpha, keep);
-        else Backend.MatMul(r, false, projection, false, parameter.Value, alpha, keep);
+        if (state.Left) Backend.MatMul(projection, false, r, false, weight, alpha, keep);
+        else Backend.MatMul(r, false, projection, false, weight, alpha, keep);
     }
 
     public override void Dispose()

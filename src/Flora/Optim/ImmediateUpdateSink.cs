@@ -33,8 +33,10 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
             parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
             return _arrivals.GetValueOrDefault(parameter) > 0 ? GradientTarget.AddTo(parameter.Grad) : GradientTarget.Overwrite(parameter.Grad);
         }
-        // Data parallel needs the gradient itself (to average it) before the update: no update fused into the product.
-        return (Reducer is null ? _optimizer.FusedTarget(parameter) : null) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
+        // Data parallel needs the gradient itself (to average it) before the update, and a bf16 weight must be rounded
+        // after it: no update fused into the product then.
+        bool fusable = Reducer is null && parameter.Value.DType == DType.Float32;
+        return (fusable ? _optimizer.FusedTarget(parameter) : null) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
     }
 
     public void OnGradient(Parameter parameter, Tensor gradient)

@@ -12,6 +12,7 @@ namespace Flora.Optim;
 /// and use it as working memory (it is a scratch buffer or a gradient buffer that the next cycle
 /// overwrites). This is what lets an optimizer run without a full-size buffer of its own.
 /// </para>
+/// Weights stored in bf16 are updated in fp32 and rounded back (<see cref="Update"/>, <see cref="Rounding"/>).
 /// Parameters are organised in <see cref="ParameterGroup"/>s with their own learning rate and weight
 /// decay. State is created on first use (or all at once by <see cref="States"/>) and can be saved
 /// and loaded with <see cref="SaveState"/> and <see cref="LoadState"/>.
@@ -67,12 +68,56 @@ public abstract class Optimizer : IDisposable
     /// <summary>The optimizer's settings that shape its state, written into checkpoints and compared on load.</summary>
     public abstract string Configuration { get; }
 
-    /// <summary>Applies one step to <paramref name="parameter"/> given its (possibly averaged or decompressed) gradient.</summary>
-    public abstract void Update(Parameter parameter, Tensor gradient);
+    /// <summary>
+    /// Applies one step to <paramref name="parameter"/> given its (possibly averaged or decompressed) gradient. The
+    /// arithmetic is fp32. A BFloat16 weight (<see cref="WeightStorage"/>) is widened into a Float32 working copy, the
+    /// step runs on the copy, and the result is written back as <see cref="Rounding"/> says: stochastically (the
+    /// default), with the stream <see cref="RoundingSeedOf"/> of this parameter and update, so that updates smaller
+    /// than half a bf16 step are kept on average, bit-identically on every backend and across a resumed run.
+    /// </summary>
+    public void Update(Parameter parameter, Tensor gradient)
+    {
+        Tensor value = parameter.Value;
+        if (value.DType == DType.Float32)
+        {
+            Apply(parameter, value, gradient);
+            return;
+        }
+        ulong seed = RoundingSeedOf(parameter, StateOf(parameter).Step);              // the update's number before it counts
+        _working ??= new TensorSlot(Backend, MemoryTag.Scratch);
+        Tensor weight = _working.Get(value.Shape);
+        Backend.Copy(value, weight);                                                  // exact
+        Apply(parameter, weight, gradient);
+        if (Rounding == WeightRounding.Stochastic) Backend.StochasticRound(weight, value, seed);
+        else Backend.Copy(weight, value);                                             // to nearest even
+    }
+
+    /// <summary>
+    /// One step on <paramref name="weight"/>: the parameter's value itself (Float32 weights) or its Float32 working
+    /// copy (BFloat16 weights), which <see cref="Update"/> rounds back afterwards. Implementations read and write the
+    /// weight only through <paramref name="weight"/>, never through <see cref="Parameter.Value"/>.
+    /// </summary>
+    protected abstract void Apply(Parameter parameter, Tensor weight, Tensor gradient);
+
+    /// <summary>How a BFloat16 weight takes its new fp32 value (<see cref="Update"/>); ignored for Float32 weights.</summary>
+    public WeightRounding Rounding { get; set; } = WeightRounding.Stochastic;
+
+    /// <summary>The root of the stochastic-rounding streams (a trainer derives it from the run's seed).</summary>
+    public ulong RoundingSeed { get; set; }
+
+    /// <summary>
+    /// The seed of the stochastic rounding of <paramref name="parameter"/>'s update number <paramref name="step"/>
+    /// (0 for the first): Derive(ForName(<see cref="RoundingSeed"/>, name), step), as <see cref="Seeds"/> derives
+    /// every seed, so it depends on neither the device nor the order parameters are updated in.
+    /// </summary>
+    public ulong RoundingSeedOf(Parameter parameter, long step) => Seeds.Derive(Seeds.ForName(RoundingSeed, parameter.Name), (ulong)step);
+
+    private TensorSlot? _working;
 
     /// <summary>
     /// When the whole update is W = W + c G for a constant c, the target that makes the gradient's own
-    /// product apply it (<see cref="GradientTarget.AddTo"/>(W, c)); null otherwise (the default).
+    /// product apply it (<see cref="GradientTarget.AddTo"/>(W, c)); null otherwise (the default), and always
+    /// null for a BFloat16 weight, which must be rounded after its update.
     /// </summary>
     public virtual GradientTarget? FusedTarget(Parameter parameter) => null;
 
@@ -196,6 +241,8 @@ public abstract class Optimizer : IDisposable
     {
         _gradients?.Dispose();
         _gradients = null;
+        _working?.Dispose();
+        _working = null;
         foreach (var (_, state) in _parameters.Values) state?.Dispose();
         _parameters.Clear();
         GC.SuppressFinalize(this);
@@ -216,4 +263,16 @@ public abstract class Optimizer : IDisposable
 
     /// <summary>Root mean square of a tensor's elements.</summary>
     protected float Rms(Tensor t) => (float)Math.Sqrt(Backend.SumOfSquares(t) / Math.Max(1, t.Count));
+}
+
+/// <summary>How an optimizer writes an fp32 result into a BFloat16 weight.</summary>
+public enum WeightRounding
+{
+    /// <summary>
+    /// Stochastic rounding (<see cref="IBackend.StochasticRound"/>): unbiased, so an update smaller than half a bf16
+    /// step still moves the weight on average. The default.
+    /// </summary>
+    Stochastic,
+    /// <summary>Round to nearest even: an update smaller than half a bf16 step is lost (for comparisons).</summary>
+    Nearest,
 }

@@ -44,12 +44,12 @@ public sealed class Sgd : Optimizer
         return state;
     }
 
-    public override void Update(Parameter parameter, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var group = GroupOf(parameter);
         var state = StateOf(parameter);
         float lr = LearningRateOf(group), wd = WeightDecayOf(group);
-        if (wd != 0) Backend.Axpy(wd, parameter.Value, gradient);                  // g += wd W
+        if (wd != 0) Backend.Axpy(wd, weight, gradient);                           // g += wd W
         if (Momentum > 0)
         {
             Tensor buffer = state.Tensors[0].Tensor;
@@ -58,14 +58,14 @@ public sealed class Sgd : Optimizer
             if (Nesterov) Backend.Axpy(Momentum, buffer, gradient);                // g = g + momentum b
             else gradient = buffer;
         }
-        Backend.Axpy(-lr, gradient, parameter.Value);                              // W -= lr g
+        Backend.Axpy(-lr, gradient, weight);                                       // W -= lr g
         state.Step++;
     }
 
     /// <summary>W = W - lr G is one product with alpha = -lr, beta = 1 into W.</summary>
     public override GradientTarget? FusedTarget(Parameter parameter)
     {
-        if (Momentum > 0 || WeightDecayOf(GroupOf(parameter)) != 0) return null;
+        if (Momentum > 0 || WeightDecayOf(GroupOf(parameter)) != 0 || parameter.Value.DType != DType.Float32) return null;
         return GradientTarget.AddTo(parameter.Value, -LearningRateOf(GroupOf(parameter)));
     }
 }

@@ -67,9 +67,11 @@ public sealed class CheckpointModel : IDisposable
         try
         {
             var o = info.Options;
-            var model = o.Model == Trainer.HuggingFaceModel
-                ? HfModelConfig.Read(Path.Combine(directory, TrainingCheckpoint.ConfigFile)).CreateModel(backend, o.Seed, RunLayout.LoraAdapter(o))
-                : ModelFactory.Create(o.Model, backend, tokenizer.VocabularySize, o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
+            LanguageModel model;
+            using (WeightStorage.Use(o.WeightType(null)))                             // the weight type the run recorded
+                model = o.Model == Trainer.HuggingFaceModel
+                    ? HfModelConfig.Read(Path.Combine(directory, TrainingCheckpoint.ConfigFile)).CreateModel(backend, o.Seed, RunLayout.LoraAdapter(o))
+                    : ModelFactory.Create(o.Model, backend, o.ModelVocabulary(tokenizer.VocabularySize), o.Seed, 0f, RunLayout.LoraAdapter(o), o.SequenceLength);
             try
             {
                 TrainingCheckpoint.LoadWeights(directory, model, notes);

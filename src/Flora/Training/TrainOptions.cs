@@ -30,6 +30,11 @@ public sealed record TrainOptions
     /// directory <see cref="InitFrom"/>: tokenizer.json, or vocab.json and merges.txt), or a directory with encoder.json and vocab.bpe.
     /// </summary>
     public string Tokenizer { get; init; } = "bpe:4096";
+    /// <summary>
+    /// The model's vocabulary when it should be larger than the tokenizer's (0: the tokenizer's): a published model's
+    /// shape for a benchmark (Llama 2's 32,000 rows) whatever tokenizer feeds it; ids beyond the tokenizer's never occur.
+    /// </summary>
+    public int Vocabulary { get; init; }
     /// <summary>A UTF-8 text file to train on; null for the embedded English corpus.</summary>
     public string? Corpus { get; init; }
     /// <summary>"lm" (next-token prediction on a corpus) or "translate" (Spanish to English pairs of <see cref="Data"/>).</summary>
@@ -69,6 +74,19 @@ public sealed record TrainOptions
     public string Device { get; init; } = "cpu";
     /// <summary>Matrix-product precision on the GPU: fp32, tf32 or bf16 (storage and optimizer state stay fp32).</summary>
     public string Precision { get; init; } = "bf16";
+    /// <summary>
+    /// How weight matrices are stored (<see cref="Nn.WeightStorage"/>): "fp32"; "bf16" (half the memory: the optimizer
+    /// computes in fp32 and writes each new weight back with stochastic rounding); or "auto", bf16 on CUDA for models of
+    /// more than <see cref="AutoBf16Parameters"/> parameters and fp32 otherwise. The trainer replaces "auto" by what it
+    /// chose, so a checkpoint records the type its weights have.
+    /// </summary>
+    public string Weights { get; init; } = "auto";
+
+    /// <summary>How bf16 weights take their new fp32 values: stochastically (the default) or to nearest (for comparisons).</summary>
+    public WeightRounding WeightRounding { get; init; } = WeightRounding.Stochastic;
+
+    /// <summary>Above this many parameters "auto" weights are bf16 on CUDA: from there the weights are most of a FLORA or LOMO run's memory.</summary>
+    public const long AutoBf16Parameters = 1_000_000_000;
     public string OutputDirectory { get; init; } = "runs/train";
     public bool CheckFinite { get; init; } = true;
     /// <summary>
@@ -95,6 +113,7 @@ public sealed record TrainOptions
         if (EvalEvery <= 0 || EvalBatches <= 0) throw new ArgumentException($"evaluation interval ({EvalEvery}) and batches ({EvalBatches}) must be positive");
         if (CheckpointEvery <= 0) throw new ArgumentException($"checkpoint interval must be positive, got {CheckpointEvery}");
         if (KeepCheckpoints <= 0) throw new ArgumentException($"checkpoints to keep must be positive, got {KeepCheckpoints}");
+        if (Vocabulary < 0) throw new ArgumentException($"vocabulary must be non-negative (0: the tokenizer's), got {Vocabulary}");
         if (LoraRank < 0) throw new ArgumentException($"LoRA rank must be non-negative, got {LoraRank}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be non-negative, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
@@ -103,6 +122,7 @@ public sealed record TrainOptions
         if (Task == "translate" && Corpus is not null) throw new ArgumentException("--corpus is a language-modelling text: translation reads the pairs of --data");
         new TranslationFormat(MaxSourceTokens: MaxSourceTokens, MaxTargetTokens: MaxTargetTokens).Validate();
         Devices.BackendFactory.ParsePrecision(Precision);
+        if (Weights != "auto") Nn.WeightStorage.Parse(Weights);
         Pipeline.Validate();
         if (WorldSize <= 0) throw new ArgumentException($"world size must be positive, got {WorldSize}");
         if (AllReduceRank < 0) throw new ArgumentException($"the all-reduce rank must be non-negative, got {AllReduceRank}");
@@ -124,4 +144,21 @@ public sealed record TrainOptions
         Seed = Seeds.Derive(Seed, 7),
         ClipNorm = ClipNorm,
     };
+
+    /// <summary>
+    /// The type weight matrices are stored in for a model of <paramref name="parameters"/> parameters (null when not
+    /// known before the model is built: then "auto" means fp32).
+    /// </summary>
+    public Tensors.DType WeightType(long? parameters) => Weights switch
+    {
+        "auto" => Device == "cuda" && parameters > AutoBf16Parameters ? Tensors.DType.BFloat16 : Tensors.DType.Float32,
+        var w => Nn.WeightStorage.Parse(w),
+    };
+
+    /// <summary>The model's vocabulary for a tokenizer of <paramref name="tokenizerSize"/> tokens (<see cref="Vocabulary"/>).</summary>
+    /// <exception cref="ArgumentException"><see cref="Vocabulary"/> is set and smaller than the tokenizer's.</exception>
+    public int ModelVocabulary(int tokenizerSize) =>
+        Vocabulary == 0 ? tokenizerSize
+        : Vocabulary >= tokenizerSize ? Vocabulary
+        : throw new ArgumentException($"--vocabulary {Vocabulary} is smaller than the tokenizer's {tokenizerSize} tokens");
 }

@@ -125,17 +125,20 @@ public sealed class Trainer : IDisposable
 
             var adapters = new List<LoraLinear>();
             var adapt = RunLayout.LoraAdapter(options, adapters);
-            _model = options.Model != HuggingFaceModel
-                ? ModelFactory.Create(options.Model, _backend, Tokenizer.VocabularySize, options.Seed, options.Dropout, adapt, options.SequenceLength)
-                : huggingFace?.CreateModel(_backend, options.Seed, adapt, options.Dropout)                                  // weights loaded
-                  ?? HfModelConfig.Read(Path.Combine(resume!.Directory, TrainingCheckpoint.ConfigFile)).CreateModel(_backend, options.Seed, adapt, options.Dropout);
-            if (options.Model == HuggingFaceModel)
-            {
-                if (Tokenizer.VocabularySize > _model.Vocabulary)
-                    throw new ArgumentException($"the tokenizer has {Tokenizer.VocabularySize} tokens but the model only {_model.Vocabulary}: pass the model's own tokenizer");
-                if (!translate && options.SequenceLength > _model.MaxSequenceLength)
-                    throw new ArgumentException($"--seq-len {options.SequenceLength} is longer than the model's {_model.MaxSequenceLength} positions");
-            }
+            // A Hugging Face model's sizes are its config.json's: the source directory's, or the checkpoint's on resume.
+            HfModelConfig? hfConfig = options.Model != HuggingFaceModel ? null
+                : huggingFace?.Config ?? HfModelConfig.Read(Path.Combine(resume!.Directory, TrainingCheckpoint.ConfigFile));
+            int vocabulary = hfConfig is null ? options.ModelVocabulary(Tokenizer.VocabularySize) : HuggingFaceVocabulary(hfConfig, options, Tokenizer.VocabularySize);
+            // Weight matrices in fp32 or bf16 ("auto" resolved here and recorded, so that checkpoints say what they hold).
+            var weights = options.WeightType(hfConfig?.ParameterCount ?? ModelFactory.ParameterCount(options.Model, vocabulary));
+            _options = options = options with { Weights = weights == DType.BFloat16 ? "bf16" : "fp32" };
+            using (WeightStorage.Use(weights))
+                _model = hfConfig is null
+                    ? ModelFactory.Create(options.Model, _backend, vocabulary, options.Seed, options.Dropout, adapt, options.SequenceLength)
+                    : huggingFace?.CreateModel(_backend, options.Seed, adapt, options.Dropout)                          // weights loaded
+                      ?? hfConfig.CreateModel(_backend, options.Seed, adapt, options.Dropout);
+            if (hfConfig is not null && !translate && options.SequenceLength > _model.MaxSequenceLength)
+                throw new ArgumentException($"--seq-len {options.SequenceLength} is longer than the model's {_model.MaxSequenceLength} positions");
             if (_model.IsEncoderDecoder && !translate) throw new ArgumentException($"{options.Model} is an encoder-decoder: language modelling needs a decoder-only model (gpt-*, llama-*); t5-* models train with --task translate");
             if (options.LoraRank > 0) SelectLoraTrainable(_model.Parameters().ToArray(), options.LoraMode);
             if (options.InitFrom is string init && resume is null && huggingFace is null)
@@ -148,6 +151,8 @@ public sealed class Trainer : IDisposable
             if (options.ActivationCheckpointing) _model.EnableCheckpointing();
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
+            _optimizer.RoundingSeed = Seeds.Derive(options.Seed, 13);                  // bf16 weights: stochastic rounding streams
+            _optimizer.Rounding = options.WeightRounding;
             _pipeline = options.Pipeline.Build(_backend, trainable, _optimizer);
             _pipeline.CheckFinite = options.CheckFinite;
             _layout = new RunLayout(options, trainable, _pipeline, adapters, _notices);
@@ -178,6 +183,17 @@ public sealed class Trainer : IDisposable
 
     /// <summary>The <see cref="TrainOptions.Model"/> of a run whose model is a Hugging Face directory's (its config.json, in every checkpoint).</summary>
     public const string HuggingFaceModel = "hf";
+
+    /// <summary>A Hugging Face model's vocabulary (config.json's), which must hold the tokenizer's tokens and agree with --vocabulary.</summary>
+    private static int HuggingFaceVocabulary(HfModelConfig config, TrainOptions options, int tokenizerSize)
+    {
+        int vocabulary = config.Gpt2?.Vocabulary ?? config.Llama!.Vocabulary;
+        if (tokenizerSize > vocabulary)
+            throw new ArgumentException($"the tokenizer has {tokenizerSize} tokens but the model only {vocabulary}: pass the model's own tokenizer");
+        if (options.Vocabulary != 0 && options.Vocabulary != vocabulary)
+            throw new ArgumentException($"--vocabulary {options.Vocabulary}: the model's vocabulary is {vocabulary}, as its config.json says");
+        return vocabulary;
+    }
 
     /// <summary>
     /// One-line notices of the set-up for the user: a run moved aside, a stale lock taken over, an unverified
@@ -395,7 +411,7 @@ public sealed class Trainer : IDisposable
     private string FirstNonFiniteParameter()
     {
         foreach (var p in _model.Parameters())
-            if (!double.IsFinite(_backend.SumOfSquares(p.Value))) return $"parameter '{p.Name}' holds NaN or infinite values";
+            if (!TrainingCheckpoint.IsFinite(_backend, p.Value)) return $"parameter '{p.Name}' holds NaN or infinite values";
         return "every parameter is finite: the overflow is in the activations";
     }
 

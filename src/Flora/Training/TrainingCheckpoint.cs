@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Flora.Backends;
 using Flora.Reporting;
 using Flora.Checkpoints;
 using Flora.Data;
@@ -8,6 +9,7 @@ using Flora.Nn;
 using Flora.Nn.Models;
 using Flora.Nn.Models.HuggingFace;
 using Flora.Optim;
+using Flora.Tensors;
 
 namespace Flora.Training;
 
@@ -194,6 +196,27 @@ public static partial class TrainingCheckpoint
     public static int InitialiseFrom(string checkpointDirectory, LanguageModel model, ICollection<string>? notes = null) =>
         ReadWeights(checkpointDirectory, model, adaptersMayBeMissing: true, notes);
 
+    /// <summary>
+    /// Whether every element of <paramref name="t"/> is finite: one sum of squares, through Float32 chunks for a BFloat16
+    /// tensor (weights stored in bf16; the reductions read Float32).
+    /// </summary>
+    internal static bool IsFinite(IBackend backend, Tensor t)
+    {
+        if (t.DType != DType.BFloat16) return double.IsFinite(backend.SumOfSquares(t));
+        const int Chunk = 1 << 22;
+        using var wide = backend.Allocate(new Shape(Math.Max(1, Math.Min(Chunk, t.Count))), MemoryTag.Scratch);
+        using var flat = t.View(new Shape(t.Count));
+        for (int start = 0; start < t.Count; start += Chunk)
+        {
+            int n = Math.Min(Chunk, t.Count - start);
+            using var part = flat.View(new Shape(n), start);
+            using var into = wide.View(new Shape(n));
+            backend.Copy(part, into);
+            if (!double.IsFinite(backend.SumOfSquares(into))) return false;
+        }
+        return true;
+    }
+
     /// <summary>Reads every parameter the file holds by name (shapes checked); the file must hold exactly the model's tensors, adapters aside when allowed.</summary>
     private static int ReadWeights(string checkpointDirectory, LanguageModel model, bool adaptersMayBeMissing, ICollection<string>? notes)
     {
@@ -206,7 +229,7 @@ public static partial class TrainingCheckpoint
             if (weights.Contains(p.Name))
             {
                 weights.ReadInto(p.Name, p.Value);
-                if (!double.IsFinite(model.Backend.SumOfSquares(p.Value)))
+                if (!IsFinite(model.Backend, p.Value))
                     throw new InvalidDataException($"{weights.Path}: tensor '{p.Name}' holds NaN or infinite values (the run had diverged): use an earlier checkpoint");
                 loaded++;
             }

@@ -50,4 +50,25 @@ public class BenchmarkComparisonTests
         Assert.Contains("6.00 GiB against compiled PyTorch's FLORA r=256 6.00 GiB: 1.00x (target at most 0.8x)", md);
         Assert.Contains("- adamw: peak 8.00 GiB against compiled PyTorch AdamW's 6.50 GiB (NOT below).", md);
     }
+
+    [Fact]
+    public void Rows_with_bf16_weights_are_read_against_the_7b_memory_target_and_the_fastest_pytorch_that_fitted()
+    {
+        const long GiB = 1L << 30;
+        TrainBenchRow Large(string model, double tokensPerSecond, long ledger, long driver) =>
+            new(model, "flora r=256", true, 6_738_415_616, 1, 2048, 2048 / tokensPerSecond * 1000, tokensPerSecond, 0.4, 1, 2, 0.5, 0.8, ledger, driver, 2 * GiB,
+                null, "bf16", true, 32_000, new Dictionary<string, long> { ["Parameters"] = 12 * GiB + GiB / 2, ["Scratch"] = GiB });
+        var ours = new TrainBenchReport("H100", "bf16", "2026-12-07", 989, 2, 5, [Large("llama-7b", 3000, 19 * GiB, 20 * GiB + GiB / 2), Large("llama-1b", 20000, 5 * GiB, 6 * GiB)]);
+        var torch = new TorchBenchReport("H100", "torch 2.11",
+        [
+            new("llama-7b", "AdamW (fused)", 1000, 2048, 70.1, 25_000),
+            new("llama-7b", "adafactor", 800, 2560, 30.2, 10),
+            new("llama-7b", "adafactor", 700, 2000, 30.2, 10, Compiled: true),
+        ]);
+        string md = BenchmarkComparison.Markdown(ours, torch);
+        Assert.Contains("- llama-7b, flora r=256, LOMO, checkpointing: peak 19.00 GiB (ledger) (Parameters 12.50, Scratch 1.00), 20.50 GiB (driver); target under 24 GiB: met, stretch under 20 GiB: not met.", md);
+        Assert.Contains("3,000 tokens/s against PyTorch's fastest that fitted, adafactor at 2,560 (30.20 GiB): 1.17x (target at least 1x).", md);
+        Assert.Contains("no PyTorch configuration of llama-1b was measured (or none fitted)", md);
+        Assert.DoesNotContain("llama-1b, flora r=256, LOMO, checkpointing: peak 5.00 GiB (ledger) (Parameters 12.50, Scratch 1.00), 6.00 GiB (driver); target", md);
+    }
 }

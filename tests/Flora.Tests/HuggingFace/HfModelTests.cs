@@ -262,6 +262,35 @@ public sealed class HfModelTests : IDisposable
     }
 
     [Fact]
+    public void Bf16_weights_load_from_and_save_to_hugging_face_directories()
+    {
+        // A BF16 directory loaded into bf16 weight matrices holds exactly the stored values: the same logits as fp32
+        // weights upcast from the same file. Saved again, the matrices stay BF16 and the model reloads unchanged.
+        string dir = HfTestModel.Llama().Randomize(6).Write(Path.Combine(_temp, "bf16"), SafeTensorDType.BF16);
+        using var cpu = TestUtil.Cpu();
+        var hf = HfDirectory.Open(dir);
+        using var fp32 = hf.CreateModel(cpu);
+        LanguageModel bf16;
+        using (WeightStorage.Use(DType.BFloat16)) bf16 = hf.CreateModel(cpu);
+        using (bf16)
+        {
+            Assert.Equal(DType.BFloat16, bf16.Parameters().First(p => p.Name.EndsWith("q_proj.weight", StringComparison.Ordinal)).Value.DType);
+            Assert.Null(hf.FirstChangedParameter(bf16));
+            int[] ids = Ids(61);
+            float[] logits = Logits(cpu, bf16, ids);
+            AssertClose(Logits(cpu, fp32, ids).Select(x => (double)x).ToArray(), logits, 1e-5, "bf16 weights against fp32 weights of the same values");
+            string saved = HfExport.Save(bf16, Path.Combine(_temp, "bf16-saved"));
+            using (var file = SafeTensorsFile.Open(Path.Combine(saved, HfDirectory.WeightsFile)))
+            {
+                Assert.Equal(SafeTensorDType.BF16, file.GetInfo("model.layers.0.mlp.up_proj.weight").DType);
+                Assert.Equal(SafeTensorDType.F32, file.GetInfo("model.norm.weight").DType);
+            }
+            using var reloaded = HfDirectory.Open(saved).CreateModel(cpu);
+            AssertClose(logits.Select(x => (double)x).ToArray(), Logits(cpu, reloaded, ids), 1e-5, "saved bf16 weights");
+        }
+    }
+
+    [Fact]
     public void Lora_is_merged_or_written_as_a_peft_adapter()
     {
         string dir = HfTestModel.Llama().Randomize(5).Write(Path.Combine(_temp, "base"));

@@ -15,7 +15,7 @@ public class GradientPipelineTests
         public List<(string Name, float[] Gradient)> Updates { get; } = new();
         public override string Configuration => "recording";
         protected override ParameterState CreateState(Parameter parameter, ParameterGroup group) => new(Backend, parameter);
-        public override void Update(Parameter parameter, Tensor gradient) => Updates.Add((parameter.Name, TestUtil.ToArray(gradient)));
+        protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient) => Updates.Add((parameter.Name, TestUtil.ToArray(gradient)));
     }
 
     private static (Linear Layer, Tensor[] X, Tensor[] Dy) Setup(IBackend cpu, int microBatches)

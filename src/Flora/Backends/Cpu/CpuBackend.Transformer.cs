@@ -16,10 +16,13 @@ public sealed unsafe partial class CpuBackend
             throw new ArgumentException($"EmbeddingForward: output {output.Shape} should be ({ids.Count}, {table.Columns})");
         using var _ = Time(nameof(EmbeddingForward));
         int c = table.Columns;
+        bool half = table.DType == DType.BFloat16;                                   // bf16 weights: rows widened exactly
         ChunkedRows(ids.Count, c, (r0, rn) =>
         {
             ReadOnlySpan<int> id = I(ids);
-            for (int n = r0; n < r0 + rn; n++) F(table).Slice(id[n] * c, c).CopyTo(F(output).Slice(n * c, c));
+            for (int n = r0; n < r0 + rn; n++)
+                if (half) Widen(H(table).Slice(id[n] * c, c), F(output).Slice(n * c, c));
+                else F(table).Slice(id[n] * c, c).CopyTo(F(output).Slice(n * c, c));
         });
     }
 

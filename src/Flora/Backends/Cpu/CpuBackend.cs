@@ -70,15 +70,74 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Copy(Tensor source, Tensor destination)
     {
         CheckSameCount(source, destination, nameof(Copy));
-        if (source.DType != destination.DType) throw new ArgumentException($"Copy: {source.DType} source into {destination.DType} destination");
         using var _ = Time(nameof(Copy));
-        Buffer.MemoryCopy((void*)source.Pointer, (void*)destination.Pointer, destination.Bytes, source.Bytes);
+        if (source.DType == destination.DType)
+            Buffer.MemoryCopy((void*)source.Pointer, (void*)destination.Pointer, destination.Bytes, source.Bytes);
+        else if (source.DType == DType.BFloat16 && destination.DType == DType.Float32)
+            Chunked(source.Count, (s, n) => Widen(H(source).Slice(s, n), F(destination).Slice(s, n)));
+        else if (source.DType == DType.Float32 && destination.DType == DType.BFloat16)
+            Chunked(source.Count, (s, n) => Narrow(F(source).Slice(s, n), H(destination).Slice(s, n)));
+        else throw new ArgumentException($"Copy: {source.DType} source into {destination.DType} destination");
     }
 
     public void Fill(Tensor tensor, float value)
     {
         using var _ = Time(nameof(Fill));
-        F(tensor).Fill(value);
+        if (tensor.DType == DType.BFloat16) H(tensor).Fill(BFloat16.RoundToNearestEven(value));
+        else F(tensor).Fill(value);
+    }
+
+    /// <inheritdoc/>
+    public void StochasticRound(Tensor source, Tensor destination, ulong seed)
+    {
+        CheckSameCount(source, destination, nameof(StochasticRound));
+        CheckFloat(source, nameof(StochasticRound));
+        if (destination.DType != DType.BFloat16) throw new ArgumentException($"StochasticRound: expected a BFloat16 destination, got {destination}");
+        using var _ = Time(nameof(StochasticRound));
+        // Philox costs about eight memory passes per block of eight: weight the split so; ranges start on whole blocks.
+        int count = source.Count;
+        Split((count + 7) / 8, 8L * count, 1024, (b0, bn) =>
+        {
+            int start = b0 * 8, length = Math.Min(bn * 8, count - start);
+            StochasticRounding.Round(F(source).Slice(start, length), H(destination).Slice(start, length), seed, start);
+        });
+    }
+
+    /// <summary>destination = the floats of bf16 bits (exact): each 16-bit pattern moved to the top of a 32-bit one.</summary>
+    private static void Widen(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int w = Vector<ushort>.Count;
+            Span<uint> bits = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(destination);
+            for (; i <= source.Length - w; i += w)
+            {
+                Vector.Widen(new Vector<ushort>(source.Slice(i, w)), out Vector<uint> low, out Vector<uint> high);
+                Vector.ShiftLeft(low, 16).CopyTo(bits.Slice(i, w / 2));
+                Vector.ShiftLeft(high, 16).CopyTo(bits.Slice(i + w / 2, w / 2));
+            }
+        }
+        for (; i < source.Length; i++) destination[i] = BFloat16.ToSingle(source[i]);
+    }
+
+    /// <summary>destination = source rounded to nearest even bf16.</summary>
+    private static void Narrow(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        for (int i = 0; i < source.Length; i++) destination[i] = BFloat16.RoundToNearestEven(source[i]);
+    }
+
+    private TensorSlot? _widenedA, _widenedB;
+
+    /// <summary>A Float32 operand: the tensor itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
+    private Tensor Widened(Tensor t, ref TensorSlot? slot)
+    {
+        if (t.DType == DType.Float32) return t;
+        if (t.DType != DType.BFloat16) throw new ArgumentException($"expected a Float32 or BFloat16 operand, got {t}");
+        slot ??= new TensorSlot(this, MemoryTag.Scratch);
+        Tensor wide = slot.Get(t.Shape);
+        Copy(t, wide);
+        return wide;
     }
 
     // ---- matrix products -----------------------------------------------------------------------
@@ -90,8 +149,15 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (k != kb || c.Rows != m || c.Columns != n)
             throw new ArgumentException(
                 $"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
-        CheckFloat(a, nameof(MatMul)); CheckFloat(b, nameof(MatMul)); CheckFloat(c, nameof(MatMul));
+        CheckFloat(c, nameof(MatMul));
         if (m == 0 || n == 0) return;
+        // bf16 operands (weights stored in bf16) are widened into scratch first: slower than a bf16 GEMM, exact.
+        if (a.DType != DType.Float32 || b.DType != DType.Float32)
+        {
+            bool same = a == b;
+            a = Widened(a, ref _widenedA);
+            b = same ? a : Widened(b, ref _widenedB);
+        }
         using var _ = Time(nameof(MatMul));
         if (k == 0) { if (beta == 0) F(c).Clear(); else TensorPrimitives.Multiply(F(c), beta, F(c)); return; }
         OpenBlas.Sgemm(transposeA, transposeB, m, n, k, alpha,
@@ -300,6 +366,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         Tensor? dx, Tensor? dWeight, float weightScale, float weightBeta)
     {
         LinearCrossEntropyChecks.Validate(x, weight, targets, dx, dWeight);
+        weight = Widened(weight, ref _widenedB);                                            // a bf16 weight, widened once for every chunk
         int n = x.Rows, vocabulary = weight.Rows;
         // Chunks of about 32 MB of logits: big enough for the products, small next to the model.
         int chunk = Math.Clamp((8 << 20) / vocabulary, 1, n);
@@ -587,11 +654,31 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void FillGaussian(Tensor tensor, ulong seed, float std)
     {
+        if (tensor.DType == DType.BFloat16)
+        {
+            // The Float32 values rounded to nearest even, a block of rows at a time (no full-size Float32 copy).
+            const int Chunk = 1 << 20;
+            using var wide = Allocate(new Shape(Math.Min(Chunk, Math.Max(tensor.Count, 1))), MemoryTag.Scratch);
+            for (int start = 0; start < tensor.Count; start += Chunk)
+            {
+                int n = Math.Min(Chunk, tensor.Count - start);
+                Tensor part = wide.View(new Shape(n));
+                FillGaussianRange(part, seed, std, start);
+                Copy(part, tensor.View(new Shape(n), start));
+            }
+            return;
+        }
         CheckFloat(tensor, nameof(FillGaussian));
+        FillGaussianRange(tensor, seed, std, 0);
+    }
+
+    /// <summary>tensor[i] = std z(seed, first + i); <paramref name="first"/> is a multiple of 4.</summary>
+    private void FillGaussianRange(Tensor tensor, ulong seed, float std, int first)
+    {
         using var _ = Time(nameof(FillGaussian));
-        int count = tensor.Count;
+        int count = tensor.Count, firstBlock = first / 4;
         int blocks = (count + 3) / 4;
-        float* dst = (float*)tensor.Pointer;
+        float* dst = (float*)tensor.Pointer - first;                 // indexed by the stream's element index
         // Philox is compute-bound (about 16 times the cost of a memory pass per element): weight the work so.
         Split(blocks, 16L * count, 1024, (b0, bn) =>
         {
@@ -600,14 +687,14 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (PhiloxAvx2.IsSupported)
             {
                 int whole = Math.Min(bn, (count / 4 - b0)) & ~3;   // full blocks only, four at a time
-                if (whole > 0) PhiloxAvx2.Fill(seed, b0, whole, std, dst);
+                if (whole > 0) PhiloxAvx2.Fill(seed, firstBlock + b0, whole, std, dst);
                 b += Math.Max(whole, 0);
             }
             for (; b < b0 + bn; b++)
             {
-                Philox.GaussianBlock(seed, (ulong)b, four);
-                int i = b * 4;
-                for (int j = 0; j < 4 && i + j < count; j++) dst[i + j] = std * four[j];
+                Philox.GaussianBlock(seed, (ulong)(firstBlock + b), four);
+                int i = (firstBlock + b) * 4;
+                for (int j = 0; j < 4 && i + j - first < count; j++) dst[i + j] = std * four[j];
             }
         });
     }
@@ -623,6 +710,13 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (t.DType != DType.Float32) throw new ArgumentException($"expected a Float32 tensor, got {t}");
         if (!t.Storage.IsHost) throw new ArgumentException($"the CPU backend got a tensor that is not in host memory: {t}");
         return new Span<float>((void*)t.Pointer, t.Count);
+    }
+
+    private static Span<ushort> H(Tensor t)
+    {
+        if (t.DType != DType.BFloat16) throw new ArgumentException($"expected a BFloat16 tensor, got {t}");
+        if (!t.Storage.IsHost) throw new ArgumentException($"the CPU backend got a tensor that is not in host memory: {t}");
+        return new Span<ushort>((void*)t.Pointer, t.Count);
     }
 
     private static Span<int> I(Tensor t)

@@ -12,8 +12,9 @@ public sealed unsafe partial class CudaBackend
         if (output.Rows != ids.Count || output.Columns != table.Columns)
             throw new ArgumentException($"EmbeddingForward: output {output.Shape} should be ({ids.Count}, {table.Columns})");
         CheckIds(ids, table.Rows, nameof(EmbeddingForward));
+        if (table.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"EmbeddingForward: expected a Float32 or BFloat16 table, got {table}");
         using var _ = Time(nameof(EmbeddingForward));
-        Elementwise("embedding_forward", output.Count, P(table), P(ids), P(output), ids.Count, table.Columns);
+        Elementwise(table.DType == DType.BFloat16 ? "embedding_forward_bf16" : "embedding_forward", output.Count, P(table), P(ids), P(output), ids.Count, table.Columns);
     }
 
     public void EmbeddingBackward(Tensor gradOutput, Tensor ids, Tensor gradTable, float alpha)
@@ -386,12 +387,15 @@ public sealed unsafe partial class CudaBackend
         int chunk = Math.Clamp((64 << 20) / ld, 1, n);
         if (chunk > 128) chunk -= chunk % 128;
         int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
-        ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = P(weight);
-        if (half)
+        ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = half ? 0 : ToF32(weight, _wideB);   // fp32 modes widen a bf16 weight
+        if (half && weight.DType == DType.BFloat16 && vp == v) ws = P(weight);          // bf16 weights need no copy when V is aligned
+        else if (half)
         {
             Tensor w16 = _operandB.Get(new Shape(vp * c));                             // W (V, C) then V_pad - V zero rows
             ws = P(w16);
-            ConvertToBf16(weight, ws);
+            if (weight.DType == DType.BFloat16)
+                Driver.Check(Driver.Functions.MemcpyDtoD(ws, P(weight), (nuint)weight.Bytes), $"cuMemcpyDtoD({weight.Bytes} bytes)");
+            else ConvertToBf16(weight, ws);
             using (Time(nameof(ToBf16))) Elementwise("zero_u16", (long)(vp - v) * c, ws + (ulong)((long)v * c * 2), (long)(vp - v) * c);
         }
         Tensor logits = _headLogits.Get(new Shape(chunk * ld)), losses = _headLosses.Get(new Shape(n));
@@ -469,6 +473,7 @@ public sealed unsafe partial class CudaBackend
     public void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {
         CheckSameCount(p, u, nameof(AdafactorUpdate));
+        CheckFloat32(nameof(AdafactorUpdate), p, u);
         using var _ = Time(nameof(AdafactorUpdate));
         uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
         Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
@@ -482,6 +487,7 @@ public sealed unsafe partial class CudaBackend
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {
         int r = a.Rows, rows = p.Rows, cols = p.Columns;
+        CheckFloat32(nameof(AdafactorLowRankUpdate), p, m);
         bool half = Precision == GemmPrecision.Bf16;
         using var reuseM = ReuseOperand(m);                                          // M feeds its Gram matrix and the update
         Tensor k = _gramA.Get(new Shape(r, r)), l = _gramM.Get(new Shape(r, r));
@@ -505,11 +511,22 @@ public sealed unsafe partial class CudaBackend
         _blas.GemmDeviceScalars(CuBlas.OpN, transSecond, cols, rows, r, P(coef) + 4, first, firstLd, second, secondLd, P(coef), P(p), cols, _compute, input);
     }
 
+    /// <summary>
+    /// Kernels that write fp32 arithmetic through raw pointers would misread a bf16 tensor: bf16 weights reach the
+    /// optimizer ops as their Float32 working copy (<c>Optimizer.Update</c>).
+    /// </summary>
+    private static void CheckFloat32(string op, params Tensor[] tensors)
+    {
+        foreach (var t in tensors)
+            if (t.DType != DType.Float32) throw new ArgumentException($"{op}: expected Float32 tensors, got {t}");
+    }
+
     private uint ReductionBlocks(long count) => (uint)Math.Max(1, Math.Min((count + Threads - 1) / Threads, _device.Multiprocessors * 4));
 
     public void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
     {
         CheckSameCount(p, m, nameof(AdamApply)); CheckSameCount(p, v, nameof(AdamApply));
+        CheckFloat32(nameof(AdamApply), p, m, v);
         using var _ = Time(nameof(AdamApply));
         Elementwise("adam_apply", p.Count, P(p), P(m), P(v), p.Count, lr / biasCorrection1, MathF.Sqrt(biasCorrection2), eps, 1 - lr * weightDecay);
     }

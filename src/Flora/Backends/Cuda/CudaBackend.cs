@@ -56,6 +56,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
         _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _keyLengths = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
+        _wideA = new TensorSlot(this, MemoryTag.Scratch);
+        _wideB = new TensorSlot(this, MemoryTag.Scratch);
         // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
         if (precision == GemmPrecision.Bf16)
         {
@@ -177,17 +179,37 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public void Copy(Tensor source, Tensor destination)
     {
-        if (source.Count != destination.Count || source.DType != destination.DType)
-            throw new ArgumentException($"Copy: {source} into {destination}");
-        if (source.Bytes == 0) return;
+        if (source.Count != destination.Count) throw new ArgumentException($"Copy: {source} into {destination}");
+        if (source.Count == 0) return;
         using var _ = Time(nameof(Copy));
-        Driver.Check(Driver.Functions.MemcpyDtoD(P(destination), P(source), (nuint)source.Bytes), $"cuMemcpyDtoD({source.Bytes} bytes)");
+        int n = source.Count;
+        if (source.DType == destination.DType)
+            Driver.Check(Driver.Functions.MemcpyDtoD(P(destination), P(source), (nuint)source.Bytes), $"cuMemcpyDtoD({source.Bytes} bytes)");
+        else if (source.DType == DType.BFloat16 && destination.DType == DType.Float32)
+            Elementwise("bf16_to_f32", n, P(source), P(destination), n);                   // exact
+        else if (source.DType == DType.Float32 && destination.DType == DType.BFloat16)
+            Elementwise("to_bf16", n, P(source), P(destination), n);                       // round to nearest even
+        else throw new ArgumentException($"Copy: {source} into {destination}");
     }
 
     public void Fill(Tensor tensor, float value)
     {
         using var _ = Time(nameof(Fill));
-        Elementwise("fill", tensor.Count, P(tensor), value, tensor.Count);
+        if (tensor.DType == DType.BFloat16) Elementwise("fill_u16", tensor.Count, P(tensor), (uint)BFloat16.RoundToNearestEven(value), tensor.Count);
+        else Elementwise("fill", tensor.Count, P(tensor), value, tensor.Count);
+    }
+
+    /// <inheritdoc/>
+    public void StochasticRound(Tensor source, Tensor destination, ulong seed)
+    {
+        if (source.Count != destination.Count || source.DType != DType.Float32 || destination.DType != DType.BFloat16)
+            throw new ArgumentException($"StochasticRound: expected a Float32 source and a BFloat16 destination of as many elements, got {source} into {destination}");
+        if (source.Count == 0) return;
+        using var _ = Time(nameof(StochasticRound));
+        int n = source.Count;
+        uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
+        if (n % 8 == 0 && P(source) % 16 == 0 && P(destination) % 16 == 0) Elementwise("stochastic_round_bf16_x8", n / 8, P(source), P(destination), n / 8, k0, k1);
+        else Elementwise("stochastic_round_bf16", (n + 7) / 8, P(source), P(destination), n, k0, k1);
     }
 
     // ---- matrix products -----------------------------------------------------------------------
@@ -198,6 +220,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         int kb = transposeB ? b.Columns : b.Rows, n = transposeB ? b.Rows : b.Columns;
         if (k != kb || c.Rows != m || c.Columns != n)
             throw new ArgumentException($"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
+        if (c.DType != DType.Float32) throw new ArgumentException($"MatMul: C must be Float32, got {c}");
         if (m == 0 || n == 0) return;
         if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
@@ -213,9 +236,23 @@ public sealed unsafe partial class CudaBackend : IBackend
                 b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF);
             return;
         }
+        // fp32 and TF32 products read fp32: bf16 operands (weights stored in bf16) are widened into scratch first.
+        ulong a32 = ToF32(a, _wideA), b32 = a == b ? a32 : ToF32(b, _wideB);
         using var _ = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
         _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
-            P(b), b.Columns, P(a), a.Columns, beta, P(c), c.Columns, _compute);
+            b32, b.Columns, a32, a.Columns, beta, P(c), c.Columns, _compute);
+    }
+
+    private readonly TensorSlot _wideA, _wideB;
+
+    /// <summary>The address of <paramref name="t"/> as fp32: itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
+    private ulong ToF32(Tensor t, TensorSlot slot)
+    {
+        if (t.DType == DType.Float32) return P(t);
+        if (t.DType != DType.BFloat16) throw new ArgumentException($"expected a Float32 or BFloat16 operand, got {t}");
+        Tensor wide = slot.Get(new Shape(t.Count));
+        Copy(t, wide);
+        return P(wide);
     }
 
 
@@ -529,6 +566,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         _headLosses.Dispose();
         _headGradients16.Dispose();
         _keyLengths.Dispose();
+        _wideA.Dispose();
+        _wideB.Dispose();
         foreach (var entry in _reuse) entry.Dispose();
         _lt?.Dispose();
         _ltWorkspace?.Dispose();

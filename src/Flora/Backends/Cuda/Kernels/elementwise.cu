@@ -2,6 +2,12 @@
 
 FLORA_KERNEL void fill(float* x, float value, int n) { GRID_STRIDE(i, n) x[i] = value; }
 
+// Every element of a 16-bit tensor = the low 16 bits of value (a bf16 pattern).
+FLORA_KERNEL void fill_u16(unsigned short* x, unsigned int value, int n) { GRID_STRIDE(i, n) x[i] = (unsigned short)value; }
+
+// bf16 -> fp32, exact: weights stored in bf16, read where fp32 is needed.
+FLORA_KERNEL void bf16_to_f32(const unsigned short* x, float* y, int n) { GRID_STRIDE(i, n) y[i] = __uint_as_float((unsigned int)x[i] << 16); }
+
 FLORA_KERNEL void add(const float* a, const float* b, float* r, int n) { GRID_STRIDE(i, n) r[i] = a[i] + b[i]; }
 
 // y = alpha x + beta y  (beta = 1: axpy)

@@ -96,3 +96,46 @@ FLORA_KERNEL void fill_gaussian(float* x, int n, unsigned int k0, unsigned int k
         }
     }
 }
+
+// ---- stochastic rounding to bf16 (Flora.Backends.StochasticRounding and BFloat16.RoundStochastic on the CPU)
+// Element i takes 16 bits of Philox block i / 8 under the key (k0, k1): word (i / 2) % 4, its low half for even i and
+// its high half for odd i. bf16(x) = (bits(x) + r) >> 16 rounds |x| up with probability equal to the dropped fraction.
+
+__device__ __forceinline__ unsigned short stochastic_bf16_bits(float x, unsigned int r) {
+    unsigned int bits = __float_as_uint(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x40u);
+    return (unsigned short)((bits + (r & 0xffffu)) >> 16);
+}
+
+// The four words of Philox block `block` (one block serves eight elements).
+__device__ __forceinline__ void philox_words(long long block, unsigned int k0, unsigned int k1, unsigned int* w) {
+    unsigned int c0 = (unsigned int)block, c1 = (unsigned int)((unsigned long long)block >> 32), c2 = 0, c3 = 0;
+    philox_round10(c0, c1, c2, c3, k0, k1);
+    w[0] = c0; w[1] = c1; w[2] = c2; w[3] = c3;
+}
+
+// y[i] = stochastic bf16 of x[i], one thread per block of eight elements (any n, any alignment).
+FLORA_KERNEL void stochastic_round_bf16(const float* x, unsigned short* y, int n, unsigned int k0, unsigned int k1) {
+    GRID_STRIDE(block, ((long long)n + 7) / 8) {
+        unsigned int w[4];
+        philox_words(block, k0, k1, w);
+        for (int j = 0; j < 8; j++) {
+            long long i = block * 8 + j;
+            if (i < n) y[i] = stochastic_bf16_bits(x[i], (j & 1) ? (w[j >> 1] >> 16) : w[j >> 1]);
+        }
+    }
+}
+
+// The same for n a multiple of 8 with x 16-byte and y 16-byte aligned: two float4 loads and one 16-byte store per thread.
+FLORA_KERNEL void stochastic_round_bf16_x8(const float4* x, uint4* y, int blocks, unsigned int k0, unsigned int k1) {
+    GRID_STRIDE(block, blocks) {
+        unsigned int w[4];
+        philox_words(block, k0, k1, w);
+        float4 a = x[2 * block], b = x[2 * block + 1];
+        unsigned int h0 = stochastic_bf16_bits(a.x, w[0]), h1 = stochastic_bf16_bits(a.y, w[0] >> 16);
+        unsigned int h2 = stochastic_bf16_bits(a.z, w[1]), h3 = stochastic_bf16_bits(a.w, w[1] >> 16);
+        unsigned int h4 = stochastic_bf16_bits(b.x, w[2]), h5 = stochastic_bf16_bits(b.y, w[2] >> 16);
+        unsigned int h6 = stochastic_bf16_bits(b.z, w[3]), h7 = stochastic_bf16_bits(b.w, w[3] >> 16);
+        y[block] = make_uint4(h0 | (h1 << 16), h2 | (h3 << 16), h4 | (h5 << 16), h6 | (h7 << 16));
+    }
+}

@@ -4,6 +4,11 @@ FLORA_KERNEL void embedding_forward(const float* table, const int* ids, float* o
     GRID_STRIDE(i, (long long)n * cols) out[i] = table[(long long)ids[i / cols] * cols + i % cols];
 }
 
+// The same from a bf16 table (weights stored in bf16), widened exactly.
+FLORA_KERNEL void embedding_forward_bf16(const unsigned short* table, const int* ids, float* out, int n, int cols) {
+    GRID_STRIDE(i, (long long)n * cols) out[i] = __uint_as_float((unsigned int)table[(long long)ids[i / cols] * cols + i % cols] << 16);
+}
+
 // dtable[ids[r]] += alpha dout[r]  (atomics: repeated ids add up in any order)
 FLORA_KERNEL void embedding_backward(const float* dout, const int* ids, float* dtable, int n, int cols, float alpha) {
     GRID_STRIDE(i, (long long)n * cols) atomicAdd(&dtable[(long long)ids[i / cols] * cols + i % cols], alpha * dout[i]);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flora.Backends;
 using Flora.Checkpoints;
+using Flora.Tensors;
 
 namespace Flora.Nn.Models.HuggingFace;
 
@@ -186,7 +187,7 @@ public sealed class HfDirectory
                 if (LoraLinear.IsAdapter(p.Name)) continue;
                 if (!_tensors.TryGetValue(p.Name, out var where)) return p.Name;
                 if (!open.TryGetValue(where.File, out var file)) open[where.File] = file = SafeTensorsFile.Open(where.File);
-                if (!file.GetInfo(where.Tensor).HasShape(p.Shape) || !file.ReadFloats(where.Tensor).AsSpan().SequenceEqual(p.Value.ToArray())) return p.Name;
+                if (!file.GetInfo(where.Tensor).HasShape(p.Shape) || !AsLoaded(file.ReadFloats(where.Tensor), p.Value)) return p.Name;
             }
             return null;
         }
@@ -194,6 +195,17 @@ public sealed class HfDirectory
         {
             foreach (var file in open.Values) file.Dispose();
         }
+    }
+
+    /// <summary>Whether <paramref name="value"/> holds <paramref name="stored"/> as loading put it there (bf16 weights: rounded to nearest even).</summary>
+    private static bool AsLoaded(float[] stored, Tensor value)
+    {
+        if (value.DType == DType.Float32) return stored.AsSpan().SequenceEqual(value.ToArray());
+        var bits = new ushort[value.Count];
+        value.CopyTo<ushort>(bits);
+        for (int i = 0; i < bits.Length; i++)
+            if (BFloat16.RoundToNearestEven(stored[i]) != bits[i]) return false;
+        return true;
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flora.Checkpoints;
+using Flora.Tensors;
 
 namespace Flora.Nn.Models.HuggingFace;
 
@@ -78,8 +79,11 @@ public static class HfExport
             else
             {
                 foreach (var adapter in adapters) adapter.Merge();
-                WriteText(System.IO.Path.Combine(temporary, HfDirectory.ConfigFile), config.ToJson());
-                WriteWeights(config, model.Parameters().Where(p => !LoraLinear.IsAdapter(p.Name)).ToList(), temporary, options.MaxShardBytes);
+                var weights = model.Parameters().Where(p => !LoraLinear.IsAdapter(p.Name)).ToList();
+                // bf16 weight matrices are written as BF16 (exactly what the model holds), vectors as F32.
+                string dtype = weights.All(p => p.Value.DType == DType.BFloat16) ? "bfloat16" : "float32";
+                WriteText(System.IO.Path.Combine(temporary, HfDirectory.ConfigFile), config.ToJson(dtype));
+                WriteWeights(config, weights, temporary, options.MaxShardBytes);
             }
             options.WriteTokenizer?.Invoke(temporary);
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
@@ -95,7 +99,7 @@ public static class HfExport
     /// <summary>The weights in one file, or in shards of at most <paramref name="maxShardBytes"/> (a larger tensor alone) with an index.</summary>
     private static void WriteWeights(HfModelConfig config, IReadOnlyList<Parameter> parameters, string directory, long maxShardBytes)
     {
-        long total = parameters.Sum(p => 4L * p.Value.Count);
+        long total = parameters.Sum(p => p.Value.Bytes);
         if (total <= maxShardBytes)
         {
             var writer = new SafeTensorsWriter().AddMetadata("format", "pt");
@@ -107,7 +111,7 @@ public static class HfExport
         long size = 0;
         foreach (var p in parameters)
         {
-            long bytes = 4L * p.Value.Count;
+            long bytes = p.Value.Bytes;
             if (shards.Count == 0 || (size + bytes > maxShardBytes && size > 0)) { shards.Add([]); size = 0; }
             shards[^1].Add(p);
             size += bytes;

@@ -1,0 +1,44 @@
+using Flora.Experiments;
+using Flora.Training;
+using static Flora.Tests.TestCli;
+
+namespace Flora.Tests.Cli;
+
+/// <summary>The command line of bf16 weights: <c>flora train --weights</c> and the options of the 7B-scale benchmark.</summary>
+public class Bf16CliTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("flora-bf16-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    [Fact]
+    public void Bench_train_takes_the_options_of_the_large_model_benchmark()
+    {
+        // The command with a model that runs on the CPU: bf16 weights, LOMO, activation checkpointing, FLORA.
+        string json = Path.Combine(_temp, "bench.json");
+        var (code, stdout, error) = RunCli("bench", "train", "--model", "llama-tiny", "--weights", "bf16", "--lomo", "on", "--activation-checkpointing",
+            "--optimizer", "flora:8", "--batch", "1", "--seq-len", "32", "--steps", "1", "--warmup", "1", "--tokenizer", "bpe:300", "--vocabulary", "1000", "--json", json);
+        Assert.True(code == 0, error);
+        Assert.Contains("bf16, ckpt", stdout);
+        Assert.Contains("vocabulary 1,000", stdout);
+        var row = Assert.Single(TrainBenchmark.ReadJson(json).Rows);
+        Assert.Equal(("bf16", true, 1000, true), (row.Weights, row.Checkpointing, row.Vocabulary, row.Lomo));
+        Assert.True(row.PeakByTag!["Parameters"] > 0);
+        Assert.Equal(32_000, TrainBenchmark.ParseVocabulary("published", "llama-7b"));
+        Assert.Equal(128_256, TrainBenchmark.ParseVocabulary("published", "llama-1b"));
+        Assert.Equal(0, TrainBenchmark.ParseVocabulary("published", "gpt-tiny"));       // no published shape: the tokenizer's
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.ParseVocabulary("big", "llama-7b"));
+    }
+
+    [Fact]
+    public void Train_with_bf16_weights_records_them_and_refuses_an_unknown_type()
+    {
+        string run = Path.Combine(_temp, "run");
+        var (code, _, error) = RunCli("train", "--quick", "--steps", "3", "--weights", "bf16", "--out", run);
+        Assert.True(code == 0, error);
+        Assert.Equal("bf16", TrainingCheckpoint.ReadInfo(TrainingCheckpoint.Resolve(run)).Options.Weights);
+        (code, _, error) = RunCli("train", "--quick", "--steps", "3", "--weights", "fp16", "--out", Path.Combine(_temp, "bad"));
+        Assert.Equal(Flora.Cli.FloraCli.UserError, code);
+        Assert.Contains("unknown weight type 'fp16'", error);
+    }
+}
