@@ -108,7 +108,8 @@ internal static class LaunchCommand
     internal static (string File, string[] Prefix) SelfCommand()
     {
         string? process = Environment.ProcessPath;
-        string cli = typeof(LaunchCommand).Assembly.Location;                  // empty in a single-file build
+        string cli = Path.Combine(AppContext.BaseDirectory, "Flora.Cli.dll");
+        if (!File.Exists(cli)) cli = "";                                        // a single-file build: the program is the process
         if (process is not null && (cli.Length == 0 || Path.GetFileNameWithoutExtension(process) == Path.GetFileNameWithoutExtension(cli)))
             return (process, []);
         string dotnet = process is not null && Path.GetFileNameWithoutExtension(process) == "dotnet" ? process
