@@ -41,18 +41,21 @@ public class KillResumeTests(ITestOutputHelper output) : IDisposable
     /// <summary>
     /// A moment to kill at: a random time while the process starts and prepares; the instant it writes its tokenizer
     /// or a checkpoint; or a few steps on, at a random point of a step (half the kills, so the run makes progress).
+    /// Whatever the moment, a run about to finish is killed first, so that a fast machine cannot finish the run before
+    /// the kills are done (the last run, after them, finishes).
     /// </summary>
     private static Func<bool> PickMoment(Random random, string run, DateTime started, int latest)
     {
         var clock = Stopwatch.StartNew();
         int delay = random.Next(100, 1500), steps = random.Next(1, 6), extra = random.Next(0, 30);
         Stopwatch? reached = null;
-        return random.Next(4) switch
+        Func<bool> moment = random.Next(4) switch
         {
             0 => () => clock.ElapsedMilliseconds >= delay,
             1 => () => Writing(run, started) is not null || clock.ElapsedMilliseconds > 4000,
             _ => () => (reached ??= LatestStep(run) >= latest + steps ? Stopwatch.StartNew() : null) is { } r && r.ElapsedMilliseconds >= extra,
         };
+        return () => moment() || LatestStep(run) >= Steps - 1;
     }
 
     /// <summary>What the run started at <paramref name="started"/> is writing right now: its tokenizer, a checkpoint, or null.</summary>
