@@ -2,7 +2,7 @@ using Flora.Tensors;
 
 namespace Flora.Backends.Cpu;
 
-public sealed unsafe partial class CpuBackend
+internal sealed unsafe partial class CpuBackend
 {
     /// <inheritdoc/>
     public void Svd(Tensor a, Tensor? u, Tensor? s, Tensor? vt)

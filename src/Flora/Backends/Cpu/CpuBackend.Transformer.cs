@@ -5,7 +5,7 @@ using Tensor = Flora.Tensors.Tensor;
 namespace Flora.Backends.Cpu;
 
 /// <summary>The transformer kernels of the CPU backend: embeddings, norms, attention, rotary, SwiGLU, dropout.</summary>
-public sealed unsafe partial class CpuBackend
+internal sealed unsafe partial class CpuBackend
 {
     // ---- embeddings ------------------------------------------------------------------------------
 

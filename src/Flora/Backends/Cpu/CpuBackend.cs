@@ -11,7 +11,7 @@ namespace Flora.Backends.Cpu;
 /// reductions through <see cref="TensorPrimitives"/>, split across cores where the work is large
 /// enough to pay for it. This is the only place in Flora where C# loops over tensor elements.
 /// </summary>
-public sealed unsafe partial class CpuBackend : IBackend
+internal sealed unsafe partial class CpuBackend : IBackend
 {
     /// <summary>
     /// Element count below which an op runs on the calling thread. Element-wise ops are memory-bound

@@ -3,7 +3,7 @@ using Flora.Tensors;
 namespace Flora.Backends.Cuda;
 
 /// <summary>The transformer, loss, optimizer, reduction and random ops of the CUDA backend.</summary>
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     // ---- transformer layers ---------------------------------------------------------------------
 

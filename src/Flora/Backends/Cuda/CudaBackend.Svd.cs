@@ -2,7 +2,7 @@ using Flora.Tensors;
 
 namespace Flora.Backends.Cuda;
 
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     /// <summary>cuSOLVER, loaded by the first SVD (GaLore's projection) and disposed with the backend.</summary>
     private CuSolver? _solver;

@@ -9,7 +9,7 @@ namespace Flora.Backends.Cuda;
 /// allocator tagged in the ledger. All work goes to the default stream in issue order; results that
 /// return a number to the host (reductions, the loss) wait for it.
 /// </summary>
-public sealed unsafe partial class CudaBackend : IBackend
+internal sealed unsafe partial class CudaBackend : IBackend
 {
     private const uint Threads = 256;
     private readonly CudaDevice _device;
