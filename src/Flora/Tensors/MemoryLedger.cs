@@ -108,11 +108,21 @@ public sealed class MemoryLedger
 }
 
 /// <summary>Bytes of one tag: now, at its own peak, and at the moment of the overall peak.</summary>
+/// <param name="Tag">The tag the row counts.</param>
+/// <param name="CurrentBytes">Bytes of the tag allocated and not yet freed.</param>
+/// <param name="PeakBytes">The most bytes the tag held at once (since the last <see cref="MemoryLedger.ResetPeaks"/>).</param>
+/// <param name="BytesAtTotalPeak">Bytes of the tag when the total over all tags was at its peak.</param>
 public sealed record MemoryTagUsage(MemoryTag Tag, long CurrentBytes, long PeakBytes, long BytesAtTotalPeak);
 
 /// <summary>A copy of the ledger's counters at one moment.</summary>
+/// <param name="Tags">One row per <see cref="MemoryTag"/>, in the order of the enum's values.</param>
+/// <param name="CurrentTotalBytes">Bytes held now, all tags together.</param>
+/// <param name="PeakTotalBytes">The most bytes held at once, all tags together (since the last <see cref="MemoryLedger.ResetPeaks"/>).</param>
+/// <param name="Allocations">Storages allocated since the ledger was made.</param>
+/// <param name="Frees">Storages freed since the ledger was made.</param>
 public sealed record MemorySnapshot(
     IReadOnlyList<MemoryTagUsage> Tags, long CurrentTotalBytes, long PeakTotalBytes, long Allocations, long Frees)
 {
+    /// <summary>The row of <paramref name="tag"/>.</summary>
     public MemoryTagUsage this[MemoryTag tag] => Tags[(int)tag];
 }

@@ -28,23 +28,35 @@ public sealed class MemoryTimeline
         MaxSamples = maxSamples;
     }
 
+    /// <summary>The most samples kept; events past it only count in <see cref="Dropped"/> and the peak.</summary>
     public int MaxSamples { get; }
 
     /// <summary>Bytes per tag (in <see cref="Tags"/> order) right after one event, <see cref="Seconds"/> after the timeline was made.</summary>
+    /// <param name="Event">The event's number since the timeline was attached, dropped events included.</param>
+    /// <param name="Seconds">Seconds since the timeline was made.</param>
+    /// <param name="Bytes">Bytes held per tag, indexed like <see cref="Tags"/>.</param>
     public readonly record struct Sample(long Event, double Seconds, long[] Bytes)
     {
+        /// <summary>Bytes held over all tags.</summary>
         public long Total => Bytes.Sum();
+
+        /// <summary>Bytes held under <paramref name="tag"/>.</summary>
         public long this[MemoryTag tag] => Bytes[(int)tag];
     }
 
     /// <summary>A label at a moment: it precedes sample <see cref="NextSample"/>.</summary>
+    /// <param name="NextSample">Index in <see cref="Samples"/> of the first sample after the mark.</param>
+    /// <param name="Seconds">Seconds since the timeline was made.</param>
+    /// <param name="Label">What happened, e.g. "step 3" or "backward".</param>
     public readonly record struct Mark(int NextSample, double Seconds, string Label);
 
     /// <summary>Events seen but not kept, after <see cref="MaxSamples"/> was reached.</summary>
     public long Dropped { get; private set; }
 
+    /// <summary>A copy of the samples kept so far, oldest first.</summary>
     public IReadOnlyList<Sample> Samples { get { lock (_gate) return _samples.ToArray(); } }
 
+    /// <summary>A copy of the marks added so far, in the order they were added.</summary>
     public IReadOnlyList<Mark> Marks { get { lock (_gate) return _marks.ToArray(); } }
 
     /// <summary>The largest total seen (0 before the first sample).</summary>

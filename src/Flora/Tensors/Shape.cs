@@ -7,6 +7,8 @@ public readonly struct Shape : IEquatable<Shape>
 {
     private readonly int[]? _dims;
 
+    /// <summary>A shape of the dimensions <paramref name="dims"/> (copied); none gives a scalar.</summary>
+    /// <exception cref="ArgumentException">A dimension is negative or the element count exceeds <see cref="int.MaxValue"/>.</exception>
     public Shape(params int[] dims)
     {
         ArgumentNullException.ThrowIfNull(dims);
@@ -49,15 +51,25 @@ public readonly struct Shape : IEquatable<Shape>
     /// <summary>The dimensions as a new array.</summary>
     public int[] ToArray() => _dims is null ? [] : (int[])_dims.Clone();
 
+    /// <inheritdoc/>
     public bool Equals(Shape other) => (_dims ?? []).AsSpan().SequenceEqual(other._dims ?? []);
+
+    /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is Shape s && Equals(s);
+
+    /// <inheritdoc/>
     public override int GetHashCode()
     {
         var hash = new HashCode();
         if (_dims is not null) foreach (int d in _dims) hash.Add(d);
         return hash.ToHashCode();
     }
+    /// <summary>True when the shapes are equal dimension for dimension.</summary>
     public static bool operator ==(Shape a, Shape b) => a.Equals(b);
+
+    /// <summary>True when the shapes differ in rank or in any dimension.</summary>
     public static bool operator !=(Shape a, Shape b) => !a.Equals(b);
+
+    /// <summary>The dimensions in parentheses, e.g. "(4, 64)"; "()" for a scalar.</summary>
     public override string ToString() => "(" + string.Join(", ", _dims ?? []) + ")";
 }

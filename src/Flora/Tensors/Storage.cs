@@ -10,6 +10,10 @@ public abstract class Storage : IDisposable
 {
     private int _disposed;
 
+    /// <summary>
+    /// Records the block's owner and size; the derived class allocates the memory and reports it to
+    /// <paramref name="ledger"/> under <paramref name="tag"/>. <see cref="Dispose"/> reports the free.
+    /// </summary>
     protected Storage(MemoryLedger ledger, MemoryTag tag, long bytes)
     {
         Ledger = ledger;
@@ -17,8 +21,13 @@ public abstract class Storage : IDisposable
         Bytes = bytes;
     }
 
+    /// <summary>The ledger the block was counted in when allocated and is subtracted from when disposed.</summary>
     public MemoryLedger Ledger { get; }
+
+    /// <summary>What the block is for, the ledger row its bytes are counted under.</summary>
     public MemoryTag Tag { get; }
+
+    /// <summary>Size of the block in bytes, fixed for its life.</summary>
     public long Bytes { get; }
 
     /// <summary>Start of the block: a host address or a device address.</summary>
@@ -31,11 +40,13 @@ public abstract class Storage : IDisposable
         }
     }
 
+    /// <summary>Start of the block without the disposed check; <see cref="Pointer"/> reads it.</summary>
     protected abstract IntPtr RawPointer { get; }
 
     /// <summary>True when the memory is host memory that C# code may read directly.</summary>
     public abstract bool IsHost { get; }
 
+    /// <summary>True once <see cref="Dispose"/> (or the finalizer) has released the memory.</summary>
     public bool IsDisposed => _disposed != 0;
 
     /// <summary>Copies <paramref name="destination"/>.Length bytes, starting <paramref name="byteOffset"/> bytes into the block, to host memory.</summary>
@@ -65,8 +76,10 @@ public abstract class Storage : IDisposable
             throw new ArgumentOutOfRangeException(nameof(byteOffset), $"bytes [{byteOffset}, {byteOffset + length}) are outside a storage of {Bytes} bytes");
     }
 
+    /// <summary>Frees the memory; called exactly once, from <see cref="Dispose"/> or from the finalizer.</summary>
     protected abstract void Release();
 
+    /// <summary>Frees the memory and subtracts <see cref="Bytes"/> from the ledger; later calls do nothing.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
@@ -75,6 +88,7 @@ public abstract class Storage : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>Frees the memory of a storage that was never disposed, without touching the ledger.</summary>
     ~Storage()
     {
         // A leaked storage still gives its memory back; the ledger is not touched from the finalizer thread.
@@ -83,7 +97,7 @@ public abstract class Storage : IDisposable
 }
 
 /// <summary>Host memory from <see cref="NativeMemory.AlignedAlloc(nuint, nuint)"/>, 64-byte aligned, zero-filled.</summary>
-public sealed unsafe class HostStorage : Storage
+internal sealed unsafe class HostStorage : Storage
 {
     public const int Alignment = 64;
     private readonly void* _pointer;

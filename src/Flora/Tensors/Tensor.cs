@@ -24,8 +24,13 @@ public sealed class Tensor : IDisposable
         _ownsStorage = ownsStorage;
     }
 
+    /// <summary>The memory the elements live in; shared with every view of the same owning tensor.</summary>
     public Storage Storage { get; }
+
+    /// <summary>The dimensions, outermost first; the last one is the columns of the matrix view.</summary>
     public Shape Shape { get; }
+
+    /// <summary>The element type, which fixes the bytes per element.</summary>
     public DType DType { get; }
 
     /// <summary>Offset of the first element inside <see cref="Storage"/>, in elements.</summary>
@@ -43,6 +48,7 @@ public sealed class Tensor : IDisposable
     /// <summary>Address of the first element (host or device).</summary>
     public IntPtr Pointer => Storage.Pointer + (nint)(Offset * DType.Size());
 
+    /// <summary>Bytes the elements occupy: <see cref="Count"/> times the element size (not the whole storage).</summary>
     public long Bytes => (long)Count * DType.Size();
 
     /// <summary>A tensor of another shape over the same elements (no copy). The view must not outlive this tensor.</summary>
@@ -99,12 +105,15 @@ public sealed class Tensor : IDisposable
             throw new ArgumentException($"a host buffer of {length} elements does not match tensor {this} of {Count}");
     }
 
+    /// <summary>True once the storage has been freed (by this tensor, or by the owner of a view).</summary>
     public bool IsDisposed => Storage.IsDisposed;
 
+    /// <summary>Frees the storage if this tensor owns it; a view frees nothing.</summary>
     public void Dispose()
     {
         if (_ownsStorage) Storage.Dispose();
     }
 
+    /// <summary>Shape, element type and memory tag, e.g. "Tensor(4, 64) Float32 Activations".</summary>
     public override string ToString() => $"Tensor{Shape} {DType} {Storage.Tag}";
 }
