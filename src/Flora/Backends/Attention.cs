@@ -7,8 +7,11 @@ namespace Flora.Backends;
 /// and v out of a fused projection (q at 0, k at C, v at 2C of a (B*T, 3C) tensor) without copies.
 /// The row stride is the tensor's column count.
 /// </summary>
+/// <param name="Tensor">The tensor read as a matrix; the block borrows it and frees nothing.</param>
+/// <param name="Offset">The first column of the block.</param>
 public readonly record struct ColumnBlock(Tensor Tensor, int Offset)
 {
+    /// <summary>Elements from one row of the block to the next: the tensor's column count (3C for a fused q, k, v).</summary>
     public int Stride => Tensor.Columns;
 }
 
@@ -22,6 +25,15 @@ public readonly record struct ColumnBlock(Tensor Tensor, int Offset)
 /// and value heads: query head h reads key/value head h / (H / KeyValueHeads), so k and v are
 /// (KeyValueHeads hd) wide; 0 means H (every query head has its own).
 /// </summary>
+/// <param name="Batch">B, the batch elements.</param>
+/// <param name="Heads">H, the query heads.</param>
+/// <param name="QueryLength">Tq, the query positions per batch element.</param>
+/// <param name="KeyLength">Tk, the key and value positions per batch element (Tq for self-attention).</param>
+/// <param name="HeadDim">hd, the width of one head.</param>
+/// <param name="Causal">Whether query i attends only to keys j &lt;= i (needs Tq = Tk).</param>
+/// <param name="Scale">The factor on q k^T before the softmax, usually 1/sqrt(hd).</param>
+/// <param name="KeyLengths">Real (unpadded) keys per batch element, B values in [1, Tk]; null when every key is real.</param>
+/// <param name="KeyValueHeads">Hkv, the key/value heads of grouped-query attention, dividing H; 0 for H.</param>
 public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int HeadDim, bool Causal, float Scale,
     int[]? KeyLengths = null, int KeyValueHeads = 0)
 {
@@ -40,6 +52,12 @@ public readonly record struct AttentionShape(int Batch, int Heads, int QueryLeng
     /// <summary>Keys of batch element b that are not padding.</summary>
     public int ValidKeys(int b) => KeyLengths?[b] ?? KeyLength;
 
+    /// <summary>
+    /// Checks the forward operands against these sizes: q (B Tq rows, H hd wide), k and v (B Tk rows, Hkv hd wide),
+    /// output (B Tq, H hd), logSumExp B H Tq values; and the sizes themselves (causal with Tq = Tk, key lengths in
+    /// [1, Tk], H divisible by Hkv).
+    /// </summary>
+    /// <exception cref="ArgumentException">Anything does not match; the message names the operand and the sizes.</exception>
     public void Validate(ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         if (Causal && QueryLength != KeyLength) throw new ArgumentException($"causal attention needs equal query and key lengths, got {QueryLength} and {KeyLength}");

@@ -35,9 +35,20 @@ public interface IBackend : IDisposable
     /// <summary>A new zero-filled tensor, tagged in the ledger.</summary>
     Tensor Allocate(Shape shape, MemoryTag tag, DType dtype = DType.Float32);
 
+    /// <summary>destination = source, from host memory into a Float32 tensor of the same element count.</summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
     void Upload(ReadOnlySpan<float> source, Tensor destination);
+
+    /// <summary>destination = source, from host memory into an Int32 tensor (token ids, labels) of the same element count.</summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
     void Upload(ReadOnlySpan<int> source, Tensor destination);
+
+    /// <summary>destination = source, from a Float32 tensor into host memory of the same element count; returns when the copy is done.</summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
     void Download(Tensor source, Span<float> destination);
+
+    /// <summary>destination = source, from an Int32 tensor into host memory of the same element count; returns when the copy is done.</summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
     void Download(Tensor source, Span<int> destination);
 
     /// <summary>

@@ -16,6 +16,7 @@ namespace Flora.Backends;
 /// </summary>
 public static class Seeds
 {
+    /// <summary>SplitMix64's finaliser of x + 0x9E3779B97F4A7C15: a bijection of 64-bit values that scrambles every bit.</summary>
     public static ulong Mix(ulong x)
     {
         ulong z = x + 0x9E3779B97F4A7C15UL;
@@ -24,10 +25,13 @@ public static class Seeds
         return z ^ (z >> 31);
     }
 
+    /// <summary>The seed of child <paramref name="index"/> of <paramref name="parent"/>: Mix(parent XOR Mix(index)).</summary>
     public static ulong Derive(ulong parent, ulong index) => Mix(parent ^ Mix(index));
 
+    /// <summary>The seed of the parameter (or stream) called <paramref name="name"/> under <paramref name="root"/>: Derive(root, FNV-1a-64(name)).</summary>
     public static ulong ForName(ulong root, string name) => Derive(root, Fnv1a64(name));
 
+    /// <summary>The 64-bit FNV-1a hash of the UTF-8 bytes of <paramref name="text"/> (offset basis 0xCBF29CE484222325, prime 0x100000001B3).</summary>
     public static ulong Fnv1a64(string text)
     {
         ulong hash = 0xCBF29CE484222325UL;

@@ -17,6 +17,7 @@ public sealed class TensorSlot : IDisposable
     private Tensor? _buffer;
     private Tensor? _view;
 
+    /// <summary>An empty slot whose buffer <paramref name="backend"/> allocates, under <paramref name="tag"/>, of <paramref name="dtype"/> elements, on the first <see cref="Get"/>.</summary>
     public TensorSlot(IBackend backend, MemoryTag tag, DType dtype = DType.Float32)
     {
         _backend = backend;
@@ -48,6 +49,7 @@ public sealed class TensorSlot : IDisposable
         return t;
     }
 
+    /// <summary>Frees the buffer; views returned earlier become invalid.</summary>
     public void Dispose()
     {
         _buffer?.Dispose();

@@ -8,6 +8,7 @@ namespace Flora.Devices;
 /// <summary>Creates the backend for a device name of the command line.</summary>
 public static class BackendFactory
 {
+    /// <summary>The names <see cref="Create"/> and <see cref="ParsePrecision"/> accept, one per <see cref="GemmPrecision"/>, in its order.</summary>
     public static readonly IReadOnlyList<string> Precisions = ["fp32", "tf32", "bf16"];
 
     /// <summary>
@@ -21,6 +22,8 @@ public static class BackendFactory
         _ => throw new ArgumentException($"unknown device '{device}': use cpu or cuda"),
     };
 
+    /// <summary>The <see cref="GemmPrecision"/> named "fp32", "tf32" or "bf16" (lower case, as on the command line).</summary>
+    /// <exception cref="ArgumentException">Any other name.</exception>
     public static GemmPrecision ParsePrecision(string precision) => precision switch
     {
         "fp32" => GemmPrecision.Fp32,

@@ -119,7 +119,12 @@ internal static unsafe class Driver
 /// <summary>A CUDA driver, NVRTC or cuBLAS call failed; the message names the call and its arguments.</summary>
 public sealed class CudaException : FloraException
 {
+    /// <summary>A failure with the library's status <paramref name="code"/> and a message naming the call.</summary>
     public CudaException(int code, string message) : base(message) => Code = code;
 
+    /// <summary>
+    /// The status the failed call returned, in the numbering of the library that returned it (CUresult for the driver,
+    /// nvrtcResult, cublasStatus_t or cusolverStatus_t); the message says which library it was.
+    /// </summary>
     public int Code { get; }
 }
