@@ -51,8 +51,13 @@ public sealed class SvgLineChart
         YLabel = yLabel ?? throw new ArgumentNullException(nameof(yLabel));
     }
 
+    /// <summary>The bold line above the plot, also the SVG document's &lt;title&gt;.</summary>
     public string Title { get; }
+
+    /// <summary>The label under the X axis (units included, e.g. "step").</summary>
     public string XLabel { get; }
+
+    /// <summary>The label beside the Y axis, written vertically.</summary>
     public string YLabel { get; }
 
     /// <summary>A small grey line under the title (for example the run's settings).</summary>

@@ -20,6 +20,7 @@ public sealed class SvgStackedAreaChart
     private readonly List<(double X, string Label)> _markers = new();
     private double[] _x = [];
 
+    /// <summary>Starts an empty chart; no argument may be null (an empty label leaves its room out).</summary>
     public SvgStackedAreaChart(string title, string xLabel, string yLabel)
     {
         Title = title ?? throw new ArgumentNullException(nameof(title));
@@ -27,9 +28,16 @@ public sealed class SvgStackedAreaChart
         YLabel = yLabel ?? throw new ArgumentNullException(nameof(yLabel));
     }
 
+    /// <summary>The bold line above the plot, also the SVG document's &lt;title&gt;.</summary>
     public string Title { get; }
+
+    /// <summary>The label under the X axis (e.g. "seconds"); empty leaves no room for it.</summary>
     public string XLabel { get; }
+
+    /// <summary>The label beside the Y axis (e.g. "MiB"); empty leaves no room for it.</summary>
     public string YLabel { get; }
+
+    /// <summary>A small grey line under the title (for example the configuration); null or empty for none.</summary>
     public string? Subtitle { get; set; }
 
     /// <summary>Fixed top of the Y axis (to give several panels one scale); null follows the data.</summary>

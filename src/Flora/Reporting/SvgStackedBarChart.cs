@@ -14,6 +14,8 @@ public sealed class SvgStackedBarChart
     private readonly string[] _categories;
     private readonly List<(string Name, double[] Values, int Colour)> _layers = new();
 
+    /// <summary>Starts a chart with one bar per entry of <paramref name="categories"/>, left to right, and no layers yet.</summary>
+    /// <exception cref="ArgumentException"><paramref name="categories"/> is empty.</exception>
     public SvgStackedBarChart(string title, string yLabel, IReadOnlyList<string> categories)
     {
         Title = title ?? throw new ArgumentNullException(nameof(title));
@@ -22,8 +24,13 @@ public sealed class SvgStackedBarChart
         if (_categories.Length == 0) throw new ArgumentException("a bar chart needs at least one category", nameof(categories));
     }
 
+    /// <summary>The bold line above the bars, also the SVG document's &lt;title&gt;.</summary>
     public string Title { get; }
+
+    /// <summary>The label beside the Y axis (e.g. "MiB").</summary>
     public string YLabel { get; }
+
+    /// <summary>A small grey line under the title; null or empty for none.</summary>
     public string? Subtitle { get; set; }
 
     /// <summary>Adds a segment to every bar (one value per category); <paramref name="colour"/> is a palette index.</summary>
@@ -34,6 +41,10 @@ public sealed class SvgStackedBarChart
         _layers.Add((name, values.ToArray(), colour ?? _layers.Count));
     }
 
+    /// <summary>
+    /// Renders the chart as a complete SVG document of <paramref name="width"/> × <paramref name="height"/> pixels:
+    /// the bars with their totals above them, the category names slanted below, the legend on the right.
+    /// </summary>
     public string ToSvg(int width = 900, int height = 460)
     {
         int n = _categories.Length;
