@@ -17,25 +17,43 @@ namespace Flora.Checkpoints;
 /// </summary>
 public enum SafeTensorDType
 {
+    /// <summary>"BOOL": one byte per element, 0 or 1.</summary>
     Bool,
+    /// <summary>"U8": unsigned 8-bit integer.</summary>
     U8,
+    /// <summary>"I8": signed 8-bit integer.</summary>
     I8,
+    /// <summary>"F8_E5M2": 8-bit float, 5 exponent and 2 mantissa bits.</summary>
     F8E5M2,
+    /// <summary>"F8_E4M3": 8-bit float, 4 exponent and 3 mantissa bits.</summary>
     F8E4M3,
+    /// <summary>"F8_E8M0": 8-bit power-of-two scale (8 exponent bits, no mantissa), as in microscaling formats.</summary>
     F8E8M0,
+    /// <summary>"I16": signed 16-bit integer.</summary>
     I16,
+    /// <summary>"U16": unsigned 16-bit integer.</summary>
     U16,
+    /// <summary>"F16": IEEE half precision.</summary>
     F16,
+    /// <summary>"BF16": bfloat16, the top 16 bits of a float32; Flora's <see cref="DType.BFloat16"/>.</summary>
     BF16,
+    /// <summary>"I32": signed 32-bit integer; Flora's <see cref="DType.Int32"/>.</summary>
     I32,
+    /// <summary>"U32": unsigned 32-bit integer.</summary>
     U32,
+    /// <summary>"F32": IEEE single precision; Flora's <see cref="DType.Float32"/>.</summary>
     F32,
+    /// <summary>"C64": complex number of two float32 (real, imaginary), 8 bytes.</summary>
     C64,
+    /// <summary>"F64": IEEE double precision.</summary>
     F64,
+    /// <summary>"I64": signed 64-bit integer (PyTorch's token ids).</summary>
     I64,
+    /// <summary>"U64": unsigned 64-bit integer.</summary>
     U64,
 }
 
+/// <summary>Element sizes and header names of <see cref="SafeTensorDType"/>, and the file type of a Flora <see cref="DType"/>.</summary>
 public static class SafeTensorDTypeExtensions
 {
     private static readonly Dictionary<string, SafeTensorDType> ByCode =
@@ -91,7 +109,10 @@ public sealed class SafeTensorInfo
         End = end;
     }
 
+    /// <summary>The tensor's key in the header (e.g. "transformer.h.0.attn.c_attn.weight").</summary>
     public string Name { get; }
+
+    /// <summary>The element type the header gives (its "dtype").</summary>
     public SafeTensorDType DType { get; }
 
     /// <summary>Dimensions, outermost first (row-major); empty for a scalar.</summary>
@@ -106,6 +127,7 @@ public sealed class SafeTensorInfo
     /// <summary>One past the last byte of the data, relative to the start of the byte buffer.</summary>
     public long End { get; }
 
+    /// <summary>Bytes of data: <see cref="End"/> - <see cref="Begin"/>, the element count times the element size.</summary>
     public long ByteCount => End - Begin;
 
     /// <summary>The shape written like <see cref="Tensors.Shape.ToString"/>: "(a, b)", "()" for a scalar.</summary>
@@ -120,6 +142,7 @@ public sealed class SafeTensorInfo
         return true;
     }
 
+    /// <summary>Name, header type and shape, e.g. "wte.weight F32 (50257, 768)".</summary>
     public override string ToString() => $"{Name} {DType.Code()} {ShapeText}";
 }
 
@@ -406,6 +429,7 @@ public sealed class SafeTensorsFile : IDisposable
         _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
     }
 
+    /// <summary>The path the file was opened with; error messages start with it.</summary>
     public string Path { get; }
 
     /// <summary>Length of the file when it was opened.</summary>
@@ -423,6 +447,7 @@ public sealed class SafeTensorsFile : IDisposable
     /// <summary>Every tensor, in the order of their data in the file.</summary>
     public IReadOnlyList<SafeTensorInfo> Tensors { get; }
 
+    /// <summary>True when the header has a tensor called <paramref name="name"/> (ordinal, case-sensitive).</summary>
     public bool Contains(string name) => _byName.ContainsKey(name);
 
     /// <summary>The header's description of tensor <paramref name="name"/>.</summary>
@@ -567,6 +592,7 @@ public sealed class SafeTensorsFile : IDisposable
         return result;
     }
 
+    /// <summary>Closes the file; reads afterwards throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose() => _handle.Dispose();
 
     // ---- reading data ---------------------------------------------------------------------------
