@@ -14,7 +14,7 @@ namespace Flora.Data;
 /// streamed once; every problem is reported as a <see cref="DataFormatException"/>
 /// naming the file.
 /// </remarks>
-public static class IdxFile
+internal static class IdxFile
 {
     /// <summary>Magic number of an unsigned-byte file with 3 dimensions (count, rows, columns).</summary>
     public const int ImagesMagic = 0x00000803;

@@ -20,6 +20,11 @@ public sealed class ImageBatcher : IDisposable
     private readonly Tensor _images, _labels;
     private int _position;
 
+    /// <summary>
+    /// Batches of <paramref name="batchSize"/> examples of <paramref name="data"/>, shuffled with <paramref name="seed"/>;
+    /// allocates the batch tensors on <paramref name="backend"/> under <see cref="MemoryTag.Activations"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch size is not positive or larger than the data set.</exception>
     public ImageBatcher(IBackend backend, ImageDataset data, int batchSize, int seed)
     {
         if (batchSize <= 0) throw new ArgumentException($"batch size must be positive, got {batchSize}", nameof(batchSize));
@@ -61,6 +66,7 @@ public sealed class ImageBatcher : IDisposable
         return (_images, _labels);
     }
 
+    /// <summary>Frees the two batch tensors; the data set is borrowed.</summary>
     public void Dispose()
     {
         _images.Dispose();

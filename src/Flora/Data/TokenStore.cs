@@ -41,6 +41,7 @@ public sealed unsafe class TokenStore : IDisposable
     /// <summary>The token file behind the store, or null when it lives in memory.</summary>
     public string? Path { get; }
 
+    /// <summary>A store over <paramref name="tokens"/> in memory (held, not copied).</summary>
     public static TokenStore FromArray(int[] tokens) => new(tokens);
 
     /// <summary>Tokens [start, start + count).</summary>
@@ -136,6 +137,7 @@ public sealed unsafe class TokenStore : IDisposable
         Environment.GetEnvironmentVariable("FLORA_TOKEN_CACHE")
         ?? System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "flora", "tokens");
 
+    /// <summary>Unmaps a token file; a store in memory has nothing to free. Spans returned by <see cref="Slice"/> are invalid afterwards.</summary>
     public void Dispose()
     {
         if (_view is not null)

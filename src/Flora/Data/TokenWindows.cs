@@ -5,6 +5,8 @@ using Flora.Tensors;
 namespace Flora.Data;
 
 /// <summary>Where a <see cref="TokenWindows"/> stands: the pass over the data and the next window of that pass.</summary>
+/// <param name="Epoch">The pass, from 0; each pass has its own window order.</param>
+/// <param name="Index">The next window of the pass's order to read (of the global batch, with data parallelism).</param>
 public readonly record struct DataPosition(long Epoch, long Index);
 
 /// <summary>
@@ -23,6 +25,13 @@ public sealed class TokenWindows : IDisposable
     private int[] _order = [];
     private long _orderEpoch = -1;
 
+    /// <summary>
+    /// Windows over the token ids <paramref name="tokens"/> (held, not copied): batches of <paramref name="batchSize"/>
+    /// windows of <paramref name="sequenceLength"/> + 1 tokens, the order of each pass drawn from <paramref name="seed"/>.
+    /// <paramref name="name"/> names the text in errors.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch size or sequence length is not positive.</exception>
+    /// <exception cref="FloraException">The text has fewer windows than one batch.</exception>
     public TokenWindows(IBackend backend, int[] tokens, int batchSize, int sequenceLength, ulong seed, string name = "training")
         : this(backend, TokenStore.FromArray(tokens), batchSize, sequenceLength, seed, name) { }
 
@@ -45,11 +54,22 @@ public sealed class TokenWindows : IDisposable
         Targets = backend.Allocate(new Shape(batchSize, sequenceLength), MemoryTag.Activations, DType.Int32);
     }
 
+    /// <summary>B, the windows per batch of this reader.</summary>
     public int BatchSize { get; }
+
+    /// <summary>T, the input (and target) tokens per window.</summary>
     public int SequenceLength { get; }
+
+    /// <summary>Windows per pass: (tokens - 1) / T, rounded down.</summary>
     public long WindowCount { get; }
+
+    /// <summary>The Int32 inputs (B, T) of the current batch, owned by this object and refilled by <see cref="Next"/>.</summary>
     public Tensor Inputs { get; }
+
+    /// <summary>The Int32 targets (B, T) of the current batch (the inputs shifted by one token), owned and refilled like <see cref="Inputs"/>.</summary>
     public Tensor Targets { get; }
+
+    /// <summary>The next batch to read; set it to resume from a checkpoint.</summary>
     public DataPosition Position { get; set; }
 
     /// <summary>This reader's shard (data-parallel rank) and the number of shards; 0 of 1 reads everything.</summary>
@@ -115,6 +135,7 @@ public sealed class TokenWindows : IDisposable
         }
     }
 
+    /// <summary>Frees <see cref="Inputs"/> and <see cref="Targets"/>; the token store is borrowed and stays open.</summary>
     public void Dispose()
     {
         Inputs.Dispose();

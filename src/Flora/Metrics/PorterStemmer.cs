@@ -31,7 +31,7 @@ namespace Flora.Metrics;
 /// </para>
 /// <para>Thread-safe: the stemmer keeps no state.</para>
 /// </remarks>
-public static class PorterStemmer
+internal static class PorterStemmer
 {
     /// <summary>NLTK's table of irregular forms: the word as given (before lowercasing) → its stem.</summary>
     private static readonly Dictionary<string, string> Irregular = new(StringComparer.Ordinal)

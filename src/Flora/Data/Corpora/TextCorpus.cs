@@ -6,15 +6,20 @@ namespace Flora.Data.Corpora;
 /// <summary>The three parts of a <see cref="TextCorpus"/>.</summary>
 public enum CorpusSplit
 {
+    /// <summary>What the model trains on.</summary>
     Train,
+    /// <summary>Held out from training; the split a run evaluates as it trains.</summary>
     Validation,
+    /// <summary>Held out from training and from a run's evaluations; for the final result.</summary>
     Test,
 }
 
 /// <summary>What a corpus is split into: paragraphs (the chapters of the embedded corpus) or single lines.</summary>
 public enum CorpusUnit
 {
+    /// <summary>Runs of non-blank lines between blank lines; used when there are at least <see cref="TextCorpus.Period"/> of them.</summary>
     Paragraph,
+    /// <summary>Single non-blank lines; used for a text with fewer paragraphs.</summary>
     Line,
 }
 
