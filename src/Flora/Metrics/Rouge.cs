@@ -38,7 +38,7 @@ public static class Rouge
     /// rouge-score's default tokenizer: lowercase; every run of characters other than a–z and 0–9 becomes a
     /// separator (so punctuation, accented letters and all other non-ASCII characters split words: "café" →
     /// "caf"); with <paramref name="stem"/>, tokens longer than 3 characters go through
-    /// <see cref="PorterStemmer.Stem"/>; only non-empty tokens of a–z, 0–9 are kept.
+    /// the Porter stemmer (NLTK's, as rouge-score uses); only non-empty tokens of a–z, 0–9 are kept.
     /// </summary>
     /// <remarks>
     /// Lowercasing is Python's, whose only non-ASCII characters that become ASCII letters are U+212A (Kelvin
