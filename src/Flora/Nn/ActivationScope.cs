@@ -14,7 +14,9 @@ public sealed class ActivationScope : IDisposable
     private readonly IBackend _backend;
     private readonly Dictionary<string, TensorSlot> _slots = new();
 
-    /// <summary>An empty scope whose buffers <paramref name="backend"/> allocates, tagged <see cref="MemoryTag.Activations"/>.</summary>
+    /// <summary>
+    /// An empty scope whose buffers <paramref name="backend"/> allocates, tagged <see cref="MemoryTag.Activations"/>.
+    /// </summary>
     public ActivationScope(IBackend backend) => _backend = backend;
 
     /// <summary>The slot for <paramref name="key"/>, created (empty) on first use.</summary>

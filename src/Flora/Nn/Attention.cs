@@ -18,7 +18,9 @@ public sealed class SelfAttention : Module
     /// <paramref name="qkv"/> maps C to 3C (q, k, v side by side) and <paramref name="output"/> maps C back to C. With
     /// <paramref name="rotaryTheta"/>, q and k get rotary positions of that base.
     /// </summary>
-    /// <exception cref="ArgumentException">C does not split into the heads, or rotary positions meet an odd head size.</exception>
+    /// <exception cref="ArgumentException">
+    /// C does not split into the heads, or rotary positions meet an odd head size.
+    /// </exception>
     public SelfAttention(IBackend backend, string name, int dimension, int heads, bool causal, Module qkv, Module output,
         float? rotaryTheta = null)
         : base(backend, name)
@@ -37,7 +39,9 @@ public sealed class SelfAttention : Module
     public int Dimension { get; }
     /// <summary>H: the number of heads, each of C / H channels.</summary>
     public int Heads { get; }
-    /// <summary>Whether position t attends only to positions up to t (decoders) rather than to every position (encoders, ViT).</summary>
+    /// <summary>
+    /// Whether position t attends only to positions up to t (decoders) rather than to every position (encoders, ViT).
+    /// </summary>
     public bool Causal { get; }
     /// <summary>The fused q, k, v projection (C -&gt; 3C): a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
     public Module Qkv { get; }

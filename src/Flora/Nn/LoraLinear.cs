@@ -24,7 +24,9 @@ public sealed class LoraLinear : Module
     /// <param name="alpha">The scale numerator: the adapter's path is multiplied by alpha / r.</param>
     /// <param name="seed">The Philox seed of A.</param>
     /// <param name="trainA">Whether A trains (true) or stays at its random start (LoRA(B)).</param>
-    /// <exception cref="ArgumentException">The rank is outside [1, min(in, out)], or alpha is not positive and finite.</exception>
+    /// <exception cref="ArgumentException">
+    /// The rank is outside [1, min(in, out)], or alpha is not positive and finite.
+    /// </exception>
     public LoraLinear(Linear baseLayer, int rank, float alpha, ulong seed, bool trainA = true)
         : base(baseLayer.Backend, baseLayer.Name)
     {

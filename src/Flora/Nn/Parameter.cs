@@ -29,7 +29,10 @@ public sealed class Parameter : IDisposable
     /// <see cref="WeightStorage.Use"/>. Optimizers update it in place.
     /// </summary>
     public Tensor Value { get; }
-    /// <summary>The shape of <see cref="Value"/>, e.g. (out, in) for the weight of a <see cref="Linear"/> in the (out, in) layout.</summary>
+    /// <summary>
+    /// The shape of <see cref="Value"/>, e.g. (out, in) for the weight of a <see cref="Linear"/> in the (out, in)
+    /// layout.
+    /// </summary>
     public Shape Shape => Value.Shape;
 
     /// <summary>False for frozen weights (LoRA's base matrix): modules then skip their gradient entirely.</summary>

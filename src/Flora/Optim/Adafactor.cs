@@ -39,15 +39,24 @@ public sealed record AdafactorOptions
     public float DecayRate { get; init; } = -0.8f;
     /// <summary>Decoupled weight decay: W = W (1 - weightDecay lr_t) before the step; 0 by default.</summary>
     public float WeightDecay { get; init; }
-    /// <summary>Multiply the step size by max(eps2, RMS(W)), so the learning rate is relative to each weight's size; on by default.</summary>
+    /// <summary>
+    /// Multiply the step size by max(eps2, RMS(W)), so the learning rate is relative to each weight's size; on by
+    /// default.
+    /// </summary>
     public bool ScaleParameter { get; init; } = true;
-    /// <summary>Use the step size min(1e-2, 1/sqrt(t)) instead of <see cref="LearningRate"/> (which must then be null); off by default.</summary>
+    /// <summary>
+    /// Use the step size min(1e-2, 1/sqrt(t)) instead of <see cref="LearningRate"/> (which must then be null); off by
+    /// default.
+    /// </summary>
     public bool RelativeStep { get; init; }
     /// <summary>With <see cref="RelativeStep"/>: start from 1e-6 t (a linear warm-up) instead of 1e-2; off by default.</summary>
     public bool WarmupInit { get; init; }
     /// <summary>Factored (row and column) second moment for matrices; false keeps a full-size one.</summary>
     public bool Factored { get; init; } = true;
-    /// <summary>The first moment: none (the default), naive, or FLORA's compressed momentum (<see cref="MomentumOptions.Flora"/>).</summary>
+    /// <summary>
+    /// The first moment: none (the default), naive, or FLORA's compressed momentum
+    /// (<see cref="MomentumOptions.Flora"/>).
+    /// </summary>
     public MomentumOptions Momentum { get; init; } = MomentumOptions.None;
     /// <summary>Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate (Hugging Face's).</summary>
     public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
@@ -92,7 +101,9 @@ public class Adafactor : Optimizer
         : this(backend, OneGroup(parameters), options) { }
 
     /// <summary>Adafactor for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates.</summary>
-    /// <exception cref="ArgumentException">A setting is invalid, or forced compression meets a matrix whose compressed dimension is below the rank.</exception>
+    /// <exception cref="ArgumentException">
+    /// A setting is invalid, or forced compression meets a matrix whose compressed dimension is below the rank.
+    /// </exception>
     public Adafactor(IBackend backend, IEnumerable<ParameterGroup> groups, AdafactorOptions options)
         : base(backend, groups, Validated(options).LearningRate ?? 1f, options.WeightDecay)
     {

@@ -58,7 +58,9 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
     /// <param name="rank">r: an (n, m) matrix accumulates in (n, r) or (r, m).</param>
     /// <param name="accumulationSteps">tau: micro-batches per update.</param>
     /// <param name="seed">Root of the projection seeds: cycle k of parameter p uses Derive(ForName(seed, p), k).</param>
-    /// <param name="resample">A new projection every cycle (true, FLORA); false keeps the first one (the pilot study's RP).</param>
+    /// <param name="resample">
+    /// A new projection every cycle (true, FLORA); false keeps the first one (the pilot study's RP).
+    /// </param>
     /// <param name="immediate">Update each matrix inside the last backward pass of a cycle (LOMO).</param>
     /// <exception cref="ArgumentException">The number of accumulation steps or the rank is not positive.</exception>
     public CompressedAccumulateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer, int rank,

@@ -81,7 +81,9 @@ public sealed class GaLore : Optimizer
         public Tensor? Projection { get; internal set; }
         /// <summary>The step (0 for the first update) whose gradient gave <see cref="Projection"/>; -1 before the first.</summary>
         public long ProjectionStep { get; internal set; } = -1;
-        /// <summary>m: the first moment, (r, m) or (n, r) in the subspace, or full size for a parameter that gets plain AdamW.</summary>
+        /// <summary>
+        /// m: the first moment, (r, m) or (n, r) in the subspace, or full size for a parameter that gets plain AdamW.
+        /// </summary>
         public Tensor M { get; internal set; } = null!;
         /// <summary>v: the second moment, of the shape of <see cref="M"/>.</summary>
         public Tensor V { get; internal set; } = null!;

@@ -88,7 +88,10 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.SaveState(writer, $"{prefix}{i}/");
     }
 
-    /// <summary>Restores what <see cref="SaveState"/> wrote under <paramref name="prefix"/> into a pipeline built with the same options.</summary>
+    /// <summary>
+    /// Restores what <see cref="SaveState"/> wrote under <paramref name="prefix"/> into a pipeline built with the same
+    /// options.
+    /// </summary>
     /// <exception cref="InvalidDataException">The saved state does not fit these sinks.</exception>
     public void LoadState(SafeTensorsFile file, string prefix)
     {
@@ -128,7 +131,10 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
 /// <summary>Training produced a NaN or an infinity: the message names the step and where it appeared.</summary>
 public sealed class NonFiniteException : FloraException
 {
-    /// <summary>Training stopped at <paramref name="step"/>: <paramref name="what"/> (e.g. "the gradient of 'wte.weight' is NaN or infinite").</summary>
+    /// <summary>
+    /// Training stopped at <paramref name="step"/>: <paramref name="what"/> (e.g. "the gradient of 'wte.weight' is NaN
+    /// or infinite").
+    /// </summary>
     public NonFiniteException(long step, string what)
         : base($"step {step}: {what}; training stopped (lower the learning rate, or enable gradient clipping); the last checkpoint is kept") => Step = step;
 

@@ -21,7 +21,8 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
 
     /// <summary>
     /// Applies <paramref name="optimizer"/> to each gradient as it arrives; gradients are computed into
-    /// <paramref name="scratch"/>, one parameter at a time, and the buffers of tied parameters come from <paramref name="backend"/>.
+    /// <paramref name="scratch"/>, one parameter at a time, and the buffers of tied parameters come from
+    /// <paramref name="backend"/>.
     /// </summary>
     public ImmediateUpdateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer)
     {

@@ -45,7 +45,9 @@ public sealed record MomentumOptions
     /// matrices (<see cref="FloraRules"/>) keep naive momentum.
     /// </summary>
     public bool ForceCompression { get; init; }
-    /// <summary>Root of the projection seeds: parameter p in resampling period k uses Derive(ForName(Seed, p), k); 0 by default.</summary>
+    /// <summary>
+    /// Root of the projection seeds: parameter p in resampling period k uses Derive(ForName(Seed, p), k); 0 by default.
+    /// </summary>
     public ulong Seed { get; init; }
 
     /// <summary>No first moment.</summary>

@@ -38,7 +38,9 @@ public abstract class Optimizer : IDisposable
     /// An optimizer over <paramref name="groups"/>, whose state <paramref name="backend"/> allocates;
     /// <paramref name="learningRate"/> and <paramref name="weightDecay"/> are the defaults of groups that set none.
     /// </summary>
-    /// <exception cref="ArgumentException">There is no group, a parameter is in two groups, or the weight decay is negative or not finite.</exception>
+    /// <exception cref="ArgumentException">
+    /// There is no group, a parameter is in two groups, or the weight decay is negative or not finite.
+    /// </exception>
     protected Optimizer(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float weightDecay)
     {
         Backend = backend;
@@ -164,7 +166,9 @@ public abstract class Optimizer : IDisposable
     /// <summary>The group's learning rate (or the default) times <see cref="LearningRateScale"/>.</summary>
     protected float LearningRateOf(ParameterGroup group) => (group.LearningRate ?? LearningRate) * LearningRateScale;
 
-    /// <summary>The group's weight decay, or the optimizer's default when the group sets none (schedules do not scale it).</summary>
+    /// <summary>
+    /// The group's weight decay, or the optimizer's default when the group sets none (schedules do not scale it).
+    /// </summary>
     protected float WeightDecayOf(ParameterGroup group) => group.WeightDecay ?? WeightDecay;
 
     /// <summary>
@@ -245,7 +249,10 @@ public abstract class Optimizer : IDisposable
     /// <summary>Allocates the state of one parameter (zeros; step 0).</summary>
     protected abstract ParameterState CreateState(Parameter parameter, ParameterGroup group);
 
-    /// <summary>Frees the pipeline behind <see cref="Gradients"/> with its sinks, the bf16 working copy and every parameter's state.</summary>
+    /// <summary>
+    /// Frees the pipeline behind <see cref="Gradients"/> with its sinks, the bf16 working copy and every parameter's
+    /// state.
+    /// </summary>
     public virtual void Dispose()
     {
         _gradients?.Dispose();
@@ -261,7 +268,10 @@ public abstract class Optimizer : IDisposable
     protected static float Positive(float value, string name) =>
         value > 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be positive and finite, got {value}", name);
 
-    /// <summary>Returns <paramref name="value"/>; throws an <see cref="ArgumentException"/> naming the hyper-parameter unless it is non-negative and finite.</summary>
+    /// <summary>
+    /// Returns <paramref name="value"/>; throws an <see cref="ArgumentException"/> naming the hyper-parameter unless it
+    /// is non-negative and finite.
+    /// </summary>
     protected static float NonNegative(float value, string name) =>
         value >= 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be non-negative and finite, got {value}", name);
 

@@ -16,7 +16,9 @@ public sealed record OptimizerSpec
     /// usual one). Relative to each weight's RMS for the Adafactor-based optimizers.
     /// </summary>
     public float LearningRate { get; init; } = 1e-3f;
-    /// <summary>Weight decay: decoupled for Adafactor, AdamW and GaLore, L2 added to the gradient for SGD; 0 by default.</summary>
+    /// <summary>
+    /// Weight decay: decoupled for Adafactor, AdamW and GaLore, L2 added to the gradient for SGD; 0 by default.
+    /// </summary>
     public float WeightDecay { get; init; }
     /// <summary>The first-moment decay (momentum beta), and SGD's momentum factor for sgd-momentum; 0.9 by default.</summary>
     public float Beta1 { get; init; } = 0.9f;
@@ -62,7 +64,10 @@ public sealed record OptimizerSpec
 
     private string Order => MomentumOrder == AdafactorMomentumOrder.ClipThenAverage ? ", momentum after clipping (Hugging Face's order)" : "";
 
-    /// <summary>The optimizer <see cref="Name"/> names, with these settings, for <paramref name="parameters"/>, its state on <paramref name="backend"/>.</summary>
+    /// <summary>
+    /// The optimizer <see cref="Name"/> names, with these settings, for <paramref name="parameters"/>, its state on
+    /// <paramref name="backend"/>.
+    /// </summary>
     /// <exception cref="ArgumentException">The name is unknown, or a setting is out of range for that optimizer.</exception>
     public Optimizer Create(IBackend backend, IEnumerable<Parameter> parameters)
     {

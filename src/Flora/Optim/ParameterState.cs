@@ -53,7 +53,9 @@ public class ParameterState : IDisposable
         return tensor;
     }
 
-    /// <summary>One line: the parameter and its shape, the step, each tensor with its shape and description, the total bytes.</summary>
+    /// <summary>
+    /// One line: the parameter and its shape, the step, each tensor with its shape and description, the total bytes.
+    /// </summary>
     public override string ToString() =>
         $"{Parameter.Name} {Parameter.Shape}: step {Step}, " +
         (_tensors.Count == 0 ? "no state" : string.Join(", ", _tensors.Select(t => $"{t.Name} {t.Shape} ({t.Description})"))) + $", {Bytes:N0} bytes";

@@ -26,9 +26,14 @@ public sealed record PipelineOptions
     public int AccumulationSteps { get; init; } = 1;
     /// <summary>r of compressed accumulation's projections (required, positive, for Compressed; unused otherwise).</summary>
     public int Rank { get; init; }
-    /// <summary>Update each parameter inside backward, as soon as its last gradient of the cycle is complete; off by default.</summary>
+    /// <summary>
+    /// Update each parameter inside backward, as soon as its last gradient of the cycle is complete; off by default.
+    /// </summary>
     public bool Lomo { get; init; }
-    /// <summary>Root of the accumulators' projection seeds: cycle k of parameter p uses Derive(ForName(Seed, p), k); 0 by default.</summary>
+    /// <summary>
+    /// Root of the accumulators' projection seeds: cycle k of parameter p uses Derive(ForName(Seed, p), k); 0 by
+    /// default.
+    /// </summary>
     public ulong Seed { get; init; }
     /// <summary>
     /// With Compressed: compress every matrix, not only those <see cref="FloraRules"/> accepts, and refuse a rank above

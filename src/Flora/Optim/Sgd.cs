@@ -25,7 +25,9 @@ public sealed class Sgd : Optimizer
         : this(backend, OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
 
     /// <summary>SGD for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates.</summary>
-    /// <exception cref="ArgumentException">The learning rate is not positive, the momentum outside [0, 1), or Nesterov is asked for without momentum.</exception>
+    /// <exception cref="ArgumentException">
+    /// The learning rate is not positive, the momentum outside [0, 1), or Nesterov is asked for without momentum.
+    /// </exception>
     public Sgd(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
         : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
     {

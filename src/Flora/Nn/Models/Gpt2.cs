@@ -120,7 +120,9 @@ public sealed class Gpt2 : LanguageModel
     /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_wte, _wpe, _drop, .. _blocks, _lnF, _head];
 
-    /// <summary>6 N for the weights plus 12 L C T for the attention scores and values at <paramref name="sequenceLength"/> T.</summary>
+    /// <summary>
+    /// 6 N for the weights plus 12 L C T for the attention scores and values at <paramref name="sequenceLength"/> T.
+    /// </summary>
     public override double TrainingFlopsPerToken(int sequenceLength) =>
         6.0 * ParameterCount + 12.0 * Config.Layers * Config.Embed * sequenceLength;
 

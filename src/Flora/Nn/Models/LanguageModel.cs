@@ -10,10 +10,14 @@ namespace Flora.Nn.Models;
 /// </summary>
 public abstract class LanguageModel : Module
 {
-    /// <summary>A model on <paramref name="backend"/> whose dropout layers draw their masks under <paramref name="context"/>.</summary>
+    /// <summary>
+    /// A model on <paramref name="backend"/> whose dropout layers draw their masks under <paramref name="context"/>.
+    /// </summary>
     protected LanguageModel(IBackend backend, string name, ModelContext context) : base(backend, name) => Context = context;
 
-    /// <summary>The training flag, step and seed the dropout layers read: set <c>Training</c> to false to evaluate or generate.</summary>
+    /// <summary>
+    /// The training flag, step and seed the dropout layers read: set <c>Training</c> to false to evaluate or generate.
+    /// </summary>
     public ModelContext Context { get; }
 
     /// <summary>Token ids have no gradient: a language model's Backward returns null.</summary>

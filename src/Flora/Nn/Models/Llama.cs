@@ -168,7 +168,9 @@ public sealed class Llama : LanguageModel
     /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_embed, .. _blocks, _norm, _head];
 
-    /// <summary>6 N for the weights plus 12 L H hd T for the attention scores and values at <paramref name="sequenceLength"/> T.</summary>
+    /// <summary>
+    /// 6 N for the weights plus 12 L H hd T for the attention scores and values at <paramref name="sequenceLength"/> T.
+    /// </summary>
     public override double TrainingFlopsPerToken(int sequenceLength) =>
         6.0 * ParameterCount + 12.0 * Config.Layers * Config.Heads * Config.HeadSize * sequenceLength;
 

@@ -22,7 +22,10 @@ public sealed record T5Config(int EncoderLayers, int DecoderLayers, int Heads, i
     /// <summary>T5-small's sizes (6 + 6 layers, 8 heads, 512 channels, 2048 feed-forward).</summary>
     public static T5Config T5SmallSize(int vocabulary = 32128) => new(6, 6, 8, 512, 2048, vocabulary, 512);
 
-    /// <summary>Throws an <see cref="ArgumentException"/> when a size is not positive or the channels do not split into the heads.</summary>
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> when a size is not positive or the channels do not split into the
+    /// heads.
+    /// </summary>
     public void Validate()
     {
         if (EncoderLayers <= 0 || DecoderLayers <= 0 || Heads <= 0 || Embed <= 0 || FeedForward <= 0 || Vocabulary <= 0 || Context <= 0)
@@ -126,7 +129,9 @@ public sealed class T5 : LanguageModel
     }
 
     /// <inheritdoc/>
-    /// <exception cref="ArgumentException">The ids are not Int32 (B, Ts) within the context, or the lengths do not match them.</exception>
+    /// <exception cref="ArgumentException">
+    /// The ids are not Int32 (B, Ts) within the context, or the lengths do not match them.
+    /// </exception>
     public override void SetSource(Tensor sourceIds, int[]? lengths = null)
     {
         CheckIds(sourceIds, Config.Context, "T5 source");
@@ -189,7 +194,10 @@ public sealed class T5 : LanguageModel
         _shared.Backward(dm, gradients);                                       // source tokens: the shared weight's third gradient
     }
 
-    /// <summary>Frees every layer's parameters and buffers and the backward buffers the encoder's and the decoder's blocks share.</summary>
+    /// <summary>
+    /// Frees every layer's parameters and buffers and the backward buffers the encoder's and the decoder's blocks
+    /// share.
+    /// </summary>
     public override void Dispose()
     {
         base.Dispose();
