@@ -27,7 +27,7 @@ public enum AdafactorMomentumOrder
 /// </summary>
 public sealed record AdafactorOptions
 {
-    /// <summary>External learning rate; null requires <see cref="RelativeStep"/>.</summary>
+    /// <summary>External learning rate; null (the default) requires <see cref="RelativeStep"/>.</summary>
     public float? LearningRate { get; init; }
     /// <summary>eps1, added to G^2 in the second moment; 1e-30 by default.</summary>
     public float Eps1 { get; init; } = 1e-30f;
@@ -51,14 +51,17 @@ public sealed record AdafactorOptions
     public bool RelativeStep { get; init; }
     /// <summary>With <see cref="RelativeStep"/>: start from 1e-6 t (a linear warm-up) instead of 1e-2; off by default.</summary>
     public bool WarmupInit { get; init; }
-    /// <summary>Factored (row and column) second moment for matrices; false keeps a full-size one.</summary>
+    /// <summary>Factored (row and column) second moment for matrices (on by default); false keeps a full-size one.</summary>
     public bool Factored { get; init; } = true;
     /// <summary>
     /// The first moment: none (the default), naive, or FLORA's compressed momentum
     /// (<see cref="MomentumOptions.Flora"/>).
     /// </summary>
     public MomentumOptions Momentum { get; init; } = MomentumOptions.None;
-    /// <summary>Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate (Hugging Face's).</summary>
+    /// <summary>
+    /// Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate
+    /// (Hugging Face's).
+    /// </summary>
     public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>

@@ -9,7 +9,7 @@ public sealed record OptimizerSpec
     /// <summary>The names <see cref="Create"/> accepts, as <c>flora train --optimizer</c> lists them.</summary>
     public static readonly IReadOnlyList<string> Names = ["flora", "adafactor", "adafactor-momentum", "adamw", "adamw-flora", "sgd", "sgd-momentum", "galore"];
 
-    /// <summary>One of <see cref="Names"/>.</summary>
+    /// <summary>One of <see cref="Names"/>; "flora" by default.</summary>
     public string Name { get; init; } = "flora";
     /// <summary>
     /// The learning rate before any schedule; 1e-3 by default (<see cref="DefaultLearningRate"/> gives each optimizer's
@@ -28,15 +28,18 @@ public sealed record OptimizerSpec
     public int Kappa { get; init; } = 1000;
     /// <summary>FLORA's momentum variant: the official code's by default (better than Algorithm 2 as printed in our ablation).</summary>
     public FloraVariant Variant { get; init; } = FloraVariant.Official;
-    /// <summary>Adafactor's factored second moment; false is the unfactored (linear-memory) one.</summary>
+    /// <summary>Adafactor's factored second moment (on by default); false is the unfactored (linear-memory) one.</summary>
     public bool Factored { get; init; } = true;
-    /// <summary>Adafactor with momentum (and FLORA): average before clipping (the paper's) or after clipping and the learning rate (Hugging Face's).</summary>
+    /// <summary>
+    /// Adafactor with momentum (and FLORA): average before clipping (the paper's, the default) or after clipping and the
+    /// learning rate (Hugging Face's).
+    /// </summary>
     public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
     /// <summary>Root of FLORA's projection seeds; 0 by default.</summary>
     public ulong Seed { get; init; }
-    /// <summary>GaLore: steps between two SVDs of the gradient (update_proj_gap; the GaLore paper's 200).</summary>
+    /// <summary>GaLore: steps between two SVDs of the gradient (update_proj_gap); 200 by default, the GaLore paper's.</summary>
     public int GaLoreGap { get; init; } = 200;
-    /// <summary>GaLore: the scale alpha of the projected-back update (the GaLore paper's 0.25).</summary>
+    /// <summary>GaLore: the scale alpha of the projected-back update; 0.25 by default, the GaLore paper's.</summary>
     public float GaLoreScale { get; init; } = 0.25f;
 
     /// <summary>

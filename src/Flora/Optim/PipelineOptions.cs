@@ -41,7 +41,10 @@ public sealed record PipelineOptions
     /// </summary>
     public bool ForceCompression { get; init; }
 
-    /// <summary>Global gradient-norm clipping; only where every full gradient exists before the update.</summary>
+    /// <summary>
+    /// Global gradient-norm clipping, the largest L2 norm; only where every full gradient exists before the update. Null
+    /// (no clipping) by default.
+    /// </summary>
     public float? ClipNorm { get; init; }
 
     /// <summary>

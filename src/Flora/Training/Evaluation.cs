@@ -12,26 +12,32 @@ namespace Flora.Training;
 /// <summary>What <c>flora eval</c> evaluates and how it generates.</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary>A run directory (its latest checkpoint) or a checkpoint directory.</summary>
+    /// <summary>
+    /// <c>--checkpoint</c>: a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model
+    /// directory.
+    /// </summary>
     public required string Checkpoint { get; init; }
     /// <summary><c>--split</c>: the split to evaluate; validation by default.</summary>
     public CorpusSplit Split { get; init; } = CorpusSplit.Validation;
-    /// <summary>N pairs of the split drawn at random with a fixed seed (<see cref="HeldOut"/>: the same N every time, in split order); 0 = all.</summary>
+    /// <summary>
+    /// <c>--max-pairs</c>: N pairs of the split drawn at random with a fixed seed (<see cref="HeldOut"/>: the same N every
+    /// time, in split order); 0, the default, for all.
+    /// </summary>
     public int MaxPairs { get; init; }
     /// <summary>
     /// Generation (translation only): <c>--beam</c>, <c>--length-penalty</c>, <c>--max-tokens</c>; greedy by default.
     /// Its batch is replaced by <see cref="BatchSize"/>.
     /// </summary>
     public BeamOptions Beam { get; init; } = new(BeamSize: 1);
-    /// <summary>Prepared data directory; null = the one the run trained on.</summary>
+    /// <summary><c>--data</c>: the prepared data directory; null (the default) for the one the run trained on.</summary>
     public string? Data { get; init; }
-    /// <summary>Where the outputs go; null = run/eval/SPLIT-step-N.</summary>
+    /// <summary><c>--out</c>: where the outputs go; null (the default) for RUN/eval/SPLIT-step-N.</summary>
     public string? OutputDirectory { get; init; }
     /// <summary><c>--device</c>: "cpu" (the default) or "cuda".</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>GPU matrix-product precision: "bf16" (the default), "tf32" or "fp32".</summary>
     public string Precision { get; init; } = "bf16";
-    /// <summary>Porter stemming in ROUGE (rouge-score's use_stemmer).</summary>
+    /// <summary>Porter stemming in ROUGE (rouge-score's use_stemmer); on by default, off with <c>--no-stem</c>.</summary>
     public bool Stem { get; init; } = true;
     /// <summary><c>--batch</c>: pairs or windows per batch, for the loss and for generation; 16 by default.</summary>
     public int BatchSize { get; init; } = 16;

@@ -25,7 +25,7 @@ public sealed record Gpt2Config(int Layers, int Heads, int Embed, int Vocabulary
     /// <summary>Width of the MLP's hidden layer (Hugging Face's n_inner); null means 4 C.</summary>
     public int? Inner { get; init; }
 
-    /// <summary>LayerNorm epsilon (layer_norm_epsilon).</summary>
+    /// <summary>LayerNorm epsilon (layer_norm_epsilon); 1e-5 by default.</summary>
     public float LayerNormEps { get; init; } = 1e-5f;
 
     /// <summary>The MLP width in effect.</summary>

@@ -25,13 +25,13 @@ public sealed record LlamaConfig(int Layers, int Heads, int Embed, int Intermedi
     /// <summary>Size hd of a head; null means C / H.</summary>
     public int? HeadDim { get; init; }
 
-    /// <summary>RMSNorm epsilon (Hugging Face's rms_norm_eps).</summary>
+    /// <summary>RMSNorm epsilon (Hugging Face's rms_norm_eps); 1e-6 by default.</summary>
     public float NormEps { get; init; } = 1e-6f;
 
-    /// <summary>The output projection reuses the token embedding (tie_word_embeddings).</summary>
+    /// <summary>The output projection reuses the token embedding (tie_word_embeddings); off by default.</summary>
     public bool TiedEmbeddings { get; init; }
 
-    /// <summary>q, k and v projections with biases (Qwen2).</summary>
+    /// <summary>q, k and v projections with biases (Qwen2); off by default.</summary>
     public bool AttentionBias { get; init; }
 
     /// <summary>Llama 3's rope scaling, or null for plain rotary positions.</summary>
