@@ -9,7 +9,7 @@ namespace Flora.Distributed;
 /// Seeds (initialisation, data order, FLORA's projections) derive from the settings, so equal settings mean
 /// equal seeds on every rank.
 /// </summary>
-public static class RankAgreement
+internal static class RankAgreement
 {
     /// <summary>Throws <see cref="RankMismatchException"/> on every rank when some rank's <paramref name="settings"/> differ from rank 0's.</summary>
     public static void Check(ICommunicator communicator, string settings, string what = "settings")

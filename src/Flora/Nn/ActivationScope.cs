@@ -14,6 +14,9 @@ public sealed class ActivationScope : IDisposable
     private readonly IBackend _backend;
     private readonly Dictionary<string, TensorSlot> _slots = new();
 
+    /// <summary>
+    /// An empty scope whose buffers <paramref name="backend"/> allocates, tagged <see cref="MemoryTag.Activations"/>.
+    /// </summary>
     public ActivationScope(IBackend backend) => _backend = backend;
 
     /// <summary>The slot for <paramref name="key"/>, created (empty) on first use.</summary>
@@ -27,6 +30,7 @@ public sealed class ActivationScope : IDisposable
         return slot;
     }
 
+    /// <summary>Frees every buffer of the scope; modules that took slots from it must not run again.</summary>
     public void Dispose()
     {
         foreach (var slot in _slots.Values) slot.Dispose();

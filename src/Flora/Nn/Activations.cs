@@ -8,8 +8,10 @@ public sealed class Relu : Module
 {
     private Tensor? _y;
 
+    /// <summary>A ReLU named <paramref name="name"/> on <paramref name="backend"/>; it has no parameters.</summary>
     public Relu(IBackend backend, string name = "relu") : base(backend, name) { }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         _y = Slot("out").Get(input.Shape);
@@ -17,6 +19,7 @@ public sealed class Relu : Module
         return _y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor y = Saved(_y);
@@ -32,8 +35,10 @@ public sealed class Gelu : Module
 {
     private Tensor? _x;
 
+    /// <summary>A GELU named <paramref name="name"/> on <paramref name="backend"/>; it has no parameters.</summary>
     public Gelu(IBackend backend, string name = "gelu") : base(backend, name) { }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         _x = input;
@@ -42,6 +47,7 @@ public sealed class Gelu : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_x);

@@ -13,6 +13,14 @@ public sealed class SelfAttention : Module
     private Tensor? _qkv, _attended;
     private AttentionShape _shape;
 
+    /// <summary>
+    /// Self-attention over <paramref name="dimension"/> channels C in <paramref name="heads"/> heads of C / H channels:
+    /// <paramref name="qkv"/> maps C to 3C (q, k, v side by side) and <paramref name="output"/> maps C back to C. With
+    /// <paramref name="rotaryTheta"/>, q and k get rotary positions of that base.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// C does not split into the heads, or rotary positions meet an odd head size.
+    /// </exception>
     public SelfAttention(IBackend backend, string name, int dimension, int heads, bool causal, Module qkv, Module output,
         float? rotaryTheta = null)
         : base(backend, name)
@@ -27,20 +35,29 @@ public sealed class SelfAttention : Module
         RotaryTheta = rotaryTheta;
     }
 
+    /// <summary>C: the model width, the input's last dimension.</summary>
     public int Dimension { get; }
+    /// <summary>H: the number of heads, each of C / H channels.</summary>
     public int Heads { get; }
+    /// <summary>
+    /// Whether position t attends only to positions up to t (decoders) rather than to every position (encoders, ViT).
+    /// </summary>
     public bool Causal { get; }
     /// <summary>The fused q, k, v projection (C -&gt; 3C): a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
     public Module Qkv { get; }
+    /// <summary>The output projection (C -&gt; C): a <see cref="Linear"/>, or a <see cref="LoraLinear"/> around one.</summary>
     public Module Output { get; }
+    /// <summary>The rotary base theta applied to q and k, or null when positions come from a learned table instead.</summary>
     public float? RotaryTheta { get; }
     private int HeadDim => Dimension / Heads;
 
     /// <summary>Real keys per batch element when the input is right-padded (an encoder over sources of different lengths); null = all.</summary>
     public int[]? KeyLengths { get; set; }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Qkv, Output];
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         if (x.Shape.Rank != 3) throw new ArgumentException($"attention '{Name}': input {x.Shape} should be (B, T, C)");
@@ -56,6 +73,7 @@ public sealed class SelfAttention : Module
         return Output.Forward(attended.View(new Shape(b, t, c)));                           // (B, T, C)
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor qkv = Saved(_qkv), attended = Saved(_attended);
@@ -81,6 +99,12 @@ public sealed class CrossAttention : Module
     private Tensor? _memory, _q, _kv, _attended;
     private AttentionShape _shape;
 
+    /// <summary>
+    /// Cross-attention over <paramref name="dimension"/> channels C in <paramref name="heads"/> heads: <paramref name="query"/>
+    /// maps x to q (C -&gt; C), <paramref name="keyValue"/> maps the memory to k and v side by side (C -&gt; 2C), and
+    /// <paramref name="output"/> maps the attended values back (C -&gt; C).
+    /// </summary>
+    /// <exception cref="ArgumentException">C does not split into the heads.</exception>
     public CrossAttention(IBackend backend, string name, int dimension, int heads, Module query, Module keyValue, Module output)
         : base(backend, name)
     {
@@ -92,12 +116,18 @@ public sealed class CrossAttention : Module
         Output = output;
     }
 
+    /// <summary>C: the model width of the queries and of the memory.</summary>
     public int Dimension { get; }
+    /// <summary>H: the number of heads, each of C / H channels.</summary>
     public int Heads { get; }
+    /// <summary>The query projection applied to x (C -&gt; C).</summary>
     public Module Query { get; }
+    /// <summary>The fused key/value projection applied to the memory (C -&gt; 2C): k in columns [0, C), v in [C, 2C).</summary>
     public Module KeyValue { get; }
+    /// <summary>The output projection (C -&gt; C).</summary>
     public Module Output { get; }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Query, KeyValue, Output];
 
     /// <summary>The encoder output the queries attend to, (B, Tk, C), and its real length per batch element (null = all Tk).</summary>
@@ -108,6 +138,7 @@ public sealed class CrossAttention : Module
     /// <summary>Where backward adds dLoss/dMemory, (B, Tk, C); set by the model.</summary>
     public Tensor? MemoryGradient { get; set; }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         Tensor memory = _memory ?? throw new InvalidOperationException($"cross-attention '{Name}': SetMemory before Forward");
@@ -122,6 +153,7 @@ public sealed class CrossAttention : Module
         return Output.Forward(attended.View(new Shape(b, tq, c)));
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor q = Saved(_q), kv = Saved(_kv), attended = Saved(_attended), memory = Saved(_memory);

@@ -14,6 +14,11 @@ public sealed class Dropout : Module
     private ulong _seed;
     private bool _active;
 
+    /// <summary>
+    /// Dropout named <paramref name="name"/> (its masks derive from the name) that, while <paramref name="context"/> is
+    /// training, zeroes each element with <paramref name="probability"/> p and scales the others by 1 / (1 - p).
+    /// </summary>
+    /// <exception cref="ArgumentException">p is outside [0, 1).</exception>
     public Dropout(IBackend backend, string name, float probability, ModelContext context) : base(backend, name)
     {
         if (!(probability >= 0 && probability < 1)) throw new ArgumentException($"dropout probability must be in [0, 1), got {probability}");
@@ -21,8 +26,10 @@ public sealed class Dropout : Module
         _context = context;
     }
 
+    /// <summary>p: the probability that an element is zeroed, in [0, 1).</summary>
     public float Probability { get; }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         _active = _context.Training && Probability > 0;
@@ -33,6 +40,7 @@ public sealed class Dropout : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         if (!ComputesInputGradient) return null;

@@ -13,6 +13,11 @@ public sealed class Embedding : Module
 {
     private Tensor? _ids;
 
+    /// <summary>
+    /// A table W (<paramref name="vocabulary"/>, <paramref name="dimension"/>) named "name.weight", drawn
+    /// N(0, <paramref name="initStd"/>^2) from <paramref name="seed"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A size is not positive.</exception>
     public Embedding(IBackend backend, string name, int vocabulary, int dimension, ulong seed, float initStd)
         : base(backend, name)
     {
@@ -21,12 +26,17 @@ public sealed class Embedding : Module
         backend.FillGaussian(Weight.Value, seed, initStd);
     }
 
+    /// <summary>The table W (V, C), one row per token id.</summary>
     public Parameter Weight { get; }
+    /// <summary>V: the number of token ids the table has rows for.</summary>
     public int Vocabulary => Weight.Shape[0];
+    /// <summary>C: the width of a row, the model width.</summary>
     public int Dimension => Weight.Shape[1];
 
+    /// <summary>Always false: token ids have no gradient, and setting it changes nothing.</summary>
     public override bool ComputesInputGradient { get => false; set { } }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor ids)
     {
         if (ids.DType != DType.Int32) throw new ArgumentException($"Embedding '{Name}': ids must be Int32, got {ids.DType}");
@@ -36,6 +46,7 @@ public sealed class Embedding : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor ids = Saved(_ids);
@@ -47,6 +58,7 @@ public sealed class Embedding : Module
         return null;
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [Weight];
 }
 
@@ -56,6 +68,10 @@ public sealed class Embedding : Module
 /// </summary>
 public sealed class PositionEmbedding : Module
 {
+    /// <summary>
+    /// A table P (<paramref name="context"/>, <paramref name="dimension"/>) named "name.weight", drawn
+    /// N(0, <paramref name="initStd"/>^2) from <paramref name="seed"/>.
+    /// </summary>
     public PositionEmbedding(IBackend backend, string name, int context, int dimension, ulong seed, float initStd)
         : base(backend, name)
     {
@@ -63,11 +79,14 @@ public sealed class PositionEmbedding : Module
         backend.FillGaussian(Weight.Value, seed, initStd);
     }
 
+    /// <summary>The position table P (context, C), Float32.</summary>
     public Parameter Weight { get; }
+    /// <summary>The longest sequence the table covers: its number of rows.</summary>
     public int Context => Weight.Shape[0];
 
     private int _length;
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         if (x.Shape.Rank != 3 || x.Columns != Weight.Shape[1])
@@ -81,6 +100,7 @@ public sealed class PositionEmbedding : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         int b = gradOutput.Shape[0], t = _length, c = gradOutput.Columns;
@@ -96,5 +116,6 @@ public sealed class PositionEmbedding : Module
         return ComputesInputGradient ? gradOutput : null;                               // dx = dy
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [Weight];
 }

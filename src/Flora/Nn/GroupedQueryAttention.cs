@@ -54,8 +54,10 @@ public sealed class GroupedQueryAttention : Module
     /// <summary>The output projection (H hd -&gt; C).</summary>
     public Module Output { get; }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Query, Key, Value, Output];
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         if (x.Shape.Rank != 3) throw new ArgumentException($"attention '{Name}': input {x.Shape} should be (B, T, C)");
@@ -73,6 +75,7 @@ public sealed class GroupedQueryAttention : Module
         return Output.Forward(attended.View(new Shape(b, t, wq)));                            // (B, T, C)
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor q = Saved(_q), k = Saved(_k), v = Saved(_v), attended = Saved(_attended);

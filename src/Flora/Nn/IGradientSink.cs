@@ -8,6 +8,13 @@ namespace Flora.Nn;
 /// Scale = 1 with a gradient buffer is plain accumulation; Scale = -lr with the weight itself is an
 /// SGD step fused into backward (no gradient buffer, no separate update pass).
 /// </summary>
+/// <param name="Tensor">
+/// Where G goes: a gradient buffer, the shared scratch, or the weight itself for an update fused into the product.
+/// </param>
+/// <param name="Scale">alpha, the factor of G: 1 for a gradient, -lr for a fused SGD step.</param>
+/// <param name="Accumulate">
+/// Whether G is added to what <paramref name="Tensor"/> holds (beta = 1) rather than replacing it (beta = 0).
+/// </param>
 public readonly record struct GradientTarget(Tensor Tensor, float Scale, bool Accumulate)
 {
     /// <summary>The beta to pass to the producing matrix product.</summary>

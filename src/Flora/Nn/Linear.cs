@@ -22,6 +22,13 @@ public sealed class Linear : Module
 {
     private Tensor? _input;
 
+    /// <summary>
+    /// A projection from <paramref name="inFeatures"/> to <paramref name="outFeatures"/> named <paramref name="name"/>
+    /// (parameters "name.weight" and, with <paramref name="bias"/>, "name.bias"), its weight stored in
+    /// <paramref name="layout"/> and drawn N(0, initStd^2) from <paramref name="seed"/>, where
+    /// <paramref name="initStd"/> defaults to 1/sqrt(in).
+    /// </summary>
+    /// <exception cref="ArgumentException">A number of features is not positive.</exception>
     public Linear(IBackend backend, string name, int inFeatures, int outFeatures, bool bias = true, ulong seed = 0,
         WeightLayout layout = WeightLayout.OutIn, float? initStd = null)
         : base(backend, name)
@@ -37,15 +44,21 @@ public sealed class Linear : Module
         if (bias) Bias = new Parameter(backend, Join(name, "bias"), backend.Allocate(new Shape(outFeatures), MemoryTag.Parameters));
     }
 
+    /// <summary>in: the width of the input's last dimension.</summary>
     public int InFeatures { get; }
+    /// <summary>out: the width of the output's last dimension.</summary>
     public int OutFeatures { get; }
+    /// <summary>How <see cref="Weight"/> is stored: (out, in) as torch.nn.Linear, or (in, out) as GPT-2's Conv1D.</summary>
     public WeightLayout Layout { get; }
+    /// <summary>W: (out, in) or (in, out), as <see cref="Layout"/> says.</summary>
     public Parameter Weight { get; }
+    /// <summary>b (out), Float32; null for a layer without bias.</summary>
     public Parameter? Bias { get; }
 
     /// <summary>True when W is stored (out, in), so that x W^T needs the transpose flag.</summary>
     private bool Transposed => Layout == WeightLayout.OutIn;
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         if (input.Columns != InFeatures)
@@ -57,6 +70,7 @@ public sealed class Linear : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);
@@ -83,5 +97,6 @@ public sealed class Linear : Module
         return gradInput;
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => Bias is null ? [Weight] : [Weight, Bias];
 }

@@ -14,6 +14,19 @@ public sealed class LoraLinear : Module
 {
     private Tensor? _input, _h;
 
+    /// <summary>
+    /// Wraps <paramref name="baseLayer"/>, whose parameters are frozen from now on, under its own name: adapters
+    /// "name.lora_A" (r, in), drawn N(0, 1/r) from <paramref name="seed"/>, and "name.lora_B" (out, r), zero, so the
+    /// layer starts as the base layer computes. <paramref name="trainA"/> false freezes A too (LoRA(B)).
+    /// </summary>
+    /// <param name="baseLayer">The projection to adapt.</param>
+    /// <param name="rank">r, between 1 and min(in, out).</param>
+    /// <param name="alpha">The scale numerator: the adapter's path is multiplied by alpha / r.</param>
+    /// <param name="seed">The Philox seed of A.</param>
+    /// <param name="trainA">Whether A trains (true) or stays at its random start (LoRA(B)).</param>
+    /// <exception cref="ArgumentException">
+    /// The rank is outside [1, min(in, out)], or alpha is not positive and finite.
+    /// </exception>
     public LoraLinear(Linear baseLayer, int rank, float alpha, ulong seed, bool trainA = true)
         : base(baseLayer.Backend, baseLayer.Name)
     {
@@ -30,18 +43,25 @@ public sealed class LoraLinear : Module
         B = new Parameter(Backend, Join(Name, "lora_B"), WeightStorage.AllocateMatrix(Backend, new Shape(baseLayer.OutFeatures, rank)));
     }
 
+    /// <summary>The wrapped layer; its weight and bias are frozen (RequiresGrad false) when the adapter is made.</summary>
     public Linear Base { get; }
+    /// <summary>r: the inner width of the adapter.</summary>
     public int Rank { get; }
+    /// <summary>s = alpha / r: the factor of the adapter's path.</summary>
     public float Scale { get; }
+    /// <summary>A (r, in): N(0, 1/r) at start; frozen in LoRA(B).</summary>
     public Parameter A { get; }
+    /// <summary>B (out, r): zero at start and again after <see cref="Merge"/>.</summary>
     public Parameter B { get; }
 
+    /// <summary>The wrapped layer's setting, read and written through: when false, Backward returns null.</summary>
     public override bool ComputesInputGradient
     {
         get => Base.ComputesInputGradient;
         set => Base.ComputesInputGradient = value;
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         _input = input;
@@ -52,6 +72,7 @@ public sealed class LoraLinear : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input), h = Saved(_h);
@@ -93,8 +114,10 @@ public sealed class LoraLinear : Module
         Backend.Fill(B.Value, 0f);
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Base];
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [A, B];
 
     /// <summary>Whether a parameter name is a LoRA adapter's (lora_A or lora_B of a wrapped projection).</summary>

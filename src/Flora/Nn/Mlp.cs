@@ -35,8 +35,10 @@ public sealed class Mlp : Module
     /// <summary>The down projection (F -&gt; C).</summary>
     public Module Down { get; }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => Gate is not null ? [Gate, Up, Down] : [Up, _activation!, Down];
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         if (Gate is null)
@@ -52,6 +54,7 @@ public sealed class Mlp : Module
         return Down.Forward(a);                                                // (N, C)
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor h = Saved(_hidden);

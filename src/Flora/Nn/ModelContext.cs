@@ -10,13 +10,20 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class ModelContext
 {
+    /// <summary>Whether the model is training: dropout is applied only then. Evaluation and generation set it to false.</summary>
     public bool Training { get; set; } = true;
+    /// <summary>The training step the dropout masks are drawn for; the trainer sets it before each step.</summary>
     public long Step { get; set; }
+    /// <summary>The model's seed (the one its weights were drawn from): the root of every dropout seed.</summary>
     public ulong Seed { get; init; }
 
     /// <summary>Data parallel: the rank, so that ranks draw different dropout masks (rank 0 draws a single process's).</summary>
     public int Shard { get; set; }
 
+    /// <summary>
+    /// The dropout seed of the layer named <paramref name="layer"/> at <see cref="Step"/>: Derive(ForName(Seed, layer), Step),
+    /// derived once more with <see cref="Shard"/> on data-parallel ranks other than 0.
+    /// </summary>
     public ulong SeedFor(string layer)
     {
         ulong seed = Seeds.Derive(Seeds.ForName(Seed, layer), (ulong)Step);

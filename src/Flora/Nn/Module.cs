@@ -26,12 +26,17 @@ public abstract class Module : IDisposable
     private ActivationScope? _gradientScope;
     private string _gradientPrefix = "";
 
+    /// <summary>
+    /// A module at path <paramref name="name"/> in its model ("" for the model itself) whose parameters and buffers
+    /// <paramref name="backend"/> allocates and whose kernels it runs.
+    /// </summary>
     protected Module(IBackend backend, string name)
     {
         Backend = backend;
         Name = name;
     }
 
+    /// <summary>The backend that holds this module's parameters and activation buffers and runs its kernels.</summary>
     public IBackend Backend { get; }
 
     /// <summary>Path of the module in its model; parameter names are prefixed with it.</summary>
@@ -141,6 +146,10 @@ public abstract class Module : IDisposable
         sink.OnGradient(parameter, target.Tensor);
     }
 
+    /// <summary>
+    /// Frees the parameters this module holds, then its children, then its private activation scope (a scope shared
+    /// through <see cref="ShareActivations"/> belongs to whoever made it).
+    /// </summary>
     public virtual void Dispose()
     {
         foreach (var p in OwnParameters) p.Dispose();

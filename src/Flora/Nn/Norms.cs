@@ -8,6 +8,10 @@ public sealed class LayerNorm : Module
 {
     private Tensor? _x;
 
+    /// <summary>
+    /// LayerNorm over a last dimension of width <paramref name="dimension"/>, with parameters "name.weight" (gamma, ones)
+    /// and "name.bias" (beta, zeros), Float32, and <paramref name="eps"/> added to the variance.
+    /// </summary>
     public LayerNorm(IBackend backend, string name, int dimension, float eps = 1e-5f) : base(backend, name)
     {
         Eps = eps;
@@ -16,10 +20,14 @@ public sealed class LayerNorm : Module
         backend.Fill(Weight.Value, 1f);
     }
 
+    /// <summary>epsilon, added to the variance before the square root (1e-5 by default).</summary>
     public float Eps { get; }
+    /// <summary>gamma (C): the per-channel gain, 1 at start.</summary>
     public Parameter Weight { get; }
+    /// <summary>beta (C): the per-channel offset, 0 at start.</summary>
     public Parameter Bias { get; }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         _x = x;
@@ -28,6 +36,7 @@ public sealed class LayerNorm : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_x);
@@ -40,6 +49,7 @@ public sealed class LayerNorm : Module
         return ComputesInputGradient ? dx : null;
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [Weight, Bias];
 }
 
@@ -48,6 +58,10 @@ public sealed class RmsNorm : Module
 {
     private Tensor? _x;
 
+    /// <summary>
+    /// RMSNorm over a last dimension of width <paramref name="dimension"/>, with the parameter "name.weight" (w, ones),
+    /// Float32, and <paramref name="eps"/> added to mean(x^2).
+    /// </summary>
     public RmsNorm(IBackend backend, string name, int dimension, float eps = 1e-6f) : base(backend, name)
     {
         Eps = eps;
@@ -55,9 +69,12 @@ public sealed class RmsNorm : Module
         backend.Fill(Weight.Value, 1f);
     }
 
+    /// <summary>epsilon, added to mean(x^2) before the square root (1e-6 by default).</summary>
     public float Eps { get; }
+    /// <summary>w (C): the per-channel gain, 1 at start.</summary>
     public Parameter Weight { get; }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         _x = x;
@@ -66,6 +83,7 @@ public sealed class RmsNorm : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_x);
@@ -75,5 +93,6 @@ public sealed class RmsNorm : Module
         return ComputesInputGradient ? dx : null;
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [Weight];
 }

@@ -34,13 +34,16 @@ public sealed class OutputHead : Module
         _ownsWeight = true;
     }
 
+    /// <summary>W (V, C): the token embedding's table when the head is tied, else the head's own "name.weight".</summary>
     public Parameter Weight { get; }
 
     /// <summary>Rows that carried a loss in the last <see cref="ForwardLoss"/>.</summary>
     public int CountedRows { get; private set; }
 
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => _ownsWeight ? [Weight] : [];
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         _input = x;
@@ -49,6 +52,7 @@ public sealed class OutputHead : Module
         return logits;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);

@@ -24,7 +24,15 @@ public sealed class Parameter : IDisposable
 
     /// <summary>The parameter's path in its model, e.g. "h.0.attn.c_attn.weight".</summary>
     public string Name { get; }
+    /// <summary>
+    /// The weights, owned by the parameter: Float32, or BFloat16 for a weight matrix built inside
+    /// <see cref="WeightStorage.Use"/>. Optimizers update it in place.
+    /// </summary>
     public Tensor Value { get; }
+    /// <summary>
+    /// The shape of <see cref="Value"/>, e.g. (out, in) for the weight of a <see cref="Linear"/> in the (out, in)
+    /// layout.
+    /// </summary>
     public Shape Shape => Value.Shape;
 
     /// <summary>False for frozen weights (LoRA's base matrix): modules then skip their gradient entirely.</summary>
@@ -39,6 +47,7 @@ public sealed class Parameter : IDisposable
     /// <summary>Full-size gradient buffer, owned by the parameter once a sink creates it.</summary>
     public Tensor? Grad { get; set; }
 
+    /// <summary>Frees <see cref="Value"/> and, when a sink created one, <see cref="Grad"/>.</summary>
     public void Dispose()
     {
         Value.Dispose();
@@ -46,5 +55,6 @@ public sealed class Parameter : IDisposable
         Grad = null;
     }
 
+    /// <summary>The name and the shape, followed by "frozen" when <see cref="RequiresGrad"/> is false.</summary>
     public override string ToString() => $"{Name} {Shape}{(RequiresGrad ? "" : " frozen")}";
 }

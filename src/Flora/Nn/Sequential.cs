@@ -12,18 +12,22 @@ public sealed class Sequential : Module
 {
     private readonly Module[] _children;
 
+    /// <summary>A container named <paramref name="name"/> that runs <paramref name="children"/> in the order given.</summary>
+    /// <exception cref="ArgumentException">No child is given.</exception>
     public Sequential(IBackend backend, string name, params Module[] children) : base(backend, name)
     {
         if (children.Length == 0) throw new ArgumentException($"Sequential '{name}' needs at least one child");
         _children = children;
     }
 
+    /// <summary>The first child's setting, read and written through: only the first child sees the container's input.</summary>
     public override bool ComputesInputGradient
     {
         get => _children[0].ComputesInputGradient;
         set => _children[0].ComputesInputGradient = value;
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         Tensor x = input;
@@ -32,6 +36,7 @@ public sealed class Sequential : Module
         return x;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor? g = gradOutput;
@@ -55,5 +60,6 @@ public sealed class Sequential : Module
         }
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => _children;
 }

@@ -15,6 +15,7 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
     private Tensor? _p, _targets;
     private int _counted;
 
+    /// <summary>A loss whose kernels run on <paramref name="backend"/>; it allocates nothing of its own.</summary>
     public SoftmaxCrossEntropyLoss(IBackend backend)
     {
         _backend = backend;
@@ -42,5 +43,6 @@ public sealed class SoftmaxCrossEntropyLoss : IDisposable
         return p;
     }
 
+    /// <summary>Does nothing: the loss works in the caller's logits and holds no memory.</summary>
     public void Dispose() { }
 }

@@ -25,6 +25,12 @@ public sealed class TransformerBlock : Module
     private ActivationScope? _shared;
     private Tensor? _input;
 
+    /// <summary>
+    /// A block named <paramref name="name"/> of <paramref name="norm1"/>, <paramref name="attention"/>,
+    /// <paramref name="norm2"/> and <paramref name="mlp"/>, with <paramref name="normCross"/> and <paramref name="cross"/>
+    /// between them in a decoder block that attends to an encoder (T5). Each residual branch gets dropout of probability
+    /// <paramref name="dropout"/>, its masks drawn under <paramref name="context"/>.
+    /// </summary>
     public TransformerBlock(IBackend backend, string name, Module norm1, Module attention, Module norm2, Mlp mlp,
         float dropout, ModelContext context, Module? normCross = null, CrossAttention? cross = null)
         : base(backend, name)
@@ -42,10 +48,17 @@ public sealed class TransformerBlock : Module
 
     /// <summary>The self-attention: a <see cref="SelfAttention"/> (fused qkv) or a <see cref="GroupedQueryAttention"/>.</summary>
     public Module Attention => _attention;
+    /// <summary>The cross-attention of a decoder block that reads an encoder's output (T5), else null.</summary>
     public CrossAttention? Cross => _cross;
+    /// <summary>The feed-forward branch.</summary>
     public Mlp Mlp => _mlp;
+    /// <summary>
+    /// Whether activation checkpointing is on (<see cref="EnableCheckpointing"/>): the block keeps only its input and
+    /// recomputes its internals at the start of backward.
+    /// </summary>
     public bool Checkpointed => _shared is not null;
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children =>
         _cross is null
             ? [_norm1, _attention, _dropAttention, _norm2, _mlp, _dropMlp]
@@ -102,6 +115,7 @@ public sealed class TransformerBlock : Module
         }
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
         _input = x;
@@ -121,6 +135,7 @@ public sealed class TransformerBlock : Module
         return y;
     }
 
+    /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);

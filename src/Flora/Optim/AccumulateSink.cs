@@ -24,6 +24,12 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallel
     private readonly Dictionary<Parameter, int> _arrivals = new();
     private int _microBatches;
 
+    /// <summary>
+    /// Accumulates into each parameter's <see cref="Parameter.Grad"/> (allocated on <paramref name="backend"/>) and applies
+    /// <paramref name="optimizer"/> to the mean every <paramref name="accumulationSteps"/> micro-batches: after the last
+    /// backward pass of a cycle, or inside it with <paramref name="immediate"/> (LOMO).
+    /// </summary>
+    /// <exception cref="ArgumentException">The number of accumulation steps is not positive.</exception>
     public AccumulateSink(IBackend backend, Optimizer optimizer, int accumulationSteps = 1, bool immediate = false)
     {
         if (accumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {accumulationSteps}", nameof(accumulationSteps));
@@ -33,14 +39,17 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallel
         AccumulationSteps = accumulationSteps;
     }
 
+    /// <summary>tau: micro-batches per update.</summary>
     public int AccumulationSteps { get; }
 
+    /// <inheritdoc/>
     public GradientTarget Target(Parameter parameter)
     {
         parameter.Grad ??= _backend.Allocate(parameter.Shape, MemoryTag.Gradients);
         return _seen.Contains(parameter) ? GradientTarget.AddTo(parameter.Grad) : GradientTarget.Overwrite(parameter.Grad);
     }
 
+    /// <inheritdoc/>
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         if (_seen.Add(parameter)) _pending.Add(parameter);
@@ -66,6 +75,7 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallel
 
     private readonly HashSet<Parameter> _reduced = new();
 
+    /// <inheritdoc/>
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
@@ -111,6 +121,7 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallel
             foreach (var p in _pending) _backend.Scale(p.Grad!, (float)(max / LastGradientNorm));
     }
 
+    /// <inheritdoc/>
     public void SaveState(SafeTensorsWriter writer, string prefix)
     {
         writer.AddMetadata(prefix + "micro_batches", _microBatches.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -118,6 +129,7 @@ public sealed class AccumulateSink : IGradientSink, IStatefulSink, IDataParallel
         if (_microBatches > 0) foreach (var p in _pending) writer.Add(prefix + p.Name, p.Grad!);
     }
 
+    /// <inheritdoc/>
     public void LoadState(SafeTensorsFile file, string prefix)
     {
         _microBatches = int.Parse(Meta(file, prefix + "micro_batches"), System.Globalization.CultureInfo.InvariantCulture);

@@ -27,20 +27,41 @@ public enum AdafactorMomentumOrder
 /// </summary>
 public sealed record AdafactorOptions
 {
-    /// <summary>External learning rate; null requires <see cref="RelativeStep"/>.</summary>
+    /// <summary>External learning rate; null (the default) requires <see cref="RelativeStep"/>.</summary>
     public float? LearningRate { get; init; }
+    /// <summary>eps1, added to G^2 in the second moment; 1e-30 by default.</summary>
     public float Eps1 { get; init; } = 1e-30f;
+    /// <summary>eps2, the least RMS(W) the parameter scale uses; 1e-3 by default.</summary>
     public float Eps2 { get; init; } = 1e-3f;
+    /// <summary>d: an update u is divided by max(1, RMS(u) / d); 1 by default.</summary>
     public float ClipThreshold { get; init; } = 1f;
+    /// <summary>The exponent c of the second moment's decay beta2_t = 1 - t^c, in [-1, 0); -0.8 by default.</summary>
     public float DecayRate { get; init; } = -0.8f;
+    /// <summary>Decoupled weight decay: W = W (1 - weightDecay lr_t) before the step; 0 by default.</summary>
     public float WeightDecay { get; init; }
+    /// <summary>
+    /// Multiply the step size by max(eps2, RMS(W)), so the learning rate is relative to each weight's size; on by
+    /// default.
+    /// </summary>
     public bool ScaleParameter { get; init; } = true;
+    /// <summary>
+    /// Use the step size min(1e-2, 1/sqrt(t)) instead of <see cref="LearningRate"/> (which must then be null); off by
+    /// default.
+    /// </summary>
     public bool RelativeStep { get; init; }
+    /// <summary>With <see cref="RelativeStep"/>: start from 1e-6 t (a linear warm-up) instead of 1e-2; off by default.</summary>
     public bool WarmupInit { get; init; }
-    /// <summary>Factored (row and column) second moment for matrices; false keeps a full-size one.</summary>
+    /// <summary>Factored (row and column) second moment for matrices (on by default); false keeps a full-size one.</summary>
     public bool Factored { get; init; } = true;
+    /// <summary>
+    /// The first moment: none (the default), naive, or FLORA's compressed momentum
+    /// (<see cref="MomentumOptions.Flora"/>).
+    /// </summary>
     public MomentumOptions Momentum { get; init; } = MomentumOptions.None;
-    /// <summary>Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate (Hugging Face's).</summary>
+    /// <summary>
+    /// Where the first moment averages: before clipping (the paper's, default) or after clipping and the learning rate
+    /// (Hugging Face's).
+    /// </summary>
     public AdafactorMomentumOrder MomentumOrder { get; init; } = AdafactorMomentumOrder.AverageThenClip;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
@@ -82,6 +103,10 @@ public class Adafactor : Optimizer
     public Adafactor(IBackend backend, IEnumerable<Parameter> parameters, AdafactorOptions options)
         : this(backend, OneGroup(parameters), options) { }
 
+    /// <summary>Adafactor for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates.</summary>
+    /// <exception cref="ArgumentException">
+    /// A setting is invalid, or forced compression meets a matrix whose compressed dimension is below the rank.
+    /// </exception>
     public Adafactor(IBackend backend, IEnumerable<ParameterGroup> groups, AdafactorOptions options)
         : base(backend, groups, Validated(options).LearningRate ?? 1f, options.WeightDecay)
     {
@@ -92,11 +117,13 @@ public class Adafactor : Optimizer
                 FloraRules.CheckForced(p.Name, p.Shape, options.Momentum.Rank);
     }
 
+    /// <summary>The settings this optimizer was built with.</summary>
     public AdafactorOptions Options { get; }
 
     /// <inheritdoc/>
     public override long Resamplings => States.OfType<State>().Select(s => (s.Momentum as CompressedMomentum)?.Resamplings ?? 0).DefaultIfEmpty(0).Max();
 
+    /// <inheritdoc/>
     public override string Configuration =>
         $"factored={Options.Factored} momentum=({Options.Momentum})"
         + (Options.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage && Options.Momentum.Kind != MomentumKind.None ? " order=clip-then-average" : "");
@@ -114,6 +141,7 @@ public class Adafactor : Optimizer
         public bool Factored => Rows is not null;
     }
 
+    /// <inheritdoc/>
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
         var state = new State(Backend, parameter);
@@ -130,6 +158,7 @@ public class Adafactor : Optimizer
         return state;
     }
 
+    /// <inheritdoc/>
     protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = (State)StateOf(parameter);
@@ -206,6 +235,7 @@ public class Adafactor : Optimizer
             ? Math.Min(Options.WarmupInit ? 1e-6f * step : 1e-2f, 1f / MathF.Sqrt(step)) * LearningRateScale
             : LearningRateOf(group);
 
+    /// <summary>Frees what <see cref="Optimizer.Dispose"/> frees, and the scratch of compressed momentum.</summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -28,6 +28,14 @@ public class AdamW : Optimizer
         float eps = 1e-8f, float weightDecay = 0.01f, MomentumOptions? momentum = null)
         : this(backend, OneGroup(parameters), learningRate, beta1, beta2, eps, weightDecay, momentum) { }
 
+    /// <summary>
+    /// AdamW for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates; the first moment is naive
+    /// with <paramref name="beta1"/> unless <paramref name="momentum"/> says otherwise (FLORA-compressed, say).
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// A hyper-parameter is out of range, the momentum is none or invalid, or forced compression meets a matrix whose
+    /// compressed dimension is below the rank.
+    /// </exception>
     public AdamW(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
         float eps = 1e-8f, float weightDecay = 0.01f, MomentumOptions? momentum = null)
         : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
@@ -43,11 +51,16 @@ public class AdamW : Optimizer
                 FloraRules.CheckForced(p.Name, p.Shape, Momentum.Rank);
     }
 
+    /// <summary>beta1: the decay of the first moment (the momentum's beta).</summary>
     public float Beta1 => Momentum.Beta;
+    /// <summary>beta2: the decay of the second moment, in [0, 1).</summary>
     public float Beta2 { get; }
+    /// <summary>eps, added to sqrt(v / (1 - beta2^t)) in the denominator.</summary>
     public float Eps { get; }
+    /// <summary>How the first moment is kept: naive (full size) or FLORA-compressed.</summary>
     public MomentumOptions Momentum { get; }
 
+    /// <inheritdoc/>
     public override string Configuration => $"beta2={Beta2} momentum=({Momentum})";
 
     /// <inheritdoc/>
@@ -59,6 +72,7 @@ public class AdamW : Optimizer
         public Momentum M = null!;
     }
 
+    /// <inheritdoc/>
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
         var state = new State(Backend, parameter);
@@ -67,6 +81,7 @@ public class AdamW : Optimizer
         return state;
     }
 
+    /// <inheritdoc/>
     protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = (State)StateOf(parameter);
@@ -79,6 +94,7 @@ public class AdamW : Optimizer
         Backend.AdamApply(weight, m, state.V, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
     }
 
+    /// <summary>Frees what <see cref="Optimizer.Dispose"/> frees, and the scratch of compressed momentum.</summary>
     public override void Dispose()
     {
         base.Dispose();

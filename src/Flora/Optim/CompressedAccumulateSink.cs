@@ -47,6 +47,22 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
         public ulong Seed => Seeds.Derive(ParameterSeed, Cycle);
     }
 
+    /// <summary>
+    /// Compressed accumulation at rank <paramref name="rank"/> r over <paramref name="accumulationSteps"/> tau
+    /// micro-batches: gradients are computed into <paramref name="scratch"/>, accumulators live on
+    /// <paramref name="backend"/>, and <paramref name="optimizer"/> applies each decompressed mean.
+    /// </summary>
+    /// <param name="backend">Allocates the accumulators (tagged <see cref="MemoryTag.Accumulator"/>) and the projections.</param>
+    /// <param name="scratch">The pipeline's shared full-size buffer: gradients and decompressed means, one at a time.</param>
+    /// <param name="optimizer">Applies the update to the decompressed mean.</param>
+    /// <param name="rank">r: an (n, m) matrix accumulates in (n, r) or (r, m).</param>
+    /// <param name="accumulationSteps">tau: micro-batches per update.</param>
+    /// <param name="seed">Root of the projection seeds: cycle k of parameter p uses Derive(ForName(seed, p), k).</param>
+    /// <param name="resample">
+    /// A new projection every cycle (true, FLORA); false keeps the first one (the pilot study's RP).
+    /// </param>
+    /// <param name="immediate">Update each matrix inside the last backward pass of a cycle (LOMO).</param>
+    /// <exception cref="ArgumentException">The number of accumulation steps or the rank is not positive.</exception>
     public CompressedAccumulateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer, int rank,
         int accumulationSteps = 1, ulong seed = 0, bool resample = true, bool immediate = false)
     {
@@ -61,7 +77,9 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
         AccumulationSteps = accumulationSteps;
     }
 
+    /// <summary>tau: micro-batches per update.</summary>
     public int AccumulationSteps { get; }
+    /// <summary>r: an (n, m) matrix accumulates in (n, r) or (r, m).</summary>
     public int Rank => _projection.Rank;
 
     /// <summary>Seed of the projection <paramref name="parameter"/> uses in the current cycle.</summary>
@@ -75,8 +93,10 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
 
     private bool LastMicroBatch => _microBatches == AccumulationSteps - 1;
 
+    /// <inheritdoc/>
     public GradientTarget Target(Parameter parameter) => GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
 
+    /// <inheritdoc/>
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         State s = StateOf(parameter);
@@ -107,6 +127,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
     private readonly Dictionary<Parameter, int> _arrivals = new();
     private readonly HashSet<State> _reduced = new();
 
+    /// <inheritdoc/>
     public void EndMicroBatch()
     {
         if (++_microBatches < AccumulationSteps) return;
@@ -142,6 +163,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
         foreach (var s in _states.Values.Where(s => s.Started)) writer.Add(prefix + s.Parameter.Name, s.Accumulator);
     }
 
+    /// <inheritdoc/>
     public void LoadState(SafeTensorsFile file, string prefix)
     {
         _microBatches = int.Parse(AccumulateSink.Meta(file, prefix + "micro_batches"), System.Globalization.CultureInfo.InvariantCulture);
@@ -190,6 +212,7 @@ public sealed class CompressedAccumulateSink : IGradientSink, IStatefulSink, IDa
         return s;
     }
 
+    /// <summary>Frees every accumulator and the projection scratch.</summary>
     public void Dispose()
     {
         foreach (State s in _states.Values) s.Accumulator.Dispose();

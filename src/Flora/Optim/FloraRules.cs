@@ -11,8 +11,13 @@ namespace Flora.Optim;
 /// </summary>
 public static class FloraRules
 {
+    /// <summary>4: a matrix is compressed only when max(n, m) &lt;= 4 min(n, m), which leaves token embeddings out.</summary>
     public const int MaxAspectRatio = 4;
 
+    /// <summary>
+    /// Whether FLORA compresses a parameter of <paramref name="shape"/> at <paramref name="rank"/> r: a matrix with
+    /// min(n, m) &gt;= r and max(n, m) &lt;= 4 min(n, m), or, with <paramref name="force"/>, any matrix.
+    /// </summary>
     public static bool IsEligible(Shape shape, int rank, bool force = false)
     {
         if (shape.Rank != 2) return false;

@@ -36,6 +36,8 @@ public sealed class GaLore : Optimizer
         float scale = 0.25f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0f)
         : this(backend, OneGroup(parameters), learningRate, rank, updateGap, scale, beta1, beta2, eps, weightDecay) { }
 
+    /// <summary>GaLore for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates.</summary>
+    /// <exception cref="ArgumentException">A hyper-parameter is out of range (each is named).</exception>
     public GaLore(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate = 1e-3f, int rank = 128, int updateGap = 200,
         float scale = 0.25f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0f)
         : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
@@ -55,10 +57,14 @@ public sealed class GaLore : Optimizer
     public int UpdateGap { get; }
     /// <summary>alpha: multiplies the projected-back update (GaLore's scale).</summary>
     public float Scale { get; }
+    /// <summary>beta1: the decay of the projected first moment.</summary>
     public float Beta1 { get; }
+    /// <summary>beta2: the decay of the projected second moment.</summary>
     public float Beta2 { get; }
+    /// <summary>eps, added to sqrt(v / (1 - beta2^t)) in the denominator.</summary>
     public float Eps { get; }
 
+    /// <inheritdoc/>
     public override string Configuration => $"galore r={Rank} gap={UpdateGap} scale={Scale} beta1={Beta1} beta2={Beta2} eps={Eps}";
 
     /// <summary>Whether <paramref name="shape"/> gets a projection (else plain AdamW).</summary>
@@ -75,7 +81,11 @@ public sealed class GaLore : Optimizer
         public Tensor? Projection { get; internal set; }
         /// <summary>The step (0 for the first update) whose gradient gave <see cref="Projection"/>; -1 before the first.</summary>
         public long ProjectionStep { get; internal set; } = -1;
+        /// <summary>
+        /// m: the first moment, (r, m) or (n, r) in the subspace, or full size for a parameter that gets plain AdamW.
+        /// </summary>
         public Tensor M { get; internal set; } = null!;
+        /// <summary>v: the second moment, of the shape of <see cref="M"/>.</summary>
         public Tensor V { get; internal set; } = null!;
 
         IReadOnlyDictionary<string, long> IStateScalars.SaveScalars() =>
@@ -92,6 +102,7 @@ public sealed class GaLore : Optimizer
     /// <summary>The GaLore state of <paramref name="parameter"/> (created on first use).</summary>
     public GaLoreState StateOfParameter(Parameter parameter) => (GaLoreState)StateOf(parameter);
 
+    /// <inheritdoc/>
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
         var state = new GaLoreState(Backend, parameter);
@@ -114,6 +125,7 @@ public sealed class GaLore : Optimizer
         return state;
     }
 
+    /// <inheritdoc/>
     protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var state = StateOfParameter(parameter);
@@ -151,6 +163,7 @@ public sealed class GaLore : Optimizer
         else Backend.MatMul(r, false, projection, false, weight, alpha, keep);
     }
 
+    /// <summary>Frees what <see cref="Optimizer.Dispose"/> frees, and the buffer of the projected gradient.</summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -17,6 +17,7 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
     private readonly List<IGradientSink> _sinks = new();
     private IGradientSink? _default;
 
+    /// <summary>A pipeline with no sink yet, whose shared scratch <paramref name="backend"/> allocates.</summary>
     public GradientPipeline(IBackend backend)
     {
         _backend = backend;
@@ -51,8 +52,14 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         return this;
     }
 
+    /// <inheritdoc/>
     public GradientTarget Target(Parameter parameter) => SinkOf(parameter).Target(parameter);
 
+    /// <inheritdoc/>
+    /// <exception cref="NonFiniteException">
+    /// <see cref="CheckFinite"/> is on and the gradient (or, for an update fused into the product, the weight) holds a NaN
+    /// or an infinity.
+    /// </exception>
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         if (CheckFinite && !double.IsFinite(_backend.SumOfSquares(gradient)))
@@ -81,6 +88,11 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.SaveState(writer, $"{prefix}{i}/");
     }
 
+    /// <summary>
+    /// Restores what <see cref="SaveState"/> wrote under <paramref name="prefix"/> into a pipeline built with the same
+    /// options.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The saved state does not fit these sinks.</exception>
     public void LoadState(SafeTensorsFile file, string prefix)
     {
         for (int i = 0; i < _sinks.Count; i++) (_sinks[i] as IStatefulSink)?.LoadState(file, $"{prefix}{i}/");
@@ -108,6 +120,7 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
         if (!_sinks.Contains(sink)) _sinks.Add(sink);
     }
 
+    /// <summary>Frees every sink that holds memory (compressed accumulators among them) and the shared scratch.</summary>
     public void Dispose()
     {
         foreach (var sink in _sinks) (sink as IDisposable)?.Dispose();
@@ -118,8 +131,13 @@ public sealed class GradientPipeline : IGradientSink, IDisposable
 /// <summary>Training produced a NaN or an infinity: the message names the step and where it appeared.</summary>
 public sealed class NonFiniteException : FloraException
 {
+    /// <summary>
+    /// Training stopped at <paramref name="step"/>: <paramref name="what"/> (e.g. "the gradient of 'wte.weight' is NaN
+    /// or infinite").
+    /// </summary>
     public NonFiniteException(long step, string what)
         : base($"step {step}: {what}; training stopped (lower the learning rate, or enable gradient clipping); the last checkpoint is kept") => Step = step;
 
+    /// <summary>The training step at which the NaN or infinity appeared.</summary>
     public long Step { get; }
 }

@@ -8,6 +8,10 @@ namespace Flora.Optim;
 /// </summary>
 public interface IStatefulSink
 {
+    /// <summary>
+    /// Adds the state to <paramref name="writer"/>: tensors and metadata keys whose names start with
+    /// <paramref name="prefix"/>.
+    /// </summary>
     void SaveState(SafeTensorsWriter writer, string prefix);
 
     /// <summary>Restores what <see cref="SaveState"/> wrote; throws <see cref="InvalidDataException"/> when it does not fit.</summary>

@@ -19,6 +19,11 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
     private readonly Optimizer _optimizer;
     private readonly Dictionary<Parameter, int> _arrivals = new();
 
+    /// <summary>
+    /// Applies <paramref name="optimizer"/> to each gradient as it arrives; gradients are computed into
+    /// <paramref name="scratch"/>, one parameter at a time, and the buffers of tied parameters come from
+    /// <paramref name="backend"/>.
+    /// </summary>
     public ImmediateUpdateSink(IBackend backend, TensorSlot scratch, Optimizer optimizer)
     {
         _backend = backend;
@@ -26,6 +31,7 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
         _optimizer = optimizer;
     }
 
+    /// <inheritdoc/>
     public GradientTarget Target(Parameter parameter)
     {
         if (parameter.UsesPerStep > 1)
@@ -39,6 +45,7 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
         return (fusable ? _optimizer.FusedTarget(parameter) : null) ?? GradientTarget.Overwrite(_scratch.Get(parameter.Shape));
     }
 
+    /// <inheritdoc/>
     public void OnGradient(Parameter parameter, Tensor gradient)
     {
         if (parameter.UsesPerStep > 1)
@@ -55,5 +62,6 @@ public sealed class ImmediateUpdateSink : IGradientSink, IDataParallelSink
     /// <summary>Data parallel: averages each gradient across ranks before its update (null in a single process).</summary>
     public IGradientReducer? Reducer { get; set; }
 
+    /// <summary>Does nothing: every update has happened inside backward.</summary>
     public void EndMicroBatch() { }
 }

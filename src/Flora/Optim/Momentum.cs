@@ -30,17 +30,35 @@ public enum FloraVariant
 /// <summary>First-moment settings. <see cref="Seed"/> roots the per-parameter projection seeds (see <see cref="Seeds"/>).</summary>
 public sealed record MomentumOptions
 {
+    /// <summary>None (the default), Naive (full size) or Compressed (FLORA's Algorithm 2).</summary>
     public MomentumKind Kind { get; init; }
+    /// <summary>beta: the decay of the moving average, in [0, 1); 0.9 by default.</summary>
     public float Beta { get; init; } = 0.9f;
+    /// <summary>r: the rank of compressed momentum's projections (required, positive, for Compressed).</summary>
     public int Rank { get; init; }
+    /// <summary>kappa: updates between two resamplings of the projection; 1000 by default (the paper's).</summary>
     public int Kappa { get; init; } = 1000;
     /// <summary>The form of compressed momentum (default: the official code's, the better one in our ablation).</summary>
     public FloraVariant Variant { get; init; } = FloraVariant.Official;
+    /// <summary>
+    /// Compress every matrix, making a rank above its compressed dimension an error; off by default, when ineligible
+    /// matrices (<see cref="FloraRules"/>) keep naive momentum.
+    /// </summary>
     public bool ForceCompression { get; init; }
+    /// <summary>
+    /// Root of the projection seeds: parameter p in resampling period k uses Derive(ForName(Seed, p), k); 0 by default.
+    /// </summary>
     public ulong Seed { get; init; }
 
+    /// <summary>No first moment.</summary>
     public static MomentumOptions None { get; } = new() { Kind = MomentumKind.None };
+    /// <summary>A full-size moving average with decay <paramref name="beta"/>: n m floats per matrix.</summary>
     public static MomentumOptions Naive(float beta = 0.9f) => new() { Kind = MomentumKind.Naive, Beta = beta };
+    /// <summary>
+    /// FLORA's compressed momentum (Algorithm 2): rank <paramref name="rank"/>, decay <paramref name="beta"/>, a new
+    /// projection every <paramref name="kappa"/> updates, seeds rooted at <paramref name="seed"/>, in the form
+    /// <paramref name="variant"/> says.
+    /// </summary>
     public static MomentumOptions Flora(int rank, float beta = 0.9f, int kappa = 1000, FloraVariant variant = FloraVariant.Official, ulong seed = 0) =>
         new() { Kind = MomentumKind.Compressed, Beta = beta, Rank = rank, Kappa = kappa, Variant = variant, Seed = seed };
 
@@ -54,6 +72,7 @@ public sealed record MomentumOptions
         if (Kappa <= 0) throw new ArgumentException($"FLORA resampling interval kappa must be positive, got {Kappa}");
     }
 
+    /// <summary>The settings in one line, as checkpoints record and compare them, e.g. "naive beta=0.9".</summary>
     public override string ToString() => Kind switch
     {
         MomentumKind.None => "none",
@@ -63,7 +82,7 @@ public sealed record MomentumOptions
 }
 
 /// <summary>The first moment of one parameter. <see cref="Apply"/> folds an update into it.</summary>
-public abstract class Momentum
+internal abstract class Momentum
 {
     /// <summary>
     /// Folds <paramref name="u"/> into the moment at step <paramref name="t"/> (0 for the first update) and
@@ -93,7 +112,7 @@ public abstract class Momentum
 }
 
 /// <summary>M = beta M + (1 - beta) u; the averaged update is M.</summary>
-public sealed class NaiveMomentum(IBackend backend, float beta, Tensor m) : Momentum
+internal sealed class NaiveMomentum(IBackend backend, float beta, Tensor m) : Momentum
 {
     /// <summary>The first moment m (full size).</summary>
     public Tensor Moment => m;
@@ -111,7 +130,7 @@ public sealed class NaiveMomentum(IBackend backend, float beta, Tensor m) : Mome
 /// Buffers shared by every compressed momentum of one optimizer: the projection matrices (regenerated,
 /// never kept) and one compressed-size temporary. Only one parameter is updated at a time.
 /// </summary>
-public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
+internal sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
 {
     public RandomProjection Projection { get; } = new(backend, Math.Max(rank, 1));
     /// <summary>A compressed update (official variant).</summary>
@@ -143,7 +162,7 @@ public sealed class MomentumScratch(IBackend backend, int rank) : IDisposable
 /// M = compress_new(decompress_old(M)), computed without a full-size temporary as
 /// M (A_old A_new^T) for compressed columns or (A_new A_old^T) M for compressed rows.
 /// </summary>
-public sealed class CompressedMomentum : Momentum
+internal sealed class CompressedMomentum : Momentum
 {
     private readonly IBackend _backend;
     private readonly float _beta;

@@ -34,6 +34,13 @@ public abstract class Optimizer : IDisposable
     private PipelineOptions _gradientOptions = new();
     private GradientPipeline? _gradients;
 
+    /// <summary>
+    /// An optimizer over <paramref name="groups"/>, whose state <paramref name="backend"/> allocates;
+    /// <paramref name="learningRate"/> and <paramref name="weightDecay"/> are the defaults of groups that set none.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// There is no group, a parameter is in two groups, or the weight decay is negative or not finite.
+    /// </exception>
     protected Optimizer(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float weightDecay)
     {
         Backend = backend;
@@ -150,6 +157,8 @@ public abstract class Optimizer : IDisposable
     /// <summary>Whether <paramref name="parameter"/> is managed by this optimizer.</summary>
     public bool Manages(Parameter parameter) => _parameters.ContainsKey(parameter);
 
+    /// <summary>The group <paramref name="parameter"/> was given in.</summary>
+    /// <exception cref="ArgumentException">This optimizer does not manage the parameter.</exception>
     protected ParameterGroup GroupOf(Parameter parameter) =>
         _parameters.TryGetValue(parameter, out var entry) ? entry.Group
         : throw new ArgumentException($"parameter '{parameter.Name}' is not managed by this optimizer");
@@ -157,6 +166,9 @@ public abstract class Optimizer : IDisposable
     /// <summary>The group's learning rate (or the default) times <see cref="LearningRateScale"/>.</summary>
     protected float LearningRateOf(ParameterGroup group) => (group.LearningRate ?? LearningRate) * LearningRateScale;
 
+    /// <summary>
+    /// The group's weight decay, or the optimizer's default when the group sets none (schedules do not scale it).
+    /// </summary>
     protected float WeightDecayOf(ParameterGroup group) => group.WeightDecay ?? WeightDecay;
 
     /// <summary>
@@ -237,6 +249,10 @@ public abstract class Optimizer : IDisposable
     /// <summary>Allocates the state of one parameter (zeros; step 0).</summary>
     protected abstract ParameterState CreateState(Parameter parameter, ParameterGroup group);
 
+    /// <summary>
+    /// Frees the pipeline behind <see cref="Gradients"/> with its sinks, the bf16 working copy and every parameter's
+    /// state.
+    /// </summary>
     public virtual void Dispose()
     {
         _gradients?.Dispose();
@@ -252,6 +268,10 @@ public abstract class Optimizer : IDisposable
     protected static float Positive(float value, string name) =>
         value > 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be positive and finite, got {value}", name);
 
+    /// <summary>
+    /// Returns <paramref name="value"/>; throws an <see cref="ArgumentException"/> naming the hyper-parameter unless it
+    /// is non-negative and finite.
+    /// </summary>
     protected static float NonNegative(float value, string name) =>
         value >= 0 && float.IsFinite(value) ? value : throw new ArgumentException($"{name} must be non-negative and finite, got {value}", name);
 
@@ -259,6 +279,7 @@ public abstract class Optimizer : IDisposable
     protected static float Beta(float value, string name) =>
         value >= 0 && value < 1 ? value : throw new ArgumentException($"{name} must be in [0, 1), got {value}", name);
 
+    /// <summary>One group of <paramref name="parameters"/> with the optimizer's default learning rate and weight decay.</summary>
     protected static IEnumerable<ParameterGroup> OneGroup(IEnumerable<Parameter> parameters) => [new ParameterGroup(parameters)];
 
     /// <summary>Root mean square of a tensor's elements.</summary>

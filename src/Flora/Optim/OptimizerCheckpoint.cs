@@ -15,7 +15,7 @@ namespace Flora.Optim;
 /// implement <see cref="IStateScalars"/>, and they are saved as metadata "{prefix}scalars" (a JSON map of
 /// parameter to name to value).
 /// </summary>
-public static class OptimizerCheckpoint
+internal static class OptimizerCheckpoint
 {
     public const string Kind = "flora.optimizer";
     public const string DefaultPrefix = "optimizer/";

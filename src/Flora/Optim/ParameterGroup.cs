@@ -8,6 +8,13 @@ namespace Flora.Optim;
 /// </summary>
 public sealed class ParameterGroup
 {
+    /// <summary>
+    /// A group of <paramref name="parameters"/> with its own <paramref name="learningRate"/> and
+    /// <paramref name="weightDecay"/>; null keeps the optimizer's default.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// The learning rate is not positive and finite, or the weight decay not non-negative and finite.
+    /// </exception>
     public ParameterGroup(IEnumerable<Parameter> parameters, float? learningRate = null, float? weightDecay = null)
     {
         Parameters = parameters.ToArray();
@@ -19,7 +26,12 @@ public sealed class ParameterGroup
         WeightDecay = weightDecay;
     }
 
+    /// <summary>The parameters of the group, in the order given.</summary>
     public IReadOnlyList<Parameter> Parameters { get; }
+    /// <summary>
+    /// The group's learning rate, before <see cref="Optimizer.LearningRateScale"/>; null for the optimizer's default.
+    /// </summary>
     public float? LearningRate { get; }
+    /// <summary>The group's decoupled weight decay; null for the optimizer's default.</summary>
     public float? WeightDecay { get; }
 }

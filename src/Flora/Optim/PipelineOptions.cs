@@ -20,16 +20,37 @@ public enum AccumulationMode
 /// </summary>
 public sealed record PipelineOptions
 {
+    /// <summary>How gradients accumulate over micro-batches: None (the default), Naive or Compressed.</summary>
     public AccumulationMode Mode { get; init; } = AccumulationMode.None;
+    /// <summary>tau: micro-batches per update; 1 by default (more needs Naive or Compressed).</summary>
     public int AccumulationSteps { get; init; } = 1;
+    /// <summary>r of compressed accumulation's projections (required, positive, for Compressed; unused otherwise).</summary>
     public int Rank { get; init; }
+    /// <summary>
+    /// Update each parameter inside backward, as soon as its last gradient of the cycle is complete; off by default.
+    /// </summary>
     public bool Lomo { get; init; }
+    /// <summary>
+    /// Root of the accumulators' projection seeds: cycle k of parameter p uses Derive(ForName(Seed, p), k); 0 by
+    /// default.
+    /// </summary>
     public ulong Seed { get; init; }
+    /// <summary>
+    /// With Compressed: compress every matrix, not only those <see cref="FloraRules"/> accepts, and refuse a rank above
+    /// a compressed dimension; off by default.
+    /// </summary>
     public bool ForceCompression { get; init; }
 
-    /// <summary>Global gradient-norm clipping; only where every full gradient exists before the update.</summary>
+    /// <summary>
+    /// Global gradient-norm clipping, the largest L2 norm; only where every full gradient exists before the update. Null
+    /// (no clipping) by default.
+    /// </summary>
     public float? ClipNorm { get; init; }
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the first bad setting: tau not positive, tau above 1 without a
+    /// mode, Compressed without a rank, clipping with LOMO or Compressed, a clipping norm that is not positive.
+    /// </summary>
     public void Validate()
     {
         if (AccumulationSteps <= 0) throw new ArgumentException($"accumulation steps must be positive, got {AccumulationSteps}");

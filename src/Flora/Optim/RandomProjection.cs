@@ -23,6 +23,11 @@ public sealed class RandomProjection : IDisposable
     private readonly IBackend _backend;
     private readonly TensorSlot[] _matrices;
 
+    /// <summary>
+    /// Projections of rank <paramref name="rank"/> r, regenerated on <paramref name="backend"/> into two scratch slots in
+    /// the type its products read.
+    /// </summary>
+    /// <exception cref="ArgumentException">The rank is not positive.</exception>
     public RandomProjection(IBackend backend, int rank)
     {
         if (rank <= 0) throw new ArgumentException($"rank must be positive, got {rank}", nameof(rank));
@@ -32,6 +37,7 @@ public sealed class RandomProjection : IDisposable
         _matrices = [new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType), new TensorSlot(backend, MemoryTag.Scratch, backend.ProductOperandType)];
     }
 
+    /// <summary>r: the rows of every projection, the size a compressed dimension shrinks to.</summary>
     public int Rank { get; }
 
     /// <summary>The rule of the official code: compress the smaller dimension (columns when square).</summary>
@@ -76,6 +82,7 @@ public sealed class RandomProjection : IDisposable
 
     private static int Dimension(Shape weight, CompressedAxis axis) => axis == CompressedAxis.Columns ? weight[1] : weight[0];
 
+    /// <summary>Frees the two scratch slots.</summary>
     public void Dispose()
     {
         foreach (var m in _matrices) m.Dispose();

@@ -24,6 +24,10 @@ public sealed class Sgd : Optimizer
     public Sgd(IBackend backend, IEnumerable<Parameter> parameters, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
         : this(backend, OneGroup(parameters), learningRate, momentum, nesterov, weightDecay) { }
 
+    /// <summary>SGD for <paramref name="groups"/>, whose state <paramref name="backend"/> allocates.</summary>
+    /// <exception cref="ArgumentException">
+    /// The learning rate is not positive, the momentum outside [0, 1), or Nesterov is asked for without momentum.
+    /// </exception>
     public Sgd(IBackend backend, IEnumerable<ParameterGroup> groups, float learningRate, float momentum = 0, bool nesterov = false, float weightDecay = 0)
         : base(backend, groups, Positive(learningRate, "learning rate"), weightDecay)
     {
@@ -32,11 +36,15 @@ public sealed class Sgd : Optimizer
         Nesterov = nesterov;
     }
 
+    /// <summary>mu: the momentum factor in [0, 1); 0 is plain SGD, with no state.</summary>
     public float Momentum { get; }
+    /// <summary>Whether the step uses g + mu b (Nesterov) rather than b.</summary>
     public bool Nesterov { get; }
 
+    /// <inheritdoc/>
     public override string Configuration => $"momentum={Momentum} nesterov={Nesterov}";
 
+    /// <inheritdoc/>
     protected override ParameterState CreateState(Parameter parameter, ParameterGroup group)
     {
         var state = new ParameterState(Backend, parameter);
@@ -44,6 +52,7 @@ public sealed class Sgd : Optimizer
         return state;
     }
 
+    /// <inheritdoc/>
     protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
     {
         var group = GroupOf(parameter);

@@ -5,8 +5,16 @@ using Flora.Tensors;
 namespace Flora.Training;
 
 /// <summary>Beam search settings: beams per input (1 = greedy), the length penalty, the longest output, inputs decoded together.</summary>
+/// <param name="BeamSize">k: hypotheses kept per input; 1 (the default) is greedy.</param>
+/// <param name="LengthPenalty">The exponent of the length in the final score log p / length^penalty; 1 by default.</param>
+/// <param name="MaxTokens">The longest output, in tokens; 128 by default.</param>
+/// <param name="Batch">Inputs decoded together; 16 by default.</param>
 public sealed record BeamOptions(int BeamSize = 1, float LengthPenalty = 1f, int MaxTokens = 128, int Batch = 16)
 {
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> when the beam size, the longest output or the batch is below 1, or the
+    /// length penalty is not finite.
+    /// </summary>
     public void Validate()
     {
         if (BeamSize < 1) throw new ArgumentException($"beam size must be at least 1, got {BeamSize}");

@@ -7,7 +7,7 @@ namespace Flora.Training;
 /// <summary>What <see cref="TrainingCheckpoint.Verify"/> found: each file's size and SHA-256, or no manifest at all.</summary>
 /// <param name="Directory">The checkpoint directory.</param>
 /// <param name="Files">The files the manifest lists (empty without a manifest).</param>
-public sealed record CheckpointVerification(string Directory, IReadOnlyList<CheckpointFile> Files)
+internal sealed record CheckpointVerification(string Directory, IReadOnlyList<CheckpointFile> Files)
 {
     /// <summary>False for a checkpoint written before checksums existed: it loads, unverified.</summary>
     public bool Verified => Files.Count > 0;
@@ -21,7 +21,7 @@ public sealed record CheckpointVerification(string Directory, IReadOnlyList<Chec
 /// <param name="Name">The file's name in the checkpoint directory.</param>
 /// <param name="Bytes">Its size.</param>
 /// <param name="Sha256">Its SHA-256, in lower-case hexadecimal.</param>
-public sealed record CheckpointFile(string Name, long Bytes, string Sha256);
+internal sealed record CheckpointFile(string Name, long Bytes, string Sha256);
 
 /// <summary>
 /// <c>manifest.json</c> of a checkpoint: the size and SHA-256 of every other file, written last into the

@@ -26,7 +26,9 @@ public sealed class CheckpointModel : IDisposable
     /// <summary>One-line notes for the user, such as an older checkpoint loaded without checksums.</summary>
     public IReadOnlyList<string> Notes { get; }
 
+    /// <summary>The backend the model lives on, owned by this object.</summary>
     public IBackend Backend { get; }
+    /// <summary>What the checkpoint says about its run (step 0 and default options for a Hugging Face directory).</summary>
     public CheckpointInfo Info { get; }
     /// <summary>The checkpoint directory (run/checkpoints/step-N), or the Hugging Face model directory.</summary>
     public string Directory { get; }
@@ -45,7 +47,9 @@ public sealed class CheckpointModel : IDisposable
     /// Flora reads can still be exported; asking for it then throws a <see cref="FloraException"/> that says so.
     /// </summary>
     public ITokenizer Tokenizer => _tokenizer.Value;
+    /// <summary>The model with the checkpoint's weights, on <see cref="Backend"/>, owned by this object.</summary>
     public LanguageModel Model { get; }
+    /// <summary>The run's options (<see cref="CheckpointInfo.Options"/>).</summary>
     public TrainOptions Options => Info.Options;
 
     /// <summary>
@@ -117,6 +121,7 @@ public sealed class CheckpointModel : IDisposable
     /// <summary>The translation template of the run (its truncation lengths, the model's layout and context).</summary>
     public TranslationTemplate TranslationTemplate => Trainer.TranslationTemplateOf(Options, Tokenizer, Model);
 
+    /// <summary>Frees the model and the backend.</summary>
     public void Dispose()
     {
         Model.Dispose();

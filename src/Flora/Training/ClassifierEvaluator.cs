@@ -10,7 +10,7 @@ namespace Flora.Training;
 /// at most <see cref="ChunkSize"/> examples. Its buffers are allocated once, so repeated evaluations
 /// during training allocate nothing.
 /// </summary>
-public sealed class ClassifierEvaluator : IDisposable
+internal sealed class ClassifierEvaluator : IDisposable
 {
     private readonly IBackend _backend;
     private readonly ImageDataset _data;

@@ -12,27 +12,57 @@ namespace Flora.Training;
 /// <summary>What <c>flora eval</c> evaluates and how it generates.</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary>A run directory (its latest checkpoint) or a checkpoint directory.</summary>
+    /// <summary>
+    /// <c>--checkpoint</c>: a run directory (its latest checkpoint), a checkpoint directory or a Hugging Face model
+    /// directory.
+    /// </summary>
     public required string Checkpoint { get; init; }
+    /// <summary><c>--split</c>: the split to evaluate; validation by default.</summary>
     public CorpusSplit Split { get; init; } = CorpusSplit.Validation;
-    /// <summary>N pairs of the split drawn at random with a fixed seed (<see cref="HeldOut"/>: the same N every time, in split order); 0 = all.</summary>
+    /// <summary>
+    /// <c>--max-pairs</c>: N pairs of the split drawn at random with a fixed seed (<see cref="HeldOut"/>: the same N every
+    /// time, in split order); 0, the default, for all.
+    /// </summary>
     public int MaxPairs { get; init; }
+    /// <summary>
+    /// Generation (translation only): <c>--beam</c>, <c>--length-penalty</c>, <c>--max-tokens</c>; greedy by default.
+    /// Its batch is replaced by <see cref="BatchSize"/>.
+    /// </summary>
     public BeamOptions Beam { get; init; } = new(BeamSize: 1);
-    /// <summary>Prepared data directory; null = the one the run trained on.</summary>
+    /// <summary><c>--data</c>: the prepared data directory; null (the default) for the one the run trained on.</summary>
     public string? Data { get; init; }
-    /// <summary>Where the outputs go; null = run/eval/SPLIT-step-N.</summary>
+    /// <summary><c>--out</c>: where the outputs go; null (the default) for RUN/eval/SPLIT-step-N.</summary>
     public string? OutputDirectory { get; init; }
+    /// <summary><c>--device</c>: "cpu" (the default) or "cuda".</summary>
     public string Device { get; init; } = "cpu";
+    /// <summary>GPU matrix-product precision: "bf16" (the default), "tf32" or "fp32".</summary>
     public string Precision { get; init; } = "bf16";
-    /// <summary>Porter stemming in ROUGE (rouge-score's use_stemmer).</summary>
+    /// <summary>Porter stemming in ROUGE (rouge-score's use_stemmer); on by default, off with <c>--no-stem</c>.</summary>
     public bool Stem { get; init; } = true;
+    /// <summary><c>--batch</c>: pairs or windows per batch, for the loss and for generation; 16 by default.</summary>
     public int BatchSize { get; init; } = 16;
 }
 
 /// <summary>Progress of an evaluation: the phase ("loss", "generation") and how far it is.</summary>
+/// <param name="Phase">"loss" or "generation".</param>
+/// <param name="Done">Pairs (or windows) done so far.</param>
+/// <param name="Total">Pairs (or windows) in the phase.</param>
 public readonly record struct EvaluationProgress(string Phase, int Done, int Total);
 
 /// <summary>The scores of an evaluation and where its files are (<c>MeanSentenceBleu</c>: the mean of the pairs' sentence BLEU, translation only).</summary>
+/// <param name="Checkpoint">The checkpoint directory evaluated.</param>
+/// <param name="Step">The checkpoint's step.</param>
+/// <param name="Task">"lm" or "translate".</param>
+/// <param name="Split">The split's name.</param>
+/// <param name="Pairs">Pairs evaluated (0 for language modelling).</param>
+/// <param name="Loss">Mean loss per target token (NaN without tokens).</param>
+/// <param name="Perplexity">exp(<paramref name="Loss"/>).</param>
+/// <param name="LossTokens">Target tokens the loss is averaged over.</param>
+/// <param name="Bleu">Corpus BLEU with SacreBLEU's defaults; translation only.</param>
+/// <param name="Rouge">ROUGE-1, -2 and -L, per-pair F averaged; translation only.</param>
+/// <param name="OutputDirectory">Where scores.json and the text files are.</param>
+/// <param name="Seconds">Wall time of the evaluation.</param>
+/// <param name="MeanSentenceBleu">The mean of the pairs' sentence BLEU; translation only.</param>
 public sealed record EvaluationResult(
     string Checkpoint, long Step, string Task, string Split, int Pairs, double Loss, double Perplexity, long LossTokens,
     BleuScore? Bleu, RougeCorpusScores? Rouge, string OutputDirectory, double Seconds, double? MeanSentenceBleu = null)
@@ -51,8 +81,22 @@ public sealed record EvaluationResult(
 /// </summary>
 public static class Evaluation
 {
+    /// <summary>
+    /// The scores' file in the output directory; its presence marks a directory as an evaluation's, which a new one may
+    /// replace.
+    /// </summary>
     public const string ScoresFile = "scores.json";
 
+    /// <summary>
+    /// Evaluates the checkpoint <paramref name="o"/> names, writes its output directory (replaced as a whole at the end) and
+    /// returns the scores; <paramref name="progress"/> hears of every batch.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// A negative number of pairs, a batch size that is not positive, or invalid beam settings.
+    /// </exception>
+    /// <exception cref="FloraException">
+    /// The output directory holds other files, or the split has no pairs (or too little text for one window).
+    /// </exception>
     public static EvaluationResult Run(EvaluationOptions o, IProgress<EvaluationProgress>? progress = null)
     {
         if (o.MaxPairs < 0) throw new ArgumentException($"the number of pairs must be non-negative, got {o.MaxPairs}");

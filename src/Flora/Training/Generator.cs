@@ -6,8 +6,18 @@ using Flora.Tensors;
 namespace Flora.Training;
 
 /// <summary>How the next token is chosen.</summary>
+/// <param name="Temperature">
+/// Divides the logits before the softmax; 1 by default, and positive unless <paramref name="Greedy"/>.
+/// </param>
+/// <param name="TopK">Draw among the k most likely tokens only; 0 (the default) for all.</param>
+/// <param name="Greedy">Always take the most likely token; off by default.</param>
+/// <param name="Seed">Seed of the draws; 0 by default.</param>
 public sealed record SamplingOptions(float Temperature = 1f, int TopK = 0, bool Greedy = false, ulong Seed = 0)
 {
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> for a temperature that is not positive (without greedy) or a negative
+    /// top-k.
+    /// </summary>
     public void Validate()
     {
         if (!(Temperature > 0) && !Greedy) throw new ArgumentException($"temperature must be positive, got {Temperature}");
@@ -23,6 +33,13 @@ public sealed record SamplingOptions(float Temperature = 1f, int TopK = 0, bool 
 /// </summary>
 public static class Generator
 {
+    /// <summary>
+    /// Up to <paramref name="maxTokens"/> tokens that continue <paramref name="prompt"/>, yielded as they are chosen; the
+    /// sequence ends after <paramref name="endOfText"/>, which is yielded too. Turns the model's dropout off.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// The prompt is empty or the options are invalid (thrown when enumeration starts).
+    /// </exception>
     public static IEnumerable<int> Sample(LanguageModel model, IReadOnlyList<int> prompt, int maxTokens, SamplingOptions options, int? endOfText = null)
     {
         options.Validate();

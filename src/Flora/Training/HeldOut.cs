@@ -5,7 +5,7 @@ namespace Flora.Training;
 /// at random from the whole split with one fixed seed, so that every run and every arm of an experiment is scored on
 /// the same items, spread over the whole split instead of its first books.
 /// </summary>
-public static class HeldOut
+internal static class HeldOut
 {
     /// <summary>The seed of every sample (fixed: the sample depends only on the split's size and the number wanted).</summary>
     public const int SampleSeed = 20240721;

@@ -10,17 +10,31 @@ namespace Flora.Training;
 /// One training or evaluation batch: token ids in (B, T), next-token targets out (negative where no loss is
 /// taken: prompts, padding), and for encoder-decoders the source ids (B, Ts) with each source's real length.
 /// </summary>
+/// <param name="Inputs">Token ids (B, T), Int32, in a buffer the task reuses: valid until its next batch.</param>
+/// <param name="Targets">Next-token targets (B, T), Int32; negative (-1) where no loss is taken.</param>
+/// <param name="Source">Source ids (B, Ts) of an encoder-decoder, right-padded; null for a decoder-only model.</param>
+/// <param name="SourceLengths">
+/// Each source's real length, so that attention masks the padding; null when there is no padding.
+/// </param>
 public readonly record struct Batch(Tensor Inputs, Tensor Targets, Tensor? Source, int[]? SourceLengths = null)
 {
+    /// <summary>B T: the target positions of the batch, ignored ones included.</summary>
     public int Tokens => Targets.Count;
 }
 
 /// <summary>What the trainer trains on: batches, the data position (for checkpoints) and validation batches.</summary>
 public interface ITrainingTask : IDisposable
 {
+    /// <summary>One line for the run header: the data and its size.</summary>
     string Describe();
+    /// <summary>The next training batch; its tensors stay valid until the next call.</summary>
     Batch Next();
+    /// <summary>
+    /// Where the training data stands (pass and batch): checkpoints save it, and setting it resumes the same sequence
+    /// of batches.
+    /// </summary>
     DataPosition Position { get; set; }
+    /// <summary>Up to <paramref name="maxBatches"/> validation batches, the same ones at every call.</summary>
     IEnumerable<Batch> Validation(int maxBatches);
 }
 
@@ -66,16 +80,20 @@ public sealed class LanguageModelingTask : ITrainingTask, IShardedTask
         TrainTokens = train;
     }
 
+    /// <summary>Tokens of the training split.</summary>
     public long TrainTokens { get; }
 
+    /// <inheritdoc/>
     public string Describe() => _description;
 
+    /// <inheritdoc/>
     public Batch Next()
     {
         _train.Next();
         return new Batch(_train.Inputs, _train.Targets, null);
     }
 
+    /// <inheritdoc/>
     public DataPosition Position
     {
         get => _train.Position;
@@ -85,8 +103,10 @@ public sealed class LanguageModelingTask : ITrainingTask, IShardedTask
     /// <summary>Rank <paramref name="index"/> of <paramref name="count"/> reads windows [index B, (index + 1) B) of every global batch of count x B.</summary>
     public void SetShard(int index, int count) => _train.SetShard(index, count);
 
+    /// <inheritdoc/>
     public IEnumerable<Batch> Validation(int maxBatches) => _validation.Sequential(maxBatches).Select(b => new Batch(b.Inputs, b.Targets, null));
 
+    /// <summary>Frees the batch buffers and the token stores.</summary>
     public void Dispose()
     {
         _train.Dispose();

@@ -9,8 +9,20 @@ public enum ScheduleKind
     Cosine,
 }
 
+/// <summary>
+/// The factor a run multiplies every learning rate by at each step (<see cref="Optim.Optimizer.LearningRateScale"/>):
+/// 1 throughout, or a linear warm-up to 1 followed by a cosine decay to <paramref name="MinFactor"/> at the last step.
+/// </summary>
+/// <param name="Kind">Constant or cosine.</param>
+/// <param name="WarmupSteps">Steps over which the cosine schedule's factor rises linearly to 1.</param>
+/// <param name="TotalSteps">The run's last step, where the cosine decay ends.</param>
+/// <param name="MinFactor">The cosine schedule's factor at the last step; 0.1 by default.</param>
 public sealed record LearningRateSchedule(ScheduleKind Kind, int WarmupSteps, int TotalSteps, float MinFactor = 0.1f)
 {
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> for negative warm-up steps, total steps that are not positive, or a
+    /// minimum factor outside [0, 1].
+    /// </summary>
     public void Validate()
     {
         if (WarmupSteps < 0) throw new ArgumentException($"warm-up steps must be non-negative, got {WarmupSteps}");

@@ -6,7 +6,7 @@ using Flora.Reporting;
 namespace Flora.Training;
 
 /// <summary>One row of a training log; validation fields only at evaluation steps.</summary>
-public sealed record TrainMetrics(long Step, double TrainLoss, double LearningRate, double TokensPerSecond, double? ValidationLoss, double ElapsedSeconds)
+internal sealed record TrainMetrics(long Step, double TrainLoss, double LearningRate, double TokensPerSecond, double? ValidationLoss, double ElapsedSeconds)
 {
     public double? ValidationPerplexity => ValidationLoss is double v ? Math.Exp(v) : null;
 }
@@ -15,7 +15,7 @@ public sealed record TrainMetrics(long Step, double TrainLoss, double LearningRa
 /// metrics.csv and metrics.jsonl of a run (the same snake_case names in both, as Hugging Face's Trainer logs), one row per step, flushed as they are written so a crash
 /// loses nothing already logged. On resume, rows after the checkpoint's step are dropped first.
 /// </summary>
-public sealed class MetricsLog : IDisposable
+internal sealed class MetricsLog : IDisposable
 {
     public const string CsvFile = "metrics.csv", JsonFile = "metrics.jsonl";
     private const string Header = "step,train_loss,learning_rate,tokens_per_second,val_loss,val_perplexity,elapsed_seconds";

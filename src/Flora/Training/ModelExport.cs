@@ -13,7 +13,7 @@ namespace Flora.Training;
 /// them; Flora's byte-level BPE (gpt2, bpe:N or a GPT-2-format directory) is written as GPT-2's vocab.json and
 /// merges.txt with a tokenizer_config.json that names GPT2Tokenizer.
 /// </summary>
-public static class ModelExport
+internal static class ModelExport
 {
     /// <summary>The file <see cref="Run"/> writes beside the export when asked for a check: input_ids and Flora's logits for them.</summary>
     public const string CheckFile = "flora_check.safetensors";

@@ -12,7 +12,7 @@ namespace Flora.Training;
 /// checkpoints, so that a checkpoint is never read with another tokenizer. A trained tokenizer is saved
 /// atomically (tokenizer.tmp, renamed), so a run killed while saving it leaves no half-written tokenizer.
 /// </summary>
-public static class TokenizerSetup
+internal static class TokenizerSetup
 {
     public const string Directory = "tokenizer";
 

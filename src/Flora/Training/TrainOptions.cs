@@ -23,84 +23,171 @@ public enum LoraMode
 /// </summary>
 public sealed record TrainOptions
 {
-    /// <summary>A preset of <see cref="Nn.Models.ModelFactory"/>, or "hf" for the model of the Hugging Face directory <see cref="InitFrom"/> (set by the trainer).</summary>
+    /// <summary>
+    /// <c>--model</c>: a preset of <see cref="Nn.Models.ModelFactory"/> ("gpt-small" by default), or "hf" for the model
+    /// of the Hugging Face directory <see cref="InitFrom"/> (set by the trainer).
+    /// </summary>
     public string Model { get; init; } = "gpt-small";
     /// <summary>
-    /// "bpe:N" (train a byte-level BPE of N tokens on the training text), "gpt2", "hf" (the tokenizer of the Hugging Face
-    /// directory <see cref="InitFrom"/>: tokenizer.json, or vocab.json and merges.txt), or a directory with encoder.json and vocab.bpe.
+    /// <c>--tokenizer</c>: "bpe:N" (train a byte-level BPE of N tokens on the training text; "bpe:4096" by default),
+    /// "gpt2", "hf" (the tokenizer of the Hugging Face directory <see cref="InitFrom"/>: tokenizer.json, or vocab.json
+    /// and merges.txt), or a directory with encoder.json and vocab.bpe.
     /// </summary>
     public string Tokenizer { get; init; } = "bpe:4096";
     /// <summary>
     /// The model's vocabulary when it should be larger than the tokenizer's (0: the tokenizer's): a published model's
-    /// shape for a benchmark (Llama 2's 32,000 rows) whatever tokenizer feeds it; ids beyond the tokenizer's never occur.
+    /// shape for a benchmark (Llama 2's 32,000 rows) whatever tokenizer feeds it; ids beyond the tokenizer's never
+    /// occur. Not a <c>flora train</c> option: <c>flora bench train --vocabulary</c> sets it.
     /// </summary>
     public int Vocabulary { get; init; }
-    /// <summary>A UTF-8 text file to train on; null for the embedded English corpus.</summary>
+    /// <summary><c>--corpus</c>: a UTF-8 text file to train on; null (the default) for the embedded English corpus.</summary>
     public string? Corpus { get; init; }
-    /// <summary>"lm" (next-token prediction on a corpus) or "translate" (Spanish to English pairs of <see cref="Data"/>).</summary>
+    /// <summary>
+    /// <c>--task</c>: "lm" (next-token prediction on a corpus, the default) or "translate" (Spanish to English pairs of
+    /// <see cref="Data"/>).
+    /// </summary>
     public string Task { get; init; } = "lm";
-    /// <summary>A directory made by <c>flora data prepare</c>; null for <see cref="Flora.Data.Corpora.PreparedData.DefaultDirectory"/>.</summary>
+    /// <summary>
+    /// <c>--data</c>: a directory made by <c>flora data prepare</c>; null (the default) for
+    /// <see cref="Flora.Data.Corpora.PreparedData.DefaultDirectory"/>.
+    /// </summary>
     public string? Data { get; init; }
-    /// <summary>Translation: source tokens kept (the paper's 512).</summary>
+    /// <summary><c>--max-source</c>: translation source tokens kept (the paper's 512, the default).</summary>
     public int MaxSourceTokens { get; init; } = 512;
-    /// <summary>Translation: target tokens kept (the paper's 128).</summary>
+    /// <summary><c>--max-target</c>: translation target tokens kept (the paper's 128, the default).</summary>
     public int MaxTargetTokens { get; init; } = 128;
+    /// <summary><c>--seq-len</c>: tokens per sequence T, and the context of a preset model; 128 by default.</summary>
     public int SequenceLength { get; init; } = 128;
+    /// <summary><c>--batch</c>: sequences (or translation pairs) per micro-batch, per rank; 8 by default.</summary>
     public int BatchSize { get; init; } = 8;
+    /// <summary><c>--steps</c>: the run's optimizer steps (updates); 600 by default.</summary>
     public int Steps { get; init; } = 600;
+    /// <summary>
+    /// The optimizer and its settings: <c>--optimizer</c>, <c>--lr</c>, <c>--rank</c>, <c>--kappa</c>, <c>--beta1</c>,
+    /// <c>--weight-decay</c>, <c>--variant</c>, <c>--momentum-order</c>, <c>--unfactored</c> (and <c>--seed</c> for the
+    /// projections); by default FLORA on Adafactor with r = 32 and learning rate 3e-2.
+    /// </summary>
     public OptimizerSpec Optimizer { get; init; } = new() { Name = "flora", LearningRate = 3e-2f, Rank = 32 };
+    /// <summary><c>--accumulate</c>: none (the default), naive, or compressed (FLORA's Algorithm 1).</summary>
     public AccumulationMode Accumulation { get; init; } = AccumulationMode.None;
+    /// <summary><c>--tau</c>: micro-batches per update when accumulating; 1 by default.</summary>
     public int AccumulationSteps { get; init; } = 1;
-    /// <summary>Rank of compressed accumulation; 0 uses the optimizer's rank.</summary>
+    /// <summary>
+    /// Rank of compressed accumulation; 0 (the default) uses the optimizer's rank. Not a <c>flora train</c> option.
+    /// </summary>
     public int AccumulationRank { get; init; }
+    /// <summary>
+    /// <c>--lomo</c>: update each parameter inside backward, so no gradient buffer outlives its layer; off by default.
+    /// </summary>
     public bool Lomo { get; init; }
+    /// <summary>
+    /// <c>--activation-checkpointing</c>: recompute each block in backward instead of keeping its activations; off by
+    /// default.
+    /// </summary>
     public bool ActivationCheckpointing { get; init; }
-    /// <summary>LoRA rank: wrap every attention and MLP projection with adapters of this rank (which other parameters train: <see cref="LoraMode"/>); 0 = off.</summary>
+    /// <summary>
+    /// <c>--lora</c>: LoRA rank: wrap every attention and MLP projection with adapters of this rank (which other
+    /// parameters train: <see cref="LoraMode"/>); 0 = off, the default.
+    /// </summary>
     public int LoraRank { get; init; }
-    /// <summary>With LoRA: also train embeddings and vector weights (the paper's baseline, default) or only the adapters.</summary>
+    /// <summary>
+    /// With LoRA: also train embeddings and vector weights (the paper's baseline, default) or only the adapters
+    /// (<c>--lora-adapters-only</c>).
+    /// </summary>
     public LoraMode LoraMode { get; init; } = LoraMode.Paper;
-    /// <summary>Stop after this many evaluations in a row without a new best validation loss (0 = run every step).</summary>
+    /// <summary>
+    /// <c>--early-stop</c>: stop after this many evaluations in a row without a new best validation loss (0, the
+    /// default: run every step).
+    /// </summary>
     public int EarlyStoppingPatience { get; init; }
+    /// <summary>LoRA's alpha: the adapters' path is scaled by alpha / r; 16 by default (no <c>flora train</c> option).</summary>
     public float LoraAlpha { get; init; } = 16f;
+    /// <summary>
+    /// <c>--schedule</c>: constant, or cosine (linear warm-up, then a cosine decay to 0.1 of the rate; the default).
+    /// </summary>
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Cosine;
+    /// <summary><c>--warmup</c>: warm-up steps of the cosine schedule; 50 by default.</summary>
     public int WarmupSteps { get; init; } = 50;
+    /// <summary>
+    /// <c>--clip</c>: the largest global gradient norm (not with LOMO or compressed accumulation); null, no clipping,
+    /// by default.
+    /// </summary>
     public float? ClipNorm { get; init; }
+    /// <summary>
+    /// <c>--dropout</c>: dropout probability on embeddings and residual branches (GPT-2, T5; Llama has none); 0 by
+    /// default.
+    /// </summary>
     public float Dropout { get; init; }
+    /// <summary><c>--eval-every</c>: evaluate every N steps, and at the last step; 100 by default.</summary>
     public int EvalEvery { get; init; } = 100;
+    /// <summary>
+    /// <c>--eval-batches</c>: validation batches per evaluation (per rank's share, in global batches); 20 by default.
+    /// </summary>
     public int EvalBatches { get; init; } = 20;
+    /// <summary><c>--checkpoint-every</c>: write a checkpoint every N steps, and at the last step; 100 by default.</summary>
     public int CheckpointEvery { get; init; } = 100;
+    /// <summary>How many of the newest checkpoints RUN/checkpoints keeps; 2 by default (no <c>flora train</c> option).</summary>
     public int KeepCheckpoints { get; init; } = 2;
+    /// <summary>
+    /// <c>--seed</c>: the root of initialisation, data order, dropout, stochastic rounding and FLORA's projections;
+    /// 0 by default.
+    /// </summary>
     public ulong Seed { get; init; }
+    /// <summary><c>--device</c>: "cpu" (the default) or "cuda".</summary>
     public string Device { get; init; } = "cpu";
-    /// <summary>Matrix-product precision on the GPU: fp32, tf32 or bf16 (storage and optimizer state stay fp32).</summary>
+    /// <summary>
+    /// <c>--precision</c>: matrix-product precision on the GPU: fp32, tf32 or bf16 (the default); storage and optimizer
+    /// state stay fp32.
+    /// </summary>
     public string Precision { get; init; } = "bf16";
     /// <summary>
-    /// How weight matrices are stored (<see cref="Nn.WeightStorage"/>): "fp32"; "bf16" (half the memory: the optimizer
-    /// computes in fp32 and writes each new weight back with stochastic rounding); or "auto", bf16 on CUDA for models of
-    /// more than <see cref="AutoBf16Parameters"/> parameters and fp32 otherwise. The trainer replaces "auto" by what it
-    /// chose, so a checkpoint records the type its weights have.
+    /// <c>--weights</c>: how weight matrices are stored (<see cref="Nn.WeightStorage"/>): "fp32"; "bf16" (half the
+    /// memory: the optimizer computes in fp32 and writes each new weight back with stochastic rounding); or "auto",
+    /// bf16 on CUDA for models of more than <see cref="AutoBf16Parameters"/> parameters and fp32 otherwise. The trainer
+    /// replaces "auto" by what it chose, so a checkpoint records the type its weights have. "auto" by default.
     /// </summary>
     public string Weights { get; init; } = "auto";
 
-    /// <summary>How bf16 weights take their new fp32 values: stochastically (the default) or to nearest (for comparisons).</summary>
+    /// <summary>
+    /// How bf16 weights take their new fp32 values: stochastically (the default) or to nearest (for comparisons). Not a
+    /// <c>flora train</c> option.
+    /// </summary>
     public WeightRounding WeightRounding { get; init; } = WeightRounding.Stochastic;
 
     /// <summary>Above this many parameters "auto" weights are bf16 on CUDA: from there the weights are most of a FLORA or LOMO run's memory.</summary>
     public const long AutoBf16Parameters = 1_000_000_000;
+    /// <summary><c>--out</c>: the run directory (metrics, charts, checkpoints); "runs/train" by default.</summary>
     public string OutputDirectory { get; init; } = "runs/train";
+    /// <summary>
+    /// Check every gradient for NaN or infinity as it arrives (one reduction each), stopping with the parameter named; on
+    /// by default (no <c>flora train</c> option; benchmarks turn it off).
+    /// </summary>
     public bool CheckFinite { get; init; } = true;
     /// <summary>
-    /// Fine-tuning: a checkpoint (or run directory) whose model weights initialise this run, or a Hugging Face model
-    /// directory, whose config.json then defines the model (LoRA adapters keep their own initialisation).
+    /// <c>--init-from</c>: for fine-tuning, a checkpoint (or run directory) whose model weights initialise this run, or
+    /// a Hugging Face model directory, whose config.json then defines the model (LoRA adapters keep their own
+    /// initialisation). Null by default.
     /// </summary>
     public string? InitFrom { get; init; }
-    /// <summary>Also keep the checkpoint of the lowest validation loss in RUN/best (the paper's model selection).</summary>
+    /// <summary>
+    /// <c>--keep-best</c>: also keep the checkpoint of the lowest validation loss in RUN/best (the paper's model
+    /// selection); off by default.
+    /// </summary>
     public bool KeepBest { get; init; }
-    /// <summary>Data parallel: plain all-reduce of the gradients, or FLORA-compressed (docs/distributed.md).</summary>
+    /// <summary>
+    /// <c>--allreduce</c>: in a data-parallel run, plain all-reduce of the gradients (the default), or FLORA-compressed
+    /// (docs/distributed.md).
+    /// </summary>
     public AllReduceMode AllReduce { get; init; } = AllReduceMode.Plain;
-    /// <summary>Rank of the compressed all-reduce's projection; 0 uses the optimizer's rank.</summary>
+    /// <summary>
+    /// <c>--allreduce-rank</c>: rank of the compressed all-reduce's projection; 0 (the default) uses the optimizer's
+    /// rank.
+    /// </summary>
     public int AllReduceRank { get; init; }
-    /// <summary>Data-parallel ranks the run trains on (set by the trainer from its communicator; 1 in a single process). <see cref="BatchSize"/> is per rank.</summary>
+    /// <summary>
+    /// Data-parallel ranks the run trains on (set by the trainer from its communicator; 1 in a single process).
+    /// <see cref="BatchSize"/> is per rank. Not a <c>flora train</c> option: <c>flora launch -n</c> starts the ranks.
+    /// </summary>
     public int WorldSize { get; init; } = 1;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>

@@ -15,9 +15,27 @@ using Flora.Tensors;
 namespace Flora.Training;
 
 /// <summary>Progress of a training run, for a progress bar.</summary>
+/// <param name="Step">The step just completed (1-based).</param>
+/// <param name="Steps">The run's last step (<see cref="TrainOptions.Steps"/>).</param>
+/// <param name="Loss">
+/// The step's training loss: the mean over its micro-batches (and over the ranks of a data-parallel run).
+/// </param>
+/// <param name="TokensPerSecond">Input tokens of the step, over all ranks, per second of its wall time.</param>
+/// <param name="ValidationLoss">The validation loss when the step evaluated, else null.</param>
 public readonly record struct TrainProgress(long Step, long Steps, double Loss, double TokensPerSecond, double? ValidationLoss);
 
 /// <summary>Per-step times of <see cref="Trainer.MeasureSteps"/> (seconds, medians), the GEMM share and the share of each op.</summary>
+/// <param name="Step">A whole step.</param>
+/// <param name="Forward">Model and loss, over the step's micro-batches.</param>
+/// <param name="Backward">Backward into the gradient pipeline.</param>
+/// <param name="Optimizer">The pipeline's end of micro-batch: updates, and accumulation bookkeeping.</param>
+/// <param name="GemmShare">The share of the profiled step spent in matrix products.</param>
+/// <param name="TokensPerSecond">Input tokens of a step divided by the median step time.</param>
+/// <param name="Ops">Each op's share of the profiled step, the largest first.</param>
+/// <param name="Profile">The op profiler of the profiled step.</param>
+/// <param name="ProfiledSeconds">
+/// The duration of the profiled step (slower than the others: the profiler waits for every op).
+/// </param>
 public sealed record StepTimings(double Step, double Forward, double Backward, double Optimizer, double GemmShare, double TokensPerSecond,
     IReadOnlyList<(string Op, double Share)> Ops, Flora.Backends.OpProfiler? Profile = null, double ProfiledSeconds = 0);
 
@@ -25,6 +43,28 @@ public sealed record StepTimings(double Step, double Forward, double Backward, d
 /// The outcome of a run; <c>Resamplings</c> counts the new random projections FLORA drew (per matrix: momentum transfers or
 /// compressed-accumulation cycles), <c>TrainableParameters</c> the parameters that trained.
 /// </summary>
+/// <param name="FirstStep">The first step this call trained (1-based; the one after the checkpoint's on resume).</param>
+/// <param name="LastStep">The last step trained.</param>
+/// <param name="FinalTrainLoss">The mean training loss of the last 20 steps (NaN when no step ran).</param>
+/// <param name="FinalValidationLoss">The last validation loss, or null.</param>
+/// <param name="TokensPerSecond">Input tokens per second over the whole call.</param>
+/// <param name="TokensSeen">Input tokens read, over all ranks (sources of encoder-decoders included).</param>
+/// <param name="Seconds">Wall time of the call.</param>
+/// <param name="Memory">The backend's memory ledger at the end: current and peak bytes per tag.</param>
+/// <param name="OptimizerStateBytes">Bytes of optimizer state.</param>
+/// <param name="ModelDescription">The model in one line.</param>
+/// <param name="TaskDescription">The data in one line.</param>
+/// <param name="OptimizerDescription">The optimizer and its settings in one line.</param>
+/// <param name="LastCheckpoint">The directory of the last checkpoint written, or null.</param>
+/// <param name="DataSeconds">Seconds spent getting batches.</param>
+/// <param name="BestValidationLoss">
+/// The lowest validation loss of the run (a resumed run's earlier rows included), or null.
+/// </param>
+/// <param name="BestStep">The step of <paramref name="BestValidationLoss"/> (0 without one).</param>
+/// <param name="BestCheckpoint">RUN/best when <see cref="TrainOptions.KeepBest"/> wrote it, else null.</param>
+/// <param name="DataParallel">The data-parallel report, or null in a single process.</param>
+/// <param name="Resamplings">New random projections FLORA drew, per matrix.</param>
+/// <param name="TrainableParameters">Elements of the parameters that trained.</param>
 public sealed record TrainResult(
     long FirstStep, long LastStep, double FinalTrainLoss, double? FinalValidationLoss, double TokensPerSecond, long TokensSeen,
     double Seconds, MemorySnapshot Memory, long OptimizerStateBytes, string ModelDescription, string TaskDescription, string OptimizerDescription,
@@ -179,6 +219,10 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>
+    /// The run's options as the trainer resolved them: the checkpoint's on resume, with the model ("hf" for a Hugging
+    /// Face directory), the weight type and the world size filled in.
+    /// </summary>
     public TrainOptions Options => _options;
 
     /// <summary>The <see cref="TrainOptions.Model"/> of a run whose model is a Hugging Face directory's (its config.json, in every checkpoint).</summary>
@@ -228,9 +272,13 @@ public sealed class Trainer : IDisposable
         ?? throw new FloraException($"{checkpointDirectory} is a checkpoint outside a run directory (RUN/{TrainingCheckpoint.Directory}/step-N or RUN/{TrainingCheckpoint.Best}): " +
             "give the run directory, or copy the whole run");
 
+    /// <summary>The run's tokenizer: trained, loaded, or the checkpoint's.</summary>
     public ITokenizer Tokenizer { get; }
+    /// <summary>The model being trained, owned by the trainer.</summary>
     public LanguageModel Model => _model;
+    /// <summary>The step the run continues after: 0 for a new run, the checkpoint's step on resume.</summary>
     public long StartStep => _startStep;
+    /// <summary>One line: the model, the data, the optimizer and, in a data-parallel run, the ranks and the all-reduce.</summary>
     public string Describe() => $"{_model.Describe()}; {_task.Describe()}; {_options.Optimizer}" +
         (_communicator is null ? "" : $"; data parallel over {_communicator.WorldSize} ranks ({_communicator.Description}, all-reduce {_options.AllReduce.ToString().ToLowerInvariant()}), global batch {_communicator.WorldSize} x {_options.BatchSize}");
 
@@ -441,6 +489,10 @@ public sealed class Trainer : IDisposable
     private string SaveCheckpoint(long step) =>
         TrainingCheckpoint.Save(_options.OutputDirectory, step, _model, _optimizer, _pipeline, _task.Position, _options, _tokenizerIdentity, _options.KeepCheckpoints);
 
+    /// <summary>
+    /// Frees the task, the reducer, the pipeline, the optimizer, the model, the communicator and the backend, and
+    /// unlocks the run directory.
+    /// </summary>
     public void Dispose()
     {
         _task?.Dispose();

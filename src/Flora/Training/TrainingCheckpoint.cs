@@ -14,6 +14,14 @@ using Flora.Tensors;
 namespace Flora.Training;
 
 /// <summary>What a checkpoint's state file says about the run, besides the tensors.</summary>
+/// <param name="Directory">
+/// The checkpoint directory (or the Hugging Face directory a <see cref="CheckpointModel"/> opened).
+/// </param>
+/// <param name="Step">The step the checkpoint was written after (0 for a Hugging Face directory).</param>
+/// <param name="Position">The data position a resumed run continues from.</param>
+/// <param name="Options">The run's options, as the run resolved them.</param>
+/// <param name="Model">The model in one line.</param>
+/// <param name="TokenizerHash">The identity of the run's tokenizer (a SHA-256 of its files, or "gpt2").</param>
 public sealed record CheckpointInfo(string Directory, long Step, DataPosition Position, TrainOptions Options, string Model, string TokenizerHash);
 
 /// <summary>
@@ -34,7 +42,7 @@ public sealed record CheckpointInfo(string Directory, long Step, DataPosition Po
 /// the newest <c>keep</c> checkpoints are kept. A checkpoint reference (checkpoints/latest) names a checkpoint
 /// of its own run and nothing else.
 /// </summary>
-public static partial class TrainingCheckpoint
+internal static partial class TrainingCheckpoint
 {
     /// <summary>
     /// How a checkpoint stores its run's options: enums by name ("Official", "Compressed"). Checkpoints written before

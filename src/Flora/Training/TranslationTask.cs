@@ -9,13 +9,20 @@ namespace Flora.Training;
 /// <summary>How a translation pair becomes model input: one sequence (decoder-only) or a source and a target (encoder-decoder).</summary>
 public enum TranslationLayout
 {
+    /// <summary>One sequence per pair: the prompt with the source, then the target (GPT-2, Llama).</summary>
     DecoderOnly,
+    /// <summary>The source goes to the encoder and the target to the decoder (T5).</summary>
     EncoderDecoder,
 }
 
 /// <summary>Languages and truncation lengths of the translation task (the paper truncates to 512 source and 128 target tokens).</summary>
+/// <param name="SourceLanguage">The source language's name in the prompt; "Spanish" by default.</param>
+/// <param name="TargetLanguage">The target language's name in the prompt; "English" by default.</param>
+/// <param name="MaxSourceTokens">Source tokens kept; 512 by default.</param>
+/// <param name="MaxTargetTokens">Target tokens kept; 128 by default.</param>
 public sealed record TranslationFormat(string SourceLanguage = "Spanish", string TargetLanguage = "English", int MaxSourceTokens = 512, int MaxTargetTokens = 128)
 {
+    /// <summary>Throws an <see cref="ArgumentException"/> unless both truncation lengths are positive.</summary>
     public void Validate()
     {
         if (MaxSourceTokens <= 0 || MaxTargetTokens <= 0)
@@ -24,6 +31,11 @@ public sealed record TranslationFormat(string SourceLanguage = "Spanish", string
 }
 
 /// <summary>One tokenised pair. Decoder-only: <see cref="Prompt"/> then <see cref="Target"/>; encoder-decoder: <see cref="Source"/> and <see cref="Target"/>.</summary>
+/// <param name="Prompt">
+/// Decoder-only: the template's head, the source and the template's middle; empty for an encoder-decoder.
+/// </param>
+/// <param name="Source">The source tokens, truncated.</param>
+/// <param name="Target">The target tokens, truncated, without the end token; empty when no target was given.</param>
 public readonly record struct TranslationExample(int[] Prompt, int[] Source, int[] Target);
 
 /// <summary>
@@ -41,6 +53,14 @@ public sealed class TranslationTemplate
     private readonly ITokenizer _tokenizer;
     private readonly int[] _head, _middle;
 
+    /// <summary>
+    /// The template of <paramref name="format"/> in <paramref name="layout"/> for a model of <paramref name="context"/>
+    /// positions, its pieces tokenised with <paramref name="tokenizer"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// The format is invalid, the tokenizer has no &lt;|endoftext|&gt; token, or a decoder-only context cannot hold the
+    /// template and a pair.
+    /// </exception>
     public TranslationTemplate(ITokenizer tokenizer, TranslationFormat format, TranslationLayout layout, int context)
     {
         format.Validate();
@@ -55,9 +75,15 @@ public sealed class TranslationTemplate
             throw new ArgumentException($"a context of {context} tokens cannot hold the translation template ({_head.Length + _middle.Length} tokens) and a pair: use a longer --seq-len");
     }
 
+    /// <summary>Languages and truncation lengths.</summary>
     public TranslationFormat Format { get; }
+    /// <summary>One sequence per pair, or a source and a target.</summary>
     public TranslationLayout Layout { get; }
+    /// <summary>The model's context: sources and targets are cut further to fit it.</summary>
     public int Context { get; }
+    /// <summary>
+    /// The id of &lt;|endoftext|&gt;: the end of every target, the decoder's start token, and the padding of inputs.
+    /// </summary>
     public int EndOfText { get; }
 
     /// <summary>Tokenises a pair (the target may be null when only the prompt or source is needed, for generation).</summary>
@@ -103,6 +129,13 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
     private int[][] _batches = [];
     private long _batchesEpoch = -1;
 
+    /// <summary>
+    /// Training batches of <paramref name="batchSize"/> pairs of <paramref name="train"/> and validation batches of
+    /// <paramref name="validation"/>, tokenised with <paramref name="template"/> and uploaded to <paramref name="backend"/>;
+    /// <paramref name="seed"/> fixes the order of every pass, and <paramref name="source"/> names the data in messages.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch size is not positive.</exception>
+    /// <exception cref="FloraException">There are fewer training pairs than one batch, or no validation pair.</exception>
     public TranslationTask(IBackend backend, TranslationTemplate template, IReadOnlyList<(string Source, string Target)> train,
         IReadOnlyList<(string Source, string Target)> validation, int batchSize, ulong seed, string source)
         : this(backend, template, train, validation, batchSize, seed, source, evaluationOnly: false) { }
@@ -128,16 +161,20 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
         { TranslationLayout.DecoderOnly => "decoder-only template", _ => "encoder-decoder" }}, {_train.Length:N0} training and {_validation.Length:N0} validation pairs, {targetTokens:N0} training target tokens";
     }
 
+    /// <inheritdoc/>
     public string Describe() => _description;
 
+    /// <inheritdoc/>
     public DataPosition Position { get; set; }
 
+    /// <summary>Training pairs, tokenised.</summary>
     public int TrainPairs => _train.Length;
 
     /// <summary>Tokens a batch of this example occupies in its longest row (the sequence for decoder-only, the target side otherwise).</summary>
     private int Length(TranslationExample e) =>
         _template.Layout == TranslationLayout.DecoderOnly ? e.Prompt.Length + e.Target.Length : Math.Max(e.Source.Length, e.Target.Length + 1);
 
+    /// <inheritdoc/>
     public Batch Next()
     {
         if (_train.Length == 0) throw new InvalidOperationException("this translation task was made for evaluation: it has no training batches");
@@ -230,6 +267,7 @@ public sealed class TranslationTask : ITrainingTask, IShardedTask
     }
 
 
+    /// <summary>Frees the batch buffers.</summary>
     public void Dispose()
     {
         _inputs.Dispose();

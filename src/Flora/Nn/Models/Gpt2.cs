@@ -5,18 +5,27 @@ using Flora.Tensors;
 namespace Flora.Nn.Models;
 
 /// <summary>GPT-2 sizes. Presets: gpt2-124m, gpt2-350m, and small ones that train on two CPU cores.</summary>
+/// <param name="Layers">L: transformer blocks.</param>
+/// <param name="Heads">H: attention heads per block; <paramref name="Embed"/> must split into them.</param>
+/// <param name="Embed">C: the model width.</param>
+/// <param name="Vocabulary">V: rows of the token embedding wte, which is also the output projection.</param>
+/// <param name="Context">The longest sequence: rows of the learned position table wpe.</param>
+/// <param name="Dropout">Dropout probability on the embeddings and on every residual branch (0, the default: none).</param>
 public sealed record Gpt2Config(int Layers, int Heads, int Embed, int Vocabulary, int Context, float Dropout = 0f)
 {
+    /// <summary>The sizes of GPT-2 124M: 12 layers, 12 heads, 768 channels, 1024 positions.</summary>
     public static Gpt2Config Gpt2_124M(int vocabulary = 50257) => new(12, 12, 768, vocabulary, 1024);
+    /// <summary>The sizes of GPT-2 350M (gpt2-medium): 24 layers, 16 heads, 1024 channels, 1024 positions.</summary>
     public static Gpt2Config Gpt2_350M(int vocabulary = 50257) => new(24, 16, 1024, vocabulary, 1024);
     /// <summary>About 3.4M parameters at a 4096 vocabulary: trains on two CPU cores in minutes.</summary>
     public static Gpt2Config Small(int vocabulary) => new(4, 4, 256, vocabulary, 256);
+    /// <summary>Two layers of 64 channels in 2 heads, 64 positions: trains in seconds, for tests and quick runs.</summary>
     public static Gpt2Config Tiny(int vocabulary) => new(2, 2, 64, vocabulary, 64);
 
     /// <summary>Width of the MLP's hidden layer (Hugging Face's n_inner); null means 4 C.</summary>
     public int? Inner { get; init; }
 
-    /// <summary>LayerNorm epsilon (layer_norm_epsilon).</summary>
+    /// <summary>LayerNorm epsilon (layer_norm_epsilon); 1e-5 by default.</summary>
     public float LayerNormEps { get; init; } = 1e-5f;
 
     /// <summary>The MLP width in effect.</summary>
@@ -33,6 +42,10 @@ public sealed record Gpt2Config(int Layers, int Heads, int Embed, int Vocabulary
         }
     }
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the first problem: a size that is not positive, channels that do
+    /// not split into the heads, a non-positive MLP width or LayerNorm epsilon.
+    /// </summary>
     public void Validate()
     {
         if (Layers <= 0 || Heads <= 0 || Embed <= 0 || Vocabulary <= 0 || Context <= 0)
@@ -58,6 +71,12 @@ public sealed class Gpt2 : LanguageModel
     private readonly LayerNorm _lnF;
     private readonly OutputHead _head;
 
+    /// <summary>
+    /// A GPT-2 of <paramref name="config"/>'s sizes on <paramref name="backend"/>, its random weights drawn from
+    /// seeds derived from <paramref name="seed"/> and each parameter's name. <paramref name="adapt"/>, when given,
+    /// wraps each attention and MLP projection (c_attn, c_proj, c_fc), e.g. in a <see cref="LoraLinear"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes are invalid (<see cref="Gpt2Config.Validate"/>).</exception>
     public Gpt2(IBackend backend, Gpt2Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
@@ -89,25 +108,36 @@ public sealed class Gpt2 : LanguageModel
 
     private readonly IDisposable _gradientBuffers;
 
+    /// <summary>The sizes this model was built with.</summary>
     public Gpt2Config Config { get; }
+    /// <inheritdoc/>
     public override int Vocabulary => Config.Vocabulary;
+    /// <inheritdoc/>
     public override int MaxSequenceLength => Config.Context;
+    /// <summary>The L blocks h.0 to h.{L-1}, in order.</summary>
     public IReadOnlyList<TransformerBlock> Blocks => _blocks;
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_wte, _wpe, _drop, .. _blocks, _lnF, _head];
 
+    /// <summary>
+    /// 6 N for the weights plus 12 L C T for the attention scores and values at <paramref name="sequenceLength"/> T.
+    /// </summary>
     public override double TrainingFlopsPerToken(int sequenceLength) =>
         6.0 * ParameterCount + 12.0 * Config.Layers * Config.Embed * sequenceLength;
 
+    /// <inheritdoc/>
     public override string Describe() =>
         $"GPT-2 {Config.Layers} layers, {Config.Heads} heads, {Config.Embed} channels, vocabulary {Config.Vocabulary}, context {Config.Context}, {ParameterCount:N0} parameters";
 
+    /// <inheritdoc/>
     public override void EnableCheckpointing()
     {
         var shared = new ActivationScope(Backend);
         foreach (var block in _blocks) block.EnableCheckpointing(shared);
     }
 
+    /// <inheritdoc/>
     protected override OutputHead Head => _head;
 
     /// <summary>ids (B, T) -&gt; the final LayerNorm's output (B*T, C).</summary>
@@ -129,6 +159,7 @@ public sealed class Gpt2 : LanguageModel
         _wte.Backward(d, gradients);
     }
 
+    /// <summary>Frees every layer's parameters and buffers and the backward buffers the blocks share.</summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -10,8 +10,14 @@ namespace Flora.Nn.Models;
 /// </summary>
 public abstract class LanguageModel : Module
 {
+    /// <summary>
+    /// A model on <paramref name="backend"/> whose dropout layers draw their masks under <paramref name="context"/>.
+    /// </summary>
     protected LanguageModel(IBackend backend, string name, ModelContext context) : base(backend, name) => Context = context;
 
+    /// <summary>
+    /// The training flag, step and seed the dropout layers read: set <c>Training</c> to false to evaluate or generate.
+    /// </summary>
     public ModelContext Context { get; }
 
     /// <summary>Token ids have no gradient: a language model's Backward returns null.</summary>
@@ -29,6 +35,10 @@ public abstract class LanguageModel : Module
     /// <summary>ids (B, T) -&gt; logits (B*T, V).</summary>
     public sealed override Tensor Forward(Tensor ids) => Head.Forward(ForwardHidden(ids));
 
+    /// <summary>
+    /// Backward from dLoss/dLogits (B*T, V) of the last <see cref="Forward"/>: every parameter gradient goes to
+    /// <paramref name="gradients"/>. Returns null (token ids have no gradient).
+    /// </summary>
     public sealed override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
     {
         BackwardHidden(Head.Backward(gradLogits, gradients)!, gradients);
@@ -63,11 +73,13 @@ public abstract class LanguageModel : Module
     public virtual void SetSource(Tensor sourceIds, int[]? lengths = null) =>
         throw new InvalidOperationException($"{GetType().Name} is decoder-only: it takes no source");
 
+    /// <summary>Whether the model also reads a source through <see cref="SetSource"/> (T5) besides the decoder's ids.</summary>
     public virtual bool IsEncoderDecoder => false;
 
     /// <summary>Turns on activation checkpointing for every block (one shared scope for their internals).</summary>
     public abstract void EnableCheckpointing();
 
+    /// <summary>N: the elements of every parameter, frozen ones and LoRA adapters included (a tied weight counts once).</summary>
     public long ParameterCount => Parameters().Sum(p => (long)p.Value.Count);
 
     /// <summary>
@@ -76,6 +88,10 @@ public abstract class LanguageModel : Module
     /// </summary>
     public virtual double TrainingFlopsPerToken(int sequenceLength) => 6.0 * ParameterCount;
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> that names <paramref name="model"/> unless <paramref name="ids"/> is an
+    /// Int32 (B, T) tensor with T at most <paramref name="maxLength"/>.
+    /// </summary>
     protected static void CheckIds(Tensor ids, int maxLength, string model)
     {
         if (ids.DType != DType.Int32 || ids.Shape.Rank != 2)

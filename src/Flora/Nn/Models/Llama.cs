@@ -10,6 +10,13 @@ namespace Flora.Nn.Models;
 /// key/value heads, an explicit head size, the RMSNorm epsilon, tied embeddings, q/k/v biases (Qwen2), Llama 3's rope
 /// scaling and a sliding attention window (Mistral: sequences must fit in it).
 /// </summary>
+/// <param name="Layers">L: decoder blocks (num_hidden_layers).</param>
+/// <param name="Heads">H: query heads (num_attention_heads).</param>
+/// <param name="Embed">C: the model width (hidden_size).</param>
+/// <param name="Intermediate">F: the width of the SwiGLU's gate and up projections (intermediate_size).</param>
+/// <param name="Vocabulary">V: rows of the token embedding (vocab_size).</param>
+/// <param name="Context">The longest sequence (max_position_embeddings); positions are rotary, so no table depends on it.</param>
+/// <param name="RopeTheta">The rotary base theta (rope_theta; 10000 by default).</param>
 public sealed record LlamaConfig(int Layers, int Heads, int Embed, int Intermediate, int Vocabulary, int Context, float RopeTheta = 10000f)
 {
     /// <summary>Key/value heads Hkv (grouped-query attention); null means H.</summary>
@@ -18,13 +25,13 @@ public sealed record LlamaConfig(int Layers, int Heads, int Embed, int Intermedi
     /// <summary>Size hd of a head; null means C / H.</summary>
     public int? HeadDim { get; init; }
 
-    /// <summary>RMSNorm epsilon (Hugging Face's rms_norm_eps).</summary>
+    /// <summary>RMSNorm epsilon (Hugging Face's rms_norm_eps); 1e-6 by default.</summary>
     public float NormEps { get; init; } = 1e-6f;
 
-    /// <summary>The output projection reuses the token embedding (tie_word_embeddings).</summary>
+    /// <summary>The output projection reuses the token embedding (tie_word_embeddings); off by default.</summary>
     public bool TiedEmbeddings { get; init; }
 
-    /// <summary>q, k and v projections with biases (Qwen2).</summary>
+    /// <summary>q, k and v projections with biases (Qwen2); off by default.</summary>
     public bool AttentionBias { get; init; }
 
     /// <summary>Llama 3's rope scaling, or null for plain rotary positions.</summary>
@@ -77,6 +84,11 @@ public sealed record LlamaConfig(int Layers, int Heads, int Embed, int Intermedi
         }
     }
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the first problem: a size that is not positive, channels that do
+    /// not split into heads, an odd head size, query heads that do not split into key/value groups, a non-positive theta,
+    /// epsilon or sliding window, or invalid rope scaling.
+    /// </summary>
     public void Validate()
     {
         if (Layers <= 0 || Heads <= 0 || Embed <= 0 || Intermediate <= 0 || Vocabulary <= 0 || Context <= 0)
@@ -107,6 +119,13 @@ public sealed class Llama : LanguageModel
     private readonly RmsNorm _norm;
     private readonly OutputHead _head;
 
+    /// <summary>
+    /// A Llama-style decoder of <paramref name="config"/>'s sizes on <paramref name="backend"/>, its random weights
+    /// drawn N(0, 0.02^2) from seeds derived from <paramref name="seed"/> and each parameter's name.
+    /// <paramref name="adapt"/>, when given, wraps each of q, k, v, o, gate, up and down (e.g. in a
+    /// <see cref="LoraLinear"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes are invalid (<see cref="LlamaConfig.Validate"/>).</exception>
     public Llama(IBackend backend, LlamaConfig config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
@@ -139,25 +158,35 @@ public sealed class Llama : LanguageModel
 
     private readonly IDisposable _gradientBuffers;
 
+    /// <summary>The sizes this model was built with.</summary>
     public LlamaConfig Config { get; }
+    /// <inheritdoc/>
     public override int Vocabulary => Config.Vocabulary;
+    /// <summary>The context, or the sliding window when that is shorter: longer sequences are refused.</summary>
     public override int MaxSequenceLength => Math.Min(Config.Context, Config.SlidingWindow ?? int.MaxValue);
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_embed, .. _blocks, _norm, _head];
 
+    /// <summary>
+    /// 6 N for the weights plus 12 L H hd T for the attention scores and values at <paramref name="sequenceLength"/> T.
+    /// </summary>
     public override double TrainingFlopsPerToken(int sequenceLength) =>
         6.0 * ParameterCount + 12.0 * Config.Layers * Config.Heads * Config.HeadSize * sequenceLength;
 
+    /// <inheritdoc/>
     public override string Describe() =>
         $"Llama-style {Config.Layers} layers, {Config.Heads} heads ({Config.KvHeads} key/value) of {Config.HeadSize}, {Config.Embed} channels, " +
         $"SwiGLU {Config.Intermediate}, vocabulary {Config.Vocabulary}{(Config.TiedEmbeddings ? " (tied)" : "")}, {ParameterCount:N0} parameters";
 
+    /// <inheritdoc/>
     public override void EnableCheckpointing()
     {
         var shared = new ActivationScope(Backend);
         foreach (var block in _blocks) block.EnableCheckpointing(shared);
     }
 
+    /// <inheritdoc/>
     protected override OutputHead Head => _head;
 
     /// <summary>ids (B, T) -&gt; the final RMSNorm's output (B*T, C).</summary>
@@ -180,6 +209,7 @@ public sealed class Llama : LanguageModel
         _embed.Backward(d, gradients);
     }
 
+    /// <summary>Frees every layer's parameters and buffers and the backward buffers the blocks share.</summary>
     public override void Dispose()
     {
         base.Dispose();

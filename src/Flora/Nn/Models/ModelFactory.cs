@@ -5,6 +5,9 @@ namespace Flora.Nn.Models;
 /// <summary>The named model presets of the command line.</summary>
 public static class ModelFactory
 {
+    /// <summary>
+    /// The preset names <see cref="Config"/> and <see cref="Create"/> accept, as <c>flora train --model</c> lists them.
+    /// </summary>
     public static readonly IReadOnlyList<string> Presets =
         ["gpt-small", "gpt-tiny", "gpt2-124m", "gpt2-350m", "llama-small", "llama-tiny", "llama-60m", "llama-1b", "llama-3b", "llama-7b",
          "t5-small", "t5-tiny", "t5-small-size"];

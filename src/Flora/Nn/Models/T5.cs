@@ -5,13 +5,27 @@ using Flora.Tensors;
 namespace Flora.Nn.Models;
 
 /// <summary>Sizes of the T5-style encoder-decoder.</summary>
+/// <param name="EncoderLayers">Encoder blocks.</param>
+/// <param name="DecoderLayers">Decoder blocks (each with cross-attention over the encoder output).</param>
+/// <param name="Heads">H: attention heads per attention layer; <paramref name="Embed"/> must split into them.</param>
+/// <param name="Embed">C: the model width.</param>
+/// <param name="FeedForward">F: the width of the GELU feed-forward layer.</param>
+/// <param name="Vocabulary">V: rows of the shared token embedding, which is also the output projection.</param>
+/// <param name="Context">The longest source and the longest decoder sequence: rows of each position table.</param>
+/// <param name="Dropout">Dropout probability on every residual branch (0, the default: none).</param>
 public sealed record T5Config(int EncoderLayers, int DecoderLayers, int Heads, int Embed, int FeedForward, int Vocabulary, int Context, float Dropout = 0f)
 {
+    /// <summary>3 + 3 layers, 4 heads, 256 channels, feed-forward 1024, 256 positions: trains on a CPU.</summary>
     public static T5Config Small(int vocabulary) => new(3, 3, 4, 256, 1024, vocabulary, 256);
+    /// <summary>1 + 1 layers, 2 heads, 64 channels, feed-forward 128, 64 positions: for tests and quick runs.</summary>
     public static T5Config Tiny(int vocabulary) => new(1, 1, 2, 64, 128, vocabulary, 64);
     /// <summary>T5-small's sizes (6 + 6 layers, 8 heads, 512 channels, 2048 feed-forward).</summary>
     public static T5Config T5SmallSize(int vocabulary = 32128) => new(6, 6, 8, 512, 2048, vocabulary, 512);
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> when a size is not positive or the channels do not split into the
+    /// heads.
+    /// </summary>
     public void Validate()
     {
         if (EncoderLayers <= 0 || DecoderLayers <= 0 || Heads <= 0 || Embed <= 0 || FeedForward <= 0 || Vocabulary <= 0 || Context <= 0)
@@ -36,6 +50,12 @@ public sealed class T5 : LanguageModel
     private readonly OutputHead _head;
     private Tensor? _source, _memory;
 
+    /// <summary>
+    /// A T5-style model of <paramref name="config"/>'s sizes on <paramref name="backend"/>, its random weights drawn
+    /// from seeds derived from <paramref name="seed"/> and each parameter's name. <paramref name="adapt"/>, when given,
+    /// wraps every projection (attention and feed-forward), e.g. in a <see cref="LoraLinear"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes are invalid (<see cref="T5Config.Validate"/>).</exception>
     public T5(IBackend backend, T5Config config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "", new ModelContext { Seed = seed })
     {
         config.Validate();
@@ -84,23 +104,34 @@ public sealed class T5 : LanguageModel
 
     private readonly IDisposable _encoderGradients, _decoderGradients;
 
+    /// <summary>The sizes this model was built with.</summary>
     public T5Config Config { get; }
+    /// <inheritdoc/>
     public override int Vocabulary => Config.Vocabulary;
+    /// <inheritdoc/>
     public override int MaxSequenceLength => Config.Context;
+    /// <inheritdoc/>
     public override bool IsEncoderDecoder => true;
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children =>
         [_shared, _encoderPositions, _decoderPositions, .. _encoder, _encoderNorm, .. _decoder, _decoderNorm, _head];
 
+    /// <inheritdoc/>
     public override string Describe() =>
         $"T5-style {Config.EncoderLayers}+{Config.DecoderLayers} layers, {Config.Heads} heads, {Config.Embed} channels, feed-forward {Config.FeedForward}, vocabulary {Config.Vocabulary}, {ParameterCount:N0} parameters";
 
+    /// <inheritdoc/>
     public override void EnableCheckpointing()
     {
         var shared = new ActivationScope(Backend);
         foreach (var block in _encoder.Concat(_decoder)) block.EnableCheckpointing(shared);
     }
 
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">
+    /// The ids are not Int32 (B, Ts) within the context, or the lengths do not match them.
+    /// </exception>
     public override void SetSource(Tensor sourceIds, int[]? lengths = null)
     {
         CheckIds(sourceIds, Config.Context, "T5 source");
@@ -114,6 +145,7 @@ public sealed class T5 : LanguageModel
     private int[]? _sourceLengths;
     private float HeadScale => 1f / MathF.Sqrt(Config.Embed);
 
+    /// <inheritdoc/>
     protected override OutputHead Head => _head;
 
     /// <summary>Decoder input ids (B, T) -&gt; the decoder's last hidden states (B*T, C), attending to the source set with <see cref="SetSource"/>.</summary>
@@ -140,6 +172,7 @@ public sealed class T5 : LanguageModel
         return h;                                                               // (B*T, C)
     }
 
+    /// <inheritdoc/>
     protected override void BackwardHidden(Tensor gradHidden, IGradientSink gradients)
     {
         Tensor memory = Saved(_memory), source = Saved(_source);
@@ -161,6 +194,10 @@ public sealed class T5 : LanguageModel
         _shared.Backward(dm, gradients);                                       // source tokens: the shared weight's third gradient
     }
 
+    /// <summary>
+    /// Frees every layer's parameters and buffers and the backward buffers the encoder's and the decoder's blocks
+    /// share.
+    /// </summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -5,15 +5,29 @@ using Flora.Tensors;
 namespace Flora.Nn.Models;
 
 /// <summary>Sizes of a ViT classifier over square greyscale images cut into square patches.</summary>
+/// <param name="ImageSize">Side of the square greyscale image, in pixels.</param>
+/// <param name="PatchSize">Side p of a square patch, in pixels; it must divide <paramref name="ImageSize"/>.</param>
+/// <param name="Layers">Transformer blocks.</param>
+/// <param name="Heads">Attention heads per block; <paramref name="Embed"/> must split into them.</param>
+/// <param name="Embed">C: the model width.</param>
+/// <param name="Classes">Output classes: the width of the logits.</param>
+/// <param name="Dropout">Dropout probability on every residual branch (0, the default: none).</param>
 public sealed record VitConfig(int ImageSize, int PatchSize, int Layers, int Heads, int Embed, int Classes, float Dropout = 0f)
 {
+    /// <summary>Patches along each side: ImageSize / PatchSize.</summary>
     public int PatchesPerSide => ImageSize / PatchSize;
+    /// <summary>P: patches per image, the sequence length without the class token.</summary>
     public int Patches => PatchesPerSide * PatchesPerSide;
+    /// <summary>p^2: pixels per patch, the input width of the patch embedding.</summary>
     public int PatchDimension => PatchSize * PatchSize;
 
     /// <summary>For Fashion-MNIST: 28 x 28 images, 7 x 7 patches (16 of them), 4 layers of 128 channels.</summary>
     public static VitConfig FashionMnist(int layers = 4, int embed = 128, int heads = 4) => new(28, 7, layers, heads, embed, 10);
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> when the image is not a positive multiple of the patch, a size is not
+    /// positive, or the channels do not split into the heads.
+    /// </summary>
     public void Validate()
     {
         if (ImageSize <= 0 || PatchSize <= 0 || ImageSize % PatchSize != 0)
@@ -39,6 +53,12 @@ public sealed class Vit : Module
     private readonly Linear _head;
     private int _batch;
 
+    /// <summary>
+    /// A ViT of <paramref name="config"/>'s sizes on <paramref name="backend"/>, its random weights drawn from seeds
+    /// derived from <paramref name="seed"/> and each parameter's name. <paramref name="adapt"/>, when given, wraps each
+    /// attention and MLP projection (qkv, proj, fc1, fc2), e.g. in a <see cref="LoraLinear"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The sizes are invalid (<see cref="VitConfig.Validate"/>).</exception>
     public Vit(IBackend backend, VitConfig config, ulong seed = 0, Func<Linear, Module>? adapt = null) : base(backend, "")
     {
         config.Validate();
@@ -73,15 +93,20 @@ public sealed class Vit : Module
 
     private readonly IDisposable _gradientBuffers;
 
+    /// <summary>The sizes this model was built with.</summary>
     public VitConfig Config { get; }
+    /// <summary>The training flag, step and seed the dropout layers read: set <c>Training</c> to false to evaluate.</summary>
     public ModelContext Context { get; }
 
     /// <summary>Images are data: Backward returns null.</summary>
     public override bool ComputesInputGradient { get => false; set { } }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_patchEmbed, _positions, .. _blocks, _norm, _head];
+    /// <inheritdoc/>
     protected override IEnumerable<Parameter> OwnParameters => [_classToken];
 
+    /// <summary>Turns on activation checkpointing for every block (one shared scope for their internals).</summary>
     public void EnableCheckpointing()
     {
         var shared = new ActivationScope(Backend);
@@ -110,6 +135,10 @@ public sealed class Vit : Module
         return _head.Forward(cls);
     }
 
+    /// <summary>
+    /// Backward from dLoss/dLogits (B, classes) of the last <see cref="Forward"/>: every parameter gradient, the class
+    /// token's included, goes to <paramref name="gradients"/>. Returns null (images are data).
+    /// </summary>
     public override Tensor? Backward(Tensor gradLogits, IGradientSink gradients)
     {
         int b = _batch, p = Config.Patches, c = Config.Embed;
@@ -150,6 +179,7 @@ public sealed class Vit : Module
                     }
     }
 
+    /// <summary>Frees every layer's parameters and buffers, the class token and the backward buffers the blocks share.</summary>
     public override void Dispose()
     {
         base.Dispose();

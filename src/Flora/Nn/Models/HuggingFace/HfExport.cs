@@ -20,19 +20,25 @@ public enum LoraExport
 /// <summary>How <see cref="HfExport.Save"/> writes a directory.</summary>
 public sealed record HfExportOptions
 {
-    /// <summary>LoRA adapters: refused, merged, or written as a PEFT adapter.</summary>
+    /// <summary>LoRA adapters: refused (the default), merged, or written as a PEFT adapter.</summary>
     public LoraExport Lora { get; init; } = LoraExport.None;
 
     /// <summary>Weights above this many bytes are split into shards with an index (Hugging Face's default, 5 GB).</summary>
     public long MaxShardBytes { get; init; } = 5_000_000_000;
 
-    /// <summary>Writes the tokenizer files into the directory being built (called before it is moved into place).</summary>
+    /// <summary>
+    /// Writes the tokenizer files into the directory being built (called before it is moved into place); null writes
+    /// none.
+    /// </summary>
     public Action<string>? WriteTokenizer { get; init; }
 
-    /// <summary>For a PEFT adapter: the base model it applies to (adapter_config.json's base_model_name_or_path).</summary>
+    /// <summary>
+    /// For a PEFT adapter: the base model it applies to (adapter_config.json's base_model_name_or_path); null by
+    /// default.
+    /// </summary>
     public string? BaseModel { get; init; }
 
-    /// <summary>Replace a directory that exists and is not empty (otherwise that is an error).</summary>
+    /// <summary>Replace a directory that exists and is not empty (otherwise, the default, that is an error).</summary>
     public bool Overwrite { get; init; }
 }
 
