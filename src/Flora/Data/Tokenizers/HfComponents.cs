@@ -52,14 +52,7 @@ internal abstract class HfNormalizer
             case "Sequence":
                 {
                     HfJson j = root.ChildAt(path, element, "type", "normalizers");
-                    var items = new List<HfNormalizer>();
-                    int n = 0;
-                    foreach (JsonElement item in j.Array("normalizers").EnumerateArray())
-                    {
-                        string at = $"{j.PathOf("normalizers")}[{n++}]";
-                        items.Add(Parse(root, at, item) ?? throw root.Fail(at, "null is not a normalizer"));
-                    }
-                    return new Sequence(items);
+                    return new Sequence(j.Items("normalizers", (at, item) => Parse(root, at, item), "a normalizer"));
                 }
             default:
                 throw root.Fail(type.PathOf("type"), $"normalizer type '{kind}' is not supported (supported: NFC, NFD, NFKC, NFKD, Prepend, Replace, Sequence)");
@@ -292,14 +285,7 @@ internal abstract class HfPreTokenizer
             case "Sequence":
                 {
                     HfJson j = root.ChildAt(path, element, "type", "pretokenizers");
-                    var items = new List<HfPreTokenizer>();
-                    int n = 0;
-                    foreach (JsonElement item in j.Array("pretokenizers").EnumerateArray())
-                    {
-                        string at = $"{j.PathOf("pretokenizers")}[{n++}]";
-                        items.Add(Parse(root, at, item) ?? throw root.Fail(at, "null is not a pre-tokenizer"));
-                    }
-                    return new Sequence(items);
+                    return new Sequence(j.Items("pretokenizers", (at, item) => Parse(root, at, item), "a pre-tokenizer"));
                 }
             default:
                 throw root.Fail(type.PathOf("type"), $"pre-tokenizer type '{kind}' is not supported (supported: ByteLevel, Split, Metaspace, Sequence)");
@@ -603,14 +589,7 @@ internal abstract class HfDecoder
             case "Sequence":
                 {
                     HfJson j = root.ChildAt(path, element, "type", "decoders");
-                    var items = new List<HfDecoder>();
-                    int n = 0;
-                    foreach (JsonElement item in j.Array("decoders").EnumerateArray())
-                    {
-                        string at = $"{j.PathOf("decoders")}[{n++}]";
-                        items.Add(Parse(root, at, item) ?? throw root.Fail(at, "null is not a decoder"));
-                    }
-                    return new Sequence(items);
+                    return new Sequence(j.Items("decoders", (at, item) => Parse(root, at, item), "a decoder"));
                 }
             default:
                 throw root.Fail(type.PathOf("type"), $"decoder type '{kind}' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)");

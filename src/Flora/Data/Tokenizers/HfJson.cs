@@ -119,6 +119,22 @@ internal sealed class HfJson
             : throw Fail(path, $"expected an integer from 0 to {int.MaxValue}, found {Raw(e)}");
 
     /// <summary>An array field, which must be present.</summary>
+    /// <summary>
+    /// The items of the array under <paramref name="key"/>, each read by <paramref name="parse"/> (given the item's
+    /// path); a null item is refused, naming its path and <paramref name="what"/> it should be.
+    /// </summary>
+    public List<T> Items<T>(string key, Func<string, JsonElement, T?> parse, string what) where T : class
+    {
+        var items = new List<T>();
+        int n = 0;
+        foreach (JsonElement item in Array(key).EnumerateArray())
+        {
+            string at = $"{PathOf(key)}[{n++}]";
+            items.Add(parse(at, item) ?? throw Fail(at, $"null is not {what}"));
+        }
+        return items;
+    }
+
     public JsonElement Array(string key)
     {
         JsonElement e = Required(key);
