@@ -58,4 +58,17 @@ internal static class TestUtil
             }
         return c;
     }
+
+    /// <summary>The repository's root (the folder holding Flora.sln), found from the test binaries upwards.</summary>
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    /// <summary>The repository's data/gpt2 (GPT-2's encoder.json.gz and vocab.bpe.gz).</summary>
+    public static string Gpt2Directory => Path.Combine(RepositoryRoot, "data", "gpt2");
+
+    private static string FindRepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Flora.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"no Flora.sln above {AppContext.BaseDirectory}");
+    }
 }

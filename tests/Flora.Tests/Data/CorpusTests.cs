@@ -376,19 +376,11 @@ public sealed class CorpusTests : IDisposable
 
     // ---- The embedded corpus ----
 
-    private static readonly string RepositoryRoot = FindRepositoryRoot();
+    private static readonly string RepositoryRoot = TestUtil.RepositoryRoot;
     private static readonly string CorpusDirectory = Path.Combine(RepositoryRoot, "data", "corpus");
     private static readonly string CommittedFile = Path.Combine(CorpusDirectory, EmbeddedCorpus.FileName);
     private static readonly string Readme = File.ReadAllText(Path.Combine(CorpusDirectory, "README.md"));
 
-    private static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Flora.sln"))) return dir.FullName;
-        }
-        throw new InvalidOperationException($"no Flora.sln above {AppContext.BaseDirectory}");
-    }
 
     private static string ReadmeSha256()
     {

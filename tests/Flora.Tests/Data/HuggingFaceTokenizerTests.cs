@@ -232,7 +232,7 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
 
     private static string Gpt2Json()
     {
-        string directory = Gpt2Directory();
+        string directory = TestUtil.Gpt2Directory;
         var vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(Gunzip(Path.Combine(directory, "encoder.json.gz")))!;
         string[] merges = Encoding.UTF8.GetString(Gunzip(Path.Combine(directory, "vocab.bpe.gz")))
             .Split('\n').Skip(1).Where(line => line.Length > 0).ToArray();
@@ -602,19 +602,6 @@ public sealed class HuggingFaceTokenizerTests : IDisposable
 
     // ---- helpers ----
 
-    /// <summary>The repository's data/gpt2, found from the test binaries upwards.</summary>
-    private static string Gpt2Directory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "data", "gpt2");
-            if (File.Exists(Path.Combine(candidate, "encoder.json.gz")))
-            {
-                return candidate;
-            }
-        }
-        throw new InvalidOperationException("data/gpt2 not found above " + AppContext.BaseDirectory);
-    }
 
     private static byte[] Gunzip(string path)
     {

@@ -192,7 +192,7 @@ public sealed class TokenizerTests : IDisposable
     [Fact]
     public void Encode_IsThreadSafeAndTheCacheStaysBounded()
     {
-        var tokenizer = ByteLevelBpe.LoadDirectory(Gpt2Directory());
+        var tokenizer = ByteLevelBpe.LoadDirectory(TestUtil.Gpt2Directory);
         var cases = Reference.Value.Encode;
         var failures = new ConcurrentBag<string>();
         Parallel.For(0, 8 * cases.Count, i =>
@@ -222,7 +222,7 @@ public sealed class TokenizerTests : IDisposable
     [Fact]
     public void Load_ReadsTheRepositorysGzipFiles()
     {
-        string directory = Gpt2Directory();
+        string directory = TestUtil.Gpt2Directory;
         var loaded = ByteLevelBpe.Load(Path.Combine(directory, "encoder.json.gz"), Path.Combine(directory, "vocab.bpe.gz"));
 
         Assert.Equal(50257, loaded.VocabularySize);
@@ -674,19 +674,6 @@ public sealed class TokenizerTests : IDisposable
         return (encode, decode);
     }
 
-    /// <summary>The repository's data/gpt2, found from the test binaries upwards.</summary>
-    private static string Gpt2Directory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "data", "gpt2");
-            if (File.Exists(Path.Combine(candidate, "encoder.json.gz")))
-            {
-                return candidate;
-            }
-        }
-        throw new InvalidOperationException("data/gpt2 not found above " + AppContext.BaseDirectory);
-    }
 
     private static byte[] EmbeddedGpt2File(string resource)
     {

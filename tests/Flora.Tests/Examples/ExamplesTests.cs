@@ -78,15 +78,7 @@ public sealed class ExamplesTests : IDisposable
             f => Path.GetFileName(f) is "Flora.Experiments.dll" or "Flora.Cli.dll");
     }
 
-    /// <summary>The repository root (the folder holding Flora.sln).</summary>
-    private static string Root { get; } = FindRoot();
-
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Flora.sln"))) return dir.FullName;
-        throw new InvalidOperationException("Flora.sln not found above " + AppContext.BaseDirectory);
-    }
+    private static string Root => TestUtil.RepositoryRoot;
 
     /// <summary>Runs the dotnet command in <paramref name="directory"/>; returns its exit code and its output (stdout and stderr).</summary>
     private static (int Code, string Output) Dotnet(string directory, params string[] args)

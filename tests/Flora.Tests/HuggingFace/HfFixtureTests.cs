@@ -16,17 +16,11 @@ namespace Flora.Tests.HuggingFace;
 /// </summary>
 public sealed class HfFixtureTests
 {
-    internal static readonly string Models = Path.Combine(FindRepositoryRoot(), "tests", "fixtures", "hf", "models");
+    internal static readonly string Models = Path.Combine(TestUtil.RepositoryRoot, "tests", "fixtures", "hf", "models");
 
     /// <summary>The tokenizer fixtures (tokenizers/NAME/tokenizer.json).</summary>
-    internal static readonly string Tokenizers = Path.Combine(FindRepositoryRoot(), "tests", "fixtures", "hf", "tokenizers");
+    internal static readonly string Tokenizers = Path.Combine(TestUtil.RepositoryRoot, "tests", "fixtures", "hf", "tokenizers");
 
-    private static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Flora.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"no Flora.sln above {AppContext.BaseDirectory}");
-    }
 
     internal static string Fixture(string name)
     {
