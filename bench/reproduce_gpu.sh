@@ -19,12 +19,12 @@
 #   - the paper's 5,000-step runs at kappa = 1000 (100 s an arm; 20 minutes for these 12 runs).
 #
 # Usage, on the GPU machine from the repository root: bench/reproduce_gpu.sh OUT
-#   FLORA=path/to/flora (default ./.gpu/flora, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
+#   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
 #   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
 # Then copy OUT/paper/table2 to docs/results/paper/table2-gpt and run scripts/assemble_results.py.
 set -u
 out=${1:?usage: bench/reproduce_gpu.sh OUT}
-flora=${FLORA:-./.gpu/flora}
+flora=${FLORA:-./.gpu/Flora.Cli}
 data=${DATA:-data/prepared/bible-v1}
 [ -f "$data/manifest.json" ] || { echo "no prepared data in $data: run 'flora data prepare' on a machine with the Bible packages and carry it"; exit 1; }
 mkdir -p "$out"
