@@ -120,12 +120,17 @@ def main():
                 gc.collect()
                 torch.cuda.empty_cache()
                 torch._dynamo.reset()
+                write_report(args.json, rows)                # after every row, so a run cut short keeps what it measured
+
+
+def write_report(path, rows):
+    if not path:
+        return
     report = dict(device=torch.cuda.get_device_name(),
                   versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, bf16 weights, gradient checkpointing, SDPA",
                   rows=rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
