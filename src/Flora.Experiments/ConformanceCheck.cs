@@ -158,8 +158,8 @@ public static partial class ConformanceCheck
         }, 5e-5);
 
         // ---- attention: self (causal and not) from a fused qkv, and cross (Tq != Tk)
-        // Head dimension 64 takes the fused kernel in bf16 mode: 150 positions make three tiles, the last one partial.
-        foreach (var (causal, hd, T) in new[] { (true, 16, 37), (false, 16, 37), (true, 64, 150), (false, 64, 150) })
+        // Head dimensions 64 and 128 take the fused kernels in bf16 mode: 150 positions make three key tiles, the last one partial.
+        foreach (var (causal, hd, T) in new[] { (true, 16, 37), (false, 16, 37), (true, 64, 150), (false, 64, 150), (true, 128, 150), (false, 128, 150) })
         {
             const int B = 2, H = 3;
             int C = H * hd;
@@ -175,8 +175,8 @@ public static partial class ConformanceCheck
             }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
         }
         // Grouped-query attention (Llama 3, Qwen2, Mistral): 6 query heads over 2 or 3 key/value heads, separate q, k and
-        // v tensors (their own projections), dk and dv summed over each group; head dimension 64 takes the fused kernel.
-        foreach (var (kvHeads, hd, T) in new[] { (2, 16, 37), (3, 16, 37), (2, 64, 150), (3, 64, 150) })
+        // v tensors (their own projections), dk and dv summed over each group; head dimensions 64 and 128 take the fused kernels.
+        foreach (var (kvHeads, hd, T) in new[] { (2, 16, 37), (3, 16, 37), (2, 64, 150), (3, 64, 150), (2, 128, 150) })
         {
             const int B = 2, H = 6;
             int C = H * hd, Ckv = kvHeads * hd;
@@ -194,7 +194,8 @@ public static partial class ConformanceCheck
             }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
         }
         // Cross attention, and with padded keys (source lengths per batch element: the second one past a whole tile of padding).
-        foreach (var (hd, Tq, Tk, lengths) in new (int, int, int, int[]?)[] { (8, 13, 29, null), (64, 70, 133, null), (8, 13, 29, [29, 11]), (64, 70, 133, [133, 50]) })
+        foreach (var (hd, Tq, Tk, lengths) in new (int, int, int, int[]?)[] { (8, 13, 29, null), (64, 70, 133, null), (128, 70, 133, null),
+                     (8, 13, 29, [29, 11]), (64, 70, 133, [133, 50]), (128, 70, 133, [133, 50]) })
         {
             const int B = 2, H = 2;
             int C = H * hd;

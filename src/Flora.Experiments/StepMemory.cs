@@ -71,7 +71,7 @@ public static class StepMemory
     /// The estimate for the model <paramref name="build"/> makes at <paramref name="layers"/> layers (at least 2) and
     /// <paramref name="vocabulary"/> rows, trained as <paramref name="settings"/> say; <paramref name="progress"/> hears of
     /// each probe; <paramref name="attention"/> (query heads, head size) adds the CUDA backend's unfused attention buffers
-    /// where the fused kernel does not apply (null: none counted).
+    /// where the fused kernels do not apply, head sizes other than 64 and 128 (null: none counted).
     /// </summary>
     /// <exception cref="ArgumentException">Bad settings, fewer than 2 layers, or a vocabulary matrix FLORA would compress at full size.</exception>
     public static StepMemoryEstimate Estimate(string name, ModelBuilder build, int layers, int vocabulary, StepMemorySettings settings,
@@ -139,7 +139,7 @@ public static class StepMemory
     /// weight (the largest), FLORA's projection and bf16 update (the largest compressed matrix), the fused head's
     /// logits of a chunk of rows (fp32, about 256 MiB at most) and their bf16 gradients, the bf16 copies of product
     /// operands (activations; bf16 weights are read in place), cuBLASLt's 32 MiB workspace, and, for a head size other
-    /// than the fused attention kernel's 64, the unfused attention's score buffers of one sequence.
+    /// than the fused attention kernels' 64 and 128, the unfused attention's score buffers of one sequence.
     /// </summary>
     public static IReadOnlyList<(string What, long Bytes)> CudaScratch(StepMemorySettings s, IReadOnlyList<Shape> parameters, IReadOnlyList<Shape> untied, int vocabulary,
         (int Heads, int HeadDim)? attention = null)
@@ -167,9 +167,9 @@ public static class StepMemory
         if (vocabulary % 128 != 0) rows.Add(("fused head: padded bf16 copy of the output weight", ld * channels * 2));
         rows.Add(("bf16 copies of product operands (three, and two reused gradients)", 5 * tokens * width * 2));
         rows.Add(("cuBLASLt workspace", 32L << 20));
-        // The fused attention kernel takes head size 64; other sizes go through device memory, one sequence at a time:
-        // scores and their gradients in fp32, probabilities in bf16 (H x T x T each).
-        if (attention is (int heads, int headDim) && headDim != 64)
+        // The fused attention kernels take head sizes 64 and 128; other sizes go through device memory, one sequence at a
+        // time: scores and their gradients in fp32, probabilities in bf16 (H x T x T each).
+        if (attention is (int heads, int headDim) && headDim is not (64 or 128))
             rows.Add(($"unfused attention (head size {headDim}): scores, score gradients, bf16 probabilities", 10L * heads * s.SequenceLength * s.SequenceLength));
         return rows;
     }

@@ -28,6 +28,20 @@ public class CudaTests
     }
 
     [Fact]
+    public void Fused_attention_has_a_forward_and_a_backward_kernel_for_head_dimensions_64_and_128_within_hoppers_shared_memory()
+    {
+        string source = CudaDevice.KernelSource();
+        foreach (string kernel in new[] { "flash_attention_forward_64", "flash_attention_forward_128", "flash_attention_backward_64", "flash_attention_backward_128" })
+            Assert.Contains($" {kernel}(", source);
+        // Q (128 rows) and K, V (64 rows) twice, rows of d + 8 bf16; the backward's six 64-row tiles, P and dS (64 x 72) and four rows of 64 floats.
+        Assert.Equal(55_296, CudaBackend.FusedForwardSharedBytes(64));
+        Assert.Equal(104_448, CudaBackend.FusedForwardSharedBytes(128));
+        Assert.Equal(74_752, CudaBackend.FusedBackwardSharedBytes(64));
+        Assert.Equal(123_904, CudaBackend.FusedBackwardSharedBytes(128));
+        Assert.True(CudaBackend.FusedBackwardSharedBytes(128) <= 227 * 1024, "the most dynamic shared memory a block may have on an H100");
+    }
+
+    [Fact]
     public void Without_a_device_the_cuda_backend_fails_with_one_clear_line_or_works()
     {
         IBackend? backend = null;

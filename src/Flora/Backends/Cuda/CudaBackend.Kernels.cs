@@ -89,9 +89,11 @@ internal sealed unsafe partial class CudaBackend
         if (UsesFusedAttention(s, q, k, v, output, null, null, null))
         {
             var (fq, fk, fv) = Operands16(q, k, v);
-            if (!_fusedForwardReady) { _device.AllowSharedMemory("flash_attention_forward", FusedForwardSharedBytes); _fusedForwardReady = true; }
+            string kernel = $"flash_attention_forward_{hd}";
+            int shared = FusedForwardSharedBytes(hd);
+            AllowFusedSharedMemory(kernel, shared);
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
-                _device.Launch("flash_attention_forward", (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)FusedForwardSharedBytes,
+                _device.Launch(kernel, (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)shared,
                     HeadBase(q, fq, 2, 0, tq), HeadBase(k, fk, 2, 0, tk), HeadBase(v, fv, 2, 0, tk),
                     (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), g);
             return;
@@ -205,38 +207,57 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Whether attention runs as one fused kernel (Kernels/flash.cu): bf16 products, head dimension 64, rows of the
+    /// Whether attention runs as one fused kernel (Kernels/flash.cu): bf16 products, head dimension 64 or 128, rows of the
     /// bf16 copies of q, k, v 16-byte aligned (stride and offset multiples of 8) and the fp32 outputs 8-byte aligned.
     /// Otherwise scores go through device memory (cuBLAS + softmax kernels).
     /// </summary>
     private bool UsesFusedAttention(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, ColumnBlock? dq, ColumnBlock? dk, ColumnBlock? dv) =>
-        FusedAttention && Precision == GemmPrecision.Bf16 && s.HeadDim == 64 && output.Columns % 2 == 0
+        FusedAttention && Precision == GemmPrecision.Bf16 && s.HeadDim is 64 or 128 && output.Columns % 2 == 0
         && new[] { q, k, v }.All(c => c.Stride % 8 == 0 && c.Offset % 8 == 0)
         && new[] { dq, dk, dv }.All(c => c is not ColumnBlock b || (b.Stride % 2 == 0 && b.Offset % 2 == 0));
 
     /// <summary>Fused attention on or off (on by default; FLORA_ATTENTION=unfused turns it off, for comparisons).</summary>
     public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("FLORA_ATTENTION") != "unfused";
 
-    private const int Tile = 64 * 72 * 2;                                              // a 64 x 64 bf16 tile, rows padded to 72
-    private const int FusedForwardSharedBytes = 2 * Tile + 4 * Tile;                   // Q (128 rows), K and V double-buffered
-    private const int FusedBackwardSharedBytes = 8 * Tile + 4 * 64 * 4;                // K, V, Q x2, dO x2, P, dS; lse and D x2
-    private bool _fusedForwardReady, _fusedBackwardReady;
+    /// <summary>Bytes of a bf16 tile of <paramref name="rows"/> rows of <paramref name="columns"/>, rows padded by 8 elements (flash.cu's layout).</summary>
+    private static int Tile(int rows, int columns) => rows * (columns + 8) * 2;
+
+    /// <summary>Dynamic shared memory of flash_attention_forward_{d}: Q (128 rows), K and V (64 rows) double-buffered; 55,296 bytes for d = 64, 104,448 for 128.</summary>
+    internal static int FusedForwardSharedBytes(int d) => Tile(128, d) + 4 * Tile(64, d);
+
+    /// <summary>
+    /// Dynamic shared memory of flash_attention_backward_{d}: K, V, Q x2, dO x2 (64 rows of d), P and dS (64 x 64), lse and
+    /// row dots x2 (64 floats); 74,752 bytes for d = 64, 123,904 for 128.
+    /// </summary>
+    internal static int FusedBackwardSharedBytes(int d) => 6 * Tile(64, d) + 2 * Tile(64, 64) + 4 * 64 * 4;
+
+    private readonly HashSet<string> _sharedMemoryAllowed = [];
+
+    /// <summary>Raises <paramref name="kernel"/>'s dynamic shared-memory limit to <paramref name="bytes"/>, once per kernel.</summary>
+    private void AllowFusedSharedMemory(string kernel, int bytes)
+    {
+        if (_sharedMemoryAllowed.Contains(kernel)) return;
+        _device.AllowSharedMemory(kernel, bytes);
+        _sharedMemoryAllowed.Add(kernel);
+    }
 
     private void FusedAttentionBackward(AttentionShape s, Tensor dOutput, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp,
         ColumnBlock dq, ColumnBlock dk, ColumnBlock dv)
     {
-        int tq = s.QueryLength, tk = s.KeyLength, h = s.Heads, rows = s.Batch * tq;
-        if (!_fusedBackwardReady) { _device.AllowSharedMemory("flash_attention_backward", FusedBackwardSharedBytes); _fusedBackwardReady = true; }
+        int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads, rows = s.Batch * tq;
+        string kernel = $"flash_attention_backward_{hd}";
+        int shared = FusedBackwardSharedBytes(hd);
+        AllowFusedSharedMemory(kernel, shared);
         var (q16, k16, v16) = Operands16(q, k, v);
         ulong dOut16 = ToBf16(dOutput, _operandC);
         Tensor d = _rowDots.Get(new Shape(s.Batch * h * tq));                  // D = rowsum(dO * O) per (b, h, t)
         using (Time(nameof(AttentionBackward)))
         {
-            _device.Launch("flash_attention_row_dot", (uint)((rows * h + 7) / 8), 1, Threads, 0, P(dOutput), (long)dOutput.Columns, P(output), (long)output.Columns, P(d), rows, h, tq);
+            _device.Launch("flash_attention_row_dot", (uint)((rows * h + 7) / 8), 1, Threads, 0, P(dOutput), (long)dOutput.Columns, P(output), (long)output.Columns, P(d), rows, h, tq, hd);
             Elementwise("zero_columns", (long)rows * s.Width, Address(dq), (long)dq.Stride, rows, s.Width);   // dq gathers atomic adds
         }
         using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))
-            _device.Launch("flash_attention_backward", (uint)((tk + 63) / 64), (uint)(s.Batch * s.KvHeads), 128, (uint)FusedBackwardSharedBytes,
+            _device.Launch(kernel, (uint)((tk + 63) / 64), (uint)(s.Batch * s.KvHeads), 128, (uint)shared,
                 HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
                 dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
                 Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), s.Group);
