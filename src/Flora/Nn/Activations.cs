@@ -31,9 +31,9 @@ public sealed class Relu : Module
 }
 
 /// <summary>GELU, tanh approximation (GPT-2's "gelu_new"). Saves its input.</summary>
-public sealed class Gelu : Module
+public sealed class Gelu : Module, IRecomputable
 {
-    private Tensor? _x;
+    private Tensor? _x, _y;
 
     /// <summary>A GELU named <paramref name="name"/> on <paramref name="backend"/>; it has no parameters.</summary>
     public Gelu(IBackend backend, string name = "gelu") : base(backend, name) { }
@@ -42,9 +42,18 @@ public sealed class Gelu : Module
     public override Tensor Forward(Tensor input)
     {
         _x = input;
-        Tensor y = Slot("out").Get(input.Shape);
-        Backend.Gelu(input, y);
-        return y;
+        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(input.Shape);
+        Backend.Gelu(input, _y);
+        return _y;
+    }
+
+    /// <inheritdoc/>
+    public bool RecomputesOutput { get; set; }
+
+    /// <inheritdoc/>
+    public void RecomputeOutput()
+    {
+        if (RecomputesOutput) Backend.Gelu(Saved(_x), Saved(_y));
     }
 
     /// <inheritdoc/>

@@ -64,11 +64,18 @@ public sealed class Linear : Module
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
-        Tensor y = Slot("out").Get(WithLastDimension(input.Shape, OutFeatures));     // (N, out)
+        Tensor y = (OutputIsTransient ? GradientSlot("out") : Slot("out")).Get(WithLastDimension(input.Shape, OutFeatures)); // (N, out)
         if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
         else Backend.MatMulBias(input, false, Weight.Value, Transposed, y, Bias.Value); // y = x W^T + b
         return y;
     }
+
+    /// <summary>
+    /// Whether the output is read only by the next operation of the forward pass (a block's residual add), never in
+    /// backward, so that it can live in the buffers the blocks of a stack share (<see cref="Module.ShareGradients"/>)
+    /// instead of one of its own per layer. Backward never reads the output either way.
+    /// </summary>
+    public bool OutputIsTransient { get; set; }
 
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)

@@ -9,8 +9,8 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class Mlp : Module
 {
-    private readonly Module? _activation;
-    private Tensor? _hidden, _gate;
+    private readonly Gelu? _activation;
+    private Tensor? _hidden, _gate, _activated;
 
     /// <summary>GELU MLP: up (C -&gt; F), GELU, down (F -&gt; C).</summary>
     public Mlp(IBackend backend, string name, Module up, Module down) : base(backend, name)
@@ -49,15 +49,40 @@ public sealed class Mlp : Module
         }
         Tensor g = Gate.Forward(x), u = Up.Forward(x);                         // (N, F) each
         (_gate, _hidden) = (g, u);
-        Tensor a = Slot("act").Get(u.Shape);                                  // (N, F)
-        Backend.SwiGlu(g, u, a);                                               // a = silu(g) u
-        return Down.Forward(a);                                                // (N, C)
+        _activated = (RecomputesActivation ? GradientSlot("act") : Slot("act")).Get(u.Shape);   // (N, F)
+        Backend.SwiGlu(g, u, _activated);                                      // a = silu(g) u
+        return Down.Forward(_activated);                                       // (N, C)
+    }
+
+    /// <summary>
+    /// Whether the activation (GELU's output, or silu(gate) up) lives in the blocks' shared backward buffers and is
+    /// recomputed at the start of <see cref="Backward"/>, before the down projection reads it (its saved input). The MLP's
+    /// own output is the down projection's and stays.
+    /// </summary>
+    public bool RecomputesActivation
+    {
+        get => _recomputes;
+        set
+        {
+            _recomputes = value;
+            if (_activation is not null) _activation.RecomputesOutput = value;
+        }
+    }
+    private bool _recomputes;
+
+    /// <summary>Recomputes the activation (<see cref="RecomputesActivation"/>) before the down projection's backward.</summary>
+    private void RecomputeActivation()
+    {
+        if (!_recomputes) return;
+        if (_activation is not null) _activation.RecomputeOutput();
+        else Backend.SwiGlu(Saved(_gate), Saved(_hidden), Saved(_activated));
     }
 
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor h = Saved(_hidden);
+        RecomputeActivation();                                                 // the down projection's saved input
         Tensor da = Down.Backward(gradOutput, gradients)!;                     // (N, F)
         Up.ComputesInputGradient = ComputesInputGradient;
         if (Gate is null) return Up.Backward(_activation!.Backward(da, gradients)!, gradients);

@@ -4,9 +4,9 @@ using Flora.Tensors;
 namespace Flora.Nn;
 
 /// <summary>LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) gamma + beta; gamma = 1, beta = 0 at start.</summary>
-public sealed class LayerNorm : Module
+public sealed class LayerNorm : Module, IRecomputable
 {
-    private Tensor? _x;
+    private Tensor? _x, _y;
 
     /// <summary>
     /// LayerNorm over a last dimension of width <paramref name="dimension"/>, with parameters "name.weight" (gamma, ones)
@@ -31,9 +31,20 @@ public sealed class LayerNorm : Module
     public override Tensor Forward(Tensor x)
     {
         _x = x;
-        Tensor y = Slot("out").Get(x.Shape);                                            // (N, C)
-        Backend.LayerNormForward(x, Weight.Value, Bias.Value, y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
-        return y;
+        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(x.Shape);      // (N, C)
+        Backend.LayerNormForward(x, Weight.Value, Bias.Value, _y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        return _y;
+    }
+
+    /// <inheritdoc/>
+    public bool RecomputesOutput { get; set; }
+
+    /// <inheritdoc/>
+    public void RecomputeOutput()
+    {
+        if (!RecomputesOutput) return;
+        Tensor x = Saved(_x);
+        Backend.LayerNormForward(x, Weight.Value, Bias.Value, Saved(_y), Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
     }
 
     /// <inheritdoc/>
@@ -54,9 +65,9 @@ public sealed class LayerNorm : Module
 }
 
 /// <summary>RMSNorm over the last dimension: y = x / sqrt(mean(x^2) + eps) w; w = 1 at start (Llama, T5).</summary>
-public sealed class RmsNorm : Module
+public sealed class RmsNorm : Module, IRecomputable
 {
-    private Tensor? _x;
+    private Tensor? _x, _y;
 
     /// <summary>
     /// RMSNorm over a last dimension of width <paramref name="dimension"/>, with the parameter "name.weight" (w, ones),
@@ -78,9 +89,20 @@ public sealed class RmsNorm : Module
     public override Tensor Forward(Tensor x)
     {
         _x = x;
-        Tensor y = Slot("out").Get(x.Shape);
-        Backend.RmsNormForward(x, Weight.Value, y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
-        return y;
+        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(x.Shape);
+        Backend.RmsNormForward(x, Weight.Value, _y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        return _y;
+    }
+
+    /// <inheritdoc/>
+    public bool RecomputesOutput { get; set; }
+
+    /// <inheritdoc/>
+    public void RecomputeOutput()
+    {
+        if (!RecomputesOutput) return;
+        Tensor x = Saved(_x);
+        Backend.RmsNormForward(x, Weight.Value, Saved(_y), Slot("rstd").Get(new Shape(x.Rows)), Eps);
     }
 
     /// <inheritdoc/>

@@ -165,6 +165,9 @@ public sealed class Llama : LanguageModel
     /// <summary>The context, or the sliding window when that is shorter: longer sequences are refused.</summary>
     public override int MaxSequenceLength => Math.Min(Config.Context, Config.SlidingWindow ?? int.MaxValue);
 
+    /// <summary>The L decoder layers model.layers.0 to model.layers.{L-1}, in order.</summary>
+    public IReadOnlyList<TransformerBlock> Blocks => _blocks;
+
     /// <inheritdoc/>
     public override IEnumerable<Module> Children => [_embed, .. _blocks, _norm, _head];
 

@@ -1,0 +1,63 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Nn.Models;
+using Flora.Optim;
+using Flora.Tensors;
+using Xunit;
+
+namespace Flora.Tests.Nn;
+
+/// <summary>
+/// Recomputing the norms' outputs and the MLP's activation in backward (TransformerBlock.RecomputesCheapActivations)
+/// (and sharing the output projections' buffers) changes no bit of the logits or the gradients, and keeps one block's worth
+/// of those buffers instead of L.
+/// </summary>
+public class RecomputeTests
+{
+    private static Tensor Ids(IBackend cpu, int b, int t, int vocabulary, int seed)
+    {
+        var rng = new Random(seed);
+        var ids = cpu.Allocate(new Shape(b, t), MemoryTag.Activations, DType.Int32);
+        cpu.Upload(Enumerable.Range(0, b * t).Select(_ => rng.Next(vocabulary)).ToArray(), ids);
+        return ids;
+    }
+
+    /// <summary>Forward and backward of one model; returns logits, input-free gradients and the activation bytes held after.</summary>
+    private static (float[] Logits, float[][] Grads, long Activations) Step(Func<IBackend, LanguageModel> make, bool recompute, int b, int t)
+    {
+        using var cpu = TestUtil.Cpu();
+        using var model = make(cpu);
+        var blocks = model switch { Gpt2 g => g.Blocks, Llama l => l.Blocks, _ => throw new ArgumentException("model") };
+        Assert.All(blocks, block => Assert.True(block.RecomputesCheapActivations));      // the default
+        foreach (var block in blocks) block.RecomputesCheapActivations = recompute;
+        using var ids = Ids(cpu, b, t, model.Vocabulary, 5);
+        Tensor logits = model.Forward(ids);
+        float[] y = TestUtil.ToArray(logits);
+        using var dy = TestUtil.Random(cpu, 9, 1, logits.Shape.ToArray());
+        var sink = new AccumulateSink(cpu, new Sgd(cpu, model.Parameters(), 1f));
+        model.Backward(dy, sink);
+        float[][] grads = model.Parameters().Select(p => TestUtil.ToArray(p.Grad!)).ToArray();
+        return (y, grads, cpu.Ledger.Current(MemoryTag.Activations));
+    }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void Recomputing_changes_no_bit_and_keeps_one_block_of_norm_and_activation_buffers(string kind)
+    {
+        const int layers = 3, heads = 2, c = 8, f = 24, vocabulary = 13, b = 2, t = 5;
+        Func<IBackend, LanguageModel> make = kind == "gpt2"
+            ? cpu => new Gpt2(cpu, new Gpt2Config(layers, heads, c, vocabulary, 6), seed: 3)
+            : cpu => new Llama(cpu, new LlamaConfig(layers, heads, c, f, vocabulary, 6) { KeyValueHeads = 1 }, seed: 3);
+        var kept = Step(make, recompute: false, b, t);
+        var recomputed = Step(make, recompute: true, b, t);
+        Assert.Equal(kept.Logits, recomputed.Logits);
+        Assert.Equal(kept.Grads.Length, recomputed.Grads.Length);
+        for (int i = 0; i < kept.Grads.Length; i++) Assert.Equal(kept.Grads[i], recomputed.Grads[i]);
+        // Per block and token: two norm outputs and two output projections (C each) and the activation (GPT-2: F = 4 C;
+        // Llama: F), kept once instead of L times.
+        int hidden = kind == "gpt2" ? 4 * c : f;
+        long perBlock = (4L * c + hidden) * b * t * sizeof(float);
+        Assert.Equal((layers - 1) * perBlock, kept.Activations - recomputed.Activations);
+    }
+}
