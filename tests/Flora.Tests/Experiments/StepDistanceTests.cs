@@ -1,0 +1,47 @@
+using Flora.Experiments;
+using Flora.Tensors;
+using Xunit;
+
+namespace Flora.Tests.Experiments;
+
+/// <summary>The bf16 distance of flora check's bf16-weight rows: steps at the values' scale, not bit patterns through zero.</summary>
+public class StepDistanceTests
+{
+    private static ushort[] Bf16(params float[] values) => values.Select(BFloat16.RoundToNearestEven).ToArray();
+
+    [Fact]
+    public void Equal_tensors_are_zero_steps_apart()
+    {
+        var a = Bf16(0.05f, -0.03f, 1e-6f, 0f);
+        Assert.Equal(0, ConformanceCheck.StepDistance(a, a));
+    }
+
+    [Fact]
+    public void Neighbouring_bf16_values_are_one_step_apart()
+    {
+        var a = Bf16(0.05f, -0.03f, 0.04f);
+        var b = (ushort[])a.Clone();
+        b[1]++;                                                                   // -0.03 one bit pattern further from zero
+        Assert.Equal(1, ConformanceCheck.StepDistance(a, b), 6);
+    }
+
+    [Fact]
+    public void A_sign_flip_next_to_zero_is_a_small_fraction_of_a_step_at_the_weights_scale()
+    {
+        // +1e-6 against -1e-6: about 27,000 bit patterns apart (the old metric), 2e-6 apart in value.
+        var a = Bf16(0.05f, -0.04f, 0.03f, 1e-6f);
+        var b = Bf16(0.05f, -0.04f, 0.03f, -1e-6f);
+        double steps = ConformanceCheck.StepDistance(a, b);
+        Assert.InRange(steps, 0, 0.5);
+    }
+
+    [Fact]
+    public void A_wrong_update_is_many_steps()
+    {
+        // 0.05 against 0.052: the step of bf16 at 0.05 is 2^-12 (2.4e-4), so 0.002 is about 8 steps.
+        var a = Bf16(0.05f, -0.04f, 0.03f);
+        var b = Bf16(0.052f, -0.04f, 0.03f);
+        Assert.InRange(ConformanceCheck.StepDistance(a, b), 7, 9);
+        Assert.Equal(double.PositiveInfinity, ConformanceCheck.StepDistance(a, Bf16(0.05f, float.NaN, 0.03f)));
+    }
+}
