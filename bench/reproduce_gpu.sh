@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The most informative part of the paper-scale reproductions that fits in about 5 minutes of one H100, under the rules
+# The most informative part of the paper-scale reproductions that fits in one 10-minute command on one H100, under the rules
 # of the reproductions (FLORA resamples during the run, LoRA as the paper ran it, several seeds, held-out pairs drawn at
 # random, every claim judged on its own):
 #
 #   Table 2, GPT-2 124M: None, Naive, LoRA(256) and Flora(256), 3 seeds each, 1,000 steps of batch 4, so kappa is a fifth
 #   of the run (200 instead of the paper's 1000) and every FLORA arm resamples 4 times; 100 test pairs per run.
-#   12 runs of about 25 to 28 s each (the 600-step runs of docs/results/paper/table2-gpt took 20 to 22 s each, with
-#   10 s of training at about 17 ms per step; 1,000 steps add about 7 s, four evaluations of 160 validation pairs a
-#   second or two, the 100 test pairs about the same as before): 5 to 6 minutes, plus the start of the machine.
+#   12 runs of 25 to 50 s each, measured on an H100 on 2026-12-07 (None 25 to 29 s, Naive 35 to 36 s, LoRA(256) 47 s;
+#   FLORA not reached: docs/results/evidence/gpu-2026-12-07-h100/table2-gpt-partial.log): 7 to 8 minutes, so give it a
+#   command of its own, with nothing else before it, and copy OUT away before the command's limit.
 #
 # What is cut, and why:
 #   - the learning-rate sweeps: Naive's rate is 0.01, the best of 0.003 / 0.01 / 0.03 in the earlier sweep (inside the grid);
