@@ -6,8 +6,9 @@
 #   Table 2, GPT-2 124M: None, Naive, LoRA(256) and Flora(256), 3 seeds each, 1,000 steps of batch 4, so kappa is a fifth
 #   of the run (200 instead of the paper's 1000) and every FLORA arm resamples 4 times; 100 test pairs per run.
 #   12 runs of 25 to 50 s each, measured on an H100 on 2026-12-07 (None 25 to 29 s, Naive 35 to 36 s, LoRA(256) 47 s;
-#   FLORA not reached: docs/results/evidence/gpu-2026-12-07-h100/table2-gpt-partial.log): 7 to 8 minutes, so give it a
-#   command of its own, with nothing else before it, and copy OUT away before the command's limit.
+#   FLORA not reached: docs/results/evidence/gpu-2026-12-07-h100/table2-gpt-partial.log): 7 to 8 minutes. The runs are
+#   resumable: with LIMIT=SECONDS the reproduction stops after that long and the script packs OUT into OUT.tgz either way;
+#   the next command, given the unpacked OUT again, reuses every finished run (flora reproduce --resume) and goes on.
 #
 # What is cut, and why:
 #   - the learning-rate sweeps: Naive's rate is 0.01, the best of 0.003 / 0.01 / 0.03 in the earlier sweep (inside the grid);
@@ -18,7 +19,7 @@
 #     see docs/results.md, "GPU time of each table");
 #   - the paper's 5,000-step runs at kappa = 1000 (100 s an arm; 20 minutes for these 12 runs).
 #
-# Usage, on the GPU machine from the repository root: bench/reproduce_gpu.sh OUT
+# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] bench/reproduce_gpu.sh OUT
 #   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
 #   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
 # Then copy OUT/paper/table2 to docs/results/paper/table2-gpt and run scripts/assemble_results.py.
@@ -29,6 +30,9 @@ data=${DATA:-data/prepared/bible-v1}
 [ -f "$data/manifest.json" ] || { echo "no prepared data in $data: run 'flora data prepare' on a machine with the Bible packages and carry it"; exit 1; }
 mkdir -p "$out"
 start=$(date +%s)
-"$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps 1000 --seeds 3 --test-pairs 100 \
-  --naive-lrs 0.01 --lora-lrs 0.03 --out "$out" 2>&1 | tee "$out/table2-gpt.log"
-echo "== table2 (gpt2-124m): exit code ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s"
+timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps 1000 --seeds 3 \
+  --test-pairs 100 --naive-lrs 0.01 --lora-lrs 0.03 --resume --out "$out" 2>&1 | tee -a "$out/table2-gpt.log"
+echo "== table2 (gpt2-124m): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s"
+# The run directories without their checkpoints (the stored results, logs and metrics are what a resumed run and the
+# results page need), small enough to come back from the GPU machine.
+tar czf "$out.tgz" --exclude='checkpoints' -C "$(dirname "$out")" "$(basename "$out")" && echo "packed $out.tgz ($(du -h "$out.tgz" | cut -f1))"

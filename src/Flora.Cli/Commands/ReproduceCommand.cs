@@ -28,10 +28,11 @@ internal static class ReproduceCommand
         var models = new Option<string[]>("--models") { Description = "only these model families where an experiment has several (gpt, t5)", AllowMultipleArgumentsPerToken = true };
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
         var t5Model = new Option<string?>("--t5-model") { Description = "the encoder-decoder model of the text experiments instead of the scale's" };
+        var resume = new Option<bool>("--resume") { Description = "reuse the runs an interrupted reproduction into the same --out finished with identical settings (runs/NAME/arm-result.json) instead of training them again" };
         var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
         var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
         {
-            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, naiveLrs, loraLrs, models, gptModel, t5Model, results,
+            name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, naiveLrs, loraLrs, models, gptModel, t5Model, resume, results,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
@@ -52,7 +53,7 @@ internal static class ReproduceCommand
                 {
                     Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
                     Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
-                    GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model),
+                    GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model), Resume = parse.GetValue(resume),
                     TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds),
                     NaiveGrid = parse.GetValue(naiveLrs) is { Length: > 0 } nl ? nl : null, LoraGrid = parse.GetValue(loraLrs) is { Length: > 0 } ll ? ll : null, Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
                     OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),

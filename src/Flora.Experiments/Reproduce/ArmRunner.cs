@@ -96,18 +96,29 @@ public sealed class ArmRunner
     /// <summary>Every arm run so far, sweeps included, in order (for results.csv).</summary>
     public List<ArmResult> All { get; } = [];
 
-    /// <summary>Trains <paramref name="arm"/> into RUNS/NAME, evaluates its best checkpoint on test.</summary>
+    /// <summary>
+    /// Trains <paramref name="arm"/> into RUNS/NAME, evaluates its best checkpoint on test, and stores what it measured
+    /// in RUNS/NAME/arm-result.json; with <see cref="ReproduceSettings.Resume"/>, a stored result of the same settings is
+    /// returned instead of training again.
+    /// </summary>
     public ArmResult Run(Arm arm, string runName)
     {
         _cancel.ThrowIfCancellationRequested();
         string directory = Path.Combine(_settings.OutputDirectory, "runs", runName);
-        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         var options = arm.Options with
         {
             OutputDirectory = directory, KeepBest = true, Device = _settings.Device, Precision = _settings.Precision,
             CheckpointEvery = int.MaxValue / 2, KeepCheckpoints = 1,
         };
         arm = arm with { Options = options };
+        string identity = StoredArm.IdentityOf(options, TestPairs, MaxNewTokens);
+        if (_settings.Resume && StoredArm.TryLoad(directory, identity, arm) is ArmResult stored)
+        {
+            _log?.Report($"{runName}: {arm.Label}: reusing the result stored in {StoredArm.FileIn(directory)} (test loss {stored.TestLoss:F3}, {stored.Seconds:F0} s)");
+            All.Add(stored);
+            return stored;
+        }
+        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         string command = CommandLine(options);
         var curve = new List<(long, double)>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -131,6 +142,7 @@ public sealed class ArmRunner
             _log?.Report($"  diverged: {e.Message}");
             var failed = new ArmResult(arm, options.Optimizer.LearningRate, null, 0, null, null, null, null, 0, 0, 0, 0, clock.Elapsed.TotalSeconds,
                 curve, command, $"diverged at step {e.Step}");
+            StoredArm.Save(directory, identity, failed);
             All.Add(failed);
             return failed;
         }
@@ -155,6 +167,7 @@ public sealed class ArmRunner
             + (result.Bleu is { } b ? $", BLEU {b.Score:F2}" : "") + $"; peak {memory.PeakTotalBytes / 1048576.0:F1} MiB; "
             + $"resamplings {result.Resamplings}; trainable {result.TrainableParameters:N0}; {result.Seconds:F0} s"
             + (trained.LastStep < options.Steps ? $"; stopped early at step {trained.LastStep}" : ""));
+        StoredArm.Save(directory, identity, result);
         All.Add(result);
         return result;
     }

@@ -37,6 +37,12 @@ public sealed record ReproduceSettings
     public IReadOnlyList<string>? Models { get; init; }
     /// <summary>Model presets replacing the scale's decoder-only and encoder-decoder models (e.g. gpt2-350m); null = the scale's.</summary>
     public string? GptModel { get; init; }
+    /// <summary>
+    /// Reuse the results of runs that an earlier, interrupted reproduction into the same output directory finished
+    /// with identical settings (runs/NAME/arm-result.json), instead of training them again: a table too long for one
+    /// sitting is finished over several.
+    /// </summary>
+    public bool Resume { get; init; }
     public string? T5Model { get; init; }
 
     public string ScaleName => Quick ? "quick" : Scale == ReproductionScale.Paper ? "paper" : "default";

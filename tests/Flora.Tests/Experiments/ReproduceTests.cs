@@ -130,6 +130,14 @@ public sealed class ReproduceTests : IClassFixture<ReproduceTests.Workspace>
         Assert.Contains("1000 -> 4 (a fifth of the run)", t3Table);
         Assert.Contains("kappa = 1 fails", t3.Verdict);
 
+        // Resumed into the same directory, every run's stored result is reused: the same results, no training.
+        string csv = File.ReadAllText(Path.Combine(t3.OutputDirectory, "results.csv"));
+        var messages = new List<string>();
+        var resumed = new Table3Reproduction().Run(_w.Settings("table3") with { Resume = true }, new SynchronousProgress<string>(messages.Add));
+        Assert.Equal(csv, File.ReadAllText(Path.Combine(resumed.OutputDirectory, "results.csv")));
+        Assert.Equal(rows.Count, messages.Count(m => m.Contains("reusing the result stored in", StringComparison.Ordinal)));
+        Assert.DoesNotContain(messages, m => m.Contains("step 1/", StringComparison.Ordinal) || m.Contains("best validation", StringComparison.Ordinal));
+
         var ab = new AblationReproduction().Run(_w.Settings("ablation"), Log);
         var arms = ReadResults(Path.Combine(ab.OutputDirectory, "results.csv"));
         Assert.Equal(new[] { "Flora-paper", "Flora-official", "Naive" }, arms.Select(r => r["method"]).Distinct().ToArray());
