@@ -179,10 +179,15 @@ def main():
                   f"peak {row['peakGiB']:6.2f} GiB state {row['stateMiB']:8.1f} MiB", flush=True)
             rows.append(row)
             torch._dynamo.reset()
+            write_report(args.json, rows)                    # after every row, so a run cut short keeps what it measured
+
+
+def write_report(path, rows):
+    if not path:
+        return
     report = dict(device=torch.cuda.get_device_name(), versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, bf16 autocast, SDPA", rows=rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
