@@ -179,13 +179,14 @@ def main():
                   f"peak {row['peakGiB']:6.2f} GiB state {row['stateMiB']:8.1f} MiB", flush=True)
             rows.append(row)
             torch._dynamo.reset()
-            write_report(args.json, rows)                    # after every row, so a run cut short keeps what it measured
+            write_report(args.json, rows, "bf16 autocast, SDPA")   # after every row, so a run cut short keeps what it measured
 
 
-def write_report(path, rows):
+def write_report(path, rows, settings):
+    """The JSON report `flora bench compare` reads: the card, the versions and settings, and the rows measured so far."""
     if not path:
         return
-    report = dict(device=torch.cuda.get_device_name(), versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, bf16 autocast, SDPA", rows=rows)
+    report = dict(device=torch.cuda.get_device_name(), versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, {settings}", rows=rows)
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
 

@@ -20,16 +20,14 @@ Writes a JSON report (--json) in bench/torch_gpt2.py's format, which `flora benc
 """
 import argparse
 import gc
-import json
 import statistics
 import time
 
 import torch
-import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.optimization import Adafactor
 
-from torch_gpt2 import FloraReference, label, state_bytes
+from torch_gpt2 import FloraReference, label, state_bytes, write_report
 
 SHAPES = {
     "llama-1b": dict(num_hidden_layers=16, hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8,
@@ -120,17 +118,7 @@ def main():
                 gc.collect()
                 torch.cuda.empty_cache()
                 torch._dynamo.reset()
-                write_report(args.json, rows)                # after every row, so a run cut short keeps what it measured
-
-
-def write_report(path, rows):
-    if not path:
-        return
-    report = dict(device=torch.cuda.get_device_name(),
-                  versions=f"PyTorch {torch.__version__}, transformers {transformers.__version__}, bf16 weights, gradient checkpointing, SDPA",
-                  rows=rows)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+                write_report(args.json, rows, "bf16 weights, gradient checkpointing, SDPA")   # after every row
 
 
 if __name__ == "__main__":

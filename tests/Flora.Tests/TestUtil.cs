@@ -33,6 +33,15 @@ internal static class TestUtil
 
     public static float[] ToArray(Tensor t) => t.ToArray();
 
+    /// <summary>Token ids (B, T), Int32, uniform in [0, vocabulary) from <paramref name="seed"/>.</summary>
+    public static Tensor Ids(IBackend backend, int b, int t, int vocabulary, int seed)
+    {
+        var rng = new Random(seed);
+        var ids = backend.Allocate(new Shape(b, t), MemoryTag.Activations, DType.Int32);
+        backend.Upload(Enumerable.Range(0, b * t).Select(_ => rng.Next(vocabulary)).ToArray(), ids);
+        return ids;
+    }
+
     public static double Dot(float[] a, float[] b)
     {
         double s = 0;

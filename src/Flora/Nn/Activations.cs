@@ -42,7 +42,7 @@ public sealed class Gelu : Module, IRecomputable
     public override Tensor Forward(Tensor input)
     {
         _x = input;
-        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(input.Shape);
+        _y = OutputSlot("out", RecomputesOutput).Get(input.Shape);
         Backend.Gelu(input, _y);
         return _y;
     }

@@ -64,7 +64,7 @@ public sealed class Linear : Module
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
-        Tensor y = (OutputIsTransient ? GradientSlot("out") : Slot("out")).Get(WithLastDimension(input.Shape, OutFeatures)); // (N, out)
+        Tensor y = OutputSlot("out", OutputIsTransient).Get(WithLastDimension(input.Shape, OutFeatures)); // (N, out)
         if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
         else Backend.MatMulBias(input, false, Weight.Value, Transposed, y, Bias.Value); // y = x W^T + b
         return y;

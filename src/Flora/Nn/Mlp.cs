@@ -49,7 +49,7 @@ public sealed class Mlp : Module
         }
         Tensor g = Gate.Forward(x), u = Up.Forward(x);                         // (N, F) each
         (_gate, _hidden) = (g, u);
-        _activated = (RecomputesActivation ? GradientSlot("act") : Slot("act")).Get(u.Shape);   // (N, F)
+        _activated = OutputSlot("act", RecomputesActivation).Get(u.Shape);   // (N, F)
         Backend.SwiGlu(g, u, _activated);                                      // a = silu(g) u
         return Down.Forward(_activated);                                       // (N, C)
     }

@@ -125,6 +125,13 @@ public abstract class Module : IDisposable
     /// <summary>A buffer written in backward only (an input gradient): from the shared gradient scope when there is one.</summary>
     protected TensorSlot GradientSlot(string role) => _gradientScope?.Slot(_gradientPrefix + role) ?? Slot(role);
 
+    /// <summary>
+    /// The buffer of an output that is either kept (this module's own <see cref="Slot"/>) or, when
+    /// <paramref name="shared"/>, left in the backward buffers the blocks of a stack share (<see cref="GradientSlot"/>):
+    /// an output that only the next operation reads, or that is recomputed before backward reads it.
+    /// </summary>
+    protected TensorSlot OutputSlot(string role, bool shared) => shared ? GradientSlot(role) : Slot(role);
+
     /// <summary>The reusable buffer for <paramref name="role"/> (e.g. "out") of this module.</summary>
     protected TensorSlot Slot(string role, DType dtype = DType.Float32)
     {

@@ -31,10 +31,13 @@ public sealed class LayerNorm : Module, IRecomputable
     public override Tensor Forward(Tensor x)
     {
         _x = x;
-        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(x.Shape);      // (N, C)
-        Backend.LayerNormForward(x, Weight.Value, Bias.Value, _y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        _y = OutputSlot("out", RecomputesOutput).Get(x.Shape);                         // (N, C)
+        Normalize(x, _y);
         return _y;
     }
+
+    private void Normalize(Tensor x, Tensor y) =>
+        Backend.LayerNormForward(x, Weight.Value, Bias.Value, y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
 
     /// <inheritdoc/>
     public bool RecomputesOutput { get; set; }
@@ -42,9 +45,7 @@ public sealed class LayerNorm : Module, IRecomputable
     /// <inheritdoc/>
     public void RecomputeOutput()
     {
-        if (!RecomputesOutput) return;
-        Tensor x = Saved(_x);
-        Backend.LayerNormForward(x, Weight.Value, Bias.Value, Saved(_y), Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        if (RecomputesOutput) Normalize(Saved(_x), Saved(_y));
     }
 
     /// <inheritdoc/>
@@ -89,10 +90,12 @@ public sealed class RmsNorm : Module, IRecomputable
     public override Tensor Forward(Tensor x)
     {
         _x = x;
-        _y = (RecomputesOutput ? GradientSlot("out") : Slot("out")).Get(x.Shape);
-        Backend.RmsNormForward(x, Weight.Value, _y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        _y = OutputSlot("out", RecomputesOutput).Get(x.Shape);
+        Normalize(x, _y);
         return _y;
     }
+
+    private void Normalize(Tensor x, Tensor y) => Backend.RmsNormForward(x, Weight.Value, y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
 
     /// <inheritdoc/>
     public bool RecomputesOutput { get; set; }
@@ -100,9 +103,7 @@ public sealed class RmsNorm : Module, IRecomputable
     /// <inheritdoc/>
     public void RecomputeOutput()
     {
-        if (!RecomputesOutput) return;
-        Tensor x = Saved(_x);
-        Backend.RmsNormForward(x, Weight.Value, Saved(_y), Slot("rstd").Get(new Shape(x.Rows)), Eps);
+        if (RecomputesOutput) Normalize(Saved(_x), Saved(_y));
     }
 
     /// <inheritdoc/>

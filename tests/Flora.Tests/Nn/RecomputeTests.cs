@@ -14,14 +14,6 @@ namespace Flora.Tests.Nn;
 /// </summary>
 public class RecomputeTests
 {
-    private static Tensor Ids(IBackend cpu, int b, int t, int vocabulary, int seed)
-    {
-        var rng = new Random(seed);
-        var ids = cpu.Allocate(new Shape(b, t), MemoryTag.Activations, DType.Int32);
-        cpu.Upload(Enumerable.Range(0, b * t).Select(_ => rng.Next(vocabulary)).ToArray(), ids);
-        return ids;
-    }
-
     /// <summary>Forward and backward of one model; returns logits, input-free gradients and the activation bytes held after.</summary>
     private static (float[] Logits, float[][] Grads, long Activations) Step(Func<IBackend, LanguageModel> make, bool recompute, int b, int t)
     {
@@ -30,7 +22,7 @@ public class RecomputeTests
         var blocks = model switch { Gpt2 g => g.Blocks, Llama l => l.Blocks, _ => throw new ArgumentException("model") };
         Assert.All(blocks, block => Assert.True(block.RecomputesCheapActivations));      // the default
         foreach (var block in blocks) block.RecomputesCheapActivations = recompute;
-        using var ids = Ids(cpu, b, t, model.Vocabulary, 5);
+        using var ids = TestUtil.Ids(cpu, b, t, model.Vocabulary, 5);
         Tensor logits = model.Forward(ids);
         float[] y = TestUtil.ToArray(logits);
         using var dy = TestUtil.Random(cpu, 9, 1, logits.Shape.ToArray());

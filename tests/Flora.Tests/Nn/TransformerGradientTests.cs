@@ -10,14 +10,6 @@ namespace Flora.Tests.Nn;
 /// <summary>Finite-difference checks of the transformer layers and whole models, on tiny sizes.</summary>
 public class TransformerGradientTests
 {
-    private static Tensor Ids(IBackend cpu, int b, int t, int vocabulary, int seed)
-    {
-        var rng = new Random(seed);
-        var ids = cpu.Allocate(new Shape(b, t), MemoryTag.Activations, DType.Int32);
-        cpu.Upload(Enumerable.Range(0, b * t).Select(_ => rng.Next(vocabulary)).ToArray(), ids);
-        return ids;
-    }
-
     [Fact]
     public void LayerNorm_passes_the_finite_difference_check()
     {
@@ -206,7 +198,7 @@ public class TransformerGradientTests
     {
         using var cpu = TestUtil.Cpu();
         using var model = new Gpt2(cpu, new Gpt2Config(2, 2, 8, 11, 6), seed: 3);
-        using var ids = Ids(cpu, 2, 5, 11, 1);
+        using var ids = TestUtil.Ids(cpu, 2, 5, 11, 1);
         ModelCheck(cpu, model, ids);
         Assert.Equal(2, model.Parameters().Single(p => p.Name == "wte.weight").UsesPerStep);
     }
@@ -216,7 +208,7 @@ public class TransformerGradientTests
     {
         using var cpu = TestUtil.Cpu();
         using var model = new Llama(cpu, new LlamaConfig(2, 2, 8, 12, 11, 6), seed: 3);
-        using var ids = Ids(cpu, 2, 5, 11, 1);
+        using var ids = TestUtil.Ids(cpu, 2, 5, 11, 1);
         ModelCheck(cpu, model, ids);
     }
 
@@ -225,8 +217,8 @@ public class TransformerGradientTests
     {
         using var cpu = TestUtil.Cpu();
         using var model = new T5(cpu, new T5Config(1, 1, 2, 8, 16, 11, 6), seed: 3);
-        using var source = Ids(cpu, 2, 4, 11, 7);
-        using var ids = Ids(cpu, 2, 3, 11, 1);
+        using var source = TestUtil.Ids(cpu, 2, 4, 11, 7);
+        using var ids = TestUtil.Ids(cpu, 2, 3, 11, 1);
         model.SetSource(source);
         ModelCheck(cpu, model, ids);
     }
