@@ -44,4 +44,27 @@ public class StepDistanceTests
         Assert.InRange(ConformanceCheck.StepDistance(a, b), 7, 9);
         Assert.Equal(double.PositiveInfinity, ConformanceCheck.StepDistance(a, Bf16(0.05f, float.NaN, 0.03f)));
     }
+
+    [Fact]
+    public void An_error_of_a_bf16_product_is_measured_at_the_updates_scale()
+    {
+        // A weight 0.05 that an update of -0.0498 brought to 2e-4 on one device and 2e-4 + 0.0498 / 256 on the other (the
+        // relative error of a bf16 product): many steps at the value's scale, under one at the update's.
+        var start = Bf16(0.05f, -0.04f, 0.03f, 0.05f);
+        var a = Bf16(0.05f, -0.04f, 0.03f, 2e-4f);
+        var b = Bf16(0.05f, -0.04f, 0.03f, 2e-4f + 0.0498f / 256);
+        Assert.True(ConformanceCheck.StepDistance(a, b) > 2);
+        Assert.InRange(ConformanceCheck.StepDistance(a, b, start), 0, 1);
+    }
+
+    [Fact]
+    public void A_wrong_update_is_many_steps_at_the_updates_scale_too()
+    {
+        // The same update on one device, none on the other (or twice it): about 2^7 steps at the update's scale.
+        var start = Bf16(0.05f, -0.04f, 0.03f);
+        var a = Bf16(0.05f, -0.04f, 0.02f);
+        Assert.True(ConformanceCheck.StepDistance(a, start, start) > 50);
+        Assert.True(ConformanceCheck.StepDistance(a, Bf16(0.05f, -0.04f, 0.01f), start) > 50);
+        Assert.Equal(double.PositiveInfinity, ConformanceCheck.StepDistance(a, a, Bf16(0.05f)));
+    }
 }
