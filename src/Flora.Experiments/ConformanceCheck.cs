@@ -212,6 +212,13 @@ public static partial class ConformanceCheck
             }, precision == GemmPrecision.Fp32 ? Attn : gemmTolerance * 2);
         }
 
+        // ---- bf16 mode keeps the activations that only products read in bf16: against a CPU backend that does too
+        if (precision == GemmPrecision.Bf16)
+        {
+            using var cpu16 = new CpuBackend(new MemoryLedger(), GemmPrecision.Bf16);
+            ActivationRows(cpu16, gpu, gemmTolerance, Add);
+        }
+
         // ---- loss and metrics
         {
             const int R = 301, V = 1031;

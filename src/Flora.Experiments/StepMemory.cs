@@ -24,6 +24,11 @@ public sealed record StepMemorySettings
     public int Batch { get; init; } = 1;
     /// <summary>Tokens per sequence.</summary>
     public int SequenceLength { get; init; } = 2048;
+    /// <summary>
+    /// The GPU's matrix-product precision: in bf16 the layers keep the activations that only products read in bf16
+    /// (<see cref="IBackend.ActivationType"/>), which the CPU probes then do as well.
+    /// </summary>
+    public GemmPrecision Precision { get; init; } = GemmPrecision.Bf16;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()
@@ -191,7 +196,7 @@ public static class StepMemory
 
     private static ProbeResult Probe(ModelBuilder build, int layers, int vocabulary, int tokens, StepMemorySettings s)
     {
-        using var backend = new CpuBackend(new MemoryLedger());
+        using var backend = new CpuBackend(new MemoryLedger(), s.Precision);
         LanguageModel model;
         using (WeightStorage.Use(s.Weights)) model = build(backend, layers, vocabulary);
         using (model)

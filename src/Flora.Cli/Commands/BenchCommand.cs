@@ -121,10 +121,11 @@ internal static class BenchCommand
         var memoryBatch = Options.PositiveInt("--batch", "sequences per step", 1);
         var memorySeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 2048);
         var memoryVocabulary = new Option<int?>("--vocabulary") { Description = "model vocabulary (default: the published one of the preset's shape)" };
+        var memoryPrecision = new Option<string>("--precision") { Description = "the GPU's matrix products: bf16 (activations that only products read kept in bf16), tf32 or fp32", DefaultValueFactory = _ => "bf16" };
         var memoryBudget = new Option<double>("--budget") { Description = "GiB the estimate is compared with", DefaultValueFactory = _ => 24 };
         var memory = new Command("memory", "Peak GPU memory of one training step of a model too large to build here, per ledger tag, from ledgers of 2- and 3-layer versions stepped on the CPU.")
         {
-            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryBudget,
+            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryPrecision, memoryBudget,
         };
         memory.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -134,6 +135,7 @@ internal static class BenchCommand
             {
                 Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing),
                 Weights = Flora.Nn.WeightStorage.Parse(parse.GetValue(memoryWeights)!), Batch = parse.GetValue(memoryBatch), SequenceLength = parse.GetValue(memorySeqLen),
+                Precision = Flora.Devices.BackendFactory.ParsePrecision(parse.GetValue(memoryPrecision)!),
             };
             double budget = parse.GetValue(memoryBudget);
             foreach (string name in parse.GetValue(memoryModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -179,7 +181,7 @@ internal static class BenchCommand
         var s = e.Settings;
         console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
             $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(s.Checkpointing ? "on" : "off")}, " +
-            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, batch {s.Batch} x {s.SequenceLength} tokens"));
+            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens"));
         var table = new Table().AddColumns("ledger tag", "GiB", "from");
         table.Columns[1].RightAligned();
         foreach (var t in e.Tags) table.AddRow(t.Tag.ToString(), $"{t.Bytes / 1073741824.0:F2}", Markup.Escape(t.Source));

@@ -21,6 +21,15 @@ public interface IBackend : IDisposable
     /// </summary>
     DType ProductOperandType { get; }
 
+    /// <summary>
+    /// The element type in which layers keep the activations they save for backward that only products (matrix
+    /// products, attention) read: BFloat16 in bf16 precision mode, where every product rounds its operands to bf16
+    /// anyway, so that keeping them rounded (to nearest even) changes no product's inputs and halves their memory;
+    /// Float32 otherwise. The CUDA backend's bf16 mode, and the CPU backend made with <see cref="GemmPrecision.Bf16"/>
+    /// (its products still compute in fp32, from the same stored bits).
+    /// </summary>
+    DType ActivationType { get; }
+
     /// <summary>The ledger every allocation of this backend reports to.</summary>
     MemoryLedger Ledger { get; }
 
@@ -107,10 +116,10 @@ public interface IBackend : IDisposable
     /// <summary>dx = dy where y &gt; 0, else 0 (y is the forward output).</summary>
     void ReluBackward(Tensor y, Tensor dy, Tensor dx);
 
-    /// <summary>y = GELU(x), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
+    /// <summary>y = GELU(x), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); y may be x (in place).</summary>
     void Gelu(Tensor x, Tensor y);
 
-    /// <summary>dx = dy GELU'(x) (x is the forward input).</summary>
+    /// <summary>dx = dy GELU'(x) (x is the forward input); dx may be x (in place).</summary>
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
 
     // ---- transformer layers ---------------------------------------------------------------------

@@ -30,7 +30,10 @@ public sealed class Relu : Module
     }
 }
 
-/// <summary>GELU, tanh approximation (GPT-2's "gelu_new"). Saves its input.</summary>
+/// <summary>
+/// GELU, tanh approximation (GPT-2's "gelu_new"). Saves its input, which may be BFloat16 (an MLP's pre-activation kept
+/// in bf16): it is then widened, exactly, into the output (or the input gradient) and transformed there in place.
+/// </summary>
 public sealed class Gelu : Module, IRecomputable
 {
     private Tensor? _x, _y;
@@ -43,8 +46,16 @@ public sealed class Gelu : Module, IRecomputable
     {
         _x = input;
         _y = OutputSlot("out", RecomputesOutput).Get(input.Shape);
-        Backend.Gelu(input, _y);
+        Apply(input, _y);
         return _y;
+    }
+
+    /// <summary>y = GELU(x), x Float32 or BFloat16.</summary>
+    private void Apply(Tensor x, Tensor y)
+    {
+        if (x.DType == DType.Float32) { Backend.Gelu(x, y); return; }
+        Backend.Copy(x, y);                                                     // widened exactly
+        Backend.Gelu(y, y);
     }
 
     /// <inheritdoc/>
@@ -53,7 +64,7 @@ public sealed class Gelu : Module, IRecomputable
     /// <inheritdoc/>
     public void RecomputeOutput()
     {
-        if (RecomputesOutput) Backend.Gelu(Saved(_x), Saved(_y));
+        if (RecomputesOutput) Apply(Saved(_x), Saved(_y));
     }
 
     /// <inheritdoc/>
@@ -62,7 +73,12 @@ public sealed class Gelu : Module, IRecomputable
         Tensor x = Saved(_x);
         if (!ComputesInputGradient) return null;
         Tensor dx = GradientSlot("dx").Get(x.Shape);
-        Backend.GeluBackward(x, gradOutput, dx);
+        if (x.DType == DType.Float32) Backend.GeluBackward(x, gradOutput, dx);
+        else
+        {
+            Backend.Copy(x, dx);                                                // widened exactly
+            Backend.GeluBackward(dx, gradOutput, dx);
+        }
         return dx;
     }
 }

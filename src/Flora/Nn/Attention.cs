@@ -54,6 +54,23 @@ public sealed class SelfAttention : Module
     /// <summary>Real keys per batch element when the input is right-padded (an encoder over sources of different lengths); null = all.</summary>
     public int[]? KeyLengths { get; set; }
 
+    /// <summary>
+    /// Whether q, k, v (the projection's output) and the attention's output, which backward reads only in products and
+    /// the attention kernels, are kept in bf16 (<see cref="IBackend.ActivationType"/>): 4 C of the floats kept per token
+    /// stored in half the bytes. Only with a plain <see cref="Linear"/> projection and without rotary positions (which
+    /// turn q and k after the projection); set by the block.
+    /// </summary>
+    public bool KeepsBf16
+    {
+        get => _bf16;
+        set
+        {
+            _bf16 = value && RotaryTheta is null && Qkv is Linear;
+            if (Qkv is Linear qkv) qkv.OutputType = _bf16 ? DType.BFloat16 : DType.Float32;
+        }
+    }
+    private bool _bf16;
+
     /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Qkv, Output];
 
@@ -65,9 +82,16 @@ public sealed class SelfAttention : Module
         Tensor qkv = Qkv.Forward(x).View(new Shape(b * t, 3 * c));                         // (B*T, 3C)
         if (RotaryTheta is float theta) Backend.Rotary(qkv, 0, 2 * Heads, HeadDim, t, theta, inverse: false); // rotate q and k
         _shape = new AttentionShape(b, Heads, t, t, HeadDim, Causal, 1f / MathF.Sqrt(HeadDim), KeyLengths);
-        Tensor attended = Slot("att").Get(new Shape(b * t, c));                              // (B*T, C)
+        // (B*T, C); with bf16 activations computed in fp32 in the shared staging buffer, then kept rounded
+        Tensor attended = (_bf16 ? StagingSlot() : Slot("att")).Get(new Shape(b * t, c));
         Backend.AttentionForward(_shape, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
             attended, Slot("lse").Get(new Shape(b, Heads, t)));
+        if (_bf16)
+        {
+            Tensor kept = Slot("att.bf16", DType.BFloat16).Get(attended.Shape);
+            Backend.Copy(attended, kept);                                                   // rounded to nearest even
+            attended = kept;
+        }
         _qkv = qkv;
         _attended = attended;
         return Output.Forward(attended.View(new Shape(b, t, c)));                           // (B, T, C)
@@ -80,8 +104,14 @@ public sealed class SelfAttention : Module
         int c = Dimension, t = _shape.QueryLength;
         Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);   // (B*T, C)
         Tensor dQkv = GradientSlot("dqkv").Get(qkv.Shape);                                          // (B*T, 3C)
+        Tensor output = attended;                                                           // read in fp32 (rowsum(dO O))
+        if (attended.DType == DType.BFloat16)
+        {
+            output = StagingSlot().Get(attended.Shape);
+            Backend.Copy(attended, output);                                                 // widened exactly
+        }
         Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
-            attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
+            output, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
             new ColumnBlock(dQkv, 0), new ColumnBlock(dQkv, c), new ColumnBlock(dQkv, 2 * c));
         if (RotaryTheta is float theta) Backend.Rotary(dQkv, 0, 2 * Heads, HeadDim, t, theta, inverse: true); // R^T on dq, dk
         Qkv.ComputesInputGradient = ComputesInputGradient;

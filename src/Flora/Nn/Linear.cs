@@ -64,11 +64,30 @@ public sealed class Linear : Module
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
-        Tensor y = OutputSlot("out", OutputIsTransient).Get(WithLastDimension(input.Shape, OutFeatures)); // (N, out)
+        Shape shape = WithLastDimension(input.Shape, OutFeatures);                  // (N, out)
+        bool rounded = OutputType == DType.BFloat16;
+        Tensor y = rounded ? StagingSlot().Get(shape) : OutputSlot("out", OutputIsTransient).Get(shape);
         if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
         else Backend.MatMulBias(input, false, Weight.Value, Transposed, y, Bias.Value); // y = x W^T + b
-        return y;
+        if (!rounded) return y;
+        Tensor kept = Slot("out.bf16", DType.BFloat16).Get(shape);
+        Backend.Copy(y, kept);                                                        // rounded to nearest even
+        return kept;
     }
+
+    /// <summary>
+    /// The type of the output: Float32, or BFloat16 for an output that the next layers keep for backward and read
+    /// only in products (<see cref="IBackend.ActivationType"/>): computed in fp32 in a buffer shared with the other
+    /// layers (<see cref="Module.StagingSlot"/>), then rounded to nearest even into the layer's own bf16 buffer.
+    /// </summary>
+    /// <exception cref="ArgumentException">Another type.</exception>
+    public DType OutputType
+    {
+        get => _outputType;
+        set => _outputType = value is DType.Float32 or DType.BFloat16 ? value
+            : throw new ArgumentException($"Linear '{Name}': the output is Float32 or BFloat16, not {value}");
+    }
+    private DType _outputType = DType.Float32;
 
     /// <summary>
     /// Whether the output is read only by the next operation of the forward pass (a block's residual add), never in

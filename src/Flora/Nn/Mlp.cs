@@ -70,6 +70,23 @@ public sealed class Mlp : Module
     }
     private bool _recomputes;
 
+    /// <summary>
+    /// Whether a GELU MLP keeps its pre-activation (the up projection's output, which backward reads in GELU's
+    /// derivative and, through the recomputed activation, in the down projection's product) in bf16
+    /// (<see cref="IBackend.ActivationType"/>): 4 C floats per token in half the bytes. Only with a plain
+    /// <see cref="Linear"/> up projection; set by the block.
+    /// </summary>
+    public bool KeepsBf16
+    {
+        get => _bf16;
+        set
+        {
+            _bf16 = value && Gate is null && Up is Linear;
+            if (Gate is null && Up is Linear up) up.OutputType = _bf16 ? DType.BFloat16 : DType.Float32;
+        }
+    }
+    private bool _bf16;
+
     /// <summary>Recomputes the activation (<see cref="RecomputesActivation"/>) before the down projection's backward.</summary>
     private void RecomputeActivation()
     {

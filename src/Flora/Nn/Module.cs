@@ -126,6 +126,13 @@ public abstract class Module : IDisposable
     protected TensorSlot GradientSlot(string role) => _gradientScope?.Slot(_gradientPrefix + role) ?? Slot(role);
 
     /// <summary>
+    /// An fp32 buffer for a value that lives only until the next operation: computed here, then rounded into a bf16
+    /// tensor that keeps it (<see cref="IBackend.ActivationType"/>), or widened here from one for an op that reads fp32.
+    /// One buffer, of the largest size asked for, serves every module that shares the blocks' backward buffers.
+    /// </summary>
+    protected TensorSlot StagingSlot() => _gradientScope?.Slot("bf16.staging") ?? Slot("bf16.staging");
+
+    /// <summary>
     /// The buffer of an output that is either kept (this module's own <see cref="Slot"/>) or, when
     /// <paramref name="shared"/>, left in the backward buffers the blocks of a stack share (<see cref="GradientSlot"/>):
     /// an output that only the next operation reads, or that is recomputed before backward reads it.

@@ -108,6 +108,13 @@ public sealed class TransformerBlock : Module
     internal static bool RecomputeByDefault => Environment.GetEnvironmentVariable("FLORA_RECOMPUTE") != "off";
 
     /// <summary>
+    /// Whether blocks that recompute their cheap activations also keep q, k, v, the attention output and the MLP's
+    /// pre-activation in bf16 when the backend asks for it (<see cref="IBackend.ActivationType"/>; on, and
+    /// FLORA_BF16_ACTIVATIONS=off turns it off, for comparisons).
+    /// </summary>
+    internal static bool Bf16ActivationsByDefault => Environment.GetEnvironmentVariable("FLORA_BF16_ACTIVATIONS") != "off";
+
+    /// <summary>
     /// Whether the block keeps the outputs of its two norms and the MLP's activation (GELU's output, or silu(gate) up)
     /// only in the buffers shared by all blocks (<see cref="ShareGradientBuffers"/>) and recomputes them in backward, right
     /// before the layers that saved them need them; the outputs of the attention's and the MLP's output projections,
@@ -128,6 +135,14 @@ public sealed class TransformerBlock : Module
             Module? attentionOutput = _attention switch { SelfAttention a => a.Output, GroupedQueryAttention a => a.Output, _ => null };
             foreach (var projection in new[] { attentionOutput, _mlp.Down })
                 if (((projection as LoraLinear)?.Base ?? projection as Linear) is Linear linear) linear.OutputIsTransient = value;
+            // In bf16 precision mode the activations that backward reads only in products are kept in bf16 (computed in the
+            // shared fp32 staging buffer, then rounded): q, k, v, the attention's output and the MLP's pre-activation, 8 C
+            // of the 10 C floats a GPT-2 block keeps per token. The residual stream (the input x and h) stays fp32: it is
+            // the running sum of every block's small updates, which rounding to bf16's 8-bit mantissa would lose, and the
+            // norms read it, not products.
+            bool bf16 = value && Backend.ActivationType == DType.BFloat16 && Bf16ActivationsByDefault;
+            if (_attention is SelfAttention self) self.KeepsBf16 = bf16;
+            _mlp.KeepsBf16 = bf16;
         }
     }
     private bool _recomputes;

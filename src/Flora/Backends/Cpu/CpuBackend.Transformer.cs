@@ -172,9 +172,26 @@ internal sealed unsafe partial class CpuBackend
 
     private TensorSlot? _attentionScores, _attentionGrads;
 
+    private TensorSlot? _wideQ, _wideK, _wideV;
+
+    /// <summary>
+    /// q, k and v as Float32 blocks: those of BFloat16 tensors (activations kept in bf16, <see cref="ActivationType"/>)
+    /// widened exactly into scratch, each tensor once, as the GPU's kernels read the same bf16 bits.
+    /// </summary>
+    private (ColumnBlock Q, ColumnBlock K, ColumnBlock V) Widened(ColumnBlock q, ColumnBlock k, ColumnBlock v)
+    {
+        if (q.Tensor.DType == DType.Float32 && k.Tensor.DType == DType.Float32 && v.Tensor.DType == DType.Float32) return (q, k, v);
+        Tensor wq = Widened(q.Tensor, ref _wideQ);
+        Tensor wk = k.Tensor == q.Tensor ? wq : Widened(k.Tensor, ref _wideK);
+        Tensor wv = v.Tensor == q.Tensor ? wq : v.Tensor == k.Tensor ? wk : Widened(v.Tensor, ref _wideV);
+        return (new ColumnBlock(wq, q.Offset), new ColumnBlock(wk, k.Offset), new ColumnBlock(wv, v.Offset));
+    }
+
     public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         s.Validate(q, k, v, output, logSumExp);
+        CheckFloat(output, nameof(AttentionForward));
+        (q, k, v) = Widened(q, k, v);
         using var _ = TimeWithGemms(nameof(AttentionForward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim;
         float* scores = (float*)Scores(ref _attentionScores, tq * tk).Pointer;
@@ -197,6 +214,8 @@ internal sealed unsafe partial class CpuBackend
         s.Validate(q, k, v, output, logSumExp);
         s.Check(dq, s.QueryLength, "dq"); s.CheckKv(dk, "dk"); s.CheckKv(dv, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
+        CheckFloat(output, nameof(AttentionBackward));
+        (q, k, v) = Widened(q, k, v);
         using var _ = TimeWithGemms(nameof(AttentionBackward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim;
         float* p = (float*)Scores(ref _attentionScores, tq * tk).Pointer;

@@ -20,9 +20,16 @@ internal sealed unsafe partial class CpuBackend : IBackend
     /// </summary>
     private const int ParallelThreshold = 1 << 20;
 
-    public CpuBackend(MemoryLedger? ledger = null)
+    /// <summary>
+    /// A backend reporting to <paramref name="ledger"/>. Its products always compute in fp32; with
+    /// <paramref name="precision"/> <see cref="GemmPrecision.Bf16"/> the layers keep the activations that only products
+    /// read in bf16 (<see cref="ActivationType"/>), as the CUDA backend's bf16 mode does, so that the CPU stores the same
+    /// bits and its ledger the same bytes. Fp32 and Tf32 are the same here.
+    /// </summary>
+    public CpuBackend(MemoryLedger? ledger = null, GemmPrecision precision = GemmPrecision.Fp32)
     {
         Ledger = ledger ?? new MemoryLedger();
+        ActivationType = precision == GemmPrecision.Bf16 ? DType.BFloat16 : DType.Float32;
         OpenBlas.EnsureLoaded();
     }
 
@@ -31,6 +38,9 @@ internal sealed unsafe partial class CpuBackend : IBackend
     public OpProfiler? Profiler { get; set; }
 
     public DType ProductOperandType => DType.Float32;
+
+    /// <inheritdoc/>
+    public DType ActivationType { get; }
 
     /// <summary>The OpenBLAS library in use, its thread count and kernel family with how it was chosen, for reports.</summary>
     public static string BlasDescription => $"OpenBLAS ({OpenBlas.LibraryPath}, {OpenBlas.Threads} threads, {OpenBlas.KernelDescription})";

@@ -85,6 +85,7 @@ internal sealed unsafe partial class CudaBackend
     public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         s.Validate(q, k, v, output, logSumExp);
+        CheckAttentionTypes(q, k, v, output, nameof(AttentionForward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads, g = s.Group, hkv = s.KvHeads;
         if (UsesFusedAttention(s, q, k, v, output, null, null, null))
         {
@@ -141,6 +142,7 @@ internal sealed unsafe partial class CudaBackend
         s.Validate(q, k, v, output, logSumExp);
         s.Check(dq, s.QueryLength, "dq"); s.CheckKv(dk, "dk"); s.CheckKv(dv, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
+        CheckAttentionTypes(q, k, v, output, nameof(AttentionBackward));
         int tq = s.QueryLength, tk = s.KeyLength, hd = s.HeadDim, h = s.Heads, g = s.Group, hkv = s.KvHeads;
         if (UsesFusedAttention(s, q, k, v, output, dq, dk, dv))
         {
@@ -204,6 +206,19 @@ internal sealed unsafe partial class CudaBackend
                         m == 0 ? 0f : 1f, HeadBase(dk, P(dk.Tensor), 4, b, tk), dk.Stride, hd, hkv, _compute, input);
                 }
         }
+    }
+
+    /// <summary>
+    /// q, k and v may be BFloat16 tensors (activations kept in bf16, <see cref="ActivationType"/>) in bf16 mode, where
+    /// every path reads bf16 copies of them (<see cref="Operands16"/> then reads them in place); otherwise Float32, as is
+    /// the output.
+    /// </summary>
+    private void CheckAttentionTypes(ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, string op)
+    {
+        foreach (var t in new[] { q.Tensor, k.Tensor, v.Tensor })
+            if (t.DType != DType.Float32 && (t.DType != DType.BFloat16 || Precision != GemmPrecision.Bf16))
+                throw new ArgumentException($"{op}: q, k and v must be Float32{(Precision == GemmPrecision.Bf16 ? " or BFloat16" : "")}, got {t}");
+        if (output.DType != DType.Float32) throw new ArgumentException($"{op}: the output must be Float32, got {output}");
     }
 
     /// <summary>

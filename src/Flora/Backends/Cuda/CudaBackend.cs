@@ -83,6 +83,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
     public string Name => "cuda";
 
     public DType ProductOperandType => Precision == GemmPrecision.Bf16 ? DType.BFloat16 : DType.Float32;
+    /// <inheritdoc/>
+    public DType ActivationType => ProductOperandType;
     public string Description { get; }
     public GemmPrecision Precision { get; }
     public MemoryLedger Ledger { get; }

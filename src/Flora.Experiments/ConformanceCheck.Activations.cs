@@ -1,0 +1,97 @@
+using Flora.Backends;
+using Flora.Nn;
+using Flora.Nn.Models;
+using Flora.Optim;
+using Flora.Tensors;
+
+namespace Flora.Experiments;
+
+/// <summary>The conformance rows of activations kept in bf16 in bf16 mode (issue 13, item 1).</summary>
+public static partial class ConformanceCheck
+{
+    /// <summary>
+    /// The paths that bf16 activations (<see cref="IBackend.ActivationType"/>) open, against a CPU backend in bf16 mode:
+    /// attention reading bf16 q, k, v tensors (the GPU's kernels read them in place, the CPU widens them), GELU and its
+    /// derivative in place on a widened bf16 input, and forward and backward of a tiny GPT-2 whose blocks keep q, k, v,
+    /// the attention output and the MLP pre-activation in bf16 (head size 64: the fused attention kernels), with the
+    /// activation bytes of both ledgers.
+    /// </summary>
+    /// <remarks>
+    /// Both backends must be in bf16 mode; the tests pass a second CPU backend for <paramref name="gpu"/> to check the check.
+    /// </remarks>
+    internal static void ActivationRows(IBackend cpu, IBackend gpu, double gemmTolerance, Action<string, double, double, string> add)
+    {
+        if (cpu.ActivationType != DType.BFloat16 || gpu.ActivationType != DType.BFloat16)
+            throw new ArgumentException("the bf16-activation rows need both backends in bf16 mode");
+        var random = new Random(20261208);
+        float[] Rand(int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+        void Compare(string op, Func<IBackend, float[][]> body, double tolerance)
+        {
+            float[][] c = body(cpu), g = body(gpu);
+            add(op, c.Zip(g, (a, b) => RelativeError(a, b)).Max(), tolerance, "relative");
+        }
+        Tensor Bf16(IBackend b, float[] data, int[] shape)
+        {
+            using var wide = Up(b, data, shape);
+            var t = b.Allocate(new Shape(shape), MemoryTag.Scratch, DType.BFloat16);
+            b.Copy(wide, t);                                                            // rounded to nearest even
+            return t;
+        }
+
+        foreach (var (causal, hd, T) in new[] { (true, 16, 37), (true, 64, 150), (false, 128, 150) })
+        {
+            const int B = 2, H = 3;
+            int C = H * hd;
+            float[] qkv = Rand(B * T * 3 * C), dOut = Rand(B * T * C);
+            var shape = new AttentionShape(B, H, T, T, hd, causal, 1f / MathF.Sqrt(hd));
+            Compare($"Attention from bf16 q, k, v (kept activations), {(causal ? "causal" : "full")}, head dim {hd}, T {T}: forward and backward", b =>
+            {
+                using var t = Bf16(b, qkv, [B * T, 3 * C]); using var o = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch);
+                using var lse = b.Allocate(new Shape(B, H, T), MemoryTag.Scratch); using var d = Up(b, dOut, [B * T, C]);
+                using var dt = b.Allocate(new Shape(B * T, 3 * C), MemoryTag.Scratch);
+                b.AttentionForward(shape, new(t, 0), new(t, C), new(t, 2 * C), o, lse);
+                b.AttentionBackward(shape, d, new(t, 0), new(t, C), new(t, 2 * C), o, lse, new(dt, 0), new(dt, C), new(dt, 2 * C));
+                return [Host(o), Host(lse), Host(dt)];
+            }, gemmTolerance * 2);
+        }
+
+        {
+            const int N = 100_003;
+            float[] x = Rand(N, 4f), dy = Rand(N);
+            Compare("Gelu, GeluBackward in place on a widened bf16 input (a kept MLP pre-activation)", b =>
+            {
+                using var x16 = Bf16(b, x, [N]); using var y = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                using var d = Up(b, dy, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                b.Copy(x16, y); b.Gelu(y, y);
+                b.Copy(x16, dx); b.GeluBackward(dx, d, dx);
+                return [Host(y), Host(dx)];
+            }, 2e-5);
+        }
+
+        {
+            // A tiny GPT-2 of head size 64 (two heads of 128 channels), 2 x 64 tokens: logits and every parameter gradient.
+            const int B = 2, T = 64, V = 97;
+            int[] ids = Enumerable.Range(0, B * T).Select(_ => random.Next(V)).ToArray();
+            var config = new Gpt2Config(2, 2, 128, V, T);
+            long cpuBytes = 0, gpuBytes = 0;
+            float[][] Step(IBackend b)
+            {
+                long before = b.Ledger.Current(MemoryTag.Activations);
+                using var model = new Gpt2(b, config, seed: 17);
+                using var input = b.Allocate(new Shape(B, T), MemoryTag.Scratch, DType.Int32);
+                b.Upload(ids, input);
+                Tensor logits = model.Forward(input);
+                float[] y = Host(logits);
+                using var dy = b.Allocate(logits.Shape, MemoryTag.Scratch);
+                b.FillGaussian(dy, 23, 1f);
+                model.Backward(dy, new AccumulateSink(b, new Sgd(b, model.Parameters(), 1f)));
+                long bytes = b.Ledger.Current(MemoryTag.Activations) - before;
+                if (b == cpu) cpuBytes = bytes; else gpuBytes = bytes;
+                return [y, .. model.Parameters().Select(p => Host(p.Grad!))];
+            }
+            Compare("gpt2 2 x 128 (head size 64), bf16 activations: logits and parameter gradients", Step, gemmTolerance * 2);
+            add("gpt2 2 x 128, bf16 activations: activation bytes held after backward (device vs CPU ledger)",
+                Math.Abs(gpuBytes - cpuBytes) / (double)cpuBytes, 0.01, "relative");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+using Flora.Backends;
+using Flora.Backends.Cpu;
+using Flora.Nn;
+using Flora.Nn.Models;
+using Flora.Optim;
+using Flora.Tensors;
+using Xunit;
+
+namespace Flora.Tests.Nn;
+
+/// <summary>
+/// In bf16 precision mode (<see cref="IBackend.ActivationType"/>) a GPT-2 block keeps q, k, v, the attention's output and
+/// the MLP's pre-activation in bf16: the ledger shows the bytes saved, each op sees exactly the rounded values (as the
+/// GPU's products would), and training follows fp32 mode closely.
+/// </summary>
+public class Bf16ActivationTests
+{
+    private static CpuBackend Backend(bool bf16) => new(new MemoryLedger(), bf16 ? GemmPrecision.Bf16 : GemmPrecision.Fp32);
+
+    /// <summary>The fp32 values of <paramref name="values"/> rounded to nearest even bf16.</summary>
+    private static float[] Rounded(float[] values) => values.Select(v => BFloat16.ToSingle(BFloat16.RoundToNearestEven(v))).ToArray();
+
+    [Fact]
+    public void Only_the_bf16_mode_keeps_activations_in_bf16()
+    {
+        using var fp32 = Backend(false);
+        using var tf32 = new CpuBackend(new MemoryLedger(), GemmPrecision.Tf32);
+        using var bf16 = Backend(true);
+        Assert.Equal(DType.Float32, fp32.ActivationType);
+        Assert.Equal(DType.Float32, tf32.ActivationType);
+        Assert.Equal(DType.BFloat16, bf16.ActivationType);
+        Assert.Equal(DType.Float32, bf16.ProductOperandType);                   // the CPU's products still read fp32
+        Assert.Equal(DType.Float32, TestUtil.Cpu().ActivationType);             // the default
+    }
+
+    [Fact]
+    public void A_linear_layer_with_a_bf16_output_keeps_its_fp32_output_rounded_to_nearest_even()
+    {
+        using var cpu = Backend(true);
+        using var linear = new Linear(cpu, "fc", 8, 12, bias: true, seed: 4);
+        cpu.FillGaussian(linear.Bias!.Value, 5, 1f);
+        using var x = TestUtil.Random(cpu, 6, 1, 3, 8);
+        float[] wide = TestUtil.ToArray(linear.Forward(x));
+        linear.OutputType = DType.BFloat16;
+        Tensor y = linear.Forward(x);
+        Assert.Equal(DType.BFloat16, y.DType);
+        Assert.Equal(new Shape(3, 12), y.Shape);
+        using var back = cpu.Allocate(y.Shape, MemoryTag.Scratch);
+        cpu.Copy(y, back);
+        Assert.Equal(Rounded(wide), TestUtil.ToArray(back));
+        Assert.Throws<ArgumentException>(() => linear.OutputType = DType.Int32);
+    }
+
+    [Fact]
+    public void Gelu_of_a_bf16_input_equals_gelu_of_its_widened_values_forward_and_backward()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var x = TestUtil.Random(cpu, 7, 2, 4, 9);
+        using var x16 = cpu.Allocate(x.Shape, MemoryTag.Activations, DType.BFloat16);
+        cpu.Copy(x, x16);
+        using var wide = cpu.Allocate(x.Shape, MemoryTag.Activations);
+        cpu.Copy(x16, wide);
+        using var dy = TestUtil.Random(cpu, 8, 1, 4, 9);
+        using var reference = new Gelu(cpu, "ref");
+        using var gelu = new Gelu(cpu, "g");
+        var sink = new AccumulateSink(cpu, new Sgd(cpu, Array.Empty<Parameter>(), 1f));
+        Assert.Equal(TestUtil.ToArray(reference.Forward(wide)), TestUtil.ToArray(gelu.Forward(x16)));
+        Assert.Equal(TestUtil.ToArray(reference.Backward(dy, sink)!), TestUtil.ToArray(gelu.Backward(dy, sink)!));
+    }
+
+    [Fact]
+    public void Attention_reads_bf16_q_k_v_as_their_widened_values()
+    {
+        using var cpu = TestUtil.Cpu();
+        const int b = 2, h = 2, t = 5, hd = 4, c = h * hd;
+        var shape = new AttentionShape(b, h, t, t, hd, true, 0.5f);
+        using var qkv = TestUtil.Random(cpu, 9, 1, b * t, 3 * c);
+        using var qkv16 = cpu.Allocate(qkv.Shape, MemoryTag.Activations, DType.BFloat16);
+        cpu.Copy(qkv, qkv16);
+        cpu.Copy(qkv16, qkv);                                                   // the same values in fp32
+        using var dOut = TestUtil.Random(cpu, 10, 1, b * t, c);
+        float[][] Run(Tensor source)
+        {
+            using var o = cpu.Allocate(new Shape(b * t, c), MemoryTag.Scratch);
+            using var lse = cpu.Allocate(new Shape(b, h, t), MemoryTag.Scratch);
+            using var d = cpu.Allocate(new Shape(b * t, 3 * c), MemoryTag.Scratch);
+            cpu.AttentionForward(shape, new(source, 0), new(source, c), new(source, 2 * c), o, lse);
+            cpu.AttentionBackward(shape, dOut, new(source, 0), new(source, c), new(source, 2 * c), o, lse, new(d, 0), new(d, c), new(d, 2 * c));
+            return [TestUtil.ToArray(o), TestUtil.ToArray(lse), TestUtil.ToArray(d)];
+        }
+        var wide = Run(qkv);
+        var half = Run(qkv16);
+        for (int i = 0; i < wide.Length; i++) Assert.Equal(wide[i], half[i]);
+    }
+
+    /// <summary>Forward and backward of a tiny GPT-2; returns logits, gradients and the activation bytes held after.</summary>
+    private static (float[] Logits, float[][] Grads, long Activations) Step(bool bf16, int layers, int c, int b, int t)
+    {
+        using var cpu = Backend(bf16);
+        using var model = new Gpt2(cpu, new Gpt2Config(layers, 2, c, 13, 8), seed: 3);
+        using var ids = TestUtil.Ids(cpu, b, t, model.Vocabulary, 5);
+        Tensor logits = model.Forward(ids);
+        float[] y = TestUtil.ToArray(logits);
+        using var dy = TestUtil.Random(cpu, 9, 1, logits.Shape.ToArray());
+        var sink = new AccumulateSink(cpu, new Sgd(cpu, model.Parameters(), 1f));
+        model.Backward(dy, sink);
+        float[][] grads = model.Parameters().Select(p => TestUtil.ToArray(p.Grad!)).ToArray();
+        return (y, grads, cpu.Ledger.Current(MemoryTag.Activations));
+    }
+
+    [Fact]
+    public void A_gpt2_in_bf16_mode_keeps_8_C_floats_per_token_and_block_in_half_the_bytes()
+    {
+        const int layers = 3, c = 16, b = 2, t = 8;
+        var fp32 = Step(bf16: false, layers, c, b, t);
+        var bf16 = Step(bf16: true, layers, c, b, t);
+        // Per block and token q, k, v (3 C), the attention's output (C) and the MLP's pre-activation (4 C) drop from 4 to
+        // 2 bytes; one fp32 staging buffer of the largest (4 C per token) serves every block.
+        long tokens = b * t;
+        Assert.Equal(layers * 8L * c * 2 * tokens - 4L * c * 4 * tokens, fp32.Activations - bf16.Activations);
+        // The rounding of those activations moves the logits and gradients by bf16's relative step at most, about.
+        double Scale(float[] v) => v.Max(Math.Abs);
+        double logitError = fp32.Logits.Zip(bf16.Logits, (x, y) => Math.Abs(x - y)).Max() / Scale(fp32.Logits);
+        Assert.InRange(logitError, 1e-6, 2e-2);                                 // changed, but little
+        for (int i = 0; i < fp32.Grads.Length; i++)
+        {
+            double error = fp32.Grads[i].Zip(bf16.Grads[i], (x, y) => Math.Abs(x - y)).Max() / Math.Max(Scale(fp32.Grads[i]), 1e-12);
+            Assert.True(error < 5e-2, $"gradient {i}: relative difference {error:E2}");
+        }
+    }
+
+    [Fact]
+    public void Fp32_mode_changes_no_bit()
+    {
+        // The precision argument's default and Fp32 give the backend of before: same logits and gradients, bit for bit.
+        using var a = TestUtil.Cpu();
+        var fp32 = Step(bf16: false, 2, 8, 2, 5);
+        using var model = new Gpt2(a, new Gpt2Config(2, 2, 8, 13, 8), seed: 3);
+        using var ids = TestUtil.Ids(a, 2, 5, model.Vocabulary, 5);
+        Assert.Equal(fp32.Logits, TestUtil.ToArray(model.Forward(ids)));
+    }
+
+    /// <summary>The training losses of 20 FLORA steps of a tiny GPT-2 on a fixed batch.</summary>
+    private static float[] Losses(bool bf16)
+    {
+        using var cpu = Backend(bf16);
+        using var model = new Gpt2(cpu, new Gpt2Config(2, 2, 32, 29, 16), seed: 11);
+        var spec = new OptimizerSpec { Name = "flora", Rank = 4, LearningRate = 0.1f };
+        using var optimizer = spec.Create(cpu, model.Parameters().Where(p => p.RequiresGrad));
+        var random = new Random(21);
+        int[] tokens = Enumerable.Range(0, 4 * 16).Select(_ => random.Next(29)).ToArray();
+        using var ids = cpu.Allocate(new Shape(4, 16), MemoryTag.Activations, DType.Int32);
+        using var targets = cpu.Allocate(new Shape(4, 16), MemoryTag.Activations, DType.Int32);
+        cpu.Upload(tokens, ids);
+        cpu.Upload(tokens.Select(i => (i * 3 + 1) % 29).ToArray(), targets);   // a rule the model can learn
+        var losses = new float[20];
+        for (int s = 0; s < losses.Length; s++)
+        {
+            losses[s] = model.ForwardLoss(ids, targets);
+            model.BackwardLoss(optimizer.Gradients);
+            optimizer.Step();
+        }
+        return losses;
+    }
+
+    [Fact]
+    public void Training_in_bf16_mode_follows_fp32_mode_within_a_tenth_of_a_percent()
+    {
+        float[] fp32 = Losses(false), bf16 = Losses(true);
+        Assert.True(fp32[^1] < 0.7f * fp32[0], $"fp32 mode learns: {string.Join(", ", fp32)}; bf16: {string.Join(", ", bf16)}");
+        for (int s = 0; s < fp32.Length; s++)
+            Assert.True(Math.Abs(bf16[s] - fp32[s]) <= 1e-3 * fp32[s], $"step {s}: bf16 mode {bf16[s]}, fp32 mode {fp32[s]}");
+        Assert.NotEqual(fp32, bf16);                                            // the modes differ at all
+    }
+}
