@@ -4,8 +4,9 @@
 #   1. flora check --device cuda, bf16 and fp32 (the FLORA bf16-weight distance rows, whose metric changed after the
 #      2026-12-07 run, should now pass)
 #   2. issue 12: the LoRA exports through transformers (merged, and PEFT with adapters only), beside the 8 fixture models
-#   3. issue 13: GPT-2 124M and 350M, FLORA r=256 and AdamW, Flora with and without the recomputed activations,
-#      beside compiled PyTorch on the same shapes; the compare table and one profile
+#   3. issue 13: GPT-2 124M and 350M, FLORA r=256 and AdamW, Flora with and without the activations kept in bf16
+#      (FLORA_BF16_ACTIVATIONS=off: the layout before), beside compiled PyTorch on the same shapes; the compare table
+#      and one profile
 # Then, as a command of its own: LIMIT=540 bench/reproduce_gpu.sh OUT/r (issue 15; resumable, run it again to go on).
 # Usage, on the GPU machine from the repository root: bench/gpu_session.sh OUT [TOTAL]   (FLORA=path, default ./.gpu/Flora.Cli)
 set -u
@@ -38,12 +39,12 @@ el "LoRA runs and exports: exit code $?"
 timeout $(cap 90) python3 bench/hf_roundtrip.py $rt/* 2>&1 | grep -v "Loading weights" > "$out/s/roundtrip.txt"; el "round trip"
 tail -12 "$out/s/roundtrip.txt"; pack
 
-timeout $(cap 150) "$F" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer adamw,flora:256 --batch 8 --seq-len 1024 \
+timeout $(cap 180) "$F" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer adamw,adafactor,flora:256 --batch 8 --seq-len 1024 \
   --tokenizer gpt2 --warmup 5 --steps 12 --json "$out/s/flora.json" --profile "$out/s/profile.md" > "$out/s/bench.txt" 2>&1
 el "flora bench train: exit code $?"; grep -E "│ gpt2" "$out/s/bench.txt"; pack
-FLORA_RECOMPUTE=off timeout $(cap 90) "$F" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer flora:256 --batch 8 --seq-len 1024 \
-  --tokenizer gpt2 --warmup 5 --steps 12 > "$out/s/bench-no-recompute.txt" 2>&1
-el "flora bench train, FLORA_RECOMPUTE=off: exit code $?"; grep -E "│ gpt2" "$out/s/bench-no-recompute.txt"; pack
+FLORA_BF16_ACTIVATIONS=off timeout $(cap 90) "$F" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer adamw,flora:256 --batch 8 --seq-len 1024 \
+  --tokenizer gpt2 --warmup 5 --steps 12 > "$out/s/bench-fp32-activations.txt" 2>&1
+el "flora bench train, FLORA_BF16_ACTIVATIONS=off: exit code $?"; grep -E "│ gpt2" "$out/s/bench-fp32-activations.txt"; pack
 timeout $(cap 400) python3 bench/torch_gpt2.py --optimizers adamw,flora:256 --modes compiled --warmup 6 --json "$out/s/torch.json" \
   > "$out/s/torch.txt" 2>&1; el "PyTorch compiled: exit code $?"; grep -v -i warn "$out/s/torch.txt" | tail -6
 [ -f "$out/s/torch.json" ] && "$F" bench compare --ours "$out/s/flora.json" --torch "$out/s/torch.json" --out "$out/s/compare.md" > /dev/null 2>&1
