@@ -67,4 +67,33 @@ public class StepDistanceTests
         Assert.True(ConformanceCheck.StepDistance(a, Bf16(0.05f, -0.04f, 0.01f), start) > 50);
         Assert.Equal(double.PositiveInfinity, ConformanceCheck.StepDistance(a, a, Bf16(0.05f)));
     }
+
+    [Fact]
+    public void Stochastic_rounding_with_shared_bits_drifts_at_most_one_step_per_update()
+    {
+        // The bound behind the check's tolerance (one bf16 step per update): two devices apply the same update to the
+        // same bf16 weights 3 times (the check's gradient is the same each step), with a relative error of up to 2^-8 of
+        // the update on one side (a bf16 product) and the same random bits for the rounding. No value ends more than 3
+        // steps apart at the scale of the values it passed through, and some drift by more than one.
+        var random = new Random(5);
+        const int N = 20_000, Updates = 3;
+        var start = new ushort[N];
+        var updates = new float[N];
+        for (int i = 0; i < N; i++)
+        {
+            start[i] = BFloat16.RoundToNearestEven((float)(random.NextDouble() * 0.1 - 0.05));
+            updates[i] = (float)(random.NextDouble() * 0.04 - 0.02);
+        }
+        ushort[] a = (ushort[])start.Clone(), b = (ushort[])start.Clone();
+        for (int step = 0; step < Updates; step++)
+            for (int i = 0; i < N; i++)
+            {
+                float update = updates[i], skew = update * (float)(random.NextDouble() * 2 - 1) / 256;
+                uint bits = (uint)random.Next(65536);
+                a[i] = BFloat16.RoundStochastic(BFloat16.ToSingle(a[i]) + update, bits);
+                b[i] = BFloat16.RoundStochastic(BFloat16.ToSingle(b[i]) + update + skew, bits);
+            }
+        double distance = ConformanceCheck.StepDistance(a, b, start);
+        Assert.InRange(distance, 1.01, Updates);
+    }
 }
