@@ -4,9 +4,9 @@
 # random, every claim judged on its own):
 #
 #   Table 2, GPT-2 124M: None, Naive, LoRA(256) and Flora(256), 3 seeds each, 1,000 steps of batch 4, so kappa is a fifth
-#   of the run (200 instead of the paper's 1000) and every FLORA arm resamples 4 times; 100 test pairs per run.
-#   12 runs of 25 to 50 s each, measured on an H100 on 2026-12-07 (None 25 to 29 s, Naive 35 to 36 s, LoRA(256) 47 s;
-#   FLORA not reached: docs/results/evidence/gpu-2026-12-07-h100/table2-gpt-partial.log): 7 to 8 minutes. The runs are
+#   of the run (200 instead of the paper's 1000) and every FLORA arm resamples 5 times (the last before the final
+#   update); 100 test pairs per run. 12 runs of 25 to 50 s each: 433 s in all on an H100 on 2026-12-07
+#   (docs/results/paper/table2-gpt/log.txt), so LIMIT=440 fits one 10-minute command with room to pack. The runs are
 #   resumable: with LIMIT=SECONDS the reproduction stops after that long and the script packs OUT into OUT.tgz either way;
 #   the next command, given the unpacked OUT again, reuses every finished run (flora reproduce --resume) and goes on.
 #
