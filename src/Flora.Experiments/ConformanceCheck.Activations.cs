@@ -30,14 +30,6 @@ public static partial class ConformanceCheck
             float[][] c = body(cpu), g = body(gpu);
             add(op, c.Zip(g, (a, b) => RelativeError(a, b)).Max(), tolerance, "relative");
         }
-        Tensor Bf16(IBackend b, float[] data, int[] shape)
-        {
-            using var wide = Up(b, data, shape);
-            var t = b.Allocate(new Shape(shape), MemoryTag.Scratch, DType.BFloat16);
-            b.Copy(wide, t);                                                            // rounded to nearest even
-            return t;
-        }
-
         foreach (var (causal, hd, T) in new[] { (true, 16, 37), (true, 64, 150), (false, 128, 150) })
         {
             const int B = 2, H = 3;

@@ -42,6 +42,22 @@ internal static class TestUtil
         return ids;
     }
 
+    /// <summary>
+    /// One forward and backward of <paramref name="model"/> on B x T random ids with a random logit gradient (fixed
+    /// seeds): the logits, every parameter's gradient and the activation bytes the backend's ledger holds after.
+    /// </summary>
+    public static (float[] Logits, float[][] Grads, long Activations) ForwardBackward(IBackend backend, Flora.Nn.Models.LanguageModel model, int b, int t)
+    {
+        using var ids = Ids(backend, b, t, model.Vocabulary, 5);
+        Tensor y = model.Forward(ids);
+        float[] logits = ToArray(y);
+        using var dy = Random(backend, 9, 1, y.Shape.ToArray());
+        var sink = new Flora.Optim.AccumulateSink(backend, new Flora.Optim.Sgd(backend, model.Parameters(), 1f));
+        model.Backward(dy, sink);
+        float[][] grads = model.Parameters().Select(p => ToArray(p.Grad!)).ToArray();
+        return (logits, grads, backend.Ledger.Current(MemoryTag.Activations));
+    }
+
     public static double Dot(float[] a, float[] b)
     {
         double s = 0;

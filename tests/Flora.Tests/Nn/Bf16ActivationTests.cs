@@ -98,14 +98,7 @@ public class Bf16ActivationTests
     {
         using var cpu = Backend(bf16);
         using var model = new Gpt2(cpu, new Gpt2Config(layers, 2, c, 13, 8), seed: 3);
-        using var ids = TestUtil.Ids(cpu, b, t, model.Vocabulary, 5);
-        Tensor logits = model.Forward(ids);
-        float[] y = TestUtil.ToArray(logits);
-        using var dy = TestUtil.Random(cpu, 9, 1, logits.Shape.ToArray());
-        var sink = new AccumulateSink(cpu, new Sgd(cpu, model.Parameters(), 1f));
-        model.Backward(dy, sink);
-        float[][] grads = model.Parameters().Select(p => TestUtil.ToArray(p.Grad!)).ToArray();
-        return (y, grads, cpu.Ledger.Current(MemoryTag.Activations));
+        return TestUtil.ForwardBackward(cpu, model, b, t);
     }
 
     [Fact]

@@ -22,14 +22,7 @@ public class RecomputeTests
         var blocks = model switch { Gpt2 g => g.Blocks, Llama l => l.Blocks, _ => throw new ArgumentException("model") };
         Assert.All(blocks, block => Assert.True(block.RecomputesCheapActivations));      // the default
         foreach (var block in blocks) block.RecomputesCheapActivations = recompute;
-        using var ids = TestUtil.Ids(cpu, b, t, model.Vocabulary, 5);
-        Tensor logits = model.Forward(ids);
-        float[] y = TestUtil.ToArray(logits);
-        using var dy = TestUtil.Random(cpu, 9, 1, logits.Shape.ToArray());
-        var sink = new AccumulateSink(cpu, new Sgd(cpu, model.Parameters(), 1f));
-        model.Backward(dy, sink);
-        float[][] grads = model.Parameters().Select(p => TestUtil.ToArray(p.Grad!)).ToArray();
-        return (y, grads, cpu.Ledger.Current(MemoryTag.Activations));
+        return TestUtil.ForwardBackward(cpu, model, b, t);
     }
 
     [Theory]
