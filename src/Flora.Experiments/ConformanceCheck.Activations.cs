@@ -11,10 +11,11 @@ public static partial class ConformanceCheck
 {
     /// <summary>
     /// The paths that bf16 activations (<see cref="IBackend.ActivationType"/>) open, against a CPU backend in bf16 mode:
-    /// attention reading bf16 q, k, v tensors (the GPU's kernels read them in place, the CPU widens them), GELU and its
-    /// derivative in place on a widened bf16 input, and forward and backward of a tiny GPT-2 whose blocks keep q, k, v,
-    /// the attention output and the MLP pre-activation in bf16 (head size 64: the fused attention kernels), with the
-    /// activation bytes of both ledgers.
+    /// attention reading bf16 q, k, v tensors (the GPU's kernels read them in place, the CPU widens them) and writing an
+    /// fp32 or a bf16 output (read back by its backward); products, a LayerNorm and GELU writing bf16 outputs (rounded in
+    /// the GPU's epilogues and kernels, after an fp32 computation on the CPU), GELU's derivative reading a bf16 input; and
+    /// forward and backward of a tiny GPT-2 whose blocks keep q, k, v, the attention output and the MLP pre-activation in
+    /// bf16 (head size 64: the fused attention kernels), with the activation bytes of both ledgers.
     /// </summary>
     /// <remarks>
     /// Both backends must be in bf16 mode; the tests pass a second CPU backend for <paramref name="gpu"/> to check the check.
@@ -30,34 +31,64 @@ public static partial class ConformanceCheck
             float[][] c = body(cpu), g = body(gpu);
             add(op, c.Zip(g, (a, b) => RelativeError(a, b)).Max(), tolerance, "relative");
         }
+        // A value rounded to bf16 on both sides may land one bf16 step apart (2^-8 of its size) when the fp32 values
+        // before rounding differ in the last bits: the tolerance of a bf16 output computed the same way on both sides.
+        const double OneBf16Step = 1.0 / 128;
         foreach (var (causal, hd, T) in new[] { (true, 16, 37), (true, 64, 150), (false, 128, 150) })
-        {
-            const int B = 2, H = 3;
-            int C = H * hd;
-            float[] qkv = Rand(B * T * 3 * C), dOut = Rand(B * T * C);
-            var shape = new AttentionShape(B, H, T, T, hd, causal, 1f / MathF.Sqrt(hd));
-            Compare($"Attention from bf16 q, k, v (kept activations), {(causal ? "causal" : "full")}, head dim {hd}, T {T}: forward and backward", b =>
+            foreach (var output in new[] { DType.Float32, DType.BFloat16 })
             {
-                using var t = Bf16(b, qkv, [B * T, 3 * C]); using var o = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch);
-                using var lse = b.Allocate(new Shape(B, H, T), MemoryTag.Scratch); using var d = Up(b, dOut, [B * T, C]);
-                using var dt = b.Allocate(new Shape(B * T, 3 * C), MemoryTag.Scratch);
-                b.AttentionForward(shape, new(t, 0), new(t, C), new(t, 2 * C), o, lse);
-                b.AttentionBackward(shape, d, new(t, 0), new(t, C), new(t, 2 * C), o, lse, new(dt, 0), new(dt, C), new(dt, 2 * C));
-                return [Host(o), Host(lse), Host(dt)];
-            }, gemmTolerance * 2);
-        }
+                const int B = 2, H = 3;
+                int C = H * hd;
+                float[] qkv = Rand(B * T * 3 * C), dOut = Rand(B * T * C);
+                var shape = new AttentionShape(B, H, T, T, hd, causal, 1f / MathF.Sqrt(hd));
+                Compare($"Attention from bf16 q, k, v (kept activations), {(causal ? "causal" : "full")}, head dim {hd}, T {T}, {(output == DType.BFloat16 ? "bf16" : "fp32")} output: forward and backward", b =>
+                {
+                    using var t = Bf16(b, qkv, [B * T, 3 * C]); using var o = b.Allocate(new Shape(B * T, C), MemoryTag.Scratch, output);
+                    using var lse = b.Allocate(new Shape(B, H, T), MemoryTag.Scratch); using var d = Up(b, dOut, [B * T, C]);
+                    using var dt = b.Allocate(new Shape(B * T, 3 * C), MemoryTag.Scratch);
+                    b.AttentionForward(shape, new(t, 0), new(t, C), new(t, 2 * C), o, lse);
+                    b.AttentionBackward(shape, d, new(t, 0), new(t, C), new(t, 2 * C), o, lse, new(dt, 0), new(dt, C), new(dt, 2 * C));
+                    return [Wide(o), Host(lse), Host(dt)];
+                }, gemmTolerance * 2);
+            }
 
         {
             const int N = 100_003;
             float[] x = Rand(N, 4f), dy = Rand(N);
-            Compare("Gelu, GeluBackward in place on a widened bf16 input (a kept MLP pre-activation)", b =>
+            Compare("Gelu from a bf16 input into a bf16 output (a kept MLP pre-activation; the down projection's operand)", b =>
             {
-                using var x16 = Bf16(b, x, [N]); using var y = b.Allocate(new Shape(N), MemoryTag.Scratch);
-                using var d = Up(b, dy, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
-                b.Copy(x16, y); b.Gelu(y, y);
-                b.Copy(x16, dx); b.GeluBackward(dx, d, dx);
-                return [Host(y), Host(dx)];
+                using var x16 = Bf16(b, x, [N]); using var y = b.Allocate(new Shape(N), MemoryTag.Scratch, DType.BFloat16);
+                b.Gelu(x16, y);
+                return [Wide(y)];
+            }, OneBf16Step);
+            Compare("GeluBackward from a bf16 input", b =>
+            {
+                using var x16 = Bf16(b, x, [N]); using var d = Up(b, dy, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                b.GeluBackward(x16, d, dx);
+                return [Host(dx)];
             }, 2e-5);
+        }
+
+        {
+            const int N = 301, C = 768, F = 1000;
+            float[] x = Rand(N * C), gamma = Rand(C), beta = Rand(C), w = Rand(F * C, 0.05f), bias = Rand(F);
+            Compare("LayerNorm into a bf16 output (the input of a block's projection)", b =>
+            {
+                using var xt = Up(b, x, [N, C]); using var g = Up(b, gamma, [C]); using var bt = Up(b, beta, [C]);
+                using var y = b.Allocate(new Shape(N, C), MemoryTag.Scratch, DType.BFloat16);
+                using var mean = b.Allocate(new Shape(N), MemoryTag.Scratch); using var rstd = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                b.LayerNormForward(xt, g, bt, y, mean, rstd, 1e-5f);
+                return [Wide(y), Host(mean), Host(rstd)];
+            }, OneBf16Step);
+            Compare("MatMul and MatMulBias into bf16 outputs (x W^T (+ b), rounded in the product's epilogue)", b =>
+            {
+                using var xt = Up(b, x, [N, C]); using var wt = Up(b, w, [F, C]); using var bt = Up(b, bias, [F]);
+                using var y = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                using var yb = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                b.MatMul(xt, false, wt, true, y);
+                b.MatMulBias(xt, false, wt, true, yb, bt);
+                return [Wide(y), Wide(yb)];
+            }, gemmTolerance * 2);
         }
 
         {
@@ -86,4 +117,7 @@ public static partial class ConformanceCheck
                 Math.Abs(gpuBytes - cpuBytes) / (double)cpuBytes, 0.01, "relative");
         }
     }
+
+    /// <summary>The values of a Float32 tensor, or of a BFloat16 one widened.</summary>
+    private static float[] Wide(Tensor t) => t.DType == DType.BFloat16 ? Bits(t).Select(BFloat16.ToSingle).ToArray() : Host(t);
 }

@@ -83,11 +83,15 @@ public interface IBackend : IDisposable
     /// <summary>
     /// C = alpha op(A) op(B) + beta C, where op(X) is X or its transpose. A, B and C are read as matrices.
     /// With beta = 1 the product accumulates into C (how parameter gradients accumulate). A and B may be BFloat16
-    /// (weights stored in bf16) on every backend; C is Float32.
+    /// (weights stored in bf16) on every backend; C is Float32, or BFloat16 with beta = 0 (an output kept in bf16,
+    /// <see cref="ActivationType"/>): the fp32 result rounded to nearest even, in the product's epilogue on the GPU.
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
 
-    /// <summary>C = op(A) op(B) + bias on every row: a biased linear layer's forward (the GPU adds the bias in the product's epilogue).</summary>
+    /// <summary>
+    /// C = op(A) op(B) + bias on every row: a biased linear layer's forward (the GPU adds the bias in the product's epilogue).
+    /// C may be BFloat16, as in <see cref="MatMul"/>: the biased fp32 result rounded once.
+    /// </summary>
     void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias);
 
     // ---- element-wise ---------------------------------------------------------------------------
@@ -116,10 +120,13 @@ public interface IBackend : IDisposable
     /// <summary>dx = dy where y &gt; 0, else 0 (y is the forward output).</summary>
     void ReluBackward(Tensor y, Tensor dy, Tensor dx);
 
-    /// <summary>y = GELU(x), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); y may be x (in place).</summary>
+    /// <summary>
+    /// y = GELU(x), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); y may be x (in place). x and y
+    /// are both Float32, or both BFloat16 (a pre-activation kept in bf16: widened exactly, the result rounded to nearest even).
+    /// </summary>
     void Gelu(Tensor x, Tensor y);
 
-    /// <summary>dx = dy GELU'(x) (x is the forward input); dx may be x (in place).</summary>
+    /// <summary>dx = dy GELU'(x) (x is the forward input, Float32 or BFloat16; dy and dx Float32); dx may be x (in place).</summary>
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
 
     // ---- transformer layers ---------------------------------------------------------------------
@@ -132,7 +139,7 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// y = (x - mean) rstd gamma + beta per row of x (N, C); saves mean (N) and rstd (N) = 1 / sqrt(var + eps),
-    /// the variance being the biased one (divide by C).
+    /// the variance being the biased one (divide by C). y may be BFloat16 (a norm read only by products): rounded to nearest even.
     /// </summary>
     void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps);
 
@@ -149,6 +156,8 @@ public interface IBackend : IDisposable
     /// Multi-head scaled dot-product attention: per batch and head, O = softmax(scale Q K^T [causal]) V.
     /// Saves only the log-sum-exp of every score row (B, H, Tq); backward recomputes the scores. With grouped
     /// key/value heads (<see cref="AttentionShape.KeyValueHeads"/>) query head h reads k and v head h / group.
+    /// The output is Float32, or BFloat16 where <see cref="ActivationType"/> is (rounded to nearest even); backward
+    /// reads it as it was written.
     /// </summary>
     void AttentionForward(AttentionShape shape, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp);
 

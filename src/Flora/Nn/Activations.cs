@@ -32,7 +32,8 @@ public sealed class Relu : Module
 
 /// <summary>
 /// GELU, tanh approximation (GPT-2's "gelu_new"). Saves its input, which may be BFloat16 (an MLP's pre-activation kept
-/// in bf16): it is then widened, exactly, into the output (or the input gradient) and transformed there in place.
+/// in bf16): the output is then BFloat16 too (read only by the down projection's products, which round their operands
+/// to bf16 anyway), and the kernels widen the input themselves.
 /// </summary>
 public sealed class Gelu : Module, IRecomputable
 {
@@ -45,17 +46,10 @@ public sealed class Gelu : Module, IRecomputable
     public override Tensor Forward(Tensor input)
     {
         _x = input;
-        _y = OutputSlot("out", RecomputesOutput).Get(input.Shape);
-        Apply(input, _y);
+        bool half = input.DType == DType.BFloat16;
+        _y = OutputSlot(half ? "out.bf16" : "out", RecomputesOutput, input.DType).Get(input.Shape);
+        Backend.Gelu(input, _y);
         return _y;
-    }
-
-    /// <summary>y = GELU(x), x Float32 or BFloat16.</summary>
-    private void Apply(Tensor x, Tensor y)
-    {
-        if (x.DType == DType.Float32) { Backend.Gelu(x, y); return; }
-        Backend.Copy(x, y);                                                     // widened exactly
-        Backend.Gelu(y, y);
     }
 
     /// <inheritdoc/>
@@ -64,7 +58,7 @@ public sealed class Gelu : Module, IRecomputable
     /// <inheritdoc/>
     public void RecomputeOutput()
     {
-        if (RecomputesOutput) Apply(Saved(_x), Saved(_y));
+        if (RecomputesOutput) Backend.Gelu(Saved(_x), Saved(_y));
     }
 
     /// <inheritdoc/>
@@ -73,12 +67,7 @@ public sealed class Gelu : Module, IRecomputable
         Tensor x = Saved(_x);
         if (!ComputesInputGradient) return null;
         Tensor dx = GradientSlot("dx").Get(x.Shape);
-        if (x.DType == DType.Float32) Backend.GeluBackward(x, gradOutput, dx);
-        else
-        {
-            Backend.Copy(x, dx);                                                // widened exactly
-            Backend.GeluBackward(dx, gradOutput, dx);
-        }
+        Backend.GeluBackward(x, gradOutput, dx);                                // x Float32 or BFloat16
         return dx;
     }
 }

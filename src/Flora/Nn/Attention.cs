@@ -82,16 +82,10 @@ public sealed class SelfAttention : Module
         Tensor qkv = Qkv.Forward(x).View(new Shape(b * t, 3 * c));                         // (B*T, 3C)
         if (RotaryTheta is float theta) Backend.Rotary(qkv, 0, 2 * Heads, HeadDim, t, theta, inverse: false); // rotate q and k
         _shape = new AttentionShape(b, Heads, t, t, HeadDim, Causal, 1f / MathF.Sqrt(HeadDim), KeyLengths);
-        // (B*T, C); with bf16 activations computed in fp32 in the shared staging buffer, then kept rounded
-        Tensor attended = (_bf16 ? StagingSlot() : Slot("att")).Get(new Shape(b * t, c));
+        // (B*T, C); with bf16 activations written rounded to nearest even by the attention itself
+        Tensor attended = (_bf16 ? Slot("att.bf16", DType.BFloat16) : Slot("att")).Get(new Shape(b * t, c));
         Backend.AttentionForward(_shape, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
             attended, Slot("lse").Get(new Shape(b, Heads, t)));
-        if (_bf16)
-        {
-            Tensor kept = Slot("att.bf16", DType.BFloat16).Get(attended.Shape);
-            Backend.Copy(attended, kept);                                                   // rounded to nearest even
-            attended = kept;
-        }
         _qkv = qkv;
         _attended = attended;
         return Output.Forward(attended.View(new Shape(b, t, c)));                           // (B, T, C)
@@ -104,14 +98,8 @@ public sealed class SelfAttention : Module
         int c = Dimension, t = _shape.QueryLength;
         Tensor dAttended = Output.Backward(gradOutput, gradients)!.View(attended.Shape);   // (B*T, C)
         Tensor dQkv = GradientSlot("dqkv").Get(qkv.Shape);                                          // (B*T, 3C)
-        Tensor output = attended;                                                           // read in fp32 (rowsum(dO O))
-        if (attended.DType == DType.BFloat16)
-        {
-            output = StagingSlot().Get(attended.Shape);
-            Backend.Copy(attended, output);                                                 // widened exactly
-        }
         Backend.AttentionBackward(_shape, dAttended, new ColumnBlock(qkv, 0), new ColumnBlock(qkv, c), new ColumnBlock(qkv, 2 * c),
-            output, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
+            attended, Slot("lse").Get(new Shape(_shape.Batch, Heads, t)),
             new ColumnBlock(dQkv, 0), new ColumnBlock(dQkv, c), new ColumnBlock(dQkv, 2 * c));
         if (RotaryTheta is float theta) Backend.Rotary(dQkv, 0, 2 * Heads, HeadDim, t, theta, inverse: true); // R^T on dq, dk
         Qkv.ComputesInputGradient = ComputesInputGradient;

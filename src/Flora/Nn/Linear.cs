@@ -65,20 +65,16 @@ public sealed class Linear : Module
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
         Shape shape = WithLastDimension(input.Shape, OutFeatures);                  // (N, out)
-        bool rounded = OutputType == DType.BFloat16;
-        Tensor y = rounded ? StagingSlot().Get(shape) : OutputSlot("out", OutputIsTransient).Get(shape);
+        Tensor y = OutputType == DType.BFloat16 ? Slot("out.bf16", DType.BFloat16).Get(shape) : OutputSlot("out", OutputIsTransient).Get(shape);
         if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
         else Backend.MatMulBias(input, false, Weight.Value, Transposed, y, Bias.Value); // y = x W^T + b
-        if (!rounded) return y;
-        Tensor kept = Slot("out.bf16", DType.BFloat16).Get(shape);
-        Backend.Copy(y, kept);                                                        // rounded to nearest even
-        return kept;
+        return y;
     }
 
     /// <summary>
     /// The type of the output: Float32, or BFloat16 for an output that the next layers keep for backward and read
-    /// only in products (<see cref="IBackend.ActivationType"/>): computed in fp32 in a buffer shared with the other
-    /// layers (<see cref="Module.StagingSlot"/>), then rounded to nearest even into the layer's own bf16 buffer.
+    /// only in products (<see cref="IBackend.ActivationType"/>): the product's fp32 result (bias included) rounded to
+    /// nearest even as it is written, into the layer's own bf16 buffer.
     /// </summary>
     /// <exception cref="ArgumentException">Another type.</exception>
     public DType OutputType

@@ -123,21 +123,14 @@ public abstract class Module : IDisposable
     }
 
     /// <summary>A buffer written in backward only (an input gradient): from the shared gradient scope when there is one.</summary>
-    protected TensorSlot GradientSlot(string role) => _gradientScope?.Slot(_gradientPrefix + role) ?? Slot(role);
-
-    /// <summary>
-    /// An fp32 buffer for a value that lives only until the next operation: computed here, then rounded into a bf16
-    /// tensor that keeps it (<see cref="IBackend.ActivationType"/>), or widened here from one for an op that reads fp32.
-    /// One buffer, of the largest size asked for, serves every module that shares the blocks' backward buffers.
-    /// </summary>
-    protected TensorSlot StagingSlot() => _gradientScope?.Slot("bf16.staging") ?? Slot("bf16.staging");
+    protected TensorSlot GradientSlot(string role, DType dtype = DType.Float32) => _gradientScope?.Slot(_gradientPrefix + role, dtype) ?? Slot(role, dtype);
 
     /// <summary>
     /// The buffer of an output that is either kept (this module's own <see cref="Slot"/>) or, when
     /// <paramref name="shared"/>, left in the backward buffers the blocks of a stack share (<see cref="GradientSlot"/>):
     /// an output that only the next operation reads, or that is recomputed before backward reads it.
     /// </summary>
-    protected TensorSlot OutputSlot(string role, bool shared) => shared ? GradientSlot(role) : Slot(role);
+    protected TensorSlot OutputSlot(string role, bool shared, DType dtype = DType.Float32) => shared ? GradientSlot(role, dtype) : Slot(role, dtype);
 
     /// <summary>The reusable buffer for <paramref name="role"/> (e.g. "out") of this module.</summary>
     protected TensorSlot Slot(string role, DType dtype = DType.Float32)

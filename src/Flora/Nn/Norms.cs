@@ -31,10 +31,25 @@ public sealed class LayerNorm : Module, IRecomputable
     public override Tensor Forward(Tensor x)
     {
         _x = x;
-        _y = OutputSlot("out", RecomputesOutput).Get(x.Shape);                         // (N, C)
+        bool half = OutputType == DType.BFloat16;
+        _y = OutputSlot(half ? "out.bf16" : "out", RecomputesOutput, OutputType).Get(x.Shape);   // (N, C)
         Normalize(x, _y);
         return _y;
     }
+
+    /// <summary>
+    /// The type of the output: Float32, or BFloat16 when the only reader is a product (a block's attention or MLP input
+    /// projection, <see cref="IBackend.ActivationType"/>), which rounds its operands to bf16 anyway: written rounded to
+    /// nearest even. Backward reads x and the saved statistics, never the output. Set by the block.
+    /// </summary>
+    /// <exception cref="ArgumentException">Another type.</exception>
+    public DType OutputType
+    {
+        get => _outputType;
+        set => _outputType = value is DType.Float32 or DType.BFloat16 ? value
+            : throw new ArgumentException($"LayerNorm '{Name}': the output is Float32 or BFloat16, not {value}");
+    }
+    private DType _outputType = DType.Float32;
 
     private void Normalize(Tensor x, Tensor y) =>
         Backend.LayerNormForward(x, Weight.Value, Bias.Value, y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);

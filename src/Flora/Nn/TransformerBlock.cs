@@ -135,14 +135,17 @@ public sealed class TransformerBlock : Module
             Module? attentionOutput = _attention switch { SelfAttention a => a.Output, GroupedQueryAttention a => a.Output, _ => null };
             foreach (var projection in new[] { attentionOutput, _mlp.Down })
                 if (((projection as LoraLinear)?.Base ?? projection as Linear) is Linear linear) linear.OutputIsTransient = value;
-            // In bf16 precision mode the activations that backward reads only in products are kept in bf16 (computed in the
-            // shared fp32 staging buffer, then rounded): q, k, v, the attention's output and the MLP's pre-activation, 8 C
-            // of the 10 C floats a GPT-2 block keeps per token. The residual stream (the input x and h) stays fp32: it is
-            // the running sum of every block's small updates, which rounding to bf16's 8-bit mantissa would lose, and the
-            // norms read it, not products.
+            // In bf16 precision mode the activations that backward reads only in products are kept in bf16 (each written
+            // rounded by the op that computes it): q, k, v, the attention's output and the MLP's pre-activation, 8 C of the
+            // 10 C floats a GPT-2 block keeps per token; so are the recomputed values that only products read (the norms'
+            // outputs feeding the input projections, GELU's output). The residual stream (the input x and h) stays fp32: it
+            // is the running sum of every block's small updates, which rounding to bf16's 8-bit mantissa would lose, and
+            // the norms read it, not products.
             bool bf16 = value && Backend.ActivationType == DType.BFloat16 && Bf16ActivationsByDefault;
             if (_attention is SelfAttention self) self.KeepsBf16 = bf16;
             _mlp.KeepsBf16 = bf16;
+            if (_norm1 is LayerNorm norm1) norm1.OutputType = _attention is SelfAttention { KeepsBf16: true } ? DType.BFloat16 : DType.Float32;
+            if (_norm2 is LayerNorm norm2) norm2.OutputType = _mlp.KeepsBf16 ? DType.BFloat16 : DType.Float32;
         }
     }
     private bool _recomputes;

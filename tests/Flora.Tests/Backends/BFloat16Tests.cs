@@ -168,7 +168,7 @@ public class BFloat16Tests
         cpu.MatMul(wb, false, wb, true, gramExpected);
         Assert.Equal(TestUtil.ToArray(gramExpected), TestUtil.ToArray(gram));
         using var bf16C = cpu.Allocate(new Shape(m, n), MemoryTag.Scratch, DType.BFloat16);
-        Assert.Throws<ArgumentException>(() => cpu.MatMul(a, false, b, true, bf16C));          // C is Float32
+        Assert.Throws<ArgumentException>(() => cpu.MatMul(a, false, b, true, bf16C, 1f, 1f));  // a bf16 C cannot accumulate
     }
 
     [Fact]

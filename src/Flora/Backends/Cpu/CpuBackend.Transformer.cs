@@ -59,6 +59,13 @@ internal sealed unsafe partial class CpuBackend
     public void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps)
     {
         CheckNorm(x, gamma, y, rstd, nameof(LayerNormForward));
+        if (y.DType == DType.BFloat16)
+        {
+            Tensor wide = FloatOutput(y);                                                // a norm read only by products: rounded
+            LayerNormForward(x, gamma, beta, wide, mean, rstd, eps);
+            Copy(wide, y);
+            return;
+        }
         using var _ = Time(nameof(LayerNormForward));
         int c = x.Columns;
         ChunkedRows(x.Rows, c, (r0, rn) =>
@@ -190,6 +197,13 @@ internal sealed unsafe partial class CpuBackend
     public void AttentionForward(AttentionShape s, ColumnBlock q, ColumnBlock k, ColumnBlock v, Tensor output, Tensor logSumExp)
     {
         s.Validate(q, k, v, output, logSumExp);
+        if (output.DType == DType.BFloat16)
+        {
+            Tensor wide = FloatOutput(output);                                           // an output kept in bf16: rounded
+            AttentionForward(s, q, k, v, wide, logSumExp);
+            Copy(wide, output);
+            return;
+        }
         CheckFloat(output, nameof(AttentionForward));
         (q, k, v) = Widened(q, k, v);
         using var _ = TimeWithGemms(nameof(AttentionForward));
@@ -214,6 +228,7 @@ internal sealed unsafe partial class CpuBackend
         s.Validate(q, k, v, output, logSumExp);
         s.Check(dq, s.QueryLength, "dq"); s.CheckKv(dk, "dk"); s.CheckKv(dv, "dv");
         if (dOutput.Count != output.Count) throw new ArgumentException($"AttentionBackward: dOutput {dOutput.Shape} does not match output {output.Shape}");
+        if (output.DType == DType.BFloat16) output = Widened(output, ref _widenedActivation);   // read in the row dots
         CheckFloat(output, nameof(AttentionBackward));
         (q, k, v) = Widened(q, k, v);
         using var _ = TimeWithGemms(nameof(AttentionBackward));

@@ -137,7 +137,13 @@ internal sealed unsafe partial class CpuBackend : IBackend
         for (int i = 0; i < source.Length; i++) destination[i] = BFloat16.RoundToNearestEven(source[i]);
     }
 
-    private TensorSlot? _widenedA, _widenedB;
+    private TensorSlot? _widenedA, _widenedB, _floatOutput, _widenedActivation;
+
+    /// <summary>
+    /// Scratch of <paramref name="output"/>'s shape in which an op that writes a BFloat16 output computes it in fp32
+    /// before <see cref="Copy"/> rounds it in: an output kept in bf16 (<see cref="ActivationType"/>), as the GPU rounds it.
+    /// </summary>
+    private Tensor FloatOutput(Tensor output) => (_floatOutput ??= new TensorSlot(this, MemoryTag.Scratch)).Get(output.Shape);
 
     /// <summary>A Float32 operand: the tensor itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
     private Tensor Widened(Tensor t, ref TensorSlot? slot)
@@ -159,7 +165,14 @@ internal sealed unsafe partial class CpuBackend : IBackend
         if (k != kb || c.Rows != m || c.Columns != n)
             throw new ArgumentException(
                 $"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
-        CheckFloat(c, nameof(MatMul));
+        if (c.DType == DType.BFloat16 && beta == 0)
+        {
+            Tensor wide = FloatOutput(c);                                                 // computed in fp32, then rounded
+            MatMul(a, transposeA, b, transposeB, wide, alpha);
+            Copy(wide, c);
+            return;
+        }
+        if (c.DType != DType.Float32) throw new ArgumentException($"MatMul: C must be Float32, or BFloat16 with beta = 0, got {c} (beta {beta})");
         if (m == 0 || n == 0) return;
         // bf16 operands (weights stored in bf16) are widened into scratch first: slower than a bf16 GEMM, exact.
         if (a.DType != DType.Float32 || b.DType != DType.Float32)
@@ -276,6 +289,14 @@ internal sealed unsafe partial class CpuBackend : IBackend
     public void Gelu(Tensor x, Tensor y)
     {
         CheckSameCount(x, y, nameof(Gelu));
+        if (x.DType != y.DType) throw new ArgumentException($"Gelu: x and y must both be Float32 or both BFloat16, got {x} and {y}");
+        if (x.DType == DType.BFloat16)
+        {
+            Tensor wide = Widened(x, ref _widenedActivation);                            // bf16 in, bf16 out: fp32 in between
+            Gelu(wide, wide);
+            Copy(wide, y);
+            return;
+        }
         using var _ = Time(nameof(Gelu));
         Chunked(x.Count, (s, n) =>
         {
@@ -296,6 +317,8 @@ internal sealed unsafe partial class CpuBackend : IBackend
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
     {
         CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
+        CheckFloat(dy, nameof(GeluBackward)); CheckFloat(dx, nameof(GeluBackward));
+        x = Widened(x, ref _widenedActivation);                                          // a bf16 x, widened exactly
         using var _ = Time(nameof(GeluBackward));
         Chunked(x.Count, (s, n) =>
         {
@@ -366,8 +389,10 @@ internal sealed unsafe partial class CpuBackend : IBackend
 
     public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
     {
-        MatMul(a, transposeA, b, transposeB, c);
-        AddBias(c, bias);
+        Tensor wide = c.DType == DType.BFloat16 ? FloatOutput(c) : c;                  // a bf16 C: the biased fp32 product, rounded
+        MatMul(a, transposeA, b, transposeB, wide);
+        AddBias(wide, bias);
+        if (wide != c) Copy(wide, c);
     }
 
     private TensorSlot? _headLogits;

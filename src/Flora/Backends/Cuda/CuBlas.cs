@@ -39,11 +39,12 @@ internal sealed unsafe class CuBlas : IDisposable
 
     /// <summary>
     /// Column-major C (m, n) = alpha op(A) op(B) + beta C in device memory; A and B of type <paramref name="inputType"/>
-    /// (fp32 or bf16), C fp32.
+    /// (fp32 or bf16), C of type <paramref name="outputType"/> (fp32, or bf16: the fp32 result rounded).
     /// </summary>
-    public void Gemm(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, int compute, int inputType = R32F)
+    public void Gemm(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, int compute,
+        int inputType = R32F, int outputType = R32F)
     {
-        int status = _gemmEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, inputType, lda, (void*)b, inputType, ldb, &beta, (void*)c, R32F, ldc, compute, GemmDefault);
+        int status = _gemmEx(_handle, transA, transB, m, n, k, &alpha, (void*)a, inputType, lda, (void*)b, inputType, ldb, &beta, (void*)c, outputType, ldc, compute, GemmDefault);
         if (status != 0) Check(status, $"cublasGemmEx(transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, ldb={ldb}, ldc={ldc}, compute={compute})");
     }
 

@@ -11,7 +11,7 @@ namespace Flora.Backends.Cuda;
 /// </summary>
 internal sealed unsafe class CuBlasLt : IDisposable
 {
-    private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8;   // cublasLtMatmulDescAttributes_t
+    private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescBiasDataType = 26;   // cublasLtMatmulDescAttributes_t
     private const int PreferenceMaxWorkspaceBytes = 1, PreferenceMinAlignmentA = 5;                                // cublasLtMatmulPreferenceAttributes_t (A, B, C, D: 5 to 8)
     public const int EpilogueDefault = 1, EpilogueBias = 4;                                                          // cublasLtEpilogue_t
     private const int R32F = 0;
@@ -35,7 +35,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
     private readonly IntPtr _handle;
     private readonly ulong _workspace;
     private readonly nuint _workspaceBytes;
-    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int, int, bool), Plan?> _plans = new();
+    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int, int, bool, int), Plan?> _plans = new();
     private readonly delegate* unmanaged<IntPtr, int> _destroy;
     private readonly delegate* unmanaged<IntPtr*, int, int, int> _descCreate;
     private readonly delegate* unmanaged<IntPtr, int> _descDestroy;
@@ -77,28 +77,29 @@ internal sealed unsafe class CuBlasLt : IDisposable
 
     /// <summary>
     /// Column-major D = C (m, n) = alpha op(A) op(B) + beta C with <paramref name="epilogue"/> (bias: + bias[i] on row i
-    /// of D, bias fp32 of length m); A and B of <paramref name="inputType"/>, C fp32. False when cuBLASLt has no
-    /// algorithm for this shape, epilogue and alignment: then nothing ran and the caller computes it another way.
+    /// of D, bias fp32 of length m); A and B of <paramref name="inputType"/>, C and D of <paramref name="outputType"/> (fp32,
+    /// or bf16: the fp32 result, bias included, rounded once). False when cuBLASLt has no algorithm for this shape,
+    /// epilogue and alignment: then nothing ran and the caller computes it another way.
     /// </summary>
     public bool TryMatmul(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0) =>
-        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false);
+        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0, int outputType = R32F) =>
+        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false, outputType);
 
     /// <summary>As <see cref="TryMatmul"/> with alpha and beta read from device memory (written by a kernel).</summary>
     public bool TryMatmulDeviceScalars(int transA, int transB, int m, int n, int k, ulong alpha, ulong a, int lda, ulong b, int ldb, ulong beta, ulong c, int ldc,
         int compute, int inputType) =>
-        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true);
+        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true, R32F);
 
     private bool Run(int transA, int transB, int m, int n, int k, void* alpha, ulong a, int lda, ulong b, int ldb, void* beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars)
+        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars, int outputType)
     {
         // Algorithms are chosen for the operands' alignment: 256 bytes (whole allocations) or 16 (row views).
         ulong all = a | b | c | (epilogue == EpilogueBias ? bias : 0);
         int alignment = all % 256 == 0 ? 256 : all % 16 == 0 ? 16 : 0;
         if (alignment == 0) return false;
-        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars);
+        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType);
         if (!_plans.TryGetValue(key, out Plan? plan))
-            _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars);
+            _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType);
         if (plan is null) return false;
         if (epilogue == EpilogueBias) Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
         HeuristicResult result = plan.Result;
@@ -108,7 +109,8 @@ internal sealed unsafe class CuBlasLt : IDisposable
         return true;
     }
 
-    private Plan? CreatePlan(int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int compute, int inputType, int epilogue, int alignment, bool deviceScalars)
+    private Plan? CreatePlan(int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int compute, int inputType, int epilogue, int alignment, bool deviceScalars,
+        int outputType)
     {
         var plan = new Plan();
         IntPtr desc, la, lb, lc, preference;
@@ -119,10 +121,12 @@ internal sealed unsafe class CuBlasLt : IDisposable
         Check(_descSet(desc, DescTransA, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)");
         Check(_descSet(desc, DescTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)");
         Check(_descSet(desc, DescEpilogue, &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+        int biasType = R32F;                                                   // the bias stays fp32 when D is bf16 (its default is D's type)
+        if (epilogue == EpilogueBias) Check(_descSet(desc, DescBiasDataType, &biasType, 4), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
         // Stored shapes: op(A) is (m, k), so A is (m, k) or (k, m); op(B) is (k, n).
         Check(_layoutCreate(&la, inputType, (ulong)(transA == 0 ? m : k), (ulong)(transA == 0 ? k : m), lda), "cublasLtMatrixLayoutCreate(A)");
         Check(_layoutCreate(&lb, inputType, (ulong)(transB == 0 ? k : n), (ulong)(transB == 0 ? n : k), ldb), "cublasLtMatrixLayoutCreate(B)");
-        Check(_layoutCreate(&lc, R32F, (ulong)m, (ulong)n, ldc), "cublasLtMatrixLayoutCreate(C)");
+        Check(_layoutCreate(&lc, outputType, (ulong)m, (ulong)n, ldc), "cublasLtMatrixLayoutCreate(C)");
         (plan.A, plan.B, plan.C) = (la, lb, lc);
         Check(_preferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
         try

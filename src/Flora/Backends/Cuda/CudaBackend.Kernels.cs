@@ -37,8 +37,9 @@ internal sealed unsafe partial class CudaBackend
     public void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps)
     {
         CheckNorm(x, gamma, y, rstd, nameof(LayerNormForward));
+        if (y.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"LayerNormForward: y must be Float32 or BFloat16, got {y}");
         using var _ = Time(nameof(LayerNormForward));
-        WarpPerRow("layernorm_forward", x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
+        WarpPerRow(y.DType == DType.BFloat16 ? "layernorm_forward_bf16" : "layernorm_forward", x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta)
@@ -96,7 +97,15 @@ internal sealed unsafe partial class CudaBackend
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
                 _device.Launch(kernel, (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)shared,
                     HeadBase(q, fq, 2, 0, tq), HeadBase(k, fk, 2, 0, tk), HeadBase(v, fv, 2, 0, tk),
-                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), (long)output.Columns, P(logSumExp), h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), g);
+                    (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), output.DType == DType.BFloat16 ? 1 : 0, (long)output.Columns, P(logSumExp),
+                    h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), g);
+            return;
+        }
+        if (output.DType == DType.BFloat16)
+        {
+            Tensor wide = _wideC.Get(output.Shape);                                      // computed in fp32, then rounded
+            AttentionForward(s, q, k, v, wide, logSumExp);
+            Copy(wide, output);
             return;
         }
         // Heads as strided batches. Grouped key/value heads: one batch per member m of the groups, over the Hkv
@@ -148,6 +157,12 @@ internal sealed unsafe partial class CudaBackend
         {
             FusedAttentionBackward(s, dOutput, q, k, v, output, logSumExp, dq, dk, dv);
             return;
+        }
+        if (output.DType == DType.BFloat16)
+        {
+            Tensor wide = _wideC.Get(output.Shape);                                      // widened exactly for the row dots
+            Copy(output, wide);
+            output = wide;
         }
         Tensor scores = _scores.Get(new Shape(h * tq * tk)), dp = _scoreGradients.Get(new Shape(h * tq * tk)), d = _rowDots.Get(new Shape(h * tq));
         long scoreStride = (long)tq * tk;
@@ -218,7 +233,8 @@ internal sealed unsafe partial class CudaBackend
         foreach (var t in new[] { q.Tensor, k.Tensor, v.Tensor })
             if (t.DType != DType.Float32 && (t.DType != DType.BFloat16 || Precision != GemmPrecision.Bf16))
                 throw new ArgumentException($"{op}: q, k and v must be Float32{(Precision == GemmPrecision.Bf16 ? " or BFloat16" : "")}, got {t}");
-        if (output.DType != DType.Float32) throw new ArgumentException($"{op}: the output must be Float32, got {output}");
+        if (output.DType != DType.Float32 && (output.DType != DType.BFloat16 || Precision != GemmPrecision.Bf16))
+            throw new ArgumentException($"{op}: the output must be Float32{(Precision == GemmPrecision.Bf16 ? " or BFloat16" : "")}, got {output}");
     }
 
     /// <summary>
@@ -268,7 +284,8 @@ internal sealed unsafe partial class CudaBackend
         Tensor d = _rowDots.Get(new Shape(s.Batch * h * tq));                  // D = rowsum(dO * O) per (b, h, t)
         using (Time(nameof(AttentionBackward)))
         {
-            _device.Launch("flash_attention_row_dot", (uint)((rows * h + 7) / 8), 1, Threads, 0, P(dOutput), (long)dOutput.Columns, P(output), (long)output.Columns, P(d), rows, h, tq, hd);
+            _device.Launch("flash_attention_row_dot", (uint)((rows * h + 7) / 8), 1, Threads, 0, P(dOutput), (long)dOutput.Columns,
+                P(output), output.DType == DType.BFloat16 ? 1 : 0, (long)output.Columns, P(d), rows, h, tq, hd);
             Elementwise("zero_columns", (long)rows * s.Width, Address(dq), (long)dq.Stride, rows, s.Width);   // dq gathers atomic adds
         }
         using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))

@@ -58,6 +58,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _keyLengths = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
         _wideA = new TensorSlot(this, MemoryTag.Scratch);
         _wideB = new TensorSlot(this, MemoryTag.Scratch);
+        _wideC = new TensorSlot(this, MemoryTag.Scratch);
         // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
         if (precision == GemmPrecision.Bf16)
         {
@@ -222,20 +223,28 @@ internal sealed unsafe partial class CudaBackend : IBackend
         int kb = transposeB ? b.Columns : b.Rows, n = transposeB ? b.Rows : b.Columns;
         if (k != kb || c.Rows != m || c.Columns != n)
             throw new ArgumentException($"MatMul: op(A) is ({m}, {k}) from {a.Shape}{(transposeA ? "^T" : "")}, op(B) is ({kb}, {n}) from {b.Shape}{(transposeB ? "^T" : "")}, C is ({c.Rows}, {c.Columns}) from {c.Shape}");
-        if (c.DType != DType.Float32) throw new ArgumentException($"MatMul: C must be Float32, got {c}");
+        CheckProductOutput(c, beta, nameof(MatMul));
         if (m == 0 || n == 0) return;
         if (k == 0) { if (beta == 0) Fill(c, 0f); else Scale(c, beta); return; }
+        if (c.DType == DType.BFloat16 && Precision != GemmPrecision.Bf16)
+        {
+            Tensor wide = _wideC.Get(c.Shape);                                         // fp32 and TF32 products write fp32: rounded after
+            MatMul(a, transposeA, b, transposeB, wide, alpha);
+            Copy(wide, c);
+            return;
+        }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
         if (Precision == GemmPrecision.Bf16)
         {
             ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-            using var product = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}", m, n, k);
+            int output = c.DType == DType.BFloat16 ? CuBlas.R16BF : CuBlas.R32F;     // a bf16 C: the fp32 result rounded in the product's epilogue
+            using var product = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}{(output == CuBlas.R16BF ? " -> bf16" : "")}", m, n, k);
             // cuBLASLt with a plan cached per shape costs the host less per call than cublasGemmEx; either computes the same.
             if (_lt is not null && _lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
-                    b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF))
+                    b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF, outputType: output))
                 return;
             _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, alpha,
-                b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF);
+                b16, b.Columns, a16, a.Columns, beta, P(c), c.Columns, _compute, CuBlas.R16BF, output);
             return;
         }
         // fp32 and TF32 products read fp32: bf16 operands (weights stored in bf16) are widened into scratch first.
@@ -245,7 +254,14 @@ internal sealed unsafe partial class CudaBackend : IBackend
             b32, b.Columns, a32, a.Columns, beta, P(c), c.Columns, _compute);
     }
 
-    private readonly TensorSlot _wideA, _wideB;
+    /// <summary>C is Float32, or BFloat16 written whole (beta = 0): a product that only rounds can not accumulate.</summary>
+    private static void CheckProductOutput(Tensor c, float beta, string op)
+    {
+        if (c.DType == DType.BFloat16 && beta != 0) throw new ArgumentException($"{op}: a BFloat16 C cannot accumulate (beta must be 0), got {c}");
+        if (c.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"{op}: C must be Float32 or BFloat16, got {c}");
+    }
+
+    private readonly TensorSlot _wideA, _wideB, _wideC;
 
     /// <summary>The address of <paramref name="t"/> as fp32: itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
     private ulong ToF32(Tensor t, TensorSlot slot)
@@ -257,25 +273,32 @@ internal sealed unsafe partial class CudaBackend : IBackend
         return P(wide);
     }
 
-
-
     public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
     {
         if (bias.Count != c.Columns) throw new ArgumentException($"MatMulBias: bias {bias.Shape} does not match the {c.Columns} columns of {c.Shape}");
+        CheckProductOutput(c, 0f, nameof(MatMulBias));
         int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
         if (_lt is null || Precision != GemmPrecision.Bf16 || m == 0 || n == 0 || k == 0 || (transposeB ? b.Columns : b.Rows) != k || c.Rows != m || c.Columns != n)
         {
-            MatMul(a, transposeA, b, transposeB, c);                                   // (also reports any shape mismatch)
-            AddBias(c, bias);
+            BiasAfterProduct(c);                                                       // (MatMul also reports any shape mismatch)
             return;
         }
         ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias", m, n, k))
+        int output = c.DType == DType.BFloat16 ? CuBlas.R16BF : CuBlas.R32F;
+        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias{(output == CuBlas.R16BF ? " -> bf16" : "")}", m, n, k))
             if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, P(bias)))
+                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, P(bias), output))
                 return;
-        _blas.Gemm(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns, 0f, P(c), c.Columns, _compute, CuBlas.R16BF);
-        AddBias(c, bias);
+        BiasAfterProduct(c);
+
+        // The bias as a pass of its own, on the fp32 product (rounded into a bf16 C after).
+        void BiasAfterProduct(Tensor c)
+        {
+            Tensor wide = c.DType == DType.BFloat16 ? _wideC.Get(c.Shape) : c;
+            MatMul(a, transposeA, b, transposeB, wide);
+            AddBias(wide, bias);
+            if (wide != c) Copy(wide, c);
+        }
     }
 
     // ---- element-wise ---------------------------------------------------------------------------
@@ -340,14 +363,18 @@ internal sealed unsafe partial class CudaBackend : IBackend
     {
         CheckSameCount(x, y, nameof(Gelu));
         using var _ = Time(nameof(Gelu));
-        Elementwise("gelu", x.Count, P(x), P(y), x.Count);
+        if (x.DType == DType.BFloat16 && y.DType == DType.BFloat16) Elementwise("gelu_bf16", x.Count, P(x), P(y), x.Count);
+        else if (x.DType == DType.Float32 && y.DType == DType.Float32) Elementwise("gelu", x.Count, P(x), P(y), x.Count);
+        else throw new ArgumentException($"Gelu: x and y must both be Float32 or both BFloat16, got {x} and {y}");
     }
 
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
     {
         CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
+        if (dy.DType != DType.Float32 || dx.DType != DType.Float32 || x.DType is not (DType.Float32 or DType.BFloat16))
+            throw new ArgumentException($"GeluBackward: x must be Float32 or BFloat16, dy and dx Float32, got {x}, {dy} and {dx}");
         using var _ = Time(nameof(GeluBackward));
-        Elementwise("gelu_backward", x.Count, P(x), P(dy), P(dx), x.Count);
+        Elementwise(x.DType == DType.BFloat16 ? "gelu_backward_bf16" : "gelu_backward", x.Count, P(x), P(dy), P(dx), x.Count);
     }
 
     // ---- helpers ----------------------------------------------------------------------------------
@@ -570,6 +597,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _keyLengths.Dispose();
         _wideA.Dispose();
         _wideB.Dispose();
+        _wideC.Dispose();
         foreach (var entry in _reuse) entry.Dispose();
         _lt?.Dispose();
         _ltWorkspace?.Dispose();

@@ -48,6 +48,25 @@ FLORA_KERNEL void gelu_backward(const float* x, const float* dy, float* dx, int 
     }
 }
 
+// GELU of a bf16 pre-activation (an MLP's, kept in bf16): y = GELU(x) rounded to nearest even, as the down projection
+// would round its fp32 operand; and its derivative, dx = dy GELU'(x) in fp32. x is widened exactly.
+FLORA_KERNEL void gelu_bf16(const unsigned short* x, unsigned short* y, int n) {
+    GRID_STRIDE(i, n) {
+        float v = __uint_as_float((unsigned int)x[i] << 16);
+        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+        y[i] = to_bf16_bits(0.5f * v * (1.0f + t));
+    }
+}
+
+FLORA_KERNEL void gelu_backward_bf16(const unsigned short* x, const float* dy, float* dx, int n) {
+    GRID_STRIDE(i, n) {
+        float v = __uint_as_float((unsigned int)x[i] << 16);
+        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
 // y = silu(a) b for gate a and up b, all (N, F) and contiguous.
 FLORA_KERNEL void swiglu(const float* gate, const float* up, float* y, long long n) {
     GRID_STRIDE(i, n) {

@@ -2,7 +2,8 @@
 // scheme: Dao 2023). Scores and probabilities live in registers and shared memory, never in device memory; the
 // forward pass keeps a running row max and sum (online softmax) and saves only the log-sum-exp per row.
 // Inputs are bf16 copies (of the fused qkv tensor and of dO), staged into shared memory with cp.async into
-// double buffers, so the next tile arrives while the current one is multiplied; accumulation is fp32, outputs fp32.
+// double buffers, so the next tile arrives while the current one is multiplied; accumulation is fp32, outputs fp32
+// (the forward's O also bf16, for an attention output kept in bf16).
 // The kernel bodies are templates over the head dimension D; flash_attention_forward_64/_128 and
 // flash_attention_backward_64/_128 are their entry points. Key (and the backward's query) tiles have 64 rows.
 //
@@ -142,7 +143,7 @@ __device__ __forceinline__ void c_to_a(const float c[N / 8][4], unsigned int a[4
 template <int D>
 __device__ __forceinline__ void flash_attention_forward_body(unsigned short* smem, const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                                              long long qStride, long long kStride, long long vStride,
-                                                             float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
+                                                             void* o, int oBf16, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
                                                              const int* keyLengths, int group) {
     const int LD = D + 8, T = FA_TILE * LD;                           // smem: Q (128 rows), then K and V twice each
     unsigned short *Qs = smem, *Ks = Qs + FA_QROWS * LD, *Vs = Ks + 2 * T;     // Ks, Vs: buffers 0 and 1, T apart
@@ -249,40 +250,47 @@ __device__ __forceinline__ void flash_attention_forward_body(unsigned short* sme
         int row = q0 + w16 + g + r * 8;
         if (row >= tq) continue;
         float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
-        float* orow = o + ((long long)b * tq + row) * oStride + h * D;
+        long long o0 = ((long long)b * tq + row) * oStride + h * D;
         #pragma unroll
-        for (int nt = 0; nt < D / 8; nt++)
-            *reinterpret_cast<float2*>(orow + nt * 8 + 2 * t) = make_float2(acc[nt][2 * r] * inv, acc[nt][2 * r + 1] * inv);
+        for (int nt = 0; nt < D / 8; nt++) {
+            float lo = acc[nt][2 * r] * inv, hi = acc[nt][2 * r + 1] * inv;
+            if (oBf16) *reinterpret_cast<unsigned int*>(static_cast<unsigned short*>(o) + o0 + nt * 8 + 2 * t) = pack_bf16(lo, hi);
+            else *reinterpret_cast<float2*>(static_cast<float*>(o) + o0 + nt * 8 + 2 * t) = make_float2(lo, hi);
+        }
         if (t == 0) lse[(long long)bh * tq + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) / log2e : -FLORA_INF;
     }
 }
 
 FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward_64(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                           long long qStride, long long kStride, long long vStride,
-                                          float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
+                                          void* o, int oBf16, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
                                           const int* keyLengths, int group) {
     extern __shared__ __align__(16) unsigned short smem[];
-    flash_attention_forward_body<64>(smem, q, k, v, qStride, kStride, vStride, o, oStride, lse, heads, tq, tk, scale, causal, keyLengths, group);
+    flash_attention_forward_body<64>(smem, q, k, v, qStride, kStride, vStride, o, oBf16, oStride, lse, heads, tq, tk, scale, causal, keyLengths, group);
 }
 
 FLORA_KERNEL void __launch_bounds__(256) flash_attention_forward_128(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                           long long qStride, long long kStride, long long vStride,
-                                          float* o, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
+                                          void* o, int oBf16, long long oStride, float* lse, int heads, int tq, int tk, float scale, int causal,
                                           const int* keyLengths, int group) {
     extern __shared__ __align__(16) unsigned short smem[];
-    flash_attention_forward_body<128>(smem, q, k, v, qStride, kStride, vStride, o, oStride, lse, heads, tq, tk, scale, causal, keyLengths, group);
+    flash_attention_forward_body<128>(smem, q, k, v, qStride, kStride, vStride, o, oBf16, oStride, lse, heads, tq, tk, scale, causal, keyLengths, group);
 }
 
 // D[(b H + h) Tq + t] = sum_d dO[b Tq + t][hd h + d] O[b Tq + t][hd h + d]: one warp per (row, head). hd is a multiple
-// of 64 (the fused kernels' 64 or 128); each step adds the products of columns d and d + 32 of one lane.
-FLORA_KERNEL void flash_attention_row_dot(const float* dO, long long dOStride, const float* O, long long oStride, float* D, int rows, int heads, int tq, int hd) {
+// of 64 (the fused kernels' 64 or 128); each step adds the products of columns d and d + 32 of one lane. O is fp32, or
+// bf16 (oBf16: the output kept in bf16), widened exactly.
+FLORA_KERNEL void flash_attention_row_dot(const float* dO, long long dOStride, const void* O, int oBf16, long long oStride, float* D, int rows, int heads, int tq, int hd) {
     int item = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (item >= rows * heads) return;
     int row = item / heads, h = item % heads, b = row / tq, t = row % tq;
     const float* a = dO + (long long)row * dOStride + (long long)h * hd;
-    const float* c = O + (long long)row * oStride + (long long)h * hd;
+    long long o0 = (long long)row * oStride + (long long)h * hd;
+    auto out = [&](int d) {
+        return oBf16 ? __uint_as_float((unsigned int)static_cast<const unsigned short*>(O)[o0 + d] << 16) : static_cast<const float*>(O)[o0 + d];
+    };
     float s = 0.f;
-    for (int d = lane; d < hd; d += 64) s += a[d] * c[d] + a[d + 32] * c[d + 32];
+    for (int d = lane; d < hd; d += 64) s += a[d] * out(d) + a[d + 32] * out(d + 32);
     s = warp_sum(s);
     if (lane == 0) D[((long long)b * heads + h) * tq + t] = s;
 }

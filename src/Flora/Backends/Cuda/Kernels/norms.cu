@@ -1,9 +1,14 @@
 // LayerNorm and RMSNorm: one warp per row for the row statistics; parameter gradients as
 // deterministic two-pass column reductions (partial sums per chunk of rows, then a finish pass).
 
-// y = (x - mean) rstd gamma + beta; saves mean and rstd.  Block: 32 x warpsPerBlock threads.
-FLORA_KERNEL void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
-                                    int rows, int cols, float eps) {
+// y = (x - mean) rstd gamma + beta; saves mean and rstd.  Block: 32 x warpsPerBlock threads. y is fp32, or bf16 (the
+// fp32 value rounded to nearest even) for a norm whose only reader is a product (layernorm_forward_bf16).
+__device__ __forceinline__ void norm_store(float* y, long long i, float v) { y[i] = v; }
+__device__ __forceinline__ void norm_store(unsigned short* y, long long i, float v) { y[i] = to_bf16_bits(v); }
+
+template <typename T>
+__device__ __forceinline__ void layernorm_forward_body(const float* x, const float* gamma, const float* beta, T* y, float* mean, float* rstd,
+                                                       int rows, int cols, float eps) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const float* xr = x + (long long)row * cols;
@@ -13,9 +18,18 @@ FLORA_KERNEL void layernorm_forward(const float* x, const float* gamma, const fl
     float v = 0.0f;
     for (int c = lane; c < cols; c += 32) { float d = xr[c] - mu; v += d * d; }
     float r = rsqrtf(warp_sum(v) / cols + eps);
-    float* yr = y + (long long)row * cols;
-    for (int c = lane; c < cols; c += 32) yr[c] = (xr[c] - mu) * r * gamma[c] + beta[c];
+    for (int c = lane; c < cols; c += 32) norm_store(y, (long long)row * cols + c, (xr[c] - mu) * r * gamma[c] + beta[c]);
     if (lane == 0) { mean[row] = mu; rstd[row] = r; }
+}
+
+FLORA_KERNEL void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                                    int rows, int cols, float eps) {
+    layernorm_forward_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
+}
+
+FLORA_KERNEL void layernorm_forward_bf16(const float* x, const float* gamma, const float* beta, unsigned short* y, float* mean, float* rstd,
+                                         int rows, int cols, float eps) {
+    layernorm_forward_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
 }
 
 // dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy gamma.
