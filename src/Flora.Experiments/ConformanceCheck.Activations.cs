@@ -61,12 +61,19 @@ public static partial class ConformanceCheck
                 b.Gelu(x16, y);
                 return [Wide(y)];
             }, OneBf16Step);
-            Compare("GeluBackward from a bf16 input", b =>
+            Compare("GeluBackward from a bf16 input into an fp32 output", b =>
             {
                 using var x16 = Bf16(b, x, [N]); using var d = Up(b, dy, [N]); using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch);
                 b.GeluBackward(x16, d, dx);
                 return [Host(dx)];
             }, 2e-5);
+            Compare("GeluBackward from a bf16 input into a bf16 output (the up projection's output gradient)", b =>
+            {
+                using var x16 = Bf16(b, x, [N]); using var d = Up(b, dy, [N]);
+                using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch, DType.BFloat16);
+                b.GeluBackward(x16, d, dx);
+                return [Wide(dx)];
+            }, OneBf16Step);
         }
 
         {
@@ -80,6 +87,12 @@ public static partial class ConformanceCheck
                 b.LayerNormForward(xt, g, bt, y, mean, rstd, 1e-5f);
                 return [Wide(y), Host(mean), Host(rstd)];
             }, OneBf16Step);
+            Compare("SumRows of a bf16 gradient (a bias gradient)", b =>
+            {
+                using var g = Bf16(b, w, [F, C]); using var sums = b.Allocate(new Shape(C), MemoryTag.Scratch);
+                b.SumRows(g, sums, 0.5f, 0f);
+                return [Host(sums)];
+            }, 2e-5);
             Compare("MatMul and MatMulBias into bf16 outputs (x W^T (+ b), rounded in the product's epilogue)", b =>
             {
                 using var xt = Up(b, x, [N, C]); using var wt = Up(b, w, [F, C]); using var bt = Up(b, bias, [F]);

@@ -111,7 +111,7 @@ public interface IBackend : IDisposable
     /// <summary>y[n, :] += bias for every row n of y (N, C); bias (C).</summary>
     void AddBias(Tensor y, Tensor bias);
 
-    /// <summary>result = beta result + alpha (sum over rows of x); x (N, C), result (C).</summary>
+    /// <summary>result = beta result + alpha (sum over rows of x); x (N, C) Float32 or BFloat16 (widened exactly), result (C).</summary>
     void SumRows(Tensor x, Tensor result, float alpha, float beta);
 
     /// <summary>y = max(x, 0).</summary>
@@ -126,7 +126,10 @@ public interface IBackend : IDisposable
     /// </summary>
     void Gelu(Tensor x, Tensor y);
 
-    /// <summary>dx = dy GELU'(x) (x is the forward input, Float32 or BFloat16; dy and dx Float32); dx may be x (in place).</summary>
+    /// <summary>
+    /// dx = dy GELU'(x) (x is the forward input, Float32 or BFloat16; dy Float32); dx may be x (in place). dx is Float32,
+    /// or BFloat16 with a BFloat16 x (an up projection's output gradient, read only by its products and its bias sum).
+    /// </summary>
     void GeluBackward(Tensor x, Tensor dy, Tensor dx);
 
     // ---- transformer layers ---------------------------------------------------------------------

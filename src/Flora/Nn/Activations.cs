@@ -32,8 +32,8 @@ public sealed class Relu : Module
 
 /// <summary>
 /// GELU, tanh approximation (GPT-2's "gelu_new"). Saves its input, which may be BFloat16 (an MLP's pre-activation kept
-/// in bf16): the output is then BFloat16 too (read only by the down projection's products, which round their operands
-/// to bf16 anyway), and the kernels widen the input themselves.
+/// in bf16): the output and the input gradient are then BFloat16 too (read only by products, which round their operands
+/// to bf16 anyway, and a bias sum), and the kernels widen the input themselves.
 /// </summary>
 public sealed class Gelu : Module, IRecomputable
 {
@@ -66,8 +66,12 @@ public sealed class Gelu : Module, IRecomputable
     {
         Tensor x = Saved(_x);
         if (!ComputesInputGradient) return null;
-        Tensor dx = GradientSlot("dx").Get(x.Shape);
-        Backend.GeluBackward(x, gradOutput, dx);                                // x Float32 or BFloat16
+        // With a bf16 x (an MLP that keeps its pre-activation in bf16) dx is bf16 too: the up projection reads its output
+        // gradient only in its products, which round it to bf16 anyway, and in its bias gradient, which then sums the
+        // rounded values (as autocast's bf16 gradients do).
+        bool half = x.DType == DType.BFloat16;
+        Tensor dx = GradientSlot(half ? "dx.bf16" : "dx", x.DType).Get(x.Shape);
+        Backend.GeluBackward(x, gradOutput, dx);
         return dx;
     }
 }

@@ -237,6 +237,7 @@ internal sealed unsafe partial class CpuBackend : IBackend
     public void SumRows(Tensor x, Tensor result, float alpha, float beta)
     {
         if (result.Count != x.Columns) throw new ArgumentException($"SumRows: result {result.Shape} does not match the {x.Columns} columns of {x.Shape}");
+        x = Widened(x, ref _widenedActivation);                                          // a gradient kept in bf16, widened exactly
         using var _ = Time(nameof(SumRows));
         int rows = x.Rows, cols = x.Columns;
         // Each worker owns a range of columns and walks all rows, so no two workers write the same element.
@@ -317,7 +318,15 @@ internal sealed unsafe partial class CpuBackend : IBackend
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
     {
         CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
-        CheckFloat(dy, nameof(GeluBackward)); CheckFloat(dx, nameof(GeluBackward));
+        CheckFloat(dy, nameof(GeluBackward));
+        if (dx.DType == DType.BFloat16 && x.DType == DType.BFloat16)
+        {
+            Tensor wide = FloatOutput(dx);                                               // computed in fp32, then rounded
+            GeluBackward(x, dy, wide);
+            Copy(wide, dx);
+            return;
+        }
+        CheckFloat(dx, nameof(GeluBackward));
         x = Widened(x, ref _widenedActivation);                                          // a bf16 x, widened exactly
         using var _ = Time(nameof(GeluBackward));
         Chunked(x.Count, (s, n) =>

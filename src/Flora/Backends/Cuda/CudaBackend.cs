@@ -342,7 +342,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
             Elementwise("column_finish", x.Columns, P(entry.Partials.Get(new Shape(entry.Chunks * x.Columns))), P(result), entry.Chunks, x.Columns, alpha, beta);
             return;
         }
-        ColumnReduce("column_partial_sums", x, null, result, alpha, beta);
+        if (x.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"SumRows: expected a Float32 or BFloat16 x, got {x}");
+        ColumnReduce(x.DType == DType.BFloat16 ? "column_partial_sums_bf16" : "column_partial_sums", x, null, result, alpha, beta);
     }
 
     public void Relu(Tensor x, Tensor y)
@@ -371,10 +372,15 @@ internal sealed unsafe partial class CudaBackend : IBackend
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
     {
         CheckSameCount(x, dy, nameof(GeluBackward)); CheckSameCount(x, dx, nameof(GeluBackward));
-        if (dy.DType != DType.Float32 || dx.DType != DType.Float32 || x.DType is not (DType.Float32 or DType.BFloat16))
-            throw new ArgumentException($"GeluBackward: x must be Float32 or BFloat16, dy and dx Float32, got {x}, {dy} and {dx}");
+        string kernel = (x.DType, dy.DType, dx.DType) switch
+        {
+            (DType.Float32, DType.Float32, DType.Float32) => "gelu_backward",
+            (DType.BFloat16, DType.Float32, DType.Float32) => "gelu_backward_bf16",
+            (DType.BFloat16, DType.Float32, DType.BFloat16) => "gelu_backward_bf16_bf16",
+            _ => throw new ArgumentException($"GeluBackward: x must be Float32 or BFloat16, dy Float32, dx Float32 (or BFloat16 with a BFloat16 x), got {x}, {dy} and {dx}"),
+        };
         using var _ = Time(nameof(GeluBackward));
-        Elementwise(x.DType == DType.BFloat16 ? "gelu_backward_bf16" : "gelu_backward", x.Count, P(x), P(dy), P(dx), x.Count);
+        Elementwise(kernel, x.Count, P(x), P(dy), P(dx), x.Count);
     }
 
     // ---- helpers ----------------------------------------------------------------------------------

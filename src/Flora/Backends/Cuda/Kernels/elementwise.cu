@@ -58,13 +58,18 @@ FLORA_KERNEL void gelu_bf16(const unsigned short* x, unsigned short* y, int n) {
     }
 }
 
+__device__ __forceinline__ float gelu_derivative(float v) {
+    float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+    return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+}
+
 FLORA_KERNEL void gelu_backward_bf16(const unsigned short* x, const float* dy, float* dx, int n) {
-    GRID_STRIDE(i, n) {
-        float v = __uint_as_float((unsigned int)x[i] << 16);
-        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
-        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
-        dx[i] = dy[i] * d;
-    }
+    GRID_STRIDE(i, n) dx[i] = dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16));
+}
+
+// The same with dx rounded to bf16: the up projection's output gradient, which its products read in bf16 anyway.
+FLORA_KERNEL void gelu_backward_bf16_bf16(const unsigned short* x, const float* dy, unsigned short* dx, int n) {
+    GRID_STRIDE(i, n) dx[i] = to_bf16_bits(dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16)));
 }
 
 // y = silu(a) b for gate a and up b, all (N, F) and contiguous.
@@ -93,6 +98,17 @@ FLORA_KERNEL void column_partial_sums(const float* x, float* partial, int rows, 
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
         float s = 0.0f;
         for (int r = r0; r < r1; r++) s += x[(long long)r * cols + c];
+        partial[(long long)chunk * cols + c] = s;
+    }
+}
+
+// The same over a bf16 x (a gradient kept in bf16), widened exactly.
+FLORA_KERNEL void column_partial_sums_bf16(const unsigned short* x, float* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int r = r0; r < r1; r++) s += __uint_as_float((unsigned int)x[(long long)r * cols + c] << 16);
         partial[(long long)chunk * cols + c] = s;
     }
 }
