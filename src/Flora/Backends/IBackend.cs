@@ -146,14 +146,17 @@ public interface IBackend : IDisposable
     /// </summary>
     void LayerNormForward(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor mean, Tensor rstd, float eps);
 
-    /// <summary>dx (overwritten), dGamma = sum_n dy xhat and dBeta = sum_n dy (overwritten).</summary>
-    void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta);
+    /// <summary>
+    /// dx (overwritten), dGamma = sum_n dy xhat and dBeta = sum_n dy (overwritten). With <paramref name="residual"/> (of x's
+    /// shape, not dx itself) dx = residual + the norm's input gradient: a pre-norm block's skip connection in the same pass.
+    /// </summary>
+    void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta, Tensor? residual = null);
 
     /// <summary>y = x rstd weight per row, rstd = 1 / sqrt(mean(x^2) + eps) saved (N).</summary>
     void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps);
 
-    /// <summary>dx (overwritten) and dWeight = sum_n dy x rstd (overwritten).</summary>
-    void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight);
+    /// <summary>dx (overwritten) and dWeight = sum_n dy x rstd (overwritten); <paramref name="residual"/> as in <see cref="LayerNormBackward"/>.</summary>
+    void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight, Tensor? residual = null);
 
     /// <summary>
     /// Multi-head scaled dot-product attention: per batch and head, O = softmax(scale Q K^T [causal]) V.

@@ -4,7 +4,7 @@ using Flora.Tensors;
 namespace Flora.Nn;
 
 /// <summary>LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) gamma + beta; gamma = 1, beta = 0 at start.</summary>
-public sealed class LayerNorm : Module, IRecomputable
+public sealed class LayerNorm : Module, IRecomputable, IResidualNorm
 {
     private Tensor? _x, _y;
 
@@ -66,14 +66,23 @@ public sealed class LayerNorm : Module, IRecomputable
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
+        Tensor dx = GradientSlot("dx").Get(Saved(_x).Shape);
+        Backward(gradOutput, gradients, null, dx);
+        return ComputesInputGradient ? dx : null;
+    }
+
+    /// <inheritdoc/>
+    public void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination) =>
+        Backward(gradOutput, gradients, residual, destination);
+
+    private void Backward(Tensor gradOutput, IGradientSink gradients, Tensor? residual, Tensor dx)
+    {
         Tensor x = Saved(_x);
-        Tensor dx = GradientSlot("dx").Get(x.Shape);
         Tensor mean = Slot("mean").Get(new Shape(x.Rows)), rstd = Slot("rstd").Get(new Shape(x.Rows));
         Tensor dGamma = GradientSlot("dgamma").Get(Weight.Shape), dBeta = GradientSlot("dbeta").Get(Bias.Shape);
-        Backend.LayerNormBackward(gradOutput, x, mean, rstd, Weight.Value, dx, dGamma, dBeta);
+        Backend.LayerNormBackward(gradOutput, x, mean, rstd, Weight.Value, dx, dGamma, dBeta, residual);
         Deliver(gradients, Weight, dGamma);
         Deliver(gradients, Bias, dBeta);
-        return ComputesInputGradient ? dx : null;
     }
 
     /// <inheritdoc/>
@@ -81,7 +90,7 @@ public sealed class LayerNorm : Module, IRecomputable
 }
 
 /// <summary>RMSNorm over the last dimension: y = x / sqrt(mean(x^2) + eps) w; w = 1 at start (Llama, T5).</summary>
-public sealed class RmsNorm : Module, IRecomputable
+public sealed class RmsNorm : Module, IRecomputable, IResidualNorm
 {
     private Tensor? _x, _y;
 
@@ -124,11 +133,20 @@ public sealed class RmsNorm : Module, IRecomputable
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
-        Tensor x = Saved(_x);
-        Tensor dx = GradientSlot("dx").Get(x.Shape), dWeight = GradientSlot("dweight").Get(Weight.Shape);
-        Backend.RmsNormBackward(gradOutput, x, Slot("rstd").Get(new Shape(x.Rows)), Weight.Value, dx, dWeight);
-        Deliver(gradients, Weight, dWeight);
+        Tensor dx = GradientSlot("dx").Get(Saved(_x).Shape);
+        Backward(gradOutput, gradients, null, dx);
         return ComputesInputGradient ? dx : null;
+    }
+
+    /// <inheritdoc/>
+    public void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination) =>
+        Backward(gradOutput, gradients, residual, destination);
+
+    private void Backward(Tensor gradOutput, IGradientSink gradients, Tensor? residual, Tensor dx)
+    {
+        Tensor x = Saved(_x), dWeight = GradientSlot("dweight").Get(Weight.Shape);
+        Backend.RmsNormBackward(gradOutput, x, Slot("rstd").Get(new Shape(x.Rows)), Weight.Value, dx, dWeight, residual);
+        Deliver(gradients, Weight, dWeight);
     }
 
     /// <inheritdoc/>

@@ -194,19 +194,25 @@ public sealed class TransformerBlock : Module
         // y = h + mlp(norm2(h)):  dh = dy + norm2'(mlp'(dy))
         Tensor dh = InternalGradient("dh").Get(x.Shape);
         (_norm2 as IRecomputable)?.RecomputeOutput();                           // the MLP's saved input
-        Backend.Add(gradOutput, _norm2.Backward(_mlp.Backward(_dropMlp.Backward(gradOutput, gradients)!, gradients)!, gradients)!, dh);
+        ThroughNorm(_norm2, _mlp.Backward(_dropMlp.Backward(gradOutput, gradients)!, gradients)!, gradients, gradOutput, dh);
         if (_cross is not null)
         {
             // h2 = h + cross(normCross(h)):  dh = dh2 + normCross'(cross'(dh2))
             Tensor dh1 = InternalGradient("dh1").Get(x.Shape);
-            Backend.Add(dh, _normCross!.Backward(_cross.Backward(_dropCross.Backward(dh, gradients)!, gradients)!, gradients)!, dh1);
+            ThroughNorm(_normCross!, _cross.Backward(_dropCross.Backward(dh, gradients)!, gradients)!, gradients, dh, dh1);
             dh = dh1;
         }
         // h = x + attn(norm1(x)):  dx = dh + norm1'(attn'(dh))
         (_norm1 as IRecomputable)?.RecomputeOutput();                           // the attention's saved input
-        Tensor branch = _norm1.Backward(_attention.Backward(_dropAttention.Backward(dh, gradients)!, gradients)!, gradients)!;
         Tensor dx = (_outputGradient ?? Slot("dx")).Get(x.Shape);
-        Backend.Add(dh, branch, dx);
+        ThroughNorm(_norm1, _attention.Backward(_dropAttention.Backward(dh, gradients)!, gradients)!, gradients, dh, dx);
         return dx;
+    }
+
+    /// <summary>destination = skip + norm'(branch): in the norm's own pass where it can fold the skip connection in.</summary>
+    private void ThroughNorm(Module norm, Tensor branch, IGradientSink gradients, Tensor skip, Tensor destination)
+    {
+        if (norm is IResidualNorm folding && norm.ComputesInputGradient) folding.BackwardWithResidual(branch, gradients, skip, destination);
+        else Backend.Add(skip, norm.Backward(branch, gradients)!, destination);
     }
 }

@@ -31,6 +31,30 @@ public class TransformerGradientTests
         GradientCheck.Run(cpu, norm, x);
     }
 
+    [Fact]
+    public void Norms_fold_a_residual_gradient_into_dx_as_the_same_sum_and_refuse_dx_itself()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var ln = new LayerNorm(cpu, "ln", 7);
+        using var rms = new RmsNorm(cpu, "rms", 7);
+        cpu.FillGaussian(ln.Weight.Value, 1, 1f);
+        cpu.FillGaussian(rms.Weight.Value, 2, 1f);
+        using var x = TestUtil.Random(cpu, 3, 1, 5, 7);
+        using var dy = TestUtil.Random(cpu, 4, 1, 5, 7);
+        using var skip = TestUtil.Random(cpu, 5, 1, 5, 7);
+        using var folded = cpu.Allocate(x.Shape, MemoryTag.Scratch);
+        using var expected = cpu.Allocate(x.Shape, MemoryTag.Scratch);
+        var sink = new AccumulateSink(cpu, new Sgd(cpu, [.. ln.Parameters(), .. rms.Parameters()], 1f));
+        foreach (Module norm in new Module[] { ln, rms })
+        {
+            norm.Forward(x);
+            cpu.Add(skip, norm.Backward(dy, sink)!, expected);                    // the block's addition of before
+            ((IResidualNorm)norm).BackwardWithResidual(dy, sink, skip, folded);
+            Assert.Equal(TestUtil.ToArray(expected), TestUtil.ToArray(folded));   // the same float sums, bit for bit
+            Assert.Throws<ArgumentException>(() => ((IResidualNorm)norm).BackwardWithResidual(dy, sink, folded, folded));
+        }
+    }
+
     [Theory]
     [InlineData(true, null)]
     [InlineData(false, null)]

@@ -86,9 +86,10 @@ internal sealed unsafe partial class CpuBackend
         });
     }
 
-    public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta)
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta, Tensor? residual = null)
     {
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
+        NormChecks.CheckResidual(residual, dx, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
         int c = x.Columns;
         var partials = new SortedList<int, (float[] G, float[] B)>();                // by first row: a fixed summation order
@@ -111,6 +112,7 @@ internal sealed unsafe partial class CpuBackend
                 TensorPrimitives.MultiplyAdd(xhat, -meanDX, dxhat, d);
                 TensorPrimitives.Subtract(d, meanD, d);
                 TensorPrimitives.Multiply(d, r, d);
+                if (residual is not null) TensorPrimitives.Add(F(residual).Slice(n * c, c), d, d);   // + the skip connection's gradient
             }
             lock (partials) partials.Add(r0, (dg, db));
         });
@@ -137,9 +139,10 @@ internal sealed unsafe partial class CpuBackend
         });
     }
 
-    public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight)
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight, Tensor? residual = null)
     {
         CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
+        NormChecks.CheckResidual(residual, dx, nameof(RmsNormBackward));
         using var _ = Time(nameof(RmsNormBackward));
         int c = x.Columns;
         var partials = new SortedList<int, float[]>();                              // by first row: a fixed summation order
@@ -157,6 +160,7 @@ internal sealed unsafe partial class CpuBackend
                 Span<float> d = F(dx).Slice(n * c, c);
                 TensorPrimitives.MultiplyAdd(xhat, -meanDX, dxhat, d);        // dx = rstd (dxhat - xhat mean(dxhat xhat))
                 TensorPrimitives.Multiply(d, r, d);
+                if (residual is not null) TensorPrimitives.Add(F(residual).Slice(n * c, c), d, d);
             }
             lock (partials) partials.Add(r0, dw);
         });

@@ -42,11 +42,12 @@ internal sealed unsafe partial class CudaBackend
         WarpPerRow(y.DType == DType.BFloat16 ? "layernorm_forward_bf16" : "layernorm_forward", x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
     }
 
-    public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta)
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta, Tensor? residual = null)
     {
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
+        NormChecks.CheckResidual(residual, dx, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
-        WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), P(dx), x.Rows, x.Columns);
+        WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, mean, rstd, dGamma, dBeta);
     }
 
@@ -57,11 +58,12 @@ internal sealed unsafe partial class CudaBackend
         WarpPerRow("rmsnorm_forward", x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
     }
 
-    public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight)
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight, Tensor? residual = null)
     {
         CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
+        NormChecks.CheckResidual(residual, dx, nameof(RmsNormBackward));
         using var _ = Time(nameof(RmsNormBackward));
-        WarpPerRow("rmsnorm_backward_dx", x.Rows, P(dy), P(x), P(rstd), P(weight), P(dx), x.Rows, x.Columns);
+        WarpPerRow("rmsnorm_backward_dx", x.Rows, P(dy), P(x), P(rstd), P(weight), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, null, rstd, dWeight, null);
     }
 

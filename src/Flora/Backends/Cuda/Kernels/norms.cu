@@ -32,9 +32,10 @@ FLORA_KERNEL void layernorm_forward_bf16(const float* x, const float* gamma, con
     layernorm_forward_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
 }
 
-// dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy gamma.
+// dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy gamma; plus residual[row] when given (a pre-norm
+// block's skip connection, added in the same pass).
 FLORA_KERNEL void layernorm_backward_dx(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
-                                        float* dx, int rows, int cols) {
+                                        const float* residual, float* dx, int rows, int cols) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const float *xr = x + (long long)row * cols, *dyr = dy + (long long)row * cols;
@@ -48,7 +49,8 @@ FLORA_KERNEL void layernorm_backward_dx(const float* dy, const float* x, const f
     float* dxr = dx + (long long)row * cols;
     for (int c = lane; c < cols; c += 32) {
         float xhat = (xr[c] - mu) * r, d = dyr[c] * gamma[c];
-        dxr[c] = r * (d - meanD - xhat * meanDX);
+        float v = r * (d - meanD - xhat * meanDX);
+        dxr[c] = residual != nullptr ? residual[(long long)row * cols + c] + v : v;
     }
 }
 
@@ -83,8 +85,9 @@ FLORA_KERNEL void rmsnorm_forward(const float* x, const float* w, float* y, floa
     if (lane == 0) rstd[row] = r;
 }
 
-// dx = rstd (dxhat - xhat mean(dxhat xhat)), dxhat = dy w, xhat = x rstd
-FLORA_KERNEL void rmsnorm_backward_dx(const float* dy, const float* x, const float* rstd, const float* w, float* dx, int rows, int cols) {
+// dx = rstd (dxhat - xhat mean(dxhat xhat)), dxhat = dy w, xhat = x rstd; plus residual[row] when given.
+FLORA_KERNEL void rmsnorm_backward_dx(const float* dy, const float* x, const float* rstd, const float* w, const float* residual, float* dx,
+                                      int rows, int cols) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const float *xr = x + (long long)row * cols, *dyr = dy + (long long)row * cols;
@@ -92,5 +95,8 @@ FLORA_KERNEL void rmsnorm_backward_dx(const float* dy, const float* x, const flo
     for (int c = lane; c < cols; c += 32) sdx += dyr[c] * w[c] * xr[c] * r;
     float meanDX = warp_sum(sdx) / cols;
     float* dxr = dx + (long long)row * cols;
-    for (int c = lane; c < cols; c += 32) dxr[c] = r * (dyr[c] * w[c] - xr[c] * r * meanDX);
+    for (int c = lane; c < cols; c += 32) {
+        float v = r * (dyr[c] * w[c] - xr[c] * r * meanDX);
+        dxr[c] = residual != nullptr ? residual[(long long)row * cols + c] + v : v;
+    }
 }
