@@ -346,6 +346,12 @@ public static partial class ConformanceCheck
                 using var p = Up(b, x[..(R * Cc)], [R * Cc]); using var m = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(z => z * z).ToArray(), [R * Cc]);
                 b.AdamApply(p, m, v, 1e-3f, 0.1f, 1e-8f, 0.19f, 0.002f); return [Host(p)];
             }, Norm);
+            Compare("AdamStep (moments and update in one pass): p, m, v", b =>
+            {
+                using var p = Up(b, x[..(R * Cc)], [R * Cc]); using var gt = Up(b, g, [R * Cc]);
+                using var m = Up(b, g.Reverse().ToArray(), [R * Cc]); using var v = Up(b, g.Select(z => z * z).ToArray(), [R * Cc]);
+                b.AdamStep(p, gt, m, v, 0.9f, 0.999f, 1e-3f, 0.1f, 1e-8f, 0.19f, 0.002f); return [Host(p), Host(m), Host(v)];
+            }, Norm);
         }
 
         // ---- reductions

@@ -272,6 +272,12 @@ public interface IBackend : IDisposable
     /// </summary>
     void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2);
 
+    /// <summary>
+    /// The whole AdamW step with a full-size first moment, in one pass where the backend can (the GPU): v = beta2 v +
+    /// (1 - beta2) g^2, m = beta1 m + (1 - beta1) g, then <see cref="AdamApply"/>; the same arithmetic as those three.
+    /// </summary>
+    void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, float beta1, float beta2, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2);
+
     // ---- reductions -----------------------------------------------------------------------------
 
     /// <summary>Sum of all elements, accumulated in double.</summary>

@@ -88,9 +88,15 @@ public class AdamW : Optimizer
         var group = GroupOf(parameter);
         long t = state.Step++;
         long step = t + 1;
+        float bc1 = 1f - MathF.Pow(Beta1, step), bc2 = 1f - MathF.Pow(Beta2, step);
+        if (state.M is NaiveMomentum naive)
+        {
+            // The three passes below in one (the GPU fuses them; the same arithmetic)
+            Backend.AdamStep(weight, gradient, naive.Moment, state.V, naive.Beta, Beta2, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
+            return;
+        }
         Backend.SquaredMovingAverage(gradient, state.V, Beta2, 0f);                 // v = b2 v + (1 - b2) g^2
         Tensor m = state.M.Apply(gradient, t);                                      // m = b1 m + (1 - b1) g
-        float bc1 = 1f - MathF.Pow(Beta1, step), bc2 = 1f - MathF.Pow(Beta2, step);
         Backend.AdamApply(weight, m, state.V, LearningRateOf(group), WeightDecayOf(group), Eps, bc1, bc2);
     }
 

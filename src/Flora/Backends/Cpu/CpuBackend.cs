@@ -634,6 +634,13 @@ internal sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, float beta1, float beta2, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
+    {
+        SquaredMovingAverage(g, v, beta2, 0f);                                       // v = b2 v + (1 - b2) g^2
+        Axpby(1 - beta1, g, beta1, m);                                                // m = b1 m + (1 - b1) g
+        AdamApply(p, m, v, lr, weightDecay, eps, biasCorrection1, biasCorrection2);
+    }
+
     /// <summary>Elements per stack-allocated temporary of the chunked element-wise kernels.</summary>
     private const int Block = 2048;
 

@@ -586,6 +586,14 @@ internal sealed unsafe partial class CudaBackend
         Elementwise("adam_apply", p.Count, P(p), P(m), P(v), p.Count, lr / biasCorrection1, MathF.Sqrt(biasCorrection2), eps, 1 - lr * weightDecay);
     }
 
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, float beta1, float beta2, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2)
+    {
+        CheckSameCount(p, g, nameof(AdamStep)); CheckSameCount(p, m, nameof(AdamStep)); CheckSameCount(p, v, nameof(AdamStep));
+        CheckFloat32(nameof(AdamStep), p, g, m, v);
+        using var _ = Time(nameof(AdamStep));
+        Elementwise("adam_step", p.Count, P(p), P(g), P(m), P(v), p.Count, beta1, beta2, lr / biasCorrection1, MathF.Sqrt(biasCorrection2), eps, 1 - lr * weightDecay);
+    }
+
     // ---- reductions -----------------------------------------------------------------------------
 
     public double Sum(Tensor x) => Reduce(x, null, 0, nameof(Sum));

@@ -86,6 +86,20 @@ FLORA_KERNEL void adam_apply(float* p, const float* m, const float* v, int n, fl
     }
 }
 
+// squared_moving_average (eps 0), axpby and adam_apply in one pass, with their arithmetic: one read of p, g, m, v and
+// one write of p, m, v instead of three passes.
+FLORA_KERNEL void adam_step(float* p, const float* g, float* m, float* v, int n, float beta1, float beta2, float stepSize, float sqrtBc2, float eps, float decay) {
+    GRID_STRIDE(i, n) {
+        float x = g[i];
+        float vi = beta2 * v[i] + (1.0f - beta2) * (x * x + 0.0f);
+        float mi = beta1 == 1.0f ? fmaf(1.0f - beta1, x, m[i]) : beta1 == 0.0f ? (1.0f - beta1) * x : fmaf(1.0f - beta1, x, beta1 * m[i]);
+        v[i] = vi;
+        m[i] = mi;
+        float denominator = sqrtf(vi) / sqrtBc2 + eps;
+        p[i] = p[i] * decay - stepSize * (mi / denominator);
+    }
+}
+
 // Adafactor's final step with device-side scalars (no round trip to the host).
 // partials[2 block] = sum of a^2 over the block's share of a, partials[2 block + 1] = sum of b c over b
 // (b^2 when c is null).
