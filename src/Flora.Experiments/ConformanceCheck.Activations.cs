@@ -74,6 +74,17 @@ public static partial class ConformanceCheck
                 b.GeluBackward(x16, d, dx);
                 return [Wide(dx)];
             }, OneBf16Step);
+            Compare("Gelu, GeluBackward on bf16 views one element in (unaligned: one element per thread)", b =>
+            {
+                using var x16 = Bf16(b, x, [N]); using var d = Up(b, dy, [N]);
+                using var y = b.Allocate(new Shape(N), MemoryTag.Scratch, DType.BFloat16);
+                using var dx = b.Allocate(new Shape(N), MemoryTag.Scratch, DType.BFloat16); using var dx32 = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                Shape inner = new(N - 1);
+                b.Gelu(x16.View(inner, 1), y.View(inner, 1));
+                b.GeluBackward(x16.View(inner, 1), d.View(inner, 1), dx.View(inner, 1));
+                b.GeluBackward(x16.View(inner, 1), d.View(inner, 0), dx32.View(inner, 1));
+                return [Wide(y.View(inner, 1)), Wide(dx.View(inner, 1)), Host(dx32.View(inner, 1))];
+            }, OneBf16Step);
         }
 
         {

@@ -90,7 +90,8 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// C = op(A) op(B) + bias on every row: a biased linear layer's forward (the GPU adds the bias in the product's epilogue).
-    /// C may be BFloat16, as in <see cref="MatMul"/>: the biased fp32 result rounded once.
+    /// C may be BFloat16, as in <see cref="MatMul"/>: then the bias is read rounded to bf16 (the only bias type the GPU's
+    /// bf16 epilogue takes; autocast rounds it so too), added to the fp32 product, and the sum rounded once.
     /// </summary>
     void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias);
 

@@ -398,11 +398,28 @@ internal sealed unsafe partial class CpuBackend : IBackend
 
     public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
     {
-        Tensor wide = c.DType == DType.BFloat16 ? FloatOutput(c) : c;                  // a bf16 C: the biased fp32 product, rounded
+        if (c.DType != DType.BFloat16)
+        {
+            MatMul(a, transposeA, b, transposeB, c);
+            AddBias(c, bias);
+            return;
+        }
+        // A bf16 C: the fp32 product plus the bias rounded to bf16 (as the GPU's epilogue reads it), rounded once.
+        Tensor wide = FloatOutput(c);
         MatMul(a, transposeA, b, transposeB, wide);
-        AddBias(wide, bias);
-        if (wide != c) Copy(wide, c);
+        _roundedBias ??= new TensorSlot(this, MemoryTag.Scratch);
+        Tensor rounded = _roundedBias.Get(bias.Shape);
+        Chunked(bias.Count, (s, n) =>
+        {
+            Span<float> r = F(rounded).Slice(s, n);
+            ReadOnlySpan<float> source = F(bias).Slice(s, n);
+            for (int i = 0; i < n; i++) r[i] = BFloat16.ToSingle(BFloat16.RoundToNearestEven(source[i]));
+        });
+        AddBias(wide, rounded);
+        Copy(wide, c);
     }
+
+    private TensorSlot? _roundedBias;
 
     private TensorSlot? _headLogits;
 

@@ -14,7 +14,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
     private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescBiasDataType = 26;   // cublasLtMatmulDescAttributes_t
     private const int PreferenceMaxWorkspaceBytes = 1, PreferenceMinAlignmentA = 5;                                // cublasLtMatmulPreferenceAttributes_t (A, B, C, D: 5 to 8)
     public const int EpilogueDefault = 1, EpilogueBias = 4;                                                          // cublasLtEpilogue_t
-    private const int R32F = 0;
+    private const int R32F = 0, R16BF = 14;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct HeuristicResult
@@ -77,8 +77,8 @@ internal sealed unsafe class CuBlasLt : IDisposable
 
     /// <summary>
     /// Column-major D = C (m, n) = alpha op(A) op(B) + beta C with <paramref name="epilogue"/> (bias: + bias[i] on row i
-    /// of D, bias fp32 of length m); A and B of <paramref name="inputType"/>, C and D of <paramref name="outputType"/> (fp32,
-    /// or bf16: the fp32 result, bias included, rounded once). False when cuBLASLt has no algorithm for this shape,
+    /// of D, bias of length m, of D's type); A and B of <paramref name="inputType"/>, C and D of <paramref name="outputType"/>
+    /// (fp32, or bf16: the fp32 result, the widened bf16 bias included, rounded once). False when cuBLASLt has no algorithm for this shape,
     /// epilogue and alignment: then nothing ran and the caller computes it another way.
     /// </summary>
     public bool TryMatmul(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc,
@@ -121,7 +121,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
         Check(_descSet(desc, DescTransA, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)");
         Check(_descSet(desc, DescTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)");
         Check(_descSet(desc, DescEpilogue, &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
-        int biasType = R32F;                                                   // the bias stays fp32 when D is bf16 (its default is D's type)
+        int biasType = outputType == R16BF ? R16BF : R32F;                   // a bf16 D takes a bf16 bias (no algorithm pairs it with fp32)
         if (epilogue == EpilogueBias) Check(_descSet(desc, DescBiasDataType, &biasType, 4), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
         // Stored shapes: op(A) is (m, k), so A is (m, k) or (k, m); op(B) is (k, n).
         Check(_layoutCreate(&la, inputType, (ulong)(transA == 0 ? m : k), (ulong)(transA == 0 ? k : m), lda), "cublasLtMatrixLayoutCreate(A)");

@@ -59,6 +59,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _wideA = new TensorSlot(this, MemoryTag.Scratch);
         _wideB = new TensorSlot(this, MemoryTag.Scratch);
         _wideC = new TensorSlot(this, MemoryTag.Scratch);
+        _biasRounded = new TensorSlot(this, MemoryTag.Scratch);
+        _bias16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         // cuBLASLt fuses a linear layer's bias into its product; without it (an old toolkit) the bias is a separate pass.
         if (precision == GemmPrecision.Bf16)
         {
@@ -261,7 +263,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
         if (c.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"{op}: C must be Float32 or BFloat16, got {c}");
     }
 
-    private readonly TensorSlot _wideA, _wideB, _wideC;
+    private readonly TensorSlot _wideA, _wideB, _wideC, _biasRounded;
+    private readonly TensorSlot _bias16;
 
     /// <summary>The address of <paramref name="t"/> as fp32: itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
     private ulong ToF32(Tensor t, TensorSlot slot)
@@ -284,20 +287,26 @@ internal sealed unsafe partial class CudaBackend : IBackend
             return;
         }
         ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-        int output = c.DType == DType.BFloat16 ? CuBlas.R16BF : CuBlas.R32F;
-        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias{(output == CuBlas.R16BF ? " -> bf16" : "")}", m, n, k))
+        bool half = c.DType == DType.BFloat16;
+        // A bf16 C takes the bias in bf16 too (cuBLASLt pairs a bf16 D only with a bf16 bias; autocast rounds the bias so
+        // as well): the epilogue adds the widened bias to the fp32 product and rounds once.
+        ulong biasAddress = half ? ToBf16(bias, _bias16) : P(bias);
+        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias{(half ? " -> bf16" : "")}", m, n, k))
             if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, P(bias), output))
+                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, biasAddress, half ? CuBlas.R16BF : CuBlas.R32F))
                 return;
         BiasAfterProduct(c);
 
-        // The bias as a pass of its own, on the fp32 product (rounded into a bf16 C after).
+        // Without a fused epilogue for this C: the bias as a pass of its own; a bf16 C as the fp32 product plus the bias
+        // rounded to bf16 (the same sums as above), rounded after.
         void BiasAfterProduct(Tensor c)
         {
-            Tensor wide = c.DType == DType.BFloat16 ? _wideC.Get(c.Shape) : c;
-            MatMul(a, transposeA, b, transposeB, wide);
-            AddBias(wide, bias);
-            if (wide != c) Copy(wide, c);
+            if (c.DType == DType.Float32) { MatMul(a, transposeA, b, transposeB, c); AddBias(c, bias); return; }
+            Tensor wide = _wideC.Get(c.Shape), bias16 = _bias16.Get(bias.Shape), rounded = _biasRounded.Get(bias.Shape);
+            Copy(bias, bias16);
+            Copy(bias16, rounded);                                                     // the bias rounded to bf16, widened
+            MatMulBias(a, transposeA, b, transposeB, wide, rounded);
+            Copy(wide, c);
         }
     }
 
@@ -343,6 +352,15 @@ internal sealed unsafe partial class CudaBackend : IBackend
             return;
         }
         if (x.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"SumRows: expected a Float32 or BFloat16 x, got {x}");
+        if (x.DType == DType.BFloat16 && x.Columns % 4 == 0 && P(x) % 8 == 0)
+        {
+            // Four columns per thread (8-byte loads) for a bf16 gradient: the chunks as RowsPerChunk sizes them for a quarter of the columns.
+            int rows = x.Rows, cols = x.Columns, quads = cols / 4, perChunk = RowsPerChunk(rows, quads), chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
+            Tensor partial = _partials.Get(new Shape(chunks * cols));
+            _device.Launch("column_partial_sums_bf16_x4", (uint)((quads + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, perChunk);
+            Elementwise("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
+            return;
+        }
         ColumnReduce(x.DType == DType.BFloat16 ? "column_partial_sums_bf16" : "column_partial_sums", x, null, result, alpha, beta);
     }
 
@@ -604,6 +622,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _wideA.Dispose();
         _wideB.Dispose();
         _wideC.Dispose();
+        _biasRounded.Dispose();
+        _bias16.Dispose();
         foreach (var entry in _reuse) entry.Dispose();
         _lt?.Dispose();
         _ltWorkspace?.Dispose();

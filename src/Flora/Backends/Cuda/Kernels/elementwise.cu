@@ -49,12 +49,22 @@ FLORA_KERNEL void gelu_backward(const float* x, const float* dy, float* dx, int 
 }
 
 // GELU of a bf16 pre-activation (an MLP's, kept in bf16): y = GELU(x) rounded to nearest even, as the down projection
-// would round its fp32 operand; and its derivative, dx = dy GELU'(x) in fp32. x is widened exactly.
+// would round its fp32 operand; and its derivative, dx = dy GELU'(x) in fp32. x is widened exactly. One thread takes a
+// pair of elements (two bf16 in 32 bits, the lower index in the low half; an odd last element alone) when every
+// pointer is aligned for it (ALIGNED: tensors start 256-byte aligned; views may not), else one element.
+#define ALIGNED(bytes, a, b, c) ((((unsigned long long)(a) | (unsigned long long)(b) | (unsigned long long)(c)) & ((bytes) - 1)) == 0)
+__device__ __forceinline__ float bf16_low(unsigned int pair) { return __uint_as_float(pair << 16); }
+__device__ __forceinline__ float bf16_high(unsigned int pair) { return __uint_as_float(pair & 0xffff0000u); }
+__device__ __forceinline__ float gelu_of(float v) { return 0.5f * v * (1.0f + tanhf(GELU_C * (v + GELU_A * v * v * v))); }
+
 FLORA_KERNEL void gelu_bf16(const unsigned short* x, unsigned short* y, int n) {
-    GRID_STRIDE(i, n) {
-        float v = __uint_as_float((unsigned int)x[i] << 16);
-        float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
-        y[i] = to_bf16_bits(0.5f * v * (1.0f + t));
+    if (!ALIGNED(4, x, y, 0)) { GRID_STRIDE(i, n) y[i] = to_bf16_bits(gelu_of(__uint_as_float((unsigned int)x[i] << 16))); return; }
+    GRID_STRIDE(p, (n + 1) / 2) {
+        long long i = 2 * p;
+        if (i + 1 < n) {
+            unsigned int pair = reinterpret_cast<const unsigned int*>(x)[p];
+            reinterpret_cast<unsigned int*>(y)[p] = (unsigned int)to_bf16_bits(gelu_of(bf16_low(pair))) | ((unsigned int)to_bf16_bits(gelu_of(bf16_high(pair))) << 16);
+        } else y[i] = to_bf16_bits(gelu_of(__uint_as_float((unsigned int)x[i] << 16)));
     }
 }
 
@@ -64,12 +74,29 @@ __device__ __forceinline__ float gelu_derivative(float v) {
 }
 
 FLORA_KERNEL void gelu_backward_bf16(const unsigned short* x, const float* dy, float* dx, int n) {
-    GRID_STRIDE(i, n) dx[i] = dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16));
+    if (!ALIGNED(4, x, 0, 0) || !ALIGNED(8, dy, dx, 0)) { GRID_STRIDE(i, n) dx[i] = dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16)); return; }
+    GRID_STRIDE(p, (n + 1) / 2) {
+        long long i = 2 * p;
+        if (i + 1 < n) {
+            unsigned int pair = reinterpret_cast<const unsigned int*>(x)[p];
+            float2 d = reinterpret_cast<const float2*>(dy)[p];
+            reinterpret_cast<float2*>(dx)[p] = make_float2(d.x * gelu_derivative(bf16_low(pair)), d.y * gelu_derivative(bf16_high(pair)));
+        } else dx[i] = dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16));
+    }
 }
 
 // The same with dx rounded to bf16: the up projection's output gradient, which its products read in bf16 anyway.
 FLORA_KERNEL void gelu_backward_bf16_bf16(const unsigned short* x, const float* dy, unsigned short* dx, int n) {
-    GRID_STRIDE(i, n) dx[i] = to_bf16_bits(dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16)));
+    if (!ALIGNED(4, x, dx, 0) || !ALIGNED(8, dy, 0, 0)) { GRID_STRIDE(i, n) dx[i] = to_bf16_bits(dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16))); return; }
+    GRID_STRIDE(p, (n + 1) / 2) {
+        long long i = 2 * p;
+        if (i + 1 < n) {
+            unsigned int pair = reinterpret_cast<const unsigned int*>(x)[p];
+            float2 d = reinterpret_cast<const float2*>(dy)[p];
+            reinterpret_cast<unsigned int*>(dx)[p] = (unsigned int)to_bf16_bits(d.x * gelu_derivative(bf16_low(pair)))
+                                                   | ((unsigned int)to_bf16_bits(d.y * gelu_derivative(bf16_high(pair))) << 16);
+        } else dx[i] = to_bf16_bits(dy[i] * gelu_derivative(__uint_as_float((unsigned int)x[i] << 16)));
+    }
 }
 
 // y = silu(a) b for gate a and up b, all (N, F) and contiguous.
@@ -102,7 +129,8 @@ FLORA_KERNEL void column_partial_sums(const float* x, float* partial, int rows, 
     }
 }
 
-// The same over a bf16 x (a gradient kept in bf16), widened exactly.
+// The same over a bf16 x (a gradient kept in bf16), widened exactly; four columns per thread (8-byte loads), cols a
+// multiple of 4 (column_partial_sums_bf16 otherwise, one column per thread).
 FLORA_KERNEL void column_partial_sums_bf16(const unsigned short* x, float* partial, int rows, int cols, int rowsPerChunk) {
     int chunk = blockIdx.y;
     int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
@@ -110,6 +138,20 @@ FLORA_KERNEL void column_partial_sums_bf16(const unsigned short* x, float* parti
         float s = 0.0f;
         for (int r = r0; r < r1; r++) s += __uint_as_float((unsigned int)x[(long long)r * cols + c] << 16);
         partial[(long long)chunk * cols + c] = s;
+    }
+}
+
+FLORA_KERNEL void column_partial_sums_bf16_x4(const unsigned short* x, float* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y, quads = cols / 4;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < quads; q += gridDim.x * blockDim.x) {
+        float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+        #pragma unroll 4
+        for (int r = r0; r < r1; r++) {
+            uint2 v = reinterpret_cast<const uint2*>(x + (long long)r * cols)[q];
+            s.x += bf16_low(v.x); s.y += bf16_high(v.x); s.z += bf16_low(v.y); s.w += bf16_high(v.y);
+        }
+        reinterpret_cast<float4*>(partial + (long long)chunk * cols)[q] = s;
     }
 }
 
