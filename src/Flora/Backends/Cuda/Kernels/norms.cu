@@ -100,3 +100,82 @@ FLORA_KERNEL void rmsnorm_backward_dx(const float* dy, const float* x, const flo
         dxr[c] = residual != nullptr ? residual[(long long)row * cols + c] + v : v;
     }
 }
+
+// LayerNorm's (mean given) or RMSNorm's (mean null) backward in one pass for rows of at most 32 PER_LANE columns: dx as
+// layernorm_backward_dx / rmsnorm_backward_dx compute it (residual added when given), and the parameter gradients'
+// column sums over the block's rows (dy xhat, and dy) kept in registers along the way, instead of a second pass over dy
+// and x. Block b takes rows [b rowsPerBlock, (b + 1) rowsPerBlock), warp w every (blockDim / 32)-th of them; the warps'
+// sums meet in shared memory (2 cols floats) in warp order, and partial[b, :] (dGamma) and partial[blocks + b, :] (dBeta)
+// get the block's: a fixed order, so the result is the same on every run; column_finish adds the blocks.
+template <int PER_LANE>
+__device__ __forceinline__ void norm_backward_fused_body(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                                         const float* residual, float* dx, float* partial, int rows, int cols, int rowsPerBlock) {
+    extern __shared__ float sums[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    int r0 = blockIdx.x * rowsPerBlock, r1 = min(rows, r0 + rowsPerBlock);
+    float g[PER_LANE], b[PER_LANE];
+    #pragma unroll
+    for (int k = 0; k < PER_LANE; k++) g[k] = b[k] = 0.0f;
+    for (int row = r0 + warp; row < r1; row += warps) {
+        const float *xr = x + (long long)row * cols, *dyr = dy + (long long)row * cols;
+        float mu = mean != nullptr ? mean[row] : 0.0f, r = rstd[row], sd = 0.0f, sdx = 0.0f;
+        #pragma unroll
+        for (int k = 0; k < PER_LANE; k++) {
+            int c = lane + 32 * k;
+            if (c < cols) {
+                float xhat = (xr[c] - mu) * r, dyc = dyr[c], d = dyc * gamma[c];
+                sd += d; sdx += d * xhat;
+                g[k] += dyc * xhat; b[k] += dyc;
+            }
+        }
+        float meanD = mean != nullptr ? warp_sum(sd) / cols : 0.0f, meanDX = warp_sum(sdx) / cols;
+        float* dxr = dx + (long long)row * cols;
+        #pragma unroll
+        for (int k = 0; k < PER_LANE; k++) {
+            int c = lane + 32 * k;
+            if (c < cols) {
+                float xhat = (xr[c] - mu) * r, d = dyr[c] * gamma[c];
+                float v = r * (d - meanD - xhat * meanDX);
+                dxr[c] = residual != nullptr ? residual[(long long)row * cols + c] + v : v;
+            }
+        }
+    }
+    for (int w = 0; w < warps; w++) {
+        if (warp == w) {
+            #pragma unroll
+            for (int k = 0; k < PER_LANE; k++) {
+                int c = lane + 32 * k;
+                if (c < cols) {
+                    sums[c] = (w == 0 ? 0.0f : sums[c]) + g[k];
+                    sums[cols + c] = (w == 0 ? 0.0f : sums[cols + c]) + b[k];
+                }
+            }
+        }
+        __syncthreads();
+    }
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        partial[(long long)blockIdx.x * cols + c] = sums[c];
+        partial[((long long)gridDim.x + blockIdx.x) * cols + c] = sums[cols + c];
+    }
+}
+
+// Entry points for rows of up to 256, 512, 768 and 1024 columns.
+FLORA_KERNEL void norm_backward_fused_8(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                          const float* residual, float* dx, float* partial, int rows, int cols, int rowsPerBlock) {
+    norm_backward_fused_body<8>(dy, x, mean, rstd, gamma, residual, dx, partial, rows, cols, rowsPerBlock);
+}
+
+FLORA_KERNEL void norm_backward_fused_16(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                          const float* residual, float* dx, float* partial, int rows, int cols, int rowsPerBlock) {
+    norm_backward_fused_body<16>(dy, x, mean, rstd, gamma, residual, dx, partial, rows, cols, rowsPerBlock);
+}
+
+FLORA_KERNEL void norm_backward_fused_24(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                          const float* residual, float* dx, float* partial, int rows, int cols, int rowsPerBlock) {
+    norm_backward_fused_body<24>(dy, x, mean, rstd, gamma, residual, dx, partial, rows, cols, rowsPerBlock);
+}
+
+FLORA_KERNEL void norm_backward_fused_32(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                          const float* residual, float* dx, float* partial, int rows, int cols, int rowsPerBlock) {
+    norm_backward_fused_body<32>(dy, x, mean, rstd, gamma, residual, dx, partial, rows, cols, rowsPerBlock);
+}
