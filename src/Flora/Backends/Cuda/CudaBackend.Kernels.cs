@@ -47,7 +47,6 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
         NormChecks.CheckResidual(residual, dx, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
-        if (FusedNormBackward(dy, x, mean, rstd, gamma, residual, dx, dGamma, dBeta)) return;
         WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, mean, rstd, dGamma, dBeta);
     }
@@ -64,29 +63,8 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
         NormChecks.CheckResidual(residual, dx, nameof(RmsNormBackward));
         using var _ = Time(nameof(RmsNormBackward));
-        if (FusedNormBackward(dy, x, null, rstd, weight, residual, dx, dWeight, null)) return;
         WarpPerRow("rmsnorm_backward_dx", x.Rows, P(dy), P(x), P(rstd), P(weight), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, null, rstd, dWeight, null);
-    }
-
-    /// <summary>
-    /// LayerNorm's (with <paramref name="mean"/>) or RMSNorm's backward in one pass over dy and x (norm_backward_fused_*):
-    /// dx, and the parameter gradients' column sums per block of rows, finished by column_finish. Rows of at most 1,024
-    /// columns (32 per lane in registers); false for wider rows, which take the two-pass kernels.
-    /// </summary>
-    private bool FusedNormBackward(Tensor dy, Tensor x, Tensor? mean, Tensor rstd, Tensor gamma, Tensor? residual, Tensor dx, Tensor dGamma, Tensor? dBeta)
-    {
-        int rows = x.Rows, cols = x.Columns, perLane = (cols + 31) / 32;
-        if (rows == 0 || cols == 0 || perLane > 32) return false;
-        int variant = perLane <= 8 ? 8 : perLane <= 16 ? 16 : perLane <= 24 ? 24 : 32;
-        // Blocks of 8 warps over about four blocks per multiprocessor, at least a row per warp.
-        int perBlock = Math.Max(8, (rows + 4 * _device.Multiprocessors - 1) / (4 * _device.Multiprocessors)), blocks = (rows + perBlock - 1) / perBlock;
-        Tensor partial = _partials.Get(new Shape(2 * blocks * cols));
-        _device.Launch($"norm_backward_fused_{variant}", (uint)blocks, 1, Threads, (uint)(2 * cols * 4),
-            P(dy), P(x), mean is null ? 0UL : P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), P(partial), rows, cols, perBlock);
-        Elementwise("column_finish", cols, P(partial), P(dGamma), blocks, cols, 1f, 0f);
-        if (dBeta is not null) Elementwise("column_finish", cols, P(partial) + (ulong)((long)blocks * cols * 4), P(dBeta), blocks, cols, 1f, 0f);
-        return true;
     }
 
     /// <summary>dGamma = sum_n dy xhat (and dBeta = sum_n dy), overwritten; xhat from LayerNorm's or RMSNorm's statistics.</summary>
