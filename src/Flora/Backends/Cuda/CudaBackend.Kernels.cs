@@ -75,8 +75,8 @@ internal sealed unsafe partial class CudaBackend
         Tensor gammaPartial = partial.View(new Shape(chunks * cols)), betaPartial = partial.View(new Shape(chunks * cols), (long)chunks * cols);
         _device.Launch("layernorm_backward_params", (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0,
             P(dy), P(x), mean is null ? 0UL : P(mean), P(rstd), P(gammaPartial), dBeta is null ? 0UL : P(betaPartial), rows, cols, perChunk);
-        Elementwise("column_finish", cols, P(gammaPartial), P(dGamma), chunks, cols, 1f, 0f);
-        if (dBeta is not null) Elementwise("column_finish", cols, P(betaPartial), P(dBeta), chunks, cols, 1f, 0f);
+        ColumnFinish("column_finish", cols, P(gammaPartial), P(dGamma), chunks, cols, 1f, 0f);
+        if (dBeta is not null) ColumnFinish("column_finish", cols, P(betaPartial), P(dBeta), chunks, cols, 1f, 0f);
     }
 
     private static void CheckNorm(Tensor x, Tensor weight, Tensor y, Tensor rstd, string op)
@@ -496,7 +496,7 @@ internal sealed unsafe partial class CudaBackend
         int perChunk = RowsPerChunk(g.Rows, g.Columns), chunks = Math.Max(1, (g.Rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * g.Columns));
         _device.Launch("column_partial_squares", (uint)((g.Columns + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(g), P(partial), g.Rows, g.Columns, perChunk);
-        Elementwise("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
+        ColumnFinish("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
     }
 
     public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f)

@@ -348,7 +348,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         if (FindReused(x) is { Ready: true, Chunks: > 0 } entry && x.Columns == entry.Operand!.Columns)
         {
             // The conversion of this reused operand already summed its row chunks.
-            Elementwise("column_finish", x.Columns, P(entry.Partials.Get(new Shape(entry.Chunks * x.Columns))), P(result), entry.Chunks, x.Columns, alpha, beta);
+            ColumnFinish("column_finish", x.Columns, P(entry.Partials.Get(new Shape(entry.Chunks * x.Columns))), P(result), entry.Chunks, x.Columns, alpha, beta);
             return;
         }
         if (x.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"SumRows: expected a Float32 or BFloat16 x, got {x}");
@@ -358,7 +358,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
             int rows = x.Rows, cols = x.Columns, quads = cols / 4, perChunk = RowsPerChunk(rows, quads), chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
             Tensor partial = _partials.Get(new Shape(chunks * cols));
             _device.Launch("column_partial_sums_bf16_x4", (uint)((quads + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, perChunk);
-            Elementwise("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
+            ColumnFinish("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
             return;
         }
         ColumnReduce(x.DType == DType.BFloat16 ? "column_partial_sums_bf16" : "column_partial_sums", x, null, result, alpha, beta);
@@ -528,6 +528,13 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _device.Launch(kernel, blocks, 1, Threads, 0, args);
     }
 
+    /// <summary>Launches a column-finishing kernel (block_column_sum in common.cuh): a block of 256 threads per 32 of <paramref name="cols"/>.</summary>
+    private void ColumnFinish(string kernel, int cols, params object[] args)
+    {
+        if (cols == 0) return;
+        _device.Launch(kernel, (uint)((cols + 31) / 32), 1, Threads, 0, args);
+    }
+
     /// <summary>Launches one warp per row (8 rows per block of 256 threads).</summary>
     private void WarpPerRow(string kernel, int rows, params object[] args)
     {
@@ -554,7 +561,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         int rows = x.Rows, cols = x.Columns, perChunk = RowsPerChunk(rows, cols), chunks = Math.Max(1, (rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * cols));
         _device.Launch(partialKernel, (uint)((cols + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(x), P(partial), rows, cols, perChunk);
-        Elementwise("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
+        ColumnFinish("column_finish", cols, P(partial), P(result), chunks, cols, alpha, beta);
     }
 
     private static void CheckCount(int length, Tensor t, string op)

@@ -64,4 +64,19 @@ __device__ __forceinline__ unsigned short to_bf16_bits(float x) {
     return (unsigned short)(bits >> 16);
 }
 
+// The column sums of partial (chunks x cols, row-major) that the finishing kernels take: a block of 256 threads per 32
+// columns (ColumnFinish on the host), warp w adding rows w, w + 8, ... of its 32 columns (coalesced), then warp 0's
+// lanes adding the eight sums in warp order (a fixed order: the same result on every run). Valid in warp 0's lanes.
+__device__ __forceinline__ float block_column_sum(const float* partial, int chunks, int cols, int c) {
+    __shared__ float sums[8][32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float s = 0.0f;
+    if (c < cols) for (int k = warp; k < chunks; k += 8) s += partial[(long long)k * cols + c];
+    sums[warp][lane] = s;
+    __syncthreads();
+    float t = 0.0f;
+    if (warp == 0) for (int w = 0; w < 8; w++) t += sums[w][lane];
+    return t;
+}
+
 #define GRID_STRIDE(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)

@@ -155,13 +155,11 @@ FLORA_KERNEL void column_partial_sums_bf16_x4(const unsigned short* x, float* pa
     }
 }
 
-// result[c] = beta result[c] + alpha sum over chunks of partial[:, c]
+// result[c] = beta result[c] + alpha sum over chunks of partial[:, c] (block_column_sum: 256 threads per 32 columns)
 FLORA_KERNEL void column_finish(const float* partial, float* result, int chunks, int cols, float alpha, float beta) {
-    GRID_STRIDE(c, cols) {
-        float s = 0.0f;
-        for (int k = 0; k < chunks; k++) s += partial[(long long)k * cols + c];
-        result[c] = beta == 0.0f ? alpha * s : fmaf(alpha, s, beta * result[c]);
-    }
+    int c = blockIdx.x * 32 + (threadIdx.x & 31);
+    float s = block_column_sum(partial, chunks, cols, c);
+    if (threadIdx.x < 32 && c < cols) result[c] = beta == 0.0f ? alpha * s : fmaf(alpha, s, beta * result[c]);
 }
 
 // fp32 -> bf16 (to_bf16_bits from common.cuh): the tensor-core operands of the bf16 mode.

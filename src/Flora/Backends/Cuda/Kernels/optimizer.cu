@@ -22,13 +22,11 @@ FLORA_KERNEL void column_partial_squares(const float* g, float* partial, int row
     }
 }
 
-// columns[c] = decay columns[c] + (1 - decay) (sum_chunks partial / rows + eps)
+// columns[c] = decay columns[c] + (1 - decay) (sum_chunks partial / rows + eps) (block_column_sum: 256 threads per 32 columns)
 FLORA_KERNEL void adafactor_column_finish(const float* partial, float* columns, int chunks, int rows, int cols, float decay, float eps) {
-    GRID_STRIDE(c, cols) {
-        float s = 0.0f;
-        for (int k = 0; k < chunks; k++) s += partial[(long long)k * cols + c];
-        columns[c] = decay * columns[c] + (1.0f - decay) * (s / rows + eps);
-    }
+    int c = blockIdx.x * 32 + (threadIdx.x & 31);
+    float s = block_column_sum(partial, chunks, cols, c);
+    if (threadIdx.x < 32 && c < cols) columns[c] = decay * columns[c] + (1.0f - decay) * (s / rows + eps);
 }
 
 // mean of the row moments into *meanOut (one block).
