@@ -1,3 +1,5 @@
+using Flora.Tensors;
+
 namespace Flora.Nn;
 
 /// <summary>
@@ -12,5 +14,5 @@ public interface IResidualNorm
     /// (of x's shape, not <paramref name="residual"/> itself). Parameter gradients go to <paramref name="gradients"/> as
     /// in <see cref="Module.Backward"/>.
     /// </summary>
-    void BackwardWithResidual(Tensors.Tensor gradOutput, IGradientSink gradients, Tensors.Tensor residual, Tensors.Tensor destination);
+    void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination);
 }
