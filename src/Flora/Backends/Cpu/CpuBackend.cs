@@ -407,19 +407,15 @@ internal sealed unsafe partial class CpuBackend : IBackend
         // A bf16 C: the fp32 product plus the bias rounded to bf16 (as the GPU's epilogue reads it), rounded once.
         Tensor wide = FloatOutput(c);
         MatMul(a, transposeA, b, transposeB, wide);
-        _roundedBias ??= new TensorSlot(this, MemoryTag.Scratch);
-        Tensor rounded = _roundedBias.Get(bias.Shape);
-        Chunked(bias.Count, (s, n) =>
-        {
-            Span<float> r = F(rounded).Slice(s, n);
-            ReadOnlySpan<float> source = F(bias).Slice(s, n);
-            for (int i = 0; i < n; i++) r[i] = BFloat16.ToSingle(BFloat16.RoundToNearestEven(source[i]));
-        });
+        Tensor bias16 = (_bias16 ??= new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16)).Get(bias.Shape);
+        Tensor rounded = (_roundedBias ??= new TensorSlot(this, MemoryTag.Scratch)).Get(bias.Shape);
+        Copy(bias, bias16);
+        Copy(bias16, rounded);                                                         // the bias rounded to bf16, widened
         AddBias(wide, rounded);
         Copy(wide, c);
     }
 
-    private TensorSlot? _roundedBias;
+    private TensorSlot? _bias16, _roundedBias;
 
     private TensorSlot? _headLogits;
 
