@@ -331,6 +331,16 @@ public static partial class ConformanceCheck
                 using var p = Up(b, x[..(R * Cc)], [R, Cc]); using var u = Up(b, g, [R, Cc]);
                 b.AdafactorUpdate(p, u, 0.03f, 1e-3f, 0.5f, 0.1f, true); return [Host(p)];
             }, Norm);
+            foreach (int n in new[] { 769, R * Cc })
+                Compare($"AdafactorUnfactoredStep ({n} elements: u in place of g, and into a first moment)", b =>
+                {
+                    using var p = Up(b, x[..n], [n]); using var gt = Up(b, g[..n], [n]); using var v = Up(b, g[..n].Select(Math.Abs).ToArray(), [n]);
+                    using var p2 = Up(b, x[..n], [n]); using var g2 = Up(b, g[..n], [n]); using var v2 = Up(b, g[..n].Select(Math.Abs).ToArray(), [n]);
+                    using var m = Up(b, x[n..(2 * n)], [n]);
+                    b.AdafactorUnfactoredStep(p, gt, v, gt, 0.9f, 1e-30f, 1f, 0f, 0.03f, 1e-3f, 0.5f, 0.1f, true);
+                    b.AdafactorUnfactoredStep(p2, g2, v2, m, 0.9f, 1e-30f, 0.1f, 0.9f, 0.03f, 1e-3f, 0.5f, 0f, false);
+                    return [Host(p), Host(v), Host(gt), Host(p2), Host(v2), Host(m)];
+                }, Norm);
             foreach (bool columns in new[] { true, false })
             {
                 const int r = 8;

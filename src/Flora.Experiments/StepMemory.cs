@@ -210,7 +210,7 @@ public static class StepMemory
             using var targets = backend.Allocate(new Shape(s.Batch, tokens), MemoryTag.Activations, DType.Int32);
             backend.Upload(ids, inputs);
             backend.Upload(ids.Select(i => (i + 1) % vocabulary).ToArray(), targets);
-            model.ForwardLoss(inputs, targets);
+            model.ForwardLoss(inputs, targets, optimizer.Gradients);
             model.BackwardLoss(optimizer.Gradients);
             optimizer.Step();
             var snapshot = backend.Ledger.Snapshot();

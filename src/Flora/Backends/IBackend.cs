@@ -262,6 +262,14 @@ public interface IBackend : IDisposable
     void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
 
     /// <summary>
+    /// Adafactor's whole step with an unfactored second moment: <see cref="SquaredMovingAverage"/>(g, v, decay, eps1),
+    /// <see cref="DivideBySqrt"/>(g, v, u, alpha, beta), then <see cref="AdafactorUpdate"/>(p, u, ...), the same arithmetic
+    /// as those three; on a GPU one launch for a small parameter (a bias, a norm's weight). u is Float32 and may be g.
+    /// </summary>
+    void AdafactorUnfactoredStep(Tensor p, Tensor g, Tensor v, Tensor u, float decay, float eps1, float alpha, float beta,
+        float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
+
+    /// <summary>
     /// The same step for an update given as the rank-r product decompress(M) (FLORA's momentum): for compressed
     /// columns u = M A (M (n, r), A (r, m)), for rows u = A^T M (A (r, n), M (r, m)). RMS(u) comes from
     /// sum((M^T M) o (A A^T)) (or M M^T), and W = (1 - weightDecay s) W - (s / clip) u is one matrix product.

@@ -70,30 +70,62 @@ public sealed class OutputHead : Module
         return dx;
     }
 
-    /// <summary>Mean cross-entropy of softmax(x W^T) against targets (N, Int32; negative ones ignored), without the logits.</summary>
-    public float ForwardLoss(Tensor x, Tensor targets)
+    /// <summary>
+    /// Mean cross-entropy of softmax(x W^T) against targets (N, Int32; negative ones ignored), without the logits.
+    /// Given the <paramref name="gradients"/> sink that the <see cref="BackwardLoss"/> to follow will receive (training),
+    /// the same pass over the logits also computes dx and the weight's gradient (into the sink's target), so that
+    /// backward neither recomputes the logits nor reads them again; the sink hears of the gradient in
+    /// <see cref="BackwardLoss"/>, as before.
+    /// </summary>
+    public float ForwardLoss(Tensor x, Tensor targets, IGradientSink? gradients = null)
     {
         _input = x;
         _targets = targets;
-        var (sum, count) = Backend.LinearCrossEntropy(x, Weight.Value, targets, 0f, null, null, 0f, 0f);
-        CountedRows = count;
-        return count == 0 ? 0f : (float)(sum / count);
+        _pending = null;
+        if (gradients is null)
+        {
+            var (sum, count) = Backend.LinearCrossEntropy(x, Weight.Value, targets, 0f, null, null, 0f, 0f);
+            CountedRows = count;
+            return count == 0 ? 0f : (float)(sum / count);
+        }
+        // The gradient of the mean needs the count first: the rows whose target is not ignored.
+        var ids = new int[targets.Count];
+        targets.CopyTo<int>(ids);
+        int counted = ids.Count(id => id >= 0);
+        var (lossSum, lossCount) = LossWithGradients(x, targets, 1f / Math.Max(1, counted), gradients, out var pending);
+        _pending = pending;
+        CountedRows = lossCount;
+        return lossCount == 0 ? 0f : (float)(lossSum / lossCount);
     }
 
     /// <summary>dLoss/dx of the last <see cref="ForwardLoss"/> (the mean), and the weight's gradient to the sink.</summary>
     public Tensor BackwardLoss(IGradientSink gradients)
     {
-        Tensor x = Saved(_input), targets = Saved(_targets);
-        Tensor dx = GradientSlot("dx").Get(x.Shape);
-        float scale = 1f / Math.Max(1, CountedRows);
-        if (!Weight.RequiresGrad)
+        if (_pending is { } pending)
         {
-            Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, null, 0f, 0f);
-            return dx;
+            _pending = null;                                                           // computed by ForwardLoss
+            if (pending.Target is GradientTarget g) gradients.OnGradient(Weight, g.Tensor);
+            return pending.Dx;
         }
-        var g = gradients.Target(Weight);
-        Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, g.Tensor, g.Scale, g.Beta);
-        gradients.OnGradient(Weight, g.Tensor);
-        return dx;
+        Tensor x = Saved(_input), targets = Saved(_targets);
+        float scale = 1f / Math.Max(1, CountedRows);
+        LossWithGradients(x, targets, scale, gradients, out var computed);
+        if (computed.Target is GradientTarget t) gradients.OnGradient(Weight, t.Tensor);
+        return computed.Dx;
     }
+
+    /// <summary>dx and (when the weight trains) dW into the sink's target, scaled by <paramref name="scale"/>; returns the loss sum and count.</summary>
+    private (double Sum, int Count) LossWithGradients(Tensor x, Tensor targets, float scale, IGradientSink gradients, out (Tensor Dx, GradientTarget? Target) computed)
+    {
+        Tensor dx = GradientSlot("dx").Get(x.Shape);
+        GradientTarget? target = Weight.RequiresGrad ? gradients.Target(Weight) : null;
+        var result = target is GradientTarget g
+            ? Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, g.Tensor, g.Scale, g.Beta)
+            : Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, null, 0f, 0f);
+        computed = (dx, target);
+        return result;
+    }
+
+    /// <summary>dx and the weight's gradient target from a <see cref="ForwardLoss"/> that computed them, until <see cref="BackwardLoss"/>.</summary>
+    private (Tensor Dx, GradientTarget? Target)? _pending;
 }

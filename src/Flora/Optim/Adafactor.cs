@@ -180,6 +180,14 @@ public class Adafactor : Optimizer
         Tensor u = naive?.Moment
             ?? (lowRank is not null && Backend.ProductOperandType != DType.Float32 ? _scratch.Update.Get(gradient.Shape) : gradient);   // (n, m)
         float alpha = naive is null ? 1f : 1f - naive.Beta, beta = naive?.Beta ?? 0f;
+        float lr = RelativeStepSize(group, step), wd = WeightDecayOf(group);
+        if (!state.Factored && (state.Momentum is null || naive is not null))
+        {
+            // Nothing between the precondition and the update: the backend's one-pass step (one launch on a GPU).
+            Backend.AdafactorUnfactoredStep(weight, gradient, state.V!, u, decay, Options.Eps1, alpha, beta,
+                lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
+            return;
+        }
         if (state.Factored)
         {
             Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
@@ -190,7 +198,6 @@ public class Adafactor : Optimizer
             Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);
             Backend.DivideBySqrt(gradient, state.V!, u, alpha, beta);
         }
-        float lr = RelativeStepSize(group, step), wd = WeightDecayOf(group);
         if (lowRank is CompressedMomentum flora)
         {
             // FLORA's yield decompress(M) is rank r: clip with its norm from r x r products and apply it to W

@@ -240,7 +240,8 @@ internal sealed class CompressedMomentum : Momentum
         Tensor compressed = _scratch.Compressed.Get(_m.Shape);
         Tensor aNew = P.Generate(SeedOfPeriod(newPeriod), _shape, _axis);
         P.Compress(u, aNew, compressed, _axis);                                     // c = compress_new(u), raw update
-        Tensor aOld = P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
+        // Within a period the old projection is the new one: regenerated only when the period ends.
+        Tensor aOld = newPeriod == oldPeriod ? aNew : P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
         P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old
         if (newPeriod != oldPeriod) Transfer(aOld, aNew);
         Resamplings = newPeriod;

@@ -381,7 +381,7 @@ public sealed class Trainer : IDisposable
             dataTicks += Stopwatch.GetTimestamp() - before;
             tokens += batch.Inputs.Count + (batch.Source?.Count ?? 0);
             if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
-            double loss = _model.ForwardLoss(batch.Inputs, batch.Targets);
+            double loss = _model.ForwardLoss(batch.Inputs, batch.Targets, _pipeline);     // the loss's gradients in the same pass
             if (!double.IsFinite(loss)) throw new NonFiniteException(step, $"the training loss is {loss}; {FirstNonFiniteParameter()}");
             _model.BackwardLoss(_pipeline);
             _pipeline.EndMicroBatch();
@@ -414,7 +414,7 @@ public sealed class Trainer : IDisposable
                 Batch batch = _task.Next();
                 long t0 = Stopwatch.GetTimestamp();
                 if (batch.Source is Tensor source) _model.SetSource(source, batch.SourceLengths);
-                _model.ForwardLoss(batch.Inputs, batch.Targets);
+                _model.ForwardLoss(batch.Inputs, batch.Targets, _pipeline);
                 _backend.Synchronize();
                 long t1 = Stopwatch.GetTimestamp();
                 _model.BackwardLoss(_pipeline);

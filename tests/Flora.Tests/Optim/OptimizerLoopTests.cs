@@ -28,11 +28,11 @@ public sealed class OptimizerLoopTests : IDisposable
         }
 
         /// <summary>Forward, loss and backward of batch <paramref name="batch"/> into the optimizer's gradient sink.</summary>
-        public float Backward(int batch)
+        public float Backward(int batch, bool lossGradientsInForward = false)
         {
             using var ids = Ids(Cpu.Backend, batch, 0);
             using var targets = Ids(Cpu.Backend, batch, 1);
-            float loss = Model.ForwardLoss(ids, targets);
+            float loss = Model.ForwardLoss(ids, targets, lossGradientsInForward ? Optimizer.Gradients : null);
             Model.BackwardLoss(Optimizer.Gradients);
             return loss;
         }
@@ -72,6 +72,37 @@ public sealed class OptimizerLoopTests : IDisposable
         loop.Backward(1);
         loop.Optimizer.Step();
         Assert.NotEqual(start, loop.Weights());
+    }
+
+    /// <summary>
+    /// Training computes the loss's gradients (dx, and the tied embedding's head gradient) in the forward pass over the
+    /// logits instead of recomputing them in backward: the same arithmetic, so the weights and losses after several
+    /// steps are bit-identical, with full-size gradients, LOMO and compressed accumulation.
+    /// </summary>
+    [Theory]
+    [InlineData("full")]
+    [InlineData("lomo")]
+    [InlineData("compressed")]
+    public void Loss_gradients_from_the_forward_pass_train_exactly_as_from_backward(string mode)
+    {
+        var options = mode switch
+        {
+            "lomo" => new PipelineOptions { Lomo = true },
+            "compressed" => CompressedTau2,
+            _ => new PipelineOptions(),
+        };
+        using var separate = new Loop(options);
+        using var fused = new Loop(options);
+        for (int step = 0; step < 4; step++)
+        {
+            float a = separate.Backward(step), b = fused.Backward(step, lossGradientsInForward: true);
+            separate.Optimizer.Step();
+            fused.Optimizer.Step();
+            Assert.Equal(a, b);
+        }
+        using var untrained = new Loop(options);
+        Assert.NotEqual(untrained.Weights(), fused.Weights());              // it trained
+        Assert.Equal(separate.Weights(), fused.Weights());
     }
 
     [Fact]

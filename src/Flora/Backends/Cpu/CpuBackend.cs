@@ -599,6 +599,14 @@ internal sealed unsafe partial class CpuBackend : IBackend
         Axpby(step, u, keep, p);
     }
 
+    public void AdafactorUnfactoredStep(Tensor p, Tensor g, Tensor v, Tensor u, float decay, float eps1, float alpha, float beta,
+        float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        SquaredMovingAverage(g, v, decay, eps1);
+        DivideBySqrt(g, v, u, alpha, beta);
+        AdafactorUpdate(p, u, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+    }
+
     private TensorSlot? _gram, _gramM;
 
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)

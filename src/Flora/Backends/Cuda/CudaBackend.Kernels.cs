@@ -252,6 +252,12 @@ internal sealed unsafe partial class CudaBackend
     /// <summary>Fused attention on or off (on by default; FLORA_ATTENTION=unfused turns it off, for comparisons).</summary>
     public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("FLORA_ATTENTION") != "unfused";
 
+    /// <summary>
+    /// dQ's atomic adds in the fused backward as 16-byte vector reductions where the device and dq's alignment allow (on
+    /// by default; FLORA_ATTENTION_DQ=scalar turns them off, for comparisons).
+    /// </summary>
+    public bool VectorDqReductions { get; set; } = Environment.GetEnvironmentVariable("FLORA_ATTENTION_DQ") != "scalar";
+
     /// <summary>Bytes of a bf16 tile of <paramref name="rows"/> rows of <paramref name="columns"/>, rows padded by 8 elements (flash.cu's layout).</summary>
     private static int Tile(int rows, int columns) => rows * (columns + 8) * 2;
 
@@ -294,7 +300,8 @@ internal sealed unsafe partial class CudaBackend
             _device.Launch(kernel, (uint)((tk + 63) / 64), (uint)(s.Batch * s.KvHeads), 128, (uint)shared,
                 HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
                 dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
-                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), s.Group);
+                Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), s.Group,
+                VectorDqReductions && Address(dq) % 16 == 0 && dq.Stride % 4 == 0 ? 1 : 0);   // dQ's rows 16-byte aligned: vector reductions
     }
 
     /// <summary>The key lengths of <paramref name="s"/> on the device (0 when every key is real).</summary>
@@ -537,6 +544,26 @@ internal sealed unsafe partial class CudaBackend
         _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
             lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
         Elementwise("scaled_update", p.Count, P(p), P(u), P(coef), p.Count);
+    }
+
+    /// <summary>Parameters up to this many elements take <see cref="AdafactorUnfactoredStep"/> as one block (1,024 threads).</summary>
+    private const int SingleBlockStepLimit = 1 << 16;
+
+    public void AdafactorUnfactoredStep(Tensor p, Tensor g, Tensor v, Tensor u, float decay, float eps1, float alpha, float beta,
+        float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
+        CheckSameCount(p, g, nameof(AdafactorUnfactoredStep)); CheckSameCount(p, v, nameof(AdafactorUnfactoredStep)); CheckSameCount(p, u, nameof(AdafactorUnfactoredStep));
+        CheckFloat32(nameof(AdafactorUnfactoredStep), p, g, v, u);
+        if (p.Count > SingleBlockStepLimit)
+        {
+            SquaredMovingAverage(g, v, decay, eps1);
+            DivideBySqrt(g, v, u, alpha, beta);
+            AdafactorUpdate(p, u, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+            return;
+        }
+        using var _ = Time(nameof(AdafactorUnfactoredStep));
+        _device.Launch("adafactor_unfactored_step", 1, 1, 1024, 0, P(p), P(g), P(v), P(u), p.Count, decay, eps1, alpha, beta,
+            lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0);
     }
 
     public void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)

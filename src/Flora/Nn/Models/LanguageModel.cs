@@ -47,9 +47,11 @@ public abstract class LanguageModel : Module
 
     /// <summary>
     /// Mean next-token cross-entropy of ids (B, T) against targets (B, T) (negative targets ignored), with the
-    /// output projection and the loss fused so that the (B*T, V) logits never exist whole. How training runs.
+    /// output projection and the loss fused so that the (B*T, V) logits never exist whole. How training runs: given the
+    /// sink the following <see cref="BackwardLoss"/> receives, the loss's gradients come from the same pass over the
+    /// logits (<see cref="OutputHead.ForwardLoss"/>).
     /// </summary>
-    public float ForwardLoss(Tensor ids, Tensor targets) => Head.ForwardLoss(ForwardHidden(ids), targets);
+    public float ForwardLoss(Tensor ids, Tensor targets, IGradientSink? gradients = null) => Head.ForwardLoss(ForwardHidden(ids), targets, gradients);
 
     /// <summary>Rows that carried a loss in the last <see cref="ForwardLoss"/>.</summary>
     public int CountedRows => Head.CountedRows;

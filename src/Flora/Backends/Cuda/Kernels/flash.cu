@@ -64,6 +64,22 @@ __device__ __forceinline__ void load_b_from_columns(unsigned int* b, const unsig
     ldmatrix_x4_trans(b, tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8);
 }
 
+// Vector reductions (red.global.add.v4.f32) need sm_90 and PTX ISA 8.1 (CUDA 12.1).
+#if __CUDA_ARCH__ >= 900 && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 1))
+#define FA_VECTOR_RED 1
+#else
+#define FA_VECTOR_RED 0
+#endif
+
+// x[0 .. 3] += (a, b, c, d) as one 16-byte reduction in global memory (x 16-byte aligned; each element atomic).
+__device__ __forceinline__ void red_add_v4(float* x, float a, float b, float c, float d) {
+#if FA_VECTOR_RED
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" :: "l"(x), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+#else
+    atomicAdd(x, a); atomicAdd(x + 1, b); atomicAdd(x + 2, c); atomicAdd(x + 3, d);
+#endif
+}
+
 // Asynchronous 16-byte copy from global to shared memory; src_bytes = 0 fills zeros (rows past the end).
 __device__ __forceinline__ void cp_async16(unsigned short* dst, const unsigned short* src, int srcBytes) {
     unsigned int address = (unsigned int)__cvta_generic_to_shared(dst);
@@ -305,7 +321,8 @@ FLORA_KERNEL void zero_columns(float* x, long long stride, int rows, int cols) {
 // the FlashAttention-2 paper's D_i = rowsum(dO_i O_i) (flash_attention_row_dot). Each block owns 64 keys of
 // one key/value head: it walks the query tiles (64 rows) that can see them, for each of the `group` query heads that
 // read this key/value head in turn (the next tile in flight while the current one is used), and accumulates dK and dV
-// over all of them in registers; dQ (zeroed before) receives each tile's contribution through atomic adds. Per query tile:
+// over all of them in registers; dQ (zeroed before) receives each tile's contribution through atomic adds (16-byte
+// vector reductions, FA_VECTOR_RED, when dqVector says dq's rows are 16-byte aligned). Per query tile:
 //   phase 1 (warp = 16 query rows): S = Q K^T, dP = dO V^T (k = D; 64 or 32 keys at a time), P = exp(scale S - lse),
 //            dS = P (dP - rowDot); dQ += scale dS K (k = the 64 keys, 64 columns of dQ at a time); P and dS go to
 //            shared memory (row-major, [query][key]);
@@ -315,7 +332,7 @@ __device__ __forceinline__ void flash_attention_backward_body(unsigned short* sm
                                                               long long qStride, long long kStride, long long vStride,
                                                               const unsigned short* dO, long long dOStride, const float* lse, const float* rowDot,
                                                               float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
-                                                              int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group) {
+                                                              int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group, int dqVector) {
     const int LD = D + 8, T = FA_TILE * LD, PT = FA_TILE * FA_LD;    // T: a 64-row tile of Q, K, V or dO; PT: of P or dS
     const int KC = D == 64 ? 64 : 32;                                 // keys per pass of phase 1 (below)
     unsigned short *Ks = smem, *Vs = Ks + T, *Qs = Vs + T, *dOs = Qs + 2 * T, *Ps = dOs + 2 * T, *dSs = Ps + PT;  // Qs, dOs: two buffers
@@ -403,6 +420,23 @@ __device__ __forceinline__ void flash_attention_backward_body(unsigned short* sm
             #pragma unroll
             for (int nt = 0; nt < 8; nt++) dqPart[nt][0] = dqPart[nt][1] = dqPart[nt][2] = dqPart[nt][3] = 0.f;
             warp_product_ab<64>(dqPart, sf, Ks, LD, c0);
+#if FA_VECTOR_RED
+            if (dqVector) {
+                // 16-byte reductions (a quarter of the atomic transactions): lanes t and t ^ 1 swap half their fragments,
+                // so that an even t holds columns 2t .. 2t + 3 of row g and an odd t columns 2t - 2 .. 2t + 1 of row g + 8.
+                bool odd = t & 1;
+                int row = q0 + w16 + g + (odd ? 8 : 0);
+                float* dqRow = dq + ((long long)b * tq + row) * dqStride + h * D + c0 + 2 * (t & ~1);
+                #pragma unroll
+                for (int nt = 0; nt < 8; nt++) {
+                    float r0 = __shfl_xor_sync(0xffffffffu, odd ? dqPart[nt][0] : dqPart[nt][2], 1);
+                    float r1 = __shfl_xor_sync(0xffffffffu, odd ? dqPart[nt][1] : dqPart[nt][3], 1);
+                    float x0 = odd ? r0 : dqPart[nt][0], x1 = odd ? r1 : dqPart[nt][1], x2 = odd ? dqPart[nt][2] : r0, x3 = odd ? dqPart[nt][3] : r1;
+                    if (row < tq) red_add_v4(dqRow + nt * 8, scale * x0, scale * x1, scale * x2, scale * x3);
+                }
+                continue;
+            }
+#endif
             #pragma unroll
             for (int r = 0; r < 2; r++) {
                 int row = q0 + w16 + g + r * 8;
@@ -453,18 +487,18 @@ FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward_64(const unsig
                                            long long qStride, long long kStride, long long vStride,
                                            const unsigned short* dO, long long dOStride, const float* lse, const float* rowDot,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
-                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group) {
+                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group, int dqVector) {
     extern __shared__ __align__(16) unsigned short smem[];
     flash_attention_backward_body<64>(smem, q, k, v, qStride, kStride, vStride, dO, dOStride, lse, rowDot, dq, dk, dv, dqStride, dkStride, dvStride,
-                                      heads, tq, tk, scale, causal, keyLengths, group);
+                                      heads, tq, tk, scale, causal, keyLengths, group, dqVector);
 }
 
 FLORA_KERNEL void __launch_bounds__(128) flash_attention_backward_128(const unsigned short* q, const unsigned short* k, const unsigned short* v,
                                            long long qStride, long long kStride, long long vStride,
                                            const unsigned short* dO, long long dOStride, const float* lse, const float* rowDot,
                                            float* dq, float* dk, float* dv, long long dqStride, long long dkStride, long long dvStride,
-                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group) {
+                                           int heads, int tq, int tk, float scale, int causal, const int* keyLengths, int group, int dqVector) {
     extern __shared__ __align__(16) unsigned short smem[];
     flash_attention_backward_body<128>(smem, q, k, v, qStride, kStride, vStride, dO, dOStride, lse, rowDot, dq, dk, dv, dqStride, dkStride, dvStride,
-                                       heads, tq, tk, scale, causal, keyLengths, group);
+                                       heads, tq, tk, scale, causal, keyLengths, group, dqVector);
 }

@@ -130,6 +130,31 @@ FLORA_KERNEL void adafactor_coefficients(const double* pPartials, int pBlocks, i
     }
 }
 
+// Adafactor's whole step for a small unfactored parameter (a bias, a norm's weight) in one block: squared_moving_average,
+// divide_by_sqrt, then AdafactorUpdate's two sums of squares, coefficients and update, with the same arithmetic, so that
+// a parameter costs one launch instead of five. u may be g (beta 0) or a first moment (alpha = 1 - b1, beta = b1).
+FLORA_KERNEL void adafactor_unfactored_step(float* p, const float* g, float* v, float* u, int n, float decay, float eps1, float alpha, float beta,
+                                            float lr, float eps2, float threshold, float wd, int scale) {
+    double sp = 0.0, su = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float x = g[i];
+        float vi = decay * v[i] + (1.0f - decay) * (x * x + eps1);
+        float y = alpha * (x * rsqrtf(vi));
+        float ui = beta == 0.0f ? y : fmaf(beta, u[i], y);
+        v[i] = vi;
+        u[i] = ui;
+        double pd = p[i], ud = ui;
+        sp += pd * pd;
+        su += ud * ud;
+    }
+    sp = block_sum_d(sp);
+    su = block_sum_d(su);
+    float rmsP = (float)sqrt(sp / (n > 0 ? n : 1)), rmsU = (float)sqrt(su / (n > 0 ? n : 1));
+    float s = lr * (scale ? fmaxf(eps2, rmsP) : 1.0f);
+    float keep = 1.0f - wd * s, step = -s / fmaxf(1.0f, rmsU / threshold);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) p[i] = fmaf(step, u[i], keep * p[i]);
+}
+
 // p = coef[0] p + coef[1] u
 FLORA_KERNEL void scaled_update(float* p, const float* u, const float* coef, int n) {
     float keep = coef[0], step = coef[1];
