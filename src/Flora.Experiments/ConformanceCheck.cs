@@ -149,6 +149,21 @@ public static partial class ConformanceCheck
             using var dx = b.Allocate(new Shape(257, 771), MemoryTag.Scratch); using var dg = b.Allocate(new Shape(771), MemoryTag.Scratch); using var db = b.Allocate(new Shape(771), MemoryTag.Scratch);
             b.LayerNormForward(xt, g, be, yt, mu, rs, 1e-5f); b.LayerNormBackward(d, xt, mu, rs, g, dx, dg, db); return [Host(dx), Host(dg), Host(db)];
         }, 5e-5);
+        // 768 and 1,024 columns take the kernels that keep a row in registers (771 above: the general ones).
+        foreach (int w in new[] { 768, 1024 })
+        {
+            float[] wx = Rand(129 * w, 2), wg = Rand(w), wb = Rand(w), wdy = Rand(129 * w), wres = Rand(129 * w);
+            Compare($"LayerNorm, {w} columns (rows in registers): forward, backward with and without a residual gradient", b =>
+            {
+                using var xt = Up(b, wx, [129, w]); using var g = Up(b, wg, [w]); using var be = Up(b, wb, [w]); using var d = Up(b, wdy, [129, w]);
+                using var res = Up(b, wres, [129, w]);
+                using var yt = b.Allocate(new Shape(129, w), MemoryTag.Scratch); using var mu = b.Allocate(new Shape(129), MemoryTag.Scratch); using var rs = b.Allocate(new Shape(129), MemoryTag.Scratch);
+                using var dx = b.Allocate(new Shape(129, w), MemoryTag.Scratch); using var dx2 = b.Allocate(new Shape(129, w), MemoryTag.Scratch);
+                using var dg = b.Allocate(new Shape(w), MemoryTag.Scratch); using var db = b.Allocate(new Shape(w), MemoryTag.Scratch);
+                b.LayerNormForward(xt, g, be, yt, mu, rs, 1e-5f); b.LayerNormBackward(d, xt, mu, rs, g, dx, dg, db); b.LayerNormBackward(d, xt, mu, rs, g, dx2, dg, db, res);
+                return [Host(yt), Host(mu), Host(rs), Host(dx), Host(dx2), Host(dg), Host(db)];
+            }, 5e-5);
+        }
         Compare("RmsNormForward, RmsNormBackward", b =>
         {
             using var xt = Up(b, nx, [257, 771]); using var g = Up(b, gamma, [771]); using var d = Up(b, ndy, [257, 771]);

@@ -39,7 +39,8 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, gamma, y, rstd, nameof(LayerNormForward));
         if (y.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"LayerNormForward: y must be Float32 or BFloat16, got {y}");
         using var _ = Time(nameof(LayerNormForward));
-        WarpPerRow(y.DType == DType.BFloat16 ? "layernorm_forward_bf16" : "layernorm_forward", x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
+        string kernel = (y.DType == DType.BFloat16 ? "layernorm_forward_bf16" : "layernorm_forward") + (RowsInRegisters(x, gamma, beta, y) ? "_x4" : "");
+        WarpPerRow(kernel, x.Rows, P(x), P(gamma), P(beta), P(y), P(mean), P(rstd), x.Rows, x.Columns, eps);
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta, Tensor? residual = null)
@@ -47,9 +48,17 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
         NormChecks.CheckResidual(residual, dx, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
-        WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
+        WarpPerRow(RowsInRegisters(x, dy, gamma, dx, residual) ? "layernorm_backward_dx_x4" : "layernorm_backward_dx", x.Rows,
+            P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, mean, rstd, dGamma, dBeta);
     }
+
+    /// <summary>
+    /// Whether a norm's row kernels can keep each row in registers (norms.cu's _x4 kernels): at most 1,024 columns, a
+    /// multiple of 128, every tensor 16-byte aligned.
+    /// </summary>
+    private static bool RowsInRegisters(Tensor x, params Tensor?[] others) =>
+        x.Columns % 128 == 0 && x.Columns <= 1024 && P(x) % 16 == 0 && others.All(t => t is null || P(t) % 16 == 0);
 
     public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
     {
@@ -97,7 +106,7 @@ internal sealed unsafe partial class CudaBackend
             int shared = FusedForwardSharedBytes(hd);
             AllowFusedSharedMemory(kernel, shared);
             using (new ProfileScope(this, nameof(AttentionForward), Profiler is null ? null : $"fused attention forward {tq}x{tk}x{hd} x{2 * s.Batch * h}", AttentionFlops(s, 2)))
-                _device.Launch(kernel, (uint)((tq + 127) / 128), (uint)(s.Batch * h), 256, (uint)shared,
+                _device.Launch(kernel, (uint)(s.Batch * h), (uint)((tq + 127) / 128), 256, (uint)shared,
                     HeadBase(q, fq, 2, 0, tq), HeadBase(k, fk, 2, 0, tk), HeadBase(v, fv, 2, 0, tk),
                     (long)q.Stride, (long)k.Stride, (long)v.Stride, P(output), output.DType == DType.BFloat16 ? 1 : 0, (long)output.Columns, P(logSumExp),
                     h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), g);
@@ -297,7 +306,7 @@ internal sealed unsafe partial class CudaBackend
             Elementwise("zero_columns", (long)rows * s.Width, Address(dq), (long)dq.Stride, rows, s.Width);   // dq gathers atomic adds
         }
         using (new ProfileScope(this, nameof(AttentionBackward), Profiler is null ? null : $"fused attention backward {tq}x{tk}x{s.HeadDim} x{5 * s.Batch * h}", AttentionFlops(s, 5)))
-            _device.Launch(kernel, (uint)((tk + 63) / 64), (uint)(s.Batch * s.KvHeads), 128, (uint)shared,
+            _device.Launch(kernel, (uint)(s.Batch * s.KvHeads), (uint)((tk + 63) / 64), 128, (uint)shared,
                 HeadBase(q, q16, 2, 0, tq), HeadBase(k, k16, 2, 0, tk), HeadBase(v, v16, 2, 0, tk), (long)q.Stride, (long)k.Stride, (long)v.Stride,
                 dOut16, (long)dOutput.Columns, P(logSumExp), P(d),
                 Address(dq), Address(dk), Address(dv), (long)dq.Stride, (long)dk.Stride, (long)dv.Stride, h, tq, tk, s.Scale, s.Causal ? 1 : 0, KeyLengths(s), s.Group,

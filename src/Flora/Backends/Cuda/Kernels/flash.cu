@@ -149,7 +149,8 @@ __device__ __forceinline__ void c_to_a(const float c[N / 8][4], unsigned int a[4
     }
 }
 
-// Forward: grid (query tiles of 128, batch * heads), 256 threads (8 warps x 16 query rows), dynamic shared memory
+// Forward: grid (batch * heads, query tiles of 128: blocks start in linear order, x first, so with the tiles reversed
+// every head's longest causal tile starts before any shorter one), 256 threads (8 warps x 16 query rows), dynamic shared memory
 // (FusedForwardSharedBytes(D) on the host: (128 + 4 x 64) rows of D + 8 bf16); each K/V tile of 64 keys staged in
 // shared memory serves all 128 rows, and the next one is in flight while it is used. q, k, v (bf16) and o (fp32)
 // point at head 0 of batch 0 (the column offset applied); head h starts D h columns in, and reads key/value head
@@ -163,8 +164,8 @@ __device__ __forceinline__ void flash_attention_forward_body(unsigned short* sme
                                                              const int* keyLengths, int group) {
     const int LD = D + 8, T = FA_TILE * LD;                           // smem: Q (128 rows), then K and V twice each
     unsigned short *Qs = smem, *Ks = Qs + FA_QROWS * LD, *Vs = Ks + 2 * T;     // Ks, Vs: buffers 0 and 1, T apart
-    int tile = causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;     // the longest causal rows first
-    int bh = blockIdx.y, b = bh / heads, h = bh % heads;
+    int tile = causal ? gridDim.y - 1 - blockIdx.y : blockIdx.y;     // the longest causal rows first
+    int bh = blockIdx.x, b = bh / heads, h = bh % heads;
     int q0 = tile * FA_QROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const unsigned short* qb = q + (long long)b * tq * qStride + h * D;
     const unsigned short* kb = k + (long long)b * tk * kStride + (h / group) * D;
@@ -316,7 +317,8 @@ FLORA_KERNEL void zero_columns(float* x, long long stride, int rows, int cols) {
     GRID_STRIDE(i, (long long)rows * cols) x[(i / cols) * stride + i % cols] = 0.f;
 }
 
-// Backward: grid (key tiles, batch * key/value heads), 128 threads, dynamic shared memory (FusedBackwardSharedBytes(D)
+// Backward: grid (batch * key/value heads, key tiles: every head's first key tile, the longest when causal, starts
+// before any later one), 128 threads, dynamic shared memory (FusedBackwardSharedBytes(D)
 // on the host: six tiles of 64 rows of D + 8 bf16, two of 64 x 72, four rows of 64 floats). rowDot (B, H, Tq) holds
 // the FlashAttention-2 paper's D_i = rowsum(dO_i O_i) (flash_attention_row_dot). Each block owns 64 keys of
 // one key/value head: it walks the query tiles (64 rows) that can see them, for each of the `group` query heads that
@@ -338,8 +340,8 @@ __device__ __forceinline__ void flash_attention_backward_body(unsigned short* sm
     unsigned short *Ks = smem, *Vs = Ks + T, *Qs = Vs + T, *dOs = Qs + 2 * T, *Ps = dOs + 2 * T, *dSs = Ps + PT;  // Qs, dOs: two buffers
     float* lseS = reinterpret_cast<float*>(dSs + PT);                 // two buffers of 64
     float* Drow = lseS + 2 * FA_TILE;                                 // two buffers of 64 row dots
-    int kvHeads = heads / group, b = blockIdx.y / kvHeads, kvh = blockIdx.y % kvHeads;
-    int k0 = blockIdx.x * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
+    int kvHeads = heads / group, b = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads;
+    int k0 = blockIdx.y * FA_TILE, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = warp * 16;
     const float log2e = 1.4426950408889634f, sl2 = scale * log2e;
     int validKeys = keyLengths != nullptr ? min(tk, keyLengths[b]) : tk;   // keys past the source's length are padding
     if (k0 >= validKeys) {                                            // a tile of padding keys: no gradient

@@ -72,6 +72,89 @@ FLORA_KERNEL void layernorm_backward_params(const float* dy, const float* x, con
     }
 }
 
+// ---- rows of at most 1,024 columns, a multiple of 128 (GPT-2's 768 and 1,024): each lane keeps its columns of the row in
+// registers (NORM_X4 float4s, read with 16-byte loads), so that the row is read once however many passes the math takes.
+#define NORM_X4 8
+
+__device__ __forceinline__ void norm_store4(float* y, long long i, float a, float b, float c, float d) {
+    *reinterpret_cast<float4*>(y + i) = make_float4(a, b, c, d);
+}
+__device__ __forceinline__ void norm_store4(unsigned short* y, long long i, float a, float b, float c, float d) {
+    *reinterpret_cast<uint2*>(y + i) = make_uint2((unsigned int)to_bf16_bits(a) | ((unsigned int)to_bf16_bits(b) << 16),
+                                                  (unsigned int)to_bf16_bits(c) | ((unsigned int)to_bf16_bits(d) << 16));
+}
+
+template <typename T>
+__device__ __forceinline__ void layernorm_forward_x4_body(const float* x, const float* gamma, const float* beta, T* y, float* mean, float* rstd,
+                                                          int rows, int cols, float eps) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = cols >> 7;
+    if (row >= rows) return;
+    const float4 *xr = reinterpret_cast<const float4*>(x + (long long)row * cols), *g4 = reinterpret_cast<const float4*>(gamma),
+                 *b4 = reinterpret_cast<const float4*>(beta);
+    float4 xv[NORM_X4];
+    float s = 0.0f;
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) { xv[i] = xr[i * 32 + lane]; s += xv[i].x + xv[i].y + xv[i].z + xv[i].w; }
+    float mu = warp_sum(s) / cols, v = 0.0f;
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        float a = xv[i].x - mu, b = xv[i].y - mu, c = xv[i].z - mu, d = xv[i].w - mu;
+        v += a * a + b * b + c * c + d * d;
+    }
+    float r = rsqrtf(warp_sum(v) / cols + eps);
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        int c4 = i * 32 + lane;
+        float4 g = g4[c4], b = b4[c4];
+        norm_store4(y, (long long)row * cols + 4 * c4, (xv[i].x - mu) * r * g.x + b.x, (xv[i].y - mu) * r * g.y + b.y,
+                    (xv[i].z - mu) * r * g.z + b.z, (xv[i].w - mu) * r * g.w + b.w);
+    }
+    if (lane == 0) { mean[row] = mu; rstd[row] = r; }
+}
+
+FLORA_KERNEL void layernorm_forward_x4(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                                       int rows, int cols, float eps) {
+    layernorm_forward_x4_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
+}
+
+FLORA_KERNEL void layernorm_forward_bf16_x4(const float* x, const float* gamma, const float* beta, unsigned short* y, float* mean, float* rstd,
+                                            int rows, int cols, float eps) {
+    layernorm_forward_x4_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
+}
+
+// layernorm_backward_dx with x hat and dy gamma kept in registers.
+FLORA_KERNEL void layernorm_backward_dx_x4(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                           const float* residual, float* dx, int rows, int cols) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = cols >> 7;
+    if (row >= rows) return;
+    long long base = (long long)row * cols;
+    const float4 *xr = reinterpret_cast<const float4*>(x + base), *dyr = reinterpret_cast<const float4*>(dy + base),
+                 *g4 = reinterpret_cast<const float4*>(gamma);
+    float mu = mean[row], r = rstd[row], sd = 0.0f, sdx = 0.0f;
+    float4 xh[NORM_X4], dd[NORM_X4];                                  // x hat and dy gamma
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        int c4 = i * 32 + lane;
+        float4 xa = xr[c4], da = dyr[c4], g = g4[c4];
+        xh[i] = make_float4((xa.x - mu) * r, (xa.y - mu) * r, (xa.z - mu) * r, (xa.w - mu) * r);
+        dd[i] = make_float4(da.x * g.x, da.y * g.y, da.z * g.z, da.w * g.w);
+        sd += dd[i].x + dd[i].y + dd[i].z + dd[i].w;
+        sdx += dd[i].x * xh[i].x + dd[i].y * xh[i].y + dd[i].z * xh[i].z + dd[i].w * xh[i].w;
+    }
+    float meanD = warp_sum(sd) / cols, meanDX = warp_sum(sdx) / cols;
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        int c4 = i * 32 + lane;
+        float4 o = make_float4(r * (dd[i].x - meanD - xh[i].x * meanDX), r * (dd[i].y - meanD - xh[i].y * meanDX),
+                               r * (dd[i].z - meanD - xh[i].z * meanDX), r * (dd[i].w - meanD - xh[i].w * meanDX));
+        if (residual != nullptr) {
+            float4 a = reinterpret_cast<const float4*>(residual + base)[c4];
+            o = make_float4(a.x + o.x, a.y + o.y, a.z + o.z, a.w + o.w);
+        }
+        reinterpret_cast<float4*>(dx + base)[c4] = o;
+    }
+}
+
 // y = x rstd w, rstd = 1 / sqrt(mean(x^2) + eps)
 FLORA_KERNEL void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int rows, int cols, float eps) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
