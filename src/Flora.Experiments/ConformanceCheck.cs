@@ -335,6 +335,20 @@ public static partial class ConformanceCheck
                 float[] gpuU = gpu.DownloadBFloat16(u16).Select(h => BitConverter.UInt32BitsToSingle((uint)h << 16)).ToArray();
                 Add("AdafactorFactoredPrecondition into bf16", RelativeError(cpuU, gpuU), 4e-3);
             }
+            {
+                // FLORA's official variant: u in fp32 and, from the same pass, the bf16 copy its compression reads.
+                (float[] U, float[] Rounded) Run(IBackend b)
+                {
+                    using var gt = Up(b, g, [R, Cc]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, cols0, [Cc]);
+                    using var u = b.Allocate(new Shape(R, Cc), MemoryTag.Scratch); using var r16 = b.Allocate(new Shape(R, Cc), MemoryTag.Scratch, DType.BFloat16);
+                    b.AdafactorFactoredPrecondition(gt, rt, ct, u, 1f, 0f, r16);
+                    return (Host(u), Wide(r16));
+                }
+                var (cu, cr) = Run(cpu);
+                var (gu, gr) = Run(gpu);
+                Add("AdafactorFactoredPrecondition into fp32 and a bf16 copy: fp32", RelativeError(cu, gu), Norm);
+                Add("AdafactorFactoredPrecondition into fp32 and a bf16 copy: bf16", RelativeError(cr, gr), 4e-3);
+            }
             Compare("SquaredMovingAverage, DivideBySqrt (plain and into a first moment)", b =>
             {
                 using var gt = Up(b, g, [R * Cc]); using var v = Up(b, g.Select(Math.Abs).ToArray(), [R * Cc]); using var u = b.Allocate(new Shape(R * Cc), MemoryTag.Scratch);

@@ -244,9 +244,11 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Adafactor's preconditioned update u = alpha g / sqrt(rows_i / mean(rows) * columns_j) + beta u; u may be g
     /// when beta is 0. With alpha = 1 - b1 and beta = b1 it folds the update into a first moment u. u may also be
-    /// of <see cref="ProductOperandType"/> (with beta 0), for an update that only feeds a product.
+    /// of <see cref="ProductOperandType"/> (with beta 0), for an update that only feeds a product. With
+    /// <paramref name="rounded"/> (beta 0) the pass also writes u converted to that tensor's type (bf16: rounded to
+    /// nearest even, as a product's operand conversion), for a product that reads u beside its other uses.
     /// </summary>
-    void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f);
+    void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f, Tensor? rounded = null);
 
     /// <summary>v = decay v + (1 - decay)(g^2 + eps): the unfactored second moment (Adafactor with eps = eps1, Adam with eps = 0).</summary>
     void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps);

@@ -188,10 +188,14 @@ public class Adafactor : Optimizer
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
+        // FLORA's official variant compresses u and keeps it: on bf16 tensor cores the precondition pass also writes the
+        // bf16 copy the compression reads, instead of a conversion pass over u.
+        var official = state.Momentum is CompressedMomentum { YieldsLowRank: false } o && state.Factored && Backend.ProductOperandType != DType.Float32 ? o : null;
+        Tensor? rounded = official is not null ? _scratch.Update.Get(gradient.Shape) : null;
         if (state.Factored)
         {
             Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
-            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta);
+            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
         }
         else
         {
@@ -207,7 +211,8 @@ public class Adafactor : Optimizer
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
-        if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
+        if (official is not null) u = official.Apply(u, t, rounded!);
+        else if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
         Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 

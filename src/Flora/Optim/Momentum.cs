@@ -202,7 +202,17 @@ internal sealed class CompressedMomentum : Momentum
 
     public override Tensor Apply(Tensor u, long t)
     {
-        return _variant == FloraVariant.Paper ? ApplyPaper(u, t) : ApplyOfficial(u, t);
+        return _variant == FloraVariant.Paper ? ApplyPaper(u, t) : ApplyOfficial(u, t, null);
+    }
+
+    /// <summary>
+    /// <see cref="Apply(Tensor, long)"/> given u also in the type products read (<paramref name="rounded"/>, written by the pass that made
+    /// u), which the compression then reads instead of converting u itself. Official variant only.
+    /// </summary>
+    public Tensor Apply(Tensor u, long t, Tensor rounded)
+    {
+        if (_variant != FloraVariant.Official) throw new InvalidOperationException("only the official variant compresses a u that it also keeps");
+        return ApplyOfficial(u, t, rounded);
     }
 
     // Algorithm 2 (lines 9-20): transfer at a period start, M = beta M + (1 - beta) u A^T, yield M A.
@@ -234,12 +244,12 @@ internal sealed class CompressedMomentum : Momentum
 
     // Official PyTorch: yield (1 - beta) u + beta decompress_old(M); then transfer if the period ends;
     // then M = beta M + (1 - beta) compress_new(u).
-    private Tensor ApplyOfficial(Tensor u, long t)
+    private Tensor ApplyOfficial(Tensor u, long t, Tensor? rounded)
     {
         long oldPeriod = t / _kappa, newPeriod = (t + 1) / _kappa;
         Tensor compressed = _scratch.Compressed.Get(_m.Shape);
         Tensor aNew = P.Generate(SeedOfPeriod(newPeriod), _shape, _axis);
-        P.Compress(u, aNew, compressed, _axis);                                     // c = compress_new(u), raw update
+        P.Compress(rounded ?? u, aNew, compressed, _axis);                          // c = compress_new(u), raw update
         // Within a period the old projection is the new one: regenerated only when the period ends.
         Tensor aOld = newPeriod == oldPeriod ? aNew : P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
         P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old

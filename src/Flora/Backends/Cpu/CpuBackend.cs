@@ -510,8 +510,15 @@ internal sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
-    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f)
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f, Tensor? rounded = null)
     {
+        if (rounded is not null)
+        {
+            if (beta != 0 || rounded.Count != u.Count) throw new ArgumentException($"AdafactorFactoredPrecondition: a rounded copy {rounded} of u {u} needs beta 0 and as many elements");
+            AdafactorFactoredPrecondition(g, rows, columns, u, alpha, beta);
+            Copy(u, rounded);                                                            // converted as a product's operand
+            return;
+        }
         CheckFactored(g, rows, columns, nameof(AdafactorFactoredPrecondition));
         CheckSameCount(g, u, nameof(AdafactorFactoredPrecondition));
         using var _ = Time(nameof(AdafactorFactoredPrecondition));

@@ -515,15 +515,20 @@ internal sealed unsafe partial class CudaBackend
         ColumnFinish("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
     }
 
-    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f)
+    public void AdafactorFactoredPrecondition(Tensor g, Tensor rows, Tensor columns, Tensor u, float alpha = 1f, float beta = 0f, Tensor? rounded = null)
     {
         if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns || u.Count != g.Count)
             throw new ArgumentException($"AdafactorFactoredPrecondition: rows {rows.Shape}, columns {columns.Shape} and u {u.Shape} do not match the matrix {g.Shape}");
+        if (rounded is not null && (beta != 0 || rounded.Count != u.Count || u.DType != DType.Float32 || rounded.DType is not (DType.BFloat16 or DType.Float32)))
+            throw new ArgumentException($"AdafactorFactoredPrecondition: a rounded copy {rounded} of u {u} needs a Float32 u, beta 0 and as many elements");
         using var _ = Time(nameof(AdafactorFactoredPrecondition));
         Tensor mean = _rowDots.Get(new Shape(1));
         _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), rows.Count);
         if (u.DType == DType.BFloat16 && beta != 0) throw new ArgumentException("AdafactorFactoredPrecondition: a bf16 u cannot accumulate (beta must be 0)");
-        Elementwise(u.DType == DType.BFloat16 ? "adafactor_precondition_bf16" : "adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
+        if (rounded is { DType: DType.BFloat16 })
+            Elementwise("adafactor_precondition_and_bf16", g.Count, P(g), P(rows), P(columns), P(mean), P(u), P(rounded), g.Rows, g.Columns, alpha);
+        else Elementwise(u.DType == DType.BFloat16 ? "adafactor_precondition_bf16" : "adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
+        if (rounded is { DType: DType.Float32 }) Copy(u, rounded);
     }
 
     public void SquaredMovingAverage(Tensor g, Tensor v, float decay, float eps)

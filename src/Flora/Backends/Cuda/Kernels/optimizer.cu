@@ -60,6 +60,20 @@ FLORA_KERNEL void adafactor_precondition_bf16(const float* g, const float* rowMo
     }
 }
 
+// Both (beta 0): u in fp32 and rounded to bf16, for an update that feeds a product and is used whole too (FLORA's
+// official variant compresses u, then adds the decompressed history to it).
+FLORA_KERNEL void adafactor_precondition_and_bf16(const float* g, const float* rowMoments, const float* columns, const float* meanRows, float* u,
+                                                  unsigned short* rounded, int rows, int cols, float alpha) {
+    float mean = *meanRows;
+    GRID_STRIDE(i, (long long)rows * cols) {
+        long long r = i / cols;
+        int c = (int)(i % cols);
+        float x = alpha * (g[i] * rsqrtf(rowMoments[r] / mean) * rsqrtf(columns[c]));
+        u[i] = x;
+        rounded[i] = to_bf16_bits(x);
+    }
+}
+
 // v = decay v + (1 - decay)(g^2 + eps)
 FLORA_KERNEL void squared_moving_average(const float* g, float* v, int n, float decay, float eps) {
     GRID_STRIDE(i, n) { float x = g[i]; v[i] = decay * v[i] + (1.0f - decay) * (x * x + eps); }
