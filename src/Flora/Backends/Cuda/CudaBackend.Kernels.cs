@@ -441,8 +441,10 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Chunks of rows whose fp32 logits take about 256 MB. Per chunk: logits = x W^T (cuBLAS), one kernel for
-    /// the row losses (and the logit gradients, written as bf16 in bf16 mode), then dx and dW (cuBLAS).
+    /// Chunks of rows whose logits take about 256 MB. Per chunk: logits = x W^T (cuBLAS), one kernel for the row
+    /// losses (and the logit gradients), then dx and dW (cuBLAS). In bf16 mode the product writes the logits in bf16,
+    /// as autocast's lm_head does (the loss then reads logits rounded to bf16, and the chunks are twice as many rows),
+    /// and their gradients, bf16 too, are written over them.
     /// Logit rows are padded so that every operand is aligned for the tensor cores; in bf16 mode the vocabulary
     /// itself is padded to a multiple of 128 with zero rows of W (GPT-2's 50,257 becomes 50,304), because an
     /// odd product dimension makes cuBLAS fall back to slow kernels: the padding logits are 0 and left out of
@@ -455,7 +457,7 @@ internal sealed unsafe partial class CudaBackend
         CheckTargetRange(targets, weight.Rows, nameof(LinearCrossEntropy));
         bool half = Precision == GemmPrecision.Bf16, gradients = dx is not null || dWeight is not null;
         int n = x.Rows, c = x.Columns, v = weight.Rows, ld = half ? (v + 127) & ~127 : (v + 7) & ~7, vp = half ? ld : v;
-        int chunk = Math.Clamp((64 << 20) / ld, 1, n);
+        int chunk = Math.Clamp((half ? 128 << 20 : 64 << 20) / ld, 1, n);          // 256 MB of logits (fp32, or bf16 in bf16 mode)
         if (chunk > 128) chunk -= chunk % 128;
         int input = half ? CuBlas.R16BF : CuBlas.R32F, es = half ? 2 : 4;
         ulong xs = half ? ToBf16(x, _operandA) : P(x), ws = half ? 0 : ToF32(weight, _wideB);   // fp32 modes widen a bf16 weight
@@ -469,23 +471,24 @@ internal sealed unsafe partial class CudaBackend
             else ConvertToBf16(weight, ws);
             using (Time(nameof(ToBf16))) Elementwise("zero_u16", (long)(vp - v) * c, ws + (ulong)((long)v * c * 2), (long)(vp - v) * c);
         }
-        Tensor logits = _headLogits.Get(new Shape(chunk * ld)), losses = _headLosses.Get(new Shape(n));
-        ulong d16 = half && gradients ? P(_headGradients16.Get(new Shape(chunk * ld))) : 0;
+        // bf16 mode: the product writes the logits in bf16 (as autocast's lm_head does) and their gradients replace them.
+        ulong logits = half ? P(_headGradients16.Get(new Shape(chunk * ld))) : P(_headLogits.Get(new Shape(chunk * ld)));
+        Tensor losses = _headLosses.Get(new Shape(n));
         uint threads = v >= 8192 ? 1024u : 256u;
         for (int r0 = 0; r0 < n; r0 += chunk)
         {
             int rn = Math.Min(chunk, n - r0);
             ulong xc = xs + (ulong)((long)r0 * c * es), tc = P(targets) + (ulong)(r0 * 4L), lc = P(losses) + (ulong)(r0 * 4L);
             using (TimeProduct("head logits NT", rn, vp, c))                             // logits (rn, V_pad) = x_c W^T
-                _blas.Gemm(CuBlas.OpT, CuBlas.OpN, vp, rn, c, 1f, ws, c, xc, c, 0f, P(logits), ld, _compute, input);
+                _blas.Gemm(CuBlas.OpT, CuBlas.OpN, vp, rn, c, 1f, ws, c, xc, c, 0f, logits, ld, _compute, input, input);
             using (Time(nameof(LinearCrossEntropy)))
             {
-                if (!gradients) _device.Launch("cross_entropy_rows", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, lc, rn, v);
-                else if (half) _device.Launch("cross_entropy_backward_bf16", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, d16, (long)ld, lc, rn, v, gradScale);
-                else _device.Launch("cross_entropy_backward_f32", (uint)rn, 1, threads, 0, P(logits), (long)ld, tc, lc, rn, v, gradScale);
+                if (!gradients) _device.Launch(half ? "cross_entropy_rows_bf16" : "cross_entropy_rows", (uint)rn, 1, threads, 0, logits, (long)ld, tc, lc, rn, v);
+                else if (half) _device.Launch("cross_entropy_backward_bf16_in_place", (uint)rn, 1, threads, 0, logits, (long)ld, tc, lc, rn, v, gradScale);
+                else _device.Launch("cross_entropy_backward_f32", (uint)rn, 1, threads, 0, logits, (long)ld, tc, lc, rn, v, gradScale);
             }
             if (!gradients) continue;
-            ulong dl = half ? d16 : P(logits);
+            ulong dl = logits;
             if (dx is not null)
                 using (TimeProduct("head dx NN", rn, c, vp))                             // dx_c (rn, C) = dlogits W
                     _blas.Gemm(CuBlas.OpN, CuBlas.OpN, c, rn, vp, 1f, ws, c, dl, ld, 0f, P(dx) + (ulong)((long)r0 * c * 4), c, _compute, input);

@@ -108,32 +108,66 @@ FLORA_KERNEL void cross_entropy_backward_f32(float* logits, long long ld, const 
     for (int c = threadIdx.x; c < cols; c += blockDim.x) x[c] = k * expf(x[c] - M) - (c == t ? scale : 0.0f);
 }
 
-// As cross_entropy_backward_f32, writing dlogits as bf16 into d16 (row stride ld16, a multiple of 4), four at a time,
-// and zeros in the padding columns [cols, ld16).
-FLORA_KERNEL void cross_entropy_backward_bf16(const float* logits, long long ld, const int* targets, unsigned short* d16, long long ld16,
-                                              float* loss, int rows, int cols, float scale) {
-    int row = blockIdx.x;
-    if (row >= rows) return;
-    const float* x = logits + row * ld;
-    unsigned short* d = d16 + row * ld16;
-    float M, S;
-    row_max_sum(x, cols, M, S);
-    int t = targets[row];
-    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - x[t];
-    float k = t < 0 ? 0.0f : scale / S, hit = t < 0 ? 0.0f : scale;
+FLORA_KERNEL void zero_u16(unsigned short* x, long long n) { GRID_STRIDE(i, n) x[i] = 0; }
+
+// ---- the same with the logits in bf16 (bf16 mode: the product writes them so, as autocast does), four per 8-byte load.
+
+__device__ __forceinline__ float bf16_to_float(unsigned short h) { return __uint_as_float((unsigned int)h << 16); }
+
+__device__ void row_max_sum_bf16(const unsigned short* x, int cols, float& M, float& S) {
+    float m = -FLORA_INF, s = 0.0f;
     int vec = cols / 4;
-    const float4* x4 = reinterpret_cast<const float4*>(x);
-    uint2* d4 = reinterpret_cast<uint2*>(d);
+    const uint2* x4 = reinterpret_cast<const uint2*>(x);
     for (int i = threadIdx.x; i < vec; i += blockDim.x) {
-        float4 v = x4[i];
-        int c = i * 4;
-        float a0 = k * expf(v.x - M) - (c == t ? hit : 0.0f), a1 = k * expf(v.y - M) - (c + 1 == t ? hit : 0.0f);
-        float a2 = k * expf(v.z - M) - (c + 2 == t ? hit : 0.0f), a3 = k * expf(v.w - M) - (c + 3 == t ? hit : 0.0f);
-        d4[i] = make_uint2((unsigned int)to_bf16_bits(a0) | ((unsigned int)to_bf16_bits(a1) << 16),
-                           (unsigned int)to_bf16_bits(a2) | ((unsigned int)to_bf16_bits(a3) << 16));
+        uint2 p = x4[i];
+        float v0 = __uint_as_float(p.x << 16), v1 = __uint_as_float(p.x & 0xffff0000u), v2 = __uint_as_float(p.y << 16), v3 = __uint_as_float(p.y & 0xffff0000u);
+        float top = fmaxf(fmaxf(v0, v1), fmaxf(v2, v3));
+        if (top > m) { s *= expf(m - top); m = top; }
+        s += expf(v0 - m) + expf(v1 - m) + expf(v2 - m) + expf(v3 - m);
     }
-    for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) d[c] = to_bf16_bits(k * expf(x[c] - M) - (c == t ? hit : 0.0f));
-    for (int c = cols + threadIdx.x; c < ld16; c += blockDim.x) d[c] = 0;   // padding columns: read by the dx product
+    for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) {
+        float v = bf16_to_float(x[c]);
+        if (v > m) { s *= expf(m - v); m = v; }
+        s += expf(v - m);
+    }
+    M = block_max(m);
+    S = block_sum(m == -FLORA_INF ? 0.0f : s * expf(m - M));
 }
 
-FLORA_KERNEL void zero_u16(unsigned short* x, long long n) { GRID_STRIDE(i, n) x[i] = 0; }
+// cross_entropy_rows for bf16 logits.
+FLORA_KERNEL void cross_entropy_rows_bf16(const unsigned short* logits, long long ld, const int* targets, float* loss, int rows, int cols) {
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    const unsigned short* x = logits + row * ld;
+    float M, S;
+    row_max_sum_bf16(x, cols, M, S);
+    int t = targets[row];
+    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - bf16_to_float(x[t]);
+}
+
+// cross_entropy_backward_f32 for bf16 logits, the bf16 gradients written over them (row stride ld, a multiple of 4; columns
+// past cols set to 0). The target's logit is read before the block's reductions, so before any gradient is written.
+FLORA_KERNEL void cross_entropy_backward_bf16_in_place(unsigned short* logits, long long ld, const int* targets, float* loss, int rows, int cols, float scale) {
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    unsigned short* x = logits + row * ld;
+    int t = targets[row];
+    float xt = t < 0 ? 0.0f : bf16_to_float(x[t]);
+    float M, S;
+    row_max_sum_bf16(x, cols, M, S);
+    if (threadIdx.x == 0) loss[row] = t < 0 ? -1.0f : logf(S) + M - xt;
+    float k = t < 0 ? 0.0f : scale / S, hit = t < 0 ? 0.0f : scale;
+    int vec = cols / 4;
+    uint2* x4 = reinterpret_cast<uint2*>(x);
+    for (int i = threadIdx.x; i < vec; i += blockDim.x) {
+        uint2 p = x4[i];
+        int c = i * 4;
+        float v0 = __uint_as_float(p.x << 16), v1 = __uint_as_float(p.x & 0xffff0000u), v2 = __uint_as_float(p.y << 16), v3 = __uint_as_float(p.y & 0xffff0000u);
+        float a0 = k * expf(v0 - M) - (c == t ? hit : 0.0f), a1 = k * expf(v1 - M) - (c + 1 == t ? hit : 0.0f);
+        float a2 = k * expf(v2 - M) - (c + 2 == t ? hit : 0.0f), a3 = k * expf(v3 - M) - (c + 3 == t ? hit : 0.0f);
+        x4[i] = make_uint2((unsigned int)to_bf16_bits(a0) | ((unsigned int)to_bf16_bits(a1) << 16),
+                           (unsigned int)to_bf16_bits(a2) | ((unsigned int)to_bf16_bits(a3) << 16));
+    }
+    for (int c = vec * 4 + threadIdx.x; c < cols; c += blockDim.x) x[c] = to_bf16_bits(k * expf(bf16_to_float(x[c]) - M) - (c == t ? hit : 0.0f));
+    for (int c = cols + threadIdx.x; c < ld; c += blockDim.x) x[c] = 0;       // padding columns: read by the dx product
+}
