@@ -49,7 +49,7 @@ double[] Train(int firstStep, int lastStep, bool resume)
         for (int micro = 0; micro < MicroBatches; micro++)
         {
             LoadBatch(step * MicroBatches + micro, ids, targets);
-            loss += model.ForwardLoss(ids, targets) / MicroBatches;
+            loss += model.ForwardLoss(ids, targets, optimizer.Gradients) / MicroBatches;   // the loss's gradients from the same pass
             model.BackwardLoss(optimizer.Gradients);      // gradients are compressed as backward produces them
             optimizer.Step();                              // every 4th call decompresses the mean and updates
         }
