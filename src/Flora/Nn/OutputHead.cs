@@ -119,9 +119,17 @@ public sealed class OutputHead : Module
     {
         Tensor dx = GradientSlot("dx").Get(x.Shape);
         GradientTarget? target = Weight.RequiresGrad ? gradients.Target(Weight) : null;
+        Tensor w = Weight.Value;
+        if (target is GradientTarget t && t.Tensor.Pointer == w.Pointer)
+        {
+            // An update folded into the dW product (SGD with LOMO) changes W chunk by chunk: the logits of later chunks
+            // must read W as it was before the step, so they read a copy.
+            w = Slot("weight before the step", Weight.Value.DType).Get(w.Shape);
+            Backend.Copy(Weight.Value, w);
+        }
         var result = target is GradientTarget g
-            ? Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, g.Tensor, g.Scale, g.Beta)
-            : Backend.LinearCrossEntropy(x, Weight.Value, targets, scale, dx, null, 0f, 0f);
+            ? Backend.LinearCrossEntropy(x, w, targets, scale, dx, g.Tensor, g.Scale, g.Beta)
+            : Backend.LinearCrossEntropy(x, w, targets, scale, dx, null, 0f, 0f);
         computed = (dx, target);
         return result;
     }

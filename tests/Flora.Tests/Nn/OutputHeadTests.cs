@@ -84,6 +84,34 @@ public class OutputHeadTests
         }
     }
 
+    /// <summary>
+    /// SGD with LOMO folds the update into the head's dW product (W += -lr dW, no gradient buffer). The loss kernel runs
+    /// over chunks of rows (a vocabulary of 100,000 makes 83-row chunks on the CPU): every chunk's logits must read the
+    /// weight as it was before the step, so the result equals plain SGD on the full gradient.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_fused_SGD_step_on_the_head_reads_the_weight_from_before_the_step(bool lossGradientsInForward)
+    {
+        const int N = 300, C = 8, V = 100_000;
+        float[] After(bool lomo)
+        {
+            using var cpu = TestUtil.Cpu();
+            using var head = new OutputHead(cpu, "lm_head", C, V, seed: 21, initStd: 0.5f);
+            using var x = TestUtil.Random(cpu, 22, 1f, N, C);
+            var random = new Random(23);
+            using var targets = TestUtil.Labels(cpu, Enumerable.Range(0, N).Select(_ => random.Next(V)).ToArray());
+            using var sgd = new Sgd(cpu, head.Parameters(), 50f) { GradientOptions = new PipelineOptions { Lomo = lomo } };
+            head.ForwardLoss(x, targets, lossGradientsInForward ? sgd.Gradients : null);
+            head.BackwardLoss(sgd.Gradients);
+            sgd.Step();
+            return TestUtil.ToArray(head.Weight.Value);
+        }
+        float[] plain = After(lomo: false), fused = After(lomo: true);
+        Assert.True(plain.Zip(fused, (a, b) => Math.Abs(a - b)).Max() <= 1e-6f * plain.Max(Math.Abs), "the fused step read a weight updated by earlier chunks");
+    }
+
     [Fact]
     public void Fused_loss_equals_the_loss_of_the_materialised_logits()
     {
