@@ -472,7 +472,7 @@ internal sealed unsafe partial class CudaBackend
             using (Time(nameof(ToBf16))) Elementwise("zero_u16", (long)(vp - v) * c, ws + (ulong)((long)v * c * 2), (long)(vp - v) * c);
         }
         // bf16 mode: the product writes the logits in bf16 (as autocast's lm_head does) and their gradients replace them.
-        ulong logits = half ? P(_headGradients16.Get(new Shape(chunk * ld))) : P(_headLogits.Get(new Shape(chunk * ld)));
+        ulong logits = half ? P(_headLogits16.Get(new Shape(chunk * ld))) : P(_headLogits.Get(new Shape(chunk * ld)));
         Tensor losses = _headLosses.Get(new Shape(n));
         uint threads = v >= 8192 ? 1024u : 256u;
         for (int r0 = 0; r0 < n; r0 += chunk)
@@ -488,7 +488,7 @@ internal sealed unsafe partial class CudaBackend
                 else _device.Launch("cross_entropy_backward_f32", (uint)rn, 1, threads, 0, logits, (long)ld, tc, lc, rn, v, gradScale);
             }
             if (!gradients) continue;
-            ulong dl = logits;
+            ulong dl = logits;                                                           // the logits' gradients, written over them
             if (dx is not null)
                 using (TimeProduct("head dx NN", rn, c, vp))                             // dx_c (rn, C) = dlogits W
                     _blas.Gemm(CuBlas.OpN, CuBlas.OpN, c, rn, vp, 1f, ws, c, dl, ld, 0f, P(dx) + (ulong)((long)r0 * c * 4), c, _compute, input);

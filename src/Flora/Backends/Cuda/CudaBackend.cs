@@ -20,7 +20,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _operandA, _operandB, _operandC, _operandV, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM;
     private readonly TensorSlot _counter;
-    private readonly TensorSlot _headLogits, _headLosses, _headGradients16, _keyLengths;
+    private readonly TensorSlot _headLogits, _headLosses, _headLogits16, _keyLengths;
     private readonly CuBlasLt? _lt;
     private readonly Tensor? _ltWorkspace;
 
@@ -54,7 +54,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _gramM = new TensorSlot(this, MemoryTag.Scratch);
         _headLogits = new TensorSlot(this, MemoryTag.Scratch);
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
-        _headGradients16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
+        _headLogits16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _keyLengths = new TensorSlot(this, MemoryTag.Scratch, DType.Int32);
         _wideA = new TensorSlot(this, MemoryTag.Scratch);
         _wideB = new TensorSlot(this, MemoryTag.Scratch);
@@ -624,7 +624,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _gramM.Dispose();
         _headLogits.Dispose();
         _headLosses.Dispose();
-        _headGradients16.Dispose();
+        _headLogits16.Dispose();
         _keyLengths.Dispose();
         _wideA.Dispose();
         _wideB.Dispose();
