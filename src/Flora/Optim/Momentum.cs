@@ -207,7 +207,8 @@ internal sealed class CompressedMomentum : Momentum
 
     /// <summary>
     /// <see cref="Apply(Tensor, long)"/> given u also in the type products read (<paramref name="rounded"/>, written by the pass that made
-    /// u), which the compression then reads instead of converting u itself. Official variant only.
+    /// u), which the compression then reads instead of converting u itself, after u has taken the yield, straight into M.
+    /// Official variant only.
     /// </summary>
     public Tensor Apply(Tensor u, long t, Tensor rounded)
     {
@@ -247,11 +248,21 @@ internal sealed class CompressedMomentum : Momentum
     private Tensor ApplyOfficial(Tensor u, long t, Tensor? rounded)
     {
         long oldPeriod = t / _kappa, newPeriod = (t + 1) / _kappa;
-        Tensor compressed = _scratch.Compressed.Get(_m.Shape);
         Tensor aNew = P.Generate(SeedOfPeriod(newPeriod), _shape, _axis);
-        P.Compress(rounded ?? u, aNew, compressed, _axis);                          // c = compress_new(u), raw update
         // Within a period the old projection is the new one: regenerated only when the period ends.
         Tensor aOld = newPeriod == oldPeriod ? aNew : P.Generate(SeedOfPeriod(oldPeriod), _shape, _axis, slot: 1);
+        if (rounded is not null)
+        {
+            // u is kept as `rounded` too: u can take the yield first, and the compression of the kept copy goes
+            // straight into M (the product's beta does the average; no scratch, no separate pass).
+            P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);        // u = (1 - beta) u + beta M_old A_old
+            if (newPeriod != oldPeriod) Transfer(aOld, aNew);
+            Resamplings = newPeriod;
+            P.Compress(rounded, aNew, _m, _axis, alpha: 1 - _beta, beta: _beta);   // M = beta M + (1 - beta) compress_new(u)
+            return u;
+        }
+        Tensor compressed = _scratch.Compressed.Get(_m.Shape);
+        P.Compress(u, aNew, compressed, _axis);                                     // c = compress_new(u), raw update
         P.Decompress(_m, aOld, u, _axis, alpha: _beta, beta: 1 - _beta);            // u = (1 - beta) u + beta M_old A_old
         if (newPeriod != oldPeriod) Transfer(aOld, aNew);
         Resamplings = newPeriod;

@@ -83,6 +83,38 @@ public class FloraTests
         Assert.NotEqual(before, after);
     }
 
+    /// <summary>
+    /// The official variant given a kept copy of u (what the GPU's precondition pass writes in bf16) takes the yield first
+    /// and compresses the copy straight into M: the same yields and the same M as the plain order, across a resampling.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 5)]
+    [InlineData(5, 8)]
+    public void Official_variant_with_a_kept_copy_of_u_matches_the_plain_order(int n, int m)
+    {
+        const int r = 3;
+        using var cpu = TestUtil.Cpu();
+        using var p = NewParameter(cpu, "w", n, m, 1);
+        var options = MomentumOptions.Flora(r, beta: 0.8f, kappa: 2, variant: FloraVariant.Official, seed: 7);
+        using var plainState = new ParameterState(cpu, p);
+        using var keptState = new ParameterState(cpu, p);
+        using var plainScratch = new MomentumScratch(cpu, r);
+        using var keptScratch = new MomentumScratch(cpu, r);
+        var plain = (CompressedMomentum)Momentum.Create(cpu, options, p, plainState, plainScratch)!;
+        var kept = (CompressedMomentum)Momentum.Create(cpu, options, p, keptState, keptScratch)!;
+        for (int t = 0; t < 5; t++)                                                // periods 0, 0, 1, 1, 2: two resamplings
+        {
+            using var u1 = TestUtil.Random(cpu, (ulong)(40 + t), 1, n, m);
+            using var u2 = TestUtil.Random(cpu, (ulong)(40 + t), 1, n, m);
+            using var copy = TestUtil.Random(cpu, (ulong)(40 + t), 1, n, m);
+            float[] a = TestUtil.ToArray(plain.Apply(u1, t)), b = TestUtil.ToArray(kept.Apply(u2, t, copy));
+            float[] ma = TestUtil.ToArray(plainState.Tensors.Single().Tensor), mb = TestUtil.ToArray(keptState.Tensors.Single().Tensor);
+            for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) <= 1e-5 * (1 + Math.Abs(a[i])), $"step {t}, yield {i}: {a[i]} vs {b[i]}");
+            for (int i = 0; i < ma.Length; i++) Assert.True(Math.Abs(ma[i] - mb[i]) <= 1e-5 * (1 + Math.Abs(ma[i])), $"step {t}, M {i}: {ma[i]} vs {mb[i]}");
+        }
+        Assert.Equal(2, kept.Resamplings);
+    }
+
     [Fact]
     public void Paper_variant_follows_algorithm_2_across_a_resampling()
     {
