@@ -3,11 +3,56 @@ using Flora.Tensors;
 
 namespace Flora.Nn;
 
-/// <summary>LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) gamma + beta; gamma = 1, beta = 0 at start.</summary>
-public sealed class LayerNorm : Module, IRecomputable, IResidualNorm
+/// <summary>
+/// What LayerNorm and RMSNorm share: the output written by <see cref="Normalize"/> (again, into the same buffer, when it
+/// is recomputed), and one backward that the plain and the residual-folding entry points both call.
+/// </summary>
+public abstract class NormLayer : Module, IRecomputable, IResidualNorm
 {
     private Tensor? _x, _y;
 
+    /// <summary>A norm named <paramref name="name"/> on <paramref name="backend"/>.</summary>
+    protected NormLayer(IBackend backend, string name) : base(backend, name) { }
+
+    /// <summary>Normalizes x into y (N, C), saving the statistics backward reads.</summary>
+    protected abstract void Normalize(Tensor x, Tensor y);
+
+    /// <summary>dx = norm'(gradOutput) (+ residual), and the parameter gradients to the sink.</summary>
+    protected abstract void Backward(Tensor gradOutput, IGradientSink gradients, Tensor x, Tensor? residual, Tensor dx);
+
+    /// <summary>Forward into <paramref name="y"/>, the buffer the subclass chose; returns it.</summary>
+    protected Tensor ForwardInto(Tensor x, Tensor y)
+    {
+        (_x, _y) = (x, y);
+        Normalize(x, y);
+        return y;
+    }
+
+    /// <inheritdoc/>
+    public bool RecomputesOutput { get; set; }
+
+    /// <inheritdoc/>
+    public void RecomputeOutput()
+    {
+        if (RecomputesOutput) Normalize(Saved(_x), Saved(_y));
+    }
+
+    /// <inheritdoc/>
+    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
+    {
+        Tensor x = Saved(_x), dx = GradientSlot("dx").Get(x.Shape);
+        Backward(gradOutput, gradients, x, null, dx);
+        return ComputesInputGradient ? dx : null;
+    }
+
+    /// <inheritdoc/>
+    public void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination) =>
+        Backward(gradOutput, gradients, Saved(_x), residual, destination);
+}
+
+/// <summary>LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) gamma + beta; gamma = 1, beta = 0 at start.</summary>
+public sealed class LayerNorm : NormLayer
+{
     /// <summary>
     /// LayerNorm over a last dimension of width <paramref name="dimension"/>, with parameters "name.weight" (gamma, ones)
     /// and "name.bias" (beta, zeros), Float32, and <paramref name="eps"/> added to the variance.
@@ -28,14 +73,8 @@ public sealed class LayerNorm : Module, IRecomputable, IResidualNorm
     public Parameter Bias { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x)
-    {
-        _x = x;
-        bool half = OutputType == DType.BFloat16;
-        _y = OutputSlot(half ? "out.bf16" : "out", RecomputesOutput, OutputType).Get(x.Shape);   // (N, C)
-        Normalize(x, _y);
-        return _y;
-    }
+    public override Tensor Forward(Tensor x) =>
+        ForwardInto(x, OutputSlot(OutputType == DType.BFloat16 ? "out.bf16" : "out", RecomputesOutput, OutputType).Get(x.Shape));   // (N, C)
 
     /// <summary>
     /// The type of the output: Float32, or BFloat16 when the only reader is a product (a block's attention or MLP input
@@ -51,33 +90,13 @@ public sealed class LayerNorm : Module, IRecomputable, IResidualNorm
     }
     private DType _outputType = DType.Float32;
 
-    private void Normalize(Tensor x, Tensor y) =>
+    /// <inheritdoc/>
+    protected override void Normalize(Tensor x, Tensor y) =>
         Backend.LayerNormForward(x, Weight.Value, Bias.Value, y, Slot("mean").Get(new Shape(x.Rows)), Slot("rstd").Get(new Shape(x.Rows)), Eps);
 
     /// <inheritdoc/>
-    public bool RecomputesOutput { get; set; }
-
-    /// <inheritdoc/>
-    public void RecomputeOutput()
+    protected override void Backward(Tensor gradOutput, IGradientSink gradients, Tensor x, Tensor? residual, Tensor dx)
     {
-        if (RecomputesOutput) Normalize(Saved(_x), Saved(_y));
-    }
-
-    /// <inheritdoc/>
-    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
-    {
-        Tensor dx = GradientSlot("dx").Get(Saved(_x).Shape);
-        Backward(gradOutput, gradients, null, dx);
-        return ComputesInputGradient ? dx : null;
-    }
-
-    /// <inheritdoc/>
-    public void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination) =>
-        Backward(gradOutput, gradients, residual, destination);
-
-    private void Backward(Tensor gradOutput, IGradientSink gradients, Tensor? residual, Tensor dx)
-    {
-        Tensor x = Saved(_x);
         Tensor mean = Slot("mean").Get(new Shape(x.Rows)), rstd = Slot("rstd").Get(new Shape(x.Rows));
         Tensor dGamma = GradientSlot("dgamma").Get(Weight.Shape), dBeta = GradientSlot("dbeta").Get(Bias.Shape);
         Backend.LayerNormBackward(gradOutput, x, mean, rstd, Weight.Value, dx, dGamma, dBeta, residual);
@@ -90,10 +109,8 @@ public sealed class LayerNorm : Module, IRecomputable, IResidualNorm
 }
 
 /// <summary>RMSNorm over the last dimension: y = x / sqrt(mean(x^2) + eps) w; w = 1 at start (Llama, T5).</summary>
-public sealed class RmsNorm : Module, IRecomputable, IResidualNorm
+public sealed class RmsNorm : NormLayer
 {
-    private Tensor? _x, _y;
-
     /// <summary>
     /// RMSNorm over a last dimension of width <paramref name="dimension"/>, with the parameter "name.weight" (w, ones),
     /// Float32, and <paramref name="eps"/> added to mean(x^2).
@@ -111,40 +128,15 @@ public sealed class RmsNorm : Module, IRecomputable, IResidualNorm
     public Parameter Weight { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x)
-    {
-        _x = x;
-        _y = OutputSlot("out", RecomputesOutput).Get(x.Shape);
-        Normalize(x, _y);
-        return _y;
-    }
-
-    private void Normalize(Tensor x, Tensor y) => Backend.RmsNormForward(x, Weight.Value, y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
+    public override Tensor Forward(Tensor x) => ForwardInto(x, OutputSlot("out", RecomputesOutput).Get(x.Shape));
 
     /// <inheritdoc/>
-    public bool RecomputesOutput { get; set; }
+    protected override void Normalize(Tensor x, Tensor y) => Backend.RmsNormForward(x, Weight.Value, y, Slot("rstd").Get(new Shape(x.Rows)), Eps);
 
     /// <inheritdoc/>
-    public void RecomputeOutput()
+    protected override void Backward(Tensor gradOutput, IGradientSink gradients, Tensor x, Tensor? residual, Tensor dx)
     {
-        if (RecomputesOutput) Normalize(Saved(_x), Saved(_y));
-    }
-
-    /// <inheritdoc/>
-    public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
-    {
-        Tensor dx = GradientSlot("dx").Get(Saved(_x).Shape);
-        Backward(gradOutput, gradients, null, dx);
-        return ComputesInputGradient ? dx : null;
-    }
-
-    /// <inheritdoc/>
-    public void BackwardWithResidual(Tensor gradOutput, IGradientSink gradients, Tensor residual, Tensor destination) =>
-        Backward(gradOutput, gradients, residual, destination);
-
-    private void Backward(Tensor gradOutput, IGradientSink gradients, Tensor? residual, Tensor dx)
-    {
-        Tensor x = Saved(_x), dWeight = GradientSlot("dweight").Get(Weight.Shape);
+        Tensor dWeight = GradientSlot("dweight").Get(Weight.Shape);
         Backend.RmsNormBackward(gradOutput, x, Slot("rstd").Get(new Shape(x.Rows)), Weight.Value, dx, dWeight, residual);
         Deliver(gradients, Weight, dWeight);
     }
