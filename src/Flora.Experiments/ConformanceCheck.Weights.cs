@@ -42,6 +42,34 @@ public static partial class ConformanceCheck
             add($"StochasticRound ({what})", Round(cpu).Zip(Round(gpu)).Count(p => p.First != p.Second), 0, "values differing in any bit");
         }
         {
+            // Adafactor's last pass on a bf16 weight (no fp32 copy) against copy, update and rounding on the same backend:
+            // the same sums, coefficients and random bits, so the same bits.
+            const int Count = 100_008;
+            float[] w = Rand(Count, 0.05f), u = Rand(Count, 0.01f);
+            foreach (var (offset, count, what) in new[] { (0, Count, "eight per thread"), (3, 10_001, "10,001 values at an odd offset") })
+            {
+                const ulong seed = 0x5EED_B16F_0002UL;
+                foreach (var (b, name) in new[] { (gpu, device), (cpu, "cpu") })
+                {
+                    using var fused = Bf16(b, w, [Count]);
+                    using var reference = Bf16(b, w, [Count]);
+                    using var ut = b.Allocate(new Shape(Count), MemoryTag.Scratch);
+                    b.Upload(u, ut);
+                    using var wide = b.Allocate(new Shape(count), MemoryTag.Scratch);
+                    Tensor f = fused.View(new Shape(count), offset), r = reference.View(new Shape(count), offset), uv = ut.View(new Shape(count), offset);
+                    for (int step = 0; step < 2; step++)
+                    {
+                        b.AdafactorUpdateRounded(f, uv, 1e-2f, 1e-3f, 1f, 0.1f, scaleParameter: true, seed + (ulong)step);
+                        b.Copy(r, wide);
+                        b.AdafactorUpdate(wide, uv, 1e-2f, 1e-3f, 1f, 0.1f, scaleParameter: true);
+                        b.StochasticRound(wide, r, seed + (ulong)step);
+                    }
+                    add($"AdafactorUpdateRounded on {name} ({what}, 2 steps) against copy, AdafactorUpdate, StochasticRound",
+                        Bits(fused).Zip(Bits(reference)).Count(p => p.First != p.Second), 0, "values differing in any bit");
+                }
+            }
+        }
+        {
             // Conversions and fills: exact.
             ushort[] Convert(IBackend b)
             {

@@ -264,6 +264,14 @@ public interface IBackend : IDisposable
     void AdafactorUpdate(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
 
     /// <summary>
+    /// <see cref="AdafactorUpdate"/> on a BFloat16 weight: the step computed in fp32 on p's widened values and written
+    /// back rounded stochastically with <paramref name="seed"/>, bit for bit what widening p into an fp32 copy,
+    /// <see cref="AdafactorUpdate"/> on the copy and <see cref="StochasticRound"/>(copy, p, seed) give, without the copy
+    /// (on a GPU: one pass for the sums and one that updates and rounds). u is Float32.
+    /// </summary>
+    void AdafactorUpdateRounded(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed);
+
+    /// <summary>
     /// Adafactor's whole step with an unfactored second moment: <see cref="SquaredMovingAverage"/>(g, v, decay, eps1),
     /// <see cref="DivideBySqrt"/>(g, v, u, alpha, beta), then <see cref="AdafactorUpdate"/>(p, u, ...), the same arithmetic
     /// as those three; on a GPU one launch for a small parameter (a bias, a norm's weight). u is Float32 and may be g.

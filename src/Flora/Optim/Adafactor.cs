@@ -159,7 +159,25 @@ public class Adafactor : Optimizer
     }
 
     /// <inheritdoc/>
-    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient)
+    protected override void Apply(Parameter parameter, Tensor weight, Tensor gradient) => Step(parameter, weight, gradient, null);
+
+    /// <summary>
+    /// A bf16 weight whose step ends in <see cref="IBackend.AdafactorUpdate"/> (a factored matrix, without FLORA's
+    /// low-rank yield or Hugging Face's momentum order) is updated and rounded in that last pass
+    /// (<see cref="IBackend.AdafactorUpdateRounded"/>): no fp32 copy of the weight, the same bits.
+    /// </summary>
+    protected override void UpdateBf16(Parameter parameter, Tensor value, Tensor gradient, ulong seed)
+    {
+        var state = (State)StateOf(parameter);
+        bool endsInUpdate = state.Factored
+            && !(state.Momentum is not null && Options.MomentumOrder == AdafactorMomentumOrder.ClipThenAverage)
+            && state.Momentum is not CompressedMomentum { YieldsLowRank: true };
+        if (Rounding == WeightRounding.Stochastic && endsInUpdate) Step(parameter, value, gradient, seed);
+        else base.UpdateBf16(parameter, value, gradient, seed);
+    }
+
+    /// <summary>One step on <paramref name="weight"/>: Float32, or BFloat16 rounded with <paramref name="roundingSeed"/> (see <see cref="UpdateBf16"/>).</summary>
+    private void Step(Parameter parameter, Tensor weight, Tensor gradient, ulong? roundingSeed)
     {
         var state = (State)StateOf(parameter);
         var group = GroupOf(parameter);
@@ -213,7 +231,8 @@ public class Adafactor : Optimizer
         }
         if (official is not null) u = official.Apply(u, t, rounded!);
         else if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
-        Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
+        if (roundingSeed is ulong seed) Backend.AdafactorUpdateRounded(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter, seed);
+        else Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
     }
 
     /// <summary>

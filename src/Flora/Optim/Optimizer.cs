@@ -91,6 +91,17 @@ public abstract class Optimizer : IDisposable
             return;
         }
         ulong seed = RoundingSeedOf(parameter, StateOf(parameter).Step);              // the update's number before it counts
+        UpdateBf16(parameter, value, gradient, seed);
+    }
+
+    /// <summary>
+    /// The step on a BFloat16 weight <paramref name="value"/>: widened into a Float32 working copy, <see cref="Apply"/>
+    /// on the copy, and the copy rounded back as <see cref="Rounding"/> says (<paramref name="seed"/>: the stochastic
+    /// rounding's stream). An optimizer whose last pass can read and round the bf16 weight itself overrides this to
+    /// skip the copy, with the same result bit for bit.
+    /// </summary>
+    protected virtual void UpdateBf16(Parameter parameter, Tensor value, Tensor gradient, ulong seed)
+    {
         _working ??= new TensorSlot(Backend, MemoryTag.Scratch);
         Tensor weight = _working.Get(value.Shape);
         Backend.Copy(value, weight);                                                  // exact

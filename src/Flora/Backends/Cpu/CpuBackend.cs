@@ -606,6 +606,17 @@ internal sealed unsafe partial class CpuBackend : IBackend
         Axpby(step, u, keep, p);
     }
 
+    public void AdafactorUpdateRounded(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
+    {
+        CheckSameCount(p, u, nameof(AdafactorUpdateRounded));
+        if (p.DType != DType.BFloat16 || u.DType != DType.Float32)
+            throw new ArgumentException($"AdafactorUpdateRounded: expected a BFloat16 p and a Float32 u, got {p} and {u}");
+        using var wide = Allocate(p.Shape, MemoryTag.Scratch);                        // the definition: copy, update, round
+        Copy(p, wide);
+        AdafactorUpdate(wide, u, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+        StochasticRound(wide, p, seed);
+    }
+
     public void AdafactorUnfactoredStep(Tensor p, Tensor g, Tensor v, Tensor u, float decay, float eps1, float alpha, float beta,
         float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
     {

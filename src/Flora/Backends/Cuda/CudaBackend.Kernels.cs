@@ -563,6 +563,26 @@ internal sealed unsafe partial class CudaBackend
         Elementwise("scaled_update", p.Count, P(p), P(u), P(coef), p.Count);
     }
 
+    public void AdafactorUpdateRounded(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
+    {
+        CheckSameCount(p, u, nameof(AdafactorUpdateRounded));
+        if (p.DType != DType.BFloat16 || u.DType != DType.Float32)
+            throw new ArgumentException($"AdafactorUpdateRounded: expected a BFloat16 p and a Float32 u, got {p} and {u}");
+        if (p.Count == 0) return;
+        using var _ = Time(nameof(AdafactorUpdateRounded));
+        // The launches of AdafactorUpdate with p read as bf16: the same sums in the same order, the same coefficients.
+        uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
+        Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
+        _device.Launch("sum_squares_pair_bf16", blocks, 1, Threads, 0, P(p), p.Count, P(u), u.Count, P(partials));
+        Tensor coef = _coefficients.Get(new Shape(2));
+        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
+            lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
+        int n = p.Count;
+        uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
+        if (n % 8 == 0 && P(p) % 16 == 0 && P(u) % 16 == 0) Elementwise("scaled_update_rounded_bf16_x8", n / 8, P(p), P(u), P(coef), n / 8, k0, k1);
+        else Elementwise("scaled_update_rounded_bf16", (n + 7) / 8, P(p), P(u), P(coef), n, k0, k1);
+    }
+
     /// <summary>Parameters up to this many elements take <see cref="AdafactorUnfactoredStep"/> as one block (1,024 threads).</summary>
     private const int SingleBlockStepLimit = 1 << 16;
 

@@ -174,3 +174,48 @@ FLORA_KERNEL void scaled_update(float* p, const float* u, const float* coef, int
     float keep = coef[0], step = coef[1];
     GRID_STRIDE(i, n) p[i] = fmaf(step, u[i], keep * p[i]);
 }
+
+// ---- the same update on a bf16 weight, rounded stochastically in the same pass (bf16 weights without an fp32 copy)
+
+// sum_squares_pair with a bf16 a (widened exactly): the same sums, in the same order, as over its fp32 copy.
+FLORA_KERNEL void sum_squares_pair_bf16(const unsigned short* a, int na, const float* b, int nb, double* partials) {
+    double sa = 0.0, sb = 0.0;
+    GRID_STRIDE(i, na) { double x = __uint_as_float((unsigned int)a[i] << 16); sa += x * x; }
+    GRID_STRIDE(i, nb) { double x = b[i]; sb += x * x; }
+    sa = block_sum_d(sa);
+    sb = block_sum_d(sb);
+    if (threadIdx.x == 0) { partials[2 * blockIdx.x] = sa; partials[2 * blockIdx.x + 1] = sb; }
+}
+
+// p (bf16) = stochastic bf16 of scaled_update's fmaf(coef[1], u, coef[0] p) on the widened p, with the random bits
+// stochastic_round_bf16 gives element i for the keys (k0, k1): the fp32 copy, the update and the rounding in one pass.
+FLORA_KERNEL void scaled_update_rounded_bf16(unsigned short* p, const float* u, const float* coef, int n, unsigned int k0, unsigned int k1) {
+    float keep = coef[0], step = coef[1];
+    GRID_STRIDE(block, ((long long)n + 7) / 8) {
+        unsigned int w[4];
+        philox_words(block, k0, k1, w);
+        for (int j = 0; j < 8; j++) {
+            long long i = block * 8 + j;
+            if (i < n) p[i] = stochastic_bf16_bits(fmaf(step, u[i], keep * __uint_as_float((unsigned int)p[i] << 16)), (j & 1) ? (w[j >> 1] >> 16) : w[j >> 1]);
+        }
+    }
+}
+
+__device__ __forceinline__ unsigned int scaled_rounded_pair(unsigned int pair, float u0, float u1, float keep, float step, unsigned int bits) {
+    unsigned int lo = stochastic_bf16_bits(fmaf(step, u0, keep * __uint_as_float(pair << 16)), bits);
+    unsigned int hi = stochastic_bf16_bits(fmaf(step, u1, keep * __uint_as_float(pair & 0xFFFF0000u)), bits >> 16);
+    return lo | (hi << 16);
+}
+
+// The same for n a multiple of 8, p and u 16-byte aligned: eight elements per thread (one 16-byte p, two float4 u).
+FLORA_KERNEL void scaled_update_rounded_bf16_x8(uint4* p, const float4* u, const float* coef, int blocks, unsigned int k0, unsigned int k1) {
+    float keep = coef[0], step = coef[1];
+    GRID_STRIDE(block, blocks) {
+        unsigned int w[4];
+        philox_words(block, k0, k1, w);
+        uint4 h = p[block];
+        float4 a = u[2 * block], b = u[2 * block + 1];
+        p[block] = make_uint4(scaled_rounded_pair(h.x, a.x, a.y, keep, step, w[0]), scaled_rounded_pair(h.y, a.z, a.w, keep, step, w[1]),
+                              scaled_rounded_pair(h.z, b.x, b.y, keep, step, w[2]), scaled_rounded_pair(h.w, b.z, b.w, keep, step, w[3]));
+    }
+}
