@@ -113,6 +113,21 @@ public static partial class ConformanceCheck
                 b.MatMulBias(xt, false, wt, true, yb, bt);
                 return [Wide(y), Wide(yb)];
             }, gemmTolerance * 2);
+            // GPT-2's MLP with GELU in the products' epilogues: h = x W^T + b and GELU(h) from one product (GELU of the
+            // sum before rounding on the GPU, of the rounded h on the CPU: a bf16 step apart at most), then the down
+            // projection's input gradient times GELU'(h).
+            float[] dy = Rand(N * C);
+            Compare("MatMulBiasGelu (h and GELU(h) in bf16) and MatMulGeluBackward ((dy W) GELU'(h) in bf16)", b =>
+            {
+                using var xt = Up(b, x, [N, C]); using var wt = Up(b, w, [F, C]); using var bt = Up(b, bias, [F]);
+                using var h = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                using var a = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                b.MatMulBiasGelu(xt, false, wt, true, h, a, bt);
+                using var dyt = Up(b, dy, [N, C]); using var down = Up(b, w, [C, F]);
+                using var dh = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                b.MatMulGeluBackward(dyt, false, down, false, h, dh);
+                return [Wide(h), Wide(a), Wide(dh)];
+            }, Math.Max(gemmTolerance * 2, OneBf16Step));
         }
 
         {

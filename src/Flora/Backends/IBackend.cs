@@ -95,6 +95,21 @@ public interface IBackend : IDisposable
     /// </summary>
     void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias);
 
+    /// <summary>
+    /// A linear layer and GELU (tanh approximation) in one, both outputs BFloat16 and C-shaped: preActivation =
+    /// op(A) op(B) + bias as <see cref="MatMulBias"/> writes a bf16 C, and activation = GELU of it (a GPT-2 MLP's up
+    /// projection; the GPU applies the bias and GELU in the product's epilogue). GELU may be taken of the fp32 sum before
+    /// it is rounded (the GPU) or of the rounded preActivation (the CPU): the two differ by about one bf16 step at most.
+    /// </summary>
+    void MatMulBiasGelu(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor activation, Tensor bias);
+
+    /// <summary>
+    /// GELU's backward in the product that makes its output gradient: dx (BFloat16) = (op(A) op(B)) times GELU'(preActivation)
+    /// (BFloat16), the product in fp32 and rounded once: what <see cref="MatMul"/> into Float32 and then
+    /// <see cref="GeluBackward"/> give (the GPU multiplies in the product's epilogue).
+    /// </summary>
+    void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx);
+
     // ---- element-wise ---------------------------------------------------------------------------
 
     /// <summary>result = a + b.</summary>

@@ -45,10 +45,20 @@ public sealed class Gelu : Module, IRecomputable
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
+        Tensor y = OutputFor(input);
+        Backend.Gelu(input, y);
+        return y;
+    }
+
+    /// <summary>
+    /// Saves <paramref name="input"/> and returns the buffer <see cref="Forward"/> would write GELU of it into, without
+    /// computing it: for a product that applies GELU in its epilogue (<see cref="IBackend.MatMulBiasGelu"/>).
+    /// </summary>
+    internal Tensor OutputFor(Tensor input)
+    {
         _x = input;
         bool half = input.DType == DType.BFloat16;
         _y = OutputSlot(half ? "out.bf16" : "out", RecomputesOutput, input.DType).Get(input.Shape);
-        Backend.Gelu(input, _y);
         return _y;
     }
 

@@ -92,13 +92,42 @@ public sealed class Linear : Module
     /// </summary>
     public bool OutputIsTransient { get; set; }
 
+    /// <summary>
+    /// The bf16 pre-activation h of a GELU that feeds this layer (x = GELU(h)), set by a GPT-2 MLP around its down
+    /// projection's backward: the input gradient then leaves the product already through GELU's derivative, as the bf16
+    /// dh = (dy W) GELU'(h) (<see cref="IBackend.MatMulGeluBackward"/>), and GELU's own backward is skipped. Null otherwise.
+    /// </summary>
+    internal Tensor? GeluPreActivation { get; set; }
+
+    /// <summary>
+    /// Forward into GELU in one product (a GPT-2 MLP's up projection in bf16): h = x W^T + b (BFloat16, saved by
+    /// <paramref name="activation"/> as its input) and GELU(h), in the buffer <paramref name="activation"/>'s forward
+    /// would use (<see cref="IBackend.MatMulBiasGelu"/>). Returns (h, GELU(h)).
+    /// </summary>
+    internal (Tensor PreActivation, Tensor Activation) ForwardGelu(Tensor input, Gelu activation)
+    {
+        if (Bias is null || OutputType != DType.BFloat16) throw new InvalidOperationException($"Linear '{Name}': ForwardGelu needs a bias and a BFloat16 output");
+        if (input.Columns != InFeatures)
+            throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
+        _input = input;
+        Shape shape = WithLastDimension(input.Shape, OutFeatures);                  // (N, out)
+        Tensor h = Slot("out.bf16", DType.BFloat16).Get(shape), y = activation.OutputFor(h);
+        Backend.MatMulBiasGelu(input, false, Weight.Value, Transposed, h, y, Bias.Value);
+        return (h, y);
+    }
+
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);
         Tensor? gradInput = null;
         using var reuse = Backend.ReuseOperand(gradOutput, sumRows: Bias is { RequiresGrad: true }); // dy feeds both products and the bias
-        if (ComputesInputGradient)
+        if (ComputesInputGradient && GeluPreActivation is Tensor h)
+        {
+            gradInput = GradientSlot("dx.gelu.bf16", DType.BFloat16).Get(x.Shape);            // (N, in)
+            Backend.MatMulGeluBackward(gradOutput, false, Weight.Value, !Transposed, h, gradInput); // dx = (dy W) GELU'(h)
+        }
+        else if (ComputesInputGradient)
         {
             gradInput = GradientSlot("dx").Get(x.Shape);                                       // (N, in)
             Backend.MatMul(gradOutput, false, Weight.Value, !Transposed, gradInput);  // dx = dy W  (or dy W^T)

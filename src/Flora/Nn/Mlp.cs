@@ -41,6 +41,12 @@ public sealed class Mlp : Module
     /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
+        if (Gate is null && KeepsBf16 && Up is Linear { Bias: not null } fused)
+        {
+            // bf16: the up projection's product adds the bias and applies GELU in its epilogue, keeping h for backward.
+            (_hidden, Tensor a) = fused.ForwardGelu(x, _activation!);          // (N, F) each
+            return Down.Forward(a);                                            // (N, C)
+        }
         if (Gate is null)
         {
             Tensor h = Up.Forward(x);                                          // (N, F)
@@ -100,8 +106,15 @@ public sealed class Mlp : Module
     {
         Tensor h = Saved(_hidden);
         RecomputeActivation();                                                 // the down projection's saved input
-        Tensor da = Down.Backward(gradOutput, gradients)!;                     // (N, F)
         Up.ComputesInputGradient = ComputesInputGradient;
+        if (Gate is null && KeepsBf16 && Down is Linear down)
+        {
+            // bf16: GELU's backward rides on the down projection's input-gradient product, dh = (dy W) GELU'(h).
+            down.GeluPreActivation = h;
+            try { return Up.Backward(down.Backward(gradOutput, gradients)!, gradients); }
+            finally { down.GeluPreActivation = null; }
+        }
+        Tensor da = Down.Backward(gradOutput, gradients)!;                     // (N, F)
         if (Gate is null) return Up.Backward(_activation!.Backward(da, gradients)!, gradients);
         Tensor g = Saved(_gate);
         Tensor dg = GradientSlot("dgate").Get(g.Shape), du = GradientSlot("dup").Get(h.Shape);

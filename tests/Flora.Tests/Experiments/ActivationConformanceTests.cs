@@ -18,7 +18,8 @@ public class ActivationConformanceTests
         using var device = new CpuBackend(new MemoryLedger(), GemmPrecision.Bf16);
         var rows = new List<ConformanceRow>();
         ConformanceCheck.ActivationRows(reference, device, 3e-2, (op, error, tolerance, metric) => rows.Add(new ConformanceRow(op, error, tolerance, metric)));
-        Assert.Equal(15, rows.Count);
+        Assert.Equal(16, rows.Count);
+        Assert.Contains(rows, r => r.Op.StartsWith("MatMulBiasGelu", StringComparison.Ordinal));
         Assert.Contains(rows, r => r.Op.StartsWith("Attention from bf16 q, k, v", StringComparison.Ordinal));
         Assert.Contains(rows, r => r.Op.StartsWith("gpt2 2 x 128", StringComparison.Ordinal));
         Assert.All(rows, r => Assert.True(r.Error == 0, $"{r.Op}: {r.Error} ({r.Metric})"));

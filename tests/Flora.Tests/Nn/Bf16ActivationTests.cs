@@ -126,6 +126,34 @@ public class Bf16ActivationTests
     }
 
     [Fact]
+    public void The_fused_gelu_products_equal_the_product_then_gelu_and_refuse_fp32_buffers()
+    {
+        using var cpu = Backend(true);
+        using var x = TestUtil.Random(cpu, 21, 1f, 5, 8);
+        using var w = TestUtil.Random(cpu, 22, 0.5f, 12, 8);
+        using var bias = TestUtil.Random(cpu, 23, 0.5f, 12);
+        using var dy = TestUtil.Random(cpu, 24, 1f, 5, 8);
+        using var down = TestUtil.Random(cpu, 25, 0.5f, 8, 12);
+        Tensor Bf16(Shape shape) => cpu.Allocate(shape, MemoryTag.Scratch, DType.BFloat16);
+        using Tensor h = Bf16(new Shape(5, 12)), a = Bf16(new Shape(5, 12)), dh = Bf16(new Shape(5, 12));
+        using Tensor hRef = Bf16(new Shape(5, 12)), aRef = Bf16(new Shape(5, 12)), dhRef = Bf16(new Shape(5, 12));
+        cpu.MatMulBiasGelu(x, false, w, true, h, a, bias);
+        cpu.MatMulBias(x, false, w, true, hRef, bias);
+        cpu.Gelu(hRef, aRef);
+        Assert.Equal(Flora.Tests.Backends.BFloat16Tests.Bits(hRef), Flora.Tests.Backends.BFloat16Tests.Bits(h));
+        Assert.Equal(Flora.Tests.Backends.BFloat16Tests.Bits(aRef), Flora.Tests.Backends.BFloat16Tests.Bits(a));
+        cpu.MatMulGeluBackward(dy, false, down, false, h, dh);                    // (dy W) GELU'(h), W (C, F)
+        using var da = cpu.Allocate(new Shape(5, 12), MemoryTag.Scratch);
+        cpu.MatMul(dy, false, down, false, da);
+        cpu.GeluBackward(hRef, da, dhRef);
+        Assert.Equal(Flora.Tests.Backends.BFloat16Tests.Bits(dhRef), Flora.Tests.Backends.BFloat16Tests.Bits(dh));
+        Assert.NotEqual(Flora.Tests.Backends.BFloat16Tests.Bits(dh), Flora.Tests.Backends.BFloat16Tests.Bits(a));
+        using var wide = cpu.Allocate(new Shape(5, 12), MemoryTag.Scratch);
+        Assert.Throws<ArgumentException>(() => cpu.MatMulBiasGelu(x, false, w, true, wide, a, bias));
+        Assert.Throws<ArgumentException>(() => cpu.MatMulGeluBackward(dy, false, down, false, h, wide));
+    }
+
+    [Fact]
     public void Attention_reads_bf16_q_k_v_as_their_widened_values()
     {
         using var cpu = TestUtil.Cpu();
@@ -188,10 +216,11 @@ public class Bf16ActivationTests
         var bf16 = Step(bf16: true, layers, c, b, t);
         // Per block and token q, k, v (3 C), the attention's output (C) and the MLP's pre-activation (4 C) drop from 4 to
         // 2 bytes; so do the buffers every block shares for the values that only products (and a bias sum) read: GELU's
-        // output and input gradient (4 C each) and the two norms' outputs (C each). Each op writes its bf16 output itself:
-        // no fp32 staging buffer.
+        // output (4 C) and the two norms' outputs (C each). The MLP's hidden gradient takes one bf16 buffer instead of two
+        // fp32 ones (the down projection's input gradient and GELU's, 4 C each): GELU's derivative is applied in the down
+        // projection's product (MatMulGeluBackward). Each op writes its bf16 output itself: no fp32 staging buffer.
         long tokens = b * t;
-        Assert.Equal(layers * 8L * c * 2 * tokens + 10L * c * 2 * tokens, fp32.Activations - bf16.Activations);
+        Assert.Equal(layers * 8L * c * 2 * tokens + (6L * c * 2 + 8L * c * 4 - 4L * c * 2) * tokens, fp32.Activations - bf16.Activations);
         // The rounding of those activations moves the logits and gradients by bf16's relative step at most, about.
         double Scale(float[] v) => v.Max(Math.Abs);
         double logitError = fp32.Logits.Zip(bf16.Logits, (x, y) => Math.Abs(x - y)).Max() / Scale(fp32.Logits);

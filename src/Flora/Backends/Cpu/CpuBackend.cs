@@ -396,6 +396,23 @@ internal sealed unsafe partial class CpuBackend : IBackend
         return (losses.Sum(), counted);
     }
 
+    public void MatMulBiasGelu(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor activation, Tensor bias)
+    {
+        GeluChecks.CheckPair(preActivation, activation, nameof(MatMulBiasGelu));
+        MatMulBias(a, transposeA, b, transposeB, preActivation, bias);
+        Gelu(preActivation, activation);                                               // of the rounded pre-activation
+    }
+
+    public void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx)
+    {
+        GeluChecks.CheckPair(preActivation, dx, nameof(MatMulGeluBackward));
+        Tensor product = (_geluProduct ??= new TensorSlot(this, MemoryTag.Scratch)).Get(dx.Shape);   // (GeluBackward rounds through FloatOutput)
+        MatMul(a, transposeA, b, transposeB, product);
+        GeluBackward(preActivation, product, dx);
+    }
+
+    private TensorSlot? _geluProduct;
+
     public void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias)
     {
         if (c.DType != DType.BFloat16)

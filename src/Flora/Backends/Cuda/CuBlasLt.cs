@@ -11,9 +11,15 @@ namespace Flora.Backends.Cuda;
 /// </summary>
 internal sealed unsafe class CuBlasLt : IDisposable
 {
-    private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescBiasDataType = 26;   // cublasLtMatmulDescAttributes_t
+    private const int DescPointerMode = 2, DescTransA = 3, DescTransB = 4, DescEpilogue = 7, DescBiasPointer = 8, DescAuxPointer = 11, DescAuxLd = 12,
+        DescBiasDataType = 26;                                                                                         // cublasLtMatmulDescAttributes_t
     private const int PreferenceMaxWorkspaceBytes = 1, PreferenceMinAlignmentA = 5;                                // cublasLtMatmulPreferenceAttributes_t (A, B, C, D: 5 to 8)
-    public const int EpilogueDefault = 1, EpilogueBias = 4;                                                          // cublasLtEpilogue_t
+    // cublasLtEpilogue_t. GELU is the tanh approximation; GELU_AUX_BIAS also stores the pre-activation (+ bias) as "aux",
+    // of D's type, and DGELU multiplies the product by GELU's derivative at an aux it reads.
+    public const int EpilogueDefault = 1, EpilogueBias = 4, EpilogueGeluAuxBias = 164, EpilogueDGelu = 192;
+
+    private static bool HasBias(int epilogue) => epilogue is EpilogueBias or EpilogueGeluAuxBias;
+    private static bool HasAux(int epilogue) => epilogue is EpilogueGeluAuxBias or EpilogueDGelu;
     private const int R32F = 0, R16BF = 14;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -35,7 +41,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
     private readonly IntPtr _handle;
     private readonly ulong _workspace;
     private readonly nuint _workspaceBytes;
-    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int, int, bool, int), Plan?> _plans = new();
+    private readonly Dictionary<(int, int, int, int, int, int, int, int, int, int, int, int, bool, int, int), Plan?> _plans = new();
     private readonly delegate* unmanaged<IntPtr, int> _destroy;
     private readonly delegate* unmanaged<IntPtr*, int, int, int> _descCreate;
     private readonly delegate* unmanaged<IntPtr, int> _descDestroy;
@@ -79,29 +85,32 @@ internal sealed unsafe class CuBlasLt : IDisposable
     /// Column-major D = C (m, n) = alpha op(A) op(B) + beta C with <paramref name="epilogue"/> (bias: + bias[i] on row i
     /// of D, bias of length m, of D's type); A and B of <paramref name="inputType"/>, C and D of <paramref name="outputType"/>
     /// (fp32, or bf16: the fp32 result, the widened bf16 bias included, rounded once). False when cuBLASLt has no algorithm for this shape,
-    /// epilogue and alignment: then nothing ran and the caller computes it another way.
+    /// epilogue and alignment: then nothing ran and the caller computes it another way. The GELU epilogues take
+    /// <paramref name="aux"/> (m, n) column-major with leading dimension <paramref name="auxLd"/>, of D's type: written by
+    /// GELU_AUX_BIAS (D = GELU(aux), aux = the product + bias), read by DGELU (D = the product times GELU'(aux)).
     /// </summary>
     public bool TryMatmul(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0, int outputType = R32F) =>
-        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false, outputType);
+        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0, int outputType = R32F, ulong aux = 0, int auxLd = 0) =>
+        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false, outputType, aux, auxLd);
 
     /// <summary>As <see cref="TryMatmul"/> with alpha and beta read from device memory (written by a kernel).</summary>
     public bool TryMatmulDeviceScalars(int transA, int transB, int m, int n, int k, ulong alpha, ulong a, int lda, ulong b, int ldb, ulong beta, ulong c, int ldc,
         int compute, int inputType) =>
-        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true, R32F);
+        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true, R32F, 0, 0);
 
     private bool Run(int transA, int transB, int m, int n, int k, void* alpha, ulong a, int lda, ulong b, int ldb, void* beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars, int outputType)
+        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars, int outputType, ulong aux, int auxLd)
     {
         // Algorithms are chosen for the operands' alignment: 256 bytes (whole allocations) or 16 (row views).
-        ulong all = a | b | c | (epilogue == EpilogueBias ? bias : 0);
+        ulong all = a | b | c | (HasBias(epilogue) ? bias : 0) | (HasAux(epilogue) ? aux : 0);
         int alignment = all % 256 == 0 ? 256 : all % 16 == 0 ? 16 : 0;
-        if (alignment == 0) return false;
-        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType);
+        if (alignment == 0 || (HasAux(epilogue) && auxLd % 8 != 0)) return false;
+        var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType, auxLd);
         if (!_plans.TryGetValue(key, out Plan? plan))
-            _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType);
+            _plans[key] = plan = CreatePlan(transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType, auxLd);
         if (plan is null) return false;
-        if (epilogue == EpilogueBias) Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+        if (HasBias(epilogue)) Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+        if (HasAux(epilogue)) Check(_descSet(plan.Desc, DescAuxPointer, &aux, 8), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
         HeuristicResult result = plan.Result;
         int status = _matmul(_handle, plan.Desc, alpha, (void*)a, plan.A, (void*)b, plan.B, beta, (void*)c, plan.C, (void*)c, plan.C,
             result.Algo, (void*)_workspace, _workspaceBytes, IntPtr.Zero);
@@ -110,7 +119,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
     }
 
     private Plan? CreatePlan(int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int compute, int inputType, int epilogue, int alignment, bool deviceScalars,
-        int outputType)
+        int outputType, int auxLd)
     {
         var plan = new Plan();
         IntPtr desc, la, lb, lc, preference;
@@ -122,7 +131,9 @@ internal sealed unsafe class CuBlasLt : IDisposable
         Check(_descSet(desc, DescTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)");
         Check(_descSet(desc, DescEpilogue, &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
         int biasType = outputType == R16BF ? R16BF : R32F;                   // a bf16 D takes a bf16 bias (no algorithm pairs it with fp32)
-        if (epilogue == EpilogueBias) Check(_descSet(desc, DescBiasDataType, &biasType, 4), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+        if (HasBias(epilogue)) Check(_descSet(desc, DescBiasDataType, &biasType, 4), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+        long ld = auxLd;
+        if (HasAux(epilogue)) Check(_descSet(desc, DescAuxLd, &ld, 8), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_LD)");
         // Stored shapes: op(A) is (m, k), so A is (m, k) or (k, m); op(B) is (k, n).
         Check(_layoutCreate(&la, inputType, (ulong)(transA == 0 ? m : k), (ulong)(transA == 0 ? k : m), lda), "cublasLtMatrixLayoutCreate(A)");
         Check(_layoutCreate(&lb, inputType, (ulong)(transB == 0 ? k : n), (ulong)(transB == 0 ? n : k), ldb), "cublasLtMatrixLayoutCreate(B)");

@@ -310,6 +310,44 @@ internal sealed unsafe partial class CudaBackend : IBackend
         }
     }
 
+    public void MatMulBiasGelu(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor activation, Tensor bias)
+    {
+        GeluChecks.CheckPair(preActivation, activation, nameof(MatMulBiasGelu));
+        if (bias.Count != activation.Columns) throw new ArgumentException($"MatMulBiasGelu: bias {bias.Shape} does not match the {activation.Columns} columns of {activation.Shape}");
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
+        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
+            && activation.Rows == m && activation.Columns == n)
+        {
+            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB), bias16 = ToBf16(bias, _bias16);
+            // D = GELU(product + bias) and aux = product + bias, both rounded from the same fp32 sum.
+            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias, gelu -> bf16", m, n, k))
+                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
+                        0f, P(activation), activation.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueGeluAuxBias, bias16, CuBlas.R16BF,
+                        aux: P(preActivation), auxLd: preActivation.Columns))
+                    return;
+        }
+        MatMulBias(a, transposeA, b, transposeB, preActivation, bias);
+        Gelu(preActivation, activation);
+    }
+
+    public void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx)
+    {
+        GeluChecks.CheckPair(preActivation, dx, nameof(MatMulGeluBackward));
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
+        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
+            && dx.Rows == m && dx.Columns == n)
+        {
+            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} x gelu' -> bf16", m, n, k))
+                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
+                        0f, P(dx), dx.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueDGelu, 0, CuBlas.R16BF, aux: P(preActivation), auxLd: preActivation.Columns))
+                    return;
+        }
+        Tensor product = _wideC.Get(dx.Shape);
+        MatMul(a, transposeA, b, transposeB, product);
+        GeluBackward(preActivation, product, dx);
+    }
+
     // ---- element-wise ---------------------------------------------------------------------------
 
     public void Add(Tensor a, Tensor b, Tensor result)
