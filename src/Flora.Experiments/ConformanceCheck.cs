@@ -422,6 +422,8 @@ public static partial class ConformanceCheck
         if (precision == GemmPrecision.Bf16)
             Add("gpt-tiny, Flora r=8, LOMO, 4 steps: training losses (bf16 products on the GPU)", EndToEnd("bf16", lomo: true), 2e-2);
         Add("llama-tiny, Flora r=8, compressed accumulation, 4 steps: training losses (fp32 products)", EndToEnd("fp32", lomo: false, "llama-tiny"), 2e-4);
+        if (precision == GemmPrecision.Bf16)
+            Add("llama-tiny, Flora r=8, LOMO, 4 steps: training losses (bf16 products on the GPU)", EndToEnd("bf16", lomo: true, "llama-tiny"), 2e-2);
         return rows;
     }
 

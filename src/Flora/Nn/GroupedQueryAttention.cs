@@ -16,7 +16,7 @@ namespace Flora.Nn;
 /// </summary>
 public sealed class GroupedQueryAttention : Module
 {
-    private Tensor? _q, _k, _v, _attended;
+    private Tensor? _x, _q, _k, _v, _attended;
     private AttentionShape _shape;
 
     /// <summary>
@@ -62,16 +62,20 @@ public sealed class GroupedQueryAttention : Module
     {
         if (x.Shape.Rank != 3) throw new ArgumentException($"attention '{Name}': input {x.Shape} should be (B, T, C)");
         int b = x.Shape[0], t = x.Shape[1], wq = Heads * HeadDim, wkv = KeyValueHeads * HeadDim;
-        Tensor q = Query.Forward(x).View(new Shape(b * t, wq));                              // (B*T, H hd)
-        Tensor k = Key.Forward(x).View(new Shape(b * t, wkv));                               // (B*T, Hkv hd)
-        Tensor v = Value.Forward(x).View(new Shape(b * t, wkv));                             // (B*T, Hkv hd)
+        Tensor q, k, v;
+        using (Backend.ReuseOperand(x))                                                      // x feeds three products: converted once
+        {
+            q = Query.Forward(x).View(new Shape(b * t, wq));                                 // (B*T, H hd)
+            k = Key.Forward(x).View(new Shape(b * t, wkv));                                  // (B*T, Hkv hd)
+            v = Value.Forward(x).View(new Shape(b * t, wkv));                                // (B*T, Hkv hd)
+        }
         Backend.Rotary(q, 0, Heads, HeadDim, t, RotaryTheta, inverse: false, RopeScaling);    // q <- R q
         Backend.Rotary(k, 0, KeyValueHeads, HeadDim, t, RotaryTheta, inverse: false, RopeScaling); // k <- R k
         _shape = new AttentionShape(b, Heads, t, t, HeadDim, true, 1f / MathF.Sqrt(HeadDim), null, KeyValueHeads);
         Tensor attended = Slot("att").Get(new Shape(b * t, wq));                             // (B*T, H hd)
         Backend.AttentionForward(_shape, new ColumnBlock(q, 0), new ColumnBlock(k, 0), new ColumnBlock(v, 0),
             attended, Slot("lse").Get(new Shape(b, Heads, t)));
-        (_q, _k, _v, _attended) = (q, k, v, attended);
+        (_x, _q, _k, _v, _attended) = (x, q, k, v, attended);
         return Output.Forward(attended.View(new Shape(b, t, wq)));                            // (B, T, C)
     }
 
@@ -87,10 +91,14 @@ public sealed class GroupedQueryAttention : Module
         Backend.Rotary(dq, 0, Heads, HeadDim, t, RotaryTheta, inverse: true, RopeScaling);   // dq <- R^T dq
         Backend.Rotary(dk, 0, KeyValueHeads, HeadDim, t, RotaryTheta, inverse: true, RopeScaling);
         foreach (var projection in new[] { Query, Key, Value }) projection.ComputesInputGradient = ComputesInputGradient;
-        // x feeds q, k and v: dx = dx_q + dx_k + dx_v   (B, T, C)
-        Tensor? dxq = Query.Backward(dq.View(new Shape(b, t, dq.Columns)), gradients);
-        Tensor? dxk = Key.Backward(dk.View(new Shape(b, t, dk.Columns)), gradients);
-        Tensor? dxv = Value.Backward(dv.View(new Shape(b, t, dv.Columns)), gradients);
+        // x feeds q, k and v: dx = dx_q + dx_k + dx_v   (B, T, C); each weight gradient reads x, converted once
+        Tensor? dxq, dxk, dxv;
+        using (Backend.ReuseOperand(Saved(_x)))
+        {
+            dxq = Query.Backward(dq.View(new Shape(b, t, dq.Columns)), gradients);
+            dxk = Key.Backward(dk.View(new Shape(b, t, dk.Columns)), gradients);
+            dxv = Value.Backward(dv.View(new Shape(b, t, dv.Columns)), gradients);
+        }
         if (dxq is null || dxk is null || dxv is null) return null;
         Tensor dx = GradientSlot("dx").Get(dxq.Shape);
         Backend.Add(dxq, dxk, dx);

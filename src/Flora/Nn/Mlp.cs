@@ -10,7 +10,7 @@ namespace Flora.Nn;
 public sealed class Mlp : Module
 {
     private readonly Gelu? _activation;
-    private Tensor? _hidden, _gate, _activated;
+    private Tensor? _input, _hidden, _gate, _activated;
 
     /// <summary>GELU MLP: up (C -&gt; F), GELU, down (F -&gt; C).</summary>
     public Mlp(IBackend backend, string name, Module up, Module down) : base(backend, name)
@@ -53,8 +53,10 @@ public sealed class Mlp : Module
             _hidden = h;
             return Down.Forward(_activation!.Forward(h));                      // (N, C)
         }
-        Tensor g = Gate.Forward(x), u = Up.Forward(x);                         // (N, F) each
-        (_gate, _hidden) = (g, u);
+        Tensor g, u;
+        using (Backend.ReuseOperand(x))                                        // x feeds both products: converted once
+            (g, u) = (Gate.Forward(x), Up.Forward(x));                         // (N, F) each
+        (_input, _gate, _hidden) = (x, g, u);
         _activated = OutputSlot("act", RecomputesActivation).Get(u.Shape);   // (N, F)
         Backend.SwiGlu(g, u, _activated);                                      // a = silu(g) u
         return Down.Forward(_activated);                                       // (N, C)
@@ -120,8 +122,10 @@ public sealed class Mlp : Module
         Tensor dg = GradientSlot("dgate").Get(g.Shape), du = GradientSlot("dup").Get(h.Shape);
         Backend.SwiGluBackward(g, h, da, dg, du);                              // dg = da u silu'(g), du = da silu(g)
         Gate.ComputesInputGradient = ComputesInputGradient;
-        // x feeds gate and up: dx = dx_gate + dx_up   (N, C)
-        Tensor? dxGate = Gate.Backward(dg, gradients), dxUp = Up.Backward(du, gradients);
+        // x feeds gate and up: dx = dx_gate + dx_up   (N, C); both weight gradients read x, converted once
+        Tensor? dxGate, dxUp;
+        using (Backend.ReuseOperand(Saved(_input)))
+            (dxGate, dxUp) = (Gate.Backward(dg, gradients), Up.Backward(du, gradients));
         if (dxGate is null || dxUp is null) return null;
         Tensor dx = GradientSlot("dx").Get(dxGate.Shape);
         Backend.Add(dxGate, dxUp, dx);
