@@ -306,6 +306,16 @@ public static partial class ConformanceCheck
                 b.MatMulBias(xt, false, wt, true, y, bias);
                 return [Host(y)];
             }, Math.Max(Norm, gemmTolerance));
+            float[] residual = Enumerable.Range(0, m * n).Select(i => MathF.Sin(0.37f * i)).ToArray();
+            Compare("MatMulBiasAdd (a residual branch's output projection and its add, in the product's epilogue), with and without a bias", b =>
+            {
+                using var xt = Up(b, xv, [m, k]); using var wt = Up(b, wv, [n, k]); using var bias = Up(b, dy[..n], [n]);
+                using var r = Up(b, residual, [m, n]);
+                using var y = b.Allocate(new Shape(m, n), MemoryTag.Scratch); using var y0 = b.Allocate(new Shape(m, n), MemoryTag.Scratch);
+                b.MatMulBiasAdd(xt, false, wt, true, bias, r, y);
+                b.MatMulBiasAdd(xt, false, wt, true, null, r, y0);
+                return [Host(y), Host(y0)];
+            }, Math.Max(Norm, gemmTolerance));
         }
 
         // ---- optimizer kernels

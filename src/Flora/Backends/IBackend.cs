@@ -96,6 +96,13 @@ public interface IBackend : IDisposable
     void MatMulBias(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, Tensor bias);
 
     /// <summary>
+    /// A residual branch's output projection and the residual add in one: output = residual + (op(A) op(B) + bias), all
+    /// Float32, bias optional (the GPU adds the residual and the bias in the product's epilogue, which may round the
+    /// two sums in the other order: a last-bit difference).
+    /// </summary>
+    void MatMulBiasAdd(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor? bias, Tensor residual, Tensor output);
+
+    /// <summary>
     /// A linear layer and GELU (tanh approximation) in one, both outputs BFloat16 and C-shaped: preActivation =
     /// op(A) op(B) + bias as <see cref="MatMulBias"/> writes a bf16 C, and activation = GELU of it (a GPT-2 MLP's up
     /// projection; the GPU applies the bias and GELU in the product's epilogue). GELU may be taken of the fp32 sum before

@@ -64,6 +64,12 @@ public sealed class Linear : Module
         if (input.Columns != InFeatures)
             throw new ArgumentException($"Linear '{Name}': input {input.Shape} has {input.Columns} features, expected {InFeatures}");
         _input = input;
+        if (_addTo is var (residual, output))
+        {
+            _addTo = null;                                                          // once
+            Backend.MatMulBiasAdd(input, false, Weight.Value, Transposed, Bias?.Value, residual, output); // residual + x W^T (+ b)
+            return output;
+        }
         Shape shape = WithLastDimension(input.Shape, OutFeatures);                  // (N, out)
         Tensor y = OutputType == DType.BFloat16 ? Slot("out.bf16", DType.BFloat16).Get(shape) : OutputSlot("out", OutputIsTransient).Get(shape);
         if (Bias is null) Backend.MatMul(input, false, Weight.Value, Transposed, y);  // y = x W^T  (or x W)
@@ -91,6 +97,18 @@ public sealed class Linear : Module
     /// instead of one of its own per layer. Backward never reads the output either way.
     /// </summary>
     public bool OutputIsTransient { get; set; }
+
+    /// <summary>
+    /// Makes the next <see cref="Forward"/> write residual + x W^T (+ b) into <paramref name="output"/> and return it: a
+    /// residual branch's output projection that also does the branch's residual add (a transformer block with dropout
+    /// off; <see cref="IBackend.MatMulBiasAdd"/>). Both Float32 of the output's shape; used once.
+    /// </summary>
+    internal void AddNextOutputTo(Tensor residual, Tensor output)
+    {
+        if (OutputType != DType.Float32) throw new InvalidOperationException($"Linear '{Name}': a residual add needs a Float32 output");
+        _addTo = (residual, output);
+    }
+    private (Tensor Residual, Tensor Output)? _addTo;
 
     /// <summary>
     /// The bf16 pre-activation h of a GELU that feeds this layer (x = GELU(h)), set by a GPT-2 MLP around its down

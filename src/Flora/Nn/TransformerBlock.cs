@@ -170,9 +170,8 @@ public sealed class TransformerBlock : Module
     public override Tensor Forward(Tensor x)
     {
         _input = x;
-        Tensor a = _dropAttention.Forward(_attention.Forward(_norm1.Forward(x)));
         Tensor h = Internal("h").Get(x.Shape);
-        Backend.Add(x, a, h);                                                   // h = x + attn
+        Branch(_attention, _dropAttention, AttentionOutput, _norm1, x, h);      // h = x + attn
         if (_cross is not null)
         {
             Tensor c = _dropCross.Forward(_cross.Forward(_normCross!.Forward(h)));
@@ -180,11 +179,29 @@ public sealed class TransformerBlock : Module
             Backend.Add(h, c, h2);                                              // h2 = h + cross
             h = h2;
         }
-        Tensor m = _dropMlp.Forward(_mlp.Forward(_norm2.Forward(h)));
         Tensor y = Slot("y").Get(x.Shape);                                      // private: the next block's saved input
-        Backend.Add(h, m, y);                                                   // y = h + mlp
+        Branch(_mlp, _dropMlp, _mlp.Down as Linear, _norm2, h, y);              // y = h + mlp
         return y;
     }
+
+    /// <summary>
+    /// sum = x + dropout(branch(norm(x))). Without dropout the branch's output projection does the add in its product
+    /// (<see cref="Linear.AddNextOutputTo"/>): no branch output and no separate add.
+    /// </summary>
+    private void Branch(Module branch, Dropout dropout, Linear? projection, Module norm, Tensor x, Tensor sum)
+    {
+        if (dropout.Probability == 0 && projection is { OutputType: DType.Float32 })
+        {
+            projection.AddNextOutputTo(x, sum);
+            Tensor written = dropout.Forward(branch.Forward(norm.Forward(x)));
+            if (written.Pointer != sum.Pointer) throw new InvalidOperationException($"block '{Name}': the branch did not end in its output projection");
+            return;
+        }
+        Backend.Add(x, dropout.Forward(branch.Forward(norm.Forward(x))), sum);
+    }
+
+    /// <summary>The attention's output projection when it is a plain <see cref="Linear"/> (not LoRA-wrapped).</summary>
+    private Linear? AttentionOutput => (_attention switch { SelfAttention a => a.Output, GroupedQueryAttention a => a.Output, _ => null }) as Linear;
 
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)

@@ -39,10 +39,10 @@ public class RecomputeTests
         Assert.Equal(kept.Logits, recomputed.Logits);
         Assert.Equal(kept.Grads.Length, recomputed.Grads.Length);
         for (int i = 0; i < kept.Grads.Length; i++) Assert.Equal(kept.Grads[i], recomputed.Grads[i]);
-        // Per block and token: two norm outputs and two output projections (C each) and the activation (GPT-2: F = 4 C;
-        // Llama: F), kept once instead of L times.
+        // Per block and token: two norm outputs (C each) and the activation (GPT-2: F = 4 C; Llama: F), kept once instead
+        // of L times. The output projections write into the residual sums themselves (no buffer in either mode).
         int hidden = kind == "gpt2" ? 4 * c : f;
-        long perBlock = (4L * c + hidden) * b * t * sizeof(float);
+        long perBlock = (2L * c + hidden) * b * t * sizeof(float);
         Assert.Equal((layers - 1) * perBlock, kept.Activations - recomputed.Activations);
     }
 }

@@ -22,6 +22,23 @@ public class TransformerGradientTests
     }
 
     [Fact]
+    public void A_projection_that_adds_the_residual_writes_the_residual_plus_its_output_once()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var linear = new Linear(cpu, "proj", 6, 4, bias: true, seed: 5);
+        cpu.FillGaussian(linear.Bias!.Value, 6, 1f);
+        using var x = TestUtil.Random(cpu, 7, 1, 3, 6);
+        using var residual = TestUtil.Random(cpu, 8, 1, 3, 4);
+        using var sum = cpu.Allocate(new Shape(3, 4), MemoryTag.Scratch);
+        float[] y = linear.Forward(x).ToArray(), r = residual.ToArray();
+        linear.AddNextOutputTo(residual, sum);
+        Assert.Same(sum, linear.Forward(x));
+        Assert.Equal(r.Zip(y, (a, b) => a + b), sum.ToArray());                   // residual + (x W^T + b), the add's own order
+        Assert.Equal(y, linear.Forward(x).ToArray());                              // once: the next forward is plain again
+        Assert.Throws<ArgumentException>(() => cpu.MatMulBiasAdd(x, false, linear.Weight.Value, true, null, sum, sum));   // in place
+    }
+
+    [Fact]
     public void RmsNorm_passes_the_finite_difference_check()
     {
         using var cpu = TestUtil.Cpu();

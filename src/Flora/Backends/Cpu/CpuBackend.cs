@@ -396,16 +396,27 @@ internal sealed unsafe partial class CpuBackend : IBackend
         return (losses.Sum(), counted);
     }
 
+    public void MatMulBiasAdd(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor? bias, Tensor residual, Tensor output)
+    {
+        ProductChecks.CheckResidualOutput(residual, output, nameof(MatMulBiasAdd));
+        Tensor y = (_branchOutput ??= new TensorSlot(this, MemoryTag.Scratch)).Get(output.Shape);   // the branch's output
+        if (bias is null) MatMul(a, transposeA, b, transposeB, y);
+        else MatMulBias(a, transposeA, b, transposeB, y, bias);
+        Add(residual, y, output);
+    }
+
+    private TensorSlot? _branchOutput;
+
     public void MatMulBiasGelu(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor activation, Tensor bias)
     {
-        GeluChecks.CheckPair(preActivation, activation, nameof(MatMulBiasGelu));
+        ProductChecks.CheckGeluPair(preActivation, activation, nameof(MatMulBiasGelu));
         MatMulBias(a, transposeA, b, transposeB, preActivation, bias);
         Gelu(preActivation, activation);                                               // of the rounded pre-activation
     }
 
     public void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx)
     {
-        GeluChecks.CheckPair(preActivation, dx, nameof(MatMulGeluBackward));
+        ProductChecks.CheckGeluPair(preActivation, dx, nameof(MatMulGeluBackward));
         Tensor product = (_geluProduct ??= new TensorSlot(this, MemoryTag.Scratch)).Get(dx.Shape);   // (GeluBackward rounds through FloatOutput)
         MatMul(a, transposeA, b, transposeB, product);
         GeluBackward(preActivation, product, dx);

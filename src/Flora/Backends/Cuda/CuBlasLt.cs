@@ -87,22 +87,24 @@ internal sealed unsafe class CuBlasLt : IDisposable
     /// (fp32, or bf16: the fp32 result, the widened bf16 bias included, rounded once). False when cuBLASLt has no algorithm for this shape,
     /// epilogue and alignment: then nothing ran and the caller computes it another way. The GELU epilogues take
     /// <paramref name="aux"/> (m, n) column-major with leading dimension <paramref name="auxLd"/>, of D's type: written by
-    /// GELU_AUX_BIAS (D = GELU(aux), aux = the product + bias), read by DGELU (D = the product times GELU'(aux)).
+    /// GELU_AUX_BIAS (D = GELU(aux), aux = the product + bias), read by DGELU (D = the product times GELU'(aux)). With
+    /// <paramref name="d"/> D is written there instead of over C (the same layout): D = alpha op(A) op(B) + beta C (+ bias).
     /// </summary>
     public bool TryMatmul(int transA, int transB, int m, int n, int k, float alpha, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0, int outputType = R32F, ulong aux = 0, int auxLd = 0) =>
-        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false, outputType, aux, auxLd);
+        int compute, int inputType, int epilogue = EpilogueDefault, ulong bias = 0, int outputType = R32F, ulong aux = 0, int auxLd = 0, ulong d = 0) =>
+        Run(transA, transB, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc, compute, inputType, epilogue, bias, deviceScalars: false, outputType, aux, auxLd, d);
 
     /// <summary>As <see cref="TryMatmul"/> with alpha and beta read from device memory (written by a kernel).</summary>
     public bool TryMatmulDeviceScalars(int transA, int transB, int m, int n, int k, ulong alpha, ulong a, int lda, ulong b, int ldb, ulong beta, ulong c, int ldc,
         int compute, int inputType) =>
-        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true, R32F, 0, 0);
+        Run(transA, transB, m, n, k, (void*)alpha, a, lda, b, ldb, (void*)beta, c, ldc, compute, inputType, EpilogueDefault, 0, deviceScalars: true, R32F, 0, 0, 0);
 
     private bool Run(int transA, int transB, int m, int n, int k, void* alpha, ulong a, int lda, ulong b, int ldb, void* beta, ulong c, int ldc,
-        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars, int outputType, ulong aux, int auxLd)
+        int compute, int inputType, int epilogue, ulong bias, bool deviceScalars, int outputType, ulong aux, int auxLd, ulong d)
     {
+        if (d == 0) d = c;                                                    // D over C unless another D is given (same layout)
         // Algorithms are chosen for the operands' alignment: 256 bytes (whole allocations) or 16 (row views).
-        ulong all = a | b | c | (HasBias(epilogue) ? bias : 0) | (HasAux(epilogue) ? aux : 0);
+        ulong all = a | b | c | d | (HasBias(epilogue) ? bias : 0) | (HasAux(epilogue) ? aux : 0);
         int alignment = all % 256 == 0 ? 256 : all % 16 == 0 ? 16 : 0;
         if (alignment == 0 || (HasAux(epilogue) && auxLd % 8 != 0)) return false;
         var key = (transA, transB, m, n, k, lda, ldb, ldc, compute, inputType, epilogue, alignment, deviceScalars, outputType, auxLd);
@@ -112,7 +114,7 @@ internal sealed unsafe class CuBlasLt : IDisposable
         if (HasBias(epilogue)) Check(_descSet(plan.Desc, DescBiasPointer, &bias, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
         if (HasAux(epilogue)) Check(_descSet(plan.Desc, DescAuxPointer, &aux, 8), "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
         HeuristicResult result = plan.Result;
-        int status = _matmul(_handle, plan.Desc, alpha, (void*)a, plan.A, (void*)b, plan.B, beta, (void*)c, plan.C, (void*)c, plan.C,
+        int status = _matmul(_handle, plan.Desc, alpha, (void*)a, plan.A, (void*)b, plan.B, beta, (void*)c, plan.C, (void*)d, plan.C,
             result.Algo, (void*)_workspace, _workspaceBytes, IntPtr.Zero);
         if (status != 0) Check(status, $"cublasLtMatmul(transa={transA}, transb={transB}, m={m}, n={n}, k={k}, lda={lda}, ldb={ldb}, ldc={ldc}, epilogue={epilogue})");
         return true;

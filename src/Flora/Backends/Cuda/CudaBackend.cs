@@ -310,9 +310,31 @@ internal sealed unsafe partial class CudaBackend : IBackend
         }
     }
 
+    public void MatMulBiasAdd(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor? bias, Tensor residual, Tensor output)
+    {
+        ProductChecks.CheckResidualOutput(residual, output, nameof(MatMulBiasAdd));
+        if (bias is not null && bias.Count != output.Columns) throw new ArgumentException($"MatMulBiasAdd: bias {bias.Shape} does not match the {output.Columns} columns of {output.Shape}");
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
+        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
+            && output.Rows == m && output.Columns == n && residual.Columns == n)
+        {
+            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+            // D = product + 1 C (the residual) + bias, in fp32, into the output: no separate add, no branch output.
+            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}{(bias is null ? "" : " + bias")} + residual", m, n, k))
+                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
+                        1f, P(residual), residual.Columns, _compute, CuBlas.R16BF, bias is null ? CuBlasLt.EpilogueDefault : CuBlasLt.EpilogueBias,
+                        bias is null ? 0 : P(bias), CuBlas.R32F, d: P(output)))
+                    return;
+        }
+        Tensor y = _wideC.Get(output.Shape);                                           // the branch's output, then the add
+        if (bias is null) MatMul(a, transposeA, b, transposeB, y);
+        else MatMulBias(a, transposeA, b, transposeB, y, bias);
+        Add(residual, y, output);
+    }
+
     public void MatMulBiasGelu(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor activation, Tensor bias)
     {
-        GeluChecks.CheckPair(preActivation, activation, nameof(MatMulBiasGelu));
+        ProductChecks.CheckGeluPair(preActivation, activation, nameof(MatMulBiasGelu));
         if (bias.Count != activation.Columns) throw new ArgumentException($"MatMulBiasGelu: bias {bias.Shape} does not match the {activation.Columns} columns of {activation.Shape}");
         int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
         if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
@@ -332,7 +354,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
 
     public void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx)
     {
-        GeluChecks.CheckPair(preActivation, dx, nameof(MatMulGeluBackward));
+        ProductChecks.CheckGeluPair(preActivation, dx, nameof(MatMulGeluBackward));
         int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
         if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
             && dx.Rows == m && dx.Columns == n)
