@@ -108,6 +108,9 @@ public sealed class Linear : Module
         if (OutputType != DType.Float32) throw new InvalidOperationException($"Linear '{Name}': a residual add needs a Float32 output");
         _addTo = (residual, output);
     }
+
+    /// <summary>Cancels a pending <see cref="AddNextOutputTo"/> (nothing to do when the forward used it).</summary>
+    internal void CancelOutputAdd() => _addTo = null;
     private (Tensor Residual, Tensor Output)? _addTo;
 
     /// <summary>

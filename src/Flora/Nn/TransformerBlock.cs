@@ -193,8 +193,12 @@ public sealed class TransformerBlock : Module
         if (dropout.Probability == 0 && projection is { OutputType: DType.Float32 })
         {
             projection.AddNextOutputTo(x, sum);
-            Tensor written = dropout.Forward(branch.Forward(norm.Forward(x)));
-            if (written.Pointer != sum.Pointer) throw new InvalidOperationException($"block '{Name}': the branch did not end in its output projection");
+            try
+            {
+                Tensor written = dropout.Forward(branch.Forward(norm.Forward(x)));
+                if (written.Pointer != sum.Pointer) throw new InvalidOperationException($"block '{Name}': the branch did not end in its output projection");
+            }
+            finally { projection.CancelOutputAdd(); }                           // a branch that failed leaves no add behind
             return;
         }
         Backend.Add(x, dropout.Forward(branch.Forward(norm.Forward(x))), sum);

@@ -35,6 +35,9 @@ public class TransformerGradientTests
         Assert.Same(sum, linear.Forward(x));
         Assert.Equal(r.Zip(y, (a, b) => a + b), sum.ToArray());                   // residual + (x W^T + b), the add's own order
         Assert.Equal(y, linear.Forward(x).ToArray());                              // once: the next forward is plain again
+        linear.AddNextOutputTo(residual, sum);
+        linear.CancelOutputAdd();                                                  // (a branch that failed before its projection)
+        Assert.NotSame(sum, linear.Forward(x));
         Assert.Throws<ArgumentException>(() => cpu.MatMulBiasAdd(x, false, linear.Weight.Value, true, null, sum, sum));   // in place
     }
 
