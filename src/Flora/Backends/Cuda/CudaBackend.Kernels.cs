@@ -554,13 +554,24 @@ internal sealed unsafe partial class CudaBackend
         CheckSameCount(p, u, nameof(AdafactorUpdate));
         CheckFloat32(nameof(AdafactorUpdate), p, u);
         using var _ = Time(nameof(AdafactorUpdate));
+        Tensor coef = AdafactorCoefficients(p, u, lr, eps2, clipThreshold, weightDecay, scaleParameter);
+        Elementwise("scaled_update", p.Count, P(p), P(u), P(coef), p.Count);
+    }
+
+    /// <summary>
+    /// Adafactor's two scalars, left on the device: coef[0] = 1 - wd s and coef[1] = -s / clip from the sums of squares of
+    /// p (Float32, or BFloat16 read widened: the same sums in the same order) and u (optimizer.cu's adafactor_coefficients).
+    /// </summary>
+    private Tensor AdafactorCoefficients(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)
+    {
         uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
         Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
-        _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(u), 0UL, u.Count, P(partials));
+        if (p.DType == DType.BFloat16) _device.Launch("sum_squares_pair_bf16", blocks, 1, Threads, 0, P(p), p.Count, P(u), u.Count, P(partials));
+        else _device.Launch("sum_squares_pair", blocks, 1, Threads, 0, P(p), p.Count, P(u), 0UL, u.Count, P(partials));
         Tensor coef = _coefficients.Get(new Shape(2));
         _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
             lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
-        Elementwise("scaled_update", p.Count, P(p), P(u), P(coef), p.Count);
+        return coef;
     }
 
     public void AdafactorUpdateRounded(Tensor p, Tensor u, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
@@ -570,13 +581,7 @@ internal sealed unsafe partial class CudaBackend
             throw new ArgumentException($"AdafactorUpdateRounded: expected a BFloat16 p and a Float32 u, got {p} and {u}");
         if (p.Count == 0) return;
         using var _ = Time(nameof(AdafactorUpdateRounded));
-        // The launches of AdafactorUpdate with p read as bf16: the same sums in the same order, the same coefficients.
-        uint blocks = ReductionBlocks(Math.Max(p.Count, u.Count));
-        Tensor partials = _partials.Get(new Shape((int)blocks * 4));                 // 2 doubles per block
-        _device.Launch("sum_squares_pair_bf16", blocks, 1, Threads, 0, P(p), p.Count, P(u), u.Count, P(partials));
-        Tensor coef = _coefficients.Get(new Shape(2));
-        _device.Launch("adafactor_coefficients", 1, 1, Threads, 0, P(partials), (int)blocks, 2, (long)p.Count, P(partials) + 8, (int)blocks, 2, (long)u.Count,
-            lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
+        Tensor coef = AdafactorCoefficients(p, u, lr, eps2, clipThreshold, weightDecay, scaleParameter);   // as AdafactorUpdate's
         int n = p.Count;
         uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
         if (n % 8 == 0 && P(p) % 16 == 0 && P(u) % 16 == 0) Elementwise("scaled_update_rounded_bf16_x8", n / 8, P(p), P(u), P(coef), n / 8, k0, k1);

@@ -280,52 +280,50 @@ internal sealed unsafe partial class CudaBackend : IBackend
     {
         if (bias.Count != c.Columns) throw new ArgumentException($"MatMulBias: bias {bias.Shape} does not match the {c.Columns} columns of {c.Shape}");
         CheckProductOutput(c, 0f, nameof(MatMulBias));
-        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
-        if (_lt is null || Precision != GemmPrecision.Bf16 || m == 0 || n == 0 || k == 0 || (transposeB ? b.Columns : b.Rows) != k || c.Rows != m || c.Columns != n)
-        {
-            BiasAfterProduct(c);                                                       // (MatMul also reports any shape mismatch)
+        if (TryEpilogueProduct(a, transposeA, b, transposeB, c, $" + bias{(c.DType == DType.BFloat16 ? " -> bf16" : "")}", CuBlasLt.EpilogueBias, bias: bias))
             return;
-        }
-        ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-        bool half = c.DType == DType.BFloat16;
-        // A bf16 C takes the bias in bf16 too (cuBLASLt pairs a bf16 D only with a bf16 bias; autocast rounds the bias so
-        // as well): the epilogue adds the widened bias to the fp32 product and rounds once.
-        ulong biasAddress = half ? ToBf16(bias, _bias16) : P(bias);
-        using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias{(half ? " -> bf16" : "")}", m, n, k))
-            if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                    0f, P(c), c.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueBias, biasAddress, half ? CuBlas.R16BF : CuBlas.R32F))
-                return;
-        BiasAfterProduct(c);
+        // Without a fused epilogue for this C (MatMul also reports any shape mismatch): the bias as a pass of its own; a
+        // bf16 C as the fp32 product plus the bias rounded to bf16 (the same sums as the epilogue's), rounded after.
+        if (c.DType == DType.Float32) { MatMul(a, transposeA, b, transposeB, c); AddBias(c, bias); return; }
+        Tensor wide = _wideC.Get(c.Shape), bias16 = _bias16.Get(bias.Shape), rounded = _biasRounded.Get(bias.Shape);
+        Copy(bias, bias16);
+        Copy(bias16, rounded);                                                         // the bias rounded to bf16, widened
+        MatMulBias(a, transposeA, b, transposeB, wide, rounded);
+        Copy(wide, c);
+    }
 
-        // Without a fused epilogue for this C: the bias as a pass of its own; a bf16 C as the fp32 product plus the bias
-        // rounded to bf16 (the same sums as above), rounded after.
-        void BiasAfterProduct(Tensor c)
-        {
-            if (c.DType == DType.Float32) { MatMul(a, transposeA, b, transposeB, c); AddBias(c, bias); return; }
-            Tensor wide = _wideC.Get(c.Shape), bias16 = _bias16.Get(bias.Shape), rounded = _biasRounded.Get(bias.Shape);
-            Copy(bias, bias16);
-            Copy(bias16, rounded);                                                     // the bias rounded to bf16, widened
-            MatMulBias(a, transposeA, b, transposeB, wide, rounded);
-            Copy(wide, c);
-        }
+    /// <summary>
+    /// output = op(A) op(B) (+ the residual, + the bias) through cuBLASLt with <paramref name="epilogue"/>, bf16 products
+    /// only; a bf16 output takes the bias in bf16 too (cuBLASLt pairs a bf16 D only with a bf16 bias; autocast rounds the
+    /// bias so as well) and the epilogue rounds the fp32 result once. <paramref name="aux"/> is the GELU epilogues'
+    /// pre-activation (written or read). False, with nothing run, without cuBLASLt, for empty or mismatched shapes, or
+    /// where cuBLASLt has no algorithm: the caller then computes the same another way.
+    /// </summary>
+    private bool TryEpilogueProduct(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor output, string label, int epilogue,
+        Tensor? bias = null, Tensor? residual = null, Tensor? aux = null)
+    {
+        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
+        if (_lt is null || Precision != GemmPrecision.Bf16 || m == 0 || n == 0 || k == 0 || (transposeB ? b.Columns : b.Rows) != k
+            || output.Rows != m || output.Columns != n || (residual is not null && residual.Columns != n))
+            return false;
+        ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
+        bool half = output.DType == DType.BFloat16;
+        ulong biasAddress = bias is null ? 0 : half ? ToBf16(bias, _bias16) : P(bias);
+        // Row-major output = op(A) op(B) is column-major D^T = op(B)^T op(A)^T; a residual is C, with D written apart.
+        using var _ = TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}{label}", m, n, k);
+        return _lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
+            residual is null ? 0f : 1f, residual is null ? P(output) : P(residual), output.Columns, _compute, CuBlas.R16BF, epilogue, biasAddress,
+            half ? CuBlas.R16BF : CuBlas.R32F, aux: aux is null ? 0 : P(aux), auxLd: aux?.Columns ?? 0, d: residual is null ? 0 : P(output));
     }
 
     public void MatMulBiasAdd(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor? bias, Tensor residual, Tensor output)
     {
         ProductChecks.CheckResidualOutput(residual, output, nameof(MatMulBiasAdd));
         if (bias is not null && bias.Count != output.Columns) throw new ArgumentException($"MatMulBiasAdd: bias {bias.Shape} does not match the {output.Columns} columns of {output.Shape}");
-        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
-        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
-            && output.Rows == m && output.Columns == n && residual.Columns == n)
-        {
-            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-            // D = product + 1 C (the residual) + bias, in fp32, into the output: no separate add, no branch output.
-            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")}{(bias is null ? "" : " + bias")} + residual", m, n, k))
-                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                        1f, P(residual), residual.Columns, _compute, CuBlas.R16BF, bias is null ? CuBlasLt.EpilogueDefault : CuBlasLt.EpilogueBias,
-                        bias is null ? 0 : P(bias), CuBlas.R32F, d: P(output)))
-                    return;
-        }
+        // D = product + 1 C (the residual) + bias, in fp32, into the output: no separate add, no branch output.
+        if (TryEpilogueProduct(a, transposeA, b, transposeB, output, $"{(bias is null ? "" : " + bias")} + residual",
+                bias is null ? CuBlasLt.EpilogueDefault : CuBlasLt.EpilogueBias, bias: bias, residual: residual))
+            return;
         Tensor y = _wideC.Get(output.Shape);                                           // the branch's output, then the add
         if (bias is null) MatMul(a, transposeA, b, transposeB, y);
         else MatMulBias(a, transposeA, b, transposeB, y, bias);
@@ -336,18 +334,9 @@ internal sealed unsafe partial class CudaBackend : IBackend
     {
         ProductChecks.CheckGeluPair(preActivation, activation, nameof(MatMulBiasGelu));
         if (bias.Count != activation.Columns) throw new ArgumentException($"MatMulBiasGelu: bias {bias.Shape} does not match the {activation.Columns} columns of {activation.Shape}");
-        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
-        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
-            && activation.Rows == m && activation.Columns == n)
-        {
-            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB), bias16 = ToBf16(bias, _bias16);
-            // D = GELU(product + bias) and aux = product + bias, both rounded from the same fp32 sum.
-            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} + bias, gelu -> bf16", m, n, k))
-                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                        0f, P(activation), activation.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueGeluAuxBias, bias16, CuBlas.R16BF,
-                        aux: P(preActivation), auxLd: preActivation.Columns))
-                    return;
-        }
+        // D = GELU(product + bias) and aux = product + bias, both rounded from the same fp32 sum.
+        if (TryEpilogueProduct(a, transposeA, b, transposeB, activation, " + bias, gelu -> bf16", CuBlasLt.EpilogueGeluAuxBias, bias: bias, aux: preActivation))
+            return;
         MatMulBias(a, transposeA, b, transposeB, preActivation, bias);
         Gelu(preActivation, activation);
     }
@@ -355,16 +344,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
     public void MatMulGeluBackward(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor preActivation, Tensor dx)
     {
         ProductChecks.CheckGeluPair(preActivation, dx, nameof(MatMulGeluBackward));
-        int m = transposeA ? a.Columns : a.Rows, k = transposeA ? a.Rows : a.Columns, n = transposeB ? b.Rows : b.Columns;
-        if (_lt is not null && Precision == GemmPrecision.Bf16 && m > 0 && n > 0 && k > 0 && (transposeB ? b.Columns : b.Rows) == k
-            && dx.Rows == m && dx.Columns == n)
-        {
-            ulong a16 = ToBf16(a, _operandA), b16 = a == b ? a16 : ToBf16(b, _operandB);
-            using (TimeProduct($"{(transposeA ? "T" : "N")}{(transposeB ? "T" : "N")} x gelu' -> bf16", m, n, k))
-                if (_lt.TryMatmul(transposeB ? CuBlas.OpT : CuBlas.OpN, transposeA ? CuBlas.OpT : CuBlas.OpN, n, m, k, 1f, b16, b.Columns, a16, a.Columns,
-                        0f, P(dx), dx.Columns, _compute, CuBlas.R16BF, CuBlasLt.EpilogueDGelu, 0, CuBlas.R16BF, aux: P(preActivation), auxLd: preActivation.Columns))
-                    return;
-        }
+        if (TryEpilogueProduct(a, transposeA, b, transposeB, dx, " x gelu' -> bf16", CuBlasLt.EpilogueDGelu, aux: preActivation))
+            return;
         Tensor product = _wideC.Get(dx.Shape);
         MatMul(a, transposeA, b, transposeB, product);
         GeluBackward(preActivation, product, dx);
