@@ -64,7 +64,7 @@ public static class BenchmarkComparison
         {
             double ledger = r.PeakLedgerBytes / 1073741824.0, driver = r.DriverUsedBytes / 1073741824.0;
             string parts = r.PeakByTag is null ? "" : " (" + string.Join(", ", r.PeakByTag.Where(kv => kv.Value > 0).Select(kv => string.Create(c, $"{kv.Key} {kv.Value / 1073741824.0:F2}"))) + ")";
-            string memory = string.Create(c, $"- {r.Model}, {r.Optimizer}{(r.Lomo ? ", LOMO" : "")}{(r.Checkpointing ? ", checkpointing" : "")}: peak {ledger:F2} GiB (ledger){parts}, {driver:F2} GiB (driver)");
+            string memory = string.Create(c, $"- {r.Model}, {r.Optimizer}{(r.Lomo ? ", LOMO" : "")}{(r.Checkpointing ? ", checkpointing" + (r.CheckpointedBlocks > 0 && r.CheckpointedBlocks < r.Blocks ? $" {r.CheckpointedBlocks} of {r.Blocks} blocks" : "") : "")}: peak {ledger:F2} GiB (ledger){parts}, {driver:F2} GiB (driver)");
             if (r.Model.Contains("7b", StringComparison.OrdinalIgnoreCase))
                 memory += string.Create(c, $"; target under 24 GiB: {(driver > 0 && driver < 24 && ledger < 24 ? "met" : "NOT met")}, stretch under 20 GiB: {(driver > 0 && driver < 20 && ledger < 20 ? "met" : "not met")}");
             sb.AppendLine(memory + ".");

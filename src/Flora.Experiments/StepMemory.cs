@@ -18,6 +18,8 @@ public sealed record StepMemorySettings
     public bool Lomo { get; init; } = true;
     /// <summary>Activation checkpointing: each block recomputed in backward.</summary>
     public bool Checkpointing { get; init; } = true;
+    /// <summary>With checkpointing, only the first N blocks recompute (<see cref="LanguageModel.EnableCheckpointing"/>); null: every block.</summary>
+    public int? CheckpointBlocks { get; init; }
     /// <summary>The type of the weight matrices (<see cref="WeightStorage"/>).</summary>
     public DType Weights { get; init; } = DType.BFloat16;
     /// <summary>Sequences per step.</summary>
@@ -35,6 +37,8 @@ public sealed record StepMemorySettings
     {
         if (!OptimizerSpec.Names.Contains(Optimizer)) throw new ArgumentException($"unknown optimizer '{Optimizer}': choose one of {string.Join(", ", OptimizerSpec.Names)}");
         if (Rank <= 0 || Batch <= 0 || SequenceLength <= 0) throw new ArgumentException($"rank ({Rank}), batch ({Batch}) and sequence length ({SequenceLength}) must be positive");
+        if (CheckpointBlocks is int blocks && (blocks < 0 || !Checkpointing))
+            throw new ArgumentException(blocks < 0 ? $"checkpointed blocks must be 0 or more, got {blocks}" : "checkpointed blocks need checkpointing on");
     }
 }
 
@@ -84,6 +88,9 @@ public static class StepMemory
     {
         settings.Validate();
         if (layers < 2 || vocabulary <= 1) throw new ArgumentException($"the estimate is for stacks of at least 2 layers (got {layers}) and a vocabulary larger than 1 (got {vocabulary})");
+        if (settings.CheckpointBlocks > layers) throw new ArgumentException($"{name}: cannot checkpoint {settings.CheckpointBlocks} blocks of {layers}");
+        int? partialBlocks = settings.CheckpointBlocks;
+        settings = settings with { CheckpointBlocks = null };                      // the stacked probes checkpoint every block
         bool flora = settings.Optimizer.Contains("flora");
         // Probe vocabularies below the rank (vocabulary matrices stay uncompressed) and unlike any other dimension.
         int v0 = flora ? Math.Max(2, settings.Rank / 4 - 1) : 61;
@@ -120,6 +127,20 @@ public static class StepMemory
         var (i1, s1) = Line(p11, p1T);
         var (i2, s2) = Line(p21, p2T);
         long activations = (long)Math.Round(i1 + (layers - 2) * (i2 - i1) + settings.SequenceLength * (s1 + (layers - 2) * (s2 - s1)));
+        string partial = "";
+        if (settings.Checkpointing && partialBlocks is int kept && kept < layers)
+        {
+            if (kept == 0) throw new ArgumentException("0 checkpointed blocks is checkpointing off: estimate with checkpointing off");
+            // Each block left out of checkpointing keeps its activations, and the first one also brings the buffers that
+            // such blocks share (their recomputed norms and activation): from 3 layers with 2 and with 1 checkpointed, at
+            // the probes' two token counts.
+            progress?.Report($"{name}: probing 3 layers with 2 and with 1 checkpointed");
+            var (i32, s32) = Line(Probe(build, 3, v0, ProbeTokens, settings with { CheckpointBlocks = 2 }), Probe(build, 3, v0, 2 * ProbeTokens, settings with { CheckpointBlocks = 2 }));
+            var (i31, s31) = Line(Probe(build, 3, v0, ProbeTokens, settings with { CheckpointBlocks = 1 }), Probe(build, 3, v0, 2 * ProbeTokens, settings with { CheckpointBlocks = 1 }));
+            double first = i32 - i2 + settings.SequenceLength * (s32 - s2), each = i31 - i32 + settings.SequenceLength * (s31 - s32);
+            activations += (long)Math.Round(first + (layers - kept - 1) * each);
+            partial = $", the last {layers - kept} blocks not checkpointed (from 3 layers with 2 and with 1 checkpointed)";
+        }
         string stacked = $"ledger of 2 and 3 layers, vocabulary {v0} and {2 * v0}, extrapolated to {layers} layers and {vocabulary:N0}";
         var tags = new List<TagEstimate>
         {
@@ -128,14 +149,14 @@ public static class StepMemory
             new(MemoryTag.OptimizerState, Stacked(p => p[MemoryTag.OptimizerState]), stacked),
             new(MemoryTag.Accumulator, Stacked(p => p[MemoryTag.Accumulator]), stacked),
             new(MemoryTag.Activations, activations,
-                $"ledger of 2 and 3 layers at {ProbeTokens} and {2 * ProbeTokens} tokens per sequence, extrapolated to {layers} layers and {settings.SequenceLength:N0} (affine in tokens, in layers)"),
+                $"ledger of 2 and 3 layers at {ProbeTokens} and {2 * ProbeTokens} tokens per sequence, extrapolated to {layers} layers and {settings.SequenceLength:N0} (affine in tokens, in layers){partial}"),
         };
         // The CUDA scratch formula needs the parameter shapes at full size: vocabulary dimensions scaled up.
         List<Shape> Full(IEnumerable<Shape> shapes) => shapes.Select(s => s.Rank == 2 && (s[0] == v0 || s[1] == v0)
             ? new Shape(s[0] == v0 ? vocabulary : s[0], s[1] == v0 ? vocabulary : s[1]) : s).ToList();
         var scratch = CudaScratch(settings, Full(p11.Shapes), Full(p11.Untied), vocabulary, attention);
         tags.Add(new(MemoryTag.Scratch, scratch.Sum(s => s.Bytes), "CUDA backend buffers by formula: " + string.Join("; ", scratch.Select(s => $"{s.What} {s.Bytes / 1048576.0:N0} MiB"))));
-        return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings, tags);
+        return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings with { CheckpointBlocks = partialBlocks }, tags);
     }
 
     /// <summary>
@@ -201,7 +222,7 @@ public static class StepMemory
         using (WeightStorage.Use(s.Weights)) model = build(backend, layers, vocabulary);
         using (model)
         {
-            if (s.Checkpointing) model.EnableCheckpointing();
+            if (s.Checkpointing) model.EnableCheckpointing(s.CheckpointBlocks);
             var spec = new OptimizerSpec { Name = s.Optimizer, Rank = s.Rank, LearningRate = OptimizerSpec.DefaultLearningRate(s.Optimizer) };
             using var optimizer = spec.Create(backend, model.Parameters().Where(p => p.RequiresGrad));
             optimizer.GradientOptions = new PipelineOptions { Lomo = s.Lomo, Rank = s.Rank };

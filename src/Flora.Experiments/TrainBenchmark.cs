@@ -15,6 +15,13 @@ public sealed record TrainBenchRow(
 {
     /// <summary>The OpenBLAS kernel family the row was measured with (CPU runs), e.g. "Cooperlake"; null on a GPU.</summary>
     public string? BlasKernels { get; init; }
+    /// <summary>With checkpointing, how many of <see cref="Blocks"/> blocks recomputed in backward (0 when off; absent in older files).</summary>
+    public int CheckpointedBlocks { get; init; }
+    /// <summary>The model's transformer blocks (absent in older files).</summary>
+    public int Blocks { get; init; }
+
+    /// <summary>"bf16", "bf16, ckpt" (every block) or "bf16, ckpt 16/32".</summary>
+    public string WeightsAndCheckpointing => Weights + (!Checkpointing ? "" : CheckpointedBlocks > 0 && CheckpointedBlocks < Blocks ? $", ckpt {CheckpointedBlocks}/{Blocks}" : ", ckpt");
 }
 
 public sealed record TrainBenchReport(string Device, string Precision, string Date, double PeakTflops, int Warmup, int Steps, IReadOnlyList<TrainBenchRow> Rows);
@@ -82,7 +89,8 @@ public static class TrainBenchmark
                 ledger.PeakTotalBytes, driverUsed, trainer.OptimizerStateBytes,
                 t.Ops.Take(16).ToDictionary(o => o.Op, o => Math.Round(o.Share, 4)),
                 trainer.Options.Weights, options.ActivationCheckpointing, trainer.Model.Vocabulary,
-                ledger.Tags.ToDictionary(u => u.Tag.ToString(), u => u.BytesAtTotalPeak));
+                ledger.Tags.ToDictionary(u => u.Tag.ToString(), u => u.BytesAtTotalPeak))
+                { CheckpointedBlocks = trainer.Model.CheckpointedBlocks, Blocks = trainer.Model.BlockCount };
         }
         finally
         {

@@ -52,13 +52,14 @@ internal static class BenchCommand
         var trainTokenizer = new Option<string>("--tokenizer") { Description = "bpe:N or gpt2", DefaultValueFactory = _ => "bpe:4096" };
         var trainWeights = new Option<string>("--weights") { Description = "weight matrices: fp32, bf16 (stochastic rounding) or auto (bf16 on cuda above 1B parameters)", DefaultValueFactory = _ => new Flora.Training.TrainOptions().Weights };
         var trainCheckpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
+        var trainCheckpointBlocks = new Option<string?>("--checkpoint-blocks") { Description = "with --activation-checkpointing: recompute only the first N blocks, comma-separated values timed in turn (e.g. 32,24,16); default every block" };
         var trainVocabulary = new Option<string>("--vocabulary") { Description = "model vocabulary: tokenizer (its size), published (each preset's published size: llama-1b/3b 128,256, llama-7b 32,000, gpt2-* 50,257), or a number", DefaultValueFactory = _ => "tokenizer" };
         var trainJson = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var trainProfile = new Option<string?>("--profile") { Description = "append a per-op and per-product profile of one step of each configuration to this markdown file" };
         var trainBlas = new Option<string>("--blas-family") { Description = "CPU: OpenBLAS kernel families to time in turn, comma-separated: auto (selected at load), detected (OpenBLAS's own choice), generic (Prescott) or a family (Haswell, SkylakeX, ...); e.g. auto,generic", DefaultValueFactory = _ => "auto" };
         var train = new Command("train", "Tokens per second of training steps, split into forward, backward and optimizer, with the GEMM share, MFU and peak memory.")
         {
-            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainVocabulary, trainJson, trainProfile, trainBlas,
+            trainModels, trainOptimizers, trainLomo, trainSteps, trainWarmup, trainBatch, trainSeqLen, trainDevice, trainPrecision, trainTokenizer, trainWeights, trainCheckpointing, trainCheckpointBlocks, trainVocabulary, trainJson, trainProfile, trainBlas,
         };
         train.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -67,12 +68,19 @@ internal static class BenchCommand
             double peak = TrainBenchmark.PeakTflops(device, precision, deviceName);
             bool[] lomos = parse.GetValue(trainLomo) switch { "off" => [false], "on" => [true], "both" => [false, true], var v => throw new ArgumentException($"--lomo must be off, on or both, got '{v}'") };
             var rows = new List<TrainBenchRow>();
+            int?[] checkpointBlocks = parse.GetValue(trainCheckpointBlocks) is string list
+                ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.TryParse(v, out int n) && n >= 0 ? n
+                    : throw new ArgumentException($"--checkpoint-blocks takes block counts of 0 or more, comma-separated, got '{v}'")).Select(n => (int?)n).ToArray()
+                : [null];
+            if (checkpointBlocks.Length == 0 || (checkpointBlocks[0] is not null && !parse.GetValue(trainCheckpointing)))
+                throw new ArgumentException("--checkpoint-blocks needs --activation-checkpointing and at least one block count");
             string[] families = device == "cpu" ? parse.GetValue(trainBlas)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : ["auto"];
             try
             {
                 foreach (string model in parse.GetValue(trainModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     foreach (string optimizer in parse.GetValue(trainOptimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                         foreach (bool lomo in lomos)
+                            foreach (int? blocks in checkpointBlocks)
                             foreach (string family in families)
                             {
                                 var options = new Flora.Training.TrainOptions
@@ -81,10 +89,11 @@ internal static class BenchCommand
                                     BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
                                     Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
                                     ActivationCheckpointing = parse.GetValue(trainCheckpointing),
+                                    CheckpointBlocks = blocks,
                                     Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
                                 };
                                 string? kernels = device == "cpu" ? Flora.Backends.Cpu.OpenBlas.Use(family) : null;
-                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
+                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" + (blocks is int b ? $" {b} blocks" : "") : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
                                 rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)) with { BlasKernels = kernels });
                             }
             }
@@ -117,6 +126,7 @@ internal static class BenchCommand
         var memoryOptimizer = new Option<string>("--optimizer") { Description = "optimizer; flora:R sets the rank", DefaultValueFactory = _ => "flora:256" };
         var memoryLomo = new Option<string>("--lomo") { Description = "on or off", DefaultValueFactory = _ => "on" };
         var memoryCheckpointing = new Option<string>("--activation-checkpointing") { Description = "on or off", DefaultValueFactory = _ => "on" };
+        var memoryCheckpointBlocks = new Option<int?>("--checkpoint-blocks") { Description = "with checkpointing on: only the first N blocks recompute, the others keep their activations; default every block" };
         var memoryWeights = new Option<string>("--weights") { Description = "fp32 or bf16", DefaultValueFactory = _ => "bf16" };
         var memoryBatch = Options.PositiveInt("--batch", "sequences per step", 1);
         var memorySeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 2048);
@@ -125,7 +135,7 @@ internal static class BenchCommand
         var memoryBudget = new Option<double>("--budget") { Description = "GiB the estimate is compared with", DefaultValueFactory = _ => 24 };
         var memory = new Command("memory", "Peak GPU memory of one training step of a model too large to build here, per ledger tag, from ledgers of 2- and 3-layer versions stepped on the CPU.")
         {
-            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryPrecision, memoryBudget,
+            memoryModels, memoryOptimizer, memoryLomo, memoryCheckpointing, memoryCheckpointBlocks, memoryWeights, memoryBatch, memorySeqLen, memoryVocabulary, memoryPrecision, memoryBudget,
         };
         memory.SetAction(parse => CommandGuard.Run(error, () =>
         {
@@ -133,7 +143,7 @@ internal static class BenchCommand
             var optimizer = TrainBenchmark.ParseOptimizer(parse.GetValue(memoryOptimizer)!);
             var settings = new StepMemorySettings
             {
-                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing),
+                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing), CheckpointBlocks = parse.GetValue(memoryCheckpointBlocks),
                 Weights = Flora.Nn.WeightStorage.Parse(parse.GetValue(memoryWeights)!), Batch = parse.GetValue(memoryBatch), SequenceLength = parse.GetValue(memorySeqLen),
                 Precision = Flora.Devices.BackendFactory.ParsePrecision(parse.GetValue(memoryPrecision)!),
             };
@@ -162,7 +172,7 @@ internal static class BenchCommand
         bool kernels = r.Rows.Select(row => row.BlasKernels).Distinct().Count() > 1;
         var table = new Table().AddColumns("model", "optimizer", "LOMO", "weights", "ms/step", "tokens/s", "MFU", "fwd ms", "bwd ms", "opt ms", "GEMM share", "peak MiB (ledger)", "driver MiB", "state MiB");
         foreach (var row in r.Rows)
-            table.AddRow(Markup.Escape(row.Model + (kernels ? $" ({row.BlasKernels} kernels)" : "")), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.Weights + (row.Checkpointing ? ", ckpt" : ""), $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
+            table.AddRow(Markup.Escape(row.Model + (kernels ? $" ({row.BlasKernels} kernels)" : "")), Markup.Escape(row.Optimizer), row.Lomo ? "on" : "off", row.WeightsAndCheckpointing, $"{row.MillisecondsPerStep:F1}", $"{row.TokensPerSecond:N0}",
                 double.IsNaN(row.ModelFlopsUtilization) ? "-" : $"{row.ModelFlopsUtilization:P1}", $"{row.ForwardMilliseconds:F1}", $"{row.BackwardMilliseconds:F1}",
                 $"{row.OptimizerMilliseconds:F1}", $"{row.GemmShare:P1}", $"{row.PeakLedgerBytes / 1048576.0:N0}", row.DriverUsedBytes == 0 ? "-" : $"{row.DriverUsedBytes / 1048576.0:N0}",
                 $"{row.OptimizerStateBytes / 1048576.0:N1}");
@@ -180,7 +190,7 @@ internal static class BenchCommand
     {
         var s = e.Settings;
         console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
-            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(s.Checkpointing ? "on" : "off")}, " +
+            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(!s.Checkpointing ? "off" : s.CheckpointBlocks is int n && n < e.Layers ? $"first {n} of {e.Layers} blocks" : "on")}, " +
             $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens"));
         var table = new Table().AddColumns("ledger tag", "GiB", "from");
         table.Columns[1].RightAligned();

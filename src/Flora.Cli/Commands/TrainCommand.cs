@@ -31,6 +31,7 @@ internal static class TrainCommand
         var tau = Options.PositiveInt("--tau", "micro-batches per update when accumulating", 1);
         var lomo = new Option<bool>("--lomo") { Description = "update each parameter inside backward (no gradient buffers)" };
         var checkpointing = new Option<bool>("--activation-checkpointing") { Description = "recompute each block in backward instead of keeping its activations" };
+        var checkpointBlocks = new Option<int?>("--checkpoint-blocks") { Description = "with --activation-checkpointing: recompute only the first N blocks and keep the others' activations (more memory, faster; flora bench memory --checkpoint-blocks N estimates the peak); default every block" };
         var lora = Options.NonNegativeInt("--lora", "LoRA adapters of this rank on every attention and feed-forward matrix, which stay frozen; embeddings and vector weights train too, as in the FLORA paper (0 = off)", 0);
         var loraAdaptersOnly = new Option<bool>("--lora-adapters-only") { Description = "with --lora: train only the adapters (the common fine-tuning practice) instead of the paper's LoRA" };
         var evalBatches = Options.PositiveInt("--eval-batches", "validation batches per evaluation (drawn at random with a fixed seed from the whole validation split)", d.EvalBatches);
@@ -63,7 +64,7 @@ internal static class TrainCommand
         var allReduceRank = DataParallelCli.AllReduceRank();
         var command = new Command("train", "Train a language model with FLORA (default: a small GPT on the embedded English corpus, Flora momentum r = 32).")
         {
-            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, lora,
+            model, tokenizer, corpus, optimizer, lr, rank, kappa, beta1, weightDecay, variant, momentumOrder, unfactored, accumulate, tau, lomo, checkpointing, checkpointBlocks, lora,
             loraAdaptersOnly, steps, batch, seqLen, schedule, warmup, clip, dropout, evalEvery, evalBatches, earlyStop, checkpointEvery, seed, device, precision,
             weights, output, resume, overwrite, quick, task, data, maxSource, maxTarget, initFrom, keepBest, allReduce, allReduceRank,
         };
@@ -97,6 +98,7 @@ internal static class TrainCommand
                 AccumulationSteps = parse.GetValue(tau),
                 Lomo = parse.GetValue(lomo),
                 ActivationCheckpointing = parse.GetValue(checkpointing),
+                CheckpointBlocks = parse.GetValue(checkpointBlocks),
                 LoraRank = parse.GetValue(lora),
                 LoraMode = parse.GetValue(loraAdaptersOnly) ? LoraMode.AdaptersOnly : LoraMode.Paper,
                 EvalBatches = parse.GetValue(evalBatches),
@@ -177,7 +179,7 @@ internal static class TrainCommand
             if (trainer.Layout.Length > 0) console.MarkupLine(Markup.Escape(trainer.Layout));
             if (o.Device == "cpu") console.MarkupLine(Markup.Escape(Flora.Backends.Cpu.CpuBackend.BlasDescription));
             console.MarkupLine(Markup.Escape($"batch {o.BatchSize} x {o.SequenceLength} tokens, {o.AccumulationSteps} micro-batch(es) per step ({o.Accumulation}), " +
-                $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {(o.ActivationCheckpointing ? "on" : "off")}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
+                $"LOMO {(o.Lomo ? "on" : "off")}, activation checkpointing {Checkpointing(trainer.Model)}, {o.Schedule} schedule, steps {trainer.StartStep + 1}..{o.Steps}, device {o.Device}"));
             var result = new ProgressReporter(console).Run(["train"], o.Steps, report => trainer.Run(new SynchronousProgress<TrainProgress>(p =>
             {
                 string text = $"step {p.Step}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} tok/s";
@@ -189,6 +191,10 @@ internal static class TrainCommand
             return stop.Token.IsCancellationRequested ? stop.ExitCode : 0;
         }
     }
+
+    /// <summary>"off", "on" (every block) or "on, first N of L blocks".</summary>
+    internal static string Checkpointing(Flora.Nn.Models.LanguageModel model) =>
+        model.CheckpointedBlocks == 0 ? "off" : model.CheckpointedBlocks == model.BlockCount ? "on" : $"on, first {model.CheckpointedBlocks} of {model.BlockCount} blocks";
 
     private static void PrintSummary(IAnsiConsole console, TrainResult r, TrainOptions o)
     {

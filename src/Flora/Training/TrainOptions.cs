@@ -86,6 +86,11 @@ public sealed record TrainOptions
     /// </summary>
     public bool ActivationCheckpointing { get; init; }
     /// <summary>
+    /// <c>--checkpoint-blocks</c>: with activation checkpointing, only the first N blocks recompute in backward and the
+    /// rest keep their activations (more memory, less time); null (the default) checkpoints every block.
+    /// </summary>
+    public int? CheckpointBlocks { get; init; }
+    /// <summary>
     /// <c>--lora</c>: LoRA rank: wrap every attention and MLP projection with adapters of this rank (which other
     /// parameters train: <see cref="LoraMode"/>); 0 = off, the default.
     /// </summary>
@@ -194,6 +199,8 @@ public sealed record TrainOptions
     public void Validate()
     {
         if (SequenceLength <= 0) throw new ArgumentException($"sequence length must be positive, got {SequenceLength}");
+        if (CheckpointBlocks is int blocks && (blocks < 0 || !ActivationCheckpointing))
+            throw new ArgumentException(blocks < 0 ? $"--checkpoint-blocks must be 0 or more, got {blocks}" : "--checkpoint-blocks needs --activation-checkpointing");
         if (BatchSize <= 0) throw new ArgumentException($"batch size must be positive, got {BatchSize}");
         if (Steps <= 0) throw new ArgumentException($"steps must be positive, got {Steps}");
         if (!(Optimizer.LearningRate > 0) || !float.IsFinite(Optimizer.LearningRate)) throw new ArgumentException($"learning rate must be positive, got {Optimizer.LearningRate}");

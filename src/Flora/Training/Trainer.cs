@@ -188,7 +188,7 @@ public sealed class Trainer : IDisposable
                     throw new InvalidDataException($"{source.Directory}: the checkpoint was trained with another tokenizer than this run's ({options.Tokenizer}); pass its tokenizer directory");
                 TrainingCheckpoint.InitialiseFrom(source.Directory, _model, _notices);
             }
-            if (options.ActivationCheckpointing) _model.EnableCheckpointing();
+            if (options.ActivationCheckpointing) _model.EnableCheckpointing(options.CheckpointBlocks);
             var trainable = _model.Parameters().Where(p => p.RequiresGrad).ToArray();
             _optimizer = options.Optimizer.Create(_backend, trainable);
             _optimizer.RoundingSeed = Seeds.Derive(options.Seed, 13);                  // bf16 weights: stochastic rounding streams

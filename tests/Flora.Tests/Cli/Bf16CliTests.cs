@@ -31,6 +31,30 @@ public class Bf16CliTests : IDisposable
     }
 
     [Fact]
+    public void Bench_train_times_several_checkpointed_block_counts_and_train_refuses_bad_ones()
+    {
+        string json = Path.Combine(_temp, "blocks.json");
+        var (code, stdout, error) = RunCli("bench", "train", "--model", "llama-tiny", "--lomo", "on", "--activation-checkpointing", "--checkpoint-blocks", "1,2",
+            "--optimizer", "flora:8", "--batch", "1", "--seq-len", "32", "--steps", "1", "--warmup", "1", "--tokenizer", "bpe:300", "--json", json);
+        Assert.True(code == 0, error);
+        Assert.Contains("ckpt 1/2", stdout);
+        var rows = TrainBenchmark.ReadJson(json).Rows;
+        Assert.Equal([(1, 2), (2, 2)], rows.Select(r => (r.CheckpointedBlocks, r.Blocks)));
+        Assert.True(rows[0].PeakLedgerBytes > rows[1].PeakLedgerBytes, "the block left out of checkpointing keeps its activations");
+
+        (code, _, error) = RunCli("train", "--quick", "--model", "llama-tiny", "--checkpoint-blocks", "1", "--out", Path.Combine(_temp, "no-ckpt"));
+        Assert.Equal(Flora.Cli.FloraCli.UserError, code);
+        Assert.Contains("--checkpoint-blocks needs --activation-checkpointing", error);
+        (code, _, error) = RunCli("train", "--quick", "--model", "llama-tiny", "--activation-checkpointing", "--checkpoint-blocks", "3", "--out", Path.Combine(_temp, "too-many"));
+        Assert.Equal(Flora.Cli.FloraCli.UserError, code);
+        Assert.Contains("cannot checkpoint 3 blocks of 2", error);
+        string run = Path.Combine(_temp, "partial");
+        (code, stdout, error) = RunCli("train", "--quick", "--steps", "2", "--model", "llama-tiny", "--activation-checkpointing", "--checkpoint-blocks", "1", "--out", run);
+        Assert.True(code == 0, error);
+        Assert.Contains("activation checkpointing on, first 1 of 2 blocks", stdout);
+    }
+
+    [Fact]
     public void Train_with_bf16_weights_records_them_and_refuses_an_unknown_type()
     {
         string run = Path.Combine(_temp, "run");

@@ -92,26 +92,51 @@ public class GroupedQueryAttentionTests
         GradientCheck.Run(cpu, model, ids, eps: 2e-3f, maxChecksPerTensor: 12);
     }
 
-    [Fact]
-    public void Activation_checkpointing_recomputes_a_grouped_llama_exactly()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(0)]
+    public void Activation_checkpointing_of_all_some_or_no_blocks_recomputes_a_grouped_llama_exactly(int? blocks)
     {
         using var cpu = TestUtil.Cpu();
         var config = new LlamaConfig(3, 4, 16, 24, 13, 8, 500000f) { KeyValueHeads = 2, HeadDim = 8, TiedEmbeddings = true, RopeScaling = new RopeScaling(8, 1, 4, 16) };
         using var plain = new Llama(cpu, config, seed: 4);
         using var checkpointed = new Llama(cpu, config, seed: 4);
-        checkpointed.EnableCheckpointing();
+        checkpointed.EnableCheckpointing(blocks);
+        Assert.Equal(blocks ?? 3, checkpointed.CheckpointedBlocks);
+        Assert.Equal(blocks ?? 3, checkpointed.Blocks.Count(b => b.Checkpointed));
+        Assert.All(checkpointed.Blocks.Take(blocks ?? 3), b => Assert.True(b.Checkpointed));      // the first blocks
         var rng = new Random(2);
         using var ids = cpu.Allocate(new Shape(2, 6), MemoryTag.Activations, DType.Int32);
         using var targets = cpu.Allocate(new Shape(2, 6), MemoryTag.Activations, DType.Int32);
-        cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), ids);
-        cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), targets);
-        var sinkA = new AccumulateSink(cpu, new Sgd(cpu, plain.Parameters(), 1f));
-        var sinkB = new AccumulateSink(cpu, new Sgd(cpu, checkpointed.Parameters(), 1f));
-        Assert.Equal(plain.ForwardLoss(ids, targets), checkpointed.ForwardLoss(ids, targets));
-        plain.BackwardLoss(sinkA);
-        checkpointed.BackwardLoss(sinkB);
-        foreach (var (a, b) in plain.Parameters().Zip(checkpointed.Parameters()))
-            Assert.Equal(a.Grad!.ToArray(), b.Grad!.ToArray());
+        for (int step = 0; step < 2; step++)                                       // the second step reuses every shared buffer
+        {
+            cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), ids);
+            cpu.Upload(Enumerable.Range(0, 12).Select(_ => rng.Next(13)).ToArray(), targets);
+            var sinkA = new AccumulateSink(cpu, new Sgd(cpu, plain.Parameters(), 1f));
+            var sinkB = new AccumulateSink(cpu, new Sgd(cpu, checkpointed.Parameters(), 1f));
+            Assert.Equal(plain.ForwardLoss(ids, targets), checkpointed.ForwardLoss(ids, targets));
+            plain.BackwardLoss(sinkA);
+            checkpointed.BackwardLoss(sinkB);
+            foreach (var (a, b) in plain.Parameters().Zip(checkpointed.Parameters()))
+            {
+                Assert.Equal(a.Grad!.ToArray(), b.Grad!.ToArray());
+                cpu.Fill(a.Grad!, 0f);
+                cpu.Fill(b.Grad!, 0f);
+            }
+        }
+    }
+
+    [Fact]
+    public void Checkpointing_more_blocks_than_the_model_has_or_twice_is_refused()
+    {
+        using var cpu = TestUtil.Cpu();
+        using var model = new Llama(cpu, new LlamaConfig(3, 4, 16, 24, 13, 8), seed: 4);
+        Assert.Contains("0 to 3", Assert.Throws<ArgumentException>(() => model.EnableCheckpointing(4)).Message);
+        Assert.Throws<ArgumentException>(() => model.EnableCheckpointing(-1));
+        model.EnableCheckpointing(2);
+        Assert.Contains("on already", Assert.Throws<InvalidOperationException>(() => model.EnableCheckpointing()).Message);
     }
 
     private static (float[] O, float[] Dq, float[] Dk, float[] Dv) Run(IBackend b, AttentionShape s, Tensor q, Tensor k, Tensor v, Tensor dOut)

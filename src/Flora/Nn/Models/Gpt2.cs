@@ -131,11 +131,7 @@ public sealed class Gpt2 : LanguageModel
         $"GPT-2 {Config.Layers} layers, {Config.Heads} heads, {Config.Embed} channels, vocabulary {Config.Vocabulary}, context {Config.Context}, {ParameterCount:N0} parameters";
 
     /// <inheritdoc/>
-    public override void EnableCheckpointing()
-    {
-        var shared = new ActivationScope(Backend);
-        foreach (var block in _blocks) block.EnableCheckpointing(shared);
-    }
+    protected override IReadOnlyList<TransformerBlock> CheckpointableBlocks => _blocks;
 
     /// <inheritdoc/>
     protected override OutputHead Head => _head;

@@ -78,8 +78,44 @@ public abstract class LanguageModel : Module
     /// <summary>Whether the model also reads a source through <see cref="SetSource"/> (T5) besides the decoder's ids.</summary>
     public virtual bool IsEncoderDecoder => false;
 
-    /// <summary>Turns on activation checkpointing for every block (one shared scope for their internals).</summary>
-    public abstract void EnableCheckpointing();
+    /// <summary>The transformer blocks activation checkpointing applies to, in the order forward runs them.</summary>
+    protected abstract IReadOnlyList<TransformerBlock> CheckpointableBlocks { get; }
+
+    /// <summary>How many blocks recompute their internals in backward (<see cref="EnableCheckpointing"/>); 0 = none.</summary>
+    public int CheckpointedBlocks { get; private set; }
+
+    /// <summary>Every block of the stack (<see cref="CheckpointedBlocks"/> can be at most this).</summary>
+    public int BlockCount => CheckpointableBlocks.Count;
+
+    private ActivationScope? _checkpointScope;
+
+    /// <summary>
+    /// Turns on activation checkpointing for the first <paramref name="blocks"/> blocks in forward order (null: every
+    /// block). A checkpointed block keeps only its input and recomputes the rest in backward; the others keep their
+    /// activations. Each block left out costs its activations (a few C per token more than its input) and saves one
+    /// forward pass of it in backward: the knob between memory and speed. The checkpointed blocks share one scope for
+    /// their internals, freed with the model.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="blocks"/> is negative or more than the model has.</exception>
+    /// <exception cref="InvalidOperationException">Checkpointing is on already.</exception>
+    public void EnableCheckpointing(int? blocks = null)
+    {
+        var all = CheckpointableBlocks;
+        int count = blocks ?? all.Count;
+        if (count < 0 || count > all.Count) throw new ArgumentException($"{Name}: cannot checkpoint {count} blocks of {all.Count}: choose 0 to {all.Count}");
+        if (_checkpointScope is not null) throw new InvalidOperationException($"{Name}: activation checkpointing is on already ({CheckpointedBlocks} blocks)");
+        if (count == 0) return;
+        _checkpointScope = new ActivationScope(Backend);
+        for (int i = 0; i < count; i++) all[i].EnableCheckpointing(_checkpointScope);
+        CheckpointedBlocks = count;
+    }
+
+    /// <summary>Frees the parameters and buffers of every layer and the checkpointed blocks' shared internals.</summary>
+    public override void Dispose()
+    {
+        base.Dispose();
+        _checkpointScope?.Dispose();
+    }
 
     /// <summary>N: the elements of every parameter, frozen ones and LoRA adapters included (a tied weight counts once).</summary>
     public long ParameterCount => Parameters().Sum(p => (long)p.Value.Count);

@@ -183,11 +183,7 @@ public sealed class Llama : LanguageModel
         $"SwiGLU {Config.Intermediate}, vocabulary {Config.Vocabulary}{(Config.TiedEmbeddings ? " (tied)" : "")}, {ParameterCount:N0} parameters";
 
     /// <inheritdoc/>
-    public override void EnableCheckpointing()
-    {
-        var shared = new ActivationScope(Backend);
-        foreach (var block in _blocks) block.EnableCheckpointing(shared);
-    }
+    protected override IReadOnlyList<TransformerBlock> CheckpointableBlocks => _blocks;
 
     /// <inheritdoc/>
     protected override OutputHead Head => _head;

@@ -121,12 +121,8 @@ public sealed class T5 : LanguageModel
     public override string Describe() =>
         $"T5-style {Config.EncoderLayers}+{Config.DecoderLayers} layers, {Config.Heads} heads, {Config.Embed} channels, feed-forward {Config.FeedForward}, vocabulary {Config.Vocabulary}, {ParameterCount:N0} parameters";
 
-    /// <inheritdoc/>
-    public override void EnableCheckpointing()
-    {
-        var shared = new ActivationScope(Backend);
-        foreach (var block in _encoder.Concat(_decoder)) block.EnableCheckpointing(shared);
-    }
+    /// <summary>The encoder's blocks, then the decoder's.</summary>
+    protected override IReadOnlyList<TransformerBlock> CheckpointableBlocks => [.. _encoder, .. _decoder];
 
     /// <inheritdoc/>
     /// <exception cref="ArgumentException">
