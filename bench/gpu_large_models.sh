@@ -3,7 +3,8 @@
 #   flora: 1. flora check --device cuda (bf16 products: the bf16-weight rows are among the others)
 #          2. flora bench memory --model llama-7b (the CPU-side estimate per ledger tag, to set beside the measurement)
 #          3. flora bench train: llama-1b, llama-3b, llama-7b with bf16 weights, LOMO, activation checkpointing,
-#             FLORA r = 256, batch 1 x 2048, each preset's published vocabulary (128,256; 128,256; 32,000)
+#             FLORA r = 256, batch 1 x 2048, each preset's published vocabulary (128,256; 128,256; 32,000); then
+#             llama-7b with only 24, 16, 8 and 0 of its 32 blocks checkpointed (--checkpoint-blocks)
 #   torch: 4. bench/torch_llama.py: PyTorch on the same shapes with bf16 weights (AdamW, Adafactor, FLORA in the
 #             official code's style; configurations that do not fit in 80 GB are reported as such)
 #          5. flora bench compare: side by side, with the 7B memory target (under 24 GiB) and tokens/s against the
@@ -29,6 +30,12 @@ if [ "$stage" = flora ] || [ "$stage" = all ]; then
     --json "$out/flora.json" --profile "$out/profile.md" > "$out/bench.txt" 2>&1
   step "flora bench train" $?
   cat "$out/bench.txt"
+  # Memory for speed at 7B: only the first N of 32 blocks checkpointed (0: none), each row beside the estimate's.
+  "$flora" bench train --device cuda --model llama-7b --weights bf16 --lomo on --activation-checkpointing --checkpoint-blocks 24,16,8,0 \
+    --optimizer flora:256 --batch 1 --seq-len 2048 --vocabulary published --warmup 2 --steps 5 \
+    --json "$out/flora-blocks.json" > "$out/bench-blocks.txt" 2>&1
+  step "flora bench train, partial checkpointing" $?
+  cat "$out/bench-blocks.txt"
 fi
 if [ "$stage" = torch ] || [ "$stage" = all ]; then
   python3 bench/torch_llama.py --json "$out/torch.json" > "$out/torch.txt" 2>&1; step "PyTorch reference" $?

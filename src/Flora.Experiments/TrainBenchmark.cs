@@ -88,7 +88,7 @@ public static class TrainBenchmark
                 t.Step * 1000, t.TokensPerSecond, flops / (peakTflops * 1e12), t.Forward * 1000, t.Backward * 1000, t.Optimizer * 1000, t.GemmShare,
                 ledger.PeakTotalBytes, driverUsed, trainer.OptimizerStateBytes,
                 t.Ops.Take(16).ToDictionary(o => o.Op, o => Math.Round(o.Share, 4)),
-                trainer.Options.Weights, options.ActivationCheckpointing, trainer.Model.Vocabulary,
+                trainer.Options.Weights, trainer.Model.CheckpointedBlocks > 0, trainer.Model.Vocabulary,
                 ledger.Tags.ToDictionary(u => u.Tag.ToString(), u => u.BytesAtTotalPeak))
                 { CheckpointedBlocks = trainer.Model.CheckpointedBlocks, Blocks = trainer.Model.BlockCount };
         }

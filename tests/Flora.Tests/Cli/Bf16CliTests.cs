@@ -34,13 +34,14 @@ public class Bf16CliTests : IDisposable
     public void Bench_train_times_several_checkpointed_block_counts_and_train_refuses_bad_ones()
     {
         string json = Path.Combine(_temp, "blocks.json");
-        var (code, stdout, error) = RunCli("bench", "train", "--model", "llama-tiny", "--lomo", "on", "--activation-checkpointing", "--checkpoint-blocks", "1,2",
+        var (code, stdout, error) = RunCli("bench", "train", "--model", "llama-tiny", "--lomo", "on", "--activation-checkpointing", "--checkpoint-blocks", "1,2,0",
             "--optimizer", "flora:8", "--batch", "1", "--seq-len", "32", "--steps", "1", "--warmup", "1", "--tokenizer", "bpe:300", "--json", json);
         Assert.True(code == 0, error);
         Assert.Contains("ckpt 1/2", stdout);
         var rows = TrainBenchmark.ReadJson(json).Rows;
-        Assert.Equal([(1, 2), (2, 2)], rows.Select(r => (r.CheckpointedBlocks, r.Blocks)));
+        Assert.Equal([(1, 2, true), (2, 2, true), (0, 2, false)], rows.Select(r => (r.CheckpointedBlocks, r.Blocks, r.Checkpointing)));
         Assert.True(rows[0].PeakLedgerBytes > rows[1].PeakLedgerBytes, "the block left out of checkpointing keeps its activations");
+        Assert.True(rows[2].PeakLedgerBytes > rows[1].PeakLedgerBytes, "0 checkpointed blocks is checkpointing off");
 
         (code, _, error) = RunCli("train", "--quick", "--model", "llama-tiny", "--checkpoint-blocks", "1", "--out", Path.Combine(_temp, "no-ckpt"));
         Assert.Equal(Flora.Cli.FloraCli.UserError, code);
