@@ -237,6 +237,45 @@ public class TransformerGradientTests
             Assert.Equal(TestUtil.ToArray(a.Grad!), TestUtil.ToArray(b.Grad!));
     }
 
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("t5")]
+    public void Checkpointing_some_blocks_of_a_gpt2_with_dropout_or_a_t5_changes_nothing_but_memory(string family)
+    {
+        // The first 2 of 4 blocks (of GPT-2's stack, or of T5's encoder then decoder) recompute, the others keep theirs;
+        // dropout's masks are drawn again from the same seeds. Two steps: the second reuses every shared buffer.
+        using var cpu = TestUtil.Cpu();
+        LanguageModel Build() => family == "gpt2"
+            ? new Gpt2(cpu, new Gpt2Config(4, 2, 16, 13, 8, Dropout: 0.1f), seed: 5)
+            : new T5(cpu, new T5Config(2, 2, 2, 16, 32, 13, 8, Dropout: 0.1f), seed: 5);
+        using var plain = Build();
+        using var partial = Build();
+        partial.EnableCheckpointing(2);
+        Assert.Equal((2, 4), (partial.CheckpointedBlocks, partial.BlockCount));
+        using var source = TestUtil.Ids(cpu, 2, 6, 13, 7);
+        for (int step = 0; step < 2; step++)
+        {
+            using var ids = TestUtil.Ids(cpu, 2, 5, 13, step + 1);
+            using var targets = TestUtil.Ids(cpu, 2, 5, 13, step + 11);
+            var sinks = new[] { plain, partial }.Select(m =>
+            {
+                m.Context.Training = true;
+                m.Context.Step = step;
+                if (m.IsEncoderDecoder) m.SetSource(source);
+                return new AccumulateSink(cpu, new Sgd(cpu, m.Parameters(), 1f));
+            }).ToArray();
+            Assert.Equal(plain.ForwardLoss(ids, targets), partial.ForwardLoss(ids, targets));
+            plain.BackwardLoss(sinks[0]);
+            partial.BackwardLoss(sinks[1]);
+            foreach (var (a, b) in plain.Parameters().Zip(partial.Parameters()))
+            {
+                Assert.Equal(TestUtil.ToArray(a.Grad!), TestUtil.ToArray(b.Grad!));
+                cpu.Fill(a.Grad!, 0f);
+                cpu.Fill(b.Grad!, 0f);
+            }
+        }
+    }
+
     [Fact]
     public void Gpt2_passes_the_finite_difference_check_with_tied_embeddings()
     {
