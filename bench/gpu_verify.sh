@@ -6,20 +6,29 @@
 #      compiled fused AdamW on the same card, then the side-by-side table
 #   3. llama-7b, FLORA r=256 + LOMO + bf16 weights, 1 x 2048: every block checkpointed (profiled), then 24, 16 and 0
 #      of its 32 blocks checkpointed
-# Every output goes into one tarball, OUT_DIR/verify.tgz (a device call brings back only a few files).
-# Usage: bench/gpu_verify.sh OUT_DIR    (FLORA=path/to/flora, default ./.gpu/Flora.Cli, the self-contained build)
+# Each stage's outputs go into one tarball, OUT_DIR/STAGE.tgz (a device call brings back only a few files); stages 1
+# and 2 take about 5 minutes, stage 3 about 3, so where one command may run 10 minutes, run "check,gpt2" then "llama".
+# Usage: bench/gpu_verify.sh OUT_DIR [STAGES]   STAGES: check,gpt2,llama (the default: all three)
+#        (FLORA=path/to/flora, default ./.gpu/Flora.Cli, the self-contained build)
 set -u
-out=${1:?usage: bench/gpu_verify.sh OUT_DIR}
+out=${1:?usage: bench/gpu_verify.sh OUT_DIR [check,gpt2,llama]}
+stages=",${2:-check,gpt2,llama},"
 flora=${FLORA:-./.gpu/Flora.Cli}
 work=$(mktemp -d)
 step() { echo "== $1: exit code $2"; }
+card() { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$work/gpu.txt"; }
+finish() { mkdir -p "$out"; tar czf "$out/$1.tgz" -C "$work" . && rm -rf "$work" && mkdir -p "$work" && card; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$work/gpu.txt"
-git log -1 --format='%H %s' > "$work/commit.txt" 2>/dev/null || true
+card; cat "$work/gpu.txt"
+if [[ $stages == *,check,* ]]; then
 for precision in bf16 fp32; do
   timeout 120 "$flora" check --device cuda --precision $precision > "$work/check-$precision.txt" 2>&1; step "check $precision" $?
   grep -E "FAIL|checks" "$work/check-$precision.txt"
 done
+finish check
+fi
+
+if [[ $stages == *,gpt2,* ]]; then
 
 timeout 90 "$flora" bench train --device cuda --model gpt2-124m,gpt2-350m --optimizer adamw,adafactor,flora:256 --batch 8 --seq-len 1024 \
   --tokenizer gpt2 --warmup 5 --steps 12 --json "$work/flora.json" --profile "$work/profile.md" > "$work/bench.txt" 2>&1
@@ -28,6 +37,10 @@ grep -E "│ gpt2" "$work/bench.txt"
 timeout 150 python3 bench/torch_gpt2.py --optimizers adamw --modes compiled --warmup 6 --json "$work/torch.json" > "$work/torch.txt" 2>&1
 step "PyTorch compiled AdamW" $?
 timeout 30 "$flora" bench compare --ours "$work/flora.json" --torch "$work/torch.json" --out "$work/compare.md" > /dev/null 2>&1; step "bench compare" $?
+finish gpt2
+fi
+
+if [[ $stages == *,llama,* ]]; then
 
 timeout 90 "$flora" bench train --device cuda --model llama-7b --weights bf16 --lomo on --activation-checkpointing \
   --optimizer flora:256 --batch 1 --seq-len 2048 --vocabulary published --warmup 2 --steps 5 \
@@ -39,6 +52,6 @@ timeout 150 "$flora" bench train --device cuda --model llama-7b --weights bf16 -
   --json "$work/llama-blocks.json" > "$work/llama-blocks.txt" 2>&1
 step "flora bench train, llama-7b with 24, 16 and 0 blocks checkpointed" $?
 grep -E "│ llama|peak of" "$work/llama-blocks.txt"
-
-mkdir -p "$out"
-tar czf "$out/verify.tgz" -C "$work" . && rm -rf "$work"
+finish llama
+fi
+rm -rf "$work"
