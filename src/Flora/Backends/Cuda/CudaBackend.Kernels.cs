@@ -357,9 +357,19 @@ internal sealed unsafe partial class CudaBackend
         if (offset < 0 || offset + heads * headDim > x.Columns || sequenceLength <= 0 || x.Rows % sequenceLength != 0)
             throw new ArgumentException($"Rotary: columns [{offset}, {offset + heads * headDim}) of {x.Shape} with sequence length {sequenceLength} do not fit");
         using var _ = Time(nameof(Rotary));
-        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, theta, inverse ? -1f : 1f,
-            scaling?.Factor ?? 0.0, scaling?.LowFrequencyFactor ?? 0.0, scaling?.HighFrequencyFactor ?? 0.0, scaling?.OriginalContext ?? 0.0);
+        // The cosines and sines of every (position, frequency), computed once per shape and kept (T hd floats).
+        var key = (sequenceLength, headDim, theta, scaling?.Factor ?? 0.0, scaling?.LowFrequencyFactor ?? 0.0, scaling?.HighFrequencyFactor ?? 0.0, scaling?.OriginalContext ?? 0.0);
+        Tensor table = _rotaryTable.Get(new Shape(sequenceLength * headDim));
+        if (_rotaryKey != key || _rotaryTablePointer != table.Pointer)
+        {
+            Elementwise("rotary_table", (long)sequenceLength * (headDim / 2), P(table), sequenceLength, headDim, theta, key.Item4, key.Item5, key.Item6, key.Item7);
+            (_rotaryKey, _rotaryTablePointer) = (key, table.Pointer);
+        }
+        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), P(table), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, inverse ? -1f : 1f);
     }
+
+    private (int, int, float, double, double, double, double)? _rotaryKey;
+    private IntPtr _rotaryTablePointer;
 
     public void SwiGlu(Tensor gate, Tensor up, Tensor y)
     {
@@ -528,8 +538,14 @@ internal sealed unsafe partial class CudaBackend
         Tensor mean = _rowDots.Get(new Shape(1));
         _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), rows.Count);
         if (u.DType == DType.BFloat16 && beta != 0) throw new ArgumentException("AdafactorFactoredPrecondition: a bf16 u cannot accumulate (beta must be 0)");
-        if (rounded is { DType: DType.BFloat16 })
+        // Rows of whole 16-byte quads: a warp per row (the same values as the element-wise kernels, faster).
+        bool quads = g.Columns % 4 == 0 && P(g) % 16 == 0 && P(columns) % 16 == 0 && P(u) % 16 == 0 && (rounded is null || P(rounded) % 8 == 0);
+        if (rounded is { DType: DType.BFloat16 } && quads)
+            WarpPerRow("adafactor_precondition_and_bf16_x4", g.Rows, P(g), P(rows), P(columns), P(mean), P(u), P(rounded), g.Rows, g.Columns, alpha);
+        else if (rounded is { DType: DType.BFloat16 })
             Elementwise("adafactor_precondition_and_bf16", g.Count, P(g), P(rows), P(columns), P(mean), P(u), P(rounded), g.Rows, g.Columns, alpha);
+        else if (u.DType == DType.Float32 && quads)
+            WarpPerRow("adafactor_precondition_x4", g.Rows, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
         else Elementwise(u.DType == DType.BFloat16 ? "adafactor_precondition_bf16" : "adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
         if (rounded is { DType: DType.Float32 }) Copy(u, rounded);
     }

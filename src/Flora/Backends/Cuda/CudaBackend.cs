@@ -18,7 +18,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
     private readonly int _compute;
     private readonly TensorSlot _partials, _scores, _scoreGradients, _rowDots;
     private readonly TensorSlot _operandA, _operandB, _operandC, _operandV, _probabilities16;
-    private readonly TensorSlot _coefficients, _gramA, _gramM;
+    private readonly TensorSlot _coefficients, _gramA, _gramM, _rotaryTable;
     private readonly TensorSlot _counter;
     private readonly TensorSlot _headLogits, _headLosses, _headLogits16, _keyLengths;
     private readonly CuBlasLt? _lt;
@@ -50,6 +50,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _operandV = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _probabilities16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
         _coefficients = new TensorSlot(this, MemoryTag.Scratch);
+        _rotaryTable = new TensorSlot(this, MemoryTag.Scratch);
         _gramA = new TensorSlot(this, MemoryTag.Scratch);
         _gramM = new TensorSlot(this, MemoryTag.Scratch);
         _headLogits = new TensorSlot(this, MemoryTag.Scratch);
@@ -661,6 +662,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _operandV.Dispose();
         _probabilities16.Dispose();
         _coefficients.Dispose();
+        _rotaryTable.Dispose();
         _gramA.Dispose();
         _gramM.Dispose();
         _headLogits.Dispose();

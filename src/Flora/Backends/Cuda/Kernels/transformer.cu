@@ -16,26 +16,40 @@ FLORA_KERNEL void embedding_backward(const float* dout, const int* ids, float* d
 
 // Rotate-half rotary positions in place: pair (x_i, x_{i+half}) of position t turns by t f_i, f_i = theta^(-2i/hd),
 // rescaled as Llama 3 does when factor > 0 (RopeScaling.Apply: wavelengths below original / highFactor kept, above
-// original / lowFactor divided by factor, smoothly interpolated between).
-// One thread per (row, head, i); angles in double, as the CPU backend computes them.
-FLORA_KERNEL void rotary(float* x, int rows, int stride, int offset, int heads, int headDim, int sequence, float theta, float sign,
-                         double factor, double lowFactor, double highFactor, double original) {
+// original / lowFactor divided by factor, smoothly interpolated between). Angles in double, as the CPU backend
+// computes them; their cosines and sines are tabulated once per shape (rotary_table) and read by every rotation.
+__device__ __forceinline__ double rotary_frequency(int i, int headDim, float theta, double factor, double lowFactor, double highFactor, double original) {
+    double f = pow((double)theta, -2.0 * i / headDim);
+    double wavelength = 2.0 * 3.141592653589793 / f;
+    if (factor > 0.0 && !(wavelength < original / highFactor)) {                 // high frequencies stay as they are
+        if (wavelength > original / lowFactor) f = f / factor;
+        else {
+            double smooth = (original / wavelength - lowFactor) / (highFactor - lowFactor);
+            f = (1.0 - smooth) * f / factor + smooth * f;
+        }
+    }
+    return f;
+}
+
+// table[t half + i] = (cos, sin) of t f_i for t < sequence, i < headDim / 2.
+FLORA_KERNEL void rotary_table(float2* table, int sequence, int headDim, float theta, double factor, double lowFactor, double highFactor, double original) {
+    int half = headDim / 2;
+    GRID_STRIDE(k, (long long)sequence * half) {
+        int t = (int)(k / half), i = (int)(k % half);
+        double angle = t * rotary_frequency(i, headDim, theta, factor, lowFactor, highFactor, original);
+        table[k] = make_float2((float)cos(angle), (float)sin(angle));
+    }
+}
+
+// One thread per (row, head, i); sign -1 turns back (the inverse).
+FLORA_KERNEL void rotary(float* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
     int half = headDim / 2;
     GRID_STRIDE(k, (long long)rows * heads * half) {
         long long row = k / (heads * half);
         int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
         int t = (int)(row % sequence);
-        double f = pow((double)theta, -2.0 * i / headDim);
-        double wavelength = 2.0 * 3.141592653589793 / f;
-        if (factor > 0.0 && !(wavelength < original / highFactor)) {             // high frequencies stay as they are
-            if (wavelength > original / lowFactor) f = f / factor;
-            else {
-                double smooth = (original / wavelength - lowFactor) / (highFactor - lowFactor);
-                f = (1.0 - smooth) * f / factor + smooth * f;
-            }
-        }
-        double angle = t * f;
-        float c = (float)cos(angle), s = sign * (float)sin(angle);
+        float2 cs = table[(long long)t * half + i];
+        float c = cs.x, s = sign * cs.y;
         float* p = x + row * stride + offset + h * headDim;
         float a = p[i], b = p[i + half];
         p[i] = a * c - b * s;
