@@ -131,15 +131,50 @@ public static partial class ConformanceCheck
         }
 
         {
-            // A tiny GPT-2 of head size 64 (two heads of 128 channels), 2 x 64 tokens: logits and every parameter gradient.
+            // The Llama family's kept activations: RMSNorm's output, rotary positions on bf16 q and k (Llama 3 scaling,
+            // both ways), SwiGLU from bf16 gate and up and its gradients in bf16.
+            const int N = 301, C = 1000, F = 2731, Rows = 2 * 150, Heads = 3, HeadDim = 128;
+            float[] x = Rand(N * C), weight = Rand(C), q = Rand(Rows * Heads * HeadDim), gate = Rand(N * F, 4f), up = Rand(N * F), dy = Rand(N * F);
+            Compare("RmsNorm into a bf16 output (the input of a block's projections)", b =>
+            {
+                using var xt = Up(b, x, [N, C]); using var w = Up(b, weight, [C]);
+                using var y = b.Allocate(new Shape(N, C), MemoryTag.Scratch, DType.BFloat16); using var rstd = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                b.RmsNormForward(xt, w, y, rstd, 1e-5f);
+                return [Wide(y), Host(rstd)];
+            }, OneBf16Step);
+            Compare("Rotary on bf16 q (kept activations), head dim 128, llama3 scaling: forward, then inverse", b =>
+            {
+                using var t = Bf16(b, q, [Rows, Heads * HeadDim]);
+                var scaling = new RopeScaling(8, 1, 4, 64);
+                b.Rotary(t, 0, Heads, HeadDim, 150, 500000f, inverse: false, scaling);
+                float[] turned = Wide(t);
+                b.Rotary(t, 0, Heads, HeadDim, 150, 500000f, inverse: true, scaling);
+                return [turned, Wide(t)];
+            }, OneBf16Step);
+            Compare("SwiGlu and SwiGluBackward on bf16 gate and up (bf16 output and gradients)", b =>
+            {
+                using var g = Bf16(b, gate, [N, F]); using var u = Bf16(b, up, [N, F]); using var d = Up(b, dy, [N, F]);
+                using var a = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                using var dg = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16); using var du = b.Allocate(new Shape(N, F), MemoryTag.Scratch, DType.BFloat16);
+                b.SwiGlu(g, u, a);
+                b.SwiGluBackward(g, u, d, dg, du);
+                return [Wide(a), Wide(dg), Wide(du)];
+            }, OneBf16Step);
+        }
+
+        foreach (var (family, headDim) in new[] { ("gpt2", 64), ("llama", 64), ("llama", 128) })
+        {
+            // A tiny GPT-2 of head size 64 (two heads of 128 channels), or a tiny Llama with grouped heads (4 query heads
+            // over 2) of head size 64 or 128, 2 x 64 tokens: logits and every parameter gradient.
             const int B = 2, T = 64, V = 97;
             int[] ids = Enumerable.Range(0, B * T).Select(_ => random.Next(V)).ToArray();
-            var config = new Gpt2Config(2, 2, 128, V, T);
+            string name = family == "gpt2" ? "gpt2 2 x 128 (head size 64)" : $"llama 2 x 256 (4 heads over 2 of size {headDim}, llama3 rope)";
             long cpuBytes = 0, gpuBytes = 0;
             float[][] Step(IBackend b)
             {
                 long before = b.Ledger.Current(MemoryTag.Activations);
-                using var model = new Gpt2(b, config, seed: 17);
+                using LanguageModel model = family == "gpt2" ? new Gpt2(b, new Gpt2Config(2, 2, 128, V, T), seed: 17)
+                    : new Llama(b, new LlamaConfig(2, 4, 256, 688, V, T, 500000f) { KeyValueHeads = 2, HeadDim = headDim, RopeScaling = new RopeScaling(8, 1, 4, 32) }, seed: 17);
                 using var input = b.Allocate(new Shape(B, T), MemoryTag.Scratch, DType.Int32);
                 b.Upload(ids, input);
                 Tensor logits = model.Forward(input);
@@ -151,8 +186,8 @@ public static partial class ConformanceCheck
                 if (b == cpu) cpuBytes = bytes; else gpuBytes = bytes;
                 return [y, .. model.Parameters().Select(p => Host(p.Grad!))];
             }
-            Compare("gpt2 2 x 128 (head size 64), bf16 activations: logits and parameter gradients", Step, gemmTolerance * 2);
-            add("gpt2 2 x 128, bf16 activations: activation bytes held after backward (device vs CPU ledger)",
+            Compare($"{name}, bf16 activations: logits and parameter gradients", Step, gemmTolerance * 2);
+            add($"{name}, bf16 activations: activation bytes held after backward (device vs CPU ledger)",
                 Math.Abs(gpuBytes - cpuBytes) / (double)cpuBytes, 0.01, "relative");
         }
     }

@@ -175,7 +175,10 @@ public interface IBackend : IDisposable
     /// </summary>
     void LayerNormBackward(Tensor dy, Tensor x, Tensor mean, Tensor rstd, Tensor gamma, Tensor dx, Tensor dGamma, Tensor dBeta, Tensor? residual = null);
 
-    /// <summary>y = x rstd weight per row, rstd = 1 / sqrt(mean(x^2) + eps) saved (N).</summary>
+    /// <summary>
+    /// y = x rstd weight per row, rstd = 1 / sqrt(mean(x^2) + eps) saved (N). y is Float32, or BFloat16 (rounded to
+    /// nearest even) for a norm whose only reader is a product.
+    /// </summary>
     void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps);
 
     /// <summary>dx (overwritten) and dWeight = sum_n dy x rstd (overwritten); <paramref name="residual"/> as in <see cref="LayerNormBackward"/>.</summary>
@@ -202,14 +205,18 @@ public interface IBackend : IDisposable
     /// convention: for i &lt; headDim/2 the pair (x_i, x_{i + headDim/2}) of position t turns by angle
     /// t f_i with f_i = theta^(-2i/headDim), rescaled by <paramref name="scaling"/> when given (Llama 3's rope
     /// scaling, <see cref="RopeScaling.InverseFrequency"/>); inverse turns back (the backward pass).
-    /// Position t = row % sequenceLength.
+    /// Position t = row % sequenceLength. x is Float32, or BFloat16 (q and k kept in bf16: each pair widened, turned in
+    /// fp32 and rounded to nearest even).
     /// </summary>
     void Rotary(Tensor x, int offset, int heads, int headDim, int sequenceLength, float theta, bool inverse, RopeScaling? scaling = null);
 
-    /// <summary>y = silu(gate) up, all (N, F); silu(a) = a sigmoid(a).</summary>
+    /// <summary>y = silu(gate) up, all (N, F); silu(a) = a sigmoid(a). All Float32, or all BFloat16 (fp32 arithmetic, y rounded).</summary>
     void SwiGlu(Tensor gate, Tensor up, Tensor y);
 
-    /// <summary>dGate = dy up silu'(gate), dUp = dy silu(gate) (both overwritten).</summary>
+    /// <summary>
+    /// dGate = dy up silu'(gate), dUp = dy silu(gate) (both overwritten). All Float32, or gate, up, dGate and dUp BFloat16
+    /// with a Float32 dy (fp32 arithmetic, the gradients rounded to nearest even).
+    /// </summary>
     void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp);
 
     /// <summary>

@@ -57,6 +57,24 @@ public sealed class GroupedQueryAttention : Module
     /// <inheritdoc/>
     public override IEnumerable<Module> Children => [Query, Key, Value, Output];
 
+    /// <summary>
+    /// Whether q, k, v (written in bf16 by their products and turned by the rotary positions in bf16) and the attention's
+    /// output, which backward reads only in the attention kernels and products, are kept in bf16
+    /// (<see cref="IBackend.ActivationType"/>): (2 H + 2 Hkv) hd values per token in half the bytes. Only with plain
+    /// <see cref="Linear"/> projections; set by the block.
+    /// </summary>
+    public bool KeepsBf16
+    {
+        get => _bf16;
+        set
+        {
+            _bf16 = value && Query is Linear && Key is Linear && Value is Linear;
+            foreach (var projection in new[] { Query, Key, Value })
+                if (projection is Linear linear) linear.OutputType = _bf16 ? DType.BFloat16 : DType.Float32;
+        }
+    }
+    private bool _bf16;
+
     /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
     {
@@ -72,7 +90,8 @@ public sealed class GroupedQueryAttention : Module
         Backend.Rotary(q, 0, Heads, HeadDim, t, RotaryTheta, inverse: false, RopeScaling);    // q <- R q
         Backend.Rotary(k, 0, KeyValueHeads, HeadDim, t, RotaryTheta, inverse: false, RopeScaling); // k <- R k
         _shape = new AttentionShape(b, Heads, t, t, HeadDim, true, 1f / MathF.Sqrt(HeadDim), null, KeyValueHeads);
-        Tensor attended = Slot("att").Get(new Shape(b * t, wq));                             // (B*T, H hd)
+        // (B*T, H hd); with bf16 activations written rounded to nearest even by the attention itself
+        Tensor attended = (_bf16 ? Slot("att.bf16", DType.BFloat16) : Slot("att")).Get(new Shape(b * t, wq));
         Backend.AttentionForward(_shape, new ColumnBlock(q, 0), new ColumnBlock(k, 0), new ColumnBlock(v, 0),
             attended, Slot("lse").Get(new Shape(b, Heads, t)));
         (_x, _q, _k, _v, _attended) = (x, q, k, v, attended);

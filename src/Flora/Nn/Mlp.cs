@@ -57,7 +57,7 @@ public sealed class Mlp : Module
         using (Backend.ReuseOperand(x))                                        // x feeds both products: converted once
             (g, u) = (Gate.Forward(x), Up.Forward(x));                         // (N, F) each
         (_input, _gate, _hidden) = (x, g, u);
-        _activated = OutputSlot("act", RecomputesActivation).Get(u.Shape);   // (N, F)
+        _activated = (_bf16 ? OutputSlot("act.bf16", RecomputesActivation, DType.BFloat16) : OutputSlot("act", RecomputesActivation)).Get(u.Shape);   // (N, F)
         Backend.SwiGlu(g, u, _activated);                                      // a = silu(g) u
         return Down.Forward(_activated);                                       // (N, C)
     }
@@ -79,18 +79,19 @@ public sealed class Mlp : Module
     private bool _recomputes;
 
     /// <summary>
-    /// Whether a GELU MLP keeps its pre-activation (the up projection's output, which backward reads in GELU's
-    /// derivative and, through the recomputed activation, in the down projection's product) in bf16
-    /// (<see cref="IBackend.ActivationType"/>): 4 C floats per token in half the bytes. Only with a plain
-    /// <see cref="Linear"/> up projection; set by the block.
+    /// Whether the MLP keeps in bf16 (<see cref="IBackend.ActivationType"/>) what backward reads only in elementwise
+    /// derivatives and products: a GELU MLP its pre-activation (the up projection's output; 4 C floats per token), a
+    /// SwiGLU MLP its gate and up (2 F) and their gradients, with silu(gate) up written in bf16 too. Only with plain
+    /// <see cref="Linear"/> projections; set by the block.
     /// </summary>
     public bool KeepsBf16
     {
         get => _bf16;
         set
         {
-            _bf16 = value && Gate is null && Up is Linear;
-            if (Gate is null && Up is Linear up) up.OutputType = _bf16 ? DType.BFloat16 : DType.Float32;
+            _bf16 = value && Up is Linear && (Gate is null || Gate is Linear);
+            foreach (var projection in new[] { Gate, Up })
+                if (projection is Linear linear) linear.OutputType = _bf16 ? DType.BFloat16 : DType.Float32;
         }
     }
     private bool _bf16;
@@ -119,7 +120,8 @@ public sealed class Mlp : Module
         Tensor da = Down.Backward(gradOutput, gradients)!;                     // (N, F)
         if (Gate is null) return Up.Backward(_activation!.Backward(da, gradients)!, gradients);
         Tensor g = Saved(_gate);
-        Tensor dg = GradientSlot("dgate").Get(g.Shape), du = GradientSlot("dup").Get(h.Shape);
+        DType gradientType = _bf16 ? DType.BFloat16 : DType.Float32;                 // read only by the two products
+        Tensor dg = GradientSlot("dgate" + (_bf16 ? ".bf16" : ""), gradientType).Get(g.Shape), du = GradientSlot("dup" + (_bf16 ? ".bf16" : ""), gradientType).Get(h.Shape);
         Backend.SwiGluBackward(g, h, da, dg, du);                              // dg = da u silu'(g), du = da silu(g)
         Gate.ComputesInputGradient = ComputesInputGradient;
         // x feeds gate and up: dx = dx_gate + dx_up   (N, C); both weight gradients read x, converted once

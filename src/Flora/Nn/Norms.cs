@@ -20,6 +20,23 @@ public abstract class NormLayer : Module, IRecomputable, IResidualNorm
     /// <summary>dx = norm'(gradOutput) (+ residual), and the parameter gradients to the sink.</summary>
     protected abstract void Backward(Tensor gradOutput, IGradientSink gradients, Tensor x, Tensor? residual, Tensor dx);
 
+    /// <summary>
+    /// The type of the output: Float32, or BFloat16 when the only reader is a product (a block's attention or MLP input
+    /// projections, <see cref="IBackend.ActivationType"/>), which rounds its operands to bf16 anyway: written rounded to
+    /// nearest even. Backward reads x and the saved statistics, never the output. Set by the block.
+    /// </summary>
+    /// <exception cref="ArgumentException">Another type.</exception>
+    public DType OutputType
+    {
+        get => _outputType;
+        set => _outputType = value is DType.Float32 or DType.BFloat16 ? value
+            : throw new ArgumentException($"{GetType().Name} '{Name}': the output is Float32 or BFloat16, not {value}");
+    }
+    private DType _outputType = DType.Float32;
+
+    /// <summary>The output buffer of <paramref name="shape"/> and <see cref="OutputType"/>: shared by the blocks when recomputed.</summary>
+    protected Tensor Output(Shape shape) => OutputSlot(OutputType == DType.BFloat16 ? "out.bf16" : "out", RecomputesOutput, OutputType).Get(shape);
+
     /// <summary>Forward into <paramref name="y"/>, the buffer the subclass chose; returns it.</summary>
     protected Tensor ForwardInto(Tensor x, Tensor y)
     {
@@ -73,22 +90,7 @@ public sealed class LayerNorm : NormLayer
     public Parameter Bias { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x) =>
-        ForwardInto(x, OutputSlot(OutputType == DType.BFloat16 ? "out.bf16" : "out", RecomputesOutput, OutputType).Get(x.Shape));   // (N, C)
-
-    /// <summary>
-    /// The type of the output: Float32, or BFloat16 when the only reader is a product (a block's attention or MLP input
-    /// projection, <see cref="IBackend.ActivationType"/>), which rounds its operands to bf16 anyway: written rounded to
-    /// nearest even. Backward reads x and the saved statistics, never the output. Set by the block.
-    /// </summary>
-    /// <exception cref="ArgumentException">Another type.</exception>
-    public DType OutputType
-    {
-        get => _outputType;
-        set => _outputType = value is DType.Float32 or DType.BFloat16 ? value
-            : throw new ArgumentException($"LayerNorm '{Name}': the output is Float32 or BFloat16, not {value}");
-    }
-    private DType _outputType = DType.Float32;
+    public override Tensor Forward(Tensor x) => ForwardInto(x, Output(x.Shape));                        // (N, C)
 
     /// <inheritdoc/>
     protected override void Normalize(Tensor x, Tensor y) =>
@@ -128,7 +130,7 @@ public sealed class RmsNorm : NormLayer
     public Parameter Weight { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x) => ForwardInto(x, OutputSlot("out", RecomputesOutput).Get(x.Shape));
+    public override Tensor Forward(Tensor x) => ForwardInto(x, Output(x.Shape));                        // (N, C)
 
     /// <inheritdoc/>
     protected override void Normalize(Tensor x, Tensor y) => Backend.RmsNormForward(x, Weight.Value, y, Slot("rstd").Get(new Shape(x.Rows)), Eps);

@@ -141,11 +141,15 @@ public sealed class TransformerBlock : Module
             // outputs feeding the input projections, GELU's output). The residual stream (the input x and h) stays fp32: it
             // is the running sum of every block's small updates, which rounding to bf16's 8-bit mantissa would lose, and
             // the norms read it, not products.
+            // The Llama family keeps the same in bf16: q, k and v (turned by the rotary positions in bf16), the attention's
+            // output, SwiGLU's gate and up, and the recomputed RMSNorm outputs and silu(gate) up.
             bool bf16 = value && Backend.ActivationType == DType.BFloat16 && Bf16ActivationsByDefault;
             if (_attention is SelfAttention self) self.KeepsBf16 = bf16;
+            if (_attention is GroupedQueryAttention grouped) grouped.KeepsBf16 = bf16;
+            bool attentionBf16 = _attention is SelfAttention { KeepsBf16: true } or GroupedQueryAttention { KeepsBf16: true };
             _mlp.KeepsBf16 = bf16;
-            if (_norm1 is LayerNorm norm1) norm1.OutputType = _attention is SelfAttention { KeepsBf16: true } ? DType.BFloat16 : DType.Float32;
-            if (_norm2 is LayerNorm norm2) norm2.OutputType = _mlp.KeepsBf16 ? DType.BFloat16 : DType.Float32;
+            if (_norm1 is NormLayer norm1) norm1.OutputType = attentionBf16 ? DType.BFloat16 : DType.Float32;
+            if (_norm2 is NormLayer norm2) norm2.OutputType = _mlp.KeepsBf16 ? DType.BFloat16 : DType.Float32;
         }
     }
     private bool _recomputes;

@@ -275,4 +275,124 @@ public class Bf16ActivationTests
             Assert.True(Math.Abs(bf16[s] - fp32[s]) <= 1e-3 * fp32[s], $"step {s}: bf16 mode {bf16[s]}, fp32 mode {fp32[s]}");
         Assert.NotEqual(fp32, bf16);                                            // the modes differ at all
     }
+
+    [Fact]
+    public void Rmsnorm_rotary_and_swiglu_on_bf16_values_give_their_fp32_results_rounded()
+    {
+        using var cpu = Backend(true);
+        Tensor Bf16(Tensor wide)
+        {
+            var half = cpu.Allocate(wide.Shape, MemoryTag.Scratch, DType.BFloat16);
+            cpu.Copy(wide, half);
+            cpu.Copy(half, wide);                                                  // wide now holds the bf16 values exactly
+            return half;
+        }
+        // RMSNorm: the fp32 output rounded.
+        using var x = TestUtil.Random(cpu, 41, 2f, 6, 16);
+        using var weight = TestUtil.Random(cpu, 42, 1f, 16);
+        using var rstd = cpu.Allocate(new Shape(6), MemoryTag.Scratch);
+        using var y = cpu.Allocate(x.Shape, MemoryTag.Scratch);
+        using var y16 = cpu.Allocate(x.Shape, MemoryTag.Scratch, DType.BFloat16);
+        cpu.RmsNormForward(x, weight, y, rstd, 1e-6f);
+        cpu.RmsNormForward(x, weight, y16, rstd, 1e-6f);
+        Assert.Equal(Rounded(TestUtil.ToArray(y)), Widened(cpu, y16));
+        // Rotary on bf16 q (with Llama 3 scaling), both ways: the rotation of the widened values, rounded.
+        using var q = TestUtil.Random(cpu, 43, 1f, 2 * 5, 12);
+        using var q16 = Bf16(q);
+        var scaling = new RopeScaling(8, 1, 4, 16);
+        foreach (bool inverse in new[] { false, true })
+        {
+            cpu.Rotary(q, 0, 3, 4, 5, 10000f, inverse, scaling);
+            cpu.Rotary(q16, 0, 3, 4, 5, 10000f, inverse, scaling);
+            Assert.Equal(Rounded(TestUtil.ToArray(q)), Widened(cpu, q16));
+            cpu.Copy(q16, q);
+        }
+        // SwiGLU forward and backward on bf16 gate and up; the gradients rounded from fp32 too.
+        using var gate = TestUtil.Random(cpu, 44, 2f, 4, 10);
+        using var up = TestUtil.Random(cpu, 45, 1f, 4, 10);
+        using var dy = TestUtil.Random(cpu, 46, 1f, 4, 10);
+        using Tensor gate16 = Bf16(gate), up16 = Bf16(up);
+        using var a = cpu.Allocate(gate.Shape, MemoryTag.Scratch);
+        using var a16 = cpu.Allocate(gate.Shape, MemoryTag.Scratch, DType.BFloat16);
+        cpu.SwiGlu(gate, up, a);
+        cpu.SwiGlu(gate16, up16, a16);
+        Assert.Equal(Rounded(TestUtil.ToArray(a)), Widened(cpu, a16));
+        using var dGate = cpu.Allocate(gate.Shape, MemoryTag.Scratch);
+        using var dUp = cpu.Allocate(gate.Shape, MemoryTag.Scratch);
+        using var dGate16 = cpu.Allocate(gate.Shape, MemoryTag.Scratch, DType.BFloat16);
+        using var dUp16 = cpu.Allocate(gate.Shape, MemoryTag.Scratch, DType.BFloat16);
+        cpu.SwiGluBackward(gate, up, dy, dGate, dUp);
+        cpu.SwiGluBackward(gate16, up16, dy, dGate16, dUp16);
+        Assert.Equal(Rounded(TestUtil.ToArray(dGate)), Widened(cpu, dGate16));
+        Assert.Equal(Rounded(TestUtil.ToArray(dUp)), Widened(cpu, dUp16));
+        Assert.Throws<ArgumentException>(() => cpu.SwiGlu(gate16, up, a16));                 // mixed types are refused
+        Assert.Throws<ArgumentException>(() => cpu.SwiGluBackward(gate16, up16, dy, dGate, dUp16));
+    }
+
+    private static LlamaConfig GroupedLlama(int layers) =>
+        new(layers, 4, 16, 24, 13, 8, 500000f) { KeyValueHeads = 2, HeadDim = 4, RopeScaling = new RopeScaling(8, 1, 4, 16) };
+
+    [Fact]
+    public void A_llama_in_bf16_mode_keeps_q_k_v_the_attention_output_gate_and_up_in_half_the_bytes()
+    {
+        const int layers = 3, b = 2, t = 8;
+        var config = GroupedLlama(layers);
+        (float[] Logits, float[][] Grads, long Activations) Run(bool bf16)
+        {
+            using var cpu = Backend(bf16);
+            using var model = new Llama(cpu, config, seed: 3);
+            return TestUtil.ForwardBackward(cpu, model, b, t);
+        }
+        var fp32 = Run(false);
+        var bf16 = Run(true);
+        // Per block and token: q and the attention's output (H hd each), k and v (Hkv hd each), gate and up (F each) drop
+        // from 4 to 2 bytes; so do the buffers every block shares: the two RMSNorm outputs (C each), silu(gate) up (F) and
+        // the gradients of gate and up (F each).
+        long tokens = b * t, c = config.Embed, f = config.Intermediate, wq = config.Heads * config.HeadSize, wkv = config.KvHeads * config.HeadSize;
+        Assert.Equal((layers * (2 * wq + 2 * wkv + 2 * f) + 2 * c + 3 * f) * 2 * tokens, fp32.Activations - bf16.Activations);
+        double Scale(float[] v) => v.Max(Math.Abs);
+        double logitError = fp32.Logits.Zip(bf16.Logits, (x, y) => Math.Abs(x - y)).Max() / Scale(fp32.Logits);
+        Assert.InRange(logitError, 1e-6, 2e-2);                                 // changed, but little
+        for (int i = 0; i < fp32.Grads.Length; i++)
+        {
+            double error = fp32.Grads[i].Zip(bf16.Grads[i], (x, y) => Math.Abs(x - y)).Max() / Math.Max(Scale(fp32.Grads[i]), 1e-12);
+            Assert.True(error < 5e-2, $"gradient {i}: relative difference {error:E2}");
+        }
+    }
+
+    [Fact]
+    public void A_llama_trains_in_bf16_mode_as_in_fp32_mode_with_or_without_some_blocks_checkpointed()
+    {
+        float[] Losses(bool bf16, int? checkpointed)
+        {
+            using var cpu = Backend(bf16);
+            using var model = new Llama(cpu, GroupedLlama(3) with { Embed = 32, Intermediate = 48, HeadDim = 8, Vocabulary = 29, Context = 16 }, seed: 11);
+            if (checkpointed is int n) model.EnableCheckpointing(n);
+            var spec = new OptimizerSpec { Name = "flora", Rank = 4, LearningRate = 0.05f };
+            using var optimizer = spec.Create(cpu, model.Parameters().Where(p => p.RequiresGrad));
+            var random = new Random(21);
+            int[] tokens = Enumerable.Range(0, 4 * 16).Select(_ => random.Next(29)).ToArray();
+            using var ids = cpu.Allocate(new Shape(4, 16), MemoryTag.Activations, DType.Int32);
+            using var targets = cpu.Allocate(new Shape(4, 16), MemoryTag.Activations, DType.Int32);
+            cpu.Upload(tokens, ids);
+            cpu.Upload(tokens.Select(i => (i * 3 + 1) % 29).ToArray(), targets);
+            var losses = new float[20];
+            for (int s = 0; s < losses.Length; s++)
+            {
+                losses[s] = model.ForwardLoss(ids, targets);
+                model.BackwardLoss(optimizer.Gradients);
+                optimizer.Step();
+            }
+            return losses;
+        }
+        float[] fp32 = Losses(false, null);
+        Assert.True(fp32[^1] < 0.7f * fp32[0], $"fp32 mode learns: {string.Join(", ", fp32)}");
+        foreach (int? checkpointed in new int?[] { null, 1 })
+        {
+            float[] bf16 = Losses(true, checkpointed);
+            for (int s = 0; s < fp32.Length; s++)
+                Assert.True(Math.Abs(bf16[s] - fp32[s]) <= 2e-3 * fp32[s], $"checkpointed {checkpointed}, step {s}: bf16 mode {bf16[s]}, fp32 mode {fp32[s]}");
+            Assert.NotEqual(fp32, bf16);
+        }
+    }
 }

@@ -123,6 +123,13 @@ internal sealed unsafe partial class CpuBackend
     public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
     {
         CheckNorm(x, weight, y, rstd, nameof(RmsNormForward));
+        if (y.DType == DType.BFloat16)
+        {
+            Tensor wide = FloatOutput(y);                                                // a norm read only by products: rounded
+            RmsNormForward(x, weight, wide, rstd, eps);
+            Copy(wide, y);
+            return;
+        }
         using var _ = Time(nameof(RmsNormForward));
         int c = x.Columns;
         ChunkedRows(x.Rows, c, (r0, rn) =>
@@ -332,6 +339,14 @@ internal sealed unsafe partial class CpuBackend
         if (headDim % 2 != 0) throw new ArgumentException($"Rotary: head dimension {headDim} must be even");
         if (offset < 0 || offset + heads * headDim > x.Columns || sequenceLength <= 0 || x.Rows % sequenceLength != 0)
             throw new ArgumentException($"Rotary: columns [{offset}, {offset + heads * headDim}) of {x.Shape} with sequence length {sequenceLength} do not fit");
+        if (x.DType == DType.BFloat16)
+        {
+            Tensor wide = Widened(x, ref _widenedActivation);                            // bf16 q or k: turned in fp32, rounded back
+            Rotary(wide, offset, heads, headDim, sequenceLength, theta, inverse, scaling);
+            Copy(wide, x);
+            return;
+        }
+        CheckFloat(x, nameof(Rotary));
         using var _ = Time(nameof(Rotary));
         int half = headDim / 2, stride = x.Columns;
         var (cos, sin) = RotaryTable(sequenceLength, headDim, theta, scaling);
@@ -383,6 +398,15 @@ internal sealed unsafe partial class CpuBackend
     {
         if (gate.Count != y.Count || up.Count != y.Count || gate.Columns != y.Columns)
             throw new ArgumentException($"SwiGlu: gate {gate.Shape}, up {up.Shape} and output {y.Shape} should all be (N, F)");
+        if (gate.DType == DType.BFloat16 && up.DType == DType.BFloat16 && y.DType == DType.BFloat16)
+        {
+            Tensor wide = FloatOutput(y);                                                // bf16 in, bf16 out: fp32 in between
+            SwiGlu(Widened(gate, ref _widenedActivation), Widened(up, ref _widenedActivation2), wide);
+            Copy(wide, y);
+            return;
+        }
+        if (gate.DType != DType.Float32 || up.DType != DType.Float32 || y.DType != DType.Float32)
+            throw new ArgumentException($"SwiGlu: gate, up and y must all be Float32 or all BFloat16, got {gate}, {up} and {y}");
         using var _ = Time(nameof(SwiGlu));
         int f = y.Columns;
         ChunkedRows(y.Rows, 2 * f, (r0, rn) =>
@@ -403,6 +427,18 @@ internal sealed unsafe partial class CpuBackend
     {
         if (gate.Count != dy.Count || up.Count != dy.Count || dGate.Count != dy.Count || dUp.Count != dy.Count || gate.Columns != dy.Columns)
             throw new ArgumentException($"SwiGluBackward: gate {gate.Shape}, up {up.Shape}, gradient {dy.Shape}, dGate {dGate.Shape} and dUp {dUp.Shape} should all be (N, F)");
+        bool bf16 = gate.DType == DType.BFloat16 && up.DType == DType.BFloat16 && dy.DType == DType.Float32 && dGate.DType == DType.BFloat16 && dUp.DType == DType.BFloat16;
+        if (bf16)
+        {
+            // bf16 gate and up widened exactly; dGate and dUp computed in fp32 and rounded to nearest even
+            Tensor wideGate = FloatOutput(dGate), wideUp = SecondFloatOutput(dUp);
+            SwiGluBackward(Widened(gate, ref _widenedActivation), Widened(up, ref _widenedActivation2), dy, wideGate, wideUp);
+            Copy(wideGate, dGate);
+            Copy(wideUp, dUp);
+            return;
+        }
+        if (new[] { gate, up, dy, dGate, dUp }.Any(t => t.DType != DType.Float32))
+            throw new ArgumentException($"SwiGluBackward: all Float32, or gate, up, dGate and dUp BFloat16 with a Float32 dy; got {gate}, {up}, {dy}, {dGate} and {dUp}");
         using var _ = Time(nameof(SwiGluBackward));
         int f = dy.Columns;
         ChunkedRows(dy.Rows, 2 * f, (r0, rn) =>

@@ -137,13 +137,16 @@ internal sealed unsafe partial class CpuBackend : IBackend
         for (int i = 0; i < source.Length; i++) destination[i] = BFloat16.RoundToNearestEven(source[i]);
     }
 
-    private TensorSlot? _widenedA, _widenedB, _floatOutput, _widenedActivation;
+    private TensorSlot? _widenedA, _widenedB, _floatOutput, _floatOutput2, _widenedActivation, _widenedActivation2;
 
     /// <summary>
     /// Scratch of <paramref name="output"/>'s shape in which an op that writes a BFloat16 output computes it in fp32
     /// before <see cref="Copy"/> rounds it in: an output kept in bf16 (<see cref="ActivationType"/>), as the GPU rounds it.
     /// </summary>
     private Tensor FloatOutput(Tensor output) => (_floatOutput ??= new TensorSlot(this, MemoryTag.Scratch)).Get(output.Shape);
+
+    /// <summary>A second <see cref="FloatOutput"/>, for an op with two bf16 outputs.</summary>
+    private Tensor SecondFloatOutput(Tensor output) => (_floatOutput2 ??= new TensorSlot(this, MemoryTag.Scratch)).Get(output.Shape);
 
     /// <summary>A Float32 operand: the tensor itself, or its bf16 elements widened into <paramref name="slot"/>.</summary>
     private Tensor Widened(Tensor t, ref TensorSlot? slot)

@@ -75,8 +75,9 @@ internal sealed unsafe partial class CudaBackend
     public void RmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd, float eps)
     {
         CheckNorm(x, weight, y, rstd, nameof(RmsNormForward));
+        if (y.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"RmsNormForward: y must be Float32 or BFloat16, got {y}");
         using var _ = Time(nameof(RmsNormForward));
-        WarpPerRow("rmsnorm_forward", x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
+        WarpPerRow(y.DType == DType.BFloat16 ? "rmsnorm_forward_bf16" : "rmsnorm_forward", x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
     }
 
     public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight, Tensor? residual = null)
@@ -377,7 +378,8 @@ internal sealed unsafe partial class CudaBackend
             Elementwise("rotary_table", (long)sequenceLength * (headDim / 2), P(table), sequenceLength, headDim, theta, key.Item4, key.Item5, key.Item6, key.Item7);
             (_rotaryKey, _rotaryTablePointer) = (key, table.Pointer);
         }
-        Elementwise("rotary", (long)x.Rows * heads * (headDim / 2), P(x), P(table), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, inverse ? -1f : 1f);
+        if (x.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"Rotary: x must be Float32 or BFloat16, got {x}");
+        Elementwise(x.DType == DType.BFloat16 ? "rotary_bf16" : "rotary", (long)x.Rows * heads * (headDim / 2), P(x), P(table), x.Rows, x.Columns, offset, heads, headDim, sequenceLength, inverse ? -1f : 1f);
     }
 
     private (int, int, float, double, double, double, double)? _rotaryKey;
@@ -387,16 +389,28 @@ internal sealed unsafe partial class CudaBackend
     {
         if (gate.Count != y.Count || up.Count != y.Count || gate.Columns != y.Columns)
             throw new ArgumentException($"SwiGlu: gate {gate.Shape}, up {up.Shape} and output {y.Shape} should all be (N, F)");
+        string kernel = (gate.DType, up.DType, y.DType) switch
+        {
+            (DType.Float32, DType.Float32, DType.Float32) => "swiglu",
+            (DType.BFloat16, DType.BFloat16, DType.BFloat16) => "swiglu_bf16",
+            _ => throw new ArgumentException($"SwiGlu: gate, up and y must all be Float32 or all BFloat16, got {gate}, {up} and {y}"),
+        };
         using var _ = Time(nameof(SwiGlu));
-        Elementwise("swiglu", y.Count, P(gate), P(up), P(y), (long)y.Count);
+        Elementwise(kernel, y.Count, P(gate), P(up), P(y), (long)y.Count);
     }
 
     public void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp)
     {
         if (gate.Count != dy.Count || up.Count != dy.Count || dGate.Count != dy.Count || dUp.Count != dy.Count || gate.Columns != dy.Columns)
             throw new ArgumentException($"SwiGluBackward: gate {gate.Shape}, up {up.Shape}, gradient {dy.Shape}, dGate {dGate.Shape} and dUp {dUp.Shape} should all be (N, F)");
+        string kernel = (gate.DType, up.DType, dy.DType, dGate.DType, dUp.DType) switch
+        {
+            (DType.Float32, DType.Float32, DType.Float32, DType.Float32, DType.Float32) => "swiglu_backward",
+            (DType.BFloat16, DType.BFloat16, DType.Float32, DType.BFloat16, DType.BFloat16) => "swiglu_backward_bf16",
+            _ => throw new ArgumentException($"SwiGluBackward: all Float32, or gate, up, dGate and dUp BFloat16 with a Float32 dy; got {gate}, {up}, {dy}, {dGate} and {dUp}"),
+        };
         using var _ = Time(nameof(SwiGluBackward));
-        Elementwise("swiglu_backward", dy.Count, P(gate), P(up), P(dy), P(dGate), P(dUp), (long)dy.Count);
+        Elementwise(kernel, dy.Count, P(gate), P(up), P(dy), P(dGate), P(dUp), (long)dy.Count);
     }
 
     public void Dropout(Tensor x, Tensor y, float p, ulong seed)

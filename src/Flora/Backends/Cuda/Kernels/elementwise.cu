@@ -118,6 +118,27 @@ FLORA_KERNEL void swiglu_backward(const float* gate, const float* up, const floa
     }
 }
 
+// The same with gate, up and y in bf16 (kept so because only products read them): fp32 arithmetic, y rounded to
+// nearest even.
+FLORA_KERNEL void swiglu_bf16(const unsigned short* gate, const unsigned short* up, unsigned short* y, long long n) {
+    GRID_STRIDE(i, n) {
+        float a = __uint_as_float((unsigned int)gate[i] << 16), b = __uint_as_float((unsigned int)up[i] << 16);
+        float s = 1.0f / (1.0f + expf(-a));
+        y[i] = to_bf16_bits(a * s * b);
+    }
+}
+
+// bf16 gate and up, fp32 dy; dGate and dUp in bf16, since only the gate's and up's products read them.
+FLORA_KERNEL void swiglu_backward_bf16(const unsigned short* gate, const unsigned short* up, const float* dy, unsigned short* dGate, unsigned short* dUp, long long n) {
+    GRID_STRIDE(i, n) {
+        float a = __uint_as_float((unsigned int)gate[i] << 16), b = __uint_as_float((unsigned int)up[i] << 16);
+        float s = 1.0f / (1.0f + expf(-a));
+        float g = dy[i];
+        dGate[i] = to_bf16_bits(g * b * s * (1.0f + a * (1.0f - s)));
+        dUp[i] = to_bf16_bits(g * a * s);
+    }
+}
+
 // Column sums in two passes, deterministic: partial[chunk, c] = sum of rows [chunk * rowsPerChunk, ...) of x[:, c].
 FLORA_KERNEL void column_partial_sums(const float* x, float* partial, int rows, int cols, int rowsPerChunk) {
     int chunk = blockIdx.y;

@@ -188,17 +188,26 @@ FLORA_KERNEL void layernorm_backward_x4_fused(const float* dy, const float* x, c
     }
 }
 
-// y = x rstd w, rstd = 1 / sqrt(mean(x^2) + eps)
-FLORA_KERNEL void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int rows, int cols, float eps) {
+// y = x rstd w, rstd = 1 / sqrt(mean(x^2) + eps); y fp32, or bf16 rounded to nearest even (rmsnorm_forward_bf16) for a
+// norm whose only reader is a product.
+template <typename T>
+__device__ __forceinline__ void rmsnorm_forward_body(const float* x, const float* w, T* y, float* rstd, int rows, int cols, float eps) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const float* xr = x + (long long)row * cols;
     float s = 0.0f;
     for (int c = lane; c < cols; c += 32) s += xr[c] * xr[c];
     float r = rsqrtf(warp_sum(s) / cols + eps);
-    float* yr = y + (long long)row * cols;
-    for (int c = lane; c < cols; c += 32) yr[c] = xr[c] * r * w[c];
+    for (int c = lane; c < cols; c += 32) norm_store(y, (long long)row * cols + c, xr[c] * r * w[c]);
     if (lane == 0) rstd[row] = r;
+}
+
+FLORA_KERNEL void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int rows, int cols, float eps) {
+    rmsnorm_forward_body(x, w, y, rstd, rows, cols, eps);
+}
+
+FLORA_KERNEL void rmsnorm_forward_bf16(const float* x, const float* w, unsigned short* y, float* rstd, int rows, int cols, float eps) {
+    rmsnorm_forward_body(x, w, y, rstd, rows, cols, eps);
 }
 
 // dx = rstd (dxhat - xhat mean(dxhat xhat)), dxhat = dy w, xhat = x rstd; plus residual[row] when given.

@@ -57,6 +57,22 @@ FLORA_KERNEL void rotary(float* x, const float2* table, int rows, int stride, in
     }
 }
 
+// The same on bf16 values (q and k kept in bf16): each pair widened, turned in fp32 and rounded to nearest even.
+FLORA_KERNEL void rotary_bf16(unsigned short* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
+    int half = headDim / 2;
+    GRID_STRIDE(k, (long long)rows * heads * half) {
+        long long row = k / (heads * half);
+        int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
+        int t = (int)(row % sequence);
+        float2 cs = table[(long long)t * half + i];
+        float c = cs.x, s = sign * cs.y;
+        unsigned short* p = x + row * stride + offset + h * headDim;
+        float a = __uint_as_float((unsigned int)p[i] << 16), b = __uint_as_float((unsigned int)p[i + half] << 16);
+        p[i] = to_bf16_bits(a * c - b * s);
+        p[i + half] = to_bf16_bits(a * s + b * c);
+    }
+}
+
 // Attention kernels take `keys`: the keys of this batch element that are not padding (j >= keys gets no weight).
 // Softmax of each row of scores (batchRows rows of cols) in place; causal rows keep j <= i (i = row % cols
 // when queries and keys have the same length); lse[row] = max + log(sum).
