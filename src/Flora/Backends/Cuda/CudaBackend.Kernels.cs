@@ -547,18 +547,6 @@ internal sealed unsafe partial class CudaBackend
         if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns)
             throw new ArgumentException($"AdafactorFactoredMoments: rows {rows.Shape} and columns {columns.Shape} do not match the matrix {g.Shape}");
         using var _ = Time(nameof(AdafactorFactoredMoments));
-        if (g.Columns % 4 == 0 && P(g) % 16 == 0 && g.Rows > 0)
-        {
-            // One read of g: per (1,024-column slab, chunk of rows) block, the rows' and the columns' partial sums of squares.
-            int quads = g.Columns / 4, slabs = (quads + (int)Threads - 1) / (int)Threads, rowsPerChunk = RowsPerChunk(g.Rows, g.Columns);
-            int chunkCount = (g.Rows + rowsPerChunk - 1) / rowsPerChunk;
-            Tensor partials = _partials.Get(new Shape(slabs * g.Rows + chunkCount * g.Columns + 4));
-            ulong rowPartial = P(partials), columnPartial = (rowPartial + (ulong)slabs * (ulong)g.Rows * 4 + 15) / 16 * 16;
-            _device.Launch("adafactor_moment_partials_x4", (uint)slabs, (uint)chunkCount, Threads, 0, P(g), rowPartial, columnPartial, g.Rows, g.Columns, rowsPerChunk);
-            Elementwise("adafactor_row_finish", g.Rows, rowPartial, P(rows), slabs, g.Rows, g.Columns, decay, eps);
-            ColumnFinish("adafactor_column_finish", g.Columns, columnPartial, P(columns), chunkCount, g.Rows, g.Columns, decay, eps);
-            return;
-        }
         WarpPerRow("adafactor_row_moments", g.Rows, P(g), P(rows), g.Rows, g.Columns, decay, eps);
         int perChunk = RowsPerChunk(g.Rows, g.Columns), chunks = Math.Max(1, (g.Rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * g.Columns));

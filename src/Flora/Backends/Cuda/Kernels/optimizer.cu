@@ -22,46 +22,6 @@ FLORA_KERNEL void column_partial_squares(const float* g, float* partial, int row
     }
 }
 
-// ---- both moments from one read of g (cols a multiple of 4, 16-byte aligned): block (slab, chunk) takes 1,024
-// columns of rowsPerChunk rows, a float4 column quad per thread. Each thread sums its quad's squares down the rows
-// (columnPartial[chunk, c]); each row's squares over the slab are summed by warp, then the block's warps in order
-// (rowPartial[slab, r]). adafactor_row_finish and adafactor_column_finish then fold the partials into the moments.
-FLORA_KERNEL void adafactor_moment_partials_x4(const float4* g, float* rowPartial, float4* columnPartial, int rows, int cols, int rowsPerChunk) {
-    __shared__ float rowSums[8][32];
-    int quads = cols >> 2, q = blockIdx.x * blockDim.x + threadIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r0 = blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
-    float4 column = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int base = r0; base < r1; base += 32) {                     // 32 rows at a time: one shared row of sums each
-        for (int r = base; r < min(r1, base + 32); r++) {
-            float s = 0.0f;
-            if (q < quads) {
-                float4 v = g[(long long)r * quads + q];
-                column.x += v.x * v.x; column.y += v.y * v.y; column.z += v.z * v.z; column.w += v.w * v.w;
-                s = v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-            }
-            s = warp_sum(s);
-            if (lane == 0) rowSums[warp][r - base] = s;
-        }
-        __syncthreads();
-        if (threadIdx.x < 32 && base + threadIdx.x < r1) {
-            float t = 0.0f;
-            for (int w = 0; w < (int)(blockDim.x >> 5); w++) t += rowSums[w][threadIdx.x];
-            rowPartial[(long long)blockIdx.x * rows + base + threadIdx.x] = t;
-        }
-        __syncthreads();
-    }
-    if (q < quads) columnPartial[(long long)blockIdx.y * quads + q] = column;
-}
-
-// rows[r] = decay rows[r] + (1 - decay) (sum over slabs of rowPartial[:, r] / cols + eps)
-FLORA_KERNEL void adafactor_row_finish(const float* rowPartial, float* rowMoments, int slabs, int rows, int cols, float decay, float eps) {
-    GRID_STRIDE(r, rows) {
-        float s = 0.0f;
-        for (int k = 0; k < slabs; k++) s += rowPartial[(long long)k * rows + r];
-        rowMoments[r] = decay * rowMoments[r] + (1.0f - decay) * (s / cols + eps);
-    }
-}
-
 // columns[c] = decay columns[c] + (1 - decay) (sum_chunks partial / rows + eps) (block_column_sum: 256 threads per 32 columns)
 FLORA_KERNEL void adafactor_column_finish(const float* partial, float* columns, int chunks, int rows, int cols, float decay, float eps) {
     int c = blockIdx.x * 32 + (threadIdx.x & 31);
