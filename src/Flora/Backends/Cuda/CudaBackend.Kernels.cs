@@ -48,20 +48,8 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, gamma, dx, rstd, nameof(LayerNormBackward));
         NormChecks.CheckResidual(residual, dx, nameof(LayerNormBackward));
         using var _ = Time(nameof(LayerNormBackward));
-        if (RowsInRegisters(x, dy, gamma, dx, residual) && x.Rows > 0)
-        {
-            // One pass: dx, and each block's partial sums of dgamma and dbeta (32 rows a block), finished per column.
-            const int RowsPerBlock = 32;
-            int rows = x.Rows, cols = x.Columns, blocks = (rows + RowsPerBlock - 1) / RowsPerBlock;
-            Tensor partial = _partials.Get(new Shape(2 * blocks * cols));
-            Tensor gammaPartial = partial.View(new Shape(blocks * cols)), betaPartial = partial.View(new Shape(blocks * cols), (long)blocks * cols);
-            _device.Launch("layernorm_backward_x4_fused", (uint)blocks, 1, Threads, 0, P(dy), P(x), P(mean), P(rstd), P(gamma),
-                residual is null ? 0UL : P(residual), P(dx), P(gammaPartial), P(betaPartial), rows, cols, RowsPerBlock);
-            ColumnFinish("column_finish", cols, P(gammaPartial), P(dGamma), blocks, cols, 1f, 0f);
-            ColumnFinish("column_finish", cols, P(betaPartial), P(dBeta), blocks, cols, 1f, 0f);
-            return;
-        }
-        WarpPerRow("layernorm_backward_dx", x.Rows, P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
+        WarpPerRow(RowsInRegisters(x, dy, gamma, dx, residual) ? "layernorm_backward_dx_x4" : "layernorm_backward_dx", x.Rows,
+            P(dy), P(x), P(mean), P(rstd), P(gamma), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, mean, rstd, dGamma, dBeta);
     }
 

@@ -122,69 +122,36 @@ FLORA_KERNEL void layernorm_forward_bf16_x4(const float* x, const float* gamma, 
     layernorm_forward_x4_body(x, gamma, beta, y, mean, rstd, rows, cols, eps);
 }
 
-// layernorm_backward_dx with x hat and dy kept in registers, and the parameter gradients' partial sums, in one pass
-// over dy and x: block b takes rows [b R, b R + R), a warp per row; each lane sums dy xhat and dy over its columns of its rows in registers, then the
-// block's warps add theirs in warp order (deterministic) and the block writes one partial row of each:
-// gammaPartial[b, c] = sum over the block's rows of dy xhat, betaPartial[b, c] = of dy (column_finish sums the blocks).
-FLORA_KERNEL void layernorm_backward_x4_fused(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
-                                              const float* residual, float* dx, float* gammaPartial, float* betaPartial,
-                                              int rows, int cols, int rowsPerBlock) {
-    __shared__ float4 sums[2][256];                                   // 1,024 columns of dgamma and of dbeta
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = cols >> 7, warps = blockDim.x >> 5;
-    const float4* g4 = reinterpret_cast<const float4*>(gamma);
-    float4 ga[NORM_X4], ba[NORM_X4];
+// layernorm_backward_dx with x hat and dy gamma kept in registers.
+FLORA_KERNEL void layernorm_backward_dx_x4(const float* dy, const float* x, const float* mean, const float* rstd, const float* gamma,
+                                           const float* residual, float* dx, int rows, int cols) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = cols >> 7;
+    if (row >= rows) return;
+    long long base = (long long)row * cols;
+    const float4 *xr = reinterpret_cast<const float4*>(x + base), *dyr = reinterpret_cast<const float4*>(dy + base),
+                 *g4 = reinterpret_cast<const float4*>(gamma);
+    float mu = mean[row], r = rstd[row], sd = 0.0f, sdx = 0.0f;
+    float4 xh[NORM_X4], dd[NORM_X4];                                  // x hat and dy gamma
     #pragma unroll
-    for (int i = 0; i < NORM_X4; i++) { ga[i] = make_float4(0.f, 0.f, 0.f, 0.f); ba[i] = ga[i]; }
-    int r0 = blockIdx.x * rowsPerBlock, r1 = min(rows, r0 + rowsPerBlock);
-    for (int row = r0 + warp; row < r1; row += warps) {
-        long long base = (long long)row * cols;
-        const float4 *xr = reinterpret_cast<const float4*>(x + base), *dyr = reinterpret_cast<const float4*>(dy + base);
-        float mu = mean[row], r = rstd[row], sd = 0.0f, sdx = 0.0f;
-        float4 xh[NORM_X4], dv[NORM_X4];                              // x hat and dy
-        #pragma unroll
-        for (int i = 0; i < NORM_X4; i++) if (i < n4) {
-            int c4 = i * 32 + lane;
-            float4 xa = xr[c4], g = g4[c4];
-            dv[i] = dyr[c4];
-            xh[i] = make_float4((xa.x - mu) * r, (xa.y - mu) * r, (xa.z - mu) * r, (xa.w - mu) * r);
-            float4 d = make_float4(dv[i].x * g.x, dv[i].y * g.y, dv[i].z * g.z, dv[i].w * g.w);
-            sd += d.x + d.y + d.z + d.w;
-            sdx += d.x * xh[i].x + d.y * xh[i].y + d.z * xh[i].z + d.w * xh[i].w;
-            ga[i].x += dv[i].x * xh[i].x; ga[i].y += dv[i].y * xh[i].y; ga[i].z += dv[i].z * xh[i].z; ga[i].w += dv[i].w * xh[i].w;
-            ba[i].x += dv[i].x; ba[i].y += dv[i].y; ba[i].z += dv[i].z; ba[i].w += dv[i].w;
-        }
-        float meanD = warp_sum(sd) / cols, meanDX = warp_sum(sdx) / cols;
-        #pragma unroll
-        for (int i = 0; i < NORM_X4; i++) if (i < n4) {
-            int c4 = i * 32 + lane;
-            float4 g = g4[c4];
-            float4 o = make_float4(r * (dv[i].x * g.x - meanD - xh[i].x * meanDX), r * (dv[i].y * g.y - meanD - xh[i].y * meanDX),
-                                   r * (dv[i].z * g.z - meanD - xh[i].z * meanDX), r * (dv[i].w * g.w - meanD - xh[i].w * meanDX));
-            if (residual != nullptr) {
-                float4 a = reinterpret_cast<const float4*>(residual + base)[c4];
-                o = make_float4(a.x + o.x, a.y + o.y, a.z + o.z, a.w + o.w);
-            }
-            reinterpret_cast<float4*>(dx + base)[c4] = o;
-        }
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        int c4 = i * 32 + lane;
+        float4 xa = xr[c4], da = dyr[c4], g = g4[c4];
+        xh[i] = make_float4((xa.x - mu) * r, (xa.y - mu) * r, (xa.z - mu) * r, (xa.w - mu) * r);
+        dd[i] = make_float4(da.x * g.x, da.y * g.y, da.z * g.z, da.w * g.w);
+        sd += dd[i].x + dd[i].y + dd[i].z + dd[i].w;
+        sdx += dd[i].x * xh[i].x + dd[i].y * xh[i].y + dd[i].z * xh[i].z + dd[i].w * xh[i].w;
     }
-    for (int w = 0; w < warps; w++) {                                 // the warps' sums, in warp order
-        if (warp == w) {
-            #pragma unroll
-            for (int i = 0; i < NORM_X4; i++) if (i < n4) {
-                int c4 = i * 32 + lane;
-                if (w == 0) { sums[0][c4] = ga[i]; sums[1][c4] = ba[i]; }
-                else {
-                    float4 a = sums[0][c4], b = sums[1][c4];
-                    sums[0][c4] = make_float4(a.x + ga[i].x, a.y + ga[i].y, a.z + ga[i].z, a.w + ga[i].w);
-                    sums[1][c4] = make_float4(b.x + ba[i].x, b.y + ba[i].y, b.z + ba[i].z, b.w + ba[i].w);
-                }
-            }
+    float meanD = warp_sum(sd) / cols, meanDX = warp_sum(sdx) / cols;
+    #pragma unroll
+    for (int i = 0; i < NORM_X4; i++) if (i < n4) {
+        int c4 = i * 32 + lane;
+        float4 o = make_float4(r * (dd[i].x - meanD - xh[i].x * meanDX), r * (dd[i].y - meanD - xh[i].y * meanDX),
+                               r * (dd[i].z - meanD - xh[i].z * meanDX), r * (dd[i].w - meanD - xh[i].w * meanDX));
+        if (residual != nullptr) {
+            float4 a = reinterpret_cast<const float4*>(residual + base)[c4];
+            o = make_float4(a.x + o.x, a.y + o.y, a.z + o.z, a.w + o.w);
         }
-        __syncthreads();
-    }
-    for (int c4 = threadIdx.x; c4 < (cols >> 2); c4 += blockDim.x) {
-        reinterpret_cast<float4*>(gammaPartial + (long long)blockIdx.x * cols)[c4] = sums[0][c4];
-        reinterpret_cast<float4*>(betaPartial + (long long)blockIdx.x * cols)[c4] = sums[1][c4];
+        reinterpret_cast<float4*>(dx + base)[c4] = o;
     }
 }
 
