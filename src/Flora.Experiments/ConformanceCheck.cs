@@ -361,21 +361,23 @@ public static partial class ConformanceCheck
             }
             {
                 // Rows of whole 16-byte quads take the warp-per-row kernels (263 columns above take the element-wise ones).
-                const int Cq = 264;
-                float[] gq = Rand(R * Cq, 0.1f), colsq = Rand(Cq).Select(Math.Abs).ToArray(), mq = Rand(R * Cq);
-                float[][] Run(IBackend b)
+                foreach (var (Rq, Cq) in new[] { (R, 264), (65, 2056) })
                 {
-                    using var gt = Up(b, gq, [R, Cq]); using var rt = Up(b, rows0, [R]); using var ct = Up(b, colsq, [Cq]);
-                    using var u = b.Allocate(new Shape(R, Cq), MemoryTag.Scratch); using var r16 = b.Allocate(new Shape(R, Cq), MemoryTag.Scratch, DType.BFloat16);
-                    using var m = Up(b, mq, [R, Cq]);
-                    b.AdafactorFactoredPrecondition(gt, rt, ct, u, 1f, 0f, r16);
-                    b.AdafactorFactoredPrecondition(gt, rt, ct, m, 0.1f, 0.9f);
-                    return [Host(u), Host(m), Wide(r16)];
+                    float[] gq = Rand(Rq * Cq, 0.1f), rowsq = Rand(Rq).Select(Math.Abs).ToArray(), colsq = Rand(Cq).Select(Math.Abs).ToArray(), mq = Rand(Rq * Cq);
+                    float[][] Run(IBackend b)
+                    {
+                        using var gt = Up(b, gq, [Rq, Cq]); using var rt = Up(b, rowsq, [Rq]); using var ct = Up(b, colsq, [Cq]);
+                        using var u = b.Allocate(new Shape(Rq, Cq), MemoryTag.Scratch); using var r16 = b.Allocate(new Shape(Rq, Cq), MemoryTag.Scratch, DType.BFloat16);
+                        using var m = Up(b, mq, [Rq, Cq]);
+                        b.AdafactorFactoredPrecondition(gt, rt, ct, u, 1f, 0f, r16);
+                        b.AdafactorFactoredPrecondition(gt, rt, ct, m, 0.1f, 0.9f);
+                        return [Host(u), Host(m), Wide(r16)];
+                    }
+                    float[][] c = Run(cpu), z = Run(gpu);
+                    Add($"AdafactorFactoredPrecondition, {Rq} x {Cq} (whole quads: a warp per row): fp32 with a bf16 copy, and into a first moment",
+                        Math.Max(RelativeError(c[0], z[0]), RelativeError(c[1], z[1])), Norm);
+                    Add($"AdafactorFactoredPrecondition, {Rq} x {Cq} (whole quads): the bf16 copy", RelativeError(c[2], z[2]), 4e-3);
                 }
-                float[][] c = Run(cpu), z = Run(gpu);
-                Add("AdafactorFactoredPrecondition, rows of whole quads (a warp per row): fp32 with a bf16 copy, and into a first moment",
-                    Math.Max(RelativeError(c[0], z[0]), RelativeError(c[1], z[1])), Norm);
-                Add("AdafactorFactoredPrecondition, rows of whole quads: the bf16 copy", RelativeError(c[2], z[2]), 4e-3);
             }
             Compare("SquaredMovingAverage, DivideBySqrt (plain and into a first moment)", b =>
             {
