@@ -6,7 +6,7 @@
 #      compiled fused AdamW on the same card, then the side-by-side table
 #   3. llama-7b, FLORA r=256 + LOMO + bf16 weights, 1 x 2048: every block checkpointed (profiled), then 24, 16 and 0
 #      of its 32 blocks checkpointed
-# Each stage's outputs go into one tarball, OUT_DIR/STAGE.tgz (a device call brings back only a few files); stages 1
+# Each stage's outputs go into one tarball, OUT_DIR/STAGE.tgz (one archive per stage is simpler to copy off the machine than many files); stages 1
 # and 2 take about 5 minutes, stage 3 about 3, so where one command may run 10 minutes, run "check,gpt2" then "llama".
 # Usage: bench/gpu_verify.sh OUT_DIR [STAGES]   STAGES: check,gpt2,llama (the default: all three)
 #        (FLORA=path/to/flora, default ./.gpu/Flora.Cli, the self-contained build)
