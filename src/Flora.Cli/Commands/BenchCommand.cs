@@ -68,12 +68,12 @@ internal static class BenchCommand
             double peak = TrainBenchmark.PeakTflops(device, precision, deviceName);
             bool[] lomos = parse.GetValue(trainLomo) switch { "off" => [false], "on" => [true], "both" => [false, true], var v => throw new ArgumentException($"--lomo must be off, on or both, got '{v}'") };
             var rows = new List<TrainBenchRow>();
+            // Block counts timed in turn; TrainOptions.Validate refuses negative ones and counts without checkpointing.
             int?[] checkpointBlocks = parse.GetValue(trainCheckpointBlocks) is string list
-                ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.TryParse(v, out int n) && n >= 0 ? n
-                    : throw new ArgumentException($"--checkpoint-blocks takes block counts of 0 or more, comma-separated, got '{v}'")).Select(n => (int?)n).ToArray()
+                ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.TryParse(v, out int n) ? (int?)n
+                    : throw new ArgumentException($"--checkpoint-blocks takes block counts, comma-separated, got '{v}'")).ToArray()
                 : [null];
-            if (checkpointBlocks.Length == 0 || (checkpointBlocks[0] is not null && !parse.GetValue(trainCheckpointing)))
-                throw new ArgumentException("--checkpoint-blocks needs --activation-checkpointing and at least one block count");
+            if (checkpointBlocks.Length == 0) throw new ArgumentException("--checkpoint-blocks needs at least one block count");
             string[] families = device == "cpu" ? parse.GetValue(trainBlas)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : ["auto"];
             try
             {
@@ -81,21 +81,21 @@ internal static class BenchCommand
                     foreach (string optimizer in parse.GetValue(trainOptimizers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                         foreach (bool lomo in lomos)
                             foreach (int? blocks in checkpointBlocks)
-                            foreach (string family in families)
-                            {
-                                var options = new Flora.Training.TrainOptions
+                                foreach (string family in families)
                                 {
-                                    Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
-                                    BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
-                                    Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
-                                    ActivationCheckpointing = parse.GetValue(trainCheckpointing),
-                                    CheckpointBlocks = blocks,
-                                    Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
-                                };
-                                string? kernels = device == "cpu" ? Flora.Backends.Cpu.OpenBlas.Use(family) : null;
-                                console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" + (blocks is int b ? $" {b} blocks" : "") : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
-                                rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)) with { BlasKernels = kernels });
-                            }
+                                    var options = new Flora.Training.TrainOptions
+                                    {
+                                        Model = model, Device = device, Precision = precision, Tokenizer = parse.GetValue(trainTokenizer)!,
+                                        BatchSize = parse.GetValue(trainBatch), SequenceLength = parse.GetValue(trainSeqLen), Lomo = lomo,
+                                        Optimizer = TrainBenchmark.ParseOptimizer(optimizer), Weights = parse.GetValue(trainWeights)!,
+                                        ActivationCheckpointing = parse.GetValue(trainCheckpointing),
+                                        CheckpointBlocks = blocks,
+                                        Vocabulary = TrainBenchmark.ParseVocabulary(parse.GetValue(trainVocabulary)!, model),
+                                    };
+                                    string? kernels = device == "cpu" ? Flora.Backends.Cpu.OpenBlas.Use(family) : null;
+                                    console.MarkupLine($"  timing {Markup.Escape(model)}, {Markup.Escape(optimizer)}{(lomo ? ", LOMO" : "")}{(options.ActivationCheckpointing ? ", checkpointing" + (blocks is int b ? $" {b} blocks" : "") : "")}{(kernels is null ? "" : $", {kernels} kernels")} ...");
+                                    rows.Add(TrainBenchmark.RunOne(options, parse.GetValue(trainWarmup), parse.GetValue(trainSteps), peak, parse.GetValue(trainProfile)) with { BlasKernels = kernels });
+                                }
             }
             finally
             {

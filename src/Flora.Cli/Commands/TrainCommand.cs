@@ -193,7 +193,7 @@ internal static class TrainCommand
     }
 
     /// <summary>"off", "on" (every block) or "on, first N of L blocks".</summary>
-    internal static string Checkpointing(Flora.Nn.Models.LanguageModel model) =>
+    private static string Checkpointing(Flora.Nn.Models.LanguageModel model) =>
         model.CheckpointedBlocks == 0 ? "off" : model.CheckpointedBlocks == model.BlockCount ? "on" : $"on, first {model.CheckpointedBlocks} of {model.BlockCount} blocks";
 
     private static void PrintSummary(IAnsiConsole console, TrainResult r, TrainOptions o)
