@@ -142,6 +142,14 @@ public static partial class ConformanceCheck
                 b.RmsNormForward(xt, w, y, rstd, 1e-5f);
                 return [Wide(y), Host(rstd)];
             }, OneBf16Step);
+            float[] wide = Rand(N * 4096);
+            Compare("RmsNorm into a bf16 output, 4096 columns (a block per row)", b =>
+            {
+                using var xt = Up(b, wide, [N, 4096]); using var w = Up(b, wide.AsSpan(0, 4096).ToArray(), [4096]);
+                using var y = b.Allocate(new Shape(N, 4096), MemoryTag.Scratch, DType.BFloat16); using var rstd = b.Allocate(new Shape(N), MemoryTag.Scratch);
+                b.RmsNormForward(xt, w, y, rstd, 1e-5f);
+                return [Wide(y), Host(rstd)];
+            }, OneBf16Step);
             Compare("Rotary on bf16 q (kept activations), head dim 128, llama3 scaling: forward, then inverse", b =>
             {
                 using var t = Bf16(b, q, [Rows, Heads * HeadDim]);

@@ -164,6 +164,21 @@ public static partial class ConformanceCheck
                 return [Host(yt), Host(mu), Host(rs), Host(dx), Host(dx2), Host(dg), Host(db)];
             }, 5e-5);
         }
+        // Over 1,024 columns, a multiple of 4 (the Llama family's widths): a block per row, and the backward's weight gradient
+        // summed in the same pass (1,540: 385 float4s, a partial last round of threads).
+        foreach (int w in new[] { 1540, 4096 })
+        {
+            float[] wx = Rand(97 * w, 2), wg = Rand(w), wdy = Rand(97 * w), wres = Rand(97 * w);
+            Compare($"RmsNorm, {w} columns (a block per row): forward, backward with and without a residual gradient", b =>
+            {
+                using var xt = Up(b, wx, [97, w]); using var g = Up(b, wg, [w]); using var d = Up(b, wdy, [97, w]); using var res = Up(b, wres, [97, w]);
+                using var yt = b.Allocate(new Shape(97, w), MemoryTag.Scratch); using var rs = b.Allocate(new Shape(97), MemoryTag.Scratch);
+                using var dx = b.Allocate(new Shape(97, w), MemoryTag.Scratch); using var dx2 = b.Allocate(new Shape(97, w), MemoryTag.Scratch);
+                using var dg = b.Allocate(new Shape(w), MemoryTag.Scratch); using var dg2 = b.Allocate(new Shape(w), MemoryTag.Scratch);
+                b.RmsNormForward(xt, g, yt, rs, 1e-5f); b.RmsNormBackward(d, xt, rs, g, dx, dg); b.RmsNormBackward(d, xt, rs, g, dx2, dg2, res);
+                return [Host(yt), Host(rs), Host(dx), Host(dx2), Host(dg), Host(dg2)];
+            }, 5e-5);
+        }
         Compare("RmsNormForward, RmsNormBackward", b =>
         {
             using var xt = Up(b, nx, [257, 771]); using var g = Up(b, gamma, [771]); using var d = Up(b, ndy, [257, 771]);

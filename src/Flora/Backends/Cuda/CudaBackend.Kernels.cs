@@ -65,7 +65,10 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, weight, y, rstd, nameof(RmsNormForward));
         if (y.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"RmsNormForward: y must be Float32 or BFloat16, got {y}");
         using var _ = Time(nameof(RmsNormForward));
-        WarpPerRow(y.DType == DType.BFloat16 ? "rmsnorm_forward_bf16" : "rmsnorm_forward", x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
+        string kernel = y.DType == DType.BFloat16 ? "rmsnorm_forward_bf16" : "rmsnorm_forward";
+        if (RowThreads(x, weight, y) is uint threads)
+            _device.Launch(kernel.Replace("forward", "forward_rows"), (uint)x.Rows, 1, threads, 0, P(x), P(weight), P(y), P(rstd), x.Columns, eps);
+        else WarpPerRow(kernel, x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
     }
 
     public void RmsNormBackward(Tensor dy, Tensor x, Tensor rstd, Tensor weight, Tensor dx, Tensor dWeight, Tensor? residual = null)
@@ -73,8 +76,30 @@ internal sealed unsafe partial class CudaBackend
         CheckNorm(x, weight, dx, rstd, nameof(RmsNormBackward));
         NormChecks.CheckResidual(residual, dx, nameof(RmsNormBackward));
         using var _ = Time(nameof(RmsNormBackward));
+        if (x.Rows > 0 && RowThreads(x, dy, weight, dx, residual) is uint threads)
+        {
+            // dx and the weight gradient's partial sums in one pass (a chunk of rows per block), then the column sums.
+            int chunks = Math.Min(x.Rows, 4 * _device.Multiprocessors);
+            Tensor partial = _partials.Get(new Shape(chunks * x.Columns));
+            _device.Launch("rmsnorm_backward_rows", (uint)chunks, 1, threads, 0, P(dy), P(x), P(rstd), P(weight), residual is null ? 0UL : P(residual), P(dx),
+                P(partial), x.Rows, x.Columns);
+            ColumnFinish("column_finish", x.Columns, P(partial), P(dWeight), chunks, x.Columns, 1f, 0f);
+            return;
+        }
         WarpPerRow("rmsnorm_backward_dx", x.Rows, P(dy), P(x), P(rstd), P(weight), residual is null ? 0UL : P(residual), P(dx), x.Rows, x.Columns);
         NormParameterGradients(dy, x, null, rstd, dWeight, null);
+    }
+
+    /// <summary>
+    /// The threads of a block per row for norms.cu's RMSNorm row kernels (about four float4s per thread, 32 to 256), or
+    /// null where they do not apply: over 1,024 columns (narrower rows keep a warp busy), a multiple of 4, at most
+    /// 256 x 4 x NORM_ROW_X4 (8,192), every tensor 16-byte aligned.
+    /// </summary>
+    private static uint? RowThreads(Tensor x, params Tensor?[] others)
+    {
+        int quads = x.Columns / 4;
+        if (x.Columns <= 1024 || x.Columns % 4 != 0 || quads > 256 * 8 || P(x) % 16 != 0 || others.Any(t => t is not null && P(t) % 16 != 0)) return null;
+        return (uint)Math.Clamp((quads / 4 + 31) / 32 * 32, 32, 256);
     }
 
     /// <summary>dGamma = sum_n dy xhat (and dBeta = sum_n dy), overwritten; xhat from LayerNorm's or RMSNorm's statistics.</summary>
