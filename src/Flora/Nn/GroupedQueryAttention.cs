@@ -110,15 +110,18 @@ public sealed class GroupedQueryAttention : Module
         Backend.Rotary(dq, 0, Heads, HeadDim, t, RotaryTheta, inverse: true, RopeScaling);   // dq <- R^T dq
         Backend.Rotary(dk, 0, KeyValueHeads, HeadDim, t, RotaryTheta, inverse: true, RopeScaling);
         foreach (var projection in new[] { Query, Key, Value }) projection.ComputesInputGradient = ComputesInputGradient;
-        // x feeds q, k and v: dx = dx_q + dx_k + dx_v   (B, T, C); each weight gradient reads x, converted once
+        // x feeds q, k and v: dx = dx_q + dx_k + dx_v   (B, T, C), accumulated by the three products where they are plain
+        // Linear layers; each weight gradient reads x, converted once
+        Tensor x = Saved(_x);
+        Tensor? shared = ComputesInputGradient ? Linear.ShareInputGradient(GradientSlot("dx").Get(x.Shape), Query, Key, Value) : null;
         Tensor? dxq, dxk, dxv;
-        using (Backend.ReuseOperand(Saved(_x)))
+        using (Backend.ReuseOperand(x))
         {
             dxq = Query.Backward(dq.View(new Shape(b, t, dq.Columns)), gradients);
             dxk = Key.Backward(dk.View(new Shape(b, t, dk.Columns)), gradients);
             dxv = Value.Backward(dv.View(new Shape(b, t, dv.Columns)), gradients);
         }
-        if (dxq is null || dxk is null || dxv is null) return null;
+        if (shared is not null || dxq is null || dxk is null || dxv is null) return shared;
         Tensor dx = GradientSlot("dx").Get(dxq.Shape);
         Backend.Add(dxq, dxk, dx);
         Backend.Axpy(1f, dxv, dx);

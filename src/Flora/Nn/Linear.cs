@@ -137,11 +137,34 @@ public sealed class Linear : Module
         return (h, y);
     }
 
+    /// <summary>
+    /// Makes the next <see cref="Backward"/> write its input gradient into <paramref name="target"/>, added to what it
+    /// holds when <paramref name="accumulate"/> (the product's beta = 1), and return it: an input that feeds several
+    /// projections (q, k and v; gate and up) gets the sum of their gradients without a separate add. Float32 of the
+    /// input's shape; used once.
+    /// </summary>
+    internal void WriteNextInputGradientTo(Tensor target, bool accumulate) => _inputGradientTo = (target, accumulate);
+    private (Tensor Target, bool Accumulate)? _inputGradientTo;
+
+    /// <summary>
+    /// dx = sum over <paramref name="projections"/> of each one's input gradient, in one buffer: the first product
+    /// writes it and the others add to it (<see cref="WriteNextInputGradientTo"/>). Null, with nothing set, unless every
+    /// projection is a plain Linear computing its input gradient (a LoRA layer, for one, returns its own).
+    /// </summary>
+    internal static Tensor? ShareInputGradient(Tensor dx, params Module[] projections)
+    {
+        if (!projections.All(p => p is Linear { ComputesInputGradient: true, GeluPreActivation: null })) return null;
+        for (int i = 0; i < projections.Length; i++) ((Linear)projections[i]).WriteNextInputGradientTo(dx, accumulate: i > 0);
+        return dx;
+    }
+
     /// <inheritdoc/>
     public override Tensor? Backward(Tensor gradOutput, IGradientSink gradients)
     {
         Tensor x = Saved(_input);
         Tensor? gradInput = null;
+        var into = _inputGradientTo;
+        _inputGradientTo = null;
         using var reuse = Backend.ReuseOperand(gradOutput, sumRows: Bias is { RequiresGrad: true }); // dy feeds both products and the bias
         if (ComputesInputGradient && GeluPreActivation is Tensor h)
         {
@@ -150,8 +173,8 @@ public sealed class Linear : Module
         }
         else if (ComputesInputGradient)
         {
-            gradInput = GradientSlot("dx").Get(x.Shape);                                       // (N, in)
-            Backend.MatMul(gradOutput, false, Weight.Value, !Transposed, gradInput);  // dx = dy W  (or dy W^T)
+            gradInput = into?.Target ?? GradientSlot("dx").Get(x.Shape);                       // (N, in)
+            Backend.MatMul(gradOutput, false, Weight.Value, !Transposed, gradInput, 1f, into is { Accumulate: true } ? 1f : 0f); // dx (+)= dy W  (or dy W^T)
         }
         if (Weight.RequiresGrad)
         {

@@ -124,11 +124,14 @@ public sealed class Mlp : Module
         Tensor dg = GradientSlot("dgate" + (_bf16 ? ".bf16" : ""), gradientType).Get(g.Shape), du = GradientSlot("dup" + (_bf16 ? ".bf16" : ""), gradientType).Get(h.Shape);
         Backend.SwiGluBackward(g, h, da, dg, du);                              // dg = da u silu'(g), du = da silu(g)
         Gate.ComputesInputGradient = ComputesInputGradient;
-        // x feeds gate and up: dx = dx_gate + dx_up   (N, C); both weight gradients read x, converted once
+        // x feeds gate and up: dx = dx_gate + dx_up   (N, C), accumulated by the two products where they are plain Linear
+        // layers; both weight gradients read x, converted once
+        Tensor x = Saved(_input);
+        Tensor? shared = ComputesInputGradient ? Linear.ShareInputGradient(GradientSlot("dx").Get(x.Shape), Gate, Up) : null;
         Tensor? dxGate, dxUp;
-        using (Backend.ReuseOperand(Saved(_input)))
+        using (Backend.ReuseOperand(x))
             (dxGate, dxUp) = (Gate.Backward(dg, gradients), Up.Backward(du, gradients));
-        if (dxGate is null || dxUp is null) return null;
+        if (shared is not null || dxGate is null || dxUp is null) return shared;
         Tensor dx = GradientSlot("dx").Get(dxGate.Shape);
         Backend.Add(dxGate, dxUp, dx);
         return dx;
