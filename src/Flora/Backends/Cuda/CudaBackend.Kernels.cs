@@ -579,12 +579,11 @@ internal sealed unsafe partial class CudaBackend
         if (u.DType == DType.BFloat16 && beta != 0) throw new ArgumentException("AdafactorFactoredPrecondition: a bf16 u cannot accumulate (beta must be 0)");
         // Rows of whole 16-byte quads: a warp per row (the same values as the element-wise kernels, faster).
         bool quads = g.Columns % 4 == 0 && P(g) % 16 == 0 && P(columns) % 16 == 0 && P(u) % 16 == 0 && (rounded is null || P(rounded) % 8 == 0);
-        if (rounded is { DType: DType.BFloat16 } && quads)
-            WarpPerRow("adafactor_precondition_and_bf16_x4", g.Rows, P(g), P(rows), P(columns), P(mean), P(u), P(rounded), g.Rows, g.Columns, alpha);
-        else if (rounded is { DType: DType.BFloat16 })
-            Elementwise("adafactor_precondition_and_bf16", g.Count, P(g), P(rows), P(columns), P(mean), P(u), P(rounded), g.Rows, g.Columns, alpha);
-        else if (u.DType == DType.Float32 && quads)
-            WarpPerRow("adafactor_precondition_x4", g.Rows, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
+        ulong rounded16 = rounded is { DType: DType.BFloat16 } ? P(rounded) : 0UL;
+        if (u.DType == DType.Float32 && quads)
+            WarpPerRow("adafactor_precondition_x4", g.Rows, P(g), P(rows), P(columns), P(mean), P(u), rounded16, g.Rows, g.Columns, alpha, beta);
+        else if (rounded16 != 0)
+            Elementwise("adafactor_precondition_and_bf16", g.Count, P(g), P(rows), P(columns), P(mean), P(u), rounded16, g.Rows, g.Columns, alpha);
         else Elementwise(u.DType == DType.BFloat16 ? "adafactor_precondition_bf16" : "adafactor_precondition", g.Count, P(g), P(rows), P(columns), P(mean), P(u), g.Rows, g.Columns, alpha, beta);
         if (rounded is { DType: DType.Float32 }) Copy(u, rounded);
     }

@@ -64,6 +64,13 @@ __device__ __forceinline__ unsigned short to_bf16_bits(float x) {
     return (unsigned short)(bits >> 16);
 }
 
+// An element as fp32 and back, for kernels written once for fp32 and bf16 tensors: bf16 bits widened exactly, and
+// rounded to nearest even on the way back.
+__device__ __forceinline__ float load_value(const float* x, long long i) { return x[i]; }
+__device__ __forceinline__ float load_value(const unsigned short* x, long long i) { return __uint_as_float((unsigned int)x[i] << 16); }
+__device__ __forceinline__ void store_value(float* x, long long i, float v) { x[i] = v; }
+__device__ __forceinline__ void store_value(unsigned short* x, long long i, float v) { x[i] = to_bf16_bits(v); }
+
 // The column sums of partial (chunks x cols, row-major) that the finishing kernels take: a block of 256 threads per 32
 // columns (ColumnFinish on the host), warp w adding rows w, w + 8, ... of its 32 columns (coalesced), then warp 0's
 // lanes adding the eight sums in warp order (a fixed order: the same result on every run). Valid in warp 0's lanes.

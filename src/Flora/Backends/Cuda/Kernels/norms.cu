@@ -2,9 +2,7 @@
 // deterministic two-pass column reductions (partial sums per chunk of rows, then a finish pass).
 
 // y = (x - mean) rstd gamma + beta; saves mean and rstd.  Block: 32 x warpsPerBlock threads. y is fp32, or bf16 (the
-// fp32 value rounded to nearest even) for a norm whose only reader is a product (layernorm_forward_bf16).
-__device__ __forceinline__ void norm_store(float* y, long long i, float v) { y[i] = v; }
-__device__ __forceinline__ void norm_store(unsigned short* y, long long i, float v) { y[i] = to_bf16_bits(v); }
+// fp32 value rounded to nearest even: store_value) for a norm whose only reader is a product (layernorm_forward_bf16).
 
 template <typename T>
 __device__ __forceinline__ void layernorm_forward_body(const float* x, const float* gamma, const float* beta, T* y, float* mean, float* rstd,
@@ -18,7 +16,7 @@ __device__ __forceinline__ void layernorm_forward_body(const float* x, const flo
     float v = 0.0f;
     for (int c = lane; c < cols; c += 32) { float d = xr[c] - mu; v += d * d; }
     float r = rsqrtf(warp_sum(v) / cols + eps);
-    for (int c = lane; c < cols; c += 32) norm_store(y, (long long)row * cols + c, (xr[c] - mu) * r * gamma[c] + beta[c]);
+    for (int c = lane; c < cols; c += 32) store_value(y, (long long)row * cols + c, (xr[c] - mu) * r * gamma[c] + beta[c]);
     if (lane == 0) { mean[row] = mu; rstd[row] = r; }
 }
 
@@ -165,7 +163,7 @@ __device__ __forceinline__ void rmsnorm_forward_body(const float* x, const float
     float s = 0.0f;
     for (int c = lane; c < cols; c += 32) s += xr[c] * xr[c];
     float r = rsqrtf(warp_sum(s) / cols + eps);
-    for (int c = lane; c < cols; c += 32) norm_store(y, (long long)row * cols + c, xr[c] * r * w[c]);
+    for (int c = lane; c < cols; c += 32) store_value(y, (long long)row * cols + c, xr[c] * r * w[c]);
     if (lane == 0) rstd[row] = r;
 }
 

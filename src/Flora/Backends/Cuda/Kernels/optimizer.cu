@@ -82,8 +82,9 @@ __device__ __forceinline__ float4 preconditioned4(float4 x, float rowFactor, flo
                        alpha * (x.z * rowFactor * rsqrtf(column.z)), alpha * (x.w * rowFactor * rsqrtf(column.w)));
 }
 
+// u = alpha preconditioned g + beta u; where rounded is not null (beta 0), also u rounded to bf16 in the same pass.
 FLORA_KERNEL void adafactor_precondition_x4(const float4* g, const float* rowMoments, const float4* columns, const float* meanRows, float4* u,
-                                            int rows, int cols, float alpha, float beta) {
+                                            uint2* rounded, int rows, int cols, float alpha, float beta) {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, quads = cols >> 2;
     if (row >= rows) return;
     float rowFactor = rsqrtf(rowMoments[row] / *meanRows);
@@ -95,20 +96,9 @@ FLORA_KERNEL void adafactor_precondition_x4(const float4* g, const float* rowMom
             x = make_float4(fmaf(beta, o.x, x.x), fmaf(beta, o.y, x.y), fmaf(beta, o.z, x.z), fmaf(beta, o.w, x.w));
         }
         u[base + q] = x;
-    }
-}
-
-FLORA_KERNEL void adafactor_precondition_and_bf16_x4(const float4* g, const float* rowMoments, const float4* columns, const float* meanRows, float4* u,
-                                                     uint2* rounded, int rows, int cols, float alpha) {
-    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, quads = cols >> 2;
-    if (row >= rows) return;
-    float rowFactor = rsqrtf(rowMoments[row] / *meanRows);
-    long long base = (long long)row * quads;
-    for (int q = lane; q < quads; q += 32) {
-        float4 x = preconditioned4(g[base + q], rowFactor, columns[q], alpha);
-        u[base + q] = x;
-        rounded[base + q] = make_uint2((unsigned int)to_bf16_bits(x.x) | ((unsigned int)to_bf16_bits(x.y) << 16),
-                                       (unsigned int)to_bf16_bits(x.z) | ((unsigned int)to_bf16_bits(x.w) << 16));
+        if (rounded != nullptr)
+            rounded[base + q] = make_uint2((unsigned int)to_bf16_bits(x.x) | ((unsigned int)to_bf16_bits(x.y) << 16),
+                                           (unsigned int)to_bf16_bits(x.z) | ((unsigned int)to_bf16_bits(x.w) << 16));
     }
 }
 

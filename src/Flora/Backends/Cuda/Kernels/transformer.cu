@@ -41,8 +41,10 @@ FLORA_KERNEL void rotary_table(float2* table, int sequence, int headDim, float t
     }
 }
 
-// One thread per (row, head, i); sign -1 turns back (the inverse).
-FLORA_KERNEL void rotary(float* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
+// One thread per (row, head, i); sign -1 turns back (the inverse). On bf16 values (q and k kept in bf16) each pair is
+// widened, turned in fp32 and rounded to nearest even.
+template <typename T>
+__device__ __forceinline__ void rotary_body(T* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
     int half = headDim / 2;
     GRID_STRIDE(k, (long long)rows * heads * half) {
         long long row = k / (heads * half);
@@ -50,27 +52,19 @@ FLORA_KERNEL void rotary(float* x, const float2* table, int rows, int stride, in
         int t = (int)(row % sequence);
         float2 cs = table[(long long)t * half + i];
         float c = cs.x, s = sign * cs.y;
-        float* p = x + row * stride + offset + h * headDim;
-        float a = p[i], b = p[i + half];
-        p[i] = a * c - b * s;
-        p[i + half] = a * s + b * c;
+        T* p = x + row * stride + offset + h * headDim;
+        float a = load_value(p, i), b = load_value(p, i + half);
+        store_value(p, i, a * c - b * s);
+        store_value(p, i + half, a * s + b * c);
     }
 }
 
-// The same on bf16 values (q and k kept in bf16): each pair widened, turned in fp32 and rounded to nearest even.
+FLORA_KERNEL void rotary(float* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
+    rotary_body(x, table, rows, stride, offset, heads, headDim, sequence, sign);
+}
+
 FLORA_KERNEL void rotary_bf16(unsigned short* x, const float2* table, int rows, int stride, int offset, int heads, int headDim, int sequence, float sign) {
-    int half = headDim / 2;
-    GRID_STRIDE(k, (long long)rows * heads * half) {
-        long long row = k / (heads * half);
-        int rest = (int)(k % (heads * half)), h = rest / half, i = rest % half;
-        int t = (int)(row % sequence);
-        float2 cs = table[(long long)t * half + i];
-        float c = cs.x, s = sign * cs.y;
-        unsigned short* p = x + row * stride + offset + h * headDim;
-        float a = __uint_as_float((unsigned int)p[i] << 16), b = __uint_as_float((unsigned int)p[i + half] << 16);
-        p[i] = to_bf16_bits(a * c - b * s);
-        p[i + half] = to_bf16_bits(a * s + b * c);
-    }
+    rotary_body(x, table, rows, stride, offset, heads, headDim, sequence, sign);
 }
 
 // Attention kernels take `keys`: the keys of this batch element that are not padding (j >= keys gets no weight).
