@@ -170,19 +170,22 @@ public static partial class ConformanceCheck
             }, OneBf16Step);
         }
 
-        foreach (var (family, headDim) in new[] { ("gpt2", 64), ("llama", 64), ("llama", 128) })
+        foreach (var (family, headDim, checkpointed) in new[] { ("gpt2", 64, false), ("llama", 64, false), ("llama", 128, false), ("gpt2", 64, true), ("llama", 128, true) })
         {
             // A tiny GPT-2 of head size 64 (two heads of 128 channels), or a tiny Llama with grouped heads (4 query heads
-            // over 2) of head size 64 or 128, 2 x 64 tokens: logits and every parameter gradient.
+            // over 2) of head size 64 or 128, 2 x 64 tokens: logits and every parameter gradient; then the same with the
+            // first of the two blocks checkpointed (its internals in bf16 while backward recomputes it).
             const int B = 2, T = 64, V = 97;
             int[] ids = Enumerable.Range(0, B * T).Select(_ => random.Next(V)).ToArray();
-            string name = family == "gpt2" ? "gpt2 2 x 128 (head size 64)" : $"llama 2 x 256 (4 heads over 2 of size {headDim}, llama3 rope)";
+            string name = (family == "gpt2" ? "gpt2 2 x 128 (head size 64)" : $"llama 2 x 256 (4 heads over 2 of size {headDim}, llama3 rope)")
+                + (checkpointed ? ", first block checkpointed" : "");
             long cpuBytes = 0, gpuBytes = 0;
             float[][] Step(IBackend b)
             {
                 long before = b.Ledger.Current(MemoryTag.Activations);
                 using LanguageModel model = family == "gpt2" ? new Gpt2(b, new Gpt2Config(2, 2, 128, V, T), seed: 17)
                     : new Llama(b, new LlamaConfig(2, 4, 256, 688, V, T, 500000f) { KeyValueHeads = 2, HeadDim = headDim, RopeScaling = new RopeScaling(8, 1, 4, 32) }, seed: 17);
+                if (checkpointed) model.EnableCheckpointing(1);
                 using var input = b.Allocate(new Shape(B, T), MemoryTag.Scratch, DType.Int32);
                 b.Upload(ids, input);
                 Tensor logits = model.Forward(input);

@@ -67,8 +67,8 @@ public sealed class TransformerBlock : Module
     /// <summary>Internals go to <paramref name="shared"/>, shared with the other checkpointed blocks; backward recomputes them.</summary>
     public void EnableCheckpointing(ActivationScope shared)
     {
-        RecomputesCheapActivations = false;                                     // the whole block is recomputed anyway
         _shared = shared;
+        RecomputesCheapActivations = false;                                     // the whole block is recomputed anyway
         int i = 0;
         foreach (var child in Children) child.ShareActivations(shared, $"block.{i++}.");
     }
@@ -143,7 +143,9 @@ public sealed class TransformerBlock : Module
             // the norms read it, not products.
             // The Llama family keeps the same in bf16: q, k and v (turned by the rotary positions in bf16), the attention's
             // output, SwiGLU's gate and up, and the recomputed RMSNorm outputs and silu(gate) up.
-            bool bf16 = value && Backend.ActivationType == DType.BFloat16 && Bf16ActivationsByDefault;
+            // A checkpointed block recomputes everything, and its internals (the norms' outputs and the MLP's activation
+            // kept, not recomputed, while backward runs through it) are bf16 where only products read them, too.
+            bool bf16 = (value || Checkpointed) && Backend.ActivationType == DType.BFloat16 && Bf16ActivationsByDefault;
             if (_attention is SelfAttention self) self.KeepsBf16 = bf16;
             if (_attention is GroupedQueryAttention grouped) grouped.KeepsBf16 = bf16;
             bool attentionBf16 = _attention is SelfAttention { KeepsBf16: true } or GroupedQueryAttention { KeepsBf16: true };

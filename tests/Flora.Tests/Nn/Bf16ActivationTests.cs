@@ -286,6 +286,16 @@ public class Bf16ActivationTests
         for (int s = 0; s < fp32.Length; s++)
             Assert.True(Math.Abs(bf16[s] - fp32[s]) <= 1e-3 * fp32[s], $"step {s}: bf16 mode {bf16[s]}, fp32 mode {fp32[s]}");
         Assert.NotEqual(fp32, bf16);                                            // the modes differ at all
+        // With one of the two blocks checkpointed (its internals kept in bf16 while backward recomputes it) as well.
+        float[] checkpointed = Losses(true, b =>
+        {
+            var model = new Gpt2(b, new Gpt2Config(2, 2, 32, 29, 16), seed: 11);
+            model.EnableCheckpointing(1);
+            Assert.True(model.Blocks[0].Checkpointed && model.Blocks[0].Mlp.KeepsBf16);
+            return model;
+        }, 0.1f);
+        for (int s = 0; s < fp32.Length; s++)
+            Assert.True(Math.Abs(checkpointed[s] - fp32[s]) <= 1e-3 * fp32[s], $"step {s}: bf16 mode, one block checkpointed {checkpointed[s]}, fp32 mode {fp32[s]}");
     }
 
     [Fact]
@@ -362,6 +372,25 @@ public class Bf16ActivationTests
         // the gradients of gate and up (F each).
         long tokens = b * t, c = config.Embed, f = config.Intermediate, wq = config.Heads * config.HeadSize, wkv = config.KvHeads * config.HeadSize;
         Assert.Equal((layers * (2 * wq + 2 * wkv + 2 * f) + 2 * c + 3 * f) * 2 * tokens, fp32.Activations - bf16.Activations);
+        AssertChangedButLittle(fp32, bf16);
+    }
+
+    [Fact]
+    public void Checkpointed_llama_blocks_keep_their_activations_in_bf16_too()
+    {
+        const int b = 2, t = 8;
+        (float[] Logits, float[][] Grads, long Activations) Run(bool bf16)
+        {
+            using var cpu = Backend(bf16);
+            using var model = new Llama(cpu, GroupedLlama(3), seed: 3);
+            model.EnableCheckpointing(2);
+            Assert.Equal([true, true, false], model.Blocks.Select(block => block.Checkpointed));
+            Assert.All(model.Blocks, block => Assert.Equal(bf16, ((GroupedQueryAttention)block.Attention).KeepsBf16 && block.Mlp.KeepsBf16));
+            return TestUtil.ForwardBackward(cpu, model, b, t);
+        }
+        var fp32 = Run(false);
+        var bf16 = Run(true);
+        Assert.True(bf16.Activations < fp32.Activations, $"bf16 {bf16.Activations} bytes, fp32 {fp32.Activations}");
         AssertChangedButLittle(fp32, bf16);
     }
 
