@@ -8,19 +8,22 @@
 #   update); 100 test pairs per run. 12 runs of 25 to 50 s each: 433 s in all on an H100 on 2026-12-07
 #   (docs/results/paper/table2-gpt/log.txt), so LIMIT=440 fits one 10-minute command with room to pack. The runs are
 #   resumable: with LIMIT=SECONDS the reproduction stops after that long and the script packs OUT into OUT.tgz either way;
-#   the next command, given the unpacked OUT again, reuses every finished run (flora reproduce --resume) and goes on.
+#   the next command, given the unpacked OUT again at the same path (each run's stored settings name its directory),
+#   reuses every finished run (flora reproduce --resume) and goes on.
 #
 # What is cut, and why:
-#   - the learning-rate sweeps: Naive's rate is 0.01, the best of 0.003 / 0.01 / 0.03 in the earlier sweep (inside the grid);
-#     LoRA's is 0.03, the best of 0.01 / 0.03 for adapters only. LoRA(256) beat Flora(256) by 0.23 nats at 3x its rate on
-#     2026-12-07, so the sweep is the next run: SWEEP=1, resumed into that OUT (the runs at the fixed rates are reused;
-#     checked with --quick on the CPU), about 4 to 9 more runs;
+#   - the learning-rate sweeps: the fixed rates are the ones the sweep chose on 2026-12-07 (SWEEP=1, 18 runs in 614 s:
+#     Naive 0.003 of 0.001 / 0.003 / 0.01 / 0.03, LoRA 0.01 of 0.003 / 0.01 / 0.03 / 0.1, both inside their grids;
+#     docs/results/paper/table2-gpt); SWEEP=1 runs the sweep again (resumed into an OUT of fixed-rate runs, the runs at
+#     the grid's rates are reused);
 #   - ranks 8, 32 and 128 (Flora(256) and LoRA(256) are the paper's headline rows; each rank adds 3 runs, 75 s);
 #   - the T5 setting, Table 3, Table 6 and the ablation at paper scale (each 20 to 60 minutes with the new rules:
 #     see docs/results.md, "GPU time of each table");
-#   - the paper's 5,000-step runs at kappa = 1000 (100 s an arm; 20 minutes for these 12 runs).
-#
-# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] bench/reproduce_gpu.sh OUT
+#   - the paper's run length: in 1,000 steps every arm is still improving at its last step, so STEPS=5000 runs the
+#     paper's 5,000 steps at the paper's kappa = 1000 (5 resamplings): about 2 to 4 minutes a run, 12 runs in three or
+#     four commands of LIMIT=540 resumed into one OUT.
+
+# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] bench/reproduce_gpu.sh OUT
 #   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
 #   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
 # Then copy OUT/paper/table2 to docs/results/paper/table2-gpt and run scripts/assemble_results.py.
@@ -32,9 +35,10 @@ data=${DATA:-data/prepared/bible-v1}
 mkdir -p "$out"
 start=$(date +%s)
 # SWEEP=1: the scale's learning-rate grids, extended until the best rate is inside (Naive 0.003 / 0.01 / 0.03, LoRA
-# 0.01 / 0.03 / 0.1), as the rules ask; resumed into the OUT of a fixed-rate run, its runs at 0.01 and 0.03 are reused.
-rates=(--naive-lrs 0.01 --lora-lrs 0.03); [ "${SWEEP:-0}" = 1 ] && rates=()
-timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps 1000 --seeds 3 \
+# 0.01 / 0.03 / 0.1), as the rules ask; resumed into the OUT of a fixed-rate run, its runs at the grid's rates are reused.
+rates=(--naive-lrs 0.003 --lora-lrs 0.01); [ "${SWEEP:-0}" = 1 ] && rates=()
+steps=${STEPS:-1000}
+timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps "$steps" --seeds 3 \
   --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-gpt.log"
 echo "== table2 (gpt2-124m): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s"
 # The run directories without their checkpoints, the best one included (12 GPT-2 124M checkpoints with their optimizer
