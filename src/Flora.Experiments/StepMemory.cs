@@ -45,6 +45,17 @@ public sealed record StepMemorySettings
 /// <summary>The bytes of one ledger tag at the peak of a step, and how the number was obtained.</summary>
 public sealed record TagEstimate(MemoryTag Tag, long Bytes, string Source);
 
+/// <summary>
+/// What partial checkpointing adds to the activations of a step that checkpoints every block: the first block left out
+/// (it also brings the buffers such blocks share) and each one after it.
+/// </summary>
+public sealed record BlocksLeftOut(long AllCheckpointed, long First, long Each)
+{
+    /// <summary>The activations with the first <paramref name="checkpointed"/> of <paramref name="layers"/> blocks checkpointed (1 to layers).</summary>
+    public long Activations(int checkpointed, int layers) =>
+        checkpointed >= layers ? AllCheckpointed : AllCheckpointed + First + (layers - checkpointed - 1) * Each;
+}
+
 /// <summary>The estimated peak memory of one training step of a model, per ledger tag.</summary>
 public sealed record StepMemoryEstimate(string Model, long Parameters, int Layers, int Vocabulary, StepMemorySettings Settings, IReadOnlyList<TagEstimate> Tags)
 {
@@ -53,6 +64,32 @@ public sealed record StepMemoryEstimate(string Model, long Parameters, int Layer
 
     /// <summary>The estimate of <paramref name="tag"/>.</summary>
     public TagEstimate this[MemoryTag tag] => Tags.First(t => t.Tag == tag);
+
+    /// <summary>The per-block costs of partial checkpointing, where the estimate probed them (some blocks left out); else null.</summary>
+    public BlocksLeftOut? LeftOut { get; init; }
+
+    /// <summary>
+    /// <see cref="TotalBytes"/> with the first <paramref name="checkpointed"/> blocks checkpointed (1 to <see cref="Layers"/>), from
+    /// <see cref="LeftOut"/>: the same figure an estimate made for that count gives.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The estimate did not probe partial checkpointing.</exception>
+    public long TotalWithCheckpointed(int checkpointed)
+    {
+        if (LeftOut is null) throw new InvalidOperationException($"{Model}: this estimate did not probe partial checkpointing");
+        if (checkpointed < 1 || checkpointed > Layers) throw new ArgumentOutOfRangeException(nameof(checkpointed), $"between 1 and {Layers}, got {checkpointed}");
+        return TotalBytes - this[MemoryTag.Activations].Bytes + LeftOut.Activations(checkpointed, Layers);
+    }
+
+    /// <summary>
+    /// The fewest checkpointed blocks (the fastest step) whose <see cref="TotalWithCheckpointed"/> is at most
+    /// <paramref name="budgetBytes"/>, or null when even every block checkpointed is over it.
+    /// </summary>
+    public int? FewestCheckpointedWithin(long budgetBytes)
+    {
+        for (int n = 1; n <= Layers; n++)
+            if (TotalWithCheckpointed(n) <= budgetBytes) return n;
+        return null;
+    }
 }
 
 /// <summary>Builds a model of the family being estimated with <paramref name="layers"/> layers and <paramref name="vocabulary"/> rows of embedding.</summary>
@@ -128,6 +165,7 @@ public static class StepMemory
         var (i2, s2) = Line(p21, p2T);
         long activations = (long)Math.Round(i1 + (layers - 2) * (i2 - i1) + settings.SequenceLength * (s1 + (layers - 2) * (s2 - s1)));
         string partial = "";
+        BlocksLeftOut? leftOut = null;
         if (settings.Checkpointing && partialBlocks is int kept && kept < layers)
         {
             if (kept == 0) throw new ArgumentException("0 checkpointed blocks is checkpointing off: estimate with checkpointing off");
@@ -138,7 +176,8 @@ public static class StepMemory
             var (i32, s32) = Line(Probe(build, 3, v0, ProbeTokens, settings with { CheckpointBlocks = 2 }), Probe(build, 3, v0, 2 * ProbeTokens, settings with { CheckpointBlocks = 2 }));
             var (i31, s31) = Line(Probe(build, 3, v0, ProbeTokens, settings with { CheckpointBlocks = 1 }), Probe(build, 3, v0, 2 * ProbeTokens, settings with { CheckpointBlocks = 1 }));
             double first = i32 - i2 + settings.SequenceLength * (s32 - s2), each = i31 - i32 + settings.SequenceLength * (s31 - s32);
-            activations += (long)Math.Round(first + (layers - kept - 1) * each);
+            leftOut = new BlocksLeftOut(activations, (long)Math.Round(first), (long)Math.Round(each));
+            activations = leftOut.Activations(kept, layers);
             partial = $", the last {layers - kept} blocks not checkpointed (from 3 layers with 2 and with 1 checkpointed)";
         }
         string stacked = $"ledger of 2 and 3 layers, vocabulary {v0} and {2 * v0}, extrapolated to {layers} layers and {vocabulary:N0}";
@@ -156,7 +195,7 @@ public static class StepMemory
             ? new Shape(s[0] == v0 ? vocabulary : s[0], s[1] == v0 ? vocabulary : s[1]) : s).ToList();
         var scratch = CudaScratch(settings, Full(p11.Shapes), Full(p11.Untied), vocabulary, attention);
         tags.Add(new(MemoryTag.Scratch, scratch.Sum(s => s.Bytes), "CUDA backend buffers by formula: " + string.Join("; ", scratch.Select(s => $"{s.What} {s.Bytes / 1048576.0:N0} MiB"))));
-        return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings with { CheckpointBlocks = partialBlocks }, tags);
+        return new StepMemoryEstimate(name, Stacked(p => p.ParameterCount), layers, vocabulary, settings with { CheckpointBlocks = partialBlocks }, tags) { LeftOut = leftOut };
     }
 
     /// <summary>

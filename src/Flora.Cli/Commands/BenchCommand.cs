@@ -126,7 +126,11 @@ internal static class BenchCommand
         var memoryOptimizer = new Option<string>("--optimizer") { Description = "optimizer; flora:R sets the rank", DefaultValueFactory = _ => "flora:256" };
         var memoryLomo = new Option<string>("--lomo") { Description = "on or off", DefaultValueFactory = _ => "on" };
         var memoryCheckpointing = new Option<string>("--activation-checkpointing") { Description = "on or off", DefaultValueFactory = _ => "on" };
-        var memoryCheckpointBlocks = new Option<int?>("--checkpoint-blocks") { Description = "with checkpointing on: only the first N blocks recompute, the others keep their activations; default every block" };
+        var memoryCheckpointBlocks = new Option<string?>("--checkpoint-blocks")
+        {
+            Description = "with checkpointing on: only the first N blocks recompute, the others keep their activations (default every block); " +
+                "auto: the peak for every N, and the fewest checkpointed blocks (the fastest step) under --budget",
+        };
         var memoryWeights = new Option<string>("--weights") { Description = "fp32 or bf16", DefaultValueFactory = _ => "bf16" };
         var memoryBatch = Options.PositiveInt("--batch", "sequences per step", 1);
         var memorySeqLen = Options.PositiveInt("--seq-len", "tokens per sequence", 2048);
@@ -141,9 +145,13 @@ internal static class BenchCommand
         {
             bool OnOff(Option<string> o) => parse.GetValue(o) switch { "on" => true, "off" => false, var v => throw new ArgumentException($"{o.Name} must be on or off, got '{v}'") };
             var optimizer = TrainBenchmark.ParseOptimizer(parse.GetValue(memoryOptimizer)!);
+            string? blocks = parse.GetValue(memoryCheckpointBlocks);
+            bool auto = blocks == "auto";
+            int? checkpointBlocks = blocks is null || auto ? null
+                : int.TryParse(blocks, out int n) ? n : throw new ArgumentException($"--checkpoint-blocks takes a number of blocks or auto, got '{blocks}'");
             var settings = new StepMemorySettings
             {
-                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing), CheckpointBlocks = parse.GetValue(memoryCheckpointBlocks),
+                Optimizer = optimizer.Name, Rank = optimizer.Rank, Lomo = OnOff(memoryLomo), Checkpointing = OnOff(memoryCheckpointing), CheckpointBlocks = checkpointBlocks,
                 Weights = Flora.Nn.WeightStorage.Parse(parse.GetValue(memoryWeights)!), Batch = parse.GetValue(memoryBatch), SequenceLength = parse.GetValue(memorySeqLen),
                 Precision = Flora.Devices.BackendFactory.ParsePrecision(parse.GetValue(memoryPrecision)!),
             };
@@ -151,8 +159,12 @@ internal static class BenchCommand
             foreach (string name in parse.GetValue(memoryModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 var (build, layers, vocabulary, attention) = StepMemoryPresets.Get(name, settings.SequenceLength, parse.GetValue(memoryVocabulary));
-                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, settings, new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")), attention);
-                Print(console, estimate, budget);
+                if (auto && !settings.Checkpointing) throw new ArgumentException("--checkpoint-blocks auto needs --activation-checkpointing on");
+                // auto: one estimate with all blocks but one checkpointed probes the per-block costs, which give every other count.
+                var estimate = StepMemory.Estimate(name, build, layers, vocabulary, auto ? settings with { CheckpointBlocks = layers - 1 } : settings,
+                    new Progress<string>(m => console.MarkupLine($"  {Markup.Escape(m)} ...")), attention);
+                if (auto) PrintCheckpointChoices(console, estimate, budget);
+                else Print(console, estimate, budget);
             }
             return 0;
         }));
@@ -200,6 +212,34 @@ internal static class BenchCommand
         double total = e.TotalBytes / 1073741824.0;
         console.MarkupLine($"estimated peak {total:F2} GiB against {budgetGiB:F0} GiB: {(total < budgetGiB ? "[green]under[/]" : "[red]over[/]")} " +
             "(the driver adds the CUDA context, about 0.5 GiB, and the caching allocator's rounding)");
+    }
+
+    /// <summary>The estimated peak for every number of checkpointed blocks (a selection of them), and the fewest under the budget.</summary>
+    private static void PrintCheckpointChoices(IAnsiConsole console, StepMemoryEstimate e, double budgetGiB)
+    {
+        var s = e.Settings;
+        console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
+            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, " +
+            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens: " +
+            "the first N blocks checkpointed"));
+        long budget = (long)(budgetGiB * 1073741824.0);
+        int? best = e.FewestCheckpointedWithin(budget);
+        int stride = Math.Max(1, e.Layers / 8);
+        var table = new Table().AddColumns("checkpointed blocks", "activations GiB", "estimated peak GiB", $"under {budgetGiB:G} GiB");
+        foreach (int c in new[] { 1, 2, 3 }) table.Columns[c].RightAligned();
+        for (int n = e.Layers; n >= 1; n--)
+        {
+            if (n % stride != 0 && n != best && n != 1) continue;
+            long total = e.TotalWithCheckpointed(n);
+            string row = $"{n}{(n == best ? " (fewest under the budget)" : "")}";
+            table.AddRow(row, $"{e.LeftOut!.Activations(n, e.Layers) / 1073741824.0:F2}", $"{total / 1073741824.0:F2}", total <= budget ? "[green]yes[/]" : "[red]no[/]");
+        }
+        console.Write(table);
+        console.MarkupLine(best is int b
+            ? $"fewest checkpointed blocks under {budgetGiB:G} GiB: [bold]{b}[/] of {e.Layers} (--activation-checkpointing --checkpoint-blocks {b}); each block left out costs " +
+              $"{e.LeftOut!.Each / 1073741824.0:F2} GiB{(b == 1 ? "; with none checkpointed, estimate --activation-checkpointing off" : "")}. " +
+              "The estimate is an upper bound of the ledger's peak; the driver adds the CUDA context, about 0.5 GiB, and the caching allocator's rounding."
+            : $"[red]over {budgetGiB:G} GiB even with every block checkpointed[/] ({e.TotalWithCheckpointed(e.Layers) / 1073741824.0:F2} GiB): a smaller batch or sequence, or LOMO.");
     }
 
     private static void Print(IAnsiConsole console, OptimizerBenchmarkResult r)

@@ -66,4 +66,25 @@ public class Bf16CliTests : IDisposable
         Assert.Equal(Flora.Cli.FloraCli.UserError, code);
         Assert.Contains("unknown weight type 'fp16'", error);
     }
+
+    [Fact]
+    public void Bench_memory_finds_the_fewest_checkpointed_blocks_under_a_budget()
+    {
+        var (code, stdout, error) = RunCli("bench", "memory", "--model", "llama-tiny", "--optimizer", "flora:8", "--seq-len", "32", "--vocabulary", "500",
+            "--checkpoint-blocks", "auto", "--budget", "100");
+        Assert.True(code == 0, error);
+        Assert.Contains("the first N blocks checkpointed", stdout);
+        Assert.Contains("fewest checkpointed blocks under 100 GiB", stdout);               // a tiny model fits with one block
+        Assert.Contains("estimate --activation-checkpointing off", stdout);
+        (code, stdout, error) = RunCli("bench", "memory", "--model", "llama-tiny", "--optimizer", "flora:8", "--seq-len", "32", "--vocabulary", "500",
+            "--checkpoint-blocks", "auto", "--budget", "0.0001");
+        Assert.True(code == 0, error);
+        Assert.Contains("even with every block checkpointed", stdout);
+        (code, _, error) = RunCli("bench", "memory", "--model", "llama-tiny", "--checkpoint-blocks", "most");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--checkpoint-blocks takes a number of blocks or auto, got 'most'", error);
+        (code, _, error) = RunCli("bench", "memory", "--model", "llama-tiny", "--activation-checkpointing", "off", "--checkpoint-blocks", "auto");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--checkpoint-blocks auto needs --activation-checkpointing on", error);
+    }
 }

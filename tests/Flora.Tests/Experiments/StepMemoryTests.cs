@@ -56,6 +56,29 @@ public class StepMemoryTests
     }
 
     [Fact]
+    public void One_estimate_with_a_block_left_out_gives_the_peak_for_every_number_of_checkpointed_blocks()
+    {
+        ModelBuilder build = (backend, layers, vocabulary) => new Llama(backend, new LlamaConfig(layers, 2, 64, 172, vocabulary, 48), seed: 1);
+        StepMemoryEstimate At(int? blocks) => StepMemory.Estimate("llama 6 x 64", build, 6, 1000, new StepMemorySettings
+        {
+            Optimizer = "flora", Rank = 8, CheckpointBlocks = blocks, Batch = 2, SequenceLength = 48,
+        });
+        var probe = At(5);
+        Assert.NotNull(probe.LeftOut);
+        Assert.Null(At(null).LeftOut);                                            // every block checkpointed: nothing probed
+        long[] totals = Enumerable.Range(1, 6).Select(probe.TotalWithCheckpointed).ToArray();
+        foreach (int n in new[] { 1, 3, 6 })
+            Assert.Equal(n == 6 ? At(null).TotalBytes : At(n).TotalBytes, totals[n - 1]);
+        for (int n = 1; n < 6; n++) Assert.True(totals[n - 1] > totals[n], $"{n} checkpointed: {totals[n - 1]:N0} bytes, {n + 1}: {totals[n]:N0}");
+        // The fastest step that fits: the fewest checkpointed blocks at or under the budget.
+        Assert.Equal(1, probe.FewestCheckpointedWithin(totals[0]));
+        Assert.Equal(3, probe.FewestCheckpointedWithin(totals[2]));
+        Assert.Equal(3, probe.FewestCheckpointedWithin(totals[1] - 1));
+        Assert.Null(probe.FewestCheckpointedWithin(totals[5] - 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => probe.TotalWithCheckpointed(0));
+    }
+
+    [Fact]
     public void More_checkpointed_blocks_than_layers_or_blocks_without_checkpointing_are_refused()
     {
         ModelBuilder build = (backend, layers, vocabulary) => new Llama(backend, new LlamaConfig(layers, 2, 64, 172, vocabulary, 48), seed: 1);
