@@ -143,7 +143,7 @@ public sealed class Linear : Module
     /// projections (q, k and v; gate and up) gets the sum of their gradients without a separate add. Float32 of the
     /// input's shape; used once.
     /// </summary>
-    internal void WriteNextInputGradientTo(Tensor target, bool accumulate) => _inputGradientTo = (target, accumulate);
+    private void WriteNextInputGradientTo(Tensor target, bool accumulate) => _inputGradientTo = (target, accumulate);
     private (Tensor Target, bool Accumulate)? _inputGradientTo;
 
     /// <summary>

@@ -108,9 +108,9 @@ public sealed class TransformerBlock : Module
     internal static bool RecomputeByDefault => Environment.GetEnvironmentVariable("FLORA_RECOMPUTE") != "off";
 
     /// <summary>
-    /// Whether blocks that recompute their cheap activations also keep q, k, v, the attention output and the MLP's
-    /// pre-activation in bf16 when the backend asks for it (<see cref="IBackend.ActivationType"/>; on, and
-    /// FLORA_BF16_ACTIVATIONS=off turns it off, for comparisons).
+    /// Whether blocks that recompute their cheap activations, or the whole block (checkpointed), also keep q, k, v, the
+    /// attention output and the MLP's pre-activation in bf16 when the backend asks for it (<see cref="IBackend.ActivationType"/>;
+    /// on, and FLORA_BF16_ACTIVATIONS=off turns it off, for comparisons).
     /// </summary>
     internal static bool Bf16ActivationsByDefault => Environment.GetEnvironmentVariable("FLORA_BF16_ACTIVATIONS") != "off";
 
