@@ -23,10 +23,12 @@
 #     paper's 5,000 steps at the paper's kappa = 1000 (5 resamplings): about 2 to 4 minutes a run, 12 runs in three or
 #     four commands of LIMIT=540 resumed into one OUT.
 
-# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] bench/reproduce_gpu.sh OUT
+# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] [MODELS=t5] bench/reproduce_gpu.sh OUT
+#   MODELS=t5: Table 2's encoder-decoder setting (T5 60M) instead of GPT-2 124M; no rate has been swept there under the
+#   rules, so run it with SWEEP=1 first (about 20 runs; two or three commands of LIMIT=540).
 #   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
 #   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
-# Then copy OUT/paper/table2 to docs/results/paper/table2-gpt and run scripts/assemble_results.py.
+# Then copy OUT/paper/table2 to docs/results/paper/table2-MODELS and run scripts/assemble_results.py.
 set -u
 out=${1:?usage: bench/reproduce_gpu.sh OUT}
 flora=${FLORA:-./.gpu/Flora.Cli}
@@ -38,9 +40,10 @@ start=$(date +%s)
 # 0.01 / 0.03 / 0.1), as the rules ask; resumed into the OUT of a fixed-rate run, its runs at the grid's rates are reused.
 rates=(--naive-lrs 0.003 --lora-lrs 0.01); [ "${SWEEP:-0}" = 1 ] && rates=()
 steps=${STEPS:-1000}
-timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models gpt --ranks 256 --steps "$steps" --seeds 3 \
-  --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-gpt.log"
-echo "== table2 (gpt2-124m): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s"
+models=${MODELS:-gpt}
+timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models "$models" --ranks 256 --steps "$steps" --seeds 3 \
+  --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-$models.log"
+echo "== table2 ($models): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s"
 # The run directories without their checkpoints, the best one included (12 GPT-2 124M checkpoints with their optimizer
 # state are gigabytes, and compressing them ran a command past its 10 minutes on 2026-12-07): the stored results, logs
 # and metrics are what a resumed run and the results page need, small enough to come back from the GPU machine.
