@@ -66,7 +66,7 @@ internal sealed unsafe partial class CudaBackend
         if (y.DType is not (DType.Float32 or DType.BFloat16)) throw new ArgumentException($"RmsNormForward: y must be Float32 or BFloat16, got {y}");
         using var _ = Time(nameof(RmsNormForward));
         string kernel = y.DType == DType.BFloat16 ? "rmsnorm_forward_bf16" : "rmsnorm_forward";
-        if (RowThreads(x, weight, y) is uint threads)
+        if (x.Rows > 0 && RowThreads(x, weight, y) is uint threads)
             _device.Launch(kernel.Replace("forward", "forward_rows"), (uint)x.Rows, 1, threads, 0, P(x), P(weight), P(y), P(rstd), x.Columns, eps);
         else WarpPerRow(kernel, x.Rows, P(x), P(weight), P(y), P(rstd), x.Rows, x.Columns, eps);
     }
