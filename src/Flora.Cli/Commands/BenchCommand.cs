@@ -201,9 +201,8 @@ internal static class BenchCommand
     private static void Print(IAnsiConsole console, StepMemoryEstimate e, double budgetGiB)
     {
         var s = e.Settings;
-        console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
-            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, checkpointing {(!s.Checkpointing ? "off" : s.CheckpointBlocks is int n && n < e.Layers ? $"first {n} of {e.Layers} blocks" : "on")}, " +
-            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens"));
+        console.MarkupLine(Markup.Escape(Describe(e, "checkpointing " +
+            (!s.Checkpointing ? "off" : s.CheckpointBlocks is int n && n < e.Layers ? $"first {n} of {e.Layers} blocks" : "on"))));
         var table = new Table().AddColumns("ledger tag", "GiB", "from");
         table.Columns[1].RightAligned();
         foreach (var t in e.Tags) table.AddRow(t.Tag.ToString(), $"{t.Bytes / 1073741824.0:F2}", Markup.Escape(t.Source));
@@ -214,14 +213,19 @@ internal static class BenchCommand
             "(the driver adds the CUDA context, about 0.5 GiB, and the caching allocator's rounding)");
     }
 
+    /// <summary>The header line of a memory estimate: the model and its settings, with <paramref name="checkpointing"/> among them.</summary>
+    private static string Describe(StepMemoryEstimate e, string checkpointing)
+    {
+        var s = e.Settings;
+        return $"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
+            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, {checkpointing}, " +
+            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens";
+    }
+
     /// <summary>The estimated peak for every number of checkpointed blocks (a selection of them), and the fewest under the budget.</summary>
     private static void PrintCheckpointChoices(IAnsiConsole console, StepMemoryEstimate e, double budgetGiB)
     {
-        var s = e.Settings;
-        console.MarkupLine(Markup.Escape($"flora bench memory: {e.Model} ({e.Parameters:N0} parameters, {e.Layers} layers, vocabulary {e.Vocabulary:N0}), " +
-            $"{s.Optimizer}{(s.Optimizer.Contains("flora") ? $" r={s.Rank}" : "")}, LOMO {(s.Lomo ? "on" : "off")}, " +
-            $"{(s.Weights == Flora.Tensors.DType.BFloat16 ? "bf16" : "fp32")} weights, {s.Precision.ToString().ToLowerInvariant()} products, batch {s.Batch} x {s.SequenceLength} tokens: " +
-            "the first N blocks checkpointed"));
+        console.MarkupLine(Markup.Escape(Describe(e, "the first N blocks checkpointed")));
         long budget = (long)(budgetGiB * 1073741824.0);
         int? best = e.FewestCheckpointedWithin(budget);
         int stride = Math.Max(1, e.Layers / 8);
