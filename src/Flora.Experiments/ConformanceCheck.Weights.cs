@@ -182,6 +182,44 @@ public static partial class ConformanceCheck
                 StepDistance(c, g, w.Select(BFloat16.RoundToNearestEven).ToArray()), Updates, "bf16 steps");
         }
 
+        // ---- FLORA's official step closed by Adafactor's update as one op (AdafactorFloraOfficialStep): on a GPU in bf16
+        // three passes with ||y|| from r-space (columns and rows compressed), and the op by op path where columns are not a
+        // multiple of 8. The update is compared as the change of p; the clip is active (RMS(y) above the threshold of 1).
+        foreach (var (n, m, columns) in new[] { (72, 136, true), (40, 200, false), (66, 130, true) })
+        {
+            const int r = 8;
+            const ulong Seed = 0x5EED_F10AUL;
+            float[] g0 = Rand(n * m, 0.1f), rowMoments = Rand(n).Select(v => Math.Abs(v) * 0.01f + 1e-4f).ToArray(), columnMoments = Rand(m).Select(v => Math.Abs(v) * 0.01f + 1e-4f).ToArray();
+            float[] w = Rand(n * m, 0.05f).Select(v => BFloat16.ToSingle(BFloat16.RoundToNearestEven(v))).ToArray(), m0 = Rand(columns ? n * r : r * m, 0.5f);
+            float[] a0 = Rand(r * (columns ? m : n), 0.35f).Select(v => BFloat16.ToSingle(BFloat16.RoundToNearestEven(v))).ToArray();   // the same A on both
+            // One step from p = w (Float32, or BFloat16: w is bf16-exact): p after (widened), M after, and p's bits.
+            (float[] P, float[] M, ushort[] Bits) Step(IBackend b, bool bf16)
+            {
+                using var gt = Up(b, g0, [n, m]); using var rt = Up(b, rowMoments, [n]); using var ct = Up(b, columnMoments, [m]);
+                using var mt = Up(b, m0, columns ? [n, r] : [r, m]); using var at = Up(b, a0, [r, columns ? m : n]);
+                using var pt = bf16 ? Bf16(b, w, [n, m]) : Up(b, w, [n, m]);
+                using var compressed = b.Allocate(mt.Shape, MemoryTag.Scratch);
+                using var rounded = b.ProductOperandType == DType.Float32 ? null : b.Allocate(new Shape(n, m), MemoryTag.Scratch, b.ProductOperandType);
+                b.AdafactorFloraOfficialStep(pt, gt, rt, ct, mt, at, columns, rounded, compressed, 0.9f, 0.03f, 1e-3f, 1f, 0.1f, true, Seed);
+                return (Wide(pt), Host(mt), bf16 ? Bits(pt) : []);
+            }
+            var (c, z) = (Step(cpu, false), Step(gpu, false));
+            string what = $"{n} x {m}, {(columns ? "columns" : "rows")} compressed{(m % 8 == 0 ? "" : ", op by op")}";
+            float[] Change(float[] after) => after.Zip(w, (x, y) => x - y).ToArray();
+            add($"AdafactorFloraOfficialStep ({what}): change of p, and M", Math.Max(RelativeError(Change(c.P), Change(z.P)), RelativeError(c.M, z.M)),
+                Math.Max(2e-5, gemmTolerance), "relative");
+            // A bf16 p: the fp32 step on the same values, rounded stochastically with the same seed, bit for bit.
+            foreach (var (b, name) in new[] { (gpu, device), (cpu, "cpu") })
+            {
+                ushort[] fused = Step(b, true).Bits;
+                using var wide = Up(b, Step(b, false).P, [n * m]);
+                using var rounded = b.Allocate(new Shape(n * m), MemoryTag.Scratch, DType.BFloat16);
+                b.StochasticRound(wide, rounded, Seed);
+                add($"AdafactorFloraOfficialStep on {name} ({what}): a bf16 p against the fp32 step rounded with the same bits",
+                    fused.Zip(Bits(rounded)).Count(p => p.First != p.Second), 0, "values differing in any bit");
+            }
+        }
+
         // ---- a few training steps with bf16 weights on both backends
         add("gpt-tiny, bf16 weights, Flora r=8, compressed accumulation, 4 steps: training losses (fp32 products)",
             EndToEndWeights(device, "fp32", lomo: false), 2e-3, "relative");

@@ -316,6 +316,20 @@ public interface IBackend : IDisposable
     void AdafactorLowRankUpdate(Tensor p, Tensor m, Tensor a, bool compressedColumns, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter);
 
     /// <summary>
+    /// FLORA's official variant closing Adafactor's factored step (after <see cref="AdafactorFactoredMoments"/>), within one
+    /// projection period (A is the old and the new projection). With u the preconditioned g
+    /// (<see cref="AdafactorFactoredPrecondition"/>, alpha 1) and compress / decompress as <see cref="AdafactorLowRankUpdate"/>'s:
+    /// y = (1 - beta) u + beta decompress(M); M = beta M + (1 - beta) compress(u); then <see cref="AdafactorUpdate"/>(p, y),
+    /// or for a BFloat16 p <see cref="AdafactorUpdateRounded"/>(p, y, ..., seed). g may be overwritten. Scratch: rounded
+    /// (n, m) in <see cref="ProductOperandType"/> (null where that is Float32) and compressed (M's shape, Float32).
+    /// On a GPU in bf16: three passes over the
+    /// (n, m) matrices instead of five, u never stored in fp32, beta decompress(M) written in bf16 over the rounded u, and
+    /// RMS(y) from r-space: ||y||^2 = (1 - beta)^2 ||u||^2 + 2 beta (1 - beta) &lt;compress(u), M&gt; + beta^2 ||decompress(M)||^2.
+    /// </summary>
+    void AdafactorFloraOfficialStep(Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor m, Tensor a, bool compressedColumns, Tensor? rounded,
+        Tensor compressed, float beta, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed);
+
+    /// <summary>
     /// The AdamW step: p = p (1 - lr weightDecay) - lr (m / biasCorrection1) / (sqrt(v / biasCorrection2) + eps).
     /// </summary>
     void AdamApply(Tensor p, Tensor m, Tensor v, float lr, float weightDecay, float eps, float biasCorrection1, float biasCorrection2);

@@ -207,10 +207,18 @@ public class Adafactor : Optimizer
             return;
         }
         // FLORA's official variant compresses u and keeps it: on bf16 tensor cores the precondition pass also writes the
-        // bf16 copy the compression reads, instead of a conversion pass over u.
-        var official = state.Momentum is CompressedMomentum { YieldsLowRank: false } o && state.Factored && Backend.ProductOperandType != DType.Float32 ? o : null;
-        Tensor? rounded = official is not null ? _scratch.Update.Get(gradient.Shape) : null;
-        if (state.Factored)
+        // bf16 copy the compression reads, instead of a conversion pass over u. Inside a projection period the yield, the
+        // fold into M and the update are one backend op (three passes over the matrix on a GPU instead of five).
+        var official = state.Momentum is CompressedMomentum { YieldsLowRank: false } o && state.Factored ? o : null;
+        Tensor? rounded = official is not null && Backend.ProductOperandType != DType.Float32 ? _scratch.Update.Get(gradient.Shape) : null;
+        if (official is not null)
+        {
+            Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
+            if (official.TryStepOfficial(t, weight, gradient, state.Rows!, state.Columns!, rounded, lr, Options.Eps2, Options.ClipThreshold, wd,
+                    Options.ScaleParameter, roundingSeed ?? 0)) return;
+            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
+        }
+        else if (state.Factored)
         {
             Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
             Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
@@ -229,7 +237,7 @@ public class Adafactor : Optimizer
                 lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);
             return;
         }
-        if (official is not null) u = official.Apply(u, t, rounded!);
+        if (official is not null) u = rounded is null ? official.Apply(u, t) : official.Apply(u, t, rounded);
         else if (state.Momentum is not null and not NaiveMomentum) u = state.Momentum.Apply(u, t);
         if (roundingSeed is ulong seed) Backend.AdafactorUpdateRounded(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter, seed);
         else Backend.AdafactorUpdate(weight, u, lr, Options.Eps2, Options.ClipThreshold, wd, Options.ScaleParameter);

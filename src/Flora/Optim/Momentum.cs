@@ -240,6 +240,27 @@ internal sealed class CompressedMomentum : Momentum
         return a;
     }
 
+    /// <summary>Momentum decay beta.</summary>
+    public float Beta => _beta;
+
+    /// <summary>
+    /// The official variant's step t closed by Adafactor's update, as one backend op
+    /// (<see cref="IBackend.AdafactorFloraOfficialStep"/>: the same yield, fold and update as <see cref="Apply(Tensor, long)"/>
+    /// then <see cref="IBackend.AdafactorUpdate"/>), when no period ends at t; false otherwise, and nothing done.
+    /// </summary>
+    public bool TryStepOfficial(long t, Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor? rounded,
+        float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
+    {
+        if (_variant != FloraVariant.Official) throw new InvalidOperationException("only the official variant closes its step with the update");
+        long period = t / _kappa;
+        if ((t + 1) / _kappa != period) return false;                               // a transfer follows the yield: op by op
+        Tensor a = P.Generate(SeedOfPeriod(period), _shape, _axis);
+        Resamplings = period;
+        _backend.AdafactorFloraOfficialStep(p, g, rows, columns, _m, a, _axis == CompressedAxis.Columns, rounded, _scratch.Compressed.Get(_m.Shape),
+            _beta, lr, eps2, clipThreshold, weightDecay, scaleParameter, seed);
+        return true;
+    }
+
     /// <summary>The compressed moment M itself, (n, r) or (r, m).</summary>
     public Tensor Moment => _m;
 

@@ -67,18 +67,12 @@ public sealed class RandomProjection : IDisposable
     public Tensor Generate(ulong seed, Shape weight, CompressedAxis axis, int slot = 0) => Generate(seed, Dimension(weight, axis), slot);
 
     /// <summary>c = alpha compress(g) + beta c, where compress(g) is G A^T (columns) or A G (rows).</summary>
-    public void Compress(Tensor g, Tensor a, Tensor c, CompressedAxis axis, float alpha = 1f, float beta = 0f)
-    {
-        if (axis == CompressedAxis.Columns) _backend.MatMul(g, false, a, true, c, alpha, beta);   // (n, m)(m, r)
-        else _backend.MatMul(a, false, g, false, c, alpha, beta);                                // (r, n)(n, m)
-    }
+    public void Compress(Tensor g, Tensor a, Tensor c, CompressedAxis axis, float alpha = 1f, float beta = 0f) =>
+        ComposedSteps.Compress(_backend, g, a, c, axis == CompressedAxis.Columns, alpha, beta);
 
     /// <summary>g = alpha decompress(c) + beta g, where decompress(c) is C A (columns) or A^T C (rows).</summary>
-    public void Decompress(Tensor c, Tensor a, Tensor g, CompressedAxis axis, float alpha = 1f, float beta = 0f)
-    {
-        if (axis == CompressedAxis.Columns) _backend.MatMul(c, false, a, false, g, alpha, beta);  // (n, r)(r, m)
-        else _backend.MatMul(a, true, c, false, g, alpha, beta);                                 // (n, r)(r, m)
-    }
+    public void Decompress(Tensor c, Tensor a, Tensor g, CompressedAxis axis, float alpha = 1f, float beta = 0f) =>
+        ComposedSteps.Decompress(_backend, c, a, g, axis == CompressedAxis.Columns, alpha, beta);
 
     private static int Dimension(Shape weight, CompressedAxis axis) => axis == CompressedAxis.Columns ? weight[1] : weight[0];
 

@@ -21,6 +21,7 @@ public class WeightConformanceTests
         Assert.Contains(rows, r => r.Op.Contains("LinearCrossEntropy with a bf16 weight, V = 32,000"));
         Assert.Contains(rows, r => r.Op.StartsWith("flora, 3 steps", StringComparison.Ordinal));
         Assert.Equal(4, rows.Count(r => r.Op.StartsWith("AdafactorUpdateRounded", StringComparison.Ordinal)));
+        Assert.Equal(9, rows.Count(r => r.Op.StartsWith("AdafactorFloraOfficialStep", StringComparison.Ordinal)));
         Assert.All(rows, r => Assert.True(r.Error == 0, $"{r.Op}: {r.Error} ({r.Metric})"));
     }
 }

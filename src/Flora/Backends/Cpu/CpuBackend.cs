@@ -672,6 +672,11 @@ internal sealed unsafe partial class CpuBackend : IBackend
         else MatMul(a, true, m, false, p, step, keep);                             // W = keep W + step A^T M
     }
 
+    public void AdafactorFloraOfficialStep(Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor m, Tensor a, bool compressedColumns, Tensor? rounded,
+        Tensor compressed, float beta, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed) =>
+        ComposedSteps.AdafactorFloraOfficial(this, p, g, rows, columns, m, a, compressedColumns, rounded, compressed, beta, lr, eps2, clipThreshold,
+            weightDecay, scaleParameter, seed);
+
     /// <summary>(1 - wd s, -s / clip) of Adafactor's step from the squared norms of p and u.</summary>
     internal static (float Keep, float Step) AdafactorCoefficients(double pSquares, long pCount, double uSquares, long uCount,
         float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter)

@@ -689,6 +689,53 @@ internal sealed unsafe partial class CudaBackend
         _blas.GemmDeviceScalars(CuBlas.OpN, transSecond, cols, rows, r, P(coef) + 4, first, firstLd, second, secondLd, P(coef), P(p), cols, _compute, input);
     }
 
+    public void AdafactorFloraOfficialStep(Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor m, Tensor a, bool compressedColumns, Tensor? rounded,
+        Tensor compressed, float beta, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
+    {
+        int n = g.Rows, cols = g.Columns, r = a.Rows;
+        if (g.Shape.Rank != 2 || p.Count != g.Count || rows.Count != n || columns.Count != cols || m.Count != compressed.Count
+            || m.Count != (compressedColumns ? n * r : r * cols) || a.Columns != (compressedColumns ? cols : n) || (rounded is not null && rounded.Count != g.Count))
+            throw new ArgumentException($"AdafactorFloraOfficialStep: p {p.Shape}, rows {rows.Shape}, columns {columns.Shape}, M {m.Shape}, A {a.Shape}, " +
+                $"compressed {compressed.Shape} and rounded {rounded?.Shape} do not fit the matrix {g.Shape} compressed along its {(compressedColumns ? "columns" : "rows")}");
+        CheckFloat32(nameof(AdafactorFloraOfficialStep), g, rows, columns, m, compressed);
+        bool fused = rounded is { DType: DType.BFloat16 } && Precision == GemmPrecision.Bf16 && p.DType is DType.Float32 or DType.BFloat16
+            && cols % 8 == 0 && new[] { g, columns, rounded, p }.All(t => P(t) % 16 == 0);
+        if (!fused)
+        {
+            ComposedSteps.AdafactorFloraOfficial(this, p, g, rows, columns, m, a, compressedColumns, rounded, compressed, beta, lr, eps2, clipThreshold,
+                weightDecay, scaleParameter, seed);
+            return;
+        }
+        int pBf16 = p.DType == DType.BFloat16 ? 1 : 0;
+        uint rowBlocks = (uint)((n + 7) / 8);                                          // WarpPerRow's blocks
+        Tensor mean = _rowDots.Get(new Shape(1));
+        Tensor sums = _floraSums.Get(new Shape((int)rowBlocks * 4));                   // 2 doubles per block
+        using (Time(nameof(AdafactorFloraOfficialStep)))
+        {
+            _device.Launch("mean_of", 1, 1, 1024, 0, P(rows), P(mean), n);
+            WarpPerRow("flora_precondition_sums", n, P(g), P(rows), P(columns), P(mean), P(rounded!), P(p), pBf16, n, cols, P(sums));
+        }
+        // r-space: c = compress(u) from its bf16 copy; X = M A A^T (rows: A A^T M), so that <M, X> = ||decompress(M)||^2.
+        using (ReuseOperand(m))                                                        // M feeds X and the decompression
+        {
+            ComposedSteps.Compress(this, rounded!, a, compressed, compressedColumns, 1f, 0f);
+            Tensor gram = _gramA.Get(new Shape(r, r)), x = _floraX.Get(m.Shape);
+            MatMul(a, false, a, true, gram);
+            if (compressedColumns) MatMul(m, false, gram, false, x);
+            else MatMul(gram, false, m, false, x);
+            ComposedSteps.Decompress(this, m, a, rounded!, compressedColumns, beta, 0f);   // d = beta decompress(M), bf16, over the rounded u
+            uint dotBlocks = ReductionBlocks(m.Count);
+            Tensor dots = _partials.Get(new Shape((int)dotBlocks * 4));
+            Tensor coef = _coefficients.Get(new Shape(2));
+            using var _ = Time(nameof(AdafactorFloraOfficialStep));
+            _device.Launch("dot_pair", dotBlocks, 1, Threads, 0, P(m), P(x), P(compressed), m.Count, P(dots));
+            _device.Launch("flora_official_coefficients", 1, 1, Threads, 0, P(sums), (int)rowBlocks, P(dots), (int)dotBlocks, (long)g.Count, beta,
+                lr, eps2, clipThreshold, weightDecay, scaleParameter ? 1 : 0, P(coef));
+            WarpPerRow("flora_official_update", n, P(g), P(rows), P(columns), P(mean), P(rounded!), P(p), pBf16, n, cols, beta, P(coef), (uint)seed, (uint)(seed >> 32));
+        }
+        Axpby(1 - beta, compressed, beta, m);                                          // M = beta M + (1 - beta) c, after its last read
+    }
+
     /// <summary>
     /// Kernels that write fp32 arithmetic through raw pointers would misread a bf16 tensor: bf16 weights reach the
     /// optimizer ops as their Float32 working copy (<c>Optimizer.Update</c>).

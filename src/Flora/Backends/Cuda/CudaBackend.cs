@@ -19,6 +19,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
     private readonly TensorSlot _partials, _scores, _scoreGradients, _rowDots;
     private readonly TensorSlot _operandA, _operandB, _operandC, _operandV, _probabilities16;
     private readonly TensorSlot _coefficients, _gramA, _gramM, _rotaryTable;
+    private readonly TensorSlot _floraSums, _floraX;
     private readonly TensorSlot _counter;
     private readonly TensorSlot _headLogits, _headLosses, _headLogits16, _keyLengths;
     private readonly CuBlasLt? _lt;
@@ -53,6 +54,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _rotaryTable = new TensorSlot(this, MemoryTag.Scratch);
         _gramA = new TensorSlot(this, MemoryTag.Scratch);
         _gramM = new TensorSlot(this, MemoryTag.Scratch);
+        _floraSums = new TensorSlot(this, MemoryTag.Scratch);
+        _floraX = new TensorSlot(this, MemoryTag.Scratch);
         _headLogits = new TensorSlot(this, MemoryTag.Scratch);
         _headLosses = new TensorSlot(this, MemoryTag.Scratch);
         _headLogits16 = new TensorSlot(this, MemoryTag.Scratch, DType.BFloat16);
@@ -665,6 +668,8 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _rotaryTable.Dispose();
         _gramA.Dispose();
         _gramM.Dispose();
+        _floraSums.Dispose();
+        _floraX.Dispose();
         _headLogits.Dispose();
         _headLosses.Dispose();
         _headLogits16.Dispose();

@@ -247,3 +247,106 @@ FLORA_KERNEL void scaled_update_rounded_bf16_x8(uint4* p, const float4* u, const
                               scaled_rounded_pair(h.z, b.x, b.y, keep, step, w[2]), scaled_rounded_pair(h.w, b.z, b.w, keep, step, w[3]));
     }
 }
+
+// ---- FLORA's official variant closing a factored Adafactor step (CudaBackend.AdafactorFloraOfficialStep): three passes
+// over the (n, m) matrices instead of five. The preconditioned u is never stored in fp32: the first pass rounds it to
+// bf16 for the compression and sums u^2 and p^2; the update takes u again from g. A warp per row, cols a multiple of 8.
+
+__device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
+    return (unsigned int)to_bf16_bits(lo) | ((unsigned int)to_bf16_bits(hi) << 16);
+}
+
+__device__ __forceinline__ double squares8(float4 a, float4 b) {
+    return (double)a.x * a.x + (double)a.y * a.y + (double)a.z * a.z + (double)a.w * a.w
+         + (double)b.x * b.x + (double)b.y * b.y + (double)b.z * b.z + (double)b.w * b.w;
+}
+
+__device__ __forceinline__ float4 widen_pair2(unsigned int lo, unsigned int hi) {
+    return make_float4(__uint_as_float(lo << 16), __uint_as_float(lo & 0xFFFF0000u), __uint_as_float(hi << 16), __uint_as_float(hi & 0xFFFF0000u));
+}
+
+// rounded = bf16(u) with u = the preconditioned g (alpha 1, preconditioned4's operations); partials[2 block] = sum of u^2,
+// partials[2 block + 1] = sum of p^2 over the block's rows (p Float32, or BFloat16 widened exactly when pBf16).
+FLORA_KERNEL void flora_precondition_sums(const float4* g, const float* rowMoments, const float4* columns, const float* meanRows,
+                                          uint4* rounded, const void* p, int pBf16, int rows, int cols, double* partials) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, octs = cols >> 3;
+    double su = 0.0, sp = 0.0;
+    if (row < rows) {
+        float rowFactor = rsqrtf(rowMoments[row] / *meanRows);
+        long long base = (long long)row * octs;
+        for (int o = lane; o < octs; o += 32) {
+            long long e = base + o;
+            float4 a = preconditioned4(g[2 * e], rowFactor, columns[2 * o], 1.0f), b = preconditioned4(g[2 * e + 1], rowFactor, columns[2 * o + 1], 1.0f);
+            rounded[e] = make_uint4(bf16_pair(a.x, a.y), bf16_pair(a.z, a.w), bf16_pair(b.x, b.y), bf16_pair(b.z, b.w));
+            su += squares8(a, b);
+            if (pBf16) { uint4 h = ((const uint4*)p)[e]; sp += squares8(widen_pair2(h.x, h.y), widen_pair2(h.z, h.w)); }
+            else sp += squares8(((const float4*)p)[2 * e], ((const float4*)p)[2 * e + 1]);
+        }
+    }
+    su = block_sum_d(su);
+    sp = block_sum_d(sp);
+    if (threadIdx.x == 0) { partials[2 * blockIdx.x] = su; partials[2 * blockIdx.x + 1] = sp; }
+}
+
+// partials[2 block] = sum of m x, partials[2 block + 1] = sum of m c: the r-space terms of ||y||^2.
+FLORA_KERNEL void dot_pair(const float* m, const float* x, const float* c, int n, double* partials) {
+    double sx = 0.0, sc = 0.0;
+    GRID_STRIDE(i, n) { double v = m[i]; sx += v * x[i]; sc += v * c[i]; }
+    sx = block_sum_d(sx);
+    sc = block_sum_d(sc);
+    if (threadIdx.x == 0) { partials[2 * blockIdx.x] = sx; partials[2 * blockIdx.x + 1] = sc; }
+}
+
+// adafactor_coefficients' coef for y = (1 - beta) u + beta decompress(M), with ||decompress(M)||^2 = <M, X> (X = M A A^T
+// or A A^T M) and <u, decompress(M)> = <compress(u), M>: ||y||^2 = (1 - b)^2 ||u||^2 + 2 b (1 - b) <c, M> + b^2 <M, X>.
+FLORA_KERNEL void flora_official_coefficients(const double* sums, int sumBlocks, const double* dots, int dotBlocks, long long count, float beta,
+                                              float lr, float eps2, float threshold, float wd, int scale, float* coef) {
+    double su = 0.0, sp = 0.0, sx = 0.0, sc = 0.0;
+    for (int i = threadIdx.x; i < sumBlocks; i += blockDim.x) { su += sums[2 * i]; sp += sums[2 * i + 1]; }
+    for (int i = threadIdx.x; i < dotBlocks; i += blockDim.x) { sx += dots[2 * i]; sc += dots[2 * i + 1]; }
+    su = block_sum_d(su);
+    sp = block_sum_d(sp);
+    sx = block_sum_d(sx);
+    sc = block_sum_d(sc);
+    if (threadIdx.x == 0) {
+        double b = beta, k = 1.0 - b, n = count > 0 ? (double)count : 1.0;
+        double yy = fmax(0.0, k * k * su + 2.0 * b * k * sc + b * b * sx);
+        float rmsP = (float)sqrt(sp / n), rmsY = (float)sqrt(yy / n);
+        float s = lr * (scale ? fmaxf(eps2, rmsP) : 1.0f);
+        coef[0] = 1.0f - wd * s;
+        coef[1] = -s / fmaxf(1.0f, rmsY / threshold);
+    }
+}
+
+// p = coef[0] p + coef[1] y with y = (1 - beta) u + d: u the preconditioned g again (flora_precondition_sums' operations),
+// d = beta decompress(M) in bf16. A bf16 p is rounded stochastically with the bits scaled_update_rounded_bf16_x8 gives
+// element i (block i / 8 of the keys (k0, k1)).
+FLORA_KERNEL void flora_official_update(const float4* g, const float* rowMoments, const float4* columns, const float* meanRows, const uint4* d,
+                                        void* p, int pBf16, int rows, int cols, float beta, const float* coef, unsigned int k0, unsigned int k1) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, octs = cols >> 3;
+    if (row >= rows) return;
+    float keep = coef[0], step = coef[1], k = 1.0f - beta;
+    float rowFactor = rsqrtf(rowMoments[row] / *meanRows);
+    long long base = (long long)row * octs;
+    for (int o = lane; o < octs; o += 32) {
+        long long e = base + o;
+        float4 a = preconditioned4(g[2 * e], rowFactor, columns[2 * o], 1.0f), b = preconditioned4(g[2 * e + 1], rowFactor, columns[2 * o + 1], 1.0f);
+        uint4 h = d[e];
+        float4 da = widen_pair2(h.x, h.y), db = widen_pair2(h.z, h.w);
+        a = make_float4(fmaf(k, a.x, da.x), fmaf(k, a.y, da.y), fmaf(k, a.z, da.z), fmaf(k, a.w, da.w));
+        b = make_float4(fmaf(k, b.x, db.x), fmaf(k, b.y, db.y), fmaf(k, b.z, db.z), fmaf(k, b.w, db.w));
+        if (pBf16) {
+            uint4* pp = (uint4*)p;
+            unsigned int w[4];
+            philox_words(e, k0, k1, w);
+            uint4 q = pp[e];
+            pp[e] = make_uint4(scaled_rounded_pair(q.x, a.x, a.y, keep, step, w[0]), scaled_rounded_pair(q.y, a.z, a.w, keep, step, w[1]),
+                               scaled_rounded_pair(q.z, b.x, b.y, keep, step, w[2]), scaled_rounded_pair(q.w, b.z, b.w, keep, step, w[3]));
+        } else {
+            float4* pf = (float4*)p;
+            float4 p0 = pf[2 * e], p1 = pf[2 * e + 1];
+            pf[2 * e] = make_float4(fmaf(step, a.x, keep * p0.x), fmaf(step, a.y, keep * p0.y), fmaf(step, a.z, keep * p0.z), fmaf(step, a.w, keep * p0.w));
+            pf[2 * e + 1] = make_float4(fmaf(step, b.x, keep * p1.x), fmaf(step, b.y, keep * p1.y), fmaf(step, b.z, keep * p1.z), fmaf(step, b.w, keep * p1.w));
+        }
+    }
+}
