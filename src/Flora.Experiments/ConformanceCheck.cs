@@ -386,12 +386,15 @@ public static partial class ConformanceCheck
                         using var m = Up(b, mq, [Rq, Cq]);
                         b.AdafactorFactoredPrecondition(gt, rt, ct, u, 1f, 0f, r16);
                         b.AdafactorFactoredPrecondition(gt, rt, ct, m, 0.1f, 0.9f);
-                        return [Host(u), Host(m), Wide(r16)];
+                        b.AdafactorFactoredMoments(gt, rt, ct, 0.8f, 1e-30f);
+                        return [Host(u), Host(m), Wide(r16), Host(rt), Host(ct)];
                     }
                     float[][] c = Run(cpu), z = Run(gpu);
                     Add($"AdafactorFactoredPrecondition, {Rq} x {Cq} (whole quads: a warp per row): fp32 with a bf16 copy, and into a first moment",
                         Math.Max(RelativeError(c[0], z[0]), RelativeError(c[1], z[1])), Norm);
                     Add($"AdafactorFactoredPrecondition, {Rq} x {Cq} (whole quads): the bf16 copy", RelativeError(c[2], z[2]), 4e-3);
+                    Add($"AdafactorFactoredMoments, {Rq} x {Cq} (whole quads: float4 loads): row and column moments",
+                        Math.Max(RelativeError(c[3], z[3]), RelativeError(c[4], z[4])), Norm);
                 }
             }
             Compare("SquaredMovingAverage, DivideBySqrt (plain and into a first moment)", b =>

@@ -560,10 +560,14 @@ internal sealed unsafe partial class CudaBackend
         if (g.Shape.Rank != 2 || rows.Count != g.Rows || columns.Count != g.Columns)
             throw new ArgumentException($"AdafactorFactoredMoments: rows {rows.Shape} and columns {columns.Shape} do not match the matrix {g.Shape}");
         using var _ = Time(nameof(AdafactorFactoredMoments));
-        WarpPerRow("adafactor_row_moments", g.Rows, P(g), P(rows), g.Rows, g.Columns, decay, eps);
-        int perChunk = RowsPerChunk(g.Rows, g.Columns), chunks = Math.Max(1, (g.Rows + perChunk - 1) / perChunk);
+        // Rows of whole 16-byte quads: float4 loads (four columns a thread in the column pass).
+        bool quads = g.Columns % 4 == 0 && P(g) % 16 == 0;
+        WarpPerRow(quads ? "adafactor_row_moments_x4" : "adafactor_row_moments", g.Rows, P(g), P(rows), g.Rows, g.Columns, decay, eps);
+        int perChunk = RowsPerChunk(g.Rows, quads ? g.Columns / 4 : g.Columns), chunks = Math.Max(1, (g.Rows + perChunk - 1) / perChunk);
         Tensor partial = _partials.Get(new Shape(chunks * g.Columns));
-        _device.Launch("column_partial_squares", (uint)((g.Columns + Threads - 1) / Threads), (uint)chunks, Threads, 0, P(g), P(partial), g.Rows, g.Columns, perChunk);
+        int threadColumns = quads ? g.Columns / 4 : g.Columns;
+        _device.Launch(quads ? "column_partial_squares_x4" : "column_partial_squares", (uint)((threadColumns + Threads - 1) / Threads), (uint)chunks, Threads, 0,
+            P(g), P(partial), g.Rows, g.Columns, perChunk);
         ColumnFinish("adafactor_column_finish", g.Columns, P(partial), P(columns), chunks, g.Rows, g.Columns, decay, eps);
     }
 
@@ -689,6 +693,13 @@ internal sealed unsafe partial class CudaBackend
         _blas.GemmDeviceScalars(CuBlas.OpN, transSecond, cols, rows, r, P(coef) + 4, first, firstLd, second, secondLd, P(coef), P(p), cols, _compute, input);
     }
 
+    /// <summary>
+    /// The fewest elements for which <see cref="AdafactorFloraOfficialStep"/> takes its three passes: below, the r-space
+    /// products and launches cost more than the two passes saved (on an H100, GPT-2 124M's FLORA step went from 27.9 to
+    /// 28.9 ms with every matrix fused; at llama-7b's 16.8M-element and larger matrices 303 to 280 ms).
+    /// </summary>
+    private const int FusedFloraStepMinimum = 1 << 22;
+
     public void AdafactorFloraOfficialStep(Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor m, Tensor a, bool compressedColumns, Tensor? rounded,
         Tensor compressed, float beta, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
     {
@@ -699,7 +710,7 @@ internal sealed unsafe partial class CudaBackend
                 $"compressed {compressed.Shape} and rounded {rounded?.Shape} do not fit the matrix {g.Shape} compressed along its {(compressedColumns ? "columns" : "rows")}");
         CheckFloat32(nameof(AdafactorFloraOfficialStep), g, rows, columns, m, compressed);
         bool fused = rounded is { DType: DType.BFloat16 } && Precision == GemmPrecision.Bf16 && p.DType is DType.Float32 or DType.BFloat16
-            && cols % 8 == 0 && new[] { g, columns, rounded, p }.All(t => P(t) % 16 == 0);
+            && g.Count >= FusedFloraStepMinimum && cols % 8 == 0 && new[] { g, columns, rounded, p }.All(t => P(t) % 16 == 0);
         if (!fused)
         {
             ComposedSteps.AdafactorFloraOfficial(this, p, g, rows, columns, m, a, compressedColumns, rounded, compressed, beta, lr, eps2, clipThreshold,

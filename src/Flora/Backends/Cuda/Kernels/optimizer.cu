@@ -22,6 +22,31 @@ FLORA_KERNEL void column_partial_squares(const float* g, float* partial, int row
     }
 }
 
+// The same two for cols a multiple of 4 and 16-byte rows: a warp per row reading float4s (the row's sum taken in another
+// order: lane l adds quads l, l + 32, ...), and four columns per thread (each column summed in the same order as above).
+FLORA_KERNEL void adafactor_row_moments_x4(const float4* g, float* rowMoments, int rows, int cols, float decay, float eps) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, quads = cols >> 2;
+    if (row >= rows) return;
+    const float4* gr = g + (long long)row * quads;
+    float s = 0.0f;
+    for (int q = lane; q < quads; q += 32) { float4 v = gr[q]; s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w; }
+    s = warp_sum(s);
+    if (lane == 0) rowMoments[row] = decay * rowMoments[row] + (1.0f - decay) * (s / cols + eps);
+}
+
+FLORA_KERNEL void column_partial_squares_x4(const float4* g, float4* partial, int rows, int cols, int rowsPerChunk) {
+    int chunk = blockIdx.y, quads = cols >> 2;
+    int r0 = chunk * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < quads; q += gridDim.x * blockDim.x) {
+        float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int r = r0; r < r1; r++) {
+            float4 v = g[(long long)r * quads + q];
+            s.x += v.x * v.x; s.y += v.y * v.y; s.z += v.z * v.z; s.w += v.w * v.w;
+        }
+        partial[(long long)chunk * quads + q] = s;
+    }
+}
+
 // columns[c] = decay columns[c] + (1 - decay) (sum_chunks partial / rows + eps) (block_column_sum: 256 threads per 32 columns)
 FLORA_KERNEL void adafactor_column_finish(const float* partial, float* columns, int chunks, int rows, int cols, float decay, float eps) {
     int c = blockIdx.x * 32 + (threadIdx.x & 31);
