@@ -695,10 +695,11 @@ internal sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The fewest elements for which <see cref="AdafactorFloraOfficialStep"/> takes its three passes: below, the r-space
-    /// products and launches cost more than the two passes saved (on an H100, GPT-2 124M's FLORA step went from 27.9 to
-    /// 28.9 ms with every matrix fused; at llama-7b's 16.8M-element and larger matrices 303 to 280 ms).
+    /// products and launches cost about what the two passes saved do (on an H100 with every matrix fused, GPT-2's FLORA
+    /// step went from 27.9 to 28.9 ms at 124M and 69.4 to 71.3 ms at 350M, whose largest blocks' matrices have 2^22
+    /// elements; llama-7b's, of 2^24 elements and more, from 303 to 280 ms).
     /// </summary>
-    private const int FusedFloraStepMinimum = 1 << 22;
+    private const int FusedFloraStepMinimum = 1 << 23;
 
     public void AdafactorFloraOfficialStep(Tensor p, Tensor g, Tensor rows, Tensor columns, Tensor m, Tensor a, bool compressedColumns, Tensor? rounded,
         Tensor compressed, float beta, float lr, float eps2, float clipThreshold, float weightDecay, bool scaleParameter, ulong seed)
