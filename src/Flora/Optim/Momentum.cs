@@ -240,9 +240,6 @@ internal sealed class CompressedMomentum : Momentum
         return a;
     }
 
-    /// <summary>Momentum decay beta.</summary>
-    public float Beta => _beta;
-
     /// <summary>
     /// The official variant's step t closed by Adafactor's update, as one backend op
     /// (<see cref="IBackend.AdafactorFloraOfficialStep"/>: the same yield, fold and update as <see cref="Apply(Tensor, long)"/>
