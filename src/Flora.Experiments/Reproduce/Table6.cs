@@ -13,7 +13,7 @@ namespace Flora.Experiments.Reproduce;
 /// The paper trains on C4 with GaLore's hyper-parameters for both methods, except that FLORA's learning rate is
 /// 3 times smaller. Here a Llama-style model (RMSNorm, rotary positions, SwiGLU) trains from scratch on the
 /// embedded English corpus. Arms: GaLore (rank r, gap 200, scale 0.25, AdamW), FLORA as AdamW with FLORA's
-/// compressed momentum (rank r, learning rate a third of GaLore's), plain AdamW (reference), and FLORA with its
+/// compressed momentum (rank r, learning rate swept around the paper's a third of GaLore's), plain AdamW (reference), and FLORA with its
 /// own base optimizer, Adafactor (the official implementation; its learning rate is relative). Every arm keeps
 /// its best validation checkpoint, which is scored on the test split; memory is the ledger's peak.
 /// </summary>
@@ -38,6 +38,13 @@ public sealed class Table6Reproduction : IReproduction
         public int Kappa => TextScale.ScaledKappa(TextScale.PaperKappa, Steps);
 
         public float FloraLearningRate => GaLoreLearningRate / 3;
+
+        /// <summary>
+        /// The rates FLORA on AdamW is swept over, by validation loss on the first seed (extended past an edge, twice at
+        /// most): the paper's, a third of GaLore's, and two below it. Its momentum is the decompressed one, larger than
+        /// the gradient whose second moment divides it, so the paper's rate need not be its best here.
+        /// </summary>
+        public IReadOnlyList<float> FloraGrid => [FloraLearningRate / 10, FloraLearningRate / 3, FloraLearningRate];
 
         public static Scale For(ReproduceSettings s)
         {
@@ -103,11 +110,12 @@ public sealed class Table6Reproduction : IReproduction
         {
             ("galore", $"GaLore({scale.Rank})", new Arm("GaLore", scale.Rank, baseOptions with
                 { Optimizer = Spec("galore", scale.GaLoreLearningRate) with { GaLoreGap = GaLoreGap, GaLoreScale = GaLoreScale } })),
-            ("flora", $"FLORA({scale.Rank}), AdamW", new Arm("Flora", scale.Rank, baseOptions with { Optimizer = Spec("adamw-flora", scale.FloraLearningRate) })),
+            ("flora", $"FLORA({scale.Rank}), AdamW", Flora(scale.FloraLearningRate)),
             ("adamw", "AdamW (full rank)", new Arm("AdamW", 0, baseOptions with { Optimizer = Spec("adamw", scale.AdamWLearningRate) })),
             ("flora-adafactor", $"FLORA({scale.Rank}), Adafactor", new Arm("Flora-Adafactor", scale.Rank, baseOptions with
                 { Optimizer = Spec("flora", scale.AdafactorFloraLearningRate) })),
         };
+        Arm Flora(float lr) => new("Flora", scale.Rank, baseOptions with { Optimizer = Spec("adamw-flora", lr) });
         log?.Report($"table6 ({settings.ScaleName}): {scale.Model}, rank {scale.Rank}, {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens, device {settings.Device}");
 
         var runner = new ArmRunner(settings, log, cancel, testPairs: 0, maxNewTokens: 1) { SeedCount = scale.Seeds };   // (generation settings are unused by language modelling)
@@ -115,9 +123,11 @@ public sealed class Table6Reproduction : IReproduction
         foreach (var (key, label, arm) in arms)
         {
             cancel.ThrowIfCancellationRequested();
-            var result = runner.Run(arm, key);
+            // FLORA on AdamW at its best rate of the sweep (run directories flora-lrRATE), the other arms at their published rates.
+            var result = key == "flora" ? runner.Sweep(Flora, scale.FloraGrid, key) : runner.Run(arm, key);
+            string directory = key == "flora" ? $"{key}-lr{ArmRunner.Format(result.LearningRate)}" : key;
             var series = key == "adamw" ? new ArmSeries([result]) : runner.Seeds(result, key);
-            rows.Add(Describe(key, label, result, Path.Combine(settings.OutputDirectory, "runs", key)) with { Series = series });
+            rows.Add(Describe(key, label, result, Path.Combine(settings.OutputDirectory, "runs", directory)) with { Series = series });
             foreach (var r in series.Runs) report.AddCommand(CommandOf(r.Arm.Options));
         }
 
@@ -125,7 +135,7 @@ public sealed class Table6Reproduction : IReproduction
         report.AddMarkdown(Table(rows, scale));
         var floraRows = rows.Where(r => r.Key.StartsWith("flora", StringComparison.Ordinal) && r.Series is not null).Select(r => r.Series!).ToList();
         report.AddMarkdown(TextTables.ResamplingLine(floraRows, scale.Kappa) + $". Seeds: {scale.Seeds} for GaLore and both FLORA arms (perplexity: mean ± sample "
-            + "standard deviation of the test perplexity over the seeds), one for the AdamW reference.");
+            + "standard deviation of the test perplexity over the seeds), one for the AdamW reference. " + Table2Reproduction.SweepLine(runner, "flora"));
         report.AddMarkdown(PaperTable());
         report.AddMarkdown(StateNote(rows));
         report.WriteCsv(Csv(rows, scale));
@@ -202,8 +212,9 @@ public sealed class Table6Reproduction : IReproduction
         + (scale.EarlyStopPatience > 0 ? $" (early stopping after {scale.EarlyStopPatience} evaluations without a better validation loss)" : "") + ", "
         + $"cosine schedule with {scale.Warmup} warm-up steps, no weight decay, seed {settings.Seed}. Rank r = {scale.Rank} for GaLore and FLORA; GaLore refreshes "
         + $"its projection every {GaLoreGap} steps with scale {GaLoreScale.ToString(CultureInfo.InvariantCulture)} and learning rate "
-        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa {scale.Kappa}) takes a third of it, "
-        + $"{ArmRunner.Format(scale.FloraLearningRate)}, as in the paper. AdamW at {ArmRunner.Format(scale.AdamWLearningRate)} is the full-rank reference, and "
+        + $"{ArmRunner.Format(scale.GaLoreLearningRate)} (the GaLore paper's); FLORA (AdamW with FLORA's compressed momentum, kappa {scale.Kappa}) takes the best of "
+        + $"{string.Join(", ", scale.FloraGrid.Select(ArmRunner.Format))} on validation loss, among them the paper's a third of GaLore's, "
+        + $"{ArmRunner.Format(scale.FloraLearningRate)}. AdamW at {ArmRunner.Format(scale.AdamWLearningRate)} is the full-rank reference, and "
         + $"FLORA on its own base optimizer (Adafactor, the official implementation) runs at its relative rate {ArmRunner.Format(scale.AdafactorFloraLearningRate)}. "
         + "Each arm keeps its best validation checkpoint, whose test-split perplexity is reported (PPL); memory is the peak of the memory ledger over the run "
         + "(parameters, gradients, optimizer state, activations and scratch), the paper's being GPU peaks at the paper's batch sizes.";
@@ -297,7 +308,7 @@ public sealed class Table6Reproduction : IReproduction
         if (galore.Result.Failed) return ($"GaLore {galore.Result.Failure}: no comparison. FLORA (AdamW) {Outcome(flora)}; FLORA (Adafactor) {Outcome(adafactor)}.", false);
         var (floraText, holds) = Compare(flora, galore);
         var (adafactorText, adafactorHolds) = Compare(adafactor, galore);
-        string verdict = $"FLORA as AdamW with compressed momentum (learning rate a third of GaLore's): {floraText}. "
+        string verdict = $"FLORA as AdamW with compressed momentum (learning rate {ArmRunner.Format(flora.Result.LearningRate)}, the best of its sweep): {floraText}. "
             + (holds ? "The paper's conclusion holds for it here." : "The paper's conclusion does not hold for it here.")
             + $" FLORA on Adafactor (the official implementation, factored second moment): {adafactorText}; "
             + (adafactorHolds ? "with it the conclusion holds." : "with it the conclusion does not hold either.")
