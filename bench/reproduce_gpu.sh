@@ -23,16 +23,18 @@
 #     paper's 5,000 steps at the paper's kappa = 1000 (5 resamplings): about 2 to 4 minutes a run, 12 runs in three or
 #     four commands of LIMIT=540 resumed into one OUT.
 
-# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] [MODELS=t5] bench/reproduce_gpu.sh OUT
+# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] [MODELS=t5] [TABLE=table3|table6] bench/reproduce_gpu.sh OUT
 #   MODELS=t5: Table 2's encoder-decoder setting (T5 60M) instead of GPT-2 124M; no rate has been swept there under the
 #   rules, so run it with SWEEP=1 first (about 20 runs; two or three commands of LIMIT=540).
 #   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
 #   made by 'flora data prepare' here and carried over: the GPU machine has no Bible packages).
-# Then copy OUT/paper/table2 to docs/results/paper/table2-MODELS and run scripts/assemble_results.py.
+# Then copy OUT/paper/TABLE (table2: to docs/results/paper/table2-MODELS) into docs/results/paper and run scripts/assemble_results.py.
 set -u
 out=${1:?usage: bench/reproduce_gpu.sh OUT}
 flora=${FLORA:-./.gpu/Flora.Cli}
 data=${DATA:-data/prepared/bible-v1}
+# The prepared data (13 MB) may travel packed beside the binary: tar czf .gpu/bible.tgz -C data/prepared bible-v1
+[ -f "$data/manifest.json" ] || [ ! -f .gpu/bible.tgz ] || { mkdir -p data/prepared && tar xzf .gpu/bible.tgz -C data/prepared; }
 [ -f "$data/manifest.json" ] || { echo "no prepared data in $data: run 'flora data prepare' on a machine with the Bible packages and carry it"; exit 1; }
 mkdir -p "$out"
 start=$(date +%s)
@@ -41,9 +43,20 @@ start=$(date +%s)
 rates=(--naive-lrs 0.003 --lora-lrs 0.01); [ "${SWEEP:-0}" = 1 ] && rates=()
 steps=${STEPS:-1000}
 models=${MODELS:-gpt}
-timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models "$models" --ranks 256 --steps "$steps" --seeds 3 \
-  --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-$models.log"
-echo "== table2 ($models): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s"
+case "${TABLE:-table2}" in
+  table2)
+    timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models "$models" --ranks 256 --steps "$steps" --seeds 3 \
+      --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-$models.log"
+    echo "== table2 ($models): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s" ;;
+  # TABLE=table6: the whole table at paper scale with FLORA on AdamW's rate swept, 13 to 15 runs of about 30 s (it reads
+  # each arm's best checkpoint for the state split, so run it in one command rather than resumed from a packed OUT).
+  # TABLE=table3: T5 60M, five kappas at the scale's length (STEPS to override), about 20 runs of up to 2 minutes: resumable.
+  table6|table3)
+    extra=(); [ -n "${STEPS:-}" ] && extra=(--steps "$STEPS")
+    timeout "${LIMIT:-0}" "$flora" reproduce "$TABLE" --scale paper --device cuda --data "$data" "${extra[@]}" --resume --out "$out" 2>&1 | tee -a "$out/$TABLE.log"
+    echo "== $TABLE: exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s" ;;
+  *) echo "TABLE must be table2, table3 or table6"; exit 2 ;;
+esac
 # The run directories without their checkpoints, the best one included (12 GPT-2 124M checkpoints with their optimizer
 # state are gigabytes, and compressing them ran a command past its 10 minutes on 2026-12-07): the stored results, logs
 # and metrics are what a resumed run and the results page need, small enough to come back from the GPU machine.
