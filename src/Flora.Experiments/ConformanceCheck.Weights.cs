@@ -183,7 +183,7 @@ public static partial class ConformanceCheck
         }
 
         // ---- FLORA's official step closed by Adafactor's update as one op (AdafactorFloraOfficialStep): on a GPU in bf16
-        // three passes with ||y|| from r-space (columns and rows compressed), and the op by op path where columns are not a
+        // fused kernels with ||y|| from r-space (columns and rows compressed), and the op by op path where columns are not a
         // multiple of 8 or the matrix is under 2^23 elements. The update is compared as the change of p; the clip is active
         // (RMS(y) above the threshold of 1).
         foreach (var (n, m, columns) in new[] { (4096, 2048, true), (2048, 4096, false), (66, 130, true) })

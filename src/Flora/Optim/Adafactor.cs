@@ -208,7 +208,7 @@ public class Adafactor : Optimizer
         }
         // FLORA's official variant compresses u and keeps it: on bf16 tensor cores the precondition pass also writes the
         // bf16 copy the compression reads, instead of a conversion pass over u. Inside a projection period the yield, the
-        // fold into M and the update are one backend op (three passes over the matrix on a GPU instead of five).
+        // fold into M and the update are one backend op (four passes over the matrix on a GPU instead of five).
         var official = state.Momentum is CompressedMomentum { YieldsLowRank: false } o && state.Factored ? o : null;
         Tensor? rounded = official is not null && Backend.ProductOperandType != DType.Float32 ? _scratch.Update.Get(gradient.Shape) : null;
         if (official is not null)

@@ -273,9 +273,10 @@ FLORA_KERNEL void scaled_update_rounded_bf16_x8(uint4* p, const float4* u, const
     }
 }
 
-// ---- FLORA's official variant closing a factored Adafactor step (CudaBackend.AdafactorFloraOfficialStep): three passes
-// over the (n, m) matrices instead of five. The preconditioned u is never stored in fp32: the first pass rounds it to
-// bf16 for the compression and sums u^2 and p^2; the update takes u again from g. A warp per row, cols a multiple of 8.
+// ---- FLORA's official variant closing a factored Adafactor step (CudaBackend.AdafactorFloraOfficialStep): these two kernels
+// and two products are four passes over the (n, m) matrices where five ran. The preconditioned u is never stored in fp32:
+// the first kernel rounds it to bf16 for the compression and sums u^2 and p^2; the update takes u again from g. A warp per
+// row, cols a multiple of 8.
 
 __device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
     return (unsigned int)to_bf16_bits(lo) | ((unsigned int)to_bf16_bits(hi) << 16);
