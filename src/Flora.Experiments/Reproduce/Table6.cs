@@ -206,7 +206,7 @@ public sealed class Table6Reproduction : IReproduction
     private static string MiB(long bytes) => (bytes / 1048576.0).ToString("0.00", CultureInfo.InvariantCulture);
 
     private static string Setting(ReproduceSettings settings, Scale scale) =>
-        $"Setting: {scale.Model} (Llama-style: RMSNorm, rotary positions, SwiGLU; fused q/k/v and gate/up projections) trained from scratch on the "
+        $"Setting: {scale.Model} (Llama-style: RMSNorm, rotary positions, SwiGLU; separate q/k/v and gate/up projections under Hugging Face's names) trained from scratch on the "
         + (scale.PreparedText ? "whole prepared English Bible (World English Bible with the deuterocanon, lm-train.txt of flora data prepare)" : "embedded English corpus (World English Bible)")
         + $", tokenizer {scale.Tokenizer}, up to {scale.Steps} steps of {scale.Batch} x {scale.SequenceLength} tokens"
         + (scale.EarlyStopPatience > 0 ? $" (early stopping after {scale.EarlyStopPatience} evaluations without a better validation loss)" : "") + ", "
