@@ -209,11 +209,11 @@ public static partial class ConformanceCheck
             float[] Change(float[] after) => after.Zip(w, (x, y) => x - y).ToArray();
             add($"AdafactorFloraOfficialStep ({what}): change of p, and M", Math.Max(RelativeError(Change(c.P), Change(z.P)), RelativeError(c.M, z.M)),
                 Math.Max(2e-5, gemmTolerance), "relative");
-            // A bf16 p: the fp32 step on the same values, rounded stochastically with the same seed, bit for bit.
-            foreach (var (b, name) in new[] { (gpu, device), (cpu, "cpu") })
+            // A bf16 p: the fp32 step above on the same values, rounded stochastically with the same seed, bit for bit.
+            foreach (var (b, name, fp32) in new[] { (gpu, device, z), (cpu, "cpu", c) })
             {
                 ushort[] fused = Step(b, true).Bits;
-                using var wide = Up(b, Step(b, false).P, [n * m]);
+                using var wide = Up(b, fp32.P, [n * m]);
                 using var rounded = b.Allocate(new Shape(n * m), MemoryTag.Scratch, DType.BFloat16);
                 b.StochasticRound(wide, rounded, Seed);
                 add($"AdafactorFloraOfficialStep on {name} ({what}): a bf16 p against the fp32 step rounded with the same bits",

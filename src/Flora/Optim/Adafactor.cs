@@ -211,18 +211,10 @@ public class Adafactor : Optimizer
         // fold into M and the update are one backend op (four passes over the matrix on a GPU instead of five).
         var official = state.Momentum is CompressedMomentum { YieldsLowRank: false } o && state.Factored ? o : null;
         Tensor? rounded = official is not null && Backend.ProductOperandType != DType.Float32 ? _scratch.Update.Get(gradient.Shape) : null;
-        if (official is not null)
-        {
-            Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
-            if (official.TryStepOfficial(t, weight, gradient, state.Rows!, state.Columns!, rounded, lr, Options.Eps2, Options.ClipThreshold, wd,
-                    Options.ScaleParameter, roundingSeed ?? 0)) return;
-            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
-        }
-        else if (state.Factored)
-        {
-            Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
-            Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
-        }
+        if (state.Factored) Backend.AdafactorFactoredMoments(gradient, state.Rows!, state.Columns!, decay, Options.Eps1);
+        if (official is not null && official.TryStepOfficial(t, weight, gradient, state.Rows!, state.Columns!, rounded, lr, Options.Eps2,
+                Options.ClipThreshold, wd, Options.ScaleParameter, roundingSeed ?? 0)) return;
+        if (state.Factored) Backend.AdafactorFactoredPrecondition(gradient, state.Rows!, state.Columns!, u, alpha, beta, rounded);
         else
         {
             Backend.SquaredMovingAverage(gradient, state.V!, decay, Options.Eps1);

@@ -695,7 +695,7 @@ internal sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The fewest elements for which <see cref="AdafactorFloraOfficialStep"/> takes its fused kernels: below, the r-space
-    /// products and launches cost about what the two passes saved do (on an H100 with every matrix fused, GPT-2's FLORA
+    /// products and launches cost about what the fused kernels save (on an H100 with every matrix fused, GPT-2's FLORA
     /// step went from 27.9 to 28.9 ms at 124M and 69.4 to 71.3 ms at 350M, whose largest blocks' matrices have 2^22
     /// elements; llama-7b's, of 2^24 elements and more, from 303 to 280 ms).
     /// </summary>
