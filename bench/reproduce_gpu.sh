@@ -23,7 +23,10 @@
 #     paper's 5,000 steps at the paper's kappa = 1000 (5 resamplings): about 2 to 4 minutes a run, 12 runs in three or
 #     four commands of LIMIT=540 resumed into one OUT.
 
-# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] [MODELS=t5] [TABLE=table3|table6] bench/reproduce_gpu.sh OUT
+# Usage, on the GPU machine from the repository root: [LIMIT=SECONDS] [SWEEP=1] [STEPS=5000] [MODELS=t5] [TABLE=table3|table6] [WORKERS=N [GPUS=0,1,...]] bench/reproduce_gpu.sh OUT
+#   WORKERS=N: N processes train the table's runs side by side (flora reproduce --workers N): these models leave most of an
+#   H100 idle at batch 4, so several share one GPU; GPUS=0,1,... gives worker i GPU i (mod the list) on a machine with
+#   several. The table is written once every run is stored, as without workers.
 #   MODELS=t5: Table 2's encoder-decoder setting (T5 60M) instead of GPT-2 124M; no rate has been swept there under the
 #   rules, so run it with SWEEP=1 first (about 20 runs; two or three commands of LIMIT=540).
 #   FLORA=path/to/flora (default ./.gpu/Flora.Cli, the self-contained build); DATA=prepared data (default data/prepared/bible-v1,
@@ -42,21 +45,24 @@ start=$(date +%s)
 # 0.01 / 0.03 / 0.1), as the rules ask; resumed into the OUT of a fixed-rate run, its runs at the grid's rates are reused.
 rates=(--naive-lrs 0.003 --lora-lrs 0.01); [ "${SWEEP:-0}" = 1 ] && rates=()
 steps=${STEPS:-1000}
+workers=(); [ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS"); [ -n "${GPUS:-}" ] && workers+=(--gpus "$GPUS")
 models=${MODELS:-gpt}
 case "${TABLE:-table2}" in
   table2)
     timeout "${LIMIT:-0}" "$flora" reproduce table2 --scale paper --device cuda --data "$data" --models "$models" --ranks 256 --steps "$steps" --seeds 3 \
-      --test-pairs 100 "${rates[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-$models.log"
+      --test-pairs 100 "${rates[@]}" "${workers[@]}" --resume --out "$out" 2>&1 | tee -a "$out/table2-$models.log"
     echo "== table2 ($models): exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s" ;;
   # TABLE=table6: the whole table at paper scale with FLORA on AdamW's rate swept, 13 to 15 runs of about 30 s (it reads
   # each arm's best checkpoint for the state split, so run it in one command rather than resumed from a packed OUT).
   # TABLE=table3: T5 60M, five kappas at the scale's length (STEPS to override), about 20 runs of up to 2 minutes: resumable.
   table6|table3)
     extra=(); [ -n "${STEPS:-}" ] && extra=(--steps "$STEPS")
-    timeout "${LIMIT:-0}" "$flora" reproduce "$TABLE" --scale paper --device cuda --data "$data" "${extra[@]}" --resume --out "$out" 2>&1 | tee -a "$out/$TABLE.log"
+    timeout "${LIMIT:-0}" "$flora" reproduce "$TABLE" --scale paper --device cuda --data "$data" "${extra[@]}" "${workers[@]}" --resume --out "$out" 2>&1 | tee -a "$out/$TABLE.log"
     echo "== $TABLE: exit code ${PIPESTATUS[0]} (124: stopped by LIMIT; run again to resume), $(( $(date +%s) - start )) s" ;;
   *) echo "TABLE must be table2, table3 or table6"; exit 2 ;;
 esac
+# Workers left behind by LIMIT's signal (their runs stored so far stay; a resumed command reuses them).
+pkill -f -- "reproduce .* --worker" 2>/dev/null || true
 # The run directories without their checkpoints, the best one included (12 GPT-2 124M checkpoints with their optimizer
 # state are gigabytes, and compressing them ran a command past its 10 minutes on 2026-12-07): the stored results, logs
 # and metrics are what a resumed run and the results page need, small enough to come back from the GPU machine.

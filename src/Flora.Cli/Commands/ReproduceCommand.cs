@@ -29,10 +29,14 @@ internal static class ReproduceCommand
         var gptModel = new Option<string?>("--gpt-model") { Description = "the decoder-only model of the text experiments instead of the scale's (e.g. gpt2-350m)" };
         var t5Model = new Option<string?>("--t5-model") { Description = "the encoder-decoder model of the text experiments instead of the scale's" };
         var resume = new Option<bool>("--resume") { Description = "reuse the runs an interrupted reproduction into the same --out finished with identical settings (runs/NAME/arm-result.json) instead of training them again" };
+        var workers = Options.OptionalInt("--workers", "train the runs in this many processes side by side (several small models on one GPU, one GPU each with --gpus, or shares of the CPU's cores), then write the tables from their stored runs; implies --resume", NumberRange.Positive);
+        var gpus = new Option<string?>("--gpus") { Description = "with --workers: the GPUs the workers take in turn, e.g. 0,1,2,3 (each worker sees one: CUDA_VISIBLE_DEVICES); default: every worker on this process's GPUs" };
+        var worker = new Option<bool>("--worker") { Description = "(started by --workers) be one of several processes training this experiment's runs into the same --out; writes no table", Hidden = true };
         var results = new Option<string?>("--results") { Description = "also put the tables into this Markdown document (e.g. docs/results.md), replacing their previous versions" };
         var command = new Command("reproduce", "Run an experiment of the paper (Figure 1, Tables 1 to 6, Figure 2, our ablation) and write table.md with the paper's numbers, results.csv, charts and the commands.")
         {
             name, scale, quick, device, precision, output, seed, data, steps, ranks, testPairs, seeds, naiveLrs, loraLrs, models, gptModel, t5Model, resume, results,
+            workers, gpus, worker,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandGuard.Run(error, () =>
         {
@@ -46,6 +50,13 @@ internal static class ReproduceCommand
                 var other => throw new ArgumentException($"--scale must be default or paper, got '{other}'"),
             };
             string commandLine = string.Join(' ', ["flora", .. parse.Tokens.Select(t => t.Value)]);
+            int workerCount = parse.GetValue(workers) ?? 1;
+            bool isWorker = parse.GetValue(worker);
+            string[] gpuList = ReproduceWorkers.ParseGpus(parse.GetValue(gpus));
+            if (gpuList.Length > 0 && workerCount < 2) throw new ArgumentException("--gpus goes with --workers N (N of 2 or more): it says which GPU each worker takes");
+            if (isWorker && workerCount > 1) throw new ArgumentException("--worker is one of the processes that --workers starts; give one or the other");
+            if (workerCount > 1 && experiments.FirstOrDefault(e => !e.RunsArms) is { } whole)
+                throw new ArgumentException($"{whole.Name} trains in one piece and cannot be shared among workers: run it without --workers (those that can: {string.Join(", ", Reproductions.All.Where(e => e.RunsArms).Select(e => e.Name))})");
             var summaries = new List<ReproductionSummary>();
             foreach (var experiment in experiments)
             {
@@ -53,7 +64,7 @@ internal static class ReproduceCommand
                 {
                     Scale = scaleValue, Quick = parse.GetValue(quick), Device = parse.GetValue(device)!, Precision = parse.GetValue(precision)!, Seed = parse.GetValue(seed),
                     Data = parse.GetValue(data), Steps = parse.GetValue(steps), Ranks = parse.GetValue(ranks) is { Length: > 0 } r ? r.OrderBy(x => x).ToArray() : null,
-                    GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model), Resume = parse.GetValue(resume),
+                    GptModel = parse.GetValue(gptModel), T5Model = parse.GetValue(t5Model), Resume = parse.GetValue(resume) || workerCount > 1,
                     TestPairs = parse.GetValue(testPairs), Seeds = parse.GetValue(seeds),
                     NaiveGrid = parse.GetValue(naiveLrs) is { Length: > 0 } nl ? nl : null, LoraGrid = parse.GetValue(loraLrs) is { Length: > 0 } ll ? ll : null, Models = parse.GetValue(models) is { Length: > 0 } m ? m : null, CommandLine = commandLine,
                     OutputDirectory = Path.Combine(parse.GetValue(output)!, parse.GetValue(quick) ? "quick" : parse.GetValue(scale)!, experiment.Name),
@@ -61,6 +72,19 @@ internal static class ReproduceCommand
                 console.MarkupLine($"[bold]{experiment.Name}[/]: {Markup.Escape(experiment.Title)} (scale {settings.ScaleName}, {settings.Device})");
                 var clock = Stopwatch.StartNew();
                 var log = new SynchronousProgress<string>(line => console.MarkupLine($"[grey]{clock.Elapsed:mm\\:ss}[/] {Markup.Escape(line)}"));
+                if (isWorker)
+                {
+                    int trained = ReproductionWorker.Run(experiment, settings, log, cancel, TimeSpan.FromMinutes(1));
+                    console.MarkupLine(Markup.Escape($"worker done: every run of {experiment.Name} is stored ({trained} trained here) in {settings.OutputDirectory}"));
+                    continue;
+                }
+                if (workerCount > 1)
+                {
+                    var arguments = ReproduceWorkers.WorkerArguments(experiment.Name, settings, parse.GetValue(output)!, parse.GetValue(scale)!);
+                    int code = ReproduceWorkers.Run(console, error, arguments, workerCount, gpuList, settings.Device == "cpu", cancel);
+                    if (code != 0) return code;
+                    console.MarkupLine(Markup.Escape($"every worker finished; writing the tables from the stored runs ({clock.Elapsed.TotalSeconds:F0} s)"));
+                }
                 var summary = experiment.Run(settings, log, cancel);
                 summaries.Add(summary);
                 console.WriteLine();

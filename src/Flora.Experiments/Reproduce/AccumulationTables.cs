@@ -20,6 +20,7 @@ public sealed class AccumulationReproduction(string name, bool unfactored) : IRe
     public const int Tau = 16;
 
     public string Name => name;
+    public bool RunsArms => true;
     public string Title => unfactored
         ? "linear-memory (unfactored) Adafactor with gradient accumulation (paper Table 4)"
         : "compressed gradient accumulation when fine-tuning, 16 steps of batch 1 (paper Table 1)";

@@ -22,12 +22,14 @@ public sealed record Arm(string Method, int Rank, TrainOptions Options, string G
 /// random projections FLORA drew during the run (Resamplings: momentum transfers or accumulation cycles, per matrix),
 /// the parameters that trained (for LoRA: adapters, plus embeddings and vectors as the paper ran it), the step training
 /// ended at (before the planned last one when early stopping ended it) and the mean sentence BLEU of the test pairs.
+/// Pending: a stand-in, in a worker's walk, for a run another worker is training (<see cref="ReproductionWorker"/>);
+/// it counts as failed, and the walk that met it writes nothing.
 /// </summary>
 public sealed record ArmResult(
     Arm Arm, float LearningRate, double? BestValidationLoss, long BestStep, double? TestLoss, double? TestPerplexity,
     BleuScore? Bleu, RougeCorpusScores? Rouge, long PeakBytes, long OptimizerStateBytes, long AccumulatorPeakBytes,
     long GradientPeakBytes, double Seconds, IReadOnlyList<(long Step, double Loss)> ValidationCurve, string Command, string? Failure,
-    long Resamplings = 0, long TrainableParameters = 0, long LastStep = 0, double? SentenceBleu = null)
+    long Resamplings = 0, long TrainableParameters = 0, long LastStep = 0, double? SentenceBleu = null, bool Pending = false)
 {
     /// <summary>Whether the run diverged.</summary>
     public bool Failed => Failure is not null;
@@ -111,13 +113,46 @@ public sealed class ArmRunner
             CheckpointEvery = int.MaxValue / 2, KeepCheckpoints = 1,
         };
         arm = arm with { Options = options };
+        var worker = _settings.Worker;
+        if (worker is not null && float.IsNaN(options.Optimizer.LearningRate)) return Pending(arm);   // its rate waits on a pending sweep
         string identity = StoredArm.IdentityOf(options, TestPairs, MaxNewTokens);
         if (_settings.Resume && StoredArm.TryLoad(directory, identity, arm) is ArmResult stored)
         {
-            _log?.Report($"{runName}: {arm.Label}: reusing the result stored in {StoredArm.FileIn(directory)} (test loss {stored.TestLoss:F3}, {stored.Seconds:F0} s)");
+            if (worker is null) _log?.Report($"{runName}: {arm.Label}: reusing the result stored in {StoredArm.FileIn(directory)} (test loss {stored.TestLoss:F3}, {stored.Seconds:F0} s)");
             All.Add(stored);
             return stored;
         }
+        if (worker is null) return Train(arm, runName, directory, identity);
+        using var claim = RunClaim.TryTake(directory);
+        if (claim is null) return Pending(arm);
+        if (StoredArm.TryLoad(directory, identity, arm) is ArmResult justStored)   // finished between the two looks
+        {
+            All.Add(justStored);
+            return justStored;
+        }
+        try
+        {
+            var result = Train(arm, runName, directory, identity);
+            worker.CountTrained();
+            return result;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new WorkerRunException($"{runName}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A worker's stand-in for a run another worker holds (or whose rate waits on one).</summary>
+    private ArmResult Pending(Arm arm)
+    {
+        _settings.Worker!.CountPending();
+        return new ArmResult(arm, arm.Options.Optimizer.LearningRate, null, 0, null, null, null, null, 0, 0, 0, 0, 0, [], CommandLine(arm.Options),
+            "pending in another worker", Pending: true);
+    }
+
+    private ArmResult Train(Arm arm, string runName, string directory, string identity)
+    {
+        var options = arm.Options;
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         string command = CommandLine(options);
         var curve = new List<(long, double)>();
@@ -190,6 +225,9 @@ public sealed class ArmRunner
         }
         static bool Better(ArmResult a, ArmResult? b) => !a.Failed && (b is null || b.Failed || a.BestValidationLoss < b.BestValidationLoss);
         foreach (float lr in grid.Order()) RunAt(lr);
+        // A worker whose sweep has a rate pending elsewhere cannot choose yet: the runs at the chosen rate wait (NaN rate).
+        ArmResult PendingChoice() => Pending(make(float.NaN));
+        if (tried.Any(r => r.Pending)) return PendingChoice();
         float ratio = grid.Count > 1 ? grid.Max() / grid.Order().ElementAt(grid.Count - 2) : 3f;
         for (int extension = 0; extension < maxExtensions; extension++)
         {
@@ -200,6 +238,7 @@ public sealed class ArmRunner
             if (best == ordered[^1]) RunAt(best.LearningRate * ratio);
             else if (best == ordered[0]) RunAt(best.LearningRate / ratio);
             else break;
+            if (tried[^1].Pending) return PendingChoice();
         }
         ArmResult? chosen = null;
         foreach (var r in tried) if (Better(r, chosen)) chosen = r;
@@ -270,6 +309,8 @@ public sealed class ArmRunner
         string directory = settings.Data ?? PreparedData.DefaultDirectory;
         if (File.Exists(Path.Combine(directory, "manifest.json"))) return directory;
         if (settings.Data is not null) throw new FloraException($"{directory}: no prepared data here (run 'flora data prepare --out {directory}')");
+        using var claim = RunClaim.Wait(directory, CancellationToken.None);   // workers starting together prepare it once
+        if (File.Exists(Path.Combine(directory, "manifest.json"))) return directory;
         log?.Report($"preparing the Bible data sets into {directory} (flora data prepare)");
         BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = directory, InstallMissingPackages = true, Progress = line => log?.Report("  " + line) });
         return directory;

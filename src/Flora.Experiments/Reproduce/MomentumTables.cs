@@ -19,6 +19,7 @@ public sealed class Table2Reproduction : IReproduction
 {
     /// <inheritdoc/>
     public string Name => "table2";
+    public bool RunsArms => true;
     /// <inheritdoc/>
     public string Title => "compressed momentum from scratch, batch 4 (paper Table 2)";
 
@@ -117,6 +118,7 @@ public sealed class Table3Reproduction : IReproduction
     public static readonly int[] Kappas = [1, 10, 100, 1000, 10000];
     /// <inheritdoc/>
     public string Name => "table3";
+    public bool RunsArms => true;
     /// <inheritdoc/>
     public string Title => "the resampling interval kappa of compressed momentum (paper Table 3)";
 
@@ -185,6 +187,7 @@ public sealed class AblationReproduction : IReproduction
 {
     /// <inheritdoc/>
     public string Name => "ablation";
+    public bool RunsArms => true;
     /// <inheritdoc/>
     public string Title => "Algorithm 2 as printed vs the official momentum variant (which becomes the default)";
 

@@ -44,6 +44,11 @@ public sealed record ReproduceSettings
     /// </summary>
     public bool Resume { get; init; }
     public string? T5Model { get; init; }
+    /// <summary>
+    /// Set when this process is one of several workers sharing the output directory (<see cref="ReproductionWorker"/>):
+    /// runs are claimed before training, runs of other workers stand in as pending, and no table is written.
+    /// </summary>
+    public ReproductionWorker? Worker { get; init; }
 
     public string ScaleName => Quick ? "quick" : Scale == ReproductionScale.Paper ? "paper" : "default";
 }
@@ -55,6 +60,11 @@ public interface IReproduction
     string Name { get; }
     /// <summary>One line: what the paper's experiment is and what we run instead.</summary>
     string Title { get; }
+    /// <summary>
+    /// Whether its runs go through <see cref="ArmRunner"/>, each stored on its own, so that several workers can share them
+    /// (<see cref="ReproductionWorker"/>); the others train in one piece.
+    /// </summary>
+    bool RunsArms => false;
     /// <summary>Runs the experiment and writes its outputs (table.md, results.csv, SVGs, commands.txt) under settings.OutputDirectory.</summary>
     ReproductionSummary Run(ReproduceSettings settings, IProgress<string>? log = null, CancellationToken cancel = default);
 }
@@ -92,12 +102,17 @@ public sealed class ReproductionReport
 
     public string PathOf(string fileName) => Path.Combine(Settings.OutputDirectory, fileName);
 
-    public void WriteCsv(CsvTable table, string fileName = "results.csv") => table.Save(PathOf(fileName));
+    /// <summary>A worker's walk writes nothing: the tables come from the stored runs once every worker is done.</summary>
+    private bool Writes => Settings.Worker is null;
 
-    public void WriteChart(string fileName, SvgLineChart chart, int width = 800, int height = 480) =>
-        AtomicFile.WriteAllText(PathOf(fileName), chart.ToSvg(width, height));
+    public void WriteCsv(CsvTable table, string fileName = "results.csv") { if (Writes) table.Save(PathOf(fileName)); }
 
-    public void WriteSvg(string fileName, string svg) => AtomicFile.WriteAllText(PathOf(fileName), svg);
+    public void WriteChart(string fileName, SvgLineChart chart, int width = 800, int height = 480)
+    {
+        if (Writes) AtomicFile.WriteAllText(PathOf(fileName), chart.ToSvg(width, height));
+    }
+
+    public void WriteSvg(string fileName, string svg) { if (Writes) AtomicFile.WriteAllText(PathOf(fileName), svg); }
 
     /// <summary>Writes table.md and commands.txt and returns the summary; <paramref name="verdict"/> says whether the paper's conclusion holds here.</summary>
     public ReproductionSummary Finish(string verdict, bool holds)
@@ -112,6 +127,7 @@ public sealed class ReproductionReport
         foreach (var c in _commands) md.AppendLine(c);
         md.AppendLine("```");
         string text = md.ToString();
+        if (!Writes) return new ReproductionSummary(Name, Title, text, verdict, holds, Settings.OutputDirectory);
         AtomicFile.WriteAllText(PathOf("table.md"), text);
         AtomicFile.WriteAllText(PathOf("commands.txt"), string.Join("\n", new[] { Settings.CommandLine }.Concat(_commands).Where(c => c.Length > 0)) + "\n");
         return new ReproductionSummary(Name, Title, text, verdict, holds, Settings.OutputDirectory);

@@ -20,6 +20,7 @@ namespace Flora.Experiments.Reproduce;
 public sealed class Table6Reproduction : IReproduction
 {
     public string Name => "table6";
+    public bool RunsArms => true;
 
     public string Title =>
         "Table 6: GaLore vs FLORA, Llama-style language-model pretraining (paper: C4, 60M/350M/7B; here: the English corpus), perplexity and memory";
@@ -151,6 +152,7 @@ public sealed class Table6Reproduction : IReproduction
         if (!scale.Tokenizer.StartsWith("bpe:", StringComparison.Ordinal)) return scale.Tokenizer;
         string shared = Path.Combine(settings.OutputDirectory, "shared");
         string directory = Path.Combine(shared, TokenizerSetup.Directory);
+        using var claim = RunClaim.Wait(directory, CancellationToken.None);   // workers sharing the directory train it once
         if (!File.Exists(Path.Combine(directory, "encoder.json"))) log?.Report($"training the {scale.Tokenizer} tokenizer on the corpus's training split");
         TokenizerSetup.Prepare(scale.Tokenizer, shared, () => EmbeddedCorpus.Load().Train);
         return directory;

@@ -83,6 +83,7 @@ public sealed record TextScale(
         string shared = SharedDirectory(s);
         Directory.CreateDirectory(shared);
         string directory = Path.Combine(shared, TokenizerSetup.Directory);
+        using var claim = RunClaim.Wait(directory, CancellationToken.None);   // workers sharing the directory train it once
         if (!File.Exists(Path.Combine(directory, "encoder.json"))) log?.Report($"training the {Tokenizer} tokenizer on the Spanish and English training pairs");
         TokenizerSetup.Prepare(Tokenizer, shared, () => string.Join("\n", PreparedData.Open(data).ReadPairs(CorpusSplit.Train).Select(p => p.Source + "\n" + p.Target)));
         return directory;
@@ -107,6 +108,7 @@ public sealed record TextScale(
             Optimizer = new OptimizerSpec { Name = "flora", LearningRate = 0.03f, Rank = Ranks[^1], Seed = s.Seed }, Seed = s.Seed,
             Device = s.Device, Precision = s.Precision, OutputDirectory = run, KeepBest = true, CheckpointEvery = int.MaxValue / 2, KeepCheckpoints = 1,
         };
+        using var claim = RunClaim.Wait(run, cancel);                       // workers sharing the directory pretrain once
         string stamp = Path.Combine(run, "pretrain-options.json");
         string best = Path.Combine(run, TrainingCheckpoint.Best);
         string identity = JsonSerializer.Serialize(options with { Device = "", Precision = "" });
