@@ -59,17 +59,21 @@ public sealed class ReproductionWorkerTests : IDisposable
         string data = Path.Combine(_root, "bible");
         BiblePreparation.Prepare(new PrepareOptions { OutputDirectory = data, InstallMissingPackages = false });
         string single = Path.Combine(_root, "single"), shared = Path.Combine(_root, "shared");
-        var (code, _, error) = RunCli("reproduce", "table3", "--quick", "--data", data, "--out", single);
+        // Options the workers must be given as the parent was (else their runs would not be the parent's, and it would train them again).
+        string[] options = ["--quick", "--data", data, "--steps", "20", "--ranks", "8", "--seeds", "1", "--test-pairs", "8", "--naive-lrs", "0.03", "0.09", "0.3"];
+        var (code, _, error) = RunCli(["reproduce", "table3", .. options, "--out", single]);
         Assert.True(code == 0, error);
 
-        (code, string output, error) = RunCli("reproduce", "table3", "--quick", "--data", data, "--out", shared, "--workers", "2");
+        (code, string output, error) = RunCli(["reproduce", "table3", .. options, "--out", shared, "--workers", "2"]);
         Assert.True(code == 0, error + output);
         string runs = Path.Combine(shared, "quick", "table3", "runs");
         int stored = Directory.EnumerateDirectories(runs).Count(d => File.Exists(Path.Combine(d, "arm-result.json")));
-        Assert.Equal(6, stored);                                    // Naive at 3 rates, Flora at 3 kappas
+        Assert.Equal(6, stored);                                    // Naive at the 3 rates given, Flora at 3 kappas
         // Every run trained by exactly one worker ("best validation" ends a trained run), both workers busy.
         var trained = output.Split('\n').Where(l => l.Contains("  best validation", StringComparison.Ordinal)).ToList();
         Assert.Equal(stored, trained.Count);
+        Assert.All(trained, l => Assert.StartsWith("[worker ", l));            // the parent trained nothing: it reused every run
+        Assert.Equal(stored, output.Split('\n').Count(l => l.Contains("reusing the result stored in", StringComparison.Ordinal)));
         Assert.Contains(trained, l => l.StartsWith("[worker 1]", StringComparison.Ordinal));
         Assert.Contains(trained, l => l.StartsWith("[worker 2]", StringComparison.Ordinal));
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(shared, "quick"), "*.claim", SearchOption.AllDirectories));
