@@ -20,6 +20,11 @@ public sealed class ReproductionWorker
 
     internal void CountPending() => Pending++;
 
+    /// <summary>Runs this worker trained (over all walks).</summary>
+    public int Trained { get; private set; }
+
+    internal void CountTrained() => Trained++;
+
     /// <summary>
     /// Walks <paramref name="reproduction"/> as one worker until every run it needs is stored (by this worker or another),
     /// walking again whenever another run is stored (or after <paramref name="poll"/>) while others still train. Returns the
@@ -58,11 +63,6 @@ public sealed class ReproductionWorker
         string runs = Path.Combine(outputDirectory, "runs");
         return Directory.Exists(runs) ? Directory.EnumerateDirectories(runs).Count(d => File.Exists(StoredArm.FileIn(d))) : 0;
     }
-
-    /// <summary>Runs this worker trained (over all walks).</summary>
-    public int Trained { get; private set; }
-
-    internal void CountTrained() => Trained++;
 }
 
 /// <summary>A run a worker trained failed (not a pending stand-in's side effect): the worker stops.</summary>
